@@ -1,0 +1,12 @@
+"""infuse: measure RAG against fine-tuning on your own documents, locally."""
+
+import os
+
+# LanceDB's Rust core logs deprecation notices at WARN level on every query; users of a CLI do
+# not need them. An explicit LANCE_LOG setting still wins.
+os.environ.setdefault("LANCE_LOG", "error")
+
+from infuse.workspace import Workspace  # noqa: E402
+
+__all__ = ["Workspace"]
+__version__ = "0.1.0"

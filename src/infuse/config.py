@@ -1,0 +1,188 @@
+"""Settings: defaults < infuse.toml in the workspace < INFUSE_* environment variables < flags.
+
+Environment variables use ``__`` between sections, e.g. ``INFUSE_EMBEDDER__MODEL=intfloat/e5-small``
+or ``INFUSE_SEARCH__RERANKER=cross-encoder/ms-marco-MiniLM-L-6-v2``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from infuse.errors import ConfigError
+from infuse.language import Language
+
+CONFIG_FILE_NAME = "infuse.toml"
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class SearchMode(StrEnum):
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+
+
+class StoreBackend(StrEnum):
+    LANCEDB = "lancedb"
+
+
+class EmbedderSettings(BaseModel):
+    """Which sentence-transformers model embeds chunks and queries."""
+
+    model: str = DEFAULT_EMBEDDER
+    query_prefix: str = ""  # e5-style models want "query: "
+    passage_prefix: str = ""  # ... and "passage: "
+    batch_size: int = Field(32, ge=1)
+    device: str | None = None  # None: CUDA, then MPS, then CPU
+
+
+class ChunkingSettings(BaseModel):
+    """Token-aware chunking, measured in the embedder's tokens."""
+
+    size: int = Field(200, ge=16, description="maximum tokens per chunk")
+    overlap: int = Field(32, ge=0, description="tokens repeated from the previous chunk")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "ChunkingSettings":
+        if self.overlap >= self.size:
+            raise ValueError(f"chunking.overlap ({self.overlap}) must be smaller than chunking.size ({self.size})")
+        return self
+
+
+class FusionWeights(BaseModel):
+    """Weights of the dense and lexical lists in reciprocal rank fusion."""
+
+    dense: float = Field(1.0, ge=0)
+    lexical: float = Field(1.0, ge=0)
+
+
+def _default_weights() -> dict[Language, FusionWeights]:
+    # Chosen on the dev split of benchmarks/retrieval.py (see docs/retrieval.md): the offline
+    # default embedder is English-only, so for Japanese queries its list is down-weighted.
+    return {
+        Language.EN: FusionWeights(dense=1.0, lexical=1.0),
+        Language.JA: FusionWeights(dense=0.25, lexical=1.0),
+    }
+
+
+class SearchSettings(BaseModel):
+    k: int = Field(5, ge=1)
+    mode: SearchMode = SearchMode.HYBRID
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(50, ge=1, description="depth of each list before fusion")
+    weights: dict[Language, FusionWeights] = Field(default_factory=_default_weights)
+    reranker: str | None = None  # a cross-encoder id or folder; None disables reranking
+    rerank_depth: int = Field(20, ge=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _fill_missing_languages(cls, value: dict[Language, FusionWeights]) -> dict[Language, FusionWeights]:
+        return {**_default_weights(), **value}
+
+
+class IngestSettings(BaseModel):
+    commit_every: int = Field(256, ge=1, description="chunks per atomic commit")
+    lock_timeout: float = Field(0.0, ge=0, description="seconds to wait for another ingest")
+
+
+class StoreSettings(BaseModel):
+    backend: StoreBackend = StoreBackend.LANCEDB
+
+
+_TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INFUSE_", env_nested_delimiter="__", extra="forbid")
+
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _TOML_PATH.get()
+        if toml_path is not None and toml_path.exists():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, workspace_dir: Path | None = None, **overrides: Any) -> "Settings":
+        """Read settings for a workspace; ``overrides`` (from flags) win over everything."""
+        toml_path = workspace_dir / CONFIG_FILE_NAME if workspace_dir is not None else None
+        if toml_path is not None and toml_path.exists():
+            try:
+                tomllib.loads(toml_path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{toml_path}: not valid TOML ({exc}); fix the file or delete it") from exc
+        token = _TOML_PATH.set(toml_path)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            where = f"{toml_path}, INFUSE_* variables or flags" if toml_path else "INFUSE_* variables or flags"
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
+            )
+            raise ConfigError(f"bad setting in {where}: {problems}") from exc
+        finally:
+            _TOML_PATH.reset(token)
+
+
+DEFAULT_CONFIG_TOML = f"""\
+# infuse workspace settings. Environment variables override them (INFUSE_SECTION__KEY=value),
+# command-line flags override both.
+
+[embedder]
+model = "{DEFAULT_EMBEDDER}"   # any sentence-transformers id or local folder
+query_prefix = ""     # e5-style models: "query: "
+passage_prefix = ""   # e5-style models: "passage: "
+batch_size = 32
+
+[chunking]
+size = 200      # tokens of the embedder's tokenizer
+overlap = 32
+
+[search]
+k = 5
+mode = "hybrid"          # hybrid | dense | lexical
+rrf_k = 60
+candidates = 50
+# reranker = "cross-encoder/ms-marco-MiniLM-L-6-v2"   # optional cross-encoder
+rerank_depth = 20
+
+[search.weights.en]
+dense = 1.0
+lexical = 1.0
+
+[search.weights.ja]
+dense = 0.25
+lexical = 1.0
+
+[ingest]
+commit_every = 256    # chunks per atomic commit
+lock_timeout = 0      # seconds to wait when another ingest holds the workspace
+
+[store]
+backend = "lancedb"
+"""

@@ -1,0 +1,378 @@
+"""File loaders: each supported format becomes one or more :class:`Document`.
+
+Every failure is reported per file (or per JSONL record) as a :class:`LoadError` in the
+:class:`LoadResult`, so one bad file never stops a batch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infuse.documents.encoding import decode_bytes
+from infuse.documents.models import Document, FileType, Section, sha256_hex
+from infuse.errors import LoadError
+
+SUFFIX_TYPES: dict[str, FileType] = {
+    ".txt": FileType.TEXT,
+    ".text": FileType.TEXT,
+    ".md": FileType.MARKDOWN,
+    ".markdown": FileType.MARKDOWN,
+    ".html": FileType.HTML,
+    ".htm": FileType.HTML,
+    ".pdf": FileType.PDF,
+    ".docx": FileType.DOCX,
+    ".jsonl": FileType.JSONL,
+    ".json": FileType.JSON,
+}
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """Which JSON fields hold a record's text and (optionally) its identity."""
+
+    text_field: str = "text"
+    id_field: str | None = None
+
+
+@dataclass
+class LoadResult:
+    documents: list[Document] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+
+
+def normalise_path(path: Path) -> str:
+    """A document's identity for file sources: the absolute, resolved POSIX path."""
+    return path.expanduser().resolve().as_posix()
+
+
+def discover_files(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[Path], list[LoadError]]:
+    """Expand files and folders into the supported files below them, sorted, without duplicates.
+
+    Hidden files and folders (``.git``, ``.infuse``...) and ``exclude`` (the workspace itself) are
+    skipped inside folders; a file named explicitly with an unsupported suffix is an error.
+    """
+    excluded = {p.expanduser().resolve() for p in exclude}
+    found: dict[Path, None] = {}
+    errors: list[LoadError] = []
+    for raw in paths:
+        path = raw.expanduser()
+        if not path.exists():
+            errors.append(LoadError(str(raw), "no such file or folder"))
+        elif path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path)
+                resolved = child.resolve()
+                if any(part.startswith(".") for part in rel.parts) or any(e in (resolved, *resolved.parents) for e in excluded):
+                    continue
+                if child.is_file() and child.suffix.lower() in SUFFIX_TYPES:
+                    found[resolved] = None
+        elif path.suffix.lower() in SUFFIX_TYPES:
+            found[path.resolve()] = None
+        else:
+            supported = ", ".join(sorted(SUFFIX_TYPES))
+            errors.append(LoadError(str(raw), f"unsupported file type {path.suffix or '(none)'!r}; supported: {supported}"))
+    return list(found), errors
+
+
+def load_file(path: Path, fields: RecordFields = RecordFields()) -> LoadResult:
+    """Load one file into documents; never raises for bad content, only reports."""
+    source = normalise_path(path)
+    file_type = SUFFIX_TYPES.get(path.suffix.lower())
+    if file_type is None:
+        return LoadResult(errors=[LoadError(source, f"unsupported file type {path.suffix!r}")])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return LoadResult(errors=[LoadError(source, f"cannot read file: {exc.strerror or exc}")])
+    if not data.strip():
+        return LoadResult(errors=[LoadError(source, "empty file: nothing to ingest")])
+    try:
+        if file_type in (FileType.JSONL, FileType.JSON):
+            return _load_records(data, source, file_type, fields)
+        document = _FILE_LOADERS[file_type](data, source)
+    except LoadError as exc:
+        return LoadResult(errors=[exc])
+    except Exception as exc:  # a third-party parser failing on corrupt input
+        return LoadResult(errors=[LoadError(source, f"cannot parse {file_type.value.upper()} file: {exc}")])
+    if not document.text.strip():
+        return LoadResult(errors=[LoadError(source, "no text found in the file")])
+    return LoadResult(documents=[document])
+
+
+def _file_document(data: bytes, source: str, file_type: FileType, text: str, title: str, sections: list[Section]) -> Document:
+    return Document(
+        doc_id=source,
+        source_path=source,
+        file_type=file_type,
+        text=text,
+        content_hash=sha256_hex(data),
+        title=title or Path(source).stem,
+        sections=tuple(sections),
+    )
+
+
+# --- plain text and Markdown -------------------------------------------------------------------
+
+def _load_text(data: bytes, source: str) -> Document:
+    return _file_document(data, source, FileType.TEXT, decode_bytes(data, source), "", [])
+
+
+_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+
+
+def markdown_sections(text: str) -> list[Section]:
+    """Split Markdown at ATX headings (outside code fences); each section knows its heading path."""
+    fenced = [(m.start(), m.end()) for m in _FENCE.finditer(text)]
+    headings = [m for m in _ATX_HEADING.finditer(text) if not any(a <= m.start() < b for a, b in fenced)]
+    return _sections_from_headings(len(text), [(m.start(), len(m.group(1)), m.group(2).strip()) for m in headings])
+
+
+def _sections_from_headings(length: int, headings: list[tuple[int, int, str]]) -> list[Section]:
+    """Turn (offset, level, title) heading marks into sections covering the whole text."""
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    cursor, current = 0, ()
+    for offset, level, title in headings:
+        if offset > cursor:
+            sections.append(Section(cursor, offset, current))
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, title))
+        cursor, current = offset, tuple(t for _, t in path)
+    if cursor < length:
+        sections.append(Section(cursor, length, current))
+    return sections
+
+
+def _load_markdown(data: bytes, source: str) -> Document:
+    text = decode_bytes(data, source)
+    sections = markdown_sections(text)
+    title = next((s.heading_path[0] for s in sections if s.heading_path), "")
+    return _file_document(data, source, FileType.MARKDOWN, text, title, sections)
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+_DROP_TAGS = ("script", "style", "noscript", "template", "head", "svg", "iframe", "object")
+_BLOCK_TAGS = {
+    "p", "div", "section", "article", "main", "header", "footer", "nav", "aside", "li", "ul", "ol",
+    "table", "tr", "td", "th", "br", "pre", "blockquote", "dd", "dt", "dl", "figure", "figcaption",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "form", "address",
+}
+_HEADING_LEVEL = {f"h{i}": i for i in range(1, 7)}
+
+
+def _load_html(data: bytes, source: str) -> Document:
+    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4.element import Comment, Doctype, ProcessingInstruction
+
+    soup = BeautifulSoup(decode_bytes(data, source), "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup.find_all(_DROP_TAGS):
+        tag.decompose()
+    parts: list[str] = []
+    headings: list[tuple[int, int, str]] = []
+    length = 0
+
+    def emit(text: str) -> None:
+        nonlocal length
+        parts.append(text)
+        length += len(text)
+
+    def paragraph_break() -> None:
+        if parts and not parts[-1].endswith("\n\n"):
+            emit("\n\n" if not parts[-1].endswith("\n") else "\n")
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, (Comment, Doctype, ProcessingInstruction)):
+                continue
+            if isinstance(child, NavigableString):
+                text = re.sub(r"\s+", " ", str(child))
+                if text.strip():
+                    if not parts or parts[-1].endswith("\n"):
+                        text = text.lstrip()
+                    emit(text)
+            elif isinstance(child, Tag):
+                is_block = child.name in _BLOCK_TAGS
+                if is_block:
+                    paragraph_break()
+                if child.name in _HEADING_LEVEL:
+                    headings.append((length, _HEADING_LEVEL[child.name], child.get_text(" ", strip=True)))
+                walk(child)
+                if is_block:
+                    paragraph_break()
+
+    walk(soup.body or soup)
+    text = "".join(parts).strip()
+    shift = len("".join(parts)) - len("".join(parts).lstrip())
+    headings = [(max(0, o - shift), lvl, t) for o, lvl, t in headings if t]
+    if not title and headings:
+        title = headings[0][2]
+    return _file_document(data, source, FileType.HTML, text, title, _sections_from_headings(len(text), headings))
+
+
+# --- PDF -----------------------------------------------------------------------------------------
+
+def _load_pdf(data: bytes, source: str) -> Document:
+    import logging
+
+    from pypdf import PdfReader
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings repeat what LoadError says
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            raise LoadError(source, "encrypted PDF; decrypt it first (e.g. qpdf --decrypt)")
+        page_texts = [(page.extract_text() or "").strip() for page in reader.pages]
+    except PdfReadError as exc:
+        raise LoadError(source, f"corrupt or unreadable PDF: {exc}") from exc
+    sections: list[Section] = []
+    chunks: list[str] = []
+    offset = 0
+    for number, page_text in enumerate(page_texts, start=1):
+        if not page_text:
+            continue
+        if chunks:
+            chunks.append("\n\n")
+            offset += 2
+        sections.append(Section(offset, offset + len(page_text), page=number))
+        chunks.append(page_text)
+        offset += len(page_text)
+    if not sections:
+        raise LoadError(source, f"PDF has no text layer ({len(page_texts)} pages, scanned?); run OCR on it first")
+    meta_title = ""
+    try:
+        meta_title = (reader.metadata.title or "") if reader.metadata else ""
+    except Exception:
+        meta_title = ""
+    return _file_document(data, source, FileType.PDF, "".join(chunks), meta_title, sections)
+
+
+# --- DOCX ----------------------------------------------------------------------------------------
+
+def _load_docx(data: bytes, source: str) -> Document:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        word = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, KeyError, ValueError) as exc:
+        raise LoadError(source, f"corrupt or not a .docx file: {exc}") from exc
+    parts: list[str] = []
+    headings: list[tuple[int, int, str]] = []
+    offset = 0
+    blocks = [(p.text, p.style.name if p.style is not None else "") for p in word.paragraphs]
+    for table in word.tables:
+        for row in table.rows:
+            blocks.append((" | ".join(cell.text.strip() for cell in row.cells), ""))
+    for text, style in blocks:
+        text = text.strip()
+        if not text:
+            continue
+        if parts:
+            parts.append("\n\n")
+            offset += 2
+        level = _docx_heading_level(style)
+        if level:
+            headings.append((offset, level, text))
+        parts.append(text)
+        offset += len(text)
+    full = "".join(parts)
+    title = word.core_properties.title or (headings[0][2] if headings else "")
+    return _file_document(data, source, FileType.DOCX, full, title, _sections_from_headings(len(full), headings))
+
+
+def _docx_heading_level(style: str) -> int:
+    if style == "Title":
+        return 1
+    match = re.fullmatch(r"Heading (\d)", style)
+    return int(match.group(1)) if match else 0
+
+
+_FILE_LOADERS: dict[FileType, Callable[[bytes, str], Document]] = {
+    FileType.TEXT: _load_text,
+    FileType.MARKDOWN: _load_markdown,
+    FileType.HTML: _load_html,
+    FileType.PDF: _load_pdf,
+    FileType.DOCX: _load_docx,
+}
+
+
+# --- JSON and JSONL records ----------------------------------------------------------------------
+
+def _load_records(data: bytes, source: str, file_type: FileType, fields: RecordFields) -> LoadResult:
+    text = decode_bytes(data, source)
+    result = LoadResult()
+    for where, record in _iter_records(text, source, file_type, result.errors):
+        try:
+            result.documents.append(_record_document(record, source, where, file_type, fields))
+        except LoadError as exc:
+            result.errors.append(exc)
+    if not result.documents and not result.errors:
+        result.errors.append(LoadError(source, "no records found"))
+    return result
+
+
+def _iter_records(text: str, source: str, file_type: FileType, errors: list[LoadError]) -> Iterator[tuple[str, Any]]:
+    if file_type is FileType.JSONL:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {number}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                errors.append(LoadError(f"{source}:{number}", f"invalid JSON ({exc.msg}); fix or remove the line"))
+        return
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        errors.append(LoadError(source, f"invalid JSON at line {exc.lineno} ({exc.msg})"))
+        return
+    records = parsed if isinstance(parsed, list) else [parsed]
+    for index, record in enumerate(records):
+        yield f"record {index}", record
+
+
+def _record_document(record: Any, source: str, where: str, file_type: FileType, fields: RecordFields) -> Document:
+    location = f"{source} ({where})"
+    if not isinstance(record, dict):
+        raise LoadError(location, f"expected a JSON object, got {type(record).__name__}")
+    text = record.get(fields.text_field)
+    if not isinstance(text, str) or not text.strip():
+        present = ", ".join(sorted(record)) or "none"
+        raise LoadError(
+            location,
+            f"missing or empty text field {fields.text_field!r} (fields present: {present}); choose one with --text-field",
+        )
+    if fields.id_field is not None:
+        raw_id = record.get(fields.id_field)
+        if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+            raise LoadError(location, f"missing id field {fields.id_field!r}; choose one with --id-field")
+        doc_id = str(raw_id)
+    else:
+        doc_id = f"{source}#{where.split()[-1]}"
+    metadata = {
+        key: value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value, ensure_ascii=False)
+        for key, value in record.items()
+        if key not in (fields.text_field, fields.id_field)
+    }
+    title = record.get("title") if isinstance(record.get("title"), str) else ""
+    return Document(
+        doc_id=doc_id,
+        source_path=source,
+        file_type=file_type,
+        text=text,
+        content_hash=sha256_hex(json.dumps(record, sort_keys=True, ensure_ascii=False)),
+        title=title,
+        metadata=metadata,
+    )

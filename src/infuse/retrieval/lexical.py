@@ -1,0 +1,137 @@
+"""Keyword tokenisers: the project owns them so every store indexes the same tokens.
+
+- English: lower-cased words, a short stop list, Snowball (Porter2) stemming.
+- Japanese: SudachiPy morphological analysis (mode A, dictionary from the ``sudachidict-core``
+  wheel), normalised forms, function words (particles, auxiliaries, symbols) dropped. Latin words
+  inside Japanese text get the English treatment, so "Python" matches across languages.
+- :class:`RegexTokenizer` is the naive baseline the retrieval benchmark compares against.
+
+A text is analysed as Japanese as soon as it contains Japanese characters; the analyser handles
+mixed text, and pure-English text takes the fast path.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import cached_property
+from typing import Protocol
+
+import Stemmer
+
+from infuse.language import contains_japanese
+
+
+class Tokenizer(Protocol):
+    def tokenize(self, text: str) -> list[str]: ...
+
+
+ENGLISH_STOPWORDS = frozenset(
+    """a an and are as at be but by for from has have he her his i if in into is it its of on or
+    she that the their them then there these they this to was were will with you your what which who
+    whom when where why how did do does""".split()
+)
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
+
+
+class EnglishTokenizer:
+    """Lower-cased, stop-worded, stemmed words.
+
+    >>> EnglishTokenizer().tokenize("The Runners were running!")
+    ['runner', 'run']
+    """
+
+    def __init__(self) -> None:
+        self._stemmer = Stemmer.Stemmer("english")
+
+    def normalise_word(self, word: str) -> str | None:
+        word = word.lower().replace("’", "'")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if word in ENGLISH_STOPWORDS or not word:
+            return None
+        return self._stemmer.stemWord(word)
+
+    def tokenize(self, text: str) -> list[str]:
+        text = unicodedata.normalize("NFKC", text)
+        tokens = (self.normalise_word(w) for w in _WORD.findall(text))
+        return [t for t in tokens if t]
+
+
+# Sudachi parts of speech that carry no search meaning.
+_JAPANESE_SKIP_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白"})
+_LATIN = re.compile(r"^[0-9A-Za-z\u00c0-\u024f'’.+#-]+$")
+
+
+class JapaneseTokenizer:
+    """SudachiPy tokens for Japanese (and mixed) text.
+
+    >>> JapaneseTokenizer().tokenize("東京大学で機械学習を研究した。")
+    ['東京', '大学', '機械', '学習', '研究', '為る']
+    """
+
+    def __init__(self, english: EnglishTokenizer | None = None, mode: str = "A") -> None:
+        self._english = english or EnglishTokenizer()
+        self._mode = mode
+
+    @cached_property
+    def _sudachi(self):
+        from sudachipy import Dictionary, SplitMode
+
+        return Dictionary(dict="core").tokenizer(mode=getattr(SplitMode, self._mode))
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        # Sudachi has an input size limit; paragraphs are far below it, but be safe on huge texts.
+        for piece in _pieces(text, 8000):
+            for morpheme in self._sudachi.tokenize(piece):
+                if morpheme.part_of_speech()[0] in _JAPANESE_SKIP_POS:
+                    continue
+                surface = morpheme.surface()
+                if _LATIN.match(unicodedata.normalize("NFKC", surface)):
+                    tokens.extend(self._english.tokenize(surface))
+                    continue
+                form = morpheme.normalized_form()
+                if _LATIN.match(form):
+                    tokens.extend(self._english.tokenize(form))
+                elif form.strip():
+                    tokens.append(form.lower())
+        return tokens
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    if len(text.encode("utf-8")) < 40000:
+        return [text]
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+class LanguageAwareTokenizer:
+    """The tokenizer the knowledge base uses: Japanese analysis when the text has Japanese."""
+
+    def __init__(self) -> None:
+        self.english = EnglishTokenizer()
+        self.japanese = JapaneseTokenizer(self.english)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.japanese.tokenize(text) if contains_japanese(text) else self.english.tokenize(text)
+
+
+class RegexTokenizer:
+    """Baseline without morphology: NFKC, lower-case, runs of word characters split on script changes.
+
+    Japanese has no spaces, so ``\\w+`` alone yields whole clauses; splitting where the script
+    changes (kanji / hiragana / katakana / Latin) is the usual cheap improvement.
+    """
+
+    _RUN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf々]+|[\u3040-\u309f]+|[\u30a0-\u30ffー]+|[^\W_]+")
+
+    def tokenize(self, text: str) -> list[str]:
+        return [t.lower() for t in self._RUN.findall(unicodedata.normalize("NFKC", text))]
+
+
+class WhitespaceTokenizer:
+    """The plainest baseline: NFKC, lower-case, ``\\w+`` runs."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return [t.lower() for t in re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", text))]

@@ -1,0 +1,259 @@
+"""Incremental sync of files into a knowledge store.
+
+A document's identity is its normalised source path (or its JSON id field); its content hash
+(plus a fingerprint of the chunking settings) decides skip or replace. New and changed documents
+are chunked, tokenised and embedded, then written in batches, each batch one atomic commit, so
+a kill at any moment loses at most the batch in flight, which the next run redoes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from infuse.documents.chunking import Chunker
+from infuse.documents.loaders import RecordFields, discover_files, load_file
+from infuse.documents.models import Chunk, Document
+from infuse.errors import LoadError
+from infuse.retrieval.embed import Embedder
+from infuse.retrieval.lexical import Tokenizer
+from infuse.retrieval.store import ChunkRecord, DocumentRecord, KnowledgeStore
+
+
+class SyncProgress(Protocol):
+    """Receives progress; the CLI renders it as a Rich progress bar."""
+
+    def start(self, stage: str, total: int) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+
+class _NoProgress:
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did. ``failed`` counts files (or JSON records) that could not be ingested."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pruned: int = 0
+    failed: int = 0
+    chunks_written: int = 0
+    files_seen: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    started_at: str = ""
+    finished_at: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self) -> dict:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "pruned": self.pruned,
+            "failed": self.failed,
+            "chunks_written": self.chunks_written,
+            "files_seen": self.files_seen,
+            "errors": self.errors,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Syncer:
+    """Brings a store in line with a set of files.
+
+    ``prepare_write`` is called once before the first write (the workspace checks the embedder
+    against the knowledge base there), so an unchanged corpus never loads the embedding model.
+
+    >>> report = Syncer(store, chunker, embedder, tokenizer, pipeline="...").sync([Path("docs")])  # doctest: +SKIP
+    """
+
+    store: KnowledgeStore
+    chunker_factory: Callable[[], Chunker]
+    embedder: Embedder
+    tokenizer: Tokenizer
+    pipeline: str
+    commit_every: int = 256
+    prepare_write: Callable[[], KnowledgeStore] | None = None
+    exclude: Sequence[Path] = ()
+
+    def sync(
+        self,
+        paths: Sequence[Path],
+        *,
+        prune: bool = False,
+        fields: RecordFields = RecordFields(),
+        progress: SyncProgress | None = None,
+    ) -> IngestReport:
+        progress = progress or _NoProgress()
+        report = IngestReport(started_at=utc_now())
+        clock = time.perf_counter()
+
+        files, errors = discover_files(paths, exclude=self.exclude)
+        report.files_seen = len(files)
+        documents, loaded_sources = self._load(files, fields, errors, progress)
+        states = self.store.document_states()
+
+        pending: list[Document] = []
+        for document in documents:
+            state = states.get(document.doc_id)
+            if state is None:
+                report.added += 1
+            elif (state.content_hash, state.pipeline) != (document.content_hash, self.pipeline):
+                report.updated += 1
+            else:
+                report.unchanged += 1
+                continue
+            pending.append(document)
+
+        if pending:
+            self._write(pending, report, progress)
+        if prune:
+            seen = {d.doc_id for d in documents}
+            vanished = [
+                doc_id
+                for doc_id, state in states.items()
+                if doc_id not in seen and (state.source_path in loaded_sources or not os.path.exists(state.source_path))
+            ]
+            if vanished:
+                self._writable_store().delete_documents(vanished)
+                report.pruned = len(vanished)
+        if pending or report.pruned:
+            self._writable_store().optimize()
+
+        report.errors = [{"path": e.path, "error": e.reason} for e in errors]
+        report.failed = len(errors)
+        report.finished_at = utc_now()
+        report.seconds = time.perf_counter() - clock
+        return report
+
+    def resync_documents(self, records: Sequence[DocumentRecord], progress: SyncProgress | None = None) -> IngestReport:
+        """Re-chunk and re-embed stored documents (``infuse reindex``); no source file is read."""
+        report = IngestReport(started_at=utc_now(), updated=len(records))
+        clock = time.perf_counter()
+        if records:
+            self._write([r.to_document() for r in records], report, progress or _NoProgress())
+            self._writable_store().optimize()
+        report.finished_at = utc_now()
+        report.seconds = time.perf_counter() - clock
+        return report
+
+    def _writable_store(self) -> KnowledgeStore:
+        if self.prepare_write is not None:
+            self.store = self.prepare_write()
+            self.prepare_write = None
+        return self.store
+
+    def _load(
+        self, files: list[Path], fields: RecordFields, errors: list[LoadError], progress: SyncProgress
+    ) -> tuple[list[Document], set[str]]:
+        """Load every file; documents from files that loaded, and which sources loaded cleanly."""
+        progress.start("reading", len(files))
+        documents: list[Document] = []
+        first_source: dict[str, str] = {}
+        loaded_sources: set[str] = set()
+        for path in files:
+            result = load_file(path, fields)
+            errors.extend(result.errors)
+            for document in result.documents:
+                if document.doc_id in first_source:
+                    errors.append(
+                        LoadError(document.source_path, f"duplicate document id {document.doc_id!r} (first seen in {first_source[document.doc_id]})")
+                    )
+                    continue
+                first_source[document.doc_id] = document.source_path
+                documents.append(document)
+            # A JSONL file with some bad records still counts as loaded: its vanished records prune.
+            if result.documents:
+                loaded_sources.add(result.documents[0].source_path)
+            progress.advance()
+        return documents, loaded_sources
+
+    def _write(self, pending: list[Document], report: IngestReport, progress: SyncProgress) -> None:
+        chunker = self.chunker_factory()
+        progress.start("chunking", len(pending))
+        chunked: list[tuple[Document, list[Chunk]]] = []
+        for document in pending:
+            chunked.append((document, chunker.chunk(document)))
+            progress.advance()
+        store = self._writable_store()
+        progress.start("embedding", sum(len(chunks) for _, chunks in chunked))
+        batch: list[tuple[Document, list[Chunk]]] = []
+        for item in chunked:
+            batch.append(item)
+            if sum(len(chunks) for _, chunks in batch) >= self.commit_every:
+                report.chunks_written += self._commit(store, batch, progress)
+                batch = []
+        if batch:
+            report.chunks_written += self._commit(store, batch, progress)
+
+    def _commit(self, store: KnowledgeStore, batch: list[tuple[Document, list[Chunk]]], progress: SyncProgress) -> int:
+        texts = [chunk.embedding_input() for _, chunks in batch for chunk in chunks]
+        vectors = self.embedder.embed_passages(texts, on_batch=progress.advance)
+        now = utc_now()
+        records: list[ChunkRecord] = []
+        documents: list[DocumentRecord] = []
+        position = 0
+        for document, chunks in batch:
+            for chunk in chunks:
+                records.append(
+                    ChunkRecord(
+                        chunk_id=chunk.chunk_id,
+                        doc_id=document.doc_id,
+                        source_path=document.source_path,
+                        file_type=document.file_type.value,
+                        chunk_index=chunk.index,
+                        text=chunk.text,
+                        start=chunk.start,
+                        end=chunk.end,
+                        page=chunk.page,
+                        heading_path=chunk.heading_path,
+                        lang=chunk.lang.value,
+                        n_tokens=chunk.n_tokens,
+                        tokens=self.tokenizer.tokenize(texts[position]),
+                        metadata=document.metadata,
+                        content_hash=document.content_hash,
+                        vector=vectors[position],
+                    )
+                )
+                position += 1
+            documents.append(
+                DocumentRecord(
+                    doc_id=document.doc_id,
+                    source_path=document.source_path,
+                    file_type=document.file_type.value,
+                    title=document.title,
+                    content_hash=document.content_hash,
+                    pipeline=self.pipeline,
+                    text=document.text,
+                    metadata=document.metadata,
+                    n_chunks=len(chunks),
+                    ingested_at=now,
+                    sections=document.sections,
+                )
+            )
+        store.replace_documents(documents, records)
+        return len(records)

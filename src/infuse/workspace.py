@@ -1,0 +1,327 @@
+"""The one entry point: a workspace folder holding config, knowledge base and state.
+
+Layout::
+
+    WS/infuse.toml            settings (written with defaults on creation)
+    WS/kb/manifest.json       which embedder built the knowledge base, which chunk table is live
+    WS/kb/lancedb/            the LanceDB tables (chunks, documents)
+    WS/kb/last_sync.json      the last ingest's report (counts, failures, times)
+    WS/write.lock             held by ingest/reindex; a second writer waits or fails clearly
+
+>>> ws = Workspace.open("my-ws", create=True)  # doctest: +SKIP
+>>> ws.ingest(["docs/"])  # doctest: +SKIP
+>>> ws.search("how do I reset my password?", k=5)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, SearchMode, Settings, StoreBackend
+from infuse.documents.chunking import Chunker
+from infuse.documents.loaders import RecordFields
+from infuse.documents.models import sha256_hex
+from infuse.errors import EmbedderMismatchError, WorkspaceBusyError, WorkspaceNotFoundError
+from infuse.retrieval.embed import Embedder, EmbedderIdentity
+from infuse.retrieval.lancedb_store import LanceDBStore
+from infuse.retrieval.lexical import LanguageAwareTokenizer
+from infuse.retrieval.rerank import CrossEncoderReranker
+from infuse.retrieval.search import HybridSearcher, SearchHit
+from infuse.retrieval.store import Filters, KnowledgeStore
+from infuse.retrieval.sync import IngestReport, Syncer, SyncProgress, utc_now
+
+DEFAULT_WORKSPACE = ".infuse"
+MANIFEST_VERSION = 1
+# Bump when tokenisation or chunking logic changes in a way that should re-process documents.
+PIPELINE_VERSION = "1"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that readers and crashes only ever see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class KnowledgeBaseManifest:
+    embedder: EmbedderIdentity
+    chunks_table: str
+    created_at: str
+
+    def to_dict(self) -> dict:
+        return {
+            "version": MANIFEST_VERSION,
+            "store": StoreBackend.LANCEDB.value,
+            "embedder": self.embedder.to_dict(),
+            "chunks_table": self.chunks_table,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "KnowledgeBaseManifest":
+        return cls(EmbedderIdentity.from_dict(data["embedder"]), data["chunks_table"], data["created_at"])
+
+
+@dataclass
+class WorkspaceStatus:
+    workspace: str
+    documents: int
+    chunks: int
+    chunks_by_language: dict[str, int]
+    embedder: dict[str, Any] | None
+    configured_embedder: str
+    store: dict[str, Any]
+    last_sync: dict[str, Any] | None
+    ingest_running: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Workspace:
+    """A project's state on disk, and the library API over it."""
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        self.path = path
+        self.settings = settings
+        self.kb_dir = path / "kb"
+        self.manifest_path = self.kb_dir / "manifest.json"
+        self.last_sync_path = self.kb_dir / "last_sync.json"
+        self.lock_path = path / "write.lock"
+        self.tokenizer = LanguageAwareTokenizer()
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> "Workspace":
+        """Open (or with ``create=True`` create) the workspace at ``path``.
+
+        ``path`` defaults to ``$INFUSE_WORKSPACE`` or ``./.infuse``; ``overrides`` are settings
+        given as flags, e.g. ``search={"k": 10}``.
+        """
+        resolved = Path(path or os.environ.get("INFUSE_WORKSPACE") or DEFAULT_WORKSPACE).expanduser().resolve()
+        if not (resolved / CONFIG_FILE_NAME).exists():
+            if not create:
+                raise WorkspaceNotFoundError(
+                    f"no infuse workspace at {resolved}; create one with `infuse -w {resolved} ingest PATH`"
+                )
+            resolved.mkdir(parents=True, exist_ok=True)
+            (resolved / CONFIG_FILE_NAME).write_text(DEFAULT_CONFIG_TOML, encoding="utf-8")
+        return cls(resolved, Settings.load(resolved, **overrides))
+
+    # --- components ----------------------------------------------------------------------------
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return Embedder(self.settings.embedder)
+
+    @cached_property
+    def reranker(self) -> CrossEncoderReranker | None:
+        model = self.settings.search.reranker
+        return CrossEncoderReranker(model, self.settings.embedder.device) if model else None
+
+    def manifest(self) -> KnowledgeBaseManifest | None:
+        data = read_json(self.manifest_path)
+        return KnowledgeBaseManifest.from_dict(data) if data else None
+
+    def _store(self, manifest: KnowledgeBaseManifest) -> LanceDBStore:
+        return LanceDBStore(self.kb_dir / "lancedb", manifest.chunks_table, manifest.embedder.dimension)
+
+    def _checked_manifest(self) -> KnowledgeBaseManifest:
+        """The manifest, after checking that the configured embedder is the one that built the KB."""
+        manifest = self.manifest()
+        identity = self.embedder.identity()
+        if manifest is None:
+            manifest = KnowledgeBaseManifest(identity, "chunks", utc_now())
+            write_json_atomic(self.manifest_path, manifest.to_dict())
+            return manifest
+        problem = manifest.embedder.mismatch(identity)
+        if problem:
+            raise EmbedderMismatchError(
+                f"the knowledge base in {self.path} was built with embedder {manifest.embedder.model!r} but "
+                f"{identity.model!r} is configured ({problem}). Run `infuse -w {self.path} reindex` to rebuild "
+                f"it with the configured embedder, or set embedder.model back to {manifest.embedder.model!r}."
+            )
+        return manifest
+
+    def pipeline_fingerprint(self) -> str:
+        chunking = self.settings.chunking
+        return sha256_hex(f"{PIPELINE_VERSION}|{chunking.size}|{chunking.overlap}|{self.settings.embedder.model}")[:16]
+
+    def _chunker(self) -> Chunker:
+        return Chunker(self.embedder.token_counter, self.settings.chunking.size, self.settings.chunking.overlap)
+
+    def _write_lock(self) -> FileLock:
+        return FileLock(str(self.lock_path), timeout=self.settings.ingest.lock_timeout)
+
+    def _locked(self):
+        lock = self._write_lock()
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise WorkspaceBusyError(
+                f"another ingest or reindex is writing to {self.path} (lock {self.lock_path}); wait for it to "
+                "finish, or retry with --wait SECONDS"
+            ) from exc
+        return lock
+
+    # --- operations ----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        prune: bool = False,
+        text_field: str = "text",
+        id_field: str | None = None,
+        progress: SyncProgress | None = None,
+    ) -> IngestReport:
+        """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones."""
+        lock = self._locked()
+        try:
+            manifest = self.manifest()
+            store: KnowledgeStore | None = self._store(manifest) if manifest else None
+
+            def prepare_write() -> KnowledgeStore:
+                return self._store(self._checked_manifest())
+
+            syncer = Syncer(
+                store=store if store is not None else _EmptyStore(),
+                chunker_factory=self._chunker,
+                embedder=self.embedder,
+                tokenizer=self.tokenizer,
+                pipeline=self.pipeline_fingerprint(),
+                commit_every=self.settings.ingest.commit_every,
+                prepare_write=prepare_write,
+                exclude=[self.path],
+            )
+            report = syncer.sync(
+                [Path(p) for p in paths], prune=prune, fields=RecordFields(text_field, id_field), progress=progress
+            )
+            write_json_atomic(self.last_sync_path, report.to_dict())
+            return report
+        finally:
+            lock.release()
+
+    def searcher(self, mode: SearchMode | None = None) -> HybridSearcher | None:
+        """A searcher over a consistent snapshot of the knowledge base (None when it is empty)."""
+        manifest = self.manifest()
+        if manifest is None:
+            return None
+        mode = mode or self.settings.search.mode
+        needs_embedder = mode is not SearchMode.LEXICAL
+        if needs_embedder:
+            manifest = self._checked_manifest()
+        return HybridSearcher(
+            self._store(manifest).snapshot(),
+            self.embedder if needs_embedder else None,
+            self.tokenizer,
+            self.settings.search,
+            self.reranker,
+        )
+
+    def search(
+        self, query: str, k: int | None = None, mode: SearchMode | None = None, filters: Filters | None = None
+    ) -> list[SearchHit]:
+        return self.search_many([query], k, mode, filters)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int | None = None, mode: SearchMode | None = None, filters: Filters | None = None
+    ) -> list[list[SearchHit]]:
+        mode = mode or self.settings.search.mode
+        searcher = self.searcher(mode)
+        if searcher is None:
+            return [[] for _ in queries]
+        return searcher.search_many(list(queries), k or self.settings.search.k, mode, filters)
+
+    def status(self) -> WorkspaceStatus:
+        manifest = self.manifest()
+        store = self._store(manifest) if manifest else None
+        lock = FileLock(str(self.lock_path), timeout=0)
+        try:
+            lock.acquire()
+            lock.release()
+            running = False
+        except Timeout:
+            running = True
+        return WorkspaceStatus(
+            workspace=str(self.path),
+            documents=store.count_documents() if store else 0,
+            chunks=store.count_chunks() if store else 0,
+            chunks_by_language=store.chunk_counts_by_language() if store else {},
+            embedder=(
+                {"model": manifest.embedder.model, "dimension": manifest.embedder.dimension,
+                 "query_prefix": manifest.embedder.query_prefix, "passage_prefix": manifest.embedder.passage_prefix}
+                if manifest else None
+            ),
+            configured_embedder=self.settings.embedder.model,
+            store={
+                "backend": self.settings.store.backend.value,
+                "path": str(self.kb_dir / "lancedb"),
+                "chunks_table": manifest.chunks_table if manifest else None,
+            },
+            last_sync=read_json(self.last_sync_path),
+            ingest_running=running,
+        )
+
+    def reindex(self, progress: SyncProgress | None = None) -> IngestReport:
+        """Rebuild every chunk with the configured embedder and chunking, from the stored documents.
+
+        The new chunks go to a fresh table; the manifest switches to it only when it is complete,
+        so a crash leaves the old knowledge base in service.
+        """
+        lock = self._locked()
+        try:
+            old = self.manifest()
+            if old is None:
+                return IngestReport(started_at=utc_now(), finished_at=utc_now())
+            old_store = self._store(old)
+            identity = self.embedder.identity()
+            table = f"chunks_{utc_now().replace(':', '').replace('-', '').replace('+', '_')}"
+            new_manifest = KnowledgeBaseManifest(identity, table, old.created_at)
+            new_store = LanceDBStore(self.kb_dir / "lancedb", table, identity.dimension)
+            syncer = Syncer(
+                store=new_store,
+                chunker_factory=self._chunker,
+                embedder=self.embedder,
+                tokenizer=self.tokenizer,
+                pipeline=self.pipeline_fingerprint(),
+                commit_every=self.settings.ingest.commit_every,
+            )
+            report = syncer.resync_documents(list(old_store.iter_documents()), progress=progress)
+            write_json_atomic(self.manifest_path, new_manifest.to_dict())
+            if old.chunks_table != table:
+                old_store.drop()
+            return report
+        finally:
+            lock.release()
+
+
+class _EmptyStore:
+    """Stands in for a knowledge base that has not been created yet (read side only)."""
+
+    def document_states(self) -> dict:
+        return {}
