@@ -1,0 +1,242 @@
+"""The ``infuse`` command line: a thin layer over :class:`infuse.workspace.Workspace`.
+
+Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage; 3 ingest finished but some
+files failed (the others were ingested; the summary lists the failures).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from infuse.config import SearchMode
+from infuse.errors import InfuseError
+from infuse.workspace import DEFAULT_WORKSPACE, Workspace
+
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+
+app = typer.Typer(
+    name="infuse",
+    help="Local-first knowledge base, RAG and fine-tuning, measured on your own documents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _State:
+    workspace: Path | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def main(
+    workspace: Annotated[
+        Optional[Path],
+        typer.Option("-w", "--workspace", envvar="INFUSE_WORKSPACE", help=f"Workspace folder [default: ./{DEFAULT_WORKSPACE}]"),
+    ] = None,
+) -> None:
+    state.workspace = workspace
+
+
+def _open(create: bool = False, **overrides: Any) -> Workspace:
+    return Workspace.open(state.workspace, create=create, **overrides)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+class RichProgress:
+    """Adapts :class:`infuse.retrieval.sync.SyncProgress` to one Rich bar per stage, on stderr."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = None
+
+    def start(self, stage: str, total: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, visible=False)
+        self._task = self._progress.add_task(stage, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, n)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    prune: Annotated[bool, typer.Option(help="Delete documents whose files vanished.")] = False,
+    text_field: Annotated[str, typer.Option(help="JSON(L): field holding the text.")] = "text",
+    id_field: Annotated[Optional[str], typer.Option(help="JSON(L): field holding the document id.")] = None,
+    wait: Annotated[Optional[float], typer.Option(help="Seconds to wait if another ingest is running.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Add new files, replace changed ones, skip unchanged ones (re-run any time)."""
+    try:
+        overrides = {"ingest": {"lock_timeout": wait}} if wait is not None else {}
+        ws = _open(create=True, **overrides)
+        with _progress_bar() as bar:
+            report = ws.ingest(paths, prune=prune, text_field=text_field, id_field=id_field, progress=RichProgress(bar))
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        out.print(
+            f"[green]added {report.added}[/], updated {report.updated}, unchanged {report.unchanged}, "
+            f"pruned {report.pruned}, [red]failed {report.failed}[/]; {report.chunks_written} chunks written "
+            f"in {report.seconds:.1f}s",
+            highlight=False,
+        )
+        for error in report.errors:
+            err.print(f"[red]failed:[/] {error['path']}: {error['error']}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _parse_filters(raw: list[str] | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    filters: dict[str, Any] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. lang=ja or source_path=/docs/a.md", param_hint="--filter")
+        filters[key.strip()] = int(value) if key.strip() == "page" and value.isdigit() else value
+    return filters
+
+
+def _read_queries(path: Path) -> tuple[list[str], list[str]]:
+    ids, queries = [], []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--queries") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"{path}:{number}: invalid JSON ({exc.msg})", param_hint="--queries") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("query"), str):
+            raise typer.BadParameter(f'{path}:{number}: expected {{"id": ..., "query": "..."}}', param_hint="--queries")
+        ids.append(str(record.get("id", number)))
+        queries.append(record["query"])
+    return ids, queries
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="The query (or use --queries).")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", help="Number of results.", min=1)] = None,
+    mode: Annotated[Optional[SearchMode], typer.Option(help="hybrid, dense or lexical.")] = None,
+    filter_: Annotated[Optional[list[str]], typer.Option("--filter", help="KEY=VALUE (doc_id, source_path, lang, page, or a metadata field); repeatable.")] = None,
+    queries: Annotated[Optional[Path], typer.Option(help='JSONL file of {"id", "query"} lines: batch search.')] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (JSONL with --queries).")] = False,
+) -> None:
+    """Hybrid (dense + keyword) search over the knowledge base."""
+    if (query is None) == (queries is None):
+        raise typer.BadParameter("give either a QUERY or --queries FILE", param_hint="QUERY")
+    filters = _parse_filters(filter_)
+    try:
+        ws = _open()
+        if queries is not None:
+            ids, texts = _read_queries(queries)
+            results = ws.search_many(texts, k=k, mode=mode, filters=filters)
+            for query_id, hits in zip(ids, results):
+                sys.stdout.write(json.dumps({"id": query_id, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+            return
+        hits = ws.search(query, k=k, mode=mode, filters=filters)
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json({"query": query, "hits": [h.to_dict() for h in hits]})
+        return
+    if not hits:
+        out.print("no results")
+        return
+    table = Table(show_lines=True)
+    for column in ("#", "score", "source", "text"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        where = Path(hit.source_path).name + (f" p.{hit.page}" if hit.page else "") + f" [{hit.start}:{hit.end}]"
+        if hit.heading_path:
+            where += "\n" + " > ".join(hit.heading_path)
+        snippet = hit.text if len(hit.text) <= 300 else hit.text[:300] + "…"
+        table.add_row(str(hit.rank), f"{hit.score:.4f}", where, snippet)
+    out.print(table)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Documents, chunks, embedder, store, last sync and its failures."""
+    try:
+        info = _open().status()
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(info.to_dict())
+        return
+    table = Table(show_header=False)
+    table.add_row("workspace", info.workspace)
+    table.add_row("documents", str(info.documents))
+    table.add_row("chunks", f"{info.chunks} " + ", ".join(f"{k}: {v}" for k, v in sorted(info.chunks_by_language.items())))
+    table.add_row("embedder", f"{info.embedder['model']} ({info.embedder['dimension']}d)" if info.embedder else f"(none yet; configured: {info.configured_embedder})")
+    table.add_row("store", f"{info.store['backend']} at {info.store['path']}")
+    sync = info.last_sync
+    table.add_row("last sync", f"{sync['finished_at']}: +{sync['added']} ~{sync['updated']} ={sync['unchanged']} -{sync['pruned']} failed {sync['failed']}" if sync else "never")
+    table.add_row("ingest running", "yes" if info.ingest_running else "no")
+    out.print(table)
+    for error in (sync or {}).get("errors", []):
+        out.print(f"[red]failed:[/] {error['path']}: {error['error']}", highlight=False)
+
+
+@app.command()
+def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Rebuild all chunks with the configured embedder and chunking (no source files needed)."""
+    try:
+        ws = _open()
+        with _progress_bar() as bar:
+            report = ws.reindex(progress=RichProgress(bar))
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        out.print(f"reindexed {report.updated} documents, {report.chunks_written} chunks in {report.seconds:.1f}s")
+
+
+if __name__ == "__main__":
+    app()
