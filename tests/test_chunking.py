@@ -122,7 +122,7 @@ def test_without_overlap_chunks_are_disjoint_and_in_order(counter):
 
 def test_overlap_repeats_whole_trailing_sentences_within_budget(counter):
     # One paragraph of eight short sentences of 4 tokens each ("word word word.").
-    sentences = [f"{w} {w} {w}." for w in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")]
+    sentences = [f"{w} {w} {w}." for w in ("alpha", "bravo", "charlie", "delta", "echo", "fish", "golf", "hotel")]
     assert all(tokens(counter, s) == 4 for s in sentences)
     text = " ".join(sentences)
     document = make_doc(text)
@@ -163,8 +163,9 @@ def test_overlap_does_not_produce_chunks_of_only_repeated_text(counter):
 # --- sentence and paragraph boundaries ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("size,overlap", [(16, 0), (30, 5), (60, 10)])
+@pytest.mark.parametrize("size,overlap", [(30, 0), (30, 5), (45, 10), (90, 16)])
 def test_japanese_chunks_start_and_end_at_sentence_boundaries(counter, size, overlap):
+    # The longest sentence of JA_TEXT has 30 tokens, so no sentence needs to be cut.
     document = make_doc(JA_TEXT)
     chunks = Chunker(counter, size=size, overlap=overlap).chunk(document)
     assert len(chunks) > 1
@@ -195,7 +196,7 @@ def test_paragraph_spans_split_on_blank_lines_only():
 def test_paragraph_is_kept_whole_rather_than_filling_the_previous_chunk(counter):
     first = "one two three four five six seven eight nine. " * 2 + "one two three four five six seven eight nine."
     second = "red blue green yellow black white pink gray. " * 3 + "cyan."
-    assert tokens(counter, first) == 30 and tokens(counter, second) == 29
+    assert tokens(counter, first) == 30 and tokens(counter, second) == 30
     chunks = Chunker(counter, size=40, overlap=0).chunk(make_doc(first + "\n\n" + second))
     # Greedy sentence packing would put the first sentence of the second paragraph into chunk 1.
     assert [c.text for c in chunks] == [first, second]
@@ -229,13 +230,15 @@ def test_over_long_sentence_is_split_at_token_boundaries(counter):
     sentence = " ".join(words) + "."  # one sentence of 41 tokens
     document = make_doc(f"Short intro.\n\n{sentence}\n\nShort outro.")
     chunks = Chunker(counter, size=16, overlap=0).chunk(document)
-    texts = [c.text for c in chunks]
-    assert texts[0] == "Short intro." and texts[-1] == "Short outro."
-    middle = chunks[1:-1]
-    assert [c.n_tokens for c in middle] == [16, 16, 9]
-    # The pieces are consecutive, cut between words, and together are the sentence.
-    assert " ".join(c.text for c in middle) == sentence
-    for chunk in middle:
+    assert tokens(counter, sentence) == 41
+    assert [c.n_tokens for c in chunks] == [3, 16, 16, 9 + tokens(counter, "Short outro.")]
+    assert chunks[0].text == "Short intro."
+    # The pieces are consecutive, cut between words, and together are the sentence; the last
+    # piece shares its chunk with the next (short) paragraph.
+    pieces = [c.text for c in chunks[1:3]] + [chunks[3].text.removesuffix("\n\nShort outro.")]
+    assert chunks[3].text.endswith("plum.\n\nShort outro.")
+    assert " ".join(pieces) == sentence
+    for chunk in chunks[1:3]:
         assert document.text[chunk.start - 1] in " \n" and document.text[chunk.end] in " \n"
 
 
@@ -325,7 +328,9 @@ def test_overlap_is_not_carried_across_sections(counter):
 
 def test_language_is_detected_per_chunk(counter):
     document = make_doc(MIXED_TEXT)
-    chunks = Chunker(counter, size=40, overlap=0).chunk(document)
+    # 60 tokens: each paragraph (20, 55 and 39 tokens) is a chunk of its own.
+    chunks = Chunker(counter, size=60, overlap=0).chunk(document)
+    assert len(chunks) == 3
     langs = [(c.lang, c.text[:10]) for c in chunks]
     assert chunks[0].lang is Language.EN
     assert any(c.lang is Language.JA and "日本語" in c.text for c in chunks), langs

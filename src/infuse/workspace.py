@@ -45,19 +45,23 @@ MANIFEST_VERSION = 1
 PIPELINE_VERSION = "1"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers and crashes only ever see the old or the new file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers and crashes only ever see the old or the new content."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False, indent=2)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def read_json(path: Path) -> Any | None:
@@ -128,8 +132,7 @@ class Workspace:
                 raise WorkspaceNotFoundError(
                     f"no infuse workspace at {resolved}; create one with `infuse -w {resolved} ingest PATH`"
                 )
-            resolved.mkdir(parents=True, exist_ok=True)
-            (resolved / CONFIG_FILE_NAME).write_text(DEFAULT_CONFIG_TOML, encoding="utf-8")
+            write_text_atomic(resolved / CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML)
         return cls(resolved, Settings.load(resolved, **overrides))
 
     # --- components ----------------------------------------------------------------------------

@@ -1,0 +1,689 @@
+#!/usr/bin/env python
+"""Retrieval benchmark of the infuse knowledge base on real QA data (SQuAD 2.0 dev, JaQuAD dev).
+
+Every paragraph of a dataset is one document (written to a JSONL file under
+``benchmarks/.cache`` and ingested through ``Workspace.ingest``); every answerable question is
+a query whose only relevant document is its own paragraph. The script reports:
+
+- recall@1/5/10, MRR@10 and nDCG@10 for dense, lexical and hybrid search on both datasets;
+- Japanese keyword search with the morphological tokenizer vs the regex and whitespace
+  baselines (one workspace per tokenizer, the same store and BM25 index);
+- a sweep of the dense fusion weight (lexical fixed at 1.0) chosen on a tuning split and
+  reported on the held-out split, per language;
+- ingest throughput (first ingest in a fresh folder, then an unchanged re-run);
+- single-query search latency (median, p95) per mode, after warm-up.
+
+Usage::
+
+    .venv/bin/python benchmarks/retrieval.py                       # full run (10-25 min on 2 cores)
+    .venv/bin/python benchmarks/retrieval.py --limit-questions 200 # quick run
+    .venv/bin/python benchmarks/retrieval.py --reuse               # reuse cached workspaces
+
+The data stays in ``../shared/data`` (override with ``--data``); nothing is copied into the repo.
+Results go to ``benchmarks/results/retrieval.{json,md}`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_OUT = REPO / "benchmarks" / "results"
+CACHE = REPO / "benchmarks" / ".cache"
+
+try:
+    import infuse  # noqa: F401
+except ImportError:  # not installed: run from the source tree
+    sys.path.insert(0, str(REPO / "src"))
+
+from infuse.config import FusionWeights, SearchMode  # noqa: E402
+from infuse.language import Language, detect_language  # noqa: E402
+from infuse.retrieval.lexical import LanguageAwareTokenizer, RegexTokenizer, WhitespaceTokenizer  # noqa: E402
+from infuse.workspace import Workspace  # noqa: E402
+
+CUTOFF = 10  # documents scored per query
+DEFAULT_K_CHUNKS = 30  # chunks retrieved before de-duplicating by document
+DENSE_WEIGHTS = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0]
+TOKENIZERS: dict[str, Callable[[], Any]] = {
+    "morphological": LanguageAwareTokenizer,  # the library default (SudachiPy for Japanese)
+    "regex": RegexTokenizer,
+    "whitespace": WhitespaceTokenizer,
+}
+MODES = [SearchMode.DENSE, SearchMode.LEXICAL, SearchMode.HYBRID]
+
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Question:
+    qid: str
+    text: str
+    gold: str  # paragraph (document) id
+    split: str  # "tune" or "heldout"
+
+
+@dataclass
+class Dataset:
+    name: str
+    lang: str
+    source: list[str]
+    paragraphs: list[dict[str, str]]  # {"id", "text", "title"}
+    questions: list[Question]
+    duplicates_removed: int = 0
+    questions_total: int = 0
+    unanswerable_skipped: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_squad_format(name: str, lang: str, files: list[Path]) -> Dataset:
+    """Paragraphs (deduplicated by exact text) and answerable questions of SQuAD-format files.
+
+    The tuning / held-out split is by paragraph (even / odd position among the unique
+    paragraphs), so no paragraph's questions are on both sides.
+    """
+    by_text: dict[str, str] = {}
+    paragraphs: list[dict[str, str]] = []
+    questions: list[Question] = []
+    duplicates = total = skipped = 0
+    for path in files:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for article in data["data"]:
+            title = article.get("title", "")
+            for paragraph in article["paragraphs"]:
+                text = paragraph["context"]
+                if text in by_text:
+                    duplicates += 1
+                    pid = by_text[text]
+                else:
+                    pid = f"{name}-p{len(paragraphs):05d}"
+                    by_text[text] = pid
+                    paragraphs.append({"id": pid, "text": text, "title": title})
+                position = int(pid.rsplit("p", 1)[1])
+                for qa in paragraph["qas"]:
+                    total += 1
+                    if qa.get("is_impossible", False):
+                        skipped += 1
+                        continue
+                    questions.append(
+                        Question(qa["id"], qa["question"].strip(), pid, "tune" if position % 2 == 0 else "heldout")
+                    )
+    return Dataset(
+        name, lang, [str(f) for f in files], paragraphs, questions, duplicates, total, skipped
+    )
+
+
+def load_datasets(data_dir: Path) -> list[Dataset]:
+    squad = data_dir / "squad-v2-dev" / "dev-v2.0.json"
+    jaquad = sorted(Path(p) for p in glob.glob(str(data_dir / "jaquad-dev" / "jaquad_dev_000*.json")))
+    if not squad.exists() or not jaquad:
+        raise SystemExit(f"data not found under {data_dir} (expected squad-v2-dev/ and jaquad-dev/); use --data DIR")
+    return [load_squad_format("squad-v2-dev", "en", [squad]), load_squad_format("jaquad-dev", "ja", jaquad)]
+
+
+def limit_questions(questions: list[Question], limit: int | None) -> list[Question]:
+    """An evenly spaced, deterministic sample (keeps every article represented)."""
+    if not limit or limit >= len(questions):
+        return questions
+    step = len(questions) / limit
+    return [questions[int(i * step)] for i in range(limit)]
+
+
+def write_corpus(dataset: Dataset) -> tuple[Path, str]:
+    corpus_dir = CACHE / "corpus"
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    path = corpus_dir / f"{dataset.name}.jsonl"
+    body = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in dataset.paragraphs)
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    if not path.exists() or path.read_text(encoding="utf-8") != body:
+        path.write_text(body, encoding="utf-8")
+    return path, digest
+
+
+def library_fingerprint() -> str:
+    """Hash of the library sources that decide what an ingested workspace contains."""
+    digest = hashlib.sha256()
+    src = REPO / "src" / "infuse"
+    for path in sorted(src.rglob("*.py")):
+        if path.name in ("cli.py", "demo.py"):
+            continue
+        digest.update(path.relative_to(src).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# --- workspaces and ingest ---------------------------------------------------------------------
+
+
+def open_workspace(path: Path, tokenizer: str, create: bool = False) -> Workspace:
+    ws = Workspace.open(path, create=create)
+    # Workspace uses self.tokenizer both for chunk tokens (Syncer in ingest) and for query tokens
+    # (HybridSearcher in searcher()), so replacing it changes both sides of keyword search.
+    ws.tokenizer = TOKENIZERS[tokenizer]()
+    return ws
+
+
+def count_chunks(ws: Workspace) -> int:
+    return ws.status().chunks
+
+
+def prepare_workspace(
+    dataset: Dataset, tokenizer: str, corpus: Path, corpus_sha: str, lib_fp: str, fresh: bool
+) -> tuple[Workspace, dict[str, Any]]:
+    """Open the cached workspace for (dataset, tokenizer), rebuilding it (timed) when asked or stale."""
+    key = f"{dataset.name}--{tokenizer}"
+    path = CACHE / "workspaces" / key
+    marker = CACHE / "workspaces" / f"{key}.json"
+    wanted = {"corpus_sha256": corpus_sha, "library": lib_fp, "tokenizer": tokenizer}
+    cached = json.loads(marker.read_text()) if marker.exists() else None
+    stale = cached != wanted
+    info: dict[str, Any] = {"workspace": str(path.relative_to(REPO)), "tokenizer": tokenizer}
+    if fresh or stale or not path.exists():
+        info["rebuilt_because"] = "fresh run" if fresh else "cache missing or stale"
+        shutil.rmtree(path, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        ws = open_workspace(path, tokenizer, create=True)
+        # Load the embedding model and the tokenizer's dictionary before the clock starts: the
+        # throughput is the pipeline's, not Python's import time (reported separately).
+        clock = time.perf_counter()
+        _ = ws.embedder.model
+        ws.tokenizer.tokenize("東京で機械学習を研究した。The runners were running.")
+        info["model_load_seconds"] = round(time.perf_counter() - clock, 3)
+        log(f"{key}: first ingest of {len(dataset.paragraphs)} paragraphs into a fresh workspace")
+        clock = time.perf_counter()
+        report = ws.ingest([corpus], id_field="id")
+        seconds = time.perf_counter() - clock
+        if not report.ok:
+            raise SystemExit(f"{key}: ingest failed: {report.errors[:5]}")
+        info["first"] = {
+            "seconds": round(seconds, 3),
+            "documents_added": report.added,
+            "chunks_written": report.chunks_written,
+            "chunks_per_second": round(report.chunks_written / seconds, 2),
+        }
+        marker.write_text(json.dumps(wanted))
+        log(f"{key}: {report.chunks_written} chunks in {seconds:.1f}s ({report.chunks_written / seconds:.1f} chunks/s)")
+    else:
+        info["reused_cache"] = True
+    # Unchanged re-run, as a new Workspace object would see it (e.g. the next CLI invocation).
+    ws = open_workspace(path, tokenizer)
+    clock = time.perf_counter()
+    report = ws.ingest([corpus], id_field="id")
+    seconds = time.perf_counter() - clock
+    chunks = count_chunks(ws)
+    if report.added or report.updated or report.failed:
+        raise SystemExit(f"{key}: re-run of an unchanged corpus changed something: {report.to_dict()}")
+    info["rerun"] = {
+        "seconds": round(seconds, 3),
+        "documents_unchanged": report.unchanged,
+        "chunks_in_kb": chunks,
+        "chunks_per_second_equivalent": round(chunks / seconds, 2),
+    }
+    info["chunks"] = chunks
+    info["documents"] = ws.status().documents
+    if "first" in info:
+        info["rerun_speedup"] = round(info["first"]["seconds"] / seconds, 1)
+    log(f"{key}: unchanged re-run {seconds:.2f}s; {chunks} chunks, {info['documents']} documents")
+    return ws, info
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def gold_ranks(
+    ws: Workspace, questions: list[Question], mode: SearchMode, k_chunks: int, batch: int = 256
+) -> tuple[list[int | None], int]:
+    """Rank (1-based, within the first CUTOFF distinct documents) of each question's gold paragraph."""
+    ranks: list[int | None] = []
+    short = 0
+    for start in range(0, len(questions), batch):
+        part = questions[start : start + batch]
+        results = ws.search_many([q.text for q in part], k=k_chunks, mode=mode)
+        for question, hits in zip(part, results):
+            docs: list[str] = []
+            for hit in hits:
+                if hit.doc_id not in docs:
+                    docs.append(hit.doc_id)
+            docs = docs[:CUTOFF]
+            short += len(docs) < CUTOFF
+            ranks.append(docs.index(question.gold) + 1 if question.gold in docs else None)
+    return ranks, short
+
+
+def metrics(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks)
+    if n == 0:
+        return {"n": 0}
+    found = [r for r in ranks if r is not None]
+    return {
+        "n": n,
+        "recall@1": sum(r <= 1 for r in found) / n,
+        "recall@5": sum(r <= 5 for r in found) / n,
+        "recall@10": sum(r <= 10 for r in found) / n,
+        "mrr@10": sum(1.0 / r for r in found) / n,
+        # one relevant document: IDCG = 1
+        "ndcg@10": sum(1.0 / math.log2(r + 1) for r in found) / n,
+    }
+
+
+def subset(ranks: list[int | None], questions: list[Question], split: str) -> list[int | None]:
+    return [r for r, q in zip(ranks, questions) if q.split == split]
+
+
+# --- latency -----------------------------------------------------------------------------------
+
+
+def latency(ws: Workspace, queries: list[str], mode: SearchMode, warmup: int = 10) -> dict[str, float]:
+    for query in queries[:warmup]:
+        ws.search(query, k=CUTOFF, mode=mode)
+    times = []
+    for query in queries:
+        clock = time.perf_counter()
+        ws.search(query, k=CUTOFF, mode=mode)
+        times.append((time.perf_counter() - clock) * 1000)
+    # How much of it is opening the searcher (store snapshot, embedder check) on every call.
+    opens = []
+    for _ in range(min(50, len(queries))):
+        clock = time.perf_counter()
+        ws.searcher(mode)
+        opens.append((time.perf_counter() - clock) * 1000)
+    arr = np.asarray(times)
+    return {
+        "n": len(times),
+        "median_ms": round(float(np.median(arr)), 2),
+        "p95_ms": round(float(np.percentile(arr, 95)), 2),
+        "mean_ms": round(float(arr.mean()), 2),
+        "max_ms": round(float(arr.max()), 2),
+        "searcher_open_median_ms": round(float(np.median(opens)), 2),
+    }
+
+
+# --- machine -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for name in ("torch", "lancedb", "sentence_transformers", "transformers", "sudachipy", "pyarrow", "numpy"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            versions[name] = "not installed"
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        threads, device = None, "cpu"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
+        )
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", None
+    memory_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cpu_model": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": threads,
+        "device": device,
+        "memory_gb": memory_gb,
+        "os": platform.platform(),
+        "versions": versions,
+        "git_commit": commit,
+        "src_modified_since_commit": dirty,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def metric_cells(m: dict[str, float]) -> str:
+    return " | ".join(fmt(m[k]) for k in ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"))
+
+
+METRIC_HEADER = "R@1 | R@5 | R@10 | MRR@10 | nDCG@10"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    cfg = results["config"]
+    lines = [
+        "# Retrieval benchmark",
+        "",
+        f"{m['date']} · {m['cpu_model']} · {m['cpu_cores']} cores · {m['device']} · Python {m['versions']['python']} · "
+        f"torch {m['versions']['torch']} · lancedb {m['versions']['lancedb']} · commit {m['git_commit']}"
+        + (" (src modified)" if m["src_modified_since_commit"] else ""),
+        "",
+        f"Embedder `{cfg['embedder']}`; chunks of {cfg['chunk_size']} tokens (overlap {cfg['chunk_overlap']}); "
+        f"each query retrieves {cfg['k_chunks']} chunks, de-duplicated by document and cut to {CUTOFF} documents; "
+        "one relevant document per query (its paragraph).",
+        "",
+        "## Datasets",
+        "",
+        "| dataset | lang | documents (paragraphs) | chunks | queries (answerable) | tune / held-out | queries detected JA / EN |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, d in results["datasets"].items():
+        ingest = results["ingest"][name]["morphological"]
+        langs = d["query_languages"]
+        lines.append(
+            f"| {name} | {d['lang']} | {d['paragraphs']} | {ingest['chunks']} | {d['questions_used']} of {d['questions_answerable']} "
+            f"| {d['tune']} / {d['heldout']} | {langs.get('ja', 0)} / {langs.get('en', 0)} |"
+        )
+    lines += ["", "## Retrieval quality (default settings)", "", f"| dataset | mode | {METRIC_HEADER} |", "|---|---|---|---|---|---|---|"]
+    for name, modes in results["retrieval"].items():
+        for mode, mm in modes.items():
+            lines.append(f"| {name} | {mode} | {metric_cells(mm)} |")
+    lines += [
+        "",
+        "## Japanese keyword search: tokenizer comparison (JaQuAD, lexical BM25 only)",
+        "",
+        f"| tokenizer | {METRIC_HEADER} | tokens / query |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for tok, entry in results["tokenizers"].items():
+        lines.append(f"| {tok} | {metric_cells(entry['metrics'])} | {entry['mean_query_tokens']:.1f} |")
+    lines += ["", "## Fusion weight sweep (hybrid; lexical weight 1.0)", ""]
+    for name, sweep in results["fusion_sweep"].items():
+        lang = sweep["language"]
+        lines += [
+            f"### {name} ({lang.upper()} queries; default dense weight {sweep['default_dense_weight']})",
+            "",
+            "| dense weight | tune nDCG@10 | tune MRR@10 | tune R@10 | held-out nDCG@10 | held-out MRR@10 | held-out R@10 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in sweep["rows"]:
+            mark = " (chosen)" if row["dense_weight"] == sweep["chosen_dense_weight"] else ""
+            mark += " (default)" if row["dense_weight"] == sweep["default_dense_weight"] else ""
+            t, h = row["tune"], row["heldout"]
+            lines.append(
+                f"| {row['dense_weight']}{mark} | {fmt(t['ndcg@10'])} | {fmt(t['mrr@10'])} | {fmt(t['recall@10'])} "
+                f"| {fmt(h['ndcg@10'])} | {fmt(h['mrr@10'])} | {fmt(h['recall@10'])} |"
+            )
+        ch, de = sweep["chosen_heldout"], sweep["default_heldout"]
+        lines += [
+            "",
+            f"Chosen on the tuning split (best nDCG@10): dense weight **{sweep['chosen_dense_weight']}**; held-out "
+            f"nDCG@10 {fmt(ch['ndcg@10'])}, MRR@10 {fmt(ch['mrr@10'])}, R@10 {fmt(ch['recall@10'])} "
+            f"(default {sweep['default_dense_weight']}: nDCG@10 {fmt(de['ndcg@10'])}, MRR@10 {fmt(de['mrr@10'])}, R@10 {fmt(de['recall@10'])}).",
+            "",
+        ]
+    lines += [
+        "## Ingest throughput",
+        "",
+        "| workspace | chunks | first ingest (s) | chunks/s | unchanged re-run (s) | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, toks in results["ingest"].items():
+        for tok, info in toks.items():
+            first = info.get("first")
+            first_s = f"{first['seconds']:.1f}" if first else "cached"
+            rate = f"{first['chunks_per_second']:.1f}" if first else "–"
+            speed = f"{info['rerun_speedup']:.0f}x" if "rerun_speedup" in info else "–"
+            lines.append(f"| {name} / {tok} | {info['chunks']} | {first_s} | {rate} | {info['rerun']['seconds']:.2f} | {speed} |")
+    lines += [
+        "",
+        "First ingest is timed with the embedding model already loaded (load time is in the JSON). ",
+        "",
+        "## Search latency (one `ws.search` call per query, after warm-up)",
+        "",
+        "| dataset | mode | queries | median (ms) | p95 (ms) | of which opening the searcher (median ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, modes in results["latency"].items():
+        for mode, lat in modes.items():
+            lines.append(
+                f"| {name} | {mode} | {lat['n']} | {lat['median_ms']:.1f} | {lat['p95_ms']:.1f} | {lat['searcher_open_median_ms']:.1f} |"
+            )
+    lines += ["", "## Targets", "", "| target | met | detail |", "|---|---|---|"]
+    for target in results["targets"]:
+        lines.append(f"| {target['target']} | {'yes' if target['met'] else 'NO'} | {target['detail']} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data folder (default {DEFAULT_DATA})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default benchmarks/results)")
+    parser.add_argument("--limit-questions", type=int, default=None, help="evenly spaced sample of N questions per dataset")
+    parser.add_argument("--reuse", action="store_true", help="reuse cached workspaces (skips the timed first ingest)")
+    parser.add_argument("--k-chunks", type=int, default=DEFAULT_K_CHUNKS, help="chunks retrieved per query before de-duplication")
+    parser.add_argument("--latency-queries", type=int, default=200, help="queries per mode for the latency measurement")
+    args = parser.parse_args(argv)
+
+    info = machine()
+    log(f"machine: {info['cpu_model']}, {info['cpu_cores']} cores, torch threads {info['torch_threads']}")
+    datasets = load_datasets(args.data.resolve())
+    lib_fp = library_fingerprint()
+
+    results: dict[str, Any] = {
+        "machine": info,
+        "config": {},
+        "datasets": {},
+        "ingest": {},
+        "retrieval": {},
+        "tokenizers": {},
+        "fusion_sweep": {},
+        "latency": {},
+        "targets": [],
+    }
+    default_weights: dict[str, FusionWeights] = {}
+    for dataset in datasets:
+        answerable = len(dataset.questions)
+        dataset.questions = limit_questions(dataset.questions, args.limit_questions)
+        questions = dataset.questions
+        query_langs: dict[str, int] = {}
+        for q in questions:
+            lang = detect_language(q.text).value
+            query_langs[lang] = query_langs.get(lang, 0) + 1
+        results["datasets"][dataset.name] = {
+            "lang": dataset.lang,
+            "files": [str(Path(f).relative_to(args.data.resolve())) for f in dataset.source],
+            "paragraphs": len(dataset.paragraphs),
+            "duplicate_paragraphs_removed": dataset.duplicates_removed,
+            "questions_total": dataset.questions_total,
+            "unanswerable_skipped": dataset.unanswerable_skipped,
+            "questions_answerable": answerable,
+            "questions_used": len(questions),
+            "tune": sum(q.split == "tune" for q in questions),
+            "heldout": sum(q.split == "heldout" for q in questions),
+            "query_languages": query_langs,
+        }
+        corpus, corpus_sha = write_corpus(dataset)
+        tokenizers = ["morphological"] + (["regex", "whitespace"] if dataset.lang == "ja" else [])
+        results["ingest"][dataset.name] = {}
+        workspaces: dict[str, Workspace] = {}
+        for tok in tokenizers:
+            # The main (library default) workspace is always rebuilt, so each run times a first
+            # ingest; the baseline-tokenizer workspaces come from the cache when it is current.
+            fresh = tok == "morphological" and not args.reuse
+            ws, ingest_info = prepare_workspace(dataset, tok, corpus, corpus_sha, lib_fp, fresh)
+            workspaces[tok] = ws
+            results["ingest"][dataset.name][tok] = ingest_info
+        ws = workspaces["morphological"]
+        if not results["config"]:
+            s = ws.settings
+            results["config"] = {
+                "embedder": s.embedder.model,
+                "chunk_size": s.chunking.size,
+                "chunk_overlap": s.chunking.overlap,
+                "rrf_k": s.search.rrf_k,
+                "candidates": s.search.candidates,
+                "reranker": s.search.reranker,
+                "k_chunks": args.k_chunks,
+                "cutoff_documents": CUTOFF,
+                "limit_questions": args.limit_questions,
+                "default_weights": {lang.value: w.model_dump() for lang, w in s.search.weights.items()},
+                "settings": json.loads(s.model_dump_json()),
+                "data": str(args.data.resolve()),
+            }
+        default_weights = {lang: w.model_copy() for lang, w in ws.settings.search.weights.items()}
+
+        # Quality per mode with the default settings.
+        results["retrieval"][dataset.name] = {}
+        ranks_by_mode: dict[str, list[int | None]] = {}
+        for mode in MODES:
+            clock = time.perf_counter()
+            ranks, short = gold_ranks(ws, questions, mode, args.k_chunks)
+            ranks_by_mode[mode.value] = ranks
+            m = metrics(ranks)
+            m["queries_with_fewer_than_10_docs"] = short
+            results["retrieval"][dataset.name][mode.value] = m
+            log(f"{dataset.name} {mode.value}: nDCG@10 {m['ndcg@10']:.3f} R@10 {m['recall@10']:.3f} ({time.perf_counter() - clock:.0f}s)")
+
+        # Tokenizer comparison (Japanese only): the same store, a workspace per tokenizer.
+        if dataset.lang == "ja":
+            for tok in tokenizers:
+                tok_ws = workspaces[tok]
+                if tok == "morphological":
+                    ranks = ranks_by_mode[SearchMode.LEXICAL.value]
+                else:
+                    ranks, _ = gold_ranks(tok_ws, questions, SearchMode.LEXICAL, args.k_chunks)
+                lengths = [len(tok_ws.tokenizer.tokenize(q.text)) for q in questions]
+                results["tokenizers"][tok] = {
+                    "tokenizer": type(tok_ws.tokenizer).__name__,
+                    "metrics": metrics(ranks),
+                    "mean_query_tokens": float(np.mean(lengths)),
+                    "example": {"query": questions[0].text, "tokens": tok_ws.tokenizer.tokenize(questions[0].text)},
+                }
+                log(f"{dataset.name} lexical/{tok}: nDCG@10 {results['tokenizers'][tok]['metrics']['ndcg@10']:.3f}")
+
+        # Fusion weight sweep for this dataset's query language.
+        lang = Language(dataset.lang)
+        default_dense = default_weights[lang].dense
+        rows = []
+        for weight in DENSE_WEIGHTS:
+            for other, w in default_weights.items():  # the other language keeps its default
+                ws.settings.search.weights[other] = w.model_copy()
+            ws.settings.search.weights[lang] = FusionWeights(dense=weight, lexical=1.0)
+            if weight == default_dense and default_weights[lang].lexical == 1.0:
+                ranks = ranks_by_mode[SearchMode.HYBRID.value]  # identical settings: already measured
+            else:
+                ranks, _ = gold_ranks(ws, questions, SearchMode.HYBRID, args.k_chunks)
+            row = {
+                "dense_weight": weight,
+                "lexical_weight": 1.0,
+                "tune": metrics(subset(ranks, questions, "tune")),
+                "heldout": metrics(subset(ranks, questions, "heldout")),
+                "all": metrics(ranks),
+            }
+            rows.append(row)
+            log(f"{dataset.name} hybrid dense={weight}: tune nDCG@10 {row['tune']['ndcg@10']:.3f} held-out {row['heldout']['ndcg@10']:.3f}")
+        ws.settings.search.weights.update({k: v.model_copy() for k, v in default_weights.items()})
+        best = max(rows, key=lambda r: (r["tune"]["ndcg@10"], r["tune"]["mrr@10"], -r["dense_weight"]))
+        default_row = next((r for r in rows if r["dense_weight"] == default_dense), None)
+        results["fusion_sweep"][dataset.name] = {
+            "language": lang.value,
+            "selection": "highest nDCG@10 on the tuning split (ties: MRR@10, then the smaller weight)",
+            "default_dense_weight": default_dense,
+            "rows": rows,
+            "chosen_dense_weight": best["dense_weight"],
+            "chosen_heldout": best["heldout"],
+            "default_heldout": default_row["heldout"] if default_row else None,
+        }
+
+        # Latency: one ws.search call per query.
+        sample = [q.text for q in limit_questions(questions, args.latency_queries)]
+        results["latency"][dataset.name] = {}
+        for mode in MODES:
+            lat = latency(ws, sample, mode)
+            results["latency"][dataset.name][mode.value] = lat
+            log(f"{dataset.name} latency {mode.value}: median {lat['median_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms")
+
+    # Targets.
+    for name, modes in results["retrieval"].items():
+        h, d, lx = modes["hybrid"], modes["dense"], modes["lexical"]
+        ok = all(h[k] >= max(d[k], lx[k]) for k in ("ndcg@10", "recall@10", "mrr@10"))
+        results["targets"].append({
+            "target": f"{name}: hybrid >= max(dense, lexical)",
+            "met": ok,
+            "detail": "nDCG@10 / MRR@10 / R@10: hybrid "
+            + " / ".join(fmt(h[k]) for k in ("ndcg@10", "mrr@10", "recall@10"))
+            + ", dense " + " / ".join(fmt(d[k]) for k in ("ndcg@10", "mrr@10", "recall@10"))
+            + ", lexical " + " / ".join(fmt(lx[k]) for k in ("ndcg@10", "mrr@10", "recall@10")),
+        })
+    if results["tokenizers"]:
+        tk = results["tokenizers"]
+        morph = tk["morphological"]["metrics"]["ndcg@10"]
+        base = max(tk["regex"]["metrics"]["ndcg@10"], tk["whitespace"]["metrics"]["ndcg@10"])
+        results["targets"].append({
+            "target": "JaQuAD: morphological lexical clearly above regex / whitespace",
+            "met": morph >= base + 0.02,
+            "detail": f"nDCG@10 {fmt(morph)} vs regex {fmt(tk['regex']['metrics']['ndcg@10'])}, "
+            f"whitespace {fmt(tk['whitespace']['metrics']['ndcg@10'])} (clear = at least +0.02)",
+        })
+    speedups = {
+        f"{name}/{tok}": info["rerun_speedup"]
+        for name, toks in results["ingest"].items()
+        for tok, info in toks.items()
+        if "rerun_speedup" in info
+    }
+    if speedups:
+        results["targets"].append({
+            "target": "unchanged re-ingest >= 20x faster than the first ingest",
+            "met": all(v >= 20 for v in speedups.values()),
+            "detail": ", ".join(f"{k} {v:.0f}x" for k, v in speedups.items()),
+        })
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "retrieval.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    report = markdown(results)
+    (args.out / "retrieval.md").write_text(report, encoding="utf-8")
+    log(f"wrote {args.out / 'retrieval.json'} and {args.out / 'retrieval.md'}")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
