@@ -1,0 +1,106 @@
+"""The CLI as a user runs it: exit codes, --json shapes, batch search, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from infuse.cli import EXIT_PARTIAL, app
+
+from conftest import CORPUS
+
+HIT_FIELDS = {
+    "rank", "chunk_id", "doc_id", "source_path", "text", "start", "end", "page", "heading_path", "lang",
+    "metadata", "score", "fused_score", "dense_score", "dense_rank", "lexical_score", "lexical_rank", "rerank_score",
+}
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def ingested(runner: CliRunner, corpus: Path, tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    result = runner.invoke(app, ["-w", str(ws), "ingest", str(corpus), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == len(CORPUS)
+    return ws
+
+
+def test_search_json_has_the_documented_fields(runner: CliRunner, ingested: Path) -> None:
+    result = runner.invoke(app, ["-w", str(ingested), "search", "API keys rotated", "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["query"] == "API keys rotated" and len(payload["hits"]) == 2
+    assert set(payload["hits"][0]) == HIT_FIELDS
+    assert payload["hits"][0]["source_path"].endswith("keys.md")
+
+
+def test_table_output_and_modes(runner: CliRunner, ingested: Path) -> None:
+    result = runner.invoke(app, ["-w", str(ingested), "search", "有給休暇", "--mode", "lexical"])
+    assert result.exit_code == 0 and "vacation_ja.txt" in result.stdout
+
+
+def test_batch_search_reads_and_writes_jsonl(runner: CliRunner, ingested: Path, tmp_path: Path) -> None:
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "k", "query": "API keys"}\n\n{"id": "j", "query": "リモートワーク"}\n', encoding="utf-8")
+    result = runner.invoke(app, ["-w", str(ingested), "search", "--queries", str(queries), "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["id"] for line in lines] == ["k", "j"]
+    assert lines[1]["hits"][0]["source_path"].endswith("remote_ja.md") and len(lines[0]["hits"]) == 3
+
+
+def test_batch_search_bad_line_names_the_line(runner: CliRunner, ingested: Path, tmp_path: Path) -> None:
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "k", "query": "API keys"}\n{"id": "x"}\n', encoding="utf-8")
+    result = runner.invoke(app, ["-w", str(ingested), "search", "--queries", str(queries)])
+    assert result.exit_code == 2 and "q.jsonl:2" in result.output
+
+
+def test_status_json(runner: CliRunner, ingested: Path) -> None:
+    result = runner.invoke(app, ["-w", str(ingested), "status", "--json"])
+    status = json.loads(result.stdout)
+    assert status["documents"] == len(CORPUS) and status["chunks"] >= len(CORPUS)
+    assert status["embedder"]["dimension"] == 384 and status["store"]["backend"] == "lancedb"
+    assert status["last_sync"]["added"] == len(CORPUS) and status["ingest_running"] is False
+
+
+def test_partial_failure_exit_code_and_messages(runner: CliRunner, corpus: Path, tmp_path: Path) -> None:
+    (corpus / "empty.txt").write_text("", encoding="utf-8")
+    result = runner.invoke(app, ["-w", str(tmp_path / "ws"), "ingest", str(corpus)])
+    assert result.exit_code == EXIT_PARTIAL
+    assert "empty.txt" in result.output and "empty file" in result.output
+    status = json.loads(runner.invoke(app, ["-w", str(tmp_path / "ws"), "status", "--json"]).stdout)
+    assert status["documents"] == len(CORPUS) and status["last_sync"]["errors"][0]["path"].endswith("empty.txt")
+
+
+def test_prune_flag(runner: CliRunner, ingested: Path, corpus: Path) -> None:
+    (corpus / "backups.txt").unlink()
+    result = runner.invoke(app, ["-w", str(ingested), "ingest", str(corpus), "--prune", "--json"])
+    assert json.loads(result.stdout)["pruned"] == 1
+
+
+def test_errors_are_one_line_messages(runner: CliRunner, tmp_path: Path, ingested: Path) -> None:
+    missing = runner.invoke(app, ["-w", str(tmp_path / "nowhere"), "search", "x"])
+    assert missing.exit_code == 1 and "no infuse workspace" in missing.output and "Traceback" not in missing.output
+    bad_filter = runner.invoke(app, ["-w", str(ingested), "search", "x", "--filter", "lang"])
+    assert bad_filter.exit_code == 2 and "KEY=VALUE" in bad_filter.output
+    neither = runner.invoke(app, ["-w", str(ingested), "search"])
+    assert neither.exit_code == 2
+
+
+def test_bad_config_names_the_setting(runner: CliRunner, ingested: Path) -> None:
+    (ingested / "infuse.toml").write_text("[chunking]\nsize = 10\n", encoding="utf-8")
+    result = runner.invoke(app, ["-w", str(ingested), "search", "x"])
+    assert result.exit_code == 1 and "chunking.size" in result.output
+
+
+def test_workspace_from_environment(runner: CliRunner, ingested: Path) -> None:
+    result = runner.invoke(app, ["status", "--json"], env={"INFUSE_WORKSPACE": str(ingested)})
+    assert json.loads(result.stdout)["workspace"] == str(ingested.resolve())
