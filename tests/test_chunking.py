@@ -160,6 +160,20 @@ def test_overlap_does_not_produce_chunks_of_only_repeated_text(counter):
         assert current.end > previous.end  # every chunk brings new text
 
 
+def test_overlap_never_repeats_a_whole_chunk(counter):
+    # A one-sentence paragraph small enough to fit the overlap budget, then a paragraph that nearly
+    # fills a chunk: the short paragraph must not be carried in front of the long one.
+    short = "Note well."
+    long = " ".join(f"{w} {w} {w}." for w in ("alpha", "bravo", "charlie", "delta", "echo", "fish", "golf", "hotel", "red"))
+    assert tokens(counter, short) <= 4 and tokens(counter, long) == 36
+    chunks = Chunker(counter, size=38, overlap=4).chunk(make_doc(short + "\n\n" + long))
+    assert [c.text for c in chunks] == [short, long]
+    for text in (EN_TEXT, JA_TEXT, MIXED_TEXT):
+        chunks = Chunker(counter, size=24, overlap=12).chunk(make_doc(text))
+        for previous, current in zip(chunks, chunks[1:]):
+            assert current.start > previous.start
+
+
 # --- sentence and paragraph boundaries ---------------------------------------------------------
 
 
@@ -199,6 +213,12 @@ def test_english_sentence_splitting_needs_whitespace_after_the_period():
     assert [text[a:b] for a, b in spans] == ["Version 3.14 is out.", '"Really?"', "she asked.", "Yes!", "Next line"]
 
 
+def test_a_line_break_ends_a_sentence():
+    text = "Shopping list\n- apples\n- pears\n見出し\n本文"
+    spans = sentence_spans(text, 0, len(text))
+    assert [text[a:b] for a, b in spans] == ["Shopping list", "- apples", "- pears", "見出し", "本文"]
+
+
 def test_paragraph_spans_split_on_blank_lines_only():
     text = "First line\nsame paragraph.\n \t\nSecond paragraph.\n\n\n\nThird."
     spans = paragraph_spans(text, 0, len(text))
@@ -221,12 +241,6 @@ def test_paragraph_longer_than_a_chunk_is_split_at_sentences(counter):
     assert [c.text for c in chunks] == [" ".join([sentence] * 3), " ".join([sentence] * 3)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: with overlap > 0 the carried overlap is prepended to the next paragraph even when "
-    "overlap + paragraph > size, so a paragraph that fits in one chunk is split across two (chunking.py _pack/close)",
-)
 def test_paragraph_that_fits_is_whole_in_some_chunk_even_with_overlap(counter):
     first = "one two three four five six seven eight nine. " * 2 + "one two three four five six seven eight nine."
     second = (
@@ -265,12 +279,6 @@ def test_over_long_japanese_sentence_is_split_without_losing_text(counter):
     assert all(c.n_tokens <= 50 for c in chunks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: HFTokenCounter.split cuts WordPiece windows mid-word; re-tokenised, a piece starting with a "
-    "'##' continuation has more tokens than max_tokens, so the chunk exceeds size",
-)
 def test_split_pieces_of_long_words_never_exceed_size(counter):
     text = (
         "Internationalization localization containerization microservices authentication authorization "

@@ -63,12 +63,6 @@ def test_weight_zero_contributes_nothing_to_scores():
     assert ranking.index("a") < ranking.index("b")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (vs docstring 'A weight of 0 removes a list'): keys found only in a weight-0 list still "
-    "appear in the result (with score 0.0), so the output differs from fusing without that list",
-)
 def test_weight_zero_is_the_same_as_leaving_the_list_out():
     with_zero = reciprocal_rank_fusion([["a", "b"], ["c", "b", "a"]], weights=[1.0, 0.0])
     without = reciprocal_rank_fusion([["a", "b"]], weights=[1.0])
@@ -92,12 +86,6 @@ def test_ties_prefer_the_better_rank():
     assert [key for key, _ in fused] == ["a", "b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (vs the code comment 'broken by the best rank in any list, then by list order'): the "
-    "tie-break uses the rank in the first list where a key appears, not its best rank",
-)
 def test_ties_are_broken_by_best_rank_in_any_list():
     # A: ranks 4, 1, 2. B: ranks 2, 4, 1. Same three terms, so the fused scores are equal.
     lists = [["x", "B", "y", "A"], ["A", "z", "w", "B"], ["B", "A"]]

@@ -119,12 +119,6 @@ def test_latin_word_with_katakana_normalised_form_keeps_english_form(japanese):
     assert "offic" in japanese.tokenize("Microsoft Officeを使う")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: multi-word Latin dictionary entries ('machine learning', 'New York') have a space in the "
-    "surface, so _LATIN does not match and they become one unstemmed token or katakana (ニューヨーク)",
-)
 @pytest.mark.parametrize("phrase", ["machine learning", "New York", "running shoes"])
 def test_multi_word_latin_entries_inside_japanese_get_english_treatment(japanese, english, phrase):
     tokens = japanese.tokenize(f"{phrase}について調べた")
@@ -169,12 +163,6 @@ def test_regex_tokenizer_splits_japanese_on_script_changes():
     assert RegexTokenizer().tokenize("Hello, World! snake_case") == ["hello", "world", "snake", "case"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: RegexTokenizer's last alternative [^\\W_]+ also matches kana/kanji, so a Latin run "
-    "swallows the Japanese that follows it ('Pythonを研究した' is one token) despite the docstring",
-)
 def test_regex_tokenizer_splits_latin_from_japanese():
     assert RegexTokenizer().tokenize("Pythonを研究した") == ["python", "を", "研究", "した"]
 

@@ -159,12 +159,6 @@ def test_markdown_heading_levels_pop_back(tmp_path):
     assert paths == [("Deep first",), ("Top",), ("Top", "Four"), ("Top", "Two")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _ATX_HEADING strips a trailing '#' that is not preceded by a space, so '# C#' "
-    "becomes heading 'C' (CommonMark: a closing sequence needs a space before it)",
-)
 def test_markdown_heading_ending_in_hash_keeps_it():
     text = "# C#\n\nAbout C sharp.\n\n## F# basics\n\nx\n"
     assert [s.heading_path for s in markdown_sections(text)] == [("C#",), ("C#", "F# basics")]
@@ -364,12 +358,6 @@ def test_docx_table_text_is_extracted(tmp_path):
     assert load_one(path).text == "Prices:\n\nItem | Price\n\nTea | 3 EUR"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _load_docx appends all tables after all paragraphs, so a table under one heading "
-    "ends up in the last section with the wrong heading path",
-)
 def test_docx_table_stays_in_its_section(tmp_path):
     import docx
 
@@ -509,12 +497,6 @@ def test_jsonl_with_crlf_line_endings(tmp_path):
     assert [d.text for d in load_file(path).documents] == ["a", "b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _iter_records uses str.splitlines(), which also splits on U+2028/U+2029/U+0085 that "
-    "JSON allows unescaped inside strings (json.dumps(ensure_ascii=False) writes them raw)",
-)
 def test_jsonl_record_containing_unicode_line_separator(tmp_path):
     path = write_jsonl(tmp_path / "u2028.jsonl", [{"text": "first\u2028second"}, {"text": "next"}])
     result = load_file(path)
@@ -584,12 +566,6 @@ def test_short_japanese_strings_in_legacy_encodings(tmp_path, text, encoding):
     assert load_one(path).text == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: decode_bytes only trusts a Shift_JIS/EUC-JP decode that contains kana; short kanji-only "
-    "text falls through to charset-normalizer, which returns Chinese/Korean mojibake",
-)
 @pytest.mark.parametrize(
     "text,encoding",
     [("東京", "euc_jp"), ("東京大学", "euc_jp"), ("日本語", "shift_jis"), ("日本語", "euc_jp"), ("価格 1000円", "shift_jis"),
@@ -706,12 +682,6 @@ def test_nonexistent_path_is_an_error(tmp_path):
     assert "cannot read" in load_error(path).reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG: a symlink loop makes Path.resolve() raise RuntimeError (Python 3.11) in normalise_path, "
-    "so load_file raises instead of reporting a LoadError",
-)
 def test_symlink_loop_is_reported_not_raised(tmp_path):
     path = tmp_path / "loop.txt"
     path.symlink_to(path)
@@ -769,7 +739,7 @@ def test_discover_files_accepts_an_explicit_hidden_file_or_hidden_root(tmp_path)
     make_tree(tmp_path, [".notes/a.md", ".hidden.txt"])
     files, errors = discover_files([tmp_path / ".notes", tmp_path / ".hidden.txt"])
     assert errors == []
-    assert [p.name for p in files] == ["a.md", ".hidden.txt"]
+    assert [p.name for p in files] == [".hidden.txt", "a.md"]  # sorted by path
 
 
 def test_discover_files_excluded_folder_given_explicitly_inside_tree(tmp_path):
@@ -785,23 +755,12 @@ def test_discover_files_skips_dangling_symlinks(tmp_path):
     assert [p.name for p in files] == ["ok.txt"] and errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="docstring says the result is sorted, but across several arguments it follows argument order",
-)
 def test_discover_files_result_is_sorted_across_arguments(tmp_path):
     make_tree(tmp_path, ["a.txt", "z/b.txt"])
     files, _ = discover_files([tmp_path / "z", tmp_path])
     assert files == sorted(files)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG: a symlink loop inside a folder makes child.resolve() raise RuntimeError, so one bad "
-    "entry aborts the whole discovery instead of being skipped or reported",
-)
 def test_discover_files_survives_a_symlink_loop(tmp_path):
     make_tree(tmp_path, ["ok.txt"])
     (tmp_path / "loop.txt").symlink_to(tmp_path / "loop.txt")

@@ -142,10 +142,24 @@ class Chunker:
             if tokens <= self.size:
                 units.append(_Unit(a, b, tokens, paragraph))
                 continue
-            pieces = [(a + s, a + e) for s, e in self.counter.split(text[a:b], self.size)]
-            piece_counts = self.counter.count([text[s:e] for s, e in pieces])
+            pieces, piece_counts = self._split_long(text, a, b)
             units.extend(_Unit(s, e, n, paragraph) for (s, e), n in zip(pieces, piece_counts))
         return units
+
+    def _split_long(self, text: str, start: int, end: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """Token windows of a too-long sentence, each at most ``size`` tokens when counted alone.
+
+        A window cut inside a word re-tokenises into more pieces (WordPiece ``##`` fragments), so
+        the window is shrunk until every piece fits.
+        """
+        limit = self.size
+        while True:
+            pieces = [(start + s, start + e) for s, e in self.counter.split(text[start:end], limit)]
+            counts = self.counter.count([text[s:e] for s, e in pieces])
+            excess = max(counts) - self.size
+            if excess <= 0 or limit == 1:
+                return pieces, counts
+            limit = max(1, limit - excess)
 
     def _pack(self, units: list[_Unit]) -> list[tuple[int, int, int]]:
         """Greedy packing: whole paragraphs when they fit, else sentence by sentence."""
@@ -178,6 +192,8 @@ class Chunker:
             if fresh and starts_paragraph and used + whole_paragraph > self.size and whole_paragraph <= self.size:
                 close()  # keep the next paragraph whole in a chunk of its own
                 used = sum(u.tokens for u in current)
+                if used + whole_paragraph > self.size:
+                    current, used = [], 0  # overlap would split the paragraph: drop it
             if current and used + unit.tokens > self.size:
                 close()
                 if sum(u.tokens for u in current) + unit.tokens > self.size:

@@ -14,9 +14,8 @@ from charset_normalizer import from_bytes
 
 from infuse.errors import LoadError
 
-_JAPANESE_ENCODINGS = ("cp932", "euc_jp")
-# Kana are the strongest evidence that a legacy decode produced real Japanese.
-_KANA = re.compile(r"[\u3040-\u30ff]")
+_JAPANESE_ENCODINGS = ["cp932", "euc_jp"]
+_JAPANESE_CHAR = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff01-\uff9f]")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
@@ -31,21 +30,39 @@ def decode_bytes(data: bytes, path: str) -> str:
         return _checked(data.decode("utf-8"), path)
     except UnicodeDecodeError:
         pass
-    candidates: list[tuple[int, str]] = []
-    for encoding in _JAPANESE_ENCODINGS:
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        candidates.append((len(_KANA.findall(text)), text))
-    if candidates:
-        kana, text = max(candidates, key=lambda c: c[0])
-        if kana > 0:
-            return _checked(text, path)
+    japanese = _decode_japanese(data)
+    if japanese is not None:
+        return _checked(japanese, path)
     best = from_bytes(data).best()
     if best is None:
         raise LoadError(path, "cannot detect the text encoding; convert the file to UTF-8")
     return _checked(str(best), path)
+
+
+def _decode_japanese(data: bytes) -> str | None:
+    """Shift_JIS/CP932 or EUC-JP, when one of them decodes the bytes into mostly Japanese text.
+
+    When both decode, charset-normalizer (limited to these two) picks the more coherent reading;
+    the result is only trusted when most non-ASCII characters are Japanese.
+    """
+    decodable = []
+    for encoding in _JAPANESE_ENCODINGS:
+        try:
+            data.decode(encoding)
+            decodable.append(encoding)
+        except UnicodeDecodeError:
+            continue
+    if not decodable:
+        return None
+    if len(decodable) == 1:
+        text = data.decode(decodable[0])
+    else:
+        best = from_bytes(data, cp_isolation=decodable).best()
+        if best is None:
+            return None
+        text = str(best)
+    non_ascii = sum(1 for ch in text if ord(ch) > 127)
+    return text if non_ascii and len(_JAPANESE_CHAR.findall(text)) >= 0.5 * non_ascii else None
 
 
 def _checked(text: str, path: str) -> str:

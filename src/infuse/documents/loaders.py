@@ -67,22 +67,32 @@ def discover_files(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple
         elif path.is_dir():
             for child in sorted(path.rglob("*")):
                 rel = child.relative_to(path)
-                resolved = child.resolve()
+                try:
+                    resolved = child.resolve()
+                except (OSError, RuntimeError) as exc:  # a symlink loop
+                    errors.append(LoadError(str(child), f"cannot resolve path: {exc}"))
+                    continue
                 if any(part.startswith(".") for part in rel.parts) or any(e in (resolved, *resolved.parents) for e in excluded):
                     continue
                 if child.is_file() and child.suffix.lower() in SUFFIX_TYPES:
                     found[resolved] = None
         elif path.suffix.lower() in SUFFIX_TYPES:
-            found[path.resolve()] = None
+            try:
+                found[path.resolve()] = None
+            except (OSError, RuntimeError) as exc:
+                errors.append(LoadError(str(raw), f"cannot resolve path: {exc}"))
         else:
             supported = ", ".join(sorted(SUFFIX_TYPES))
             errors.append(LoadError(str(raw), f"unsupported file type {path.suffix or '(none)'!r}; supported: {supported}"))
-    return list(found), errors
+    return sorted(found), errors
 
 
 def load_file(path: Path, fields: RecordFields = RecordFields()) -> LoadResult:
     """Load one file into documents; never raises for bad content, only reports."""
-    source = normalise_path(path)
+    try:
+        source = normalise_path(path)
+    except (OSError, RuntimeError) as exc:
+        return LoadResult(errors=[LoadError(str(path), f"cannot resolve path: {exc}")])
     file_type = SUFFIX_TYPES.get(path.suffix.lower())
     if file_type is None:
         return LoadResult(errors=[LoadError(source, f"unsupported file type {path.suffix!r}")])
@@ -123,7 +133,8 @@ def _load_text(data: bytes, source: str) -> Document:
     return _file_document(data, source, FileType.TEXT, decode_bytes(data, source), "", [])
 
 
-_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+# CommonMark: a closing run of #s only counts after a space ("# C#" is the heading "C#").
+_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 
 
@@ -271,10 +282,14 @@ def _load_docx(data: bytes, source: str) -> Document:
     parts: list[str] = []
     headings: list[tuple[int, int, str]] = []
     offset = 0
-    blocks = [(p.text, p.style.name if p.style is not None else "") for p in word.paragraphs]
-    for table in word.tables:
-        for row in table.rows:
-            blocks.append((" | ".join(cell.text.strip() for cell in row.cells), ""))
+    from docx.table import Table
+
+    blocks: list[tuple[str, str]] = []
+    for item in word.iter_inner_content():  # paragraphs and tables in document order
+        if isinstance(item, Table):
+            blocks.extend((" | ".join(cell.text.strip() for cell in row.cells), "") for row in item.rows)
+        else:
+            blocks.append((item.text, item.style.name if item.style is not None else ""))
     for text, style in blocks:
         text = text.strip()
         if not text:
@@ -325,7 +340,8 @@ def _load_records(data: bytes, source: str, file_type: FileType, fields: RecordF
 
 def _iter_records(text: str, source: str, file_type: FileType, errors: list[LoadError]) -> Iterator[tuple[str, Any]]:
     if file_type is FileType.JSONL:
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Split on "\n" only: JSON strings may contain U+2028/U+2029 raw, which splitlines() breaks on.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:

@@ -26,11 +26,13 @@ def reciprocal_rank_fusion(
     if len(weights) != len(ranked_lists):
         raise ValueError(f"{len(weights)} weights for {len(ranked_lists)} lists")
     scores: dict[Key, float] = {}
-    first_seen: dict[Key, tuple[int, int]] = {}
+    best: dict[Key, tuple[int, int]] = {}
     for list_index, (ranked, weight) in enumerate(zip(ranked_lists, weights)):
+        if weight == 0:
+            continue
         for rank, key in enumerate(ranked, start=1):
             scores[key] = scores.get(key, 0.0) + weight / (k + rank)
-            first_seen.setdefault(key, (rank, list_index))
+            best[key] = min(best.get(key, (rank, list_index)), (rank, list_index))
     # Ties (equal fused scores) are broken by the best rank in any list, then by list order, so the
     # result is deterministic.
-    return sorted(scores.items(), key=lambda item: (-item[1], first_seen[item[0]]))
+    return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]]))

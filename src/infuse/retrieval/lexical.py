@@ -61,7 +61,8 @@ class EnglishTokenizer:
 
 # Sudachi parts of speech that carry no search meaning.
 _JAPANESE_SKIP_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白"})
-_LATIN = re.compile(r"^[0-9A-Za-z\u00c0-\u024f'’.+#-]+$")
+# Latin-script morphemes, including multi-word dictionary entries such as "machine learning".
+_LATIN = re.compile(r"^[0-9A-Za-z\u00c0-\u024f'’.+# -]+$")
 
 
 class JapaneseTokenizer:
@@ -124,7 +125,9 @@ class RegexTokenizer:
     changes (kanji / hiragana / katakana / Latin) is the usual cheap improvement.
     """
 
-    _RUN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf々]+|[\u3040-\u309f]+|[\u30a0-\u30ffー]+|[^\W_]+")
+    _RUN = re.compile(
+        r"[\u4e00-\u9fff\u3400-\u4dbf々]+|[\u3040-\u309f]+|[\u30a0-\u30ffー]+|[^\W_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff々]+"
+    )
 
     def tokenize(self, text: str) -> list[str]:
         return [t.lower() for t in self._RUN.findall(unicodedata.normalize("NFKC", text))]
