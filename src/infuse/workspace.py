@@ -118,6 +118,7 @@ class Workspace:
         self.last_sync_path = self.kb_dir / "last_sync.json"
         self.lock_path = path / "write.lock"
         self.tokenizer = LanguageAwareTokenizer()
+        self._stores: dict[tuple[str, int], LanceDBStore] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> "Workspace":
@@ -151,7 +152,15 @@ class Workspace:
         return KnowledgeBaseManifest.from_dict(data) if data else None
 
     def _store(self, manifest: KnowledgeBaseManifest) -> LanceDBStore:
+        """A store on the live chunk table, for writing."""
         return LanceDBStore(self.kb_dir / "lancedb", manifest.chunks_table, manifest.embedder.dimension)
+
+    def _snapshot(self, manifest: KnowledgeBaseManifest) -> KnowledgeStore:
+        """A read-only view of the latest committed state; the connection is reused across calls."""
+        key = (manifest.chunks_table, manifest.embedder.dimension)
+        if key not in self._stores:
+            self._stores[key] = self._store(manifest)
+        return self._stores[key].snapshot()
 
     def _checked_manifest(self) -> KnowledgeBaseManifest:
         """The manifest, after checking that the configured embedder is the one that built the KB."""
@@ -239,7 +248,7 @@ class Workspace:
         if needs_embedder:
             manifest = self._checked_manifest()
         return HybridSearcher(
-            self._store(manifest).snapshot(),
+            self._snapshot(manifest),
             self.embedder if needs_embedder else None,
             self.tokenizer,
             self.settings.search,
@@ -262,7 +271,7 @@ class Workspace:
 
     def status(self) -> WorkspaceStatus:
         manifest = self.manifest()
-        store = self._store(manifest) if manifest else None
+        store = self._snapshot(manifest) if manifest else None
         lock = FileLock(str(self.lock_path), timeout=0)
         try:
             lock.acquire()

@@ -92,6 +92,7 @@ class Embedder:
     def __init__(self, settings: EmbedderSettings) -> None:
         self.settings = settings
         self.model_path = resolve_model_path(settings.model)
+        self._identity: EmbedderIdentity | None = None
 
     @cached_property
     def model(self):
@@ -135,6 +136,11 @@ class Embedder:
         return int(getter())
 
     def identity(self) -> EmbedderIdentity:
+        if self._identity is None:
+            self._identity = self._compute_identity()
+        return self._identity
+
+    def _compute_identity(self) -> EmbedderIdentity:
         probe = self._encode([_PROBE_TEXT], prefix="")[0]
         return EmbedderIdentity(
             model=self.settings.model,
