@@ -100,6 +100,38 @@ class StoreSettings(BaseModel):
     backend: StoreBackend = StoreBackend.LANCEDB
 
 
+class ModelBackendKind(StrEnum):
+    TRANSFORMERS = "transformers"  # a local Hugging Face model (id or folder), PEFT adapters on top
+    OPENAI = "openai"  # any OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, infuse serve)
+
+
+class ModelSettings(BaseModel):
+    """The LLM that answers: ``ask``, ``serve`` and evaluation use it; ``--model`` overrides ``name``."""
+
+    name: str | None = None  # Hugging Face id or local folder (transformers), or the server's model id
+    backend: ModelBackendKind = ModelBackendKind.TRANSFORMERS
+    adapters: list[str] = Field(default_factory=list)  # PEFT adapter folders or Hub ids
+    base_url: str | None = None  # openai backend, e.g. http://127.0.0.1:8000/v1
+    api_key: str | None = None  # openai backend; falls back to $OPENAI_API_KEY
+    device: str | None = None  # None: CUDA, then MPS, then CPU
+    dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp16 on other accelerators, fp32 on CPU
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+
+
+class RagSettings(BaseModel):
+    """Grounded answering: how many passages, and when retrieval counts as having found nothing."""
+
+    k: int = Field(4, ge=1)
+    # A passage is relevant when its dense similarity reaches min_dense_score, or when it contains at
+    # least min_keyword_coverage of the question's keywords. With no relevant passage the answer
+    # says so instead of asking the model.
+    min_dense_score: float = 0.35
+    min_keyword_coverage: float = Field(0.5, ge=0, le=1)
+
+
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
 
@@ -111,6 +143,8 @@ class Settings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -185,4 +219,18 @@ lock_timeout = 0      # seconds to wait when another ingest holds the workspace
 
 [store]
 backend = "lancedb"
+
+[model]
+# name = "Qwen/Qwen2.5-0.5B-Instruct"   # Hugging Face id or local folder; --model overrides it
+backend = "transformers"                # transformers | openai
+adapters = []                           # PEFT adapter folders, applied in order
+# base_url = "http://127.0.0.1:8000/v1" # openai backend
+dtype = "auto"
+max_new_tokens = 256
+temperature = 0.0
+
+[rag]
+k = 4
+min_dense_score = 0.35        # below this (and without keyword coverage) a passage is not relevant
+min_keyword_coverage = 0.5
 """

@@ -1,0 +1,295 @@
+"""Local Hugging Face causal LMs (ids or folders), optionally with PEFT adapters on top.
+
+Generation is one visible token loop with a KV cache, so streaming, stop strings and token
+accounting need no threads. Log-likelihoods follow lm-evaluation-harness: context and
+continuation are encoded the way its ``HFLM`` does (trailing spaces of the context move to the
+continuation; no special tokens; an empty context is replaced by the BOS/EOS token).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from infuse.models.base import (
+    ChatMessage,
+    FinishReason,
+    Generation,
+    GenerationConfig,
+    GenerationStream,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    ModelError,
+    Prompt,
+    plain_chat_prompt,
+    truncate_at_stop,
+)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
+    """bf16 on GPUs that support it, fp16 on other accelerators, fp32 on CPU."""
+    if requested and requested != "auto":
+        try:
+            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[requested]
+        except KeyError as exc:
+            raise ModelError(f"unknown dtype {requested!r}; use auto, float32, bfloat16 or float16") from exc
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token of a scored text: what ``/v1/completions`` returns with ``echo`` and ``logprobs``."""
+
+    token: str
+    logprob: float | None  # None for the first token (nothing predicts it)
+    offset: int  # character offset of the token in the text
+    top: dict[str, float]  # the most likely tokens at this position
+
+
+class TransformersModel:
+    """A causal LM from a Hugging Face id or local folder.
+
+    >>> model = TransformersModel.load("Qwen/Qwen2.5-0.5B-Instruct", adapters=["runs/lora-1"])  # doctest: +SKIP
+    >>> model.generate([{"role": "user", "content": "Hi"}]).text  # doctest: +SKIP
+    """
+
+    def __init__(self, model, tokenizer, name: str, device: torch.device) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = device
+        self.max_length = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {i for i in [*eos_ids, tokenizer.eos_token_id] if i is not None}
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        adapters: Sequence[str] = (),
+        device: str | None = None,
+        dtype: str | None = None,
+        name: str | None = None,
+    ) -> "TransformersModel":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        target = pick_device(device)
+        source = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(
+                f"cannot load a tokenizer from {model!r} ({exc}); a model folder needs tokenizer files "
+                "(tokenizer.json or tokenizer.model + tokenizer_config.json) next to the weights"
+            ) from exc
+        try:
+            network = AutoModelForCausalLM.from_pretrained(source, dtype=pick_dtype(target, dtype))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load model {model!r}: {exc}") from exc
+        network = _apply_adapters(network, adapters)
+        network.to(target).eval()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        display = name or (Path(source).name if Path(source).exists() else model)
+        if adapters:
+            display += "+" + "+".join(Path(a).name for a in adapters)
+        return cls(network, tokenizer, display, target)
+
+    # --- prompts -------------------------------------------------------------------------------
+
+    def render(self, prompt: Prompt) -> str:
+        """The text the model sees: the chat template when the tokenizer has one."""
+        if isinstance(prompt, str):
+            return prompt
+        messages: list[ChatMessage] = list(prompt)
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return plain_chat_prompt(messages)
+
+    def _encode_prompt(self, prompt: Prompt) -> list[int]:
+        text = self.render(prompt)
+        # A chat template writes its own special tokens; a plain prompt gets the tokenizer's BOS.
+        with_special = isinstance(prompt, str) or not getattr(self.tokenizer, "chat_template", None)
+        return self.tokenizer(text, add_special_tokens=with_special)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def generate(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> Generation:
+        return self.stream(prompt, config).collect()
+
+    def stream(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> GenerationStream:
+        prompt_ids = self._encode_prompt(prompt)
+        if len(prompt_ids) + 1 > self.max_length:
+            raise ModelError(
+                f"the prompt has {len(prompt_ids)} tokens but {self.name} reads at most {self.max_length}; "
+                "retrieve fewer passages (-k) or shorten the question"
+            )
+        started = time.perf_counter()
+        state = {"finish": FinishReason.LENGTH, "tokens": 0}
+
+        def finish(text: str) -> Generation:
+            return Generation(text, state["finish"], len(prompt_ids), state["tokens"], time.perf_counter() - started)
+
+        return GenerationStream(self._decode_loop(prompt_ids, config, state), finish)
+
+    @torch.inference_mode()
+    def _decode_loop(self, prompt_ids: list[int], config: GenerationConfig, state: dict) -> Iterator[str]:
+        budget = min(config.max_new_tokens, self.max_length - len(prompt_ids))
+        generator = torch.Generator(device="cpu")
+        if config.seed is not None:
+            generator.manual_seed(config.seed)
+        inputs = torch.tensor([prompt_ids], device=self.device)
+        past = None
+        generated: list[int] = []
+        emitted = ""
+        hold = max((len(s) for s in config.stop), default=0)
+        for _ in range(budget):
+            output = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
+            past = output.past_key_values
+            next_id = self._pick(output.logits[0, -1].float(), config, generator)
+            if next_id in self.eos_ids:
+                state["finish"] = FinishReason.STOP
+                break
+            generated.append(next_id)
+            state["tokens"] = len(generated)
+            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            cut, stopped = truncate_at_stop(text, config.stop)
+            if stopped:
+                state["finish"] = FinishReason.STOP
+                if len(cut) > len(emitted):
+                    yield cut[len(emitted):]
+                return
+            # Hold back an incomplete character and anything that may be the start of a stop string.
+            safe = len(text) - hold if hold else len(text)
+            if text.endswith("\ufffd"):
+                safe = min(safe, len(text) - 1)
+            if safe > len(emitted):
+                yield text[len(emitted):safe]
+                emitted = text[:safe]
+            inputs = torch.tensor([[next_id]], device=self.device)
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        if len(text) > len(emitted):
+            yield text[len(emitted):]
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator) -> int:
+        if config.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / config.temperature, dim=-1).cpu()
+        if config.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < config.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+
+    # --- scoring -------------------------------------------------------------------------------
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            continuation = context[-spaces:] + continuation
+            context = context[:-spaces]
+        whole = self.tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+        context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+        continuation_ids = whole[len(context_ids):]
+        if not context_ids:
+            prefix = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            context_ids = [prefix]
+        return context_ids, continuation_ids
+
+    @torch.inference_mode()
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], batch_size: int = 8) -> list[Loglikelihood]:
+        encoded = [self._encode_pair(r.context, r.continuation) for r in requests]
+        results: list[Loglikelihood | None] = [None] * len(requests)
+        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            sequences = []
+            for i in indices:
+                context_ids, continuation_ids = encoded[i]
+                full = (context_ids + continuation_ids)[-(self.max_length + 1):]
+                sequences.append(full[:-1])
+            width = max(len(s) for s in sequences)
+            pad = self.tokenizer.pad_token_id or 0
+            batch = torch.tensor([s + [pad] * (width - len(s)) for s in sequences], device=self.device)
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=self.device)
+            logprobs = torch.log_softmax(self.model(input_ids=batch, attention_mask=mask).logits.float(), dim=-1)
+            for row, i in enumerate(indices):
+                continuation_ids = encoded[i][1]
+                length = len(sequences[row])
+                n = len(continuation_ids)
+                scores = logprobs[row, length - n : length]
+                target = torch.tensor(continuation_ids, device=self.device)
+                token_logprobs = scores.gather(1, target.unsqueeze(1)).squeeze(1)
+                greedy = bool((scores.argmax(dim=-1) == target).all()) if n else True
+                results[i] = Loglikelihood(float(token_logprobs.sum()), greedy, n)
+        return [r for r in results if r is not None]
+
+    @torch.inference_mode()
+    def token_logprobs(self, text: str, top: int = 1) -> list[TokenLogprob]:
+        """Per-token log-probabilities of ``text`` (``/v1/completions`` with ``echo``)."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        if not ids:
+            return []
+        if len(ids) > self.max_length:
+            raise ModelError(f"the text has {len(ids)} tokens but {self.name} reads at most {self.max_length}")
+        logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        result = [TokenLogprob(self._token_text(ids[0]), None, offsets[0][0], {})]
+        for position in range(1, len(ids)):
+            row = logprobs[position - 1]
+            values, candidates = torch.topk(row, k=max(1, top))
+            result.append(
+                TokenLogprob(
+                    self._token_text(ids[position]),
+                    float(row[ids[position]]),
+                    offsets[position][0],
+                    {self._token_text(int(c)): float(v) for v, c in zip(values, candidates)},
+                )
+            )
+        return result
+
+    def _token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
+
+
+def _apply_adapters(model, adapters: Sequence[str]):
+    """One adapter stays a PeftModel (exact base + adapter); several are merged in order."""
+    if not adapters:
+        return model
+    from peft import PeftModel
+
+    for index, adapter in enumerate(adapters):
+        if not Path(adapter).expanduser().exists() and "/" not in adapter:
+            raise ModelError(f"adapter {adapter!r} not found: give a folder with adapter_config.json or a Hub id")
+        try:
+            model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()) if Path(adapter).expanduser().exists() else adapter)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load adapter {adapter!r}: {exc}") from exc
+        if len(adapters) > 1:
+            model = model.merge_and_unload()
+    return model
