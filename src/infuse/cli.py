@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -56,7 +57,7 @@ def _open(create: bool = False, **overrides: Any) -> Workspace:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(EXIT_ERROR)
 
 
@@ -120,7 +121,7 @@ def ingest(
             highlight=False,
         )
         for error in report.errors:
-            err.print(f"[red]failed:[/] {error['path']}: {error['error']}", highlight=False)
+            err.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
     if not report.ok:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -220,7 +221,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     table.add_row("ingest running", "yes" if info.ingest_running else "no")
     out.print(table)
     for error in (sync or {}).get("errors", []):
-        out.print(f"[red]failed:[/] {error['path']}: {error['error']}", highlight=False)
+        out.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
 
 
 @app.command()
@@ -236,6 +237,91 @@ def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the repo
         _print_json(report.to_dict())
     else:
         out.print(f"reindexed {report.updated} documents, {report.chunks_written} chunks in {report.seconds:.1f}s")
+
+
+def _model_overrides(model: str | None, adapters: list[str] | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["name"] = model
+    if adapters:
+        overrides["adapters"] = adapters
+    return {"model": overrides} if overrides else {}
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in English or Japanese.")],
+    no_rag: Annotated[bool, typer.Option("--no-rag", help="Answer closed-book, without retrieval.")] = False,
+    k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.", min=1)] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides [model] name).")] = None,
+    adapter: Annotated[Optional[list[str]], typer.Option(help="PEFT adapter folder; repeatable.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Maximum new tokens.", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Answer a question from the knowledge base (streamed), then list the cited sources."""
+    from infuse.models import load_model
+    from infuse.rag import RagPipeline
+
+    try:
+        overrides = _model_overrides(model, adapter)
+        if max_tokens is not None:
+            overrides.setdefault("model", {})["max_new_tokens"] = max_tokens
+        ws = _open(create=no_rag, **overrides)
+        with err.status("loading model…"):
+            llm = load_model(ws.settings.model)
+        stream = RagPipeline(ws, llm).stream(question, k=k, use_retrieval=not no_rag)
+        for delta in stream:
+            if not as_json:
+                sys.stdout.write(delta)
+                sys.stdout.flush()
+        answer = stream.answer
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(answer.to_dict())
+        return
+    sys.stdout.write("\n")
+    if answer.used_retrieval:
+        table = Table(title="sources", show_lines=False)
+        for column in ("", "source", "span", "passage"):
+            table.add_column(column, overflow="fold")
+        cited = {c.number for c in answer.citations}
+        for number, hit in enumerate(answer.passages, start=1):
+            mark = f"[{number}]" + ("*" if number in cited else "")
+            where = Path(hit.source_path).name + (f" p.{hit.page}" if hit.page else "")
+            snippet = hit.text.replace("\n", " ")
+            table.add_row(mark, where, f"{hit.start}-{hit.end}", snippet[:160] + ("…" if len(snippet) > 160 else ""))
+        if answer.passages:
+            out.print(table)
+    timings = answer.timings
+    err.print(
+        f"[dim]{answer.model}: retrieval {timings.retrieval_ms:.0f} ms, generation {timings.generation_ms:.0f} ms, "
+        f"{answer.prompt_tokens} prompt + {answer.completion_tokens} completion tokens[/]"
+    )
+
+
+@app.command()
+def serve(
+    model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides [model] name).")] = None,
+    adapter: Annotated[Optional[list[str]], typer.Option(help="PEFT adapter folder; repeatable.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)."""
+    import uvicorn
+
+    from infuse.models import load_model
+    from infuse.rag import RagPipeline
+    from infuse.server import RAG_MODEL_ID, create_app
+
+    try:
+        ws = _open(create=True, **_model_overrides(model, adapter))
+        with err.status("loading model…"):
+            llm = load_model(ws.settings.model)
+    except InfuseError as exc:
+        _fail(exc)
+    err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
+    uvicorn.run(create_app(RagPipeline(ws, llm)), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ class LanguageModel(Protocol):
     """What RAG, serving and evaluation need from a model."""
 
     name: str
+    context_length: int | None  # tokens the model reads at most (None: unknown)
 
     def generate(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> Generation: ...
 

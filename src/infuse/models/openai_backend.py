@@ -42,6 +42,7 @@ class OpenAICompatibleModel:
         from openai import OpenAI
 
         self.name = model
+        self.context_length: int | None = None  # not reported by the API; prompts are sent as they are
         self.base_url = base_url.rstrip("/")
         self.client = OpenAI(base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=max_retries)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from infuse.hf_logging import quiet_hf_progress
 from infuse.models.base import (
     ChatMessage,
     FinishReason,
@@ -78,6 +79,7 @@ class TransformersModel:
         self.name = name
         self.device = device
         self.max_length = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        self.context_length: int | None = self.max_length
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in [*eos_ids, tokenizer.eos_token_id] if i is not None}
@@ -93,6 +95,7 @@ class TransformersModel:
     ) -> "TransformersModel":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        quiet_hf_progress()
         target = pick_device(device)
         source = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
         try:

@@ -17,6 +17,7 @@ import numpy as np
 from infuse.config import DEFAULT_EMBEDDER, EmbedderSettings
 from infuse.documents.chunking import HFTokenCounter
 from infuse.errors import ConfigError
+from infuse.hf_logging import quiet_hf_progress
 
 ProgressCallback = Callable[[int], None]
 
@@ -97,9 +98,8 @@ class Embedder:
     @cached_property
     def model(self):
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # the "Loading weights" bar would interleave with ours
+        quiet_hf_progress()
 
         device = self.settings.device or default_device()
         key = (self.model_path, device)
