@@ -306,6 +306,7 @@ def serve(
     adapter: Annotated[Optional[list[str]], typer.Option(help="PEFT adapter folder; repeatable.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")] = None,
 ) -> None:
     """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn
@@ -321,7 +322,7 @@ def serve(
     except InfuseError as exc:
         _fail(exc)
     err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
-    uvicorn.run(create_app(RagPipeline(ws, llm)), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(RagPipeline(ws, llm), api_key=api_key), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def _default_weights() -> dict[Language, FusionWeights]:
     # default embedder is English-only, so for Japanese queries its list is down-weighted.
     return {
         Language.EN: FusionWeights(dense=1.0, lexical=1.0),
-        Language.JA: FusionWeights(dense=0.25, lexical=1.0),
+        Language.JA: FusionWeights(dense=0.0, lexical=1.0),
     }
 
 
@@ -210,7 +210,7 @@ dense = 1.0
 lexical = 1.0
 
 [search.weights.ja]
-dense = 0.25
+dense = 0.0
 lexical = 1.0
 
 [ingest]

@@ -59,8 +59,10 @@ class EnglishTokenizer:
         return [t for t in tokens if t]
 
 
-# Sudachi parts of speech that carry no search meaning.
-_JAPANESE_SKIP_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白"})
+# Sudachi parts of speech that carry no search meaning, and light verbs (normalised forms) that
+# occur in almost every sentence: like English stop words they only add noise to keyword overlap.
+_JAPANESE_SKIP_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白", "代名詞"})
+JAPANESE_STOPWORDS = frozenset({"為る", "居る", "有る", "成る", "出来る", "言う", "此の", "其の", "彼の", "事", "物", "所", "様"})
 # Latin-script morphemes, including multi-word dictionary entries such as "machine learning".
 _LATIN = re.compile(r"^[0-9A-Za-z\u00c0-\u024f'’.+# -]+$")
 
@@ -94,6 +96,8 @@ class JapaneseTokenizer:
                     tokens.extend(self._english.tokenize(surface))
                     continue
                 form = morpheme.normalized_form()
+                if form in JAPANESE_STOPWORDS:
+                    continue
                 if _LATIN.match(form):
                     tokens.extend(self._english.tokenize(form))
                 elif form.strip():

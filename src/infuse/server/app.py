@@ -45,11 +45,22 @@ def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(pipeline: RagPipeline) -> FastAPI:
+def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
+    """The API app; with ``api_key`` every /v1 request needs ``Authorization: Bearer <api_key>``."""
     model = pipeline.model
     # One generation at a time: a local model is not safe to run from several threads at once.
     model_lock = threading.Lock()
     app = FastAPI(title="infuse", description="OpenAI-compatible API over an infuse knowledge base")
+
+    @app.middleware("http")
+    async def _authenticate(request: Request, call_next):
+        if api_key and request.url.path.startswith("/v1"):
+            if request.headers.get("authorization", "") != f"Bearer {api_key}":
+                return JSONResponse(
+                    status_code=401,
+                    content=_error_body("invalid or missing API key (Authorization: Bearer ...)", "invalid_api_key", kind="authentication_error"),
+                )
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
