@@ -1,0 +1,30 @@
+"""The knowledge lab: a fictional world with ground truth (and, later, a tiny model trained on it).
+
+>>> from infuse.lab import generate_world
+>>> world = generate_world(seed=0, lang="en")
+>>> world.write("lab-world")            # docs/, questions/, train/, updates/, world.json
+"""
+
+from infuse.lab.templates import QuestionTemplate, Template, question_templates, statement_templates
+from infuse.lab.tokenize import build_lab_tokenizer, lab_tokenize, lab_vocabulary
+from infuse.lab.vocabulary import ATTRIBUTES, MUTABLE_ATTRIBUTES, VALUES, Attribute, Name, Term
+from infuse.lab.world import (
+    KNOWN,
+    NEW,
+    Bio,
+    Change,
+    MCQuestion,
+    Person,
+    ShortQuestion,
+    World,
+    generate_world,
+    load_world,
+)
+
+__all__ = [
+    "ATTRIBUTES", "MUTABLE_ATTRIBUTES", "VALUES", "KNOWN", "NEW",
+    "Attribute", "Bio", "Change", "MCQuestion", "Name", "Person", "QuestionTemplate",
+    "ShortQuestion", "Template", "Term", "World",
+    "build_lab_tokenizer", "generate_world", "lab_tokenize", "lab_vocabulary", "load_world",
+    "question_templates", "statement_templates",
+]
