@@ -15,6 +15,7 @@ from conftest import CORPUS
 HIT_FIELDS = {
     "rank", "chunk_id", "doc_id", "source_path", "text", "start", "end", "page", "heading_path", "lang",
     "metadata", "score", "fused_score", "dense_score", "dense_rank", "lexical_score", "lexical_rank", "rerank_score",
+    "flags",
 }
 
 

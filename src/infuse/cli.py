@@ -195,6 +195,8 @@ def search(
         where = Path(hit.source_path).name + (f" p.{hit.page}" if hit.page else "") + f" [{hit.start}:{hit.end}]"
         if hit.heading_path:
             where += "\n" + " > ".join(hit.heading_path)
+        if hit.flags:
+            where += "\nflagged: " + ", ".join(hit.flags)
         snippet = hit.text if len(hit.text) <= 300 else hit.text[:300] + "…"
         table.add_row(str(hit.rank), f"{hit.score:.4f}", where, snippet)
     out.print(table)
@@ -219,9 +221,19 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     sync = info.last_sync
     table.add_row("last sync", f"{sync['finished_at']}: +{sync['added']} ~{sync['updated']} ={sync['unchanged']} -{sync['pruned']} failed {sync['failed']}" if sync else "never")
     table.add_row("ingest running", "yes" if info.ingest_running else "no")
+    table.add_row("flagged passages", f"{info.flagged_chunks} (ingest.injection = {info.injection_policy})")
     out.print(table)
     for error in (sync or {}).get("errors", []):
         out.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
+    if info.flagged:
+        shown = f"first {len(info.flagged)} of {info.flagged_chunks}" if info.flagged_chunks > len(info.flagged) else str(info.flagged_chunks)
+        out.print(f"[yellow]possible prompt injection[/] ({shown} passages):", highlight=False)
+        for entry in info.flagged:
+            out.print(
+                f"  [yellow]{escape(', '.join(entry['flags']))}[/] {escape(entry['source_path'])} ({escape(entry['chunk_id'])})\n"
+                f"    {escape(entry['snippet'])}",
+                highlight=False,
+            )
 
 
 @app.command()

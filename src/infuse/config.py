@@ -37,6 +37,13 @@ class StoreBackend(StrEnum):
     LANCEDB = "lancedb"
 
 
+class InjectionPolicy(StrEnum):
+    """What search does with chunks that prompt-injection screening flagged at ingest."""
+
+    MARK = "mark"  # returned like any other, with their ``flags``
+    QUARANTINE = "quarantine"  # stored (and listed by ``infuse status``) but never returned by search
+
+
 class EmbedderSettings(BaseModel):
     """Which sentence-transformers model embeds chunks and queries."""
 
@@ -94,6 +101,7 @@ class SearchSettings(BaseModel):
 class IngestSettings(BaseModel):
     commit_every: int = Field(256, ge=1, description="chunks per atomic commit")
     lock_timeout: float = Field(0.0, ge=0, description="seconds to wait for another ingest")
+    injection: InjectionPolicy = InjectionPolicy.MARK  # flagged chunks: mark (searchable, flagged) or quarantine
 
 
 class StoreSettings(BaseModel):
@@ -216,6 +224,7 @@ lexical = 1.0
 [ingest]
 commit_every = 256    # chunks per atomic commit
 lock_timeout = 0      # seconds to wait when another ingest holds the workspace
+injection = "mark"    # chunks that read as prompt injection: mark (searchable, with flags) | quarantine (never returned)
 
 [store]
 backend = "lancedb"

@@ -19,30 +19,34 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, SearchMode, Settings, StoreBackend
+from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings, StoreBackend
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields
 from infuse.documents.models import sha256_hex
 from infuse.errors import EmbedderMismatchError, WorkspaceBusyError, WorkspaceNotFoundError
 from infuse.retrieval.embed import Embedder, EmbedderIdentity
+from infuse.retrieval.injection import InjectionDetector, snippet
 from infuse.retrieval.lancedb_store import LanceDBStore
 from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
-from infuse.retrieval.store import Filters, KnowledgeStore
+from infuse.retrieval.store import FlaggedChunk, Filters, KnowledgeStore
 from infuse.retrieval.sync import IngestReport, Syncer, SyncProgress, utc_now
 
 DEFAULT_WORKSPACE = ".infuse"
 MANIFEST_VERSION = 1
 # Bump when tokenisation or chunking logic changes in a way that should re-process documents.
-PIPELINE_VERSION = "1"
+# 2: prompt-injection screening (chunk flags, hidden HTML text) must be computed for every chunk.
+PIPELINE_VERSION = "2"
+# How many flagged passages `status` lists (the total is always counted).
+FLAGGED_LIST_LIMIT = 50
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -102,6 +106,11 @@ class WorkspaceStatus:
     store: dict[str, Any]
     last_sync: dict[str, Any] | None
     ingest_running: bool
+    # Prompt-injection screening: what search does with flagged chunks, how many there are, and the
+    # first FLAGGED_LIST_LIMIT of them as {"chunk_id", "source_path", "flags", "snippet"}.
+    injection_policy: str = InjectionPolicy.MARK.value
+    flagged_chunks: int = 0
+    flagged: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -141,6 +150,10 @@ class Workspace:
     @cached_property
     def embedder(self) -> Embedder:
         return Embedder(self.settings.embedder)
+
+    @cached_property
+    def injection_detector(self) -> InjectionDetector:
+        return InjectionDetector()
 
     @cached_property
     def reranker(self) -> CrossEncoderReranker | None:
@@ -253,6 +266,7 @@ class Workspace:
             self.tokenizer,
             self.settings.search,
             self.reranker,
+            exclude_flagged=self.settings.ingest.injection is InjectionPolicy.QUARANTINE,
         )
 
     def search(
@@ -297,7 +311,21 @@ class Workspace:
             },
             last_sync=read_json(self.last_sync_path),
             ingest_running=running,
+            injection_policy=self.settings.ingest.injection.value,
+            flagged_chunks=store.count_flagged_chunks() if store else 0,
+            flagged=[self._flagged_entry(c) for c in store.flagged_chunks(FLAGGED_LIST_LIMIT)] if store else [],
         )
+
+    def _flagged_entry(self, chunk: FlaggedChunk) -> dict[str, Any]:
+        """A flagged chunk for `status`: where it is, why, and the text around the first match."""
+        findings = self.injection_detector.scan(chunk.text)
+        first = findings[0] if findings else None
+        return {
+            "chunk_id": chunk.chunk_id,
+            "source_path": chunk.source_path,
+            "flags": list(chunk.flags),
+            "snippet": snippet(chunk.text, first.start, first.end) if first else snippet(chunk.text),
+        }
 
     def reindex(self, progress: SyncProgress | None = None) -> IngestReport:
         """Rebuild every chunk with the configured embedder and chunking, from the stored documents.

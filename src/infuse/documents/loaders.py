@@ -10,7 +10,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,47 @@ _BLOCK_TAGS = {
     "h1", "h2", "h3", "h4", "h5", "h6", "hr", "form", "address",
 }
 _HEADING_LEVEL = {f"h{i}": i for i in range(1, 7)}
+_ZERO_SIZE = re.compile(r"^[+-]?(?=[\d.])0*(?:\.0+)?(?:px|em|rem|pt|pc|%|vw|vh|ex|ch)?$")
+_COLOR_NAMES = {"white": "#ffffff", "black": "#000000"}
+
+
+def _css_color(value: str) -> str:
+    value = value.replace(" ", "").lower()
+    value = _COLOR_NAMES.get(value, value)
+    if re.fullmatch(r"#[0-9a-f]{3}", value):
+        value = "#" + "".join(c * 2 for c in value[1:])
+    match = re.fullmatch(r"rgba?\((\d+),(\d+),(\d+)(?:,1(?:\.0+)?)?\)", value)
+    return "#{:02x}{:02x}{:02x}".format(*(int(g) for g in match.groups())) if match else value
+
+
+def _hidden_from_readers(tag) -> bool:
+    """Whether an element's text is hidden from people reading the rendered page.
+
+    ``hidden``, ``aria-hidden="true"`` and inline styles ``display:none``, ``visibility:hidden``,
+    ``font-size:0``, ``opacity:0``, transparent text or text in its own background colour.
+    Classes and stylesheets are not evaluated.
+    """
+    attrs = tag.attrs or {}
+    if "hidden" in attrs or str(attrs.get("aria-hidden", "")).strip().lower() == "true":
+        return True
+    style = attrs.get("style")
+    if not style:
+        return False
+    rules: dict[str, str] = {}
+    for declaration in str(style).split(";"):
+        name, _, value = declaration.partition(":")
+        rules[name.strip().lower()] = value.replace("!important", "").strip().lower()
+    color = _css_color(rules.get("color", ""))
+    background = _css_color(rules.get("background-color", rules.get("background", "")))
+    return (
+        rules.get("display") == "none"
+        or rules.get("visibility") in ("hidden", "collapse")
+        or bool(_ZERO_SIZE.match(rules.get("font-size", "x")))
+        or bool(_ZERO_SIZE.match(rules.get("opacity", "x")))
+        or color == "transparent"
+        or bool(re.fullmatch(r"rgba\(\d+,\d+,\d+,0*(?:\.0+)?\)", color))
+        or (color not in ("", "inherit", "initial", "unset", "currentcolor") and color == background)
+    )
 
 
 def _load_html(data: bytes, source: str) -> Document:
@@ -190,6 +231,7 @@ def _load_html(data: bytes, source: str) -> Document:
         tag.decompose()
     parts: list[str] = []
     headings: list[tuple[int, int, str]] = []
+    hidden: list[str] = []
     length = 0
 
     def emit(text: str) -> None:
@@ -212,6 +254,11 @@ def _load_html(data: bytes, source: str) -> Document:
                         text = text.lstrip()
                     emit(text)
             elif isinstance(child, Tag):
+                if _hidden_from_readers(child):  # kept out of the text, recorded for screening
+                    hidden_text = re.sub(r"\s+", " ", child.get_text(" ", strip=True))
+                    if hidden_text:
+                        hidden.append(hidden_text)
+                    continue
                 is_block = child.name in _BLOCK_TAGS
                 if is_block:
                     paragraph_break()
@@ -227,7 +274,8 @@ def _load_html(data: bytes, source: str) -> Document:
     headings = [(max(0, o - shift), lvl, t) for o, lvl, t in headings if t]
     if not title and headings:
         title = headings[0][2]
-    return _file_document(data, source, FileType.HTML, text, title, _sections_from_headings(len(text), headings))
+    document = _file_document(data, source, FileType.HTML, text, title, _sections_from_headings(len(text), headings))
+    return replace(document, hidden_text=tuple(hidden))
 
 
 # --- PDF -----------------------------------------------------------------------------------------

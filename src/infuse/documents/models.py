@@ -46,6 +46,9 @@ class Document:
     title: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     sections: tuple[Section, ...] = ()
+    # Text the source hides from human readers (HTML: hidden/aria-hidden elements, display:none,
+    # font-size:0...). Kept out of ``text``; screened for prompt injection at ingest.
+    hidden_text: tuple[str, ...] = ()
 
     def section_spans(self) -> tuple[Section, ...]:
         return self.sections or (Section(0, len(self.text)),)

@@ -27,6 +27,7 @@ from infuse.retrieval.store import (
     ChunkRecord,
     DocumentRecord,
     DocumentState,
+    FlaggedChunk,
     Filters,
     ScoredChunk,
 )
@@ -36,6 +37,13 @@ _RESULT_COLUMNS = [
     "heading_path", "lang", "metadata_json", "content_hash",
 ]
 _HEADING_SEPARATOR = " > "
+# Columns added after the first release: tables without them get them on the next write (null
+# until the document is re-ingested, which PIPELINE_VERSION forces); reads tolerate their absence.
+_ADDED_CHUNK_COLUMNS = (pa.field("flags", pa.list_(pa.string())),)
+_ADDED_DOCUMENT_COLUMNS = (pa.field("hidden_text_json", pa.string()),)
+# A chunk that screening did not flag (flags is null on rows written before screening existed).
+UNFLAGGED_SQL = "coalesce(array_length(flags), 0) = 0"
+FLAGGED_SQL = "array_length(flags) > 0"
 
 
 def _chunk_schema(dimension: int) -> pa.Schema:
@@ -58,6 +66,7 @@ def _chunk_schema(dimension: int) -> pa.Schema:
             ("metadata_json", pa.string()),
             ("content_hash", pa.string()),
             ("vector", pa.list_(pa.float32(), dimension)),
+            *((f.name, f.type) for f in _ADDED_CHUNK_COLUMNS),
         ]
     )
 
@@ -75,6 +84,7 @@ _DOCUMENT_SCHEMA = pa.schema(
         ("n_chunks", pa.int32()),
         ("ingested_at", pa.string()),
         ("sections_json", pa.string()),
+        *((f.name, f.type) for f in _ADDED_DOCUMENT_COLUMNS),
     ]
 )
 
@@ -152,6 +162,7 @@ class LanceDBStore:
         self._check_writable()
         if not documents:
             return
+        self._add_missing_columns()
         doc_ids = [d.doc_id for d in documents]
         rows = pa.Table.from_pylist([self._chunk_row(c) for c in chunks], schema=self._chunks.schema)
         (
@@ -163,7 +174,7 @@ class LanceDBStore:
         )
         # Documents are recorded after their chunks: a crash in between only makes the next
         # ingest redo these documents, which replaces their chunks with identical ones.
-        doc_rows = pa.Table.from_pylist([self._document_row(d) for d in documents], schema=_DOCUMENT_SCHEMA)
+        doc_rows = pa.Table.from_pylist([self._document_row(d) for d in documents], schema=self._documents.schema)
         self._documents.merge_insert("doc_id").when_matched_update_all().when_not_matched_insert_all().execute(doc_rows)
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
@@ -177,6 +188,17 @@ class LanceDBStore:
         self._check_writable()
         self._chunks.optimize()
         self._documents.optimize()
+
+    def _add_missing_columns(self) -> None:
+        """Upgrade tables created by an older infuse (one commit per added column; safe to repeat)."""
+        for table, added in ((self._chunks, _ADDED_CHUNK_COLUMNS), (self._documents, _ADDED_DOCUMENT_COLUMNS)):
+            names = set(table.schema.names)
+            missing = [f for f in added if f.name not in names]
+            if missing:
+                table.add_columns(missing)
+
+    def _has_flags(self) -> bool:
+        return "flags" in self._chunks.schema.names
 
     def _check_writable(self) -> None:
         if self._read_only:
@@ -204,6 +226,7 @@ class LanceDBStore:
             "metadata_json": json.dumps(chunk.metadata, ensure_ascii=False),
             "content_hash": chunk.content_hash,
             "vector": vector,
+            "flags": list(chunk.flags),
         }
 
     @staticmethod
@@ -220,6 +243,7 @@ class LanceDBStore:
             "n_chunks": document.n_chunks,
             "ingested_at": document.ingested_at,
             "sections_json": json.dumps([dataclasses.asdict(s) for s in document.sections], ensure_ascii=False),
+            "hidden_text_json": json.dumps(list(document.hidden_text), ensure_ascii=False),
         }
 
     # --- reads ---------------------------------------------------------------------------------
@@ -234,24 +258,60 @@ class LanceDBStore:
         view._documents.checkout(view._documents.version)
         return view
 
-    def dense_search(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[ScoredChunk]:
+    def _where(self, filters: Filters | None, exclude_flagged: bool) -> str | None:
+        clauses = [c for c in (filters_to_sql(filters),) if c]
+        # A table from before screening has no flags column and nothing flagged to exclude.
+        if exclude_flagged and self._has_flags():
+            clauses.append(UNFLAGGED_SQL)
+        return " AND ".join(f"({c})" for c in clauses) if clauses else None
+
+    def _result_columns(self) -> list[str]:
+        return [*_RESULT_COLUMNS, "flags"] if self._has_flags() else list(_RESULT_COLUMNS)
+
+    def dense_search(
+        self, vector: np.ndarray, k: int, filters: Filters | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]:
         query = self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").distance_type("cosine")
-        where = filters_to_sql(filters)
+        where = self._where(filters, exclude_flagged)
         if where:
             query = query.where(where, prefilter=True)
-        rows = query.limit(k).select([*_RESULT_COLUMNS, "_distance"]).to_list()
+        rows = query.limit(k).select([*self._result_columns(), "_distance"]).to_list()
         return [self._scored(row, 1.0 - float(row["_distance"])) for row in rows]
 
-    def lexical_search(self, tokens: Sequence[str], k: int, filters: Filters | None = None) -> list[ScoredChunk]:
+    def lexical_search(
+        self, tokens: Sequence[str], k: int, filters: Filters | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]:
         unique = list(dict.fromkeys(t for t in tokens if t.strip()))
         if not unique:
             return []
         query = self._chunks.search(" ".join(unique), query_type="fts", fts_columns="tokens")
-        where = filters_to_sql(filters)
+        where = self._where(filters, exclude_flagged)
         if where:
             query = query.where(where, prefilter=True)
-        rows = query.limit(k).select([*_RESULT_COLUMNS, "_score"]).to_list()
+        rows = query.limit(k).select([*self._result_columns(), "_score"]).to_list()
         return [self._scored(row, float(row["_score"])) for row in rows]
+
+    def flagged_chunks(self, limit: int | None = None) -> list[FlaggedChunk]:
+        if not self._has_flags():
+            return []
+        columns = ["chunk_id", "doc_id", "source_path", "chunk_index", "text", "heading_path", "flags"]
+        rows = self._chunks.search().where(FLAGGED_SQL).select(columns).limit(None).to_list()
+        rows.sort(key=lambda r: (r["source_path"], int(r["chunk_index"]), r["chunk_id"]))
+        return [
+            FlaggedChunk(
+                chunk_id=r["chunk_id"],
+                doc_id=r["doc_id"],
+                source_path=r["source_path"],
+                chunk_index=int(r["chunk_index"]),
+                text=r["text"],
+                heading_path=tuple(r["heading_path"].split(_HEADING_SEPARATOR)) if r["heading_path"] else (),
+                flags=tuple(r["flags"] or ()),
+            )
+            for r in rows[:limit]
+        ]
+
+    def count_flagged_chunks(self) -> int:
+        return self._chunks.count_rows(FLAGGED_SQL) if self._has_flags() else 0
 
     @staticmethod
     def _scored(row: dict, score: float) -> ScoredChunk:
@@ -269,6 +329,7 @@ class LanceDBStore:
             metadata=json.loads(row["metadata_json"] or "{}"),
             content_hash=row["content_hash"],
             score=score,
+            flags=tuple(row.get("flags") or ()),
         )
 
     def count_chunks(self, filters: Filters | None = None) -> int:
@@ -302,6 +363,7 @@ class LanceDBStore:
                         Section(s["start"], s["end"], tuple(s["heading_path"]), s["page"])
                         for s in json.loads(row["sections_json"] or "[]")
                     ),
+                    hidden_text=tuple(json.loads(row.get("hidden_text_json") or "[]")),
                 )
 
     @staticmethod

@@ -71,7 +71,7 @@ class JapaneseTokenizer:
     """SudachiPy tokens for Japanese (and mixed) text.
 
     >>> JapaneseTokenizer().tokenize("東京大学で機械学習を研究した。")
-    ['東京', '大学', '機械', '学習', '研究', '為る']
+    ['東京', '大学', '機械', '学習', '研究']
     """
 
     def __init__(self, english: EnglishTokenizer | None = None, mode: str = "A") -> None:

@@ -44,6 +44,8 @@ class SearchHit:
     lexical_score: float | None = None
     lexical_rank: int | None = None
     rerank_score: float | None = None
+    # Prompt-injection screening flags of the chunk (rule names, "hidden_html_text"); empty when clean.
+    flags: list[str] = field(default_factory=list)
     content_hash: str = field(default="", repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,12 +68,14 @@ class HybridSearcher:
         tokenizer: Tokenizer,
         settings: SearchSettings,
         reranker: CrossEncoderReranker | None = None,
+        exclude_flagged: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.settings = settings
         self.reranker = reranker
+        self.exclude_flagged = exclude_flagged  # ingest.injection = "quarantine": flagged chunks are never returned
 
     def search(self, query: str, k: int, mode: SearchMode = SearchMode.HYBRID, filters: Filters | None = None) -> list[SearchHit]:
         return self.search_many([query], k, mode, filters)[0]
@@ -107,9 +111,10 @@ class HybridSearcher:
         self, query: str, lang: Language, vector: np.ndarray | None, k: int, mode: SearchMode, filters: Filters | None
     ) -> list[SearchHit]:
         depth = max(k, self.settings.candidates, self.settings.rerank_depth if self.reranker else 0)
-        dense = self.store.dense_search(vector, depth, filters) if vector is not None else []
+        quarantine = self.exclude_flagged
+        dense = self.store.dense_search(vector, depth, filters, exclude_flagged=quarantine) if vector is not None else []
         lexical = (
-            self.store.lexical_search(self.tokenizer.tokenize(query), depth, filters)
+            self.store.lexical_search(self.tokenizer.tokenize(query), depth, filters, exclude_flagged=quarantine)
             if mode in (SearchMode.LEXICAL, SearchMode.HYBRID)
             else []
         )
@@ -162,6 +167,7 @@ class HybridSearcher:
                     lexical_score=l_score,
                     lexical_rank=l_rank,
                     rerank_score=rerank_scores.get(chunk_id),
+                    flags=list(chunk.flags),
                     content_hash=chunk.content_hash,
                 )
             )

@@ -36,6 +36,7 @@ class DocumentRecord:
     n_chunks: int
     ingested_at: str
     sections: tuple[Section, ...] = ()
+    hidden_text: tuple[str, ...] = ()  # text the source hid from readers (HTML), kept for re-screening
 
     def to_document(self) -> Document:
         """The loaded document again, so chunks can be rebuilt without the source file."""
@@ -48,6 +49,7 @@ class DocumentRecord:
             title=self.title,
             metadata=self.metadata,
             sections=self.sections,
+            hidden_text=self.hidden_text,
         )
 
 
@@ -69,6 +71,7 @@ class ChunkRecord:
     metadata: dict[str, Any]
     content_hash: str
     vector: np.ndarray = field(repr=False)
+    flags: tuple[str, ...] = ()  # prompt-injection screening (infuse.retrieval.injection); empty when clean
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,20 @@ class ScoredChunk:
     metadata: dict[str, Any]
     content_hash: str
     score: float
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FlaggedChunk:
+    """A chunk that prompt-injection screening flagged (``infuse status`` lists them)."""
+
+    chunk_id: str
+    doc_id: str
+    source_path: str
+    chunk_index: int
+    text: str
+    heading_path: tuple[str, ...]
+    flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -105,9 +122,19 @@ class KnowledgeStore(Protocol):
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None: ...
 
-    def dense_search(self, vector: np.ndarray, k: int, filters: Filters | None = None) -> list[ScoredChunk]: ...
+    def dense_search(
+        self, vector: np.ndarray, k: int, filters: Filters | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]:
+        """Top ``k`` by cosine; ``exclude_flagged`` leaves out chunks with any screening flag (quarantine)."""
 
-    def lexical_search(self, tokens: Sequence[str], k: int, filters: Filters | None = None) -> list[ScoredChunk]: ...
+    def lexical_search(
+        self, tokens: Sequence[str], k: int, filters: Filters | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]: ...
+
+    def flagged_chunks(self, limit: int | None = None) -> list[FlaggedChunk]:
+        """Chunks with screening flags, by source path and position (at most ``limit``)."""
+
+    def count_flagged_chunks(self) -> int: ...
 
     def count_chunks(self, filters: Filters | None = None) -> int: ...
 

@@ -21,6 +21,7 @@ from infuse.documents.loaders import RecordFields, discover_files, load_file
 from infuse.documents.models import Chunk, Document
 from infuse.errors import LoadError
 from infuse.retrieval.embed import Embedder
+from infuse.retrieval.injection import HIDDEN_HTML_TEXT, InjectionDetector
 from infuse.retrieval.lexical import Tokenizer
 from infuse.retrieval.store import ChunkRecord, DocumentRecord, KnowledgeStore
 
@@ -99,6 +100,10 @@ class Syncer:
     commit_every: int = 256
     prepare_write: Callable[[], KnowledgeStore] | None = None
     exclude: Sequence[Path] = ()
+    # Prompt-injection screening: every chunk gets the names of the rules its text (heading path
+    # included) matches; every chunk of a document whose hidden HTML text reads as instructions to
+    # a model also gets "hidden_html_text".
+    detector: InjectionDetector = field(default_factory=InjectionDetector)
 
     def sync(
         self,
@@ -218,7 +223,9 @@ class Syncer:
         documents: list[DocumentRecord] = []
         position = 0
         for document, chunks in batch:
+            hidden = [HIDDEN_HTML_TEXT] if any(self.detector.scan_hidden(t) for t in document.hidden_text) else []
             for chunk in chunks:
+                flags = tuple(sorted({*self.detector.flags(texts[position]), *hidden}))
                 records.append(
                     ChunkRecord(
                         chunk_id=chunk.chunk_id,
@@ -237,6 +244,7 @@ class Syncer:
                         metadata=document.metadata,
                         content_hash=document.content_hash,
                         vector=vectors[position],
+                        flags=flags,
                     )
                 )
                 position += 1
@@ -253,6 +261,7 @@ class Syncer:
                     n_chunks=len(chunks),
                     ingested_at=now,
                     sections=document.sections,
+                    hidden_text=document.hidden_text,
                 )
             )
         store.replace_documents(documents, records)
