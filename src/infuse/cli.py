@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from infuse.config import SearchMode
+from infuse.language import Language
 from infuse.errors import InfuseError
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
 
@@ -335,6 +336,62 @@ def serve(
         _fail(exc)
     err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
     uvicorn.run(create_app(RagPipeline(ws, llm), api_key=api_key), host=host, port=port, log_level="warning")
+
+
+lab_app = typer.Typer(help="The knowledge lab: a synthetic world and a tiny model trained from scratch.", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+
+
+@lab_app.command("world")
+def lab_world(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder to write the world to.")],
+    lang: Annotated[Language, typer.Option(help="en or ja.")] = Language.EN,
+    seed: Annotated[int, typer.Option(help="World seed (same seed, same world).")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a world already in the folder.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the world's manifest as JSON.")] = False,
+) -> None:
+    """Write a fictional world: documents of new people, fine-tuning variants, questions, an update set."""
+    from infuse.lab.world import generate_world
+
+    world = generate_world(seed, lang)
+    try:
+        manifest_path = world.write(out, overwrite=overwrite)
+    except FileExistsError:
+        _fail(InfuseError(f"{out} is not empty; pass --overwrite to replace the world there"))
+    except (OSError, ValueError) as exc:
+        _fail(InfuseError(f"cannot write the world to {out}: {exc}"))
+    if as_json:
+        _print_json(world.manifest())
+        return
+    root = out.resolve()
+    err.print(f"world ({lang.value}, seed {seed}): {len(world.known)} known + {len(world.new)} new people; "
+              f"documents in {root / 'docs'}, questions in {root / 'questions'}, manifest {manifest_path}")
+
+
+@lab_app.command("train")
+def lab_train(
+    out: Annotated[Optional[Path], typer.Option(help="Cache folder [default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: 2400].", min=1)] = None,
+    lang: Annotated[Language, typer.Option(help="en or ja.")] = Language.EN,
+    seed: Annotated[int, typer.Option(help="World seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Retrain even if cached.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model's manifest as JSON.")] = False,
+) -> None:
+    """Pretrain the lab model from scratch (cached by configuration) and print its folder."""
+    from dataclasses import replace
+
+    from infuse.lab.train import LabTrainConfig, read_manifest, train_lab_model
+
+    config = LabTrainConfig(lang=lang.value, world_seed=seed)
+    if steps is not None:
+        config = replace(config, steps=steps)
+    folder = train_lab_model(config, out, force=force)
+    manifest = read_manifest(folder)
+    if as_json:
+        _print_json({"folder": str(folder), **{k: manifest[k] for k in ("final_loss", "wall_seconds", "tokens_per_second", "parameters")}})
+        return
+    err.print(f"final loss {manifest['final_loss']:.3f}, {manifest['parameters']:,} parameters, trained in {manifest['wall_seconds']:.0f}s")
+    sys.stdout.write(f"{folder}\n")
 
 
 if __name__ == "__main__":
