@@ -167,9 +167,9 @@ def library_fingerprint() -> str:
     """Hash of the library sources that decide what an ingested workspace contains."""
     digest = hashlib.sha256()
     src = REPO / "src" / "infuse"
-    for path in sorted(src.rglob("*.py")):
-        if path.name in ("cli.py", "demo.py"):
-            continue
+    paths = [*src.glob("documents/*.py"), *src.glob("retrieval/*.py")]
+    paths += [src / name for name in ("workspace.py", "config.py", "language.py") if (src / name).exists()]
+    for path in sorted(paths):
         digest.update(path.relative_to(src).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -213,9 +213,11 @@ def prepare_workspace(
         ws.tokenizer.tokenize("東京で機械学習を研究した。The runners were running.")
         info["model_load_seconds"] = round(time.perf_counter() - clock, 3)
         log(f"{key}: first ingest of {len(dataset.paragraphs)} paragraphs into a fresh workspace")
-        clock = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        cpu, clock = time.process_time(), time.perf_counter()
         report = ws.ingest([corpus], id_field="id")
         seconds = time.perf_counter() - clock
+        cpu = time.process_time() - cpu
         if not report.ok:
             raise SystemExit(f"{key}: ingest failed: {report.errors[:5]}")
         info["first"] = {
@@ -223,6 +225,11 @@ def prepare_workspace(
             "documents_added": report.added,
             "chunks_written": report.chunks_written,
             "chunks_per_second": round(report.chunks_written / seconds, 2),
+            # CPU seconds of this process per wall second: well below the core count while the
+            # load average is above it means other processes were competing for the CPU.
+            "process_cpu_seconds": round(cpu, 2),
+            "cpu_utilisation": round(cpu / seconds, 2),
+            "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
         marker.write_text(json.dumps(wanted))
         log(f"{key}: {report.chunks_written} chunks in {seconds:.1f}s ({report.chunks_written / seconds:.1f} chunks/s)")
@@ -293,6 +300,25 @@ def subset(ranks: list[int | None], questions: list[Question], split: str) -> li
     return [r for r, q in zip(ranks, questions) if q.split == split]
 
 
+def paired_delta(a: list[int | None], b: list[int | None], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """nDCG@10 of ``a`` minus ``b`` over the same questions, with a paired bootstrap 95% interval."""
+    gain = lambda ranks: np.array([1.0 / math.log2(r + 1) if r is not None else 0.0 for r in ranks])  # noqa: E731
+    diff = gain(a) - gain(b)
+    if len(diff) == 0:
+        return {"delta_ndcg@10": None, "ci95": None, "n": 0}
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    return {
+        "delta_ndcg@10": round(float(diff.mean()), 4),
+        "ci95": [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)],
+        "n": len(diff),
+    }
+
+
+def fmt_delta(d: dict[str, Any]) -> str:
+    return f"{d['delta_ndcg@10']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+
+
 # --- latency -----------------------------------------------------------------------------------
 
 
@@ -313,6 +339,7 @@ def latency(ws: Workspace, queries: list[str], mode: SearchMode, warmup: int = 1
     arr = np.asarray(times)
     return {
         "n": len(times),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
         "median_ms": round(float(np.median(arr)), 2),
         "p95_ms": round(float(np.percentile(arr, 95)), 2),
         "mean_ms": round(float(arr.mean()), 2),
@@ -421,15 +448,25 @@ def markdown(results: dict[str, Any]) -> str:
     for name, modes in results["retrieval"].items():
         for mode, mm in modes.items():
             lines.append(f"| {name} | {mode} | {metric_cells(mm)} |")
+    lines.append("")
+    for name, modes in results["retrieval"].items():
+        h = modes["hybrid"]
+        lines.append(
+            f"- {name}: hybrid - lexical nDCG@10 {fmt_delta(h['hybrid_minus_lexical'])}, hybrid - dense "
+            f"{fmt_delta(h['hybrid_minus_dense'])} (paired bootstrap, 95% interval)"
+        )
     lines += [
         "",
         "## Japanese keyword search: tokenizer comparison (JaQuAD, lexical BM25 only)",
         "",
-        f"| tokenizer | {METRIC_HEADER} | tokens / query |",
-        "|---|---|---|---|---|---|---|",
+        f"| tokenizer | {METRIC_HEADER} | tokens / query | morphological - this, nDCG@10 [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for tok, entry in results["tokenizers"].items():
-        lines.append(f"| {tok} | {metric_cells(entry['metrics'])} | {entry['mean_query_tokens']:.1f} |")
+        delta = fmt_delta(entry["morphological_minus_this"]) if "morphological_minus_this" in entry else "–"
+        lines.append(
+            f"| {tok} (`{entry['tokenizer']}`) | {metric_cells(entry['metrics'])} | {entry['mean_query_tokens']:.1f} | {delta} |"
+        )
     lines += ["", "## Fusion weight sweep (hybrid; lexical weight 1.0)", ""]
     for name, sweep in results["fusion_sweep"].items():
         lang = sweep["language"]
@@ -447,19 +484,28 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {row['dense_weight']}{mark} | {fmt(t['ndcg@10'])} | {fmt(t['mrr@10'])} | {fmt(t['recall@10'])} "
                 f"| {fmt(h['ndcg@10'])} | {fmt(h['mrr@10'])} | {fmt(h['recall@10'])} |"
             )
+        for mode, ref in sweep["reference"].items():
+            t, h = ref["tune"], ref["heldout"]
+            lines.append(
+                f"| {mode} only (reference) | {fmt(t['ndcg@10'])} | {fmt(t['mrr@10'])} | {fmt(t['recall@10'])} "
+                f"| {fmt(h['ndcg@10'])} | {fmt(h['mrr@10'])} | {fmt(h['recall@10'])} |"
+            )
         ch, de = sweep["chosen_heldout"], sweep["default_heldout"]
+        delta_default = sweep["heldout_chosen_minus_default"]
         lines += [
             "",
             f"Chosen on the tuning split (best nDCG@10): dense weight **{sweep['chosen_dense_weight']}**; held-out "
             f"nDCG@10 {fmt(ch['ndcg@10'])}, MRR@10 {fmt(ch['mrr@10'])}, R@10 {fmt(ch['recall@10'])} "
-            f"(default {sweep['default_dense_weight']}: nDCG@10 {fmt(de['ndcg@10'])}, MRR@10 {fmt(de['mrr@10'])}, R@10 {fmt(de['recall@10'])}).",
+            f"(default {sweep['default_dense_weight']}: nDCG@10 {fmt(de['ndcg@10'])}, MRR@10 {fmt(de['mrr@10'])}, R@10 {fmt(de['recall@10'])}). "
+            f"Held-out nDCG@10, chosen - default: {fmt_delta(delta_default)}; chosen - lexical only: "
+            f"{fmt_delta(sweep['heldout_chosen_minus_lexical'])} (paired bootstrap, 95% interval).",
             "",
         ]
     lines += [
         "## Ingest throughput",
         "",
-        "| workspace | chunks | first ingest (s) | chunks/s | unchanged re-run (s) | speed-up |",
-        "|---|---|---|---|---|---|",
+        "| workspace | chunks | first ingest (s) | chunks/s | CPU cores used / load avg | unchanged re-run (s) | speed-up |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, toks in results["ingest"].items():
         for tok, info in toks.items():
@@ -467,22 +513,33 @@ def markdown(results: dict[str, Any]) -> str:
             first_s = f"{first['seconds']:.1f}" if first else "cached"
             rate = f"{first['chunks_per_second']:.1f}" if first else "–"
             speed = f"{info['rerun_speedup']:.0f}x" if "rerun_speedup" in info else "–"
-            lines.append(f"| {name} / {tok} | {info['chunks']} | {first_s} | {rate} | {info['rerun']['seconds']:.2f} | {speed} |")
+            use = f"{first['cpu_utilisation']:.2f} / {max(first['load_average_1min_before_after']):.1f}" if first else "–"
+            lines.append(
+                f"| {name} / {tok} | {info['chunks']} | {first_s} | {rate} | {use} | {info['rerun']['seconds']:.2f} | {speed} |"
+            )
     lines += [
         "",
-        "First ingest is timed with the embedding model already loaded (load time is in the JSON). ",
+        "First ingest is timed with the embedding model already loaded (load time is in the JSON); the re-run "
+        "opens a new `Workspace` on the same folder and ingests the unchanged JSONL again.",
         "",
         "## Search latency (one `ws.search` call per query, after warm-up)",
         "",
-        "| dataset | mode | queries | median (ms) | p95 (ms) | of which opening the searcher (median ms) |",
-        "|---|---|---|---|---|---|",
+        "| dataset | mode | queries | median (ms) | p95 (ms) | opening the searcher (median ms) | load avg |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, modes in results["latency"].items():
         for mode, lat in modes.items():
             lines.append(
-                f"| {name} | {mode} | {lat['n']} | {lat['median_ms']:.1f} | {lat['p95_ms']:.1f} | {lat['searcher_open_median_ms']:.1f} |"
+                f"| {name} | {mode} | {lat['n']} | {lat['median_ms']:.1f} | {lat['p95_ms']:.1f} "
+                f"| {lat['searcher_open_median_ms']:.1f} | {lat['load_average_1min_after']:.1f} |"
             )
-    lines += ["", "## Targets", "", "| target | met | detail |", "|---|---|---|"]
+    lines += [
+        "",
+        f"Load avg: the machine's 1-minute load average right after the measurement; above {os.cpu_count()} (the core "
+        "count) other processes were competing for the CPU and the timings are inflated.",
+        "",
+    ]
+    lines += ["## Targets", "", "| target | met | detail |", "|---|---|---|"]
     for target in results["targets"]:
         lines.append(f"| {target['target']} | {'yes' if target['met'] else 'NO'} | {target['detail']} |")
     lines.append("")
@@ -580,10 +637,14 @@ def main(argv: list[str] | None = None) -> int:
             m = metrics(ranks)
             m["queries_with_fewer_than_10_docs"] = short
             results["retrieval"][dataset.name][mode.value] = m
+            if mode is SearchMode.HYBRID:
+                for other in (SearchMode.DENSE, SearchMode.LEXICAL):
+                    m[f"hybrid_minus_{other.value}"] = paired_delta(ranks, ranks_by_mode[other.value])
             log(f"{dataset.name} {mode.value}: nDCG@10 {m['ndcg@10']:.3f} R@10 {m['recall@10']:.3f} ({time.perf_counter() - clock:.0f}s)")
 
         # Tokenizer comparison (Japanese only): the same store, a workspace per tokenizer.
         if dataset.lang == "ja":
+            tok_ranks: dict[str, list[int | None]] = {}
             for tok in tokenizers:
                 tok_ws = workspaces[tok]
                 if tok == "morphological":
@@ -591,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     ranks, _ = gold_ranks(tok_ws, questions, SearchMode.LEXICAL, args.k_chunks)
                 lengths = [len(tok_ws.tokenizer.tokenize(q.text)) for q in questions]
+                tok_ranks[tok] = ranks
                 results["tokenizers"][tok] = {
                     "tokenizer": type(tok_ws.tokenizer).__name__,
                     "metrics": metrics(ranks),
@@ -598,11 +660,16 @@ def main(argv: list[str] | None = None) -> int:
                     "example": {"query": questions[0].text, "tokens": tok_ws.tokenizer.tokenize(questions[0].text)},
                 }
                 log(f"{dataset.name} lexical/{tok}: nDCG@10 {results['tokenizers'][tok]['metrics']['ndcg@10']:.3f}")
+            for tok in tokenizers[1:]:
+                results["tokenizers"][tok]["morphological_minus_this"] = paired_delta(
+                    tok_ranks["morphological"], tok_ranks[tok]
+                )
 
         # Fusion weight sweep for this dataset's query language.
         lang = Language(dataset.lang)
         default_dense = default_weights[lang].dense
         rows = []
+        sweep_ranks: dict[float, list[int | None]] = {}
         for weight in DENSE_WEIGHTS:
             for other, w in default_weights.items():  # the other language keeps its default
                 ws.settings.search.weights[other] = w.model_copy()
@@ -619,18 +686,33 @@ def main(argv: list[str] | None = None) -> int:
                 "all": metrics(ranks),
             }
             rows.append(row)
+            sweep_ranks[weight] = ranks
             log(f"{dataset.name} hybrid dense={weight}: tune nDCG@10 {row['tune']['ndcg@10']:.3f} held-out {row['heldout']['ndcg@10']:.3f}")
         ws.settings.search.weights.update({k: v.model_copy() for k, v in default_weights.items()})
         best = max(rows, key=lambda r: (r["tune"]["ndcg@10"], r["tune"]["mrr@10"], -r["dense_weight"]))
         default_row = next((r for r in rows if r["dense_weight"] == default_dense), None)
+        heldout = lambda ranks: subset(ranks, questions, "heldout")  # noqa: E731
+        chosen_ranks = sweep_ranks[best["dense_weight"]]
+        lexical_ranks = ranks_by_mode[SearchMode.LEXICAL.value]
+        dense_ranks = ranks_by_mode[SearchMode.DENSE.value]
         results["fusion_sweep"][dataset.name] = {
             "language": lang.value,
             "selection": "highest nDCG@10 on the tuning split (ties: MRR@10, then the smaller weight)",
             "default_dense_weight": default_dense,
             "rows": rows,
+            "reference": {
+                mode: {"tune": metrics(subset(ranks_by_mode[mode], questions, "tune")),
+                       "heldout": metrics(heldout(ranks_by_mode[mode]))}
+                for mode in (SearchMode.DENSE.value, SearchMode.LEXICAL.value)
+            },
             "chosen_dense_weight": best["dense_weight"],
             "chosen_heldout": best["heldout"],
             "default_heldout": default_row["heldout"] if default_row else None,
+            "heldout_chosen_minus_default": (
+                paired_delta(heldout(chosen_ranks), heldout(sweep_ranks[default_dense])) if default_row else None
+            ),
+            "heldout_chosen_minus_lexical": paired_delta(heldout(chosen_ranks), heldout(lexical_ranks)),
+            "heldout_chosen_minus_dense": paired_delta(heldout(chosen_ranks), heldout(dense_ranks)),
         }
 
         # Latency: one ws.search call per query.
@@ -642,26 +724,37 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{dataset.name} latency {mode.value}: median {lat['median_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms")
 
     # Targets.
+    keys = ("ndcg@10", "mrr@10", "recall@10")
     for name, modes in results["retrieval"].items():
         h, d, lx = modes["hybrid"], modes["dense"], modes["lexical"]
-        ok = all(h[k] >= max(d[k], lx[k]) for k in ("ndcg@10", "recall@10", "mrr@10"))
         results["targets"].append({
-            "target": f"{name}: hybrid >= max(dense, lexical)",
-            "met": ok,
-            "detail": "nDCG@10 / MRR@10 / R@10: hybrid "
-            + " / ".join(fmt(h[k]) for k in ("ndcg@10", "mrr@10", "recall@10"))
-            + ", dense " + " / ".join(fmt(d[k]) for k in ("ndcg@10", "mrr@10", "recall@10"))
-            + ", lexical " + " / ".join(fmt(lx[k]) for k in ("ndcg@10", "mrr@10", "recall@10")),
+            "target": f"{name}: hybrid (default weights) >= max(dense, lexical)",
+            "met": all(h[k] >= max(d[k], lx[k]) for k in keys),
+            "detail": "nDCG@10 / MRR@10 / R@10: hybrid " + " / ".join(fmt(h[k]) for k in keys)
+            + ", dense " + " / ".join(fmt(d[k]) for k in keys)
+            + ", lexical " + " / ".join(fmt(lx[k]) for k in keys)
+            + f"; hybrid - lexical nDCG@10 {fmt_delta(h['hybrid_minus_lexical'])}",
+        })
+        sweep = results["fusion_sweep"][name]
+        best = next(r for r in sweep["rows"] if r["dense_weight"] == sweep["chosen_dense_weight"])["heldout"]
+        ref = sweep["reference"]
+        results["targets"].append({
+            "target": f"{name}: hybrid (chosen dense weight {sweep['chosen_dense_weight']}) >= max(dense, lexical), held-out",
+            "met": all(best[k] >= max(ref["dense"]["heldout"][k], ref["lexical"]["heldout"][k]) for k in keys),
+            "detail": "nDCG@10 / MRR@10 / R@10: hybrid " + " / ".join(fmt(best[k]) for k in keys)
+            + ", dense " + " / ".join(fmt(ref["dense"]["heldout"][k]) for k in keys)
+            + ", lexical " + " / ".join(fmt(ref["lexical"]["heldout"][k]) for k in keys)
+            + f"; hybrid - lexical nDCG@10 {fmt_delta(sweep['heldout_chosen_minus_lexical'])}",
         })
     if results["tokenizers"]:
         tk = results["tokenizers"]
-        morph = tk["morphological"]["metrics"]["ndcg@10"]
-        base = max(tk["regex"]["metrics"]["ndcg@10"], tk["whitespace"]["metrics"]["ndcg@10"])
+        deltas = [tk[t]["morphological_minus_this"] for t in ("regex", "whitespace")]
         results["targets"].append({
             "target": "JaQuAD: morphological lexical clearly above regex / whitespace",
-            "met": morph >= base + 0.02,
-            "detail": f"nDCG@10 {fmt(morph)} vs regex {fmt(tk['regex']['metrics']['ndcg@10'])}, "
-            f"whitespace {fmt(tk['whitespace']['metrics']['ndcg@10'])} (clear = at least +0.02)",
+            "met": all(d["delta_ndcg@10"] >= 0.02 and d["ci95"][0] > 0 for d in deltas),
+            "detail": f"nDCG@10 {fmt(tk['morphological']['metrics']['ndcg@10'])} vs regex {fmt(tk['regex']['metrics']['ndcg@10'])} "
+            f"({fmt_delta(deltas[0])}), whitespace {fmt(tk['whitespace']['metrics']['ndcg@10'])} ({fmt_delta(deltas[1])}); "
+            "clear = at least +0.02 with the 95% interval above 0",
         })
     speedups = {
         f"{name}/{tok}": info["rerun_speedup"]

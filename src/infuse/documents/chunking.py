@@ -41,11 +41,12 @@ class HFTokenCounter:
     def count(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self._tokenizer(texts, add_special_tokens=False, return_attention_mask=False)
+        # verbose=False: counting a long paragraph is not feeding it to the model; no length warning.
+        encoded = self._tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def split(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
-        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
         spans = []
         for i in range(0, len(offsets), max_tokens):
             window = offsets[i : i + max_tokens]
