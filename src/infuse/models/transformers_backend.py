@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from infuse.devices import default_device
 from infuse.hf_logging import quiet_hf_progress
 from infuse.models.base import (
     ChatMessage,
@@ -32,13 +33,7 @@ from infuse.models.base import (
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device(requested or default_device())
 
 
 def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:

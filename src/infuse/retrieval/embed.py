@@ -16,6 +16,7 @@ import numpy as np
 
 from infuse.config import DEFAULT_EMBEDDER, EmbedderSettings
 from infuse.documents.chunking import HFTokenCounter
+from infuse.devices import default_device
 from infuse.errors import ConfigError
 from infuse.hf_logging import quiet_hf_progress
 
@@ -38,16 +39,6 @@ def resolve_model_path(name: str) -> str:
             return DEFAULT_EMBEDDER
     expanded = Path(name).expanduser()
     return str(expanded.resolve()) if expanded.exists() else name
-
-
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 
 from infuse.errors import ConfigError
-from infuse.retrieval.embed import default_device, resolve_model_path
+from infuse.devices import default_device
+from infuse.retrieval.embed import resolve_model_path
 
 
 class CrossEncoderReranker:
