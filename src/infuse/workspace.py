@@ -30,7 +30,7 @@ from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields
 from infuse.documents.models import sha256_hex
-from infuse.errors import EmbedderMismatchError, WorkspaceBusyError, WorkspaceNotFoundError
+from infuse.errors import EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
 from infuse.retrieval.embed import Embedder, EmbedderIdentity
 from infuse.retrieval.injection import InjectionDetector, snippet
 from infuse.retrieval.lancedb_store import LanceDBStore
@@ -126,6 +126,8 @@ class Workspace:
         self.manifest_path = self.kb_dir / "manifest.json"
         self.last_sync_path = self.kb_dir / "last_sync.json"
         self.lock_path = path / "write.lock"
+        self.datasets_dir = path / "datasets"    # training sets (infuse.tuning.datasets)
+        self.adapters_dir = path / "adapters"    # fine-tuning runs (infuse.tuning.registry)
         self.tokenizer = LanguageAwareTokenizer()
         self._stores: dict[tuple[str, int], LanceDBStore] = {}
 
@@ -191,6 +193,15 @@ class Workspace:
                 f"it with the configured embedder, or set embedder.model back to {manifest.embedder.model!r}."
             )
         return manifest
+
+    def knowledge_snapshot(self) -> KnowledgeStore:
+        """A read-only view of the knowledge base's latest commit (no embedder needed): what
+        training and evaluation data are built from. An empty knowledge base is an error."""
+        manifest = self.manifest()
+        store = self._snapshot(manifest) if manifest else None
+        if store is None or store.count_chunks() == 0:
+            raise InfuseError(f"the knowledge base in {self.path} is empty; add documents with `infuse -w {self.path} ingest PATH`")
+        return store
 
     def pipeline_fingerprint(self) -> str:
         chunking = self.settings.chunking

@@ -373,6 +373,12 @@ class LanceDBStore:
     def chunk_ids(self) -> list[str]:
         return self._columns(self._chunks, ["chunk_id"]).column("chunk_id").to_pylist()
 
+    def iter_chunks(self) -> Iterator[ScoredChunk]:
+        rows = self._columns(self._chunks, self._result_columns()).to_pylist()
+        rows.sort(key=lambda r: (r["source_path"], r["doc_id"], int(r["chunk_index"])))
+        for row in rows:
+            yield self._scored(row, 0.0)
+
     def chunk_counts_by_language(self) -> dict[str, int]:
         langs = self._columns(self._chunks, ["lang"]).column("lang").to_pylist()
         counts: dict[str, int] = {}

@@ -148,6 +148,9 @@ class KnowledgeStore(Protocol):
 
     def chunk_ids(self) -> list[str]: ...
 
+    def iter_chunks(self) -> Iterator[ScoredChunk]:
+        """Every chunk (score 0), by source path and position: what training data is built from."""
+
     def snapshot(self) -> "KnowledgeStore":
         """A read-only view pinned to the current version: dense and lexical lists agree."""
 

@@ -1,0 +1,5 @@
+"""``python -m infuse``: the CLI, also for launchers that take a module (``torchrun -m infuse``)."""
+
+from infuse.cli import app
+
+app()

@@ -1,0 +1,297 @@
+"""Training sets built from the knowledge base, the ways the literature says work.
+
+* ``cpt`` (Ovadia et al. 2023, unsupervised continued pretraining): every document re-cut into
+  pieces of ``block_tokens`` tokens of the target model's tokenizer; BOS on a document's first
+  piece, EOS on its last (the ``bos``/``eos`` row fields), so packing keeps document boundaries.
+* ``paraphrase``: each chunk plus N rewrites (the paper's accuracy rose with N), deduplicated.
+* ``qa``: question -> short answer chat rows per chunk, each recording its source chunk.
+* ``raft`` (Zhang et al. 2024): a question with its oracle chunk among distractor chunks (a share
+  of rows without the oracle), in infuse's own RAG prompt, answered ``answer [n]`` citing the
+  oracle; rows without the oracle are answered without a citation, as in RAFT.
+
+Optional replay mixes rows of another JSONL file (general or earlier data) into the set, to limit
+forgetting.
+
+>>> ds = build_dataset(Workspace.open("ws"), BuildRequest(DatasetKind.CPT, tokenizer="Qwen/Qwen2.5-0.5B"))  # doctest: +SKIP
+>>> ds.manifest.rows, ds.manifest.tokens                                                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infuse.rag import build_messages, closed_book_messages
+from infuse.retrieval.search import SearchHit
+from infuse.retrieval.store import DocumentRecord, ScoredChunk
+from infuse.tuning.datasets import (
+    Dataset,
+    DatasetError,
+    DatasetKind,
+    DatasetManifest,
+    RowFormat,
+    check_name,
+    next_free_name,
+    read_rows,
+    row_format,
+    save_dataset,
+)
+from infuse.tuning.generators import LabWorldWriter, QAPair, TrainingTextWriter, chunk_language
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from infuse.workspace import Workspace
+
+Row = dict[str, Any]
+Progress = Callable[[int], None]   # called with the number of chunks just processed
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything ``infuse dataset build`` takes; unused fields are ignored by other kinds."""
+
+    kind: DatasetKind
+    name: str | None = None              # default: the kind, then -2, -3...
+    tokenizer: str | None = None         # model id/folder whose tokenizer cuts (cpt) and counts tokens
+    block_tokens: int = 256              # cpt piece length, BOS/EOS included
+    paraphrases: int = 3                 # paraphrase: rewrites per chunk
+    include_original: bool = True        # paraphrase: keep the chunk itself as a row too
+    questions_per_chunk: int = 3         # qa, raft
+    distractors: int = 3                 # raft: other chunks shown with the question
+    no_oracle_share: float = 0.2         # raft: share of rows whose oracle chunk is left out
+    questions_from: str | None = None    # raft: a qa dataset to take questions from instead of writing them
+    replay: Path | None = None           # JSONL rows to mix in
+    replay_share: float = 0.0            # share of the final rows that come from `replay`
+    seed: int = 0
+    overwrite: bool = False
+
+
+# --- the four kinds --------------------------------------------------------------------------
+
+
+def cpt_rows(documents: Sequence[DocumentRecord], tokenizer: "PreTrainedTokenizerBase", block_tokens: int) -> list[Row]:
+    """Documents cut into pieces of at most `block_tokens` tokens (BOS/EOS counted in), cut on
+    token boundaries of the original text (character offsets), so no text is lost or altered."""
+    if block_tokens < 8:
+        raise DatasetError(f"block_tokens {block_tokens} is too small; use at least 8 (default 256)")
+    rows: list[Row] = []
+    for document in documents:
+        text = document.text
+        if not text.strip():
+            continue
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        n = len(offsets)
+        starts, i = [], 0
+        while True:
+            starts.append(i)
+            room = block_tokens - (1 if i == 0 else 0)     # the first piece carries BOS
+            if n - i <= room - 1:                          # the rest fits, with EOS
+                break
+            i += room if n - i > room else room - 1        # never leave an empty last piece
+        for piece, start in enumerate(starts):
+            begin = 0 if piece == 0 else offsets[start][0]
+            finish = len(text) if piece == len(starts) - 1 else offsets[starts[piece + 1]][0]
+            rows.append({"text": text[begin:finish], "bos": piece == 0, "eos": piece == len(starts) - 1,
+                         "doc_id": document.doc_id, "source": document.source_path, "piece": piece})
+    return rows
+
+
+def paraphrase_rows(chunks: Sequence[ScoredChunk], writer: TrainingTextWriter, n: int, include_original: bool,
+                    seed: int, progress: Progress | None = None) -> tuple[list[Row], dict[str, int]]:
+    rows: list[Row] = []
+    short = 0
+    for chunk in chunks:
+        texts = writer.paraphrases(chunk, n, seed)
+        short += len(texts) < n
+        if include_original:
+            rows.append({"text": chunk.text, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": 0})
+        rows.extend({"text": t, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": i}
+                    for i, t in enumerate(texts, start=1))
+        if progress:
+            progress(1)
+    return rows, {"chunks_with_fewer_paraphrases": short}
+
+
+def qa_rows(chunks: Sequence[ScoredChunk], writer: TrainingTextWriter, per_chunk: int, seed: int,
+            progress: Progress | None = None) -> tuple[list[Row], dict[str, int]]:
+    """Closed-book chat rows, in the prompt infuse asks closed-book questions with."""
+    rows: list[Row] = []
+    without = 0
+    for chunk in chunks:
+        pairs = writer.qa_pairs(chunk, per_chunk, seed)
+        without += not pairs
+        lang = chunk_language(chunk)
+        for pair in pairs:
+            messages = [*closed_book_messages(pair.question, lang), {"role": "assistant", "content": pair.answer}]
+            rows.append({"messages": messages, "question": pair.question, "answer": pair.answer,
+                         "chunk_id": chunk.chunk_id, "source": chunk.source_path})
+        if progress:
+            progress(1)
+    return rows, {"chunks_without_pairs": without}
+
+
+def _hit(chunk: ScoredChunk, rank: int) -> SearchHit:
+    return SearchHit(rank=rank, chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, source_path=chunk.source_path,
+                     text=chunk.text, start=chunk.start, end=chunk.end, page=chunk.page,
+                     heading_path=list(chunk.heading_path), lang=chunk.lang, metadata=chunk.metadata,
+                     score=0.0, flags=list(chunk.flags))
+
+
+def raft_rows(questions: Sequence[tuple[QAPair, ScoredChunk]], chunks: Sequence[ScoredChunk], distractors: int,
+              no_oracle_share: float, seed: int) -> list[Row]:
+    """RAFT rows: the oracle at a random position among `distractors` other chunks (left out in
+    `no_oracle_share` of rows); the answer cites the oracle's position."""
+    if not 0 <= no_oracle_share <= 1:
+        raise DatasetError(f"no_oracle_share must be between 0 and 1, got {no_oracle_share}")
+    rng = random.Random(f"raft|{seed}")
+    rows: list[Row] = []
+    for pair, oracle in questions:
+        others = [c for c in chunks if c.doc_id != oracle.doc_id]
+        shown = rng.sample(others, min(distractors, len(others)))
+        with_oracle = rng.random() >= no_oracle_share
+        if with_oracle:
+            shown.insert(rng.randrange(len(shown) + 1), oracle)
+        hits = [_hit(c, i) for i, c in enumerate(shown, start=1)]
+        lang = chunk_language(oracle)
+        answer = f"{pair.answer} [{shown.index(oracle) + 1}]" if with_oracle else pair.answer
+        messages = [*build_messages(pair.question, hits, lang), {"role": "assistant", "content": answer}]
+        rows.append({"messages": messages, "question": pair.question, "answer": pair.answer,
+                     "chunk_id": oracle.chunk_id, "oracle_included": with_oracle,
+                     "passages": [c.chunk_id for c in shown]})
+    return rows
+
+
+def mix_replay(rows: list[Row], replay: Path, share: float, seed: int) -> tuple[list[Row], int]:
+    """`rows` plus replay rows making up `share` of the result (sampled with replacement if the
+    replay file is smaller), shuffled together. Replay rows must have the rows' format."""
+    if not 0 < share < 1:
+        raise DatasetError(f"replay share must be between 0 and 1 (exclusive), got {share}")
+    pool = read_rows(replay)
+    wanted = {row_format(r, "dataset") for r in rows}
+    for number, row in enumerate(pool, start=1):
+        if row_format(row, f"{replay}:{number}") not in wanted:
+            raise DatasetError(f"{replay}:{number}: replay rows must be {'/'.join(sorted(wanted))} rows like the dataset's")
+    rng = random.Random(f"replay|{seed}")
+    count = max(1, round(share / (1 - share) * len(rows)))
+    picked = rng.sample(pool, count) if count <= len(pool) else [rng.choice(pool) for _ in range(count)]
+    mixed = [*rows, *({**r, "replay": True} for r in picked)]
+    rng.shuffle(mixed)
+    return mixed, count
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+def kb_source(workspace: "Workspace", documents: Sequence[DocumentRecord], chunks: Sequence[ScoredChunk]) -> dict[str, Any]:
+    """Which knowledge-base state the rows come from: a digest of (document id, content hash)."""
+    digest = hashlib.sha256("\n".join(sorted(f"{d.doc_id}\t{d.content_hash}" for d in documents)).encode()).hexdigest()
+    return {"workspace": str(workspace.path), "kb_digest": digest[:16], "documents": len(documents), "chunks": len(chunks)}
+
+
+def count_tokens(rows: Sequence[Row], tokenizer: "PreTrainedTokenizerBase") -> int:
+    from infuse.tuning.packing import encode_row
+
+    return sum(len(encode_row(row, tokenizer).ids) for row in rows)
+
+
+def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
+    from transformers import AutoTokenizer
+
+    from infuse.hf_logging import quiet_hf_progress
+
+    quiet_hf_progress()
+    source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as exc:
+        raise DatasetError(f"cannot load a tokenizer from {name!r} ({exc}); pass a model id or folder with tokenizer files") from exc
+
+
+def build_dataset(workspace: "Workspace", request: BuildRequest, writer: TrainingTextWriter | None = None,
+                  progress: Callable[[str, int], Progress] | None = None) -> Dataset:
+    """Build the dataset `request` asks for from the workspace's knowledge base and save it.
+
+    `writer` writes paraphrases and questions (paraphrase, qa, raft); when None, a knowledge base
+    made of lab-world documents uses the world's templates, anything else is an error.
+    `progress(stage, total)` returns a callback advanced per chunk.
+    """
+    store = workspace.knowledge_snapshot()
+    documents = sorted(store.iter_documents(), key=lambda d: (d.source_path, d.doc_id))
+    chunks = list(store.iter_chunks())
+    tokenizer = load_tokenizer(request.tokenizer) if request.tokenizer else None
+    kind = request.kind
+    if kind in (DatasetKind.PARAPHRASE, DatasetKind.QA, DatasetKind.RAFT) and writer is None:
+        writer = LabWorldWriter.detect(chunks)
+        if writer is None:
+            raise DatasetError(f"building a {kind} dataset needs a model to write {'paraphrases' if kind is DatasetKind.PARAPHRASE else 'questions'}: "
+                               "pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
+    tick = progress(f"{kind}", len(chunks)) if progress else None
+    counts: dict[str, int] = {}
+    parameters: dict[str, Any] = {}
+    if kind is DatasetKind.CPT:
+        if tokenizer is None:
+            raise DatasetError("a cpt dataset is cut in the target model's tokens: pass --model ID_OR_FOLDER "
+                               "(or set [model] name in infuse.toml)")
+        rows = cpt_rows(documents, tokenizer, request.block_tokens)
+        parameters = {"block_tokens": request.block_tokens}
+    elif kind is DatasetKind.PARAPHRASE:
+        assert writer is not None
+        rows, counts = paraphrase_rows(chunks, writer, request.paraphrases, request.include_original, request.seed, tick)
+        parameters = {"paraphrases": request.paraphrases, "include_original": request.include_original}
+    elif kind is DatasetKind.QA:
+        assert writer is not None
+        rows, counts = qa_rows(chunks, writer, request.questions_per_chunk, request.seed, tick)
+        parameters = {"questions_per_chunk": request.questions_per_chunk}
+    elif kind is DatasetKind.RAFT:
+        questions = _raft_questions(workspace, request, chunks, writer, tick)
+        rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed)
+        counts = {"questions": len(questions), "rows_without_oracle": sum(not r["oracle_included"] for r in rows)}
+        parameters = {"distractors": request.distractors, "no_oracle_share": request.no_oracle_share,
+                      "questions_per_chunk": request.questions_per_chunk, "questions_from": request.questions_from}
+    else:
+        raise DatasetError(f"cannot build a dataset of kind {kind!r}; use cpt, paraphrase, qa or raft")
+    if not rows:
+        raise DatasetError(f"the {kind} builder produced no rows from {len(chunks)} chunks"
+                           + (f" ({writer.name} wrote nothing usable; try a stronger model)" if writer else ""))
+    if request.replay is not None and request.replay_share > 0:
+        rows, counts["replay_rows"] = mix_replay(rows, request.replay, request.replay_share, request.seed)
+        parameters.update(replay=str(request.replay), replay_share=request.replay_share)
+    name = check_name(request.name) if request.name else next_free_name(workspace.datasets_dir, str(kind))
+    manifest = DatasetManifest(
+        name=name, kind=kind, format=row_format(rows[0], name), rows=len(rows),
+        tokens=count_tokens(rows, tokenizer) if tokenizer is not None else None,
+        tokenizer=request.tokenizer, generator=writer.name if writer and kind is not DatasetKind.CPT else None,
+        seed=request.seed, source=kb_source(workspace, documents, chunks), parameters=parameters, counts=counts,
+    )
+    return save_dataset(workspace.datasets_dir, manifest, rows, overwrite=request.overwrite)
+
+
+def _raft_questions(workspace: "Workspace", request: BuildRequest, chunks: Sequence[ScoredChunk],
+                    writer: TrainingTextWriter | None, tick: Progress | None) -> list[tuple[QAPair, ScoredChunk]]:
+    by_id = {c.chunk_id: c for c in chunks}
+    if request.questions_from:
+        from infuse.tuning.datasets import load_dataset
+
+        source = load_dataset(workspace.datasets_dir, request.questions_from)
+        if source.manifest.kind is not DatasetKind.QA:
+            raise DatasetError(f"--questions-from {request.questions_from!r} is a {source.manifest.kind} dataset; RAFT needs a qa dataset")
+        pairs = [(QAPair(r["question"], r["answer"]), by_id[r["chunk_id"]]) for r in source.rows() if r.get("chunk_id") in by_id]
+        if not pairs:
+            raise DatasetError(f"none of the questions in {request.questions_from!r} come from chunks still in the knowledge base")
+        return pairs
+    assert writer is not None
+    pairs = []
+    for chunk in chunks:
+        pairs.extend((pair, chunk) for pair in writer.qa_pairs(chunk, request.questions_per_chunk, request.seed))
+        if tick:
+            tick(1)
+    return pairs
+
+
+__all__ = ["BuildRequest", "build_dataset", "cpt_rows", "mix_replay", "paraphrase_rows", "qa_rows", "raft_rows"]

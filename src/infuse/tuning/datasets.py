@@ -1,0 +1,220 @@
+"""Training sets on disk: the two row formats, validation, and the workspace's dataset folder.
+
+A dataset is a folder ``WS/datasets/NAME/`` with ``train.jsonl`` and ``manifest.json``. Rows use
+the formats other tools read too:
+
+* text rows (continued pretraining): ``{"text": "...", "bos": true, "eos": true}``. ``bos``/``eos``
+  (default true) say whether the row starts/ends a document, so a document cut into several rows
+  gets BOS only on its first piece and EOS only on its last;
+* chat rows (supervised): ``{"messages": [{"role": "user", "content": "..."},
+  {"role": "assistant", "content": "..."}]}``; the loss is on assistant messages only.
+
+Extra keys (``source``, ``chunk_id``, ``replay``...) are kept and ignored by the trainer.
+
+>>> rows = read_rows(Path("train.jsonl"))   # doctest: +SKIP  (ValueError names line and field)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from infuse.errors import InfuseError
+
+ROWS_FILE = "train.jsonl"
+MANIFEST_FILE = "manifest.json"
+FORMAT = "infuse-dataset/1"
+ROLES = ("system", "user", "assistant")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class DatasetKind(StrEnum):
+    CPT = "cpt"                # documents cut into fixed-length token pieces (continued pretraining)
+    PARAPHRASE = "paraphrase"  # N rewrites per chunk, as text rows
+    QA = "qa"                  # question -> answer chat rows, one source chunk each
+    RAFT = "raft"              # question + oracle and distractor passages -> answer citing the oracle
+    IMPORTED = "imported"      # a user's own JSONL file
+
+
+class RowFormat(StrEnum):
+    TEXT = "text"
+    CHAT = "chat"
+
+
+class DatasetError(InfuseError):
+    """A dataset is missing, malformed or empty; the message names the file, line and field."""
+
+
+def row_format(row: Any, where: str) -> RowFormat:
+    """The format of one row, or a :class:`DatasetError` naming `where` (``file:line``) and the field."""
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: a row must be a JSON object with \"text\" or \"messages\", got {type(row).__name__}")
+    if "text" in row:
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise DatasetError(f"{where}: field \"text\" must be a non-empty string")
+        for flag in ("bos", "eos"):
+            if flag in row and not isinstance(row[flag], bool):
+                raise DatasetError(f"{where}: field \"{flag}\" must be true or false")
+        return RowFormat.TEXT
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise DatasetError(f"{where}: field \"messages\" must be a non-empty list of {{\"role\", \"content\"}} objects")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+                raise DatasetError(f"{where}: messages[{i}] must be {{\"role\": one of {', '.join(ROLES)}, \"content\": string}}")
+        if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+            raise DatasetError(f"{where}: no assistant message with content, so nothing to learn from this row")
+        return RowFormat.CHAT
+    raise DatasetError(f"{where}: missing field \"text\" (continued pretraining) or \"messages\" (chat); "
+                       f"found {', '.join(sorted(row)) or 'no fields'}")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """All rows of a JSONL file, validated; errors name the file and line."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+            row_format(row, f"{path}:{number}")
+            rows.append(row)
+    if not rows:
+        raise DatasetError(f"{path}: the dataset is empty; build it again or point to a file with rows")
+    return rows
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class DatasetManifest:
+    """What a dataset is, where it came from, and how big it is."""
+
+    name: str
+    kind: DatasetKind
+    format: RowFormat
+    rows: int
+    tokens: int | None                 # total tokens by `tokenizer` (None: not counted)
+    tokenizer: str | None
+    generator: str | None              # the model (or "lab world templates") that wrote rows, if any
+    seed: int
+    source: dict[str, Any]             # knowledge-base digest, documents, chunks
+    parameters: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)   # e.g. skipped chunks, duplicates dropped
+    sha256: str = ""
+    created: str = ""
+    schema: str = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DatasetManifest":
+        data = dict(data)
+        data["kind"] = DatasetKind(data["kind"])
+        data["format"] = RowFormat(data["format"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    rows_path: Path            # the JSONL file
+    manifest: DatasetManifest
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_rows(self.rows_path)
+
+
+def check_name(name: str, what: str = "dataset") -> str:
+    if not _NAME.match(name):
+        raise DatasetError(f"{what} name {name!r}: use letters, digits, '.', '_' or '-' (at most 100 characters)")
+    return name
+
+
+def next_free_name(root: Path, stem: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`... whichever does not exist under `root` yet."""
+    name, n = stem, 1
+    while (root / name).exists():
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def save_dataset(root: Path, manifest: DatasetManifest, rows: Sequence[dict[str, Any]], *, overwrite: bool = False) -> Dataset:
+    """Write rows and manifest under ``root/NAME``; written to a staging folder and renamed, so a
+    crash leaves either the old dataset or the complete new one."""
+    check_name(manifest.name)
+    if not rows:
+        raise DatasetError(f"dataset {manifest.name!r}: no rows were produced, so nothing was written")
+    target = root / manifest.name
+    if target.exists() and not overwrite:
+        raise DatasetError(f"dataset {manifest.name!r} already exists in {root}; choose another --name or pass --overwrite")
+    staging = root / f".{manifest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_jsonl(staging / ROWS_FILE, rows)
+    manifest.rows = len(rows)
+    manifest.sha256 = file_sha256(staging / ROWS_FILE)
+    manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return Dataset(target / ROWS_FILE, manifest)
+
+
+def load_dataset(root: Path, name_or_path: str) -> Dataset:
+    """A dataset by name (``WS/datasets/NAME``), by folder, or a plain JSONL file (imported as is)."""
+    candidate = Path(name_or_path).expanduser()
+    folder = root / name_or_path if (root / name_or_path / MANIFEST_FILE).is_file() else candidate
+    if (folder / MANIFEST_FILE).is_file():
+        data = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return Dataset(folder / ROWS_FILE, DatasetManifest.from_dict(data))
+    if candidate.is_file():
+        rows = read_rows(candidate)
+        formats = {row_format(row, str(candidate)) for row in rows}
+        if len(formats) > 1:
+            raise DatasetError(f"{candidate}: mixes text rows and chat rows; use one format per file")
+        manifest = DatasetManifest(candidate.stem, DatasetKind.IMPORTED, formats.pop(), len(rows), None, None, None, 0,
+                                   {"file": str(candidate.resolve())}, sha256=file_sha256(candidate))
+        return Dataset(candidate, manifest)
+    known = ", ".join(list_datasets(root)) or "none yet"
+    raise DatasetError(f"no dataset {name_or_path!r} in {root} (known: {known}); build one with "
+                       f"`infuse dataset build --kind cpt` or pass a JSONL file")
+
+
+def list_datasets(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file())
+
+
+__all__ = ["Dataset", "DatasetError", "DatasetKind", "DatasetManifest", "RowFormat", "check_name", "list_datasets",
+           "load_dataset", "next_free_name", "read_rows", "row_format", "save_dataset"]

@@ -1,0 +1,279 @@
+"""Fine-tuning runs in a workspace, by name: run, list, show, merge, and resolve for inference.
+
+Each run is a folder ``WS/adapters/NAME/``::
+
+    manifest.json       base model, dataset (name, kind, sha256), hyperparameters, status, steps,
+                        final train/eval loss, tokens/s, wall time, peak memory
+    train_log.jsonl     one line per step (loss, lr, eval loss)
+    adapter/            the PEFT adapter (LoRA, QLoRA) - or model/ for a full fine-tune
+    checkpoints/        step-N/ folders while training (--resume continues from the newest)
+    merged/             after `infuse adapters merge`: base + adapter as one model folder
+
+``ask``/``serve``/``compare`` take a run's name wherever they take an adapter folder.
+
+>>> run = tune(ws, "cpt", "Qwen/Qwen2.5-0.5B", TuneConfig(epochs=3))   # doctest: +SKIP
+>>> merge_adapter(ws, run.name)                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infuse.errors import InfuseError
+from infuse.tuning.datasets import check_name, load_dataset
+from infuse.tuning.trainer import (
+    ADAPTER_DIR,
+    MANIFEST_FILE,
+    MODEL_DIR,
+    RunStatus,
+    TuneConfig,
+    TuneError,
+    TuneMethod,
+    TuneResult,
+    checkpoint_dirs,
+    train,
+)
+
+if TYPE_CHECKING:
+    from infuse.workspace import Workspace
+
+MERGED_DIR = "merged"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A fine-tuning run in the registry."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus(self.manifest.get("status", RunStatus.TRAINING))
+
+    @property
+    def method(self) -> TuneMethod:
+        return TuneMethod(self.manifest["method"])
+
+    @property
+    def base_model(self) -> str:
+        return self.manifest["base_model"]
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path / (MODEL_DIR if self.method is TuneMethod.FULL else ADAPTER_DIR)
+
+    def summary(self) -> dict[str, Any]:
+        keys = ("name", "status", "method", "base_model", "dataset", "steps", "final_train_loss", "final_eval_loss",
+                "tokens_per_second", "wall_seconds", "created")
+        data = {k: self.manifest.get(k) for k in keys}
+        data["dataset"] = (self.manifest.get("dataset") or {}).get("name")
+        data["path"] = str(self.path)
+        data["checkpoints"] = [int(p.name.split("-")[1]) for p in checkpoint_dirs(self.path)]
+        data["merged"] = (self.path / MERGED_DIR / "config.json").is_file()
+        return data
+
+
+def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    from infuse.workspace import write_json_atomic
+
+    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+
+
+def open_run(workspace: "Workspace", name: str) -> Run:
+    path = workspace.adapters_dir / name
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        known = ", ".join(list_runs_names(workspace)) or "none yet"
+        raise TuneError(f"no fine-tuning run {name!r} in {workspace.adapters_dir} (known: {known}); train one with `infuse tune`")
+    return Run(name, path, json.loads(manifest_path.read_text(encoding="utf-8")))
+
+
+def list_runs_names(workspace: "Workspace") -> list[str]:
+    root = workspace.adapters_dir
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file()) if root.is_dir() else []
+
+
+def list_runs(workspace: "Workspace") -> list[Run]:
+    return [open_run(workspace, name) for name in list_runs_names(workspace)]
+
+
+def tune(workspace: "Workspace", dataset_name: str, model_name: str, config: TuneConfig, *, name: str | None = None,
+         resume: bool = False, progress: bool = True, on_step=None) -> Run:
+    """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
+    of that name is an error (pick --name), an interrupted one needs ``resume=True``."""
+    dataset = load_dataset(workspace.datasets_dir, dataset_name)
+    name = check_name(name or f"{dataset.manifest.name}-{config.method}", "run")
+    run_dir = workspace.adapters_dir / name
+    existing = run_dir / MANIFEST_FILE
+    previous = json.loads(existing.read_text(encoding="utf-8")) if existing.is_file() else None
+    if previous is not None:
+        if previous.get("status") == RunStatus.COMPLETE:
+            raise TuneError(f"run {name!r} is already complete; choose another --name (or delete {run_dir})")
+        if not resume:
+            raise TuneError(f"run {name!r} was interrupted; pass --resume to continue it from its last checkpoint "
+                            f"or choose another --name")
+    elif resume:
+        raise TuneError(f"nothing to resume: there is no run {name!r} in {workspace.adapters_dir}")
+    manifest: dict[str, Any] = {
+        "name": name,
+        "status": RunStatus.TRAINING,
+        "method": str(config.method),
+        "base_model": model_name,
+        "dataset": {"name": dataset.manifest.name, "kind": str(dataset.manifest.kind), "sha256": dataset.manifest.sha256,
+                    "rows": dataset.manifest.rows, "path": str(dataset.rows_path)},
+        "hyperparameters": config.to_dict(),
+        "created": previous["created"] if previous else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if previous is None and _is_main_process():
+        _write_manifest(run_dir, manifest)
+    result = train(model_name, dataset, run_dir, config, resume=resume, progress=progress, on_step=on_step)
+    if result.manifest.get("is_main_process", True):
+        manifest.update(_result_fields(result))
+        _write_manifest(run_dir, manifest)
+    return Run(name, run_dir, manifest)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _result_fields(result: TuneResult) -> dict[str, Any]:
+    extra = {k: v for k, v in result.manifest.items() if k != "is_main_process"}
+    return {
+        "status": RunStatus.COMPLETE,
+        "steps": result.steps,
+        "final_train_loss": result.final_train_loss,
+        "final_eval_loss": result.final_eval_loss,
+        "tokens": result.tokens,
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "wall_seconds": round(result.wall_seconds, 2),
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "resumed_from_step": result.resumed_from,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+
+
+# --- merge -----------------------------------------------------------------------------------
+
+
+def sample_inputs(tokenizer, texts: list[str], max_tokens: int = 64):
+    import torch
+
+    ids = [tokenizer(t, add_special_tokens=True)["input_ids"][:max_tokens] for t in texts if t.strip()]
+    return [torch.tensor([i]) for i in ids if i]
+
+
+def logits(model, inputs) -> list:
+    import torch
+
+    with torch.no_grad():
+        return [model(input_ids=ids).logits.float() for ids in inputs]
+
+
+def check_same_logits(expected: list, model, inputs, tolerance: float, what: str) -> float:
+    """The largest |difference| between `model`'s logits and `expected`; above `tolerance` it is
+    a :class:`TuneError` naming `what`."""
+    worst = max((float((got - want).abs().max()) for got, want in zip(logits(model, inputs), expected)), default=0.0)
+    if worst > tolerance:
+        raise TuneError(f"{what} changed the model: logits differ by up to {worst:.3g} (> {tolerance}) from "
+                        "base + adapter; keep using the adapter unmerged")
+    return worst
+
+
+def merge_adapter(workspace: "Workspace", name: str, out: Path | None = None, *, tolerance: float = 1e-3,
+                  texts: list[str] | None = None) -> dict[str, Any]:
+    """Write base + adapter as one model folder and prove it: the merged folder, loaded fresh, must
+    give the same logits as base + adapter on sample inputs (max |difference| <= `tolerance`, in
+    fp32 on CPU); otherwise the folder is removed and this is an error."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = open_run(workspace, name)
+    if run.method is TuneMethod.FULL:
+        raise TuneError(f"run {name!r} is a full fine-tune: {run.output_dir} already is a complete model folder")
+    if run.status is not RunStatus.COMPLETE or not run.output_dir.is_dir():
+        raise TuneError(f"run {name!r} has not finished; resume it with `infuse tune --name {name} --resume` first")
+    target = Path(out) if out is not None else run.path / MERGED_DIR
+    base_source = _local_or_id(run.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(str(run.output_dir))
+    base = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
+    with_adapter = PeftModel.from_pretrained(base, str(run.output_dir)).eval()
+    texts = texts or _sample_texts(run)
+    inputs = sample_inputs(tokenizer, texts)
+    expected = logits(with_adapter, inputs)
+    merged = with_adapter.merge_and_unload()
+    staging = target.with_name(target.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    reloaded = AutoModelForCausalLM.from_pretrained(str(staging), dtype=torch.float32).eval()
+    try:
+        worst = check_same_logits(expected, reloaded, inputs, tolerance, f"merging {name!r}")
+    except TuneError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return {"name": name, "merged": str(target), "max_logit_difference": worst, "tolerance": tolerance,
+            "samples": len(inputs)}
+
+
+def _sample_texts(run: Run) -> list[str]:
+    from infuse.tuning.datasets import read_rows
+
+    path = Path((run.manifest.get("dataset") or {}).get("path", ""))
+    texts: list[str] = []
+    if path.is_file():
+        for row in read_rows(path)[:8]:
+            texts.append(row["text"] if "text" in row else " ".join(m["content"] for m in row["messages"]))
+    return texts or ["The quick brown fox jumps over the lazy dog.", "年次有給休暇は入社6か月後に付与されます。"]
+
+
+def _local_or_id(model: str) -> str:
+    path = Path(model).expanduser()
+    return str(path) if path.exists() else model
+
+
+# --- inference -------------------------------------------------------------------------------
+
+
+def resolve_for_inference(workspace: "Workspace", model: str | None, adapters: list[str]) -> tuple[str | None, list[str]]:
+    """`--model`/`--adapter` values with run names replaced by folders.
+
+    A LoRA run's name becomes its adapter folder (and supplies the base model when none is given);
+    a full fine-tune's name becomes the model. Anything that is not a run name is passed through
+    (a folder or a Hub id).
+    """
+    names = set(list_runs_names(workspace))
+    resolved: list[str] = []
+    for adapter in adapters:
+        if adapter not in names:
+            resolved.append(adapter)
+            continue
+        run = open_run(workspace, adapter)
+        if run.status is not RunStatus.COMPLETE:
+            raise TuneError(f"run {adapter!r} has not finished; resume it with `infuse tune --name {adapter} --resume`")
+        if run.method is TuneMethod.FULL:
+            if model and model != run.base_model:
+                raise TuneError(f"run {adapter!r} is a full fine-tune of {run.base_model}; it replaces --model {model}")
+            model = str(run.output_dir)
+            continue
+        if model is None:
+            model = run.base_model
+        resolved.append(str(run.output_dir))
+    return model, resolved
+
+
+__all__ = ["Run", "list_runs", "merge_adapter", "open_run", "resolve_for_inference", "tune"]

@@ -1,0 +1,547 @@
+"""LoRA, QLoRA and full fine-tuning of a local causal LM: one visible training loop.
+
+The loop (:func:`train`) runs the same under ``python``, ``torchrun`` and ``accelerate launch``:
+:class:`accelerate.Accelerator` supplies the process group (DDP; FSDP or DeepSpeed from an
+accelerate config file, see ``configs/accelerate/``), mixed precision and gradient sync.
+
+* **Data**: rows are encoded (:func:`infuse.tuning.packing.encode_row`), a held-out slice
+  (``eval_fraction``) is set aside for the evaluation loss, and the rest is packed into
+  ``seq_len`` rows with per-document position ids. Step ``s`` always trains on the same rows:
+  the row stream is a fixed permutation per epoch (seeded), and each optimizer step takes the next
+  ``micro_batch_size x grad_accum x world_size`` rows, rank r taking its share of each micro step.
+  The loss is summed over target tokens and divided by the step's *global* target count, so one
+  process and N processes compute the same gradient for the same global batch.
+* **Checkpoints** every ``save_every`` steps: trainable weights, optimizer, RNG state and the loss
+  log, written to a temporary folder and renamed (a kill leaves the previous checkpoint intact).
+  ``resume=True`` continues from the newest one with the same data order.
+* **Outputs** in the run folder: ``adapter/`` (PEFT) or ``model/`` (full fine-tune),
+  ``manifest.json`` and ``train_log.jsonl`` (one line per step).
+
+>>> result = train("Qwen/Qwen2.5-0.5B", load_dataset(ws.datasets_dir, "cpt"), ws.adapters_dir / "cpt-lora",
+...                TuneConfig(method=TuneMethod.LORA, epochs=3))          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from infuse.errors import InfuseError
+from infuse.tuning.datasets import Dataset
+from infuse.tuning.packing import IGNORE, Example, PackedRow, encode_row, pack_examples, packed_attention_mask
+
+CHECKPOINTS_DIR = "checkpoints"
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+MANIFEST_FILE = "manifest.json"
+LOG_FILE = "train_log.jsonl"
+STATE_FILE = "trainer_state.json"
+WEIGHTS_FILE = "trainable.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+class TuneMethod(StrEnum):
+    LORA = "lora"     # low-rank adapters on every linear layer; the base stays frozen
+    FULL = "full"     # every weight trained; the output is a whole model folder
+    QLORA = "qlora"   # LoRA on a 4-bit quantised base (CUDA + bitsandbytes)
+
+
+class RunStatus(StrEnum):
+    TRAINING = "training"   # started, not finished (running, crashed or killed: --resume continues)
+    COMPLETE = "complete"
+
+
+class TuneError(InfuseError):
+    """Fine-tuning cannot start or continue; the message says what to change."""
+
+
+DEFAULT_LR = {TuneMethod.LORA: 2e-4, TuneMethod.QLORA: 2e-4, TuneMethod.FULL: 2e-5}
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Every knob of a run (all of them are recorded in the run's manifest)."""
+
+    method: TuneMethod = TuneMethod.LORA
+    epochs: float = 3.0
+    max_steps: int | None = None           # overrides epochs
+    lr: float | None = None                # None: 2e-4 for (Q)LoRA, 2e-5 for full
+    micro_batch_size: int = 4              # packed rows per forward pass per process
+    grad_accum: int = 1
+    seq_len: int = 1024
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1              # cosine decay to lr * this
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] | str = "all-linear"   # PEFT: every linear layer but the output head
+    eval_fraction: float = 0.05            # examples held out for the evaluation loss (0: none)
+    eval_every: int | None = None          # None: about 10 times per run
+    save_every: int | None = None          # checkpoint interval in steps (None: only at the end)
+    keep_checkpoints: int = 2
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    device: str | None = None              # None: CUDA, then MPS, then CPU
+    threads: int | None = None             # CPU threads (None: torch's default)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["method"] = str(self.method)
+        data["lora_targets"] = list(self.lora_targets) if not isinstance(self.lora_targets, str) else self.lora_targets
+        data["learning_rate"] = self.learning_rate
+        return data
+
+
+@dataclass
+class TuneResult:
+    run_dir: Path
+    output_dir: Path                        # adapter/ or model/
+    steps: int
+    final_train_loss: float
+    final_eval_loss: float | None
+    tokens: int
+    tokens_per_second: float
+    wall_seconds: float
+    peak_memory_mb: float
+    resumed_from: int | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+# --- data plan -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """Which packed rows each optimizer step trains on: a pure function of the step."""
+
+    rows: list[PackedRow]
+    eval_rows: list[PackedRow]
+    global_batch: int
+    seed: int
+
+    def step_rows(self, step: int) -> list[PackedRow]:
+        n = len(self.rows)
+        picked = []
+        for position in range(step * self.global_batch, (step + 1) * self.global_batch):
+            epoch, index = divmod(position, n)
+            picked.append(self.rows[self._order(epoch)[index]])
+        return picked
+
+    def _order(self, epoch: int) -> list[int]:
+        cache = self.__dict__.setdefault("_orders", {})
+        if epoch not in cache:
+            order = list(range(len(self.rows)))
+            random.Random(f"tune-order|{self.seed}|{epoch}").shuffle(order)
+            cache.clear()
+            cache[epoch] = order
+        return cache[epoch]
+
+
+def split_examples(examples: list[Example], eval_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """A seeded held-out slice (none when there are fewer than 20 examples or the fraction is 0)."""
+    if eval_fraction <= 0 or len(examples) < 20:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(f"tune-split|{seed}").shuffle(order)
+    n_eval = max(1, round(len(examples) * eval_fraction))
+    held = set(order[:n_eval])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+
+
+def build_plan(dataset: Dataset, tokenizer, config: TuneConfig, world_size: int) -> DataPlan:
+    examples = [encode_row(row, tokenizer) for row in dataset.rows()]
+    examples = [e for e in examples if e.n_targets > 0]
+    if not examples:
+        raise TuneError(f"dataset {dataset.manifest.name!r} has no tokens to learn from (every row is empty after tokenisation)")
+    train_examples, eval_examples = split_examples(examples, config.eval_fraction, config.seed)
+    random.Random(f"tune-pack|{config.seed}").shuffle(train_examples)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return DataPlan(pack_examples(train_examples, config.seq_len, pad_id), pack_examples(eval_examples, config.seq_len, pad_id),
+                    config.micro_batch_size * config.grad_accum * world_size, config.seed)
+
+
+def total_steps(plan: DataPlan, config: TuneConfig) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    return max(1, math.ceil(config.epochs * len(plan.rows) / plan.global_batch))
+
+
+def lr_at(step: int, steps: int, config: TuneConfig) -> float:
+    """Linear warmup over warmup_ratio of the run, then cosine decay to lr * min_lr_ratio."""
+    peak = config.learning_rate
+    warmup = max(1, round(steps * config.warmup_ratio)) if config.warmup_ratio > 0 else 0
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    floor = peak * config.min_lr_ratio
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# --- model -----------------------------------------------------------------------------------
+
+
+def load_for_training(model_name: str, config: TuneConfig, device):
+    """(model, tokenizer) ready to train for `config.method`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from infuse.hf_logging import quiet_hf_progress
+
+    quiet_hf_progress()
+    source = str(Path(model_name).expanduser()) if Path(model_name).expanduser().exists() else model_name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as exc:
+        raise TuneError(f"cannot load a tokenizer from {model_name!r} ({exc}); a model folder needs tokenizer files "
+                        "(tokenizer.json or tokenizer.model + tokenizer_config.json) next to the weights") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    kwargs: dict[str, Any] = {}
+    if config.method is TuneMethod.QLORA:
+        kwargs["quantization_config"] = _qlora_quantization(device)
+        kwargs["device_map"] = {"": device.index or 0}
+    elif device.type == "cuda" and config.method is TuneMethod.LORA:
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        kwargs["dtype"] = torch.float32   # full fine-tuning keeps fp32 master weights (autocast does bf16)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise TuneError(f"cannot load model {model_name!r}: {exc}") from exc
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if config.method is TuneMethod.FULL:
+        return model, tokenizer
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.method is TuneMethod.QLORA:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
+        model.enable_input_require_grads()
+    targets = config.lora_targets if isinstance(config.lora_targets, str) else list(config.lora_targets)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora), tokenizer
+    except ValueError as exc:
+        raise TuneError(f"cannot put LoRA adapters on {model_name!r}: {exc}; pass --lora-targets with module names of this model") from exc
+
+
+def _qlora_quantization(device):
+    import torch
+
+    if device.type != "cuda":
+        raise TuneError("QLoRA needs a CUDA GPU (4-bit bitsandbytes kernels); on this machine use --method lora")
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError as exc:
+        raise TuneError("QLoRA needs bitsandbytes: pip install bitsandbytes (or use --method lora)") from exc
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
+
+
+def trainable_state(model) -> dict[str, Any]:
+    return {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary folders of an interrupted save are ignored)."""
+    root = run_dir / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE_FILE).is_file()]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, step: int, log: list[dict[str, Any]], fingerprint: dict[str, Any],
+                    keep: int) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    root = run_dir / CHECKPOINTS_DIR
+    final = root / f"step-{step:07d}"
+    staging = root / f".step-{step:07d}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file(trainable_state(model), str(staging / WEIGHTS_FILE))
+    torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(rng, staging / "rng.pt")
+    state = {"step": step, "log": log, "fingerprint": fingerprint}
+    (staging / STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(folder: Path, model, optimizer, fingerprint: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    import torch
+    from safetensors.torch import load_file
+
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    changed = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
+    if changed:
+        raise TuneError(f"{folder} was made with different {', '.join(changed)}; resume with the same model, dataset "
+                        "and settings, or start a new run under another --name")
+    weights = load_file(str(folder / WEIGHTS_FILE))
+    missing = set(trainable_state(model)) - set(weights)
+    if missing:
+        raise TuneError(f"{folder} lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}); it is not from this run")
+    model.load_state_dict(weights, strict=False)
+    optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, weights_only=False))
+    rng = torch.load(folder / "rng.pt", weights_only=False)
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return int(state["step"]), list(state["log"])
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def _batch_tensors(rows: list[PackedRow], device):
+    import torch
+
+    input_ids = torch.tensor([r.input_ids for r in rows], device=device)
+    position_ids = torch.tensor([r.position_ids for r in rows], device=device)
+    labels = torch.tensor([r.labels for r in rows], device=device)
+    return input_ids, position_ids, labels
+
+
+def _summed_loss(model, rows: list[PackedRow], device, autocast):
+    """Cross-entropy summed over target tokens (normalised by the caller)."""
+    import torch.nn.functional as F
+
+    input_ids, position_ids, labels = _batch_tensors(rows, device)
+    with autocast():
+        logits = model(input_ids=input_ids, position_ids=position_ids,
+                       attention_mask=packed_attention_mask(position_ids), use_cache=False).logits
+    return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=IGNORE, reduction="sum")
+
+
+def _targets(rows: list[PackedRow]) -> int:
+    return sum(sum(1 for label in r.labels if label != IGNORE) for r in rows)
+
+
+def evaluate_loss(model, rows: list[PackedRow], device, autocast, batch_size: int) -> float | None:
+    import torch
+
+    if not rows:
+        return None
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for begin in range(0, len(rows), batch_size):
+            chunk = rows[begin: begin + batch_size]
+            total += float(_summed_loss(model, chunk, device, autocast))
+            count += _targets(chunk)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux: the process's peak RSS
+
+
+def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, *, resume: bool = False,
+          progress: bool = True, on_step=None) -> TuneResult:
+    """Fine-tune `model_name` on `dataset` into `run_dir`; see the module docstring.
+
+    `on_step(step, loss)` is called after every optimizer step (tests use it to time a kill).
+    """
+    import torch
+    from accelerate import Accelerator
+
+    from infuse.devices import default_device
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device_name = config.device or default_device()
+    cpu = device_name == "cpu"
+    mixed = "no"
+    if not cpu and torch.cuda.is_available() and config.method is TuneMethod.FULL:
+        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    accelerator = Accelerator(cpu=cpu, mixed_precision=mixed)
+    device = accelerator.device
+    rank, world = accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.seed)
+
+    model, tokenizer = load_for_training(model_name, config, device)
+    plan = build_plan(dataset, tokenizer, config, world)
+    steps = total_steps(plan, config)
+    fingerprint = {"model": model_name, "dataset_sha256": dataset.manifest.sha256,
+                   "config": {k: v for k, v in config.to_dict().items() if k not in ("save_every", "keep_checkpoints", "threads", "device")},
+                   "world_size": world}
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate, betas=(0.9, 0.999))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+
+    start_step, log, resumed_from = 0, [], None
+    checkpoints = checkpoint_dirs(run_dir)
+    if resume and checkpoints:
+        start_step, log = load_checkpoint(checkpoints[-1], unwrapped, optimizer, fingerprint)
+        resumed_from = start_step
+    elif checkpoints and not resume:
+        raise TuneError(f"{run_dir} already has checkpoints from an earlier run; pass --resume to continue it "
+                        "or choose another --name")
+    if accelerator.is_main_process:
+        _write_log(run_dir, log)
+    eval_every = config.eval_every or max(1, steps // 10)
+    micro = config.micro_batch_size
+    tokens_done = 0
+    started = time.perf_counter()
+    bar = _ProgressBar(steps, start_step, enabled=progress and accelerator.is_main_process)
+    model.train()
+    eval_loss: float | None = None
+    with bar:
+        for step in range(start_step, steps):
+            rows = plan.step_rows(step)
+            global_targets = max(1, _targets(rows))
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, steps, config)
+            step_loss = torch.zeros((), device=device)
+            for a in range(config.grad_accum):
+                block = rows[a * micro * world: (a + 1) * micro * world]
+                mine = block[rank * micro: (rank + 1) * micro]
+                sync = nullcontext() if a == config.grad_accum - 1 else accelerator.no_sync(model)
+                with sync:
+                    summed = _summed_loss(model, mine, device, accelerator.autocast)
+                    # DDP averages gradients over processes: scale so the result is the global mean.
+                    accelerator.backward(summed * world / global_targets)
+                step_loss += summed.detach()
+            if config.grad_clip:
+                accelerator.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss = float(accelerator.reduce(step_loss, reduction="sum")) / global_targets
+            tokens_done += sum(len(r.input_ids) for r in rows)
+            entry: dict[str, Any] = {"step": step + 1, "loss": round(loss, 6), "lr": lr_at(step, steps, config)}
+            if (step + 1) % eval_every == 0 or step + 1 == steps:
+                eval_loss = evaluate_loss(unwrapped, plan.eval_rows, device, accelerator.autocast, micro)
+                if eval_loss is not None:
+                    entry["eval_loss"] = round(eval_loss, 6)
+            log.append(entry)
+            if accelerator.is_main_process:
+                _append_log(run_dir, entry)
+            elapsed = time.perf_counter() - started
+            bar.update(step + 1, loss, tokens_done / max(elapsed, 1e-9))
+            if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < steps:
+                if accelerator.is_main_process:
+                    save_checkpoint(run_dir, unwrapped, optimizer, step + 1, log, fingerprint, config.keep_checkpoints)
+                accelerator.wait_for_everyone()
+            if on_step is not None:
+                on_step(step + 1, loss)
+    wall = time.perf_counter() - started
+    accelerator.wait_for_everyone()
+    output = run_dir / (MODEL_DIR if config.method is TuneMethod.FULL else ADAPTER_DIR)
+    state = accelerator.get_state_dict(model)   # collective: gathers FSDP / DeepSpeed shards
+    if accelerator.is_main_process:
+        _save_output(unwrapped, state, tokenizer, output)
+    accelerator.wait_for_everyone()
+    final = log[-1]["loss"] if log else float("nan")
+    return TuneResult(run_dir=run_dir, output_dir=output, steps=steps, final_train_loss=final, final_eval_loss=eval_loss,
+                      tokens=tokens_done, tokens_per_second=tokens_done / max(wall, 1e-9), wall_seconds=wall,
+                      peak_memory_mb=peak_memory_mb(device), resumed_from=resumed_from,
+                      manifest={"world_size": world, "device": str(device), "mixed_precision": mixed,
+                                "train_rows": len(plan.rows), "eval_rows": len(plan.eval_rows),
+                                "global_batch_rows": plan.global_batch, "is_main_process": accelerator.is_main_process})
+
+
+def _save_output(model, state: dict[str, Any], tokenizer, output: Path) -> None:
+    """The adapter (PEFT folder) or the whole model, written under a temporary name and renamed."""
+    staging = output.with_name(output.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging, state_dict=state)
+    tokenizer.save_pretrained(staging)
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(staging, output)
+
+
+def _write_log(run_dir: Path, log: list[dict[str, Any]]) -> None:
+    """The loss log as of the checkpoint resumed from (steps after it are trained again)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / LOG_FILE).write_text("".join(json.dumps(e) + "\n" for e in log), encoding="utf-8")
+
+
+def _append_log(run_dir: Path, entry: dict[str, Any]) -> None:
+    with (run_dir / LOG_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def read_log(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class _ProgressBar:
+    """Rich bar with loss, tokens/s and ETA on a terminal; a line every ~5% otherwise."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        self.enabled = enabled
+        self.interactive = enabled and console.is_terminal
+        self.total = total
+        self.every = max(1, total // 20)
+        self.bar = Progress(TextColumn("[bold]tune"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:>8,.0f} tok/s"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.interactive)
+        self.task = self.bar.add_task("tune", total=total, completed=done, loss=float("nan"), tps=0.0)
+
+    def __enter__(self) -> "_ProgressBar":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def update(self, step: int, loss: float, tps: float) -> None:
+        self.bar.update(self.task, completed=step, loss=loss, tps=tps)
+        if self.enabled and not self.interactive and (step % self.every == 0 or step == self.total):
+            print(f"tune: step {step}/{self.total} loss {loss:.4f} {tps:,.0f} tok/s", file=sys.stderr, flush=True)
+
+
+__all__ = ["DataPlan", "RunStatus", "TuneConfig", "TuneError", "TuneMethod", "TuneResult", "build_plan", "checkpoint_dirs",
+           "lr_at", "read_log", "train"]
