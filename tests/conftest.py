@@ -80,3 +80,32 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def tiny_chat_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_random_llama(tmp_path_factory.mktemp("tiny-chat-llama"), chat_template=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_lab_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An untrained model with the lab's English tokenizer and chat template (a standard model folder)."""
+    from infuse.lab.model import Architecture, build_model, build_tokenizer, save_model_folder
+
+    tokenizer = build_tokenizer("en")
+    model = build_model(tokenizer, Architecture(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_positions=512), seed=0)
+    return str(save_model_folder(model, tokenizer, tmp_path_factory.mktemp("tiny-lab-model")))
+
+
+@pytest.fixture(scope="session")
+def lab_workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small English lab world (8 new people) ingested into a workspace; copy it before writing."""
+    from infuse.lab.evaluate import lab_workspace
+    from infuse.lab.world import generate_world
+
+    root = tmp_path_factory.mktemp("lab-ws")
+    lab_workspace(generate_world(0, "en", n_known=12, n_new=8), root)
+    return root / "workspace"
+
+
+@pytest.fixture
+def lab_ws(lab_workspace_template: Path, tmp_path: Path) -> Workspace:
+    import shutil
+
+    shutil.copytree(lab_workspace_template, tmp_path / "lab-ws")
+    return Workspace.open(tmp_path / "lab-ws")

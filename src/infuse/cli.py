@@ -7,6 +7,7 @@ files failed (the others were ingested; the summary lists the failures).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -253,6 +254,14 @@ def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the repo
 
 
 def _model_overrides(model: str | None, adapters: list[str] | None) -> dict[str, Any]:
+    """Settings overrides for --model/--adapter; fine-tuning run names become their folders."""
+    if adapters:
+        from infuse.tuning.registry import resolve_for_inference
+
+        try:
+            model, adapters = resolve_for_inference(_open(create=True), model, adapters)
+        except InfuseError as exc:
+            _fail(exc)
     overrides: dict[str, Any] = {}
     if model:
         overrides["name"] = model
@@ -267,7 +276,7 @@ def ask(
     no_rag: Annotated[bool, typer.Option("--no-rag", help="Answer closed-book, without retrieval.")] = False,
     k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.", min=1)] = None,
     model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides [model] name).")] = None,
-    adapter: Annotated[Optional[list[str]], typer.Option(help="PEFT adapter folder; repeatable.")] = None,
+    adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Maximum new tokens.", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
@@ -316,7 +325,7 @@ def ask(
 @app.command()
 def serve(
     model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides [model] name).")] = None,
-    adapter: Annotated[Optional[list[str]], typer.Option(help="PEFT adapter folder; repeatable.")] = None,
+    adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     api_key: Annotated[Optional[str], typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")] = None,
@@ -336,6 +345,253 @@ def serve(
         _fail(exc)
     err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
     uvicorn.run(create_app(RagPipeline(ws, llm), api_key=api_key), host=host, port=port, log_level="warning")
+
+
+dataset_app = typer.Typer(help="Fine-tuning datasets built from the knowledge base.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("build")
+def dataset_build(
+    kind: Annotated[str, typer.Option(help="cpt (continued pretraining) | paraphrase | qa | raft.")],
+    name: Annotated[Optional[str], typer.Option(help="Dataset name [default: the kind, then -2, -3...].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="cpt: whose tokenizer cuts the text; paraphrase/qa/raft: the model that writes "
+                                                   "(lab worlds use their own templates) [default: [model] name].")] = None,
+    paraphrases: Annotated[int, typer.Option(help="paraphrase: rewrites per chunk.", min=1)] = 3,
+    no_original: Annotated[bool, typer.Option("--no-original", help="paraphrase: leave the chunk itself out.")] = False,
+    block_tokens: Annotated[int, typer.Option(help="cpt: tokens per piece (BOS/EOS included).", min=8)] = 256,
+    per_chunk: Annotated[int, typer.Option(help="qa/raft: questions per chunk.", min=1)] = 3,
+    distractors: Annotated[int, typer.Option(help="raft: distractor chunks per question.", min=0)] = 3,
+    no_oracle_share: Annotated[float, typer.Option(help="raft: share of rows without the oracle chunk.", min=0, max=1)] = 0.2,
+    questions_from: Annotated[Optional[str], typer.Option(help="raft: take questions from this qa dataset.")] = None,
+    replay: Annotated[Optional[Path], typer.Option(help="JSONL rows (general or earlier data) to mix in.")] = None,
+    replay_share: Annotated[float, typer.Option(help="Share of the final rows taken from --replay.", min=0, max=0.95)] = 0.1,
+    writer: Annotated[str, typer.Option(help="paraphrase/qa/raft: auto (a lab world's own templates for lab documents, "
+                                              "else --model) | model | lab.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for sampling, shuffling and generation.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new dataset's name and manifest as JSON.")] = False,
+) -> None:
+    """Build a training set (JSONL + manifest) from the knowledge base."""
+    from infuse.tuning.builders import BuildRequest, build_dataset
+    from infuse.tuning.datasets import DatasetKind
+
+    try:
+        try:
+            dataset_kind = DatasetKind(kind)
+        except ValueError:
+            raise InfuseError(f"--kind {kind!r}: use cpt, paraphrase, qa or raft") from None
+        ws = _open()
+        model_name = model or ws.settings.model.name
+        text_writer = _text_writer(ws, dataset_kind, writer, model_name)
+        request = BuildRequest(
+            dataset_kind, name=name, tokenizer=_tokenizer_source(ws, dataset_kind, model_name), block_tokens=block_tokens,
+            paraphrases=paraphrases, include_original=not no_original, questions_per_chunk=per_chunk,
+            distractors=distractors, no_oracle_share=no_oracle_share, questions_from=questions_from,
+            replay=replay, replay_share=replay_share if replay else 0.0, seed=seed, overwrite=overwrite,
+        )
+        with _progress_bar() as bar:
+            def progress(stage: str, total: int):
+                task = bar.add_task(stage, total=total)
+                return lambda n: bar.advance(task, n)
+
+            dataset = build_dataset(ws, request, text_writer, progress)
+    except InfuseError as exc:
+        _fail(exc)
+    manifest = dataset.manifest.to_dict()
+    if as_json:
+        _print_json({"name": dataset.manifest.name, "path": str(dataset.rows_path), "manifest": manifest})
+        return
+    tokens = f", {manifest['tokens']:,} tokens" if manifest["tokens"] is not None else ""
+    out.print(f"dataset [bold]{dataset.manifest.name}[/] ({dataset.manifest.kind}): {manifest['rows']:,} rows{tokens} "
+              f"-> {dataset.rows_path}")
+
+
+def _text_writer(ws: Workspace, kind, choice: str, model_name: str | None):
+    """Who writes paraphrases/questions: the lab world's templates or a model (None: cpt)."""
+    from infuse.tuning.datasets import DatasetKind
+    from infuse.tuning.generators import LabWorldWriter
+
+    if choice not in ("auto", "model", "lab"):
+        raise InfuseError(f"--writer {choice!r}: use auto, model or lab")
+    if kind is DatasetKind.CPT:
+        return None
+    if choice != "model":
+        lab = LabWorldWriter.detect(list(ws.knowledge_snapshot().iter_chunks()))
+        if lab is not None:
+            return lab
+        if choice == "lab":
+            raise InfuseError("--writer lab: the knowledge base is not made of lab-world documents (infuse lab world)")
+    if not model_name:
+        raise InfuseError("no model to write paraphrases or questions: pass --model ID_OR_FOLDER or set [model] name")
+    return _model_writer(ws, model_name)
+
+
+def _model_writer(ws: Workspace, model: str):
+    from infuse.models import load_model
+    from infuse.tuning.generators import ModelWriter
+
+    settings = ws.settings.model.model_copy(update={"name": model})
+    with err.status(f"loading {model}…"):
+        return ModelWriter(load_model(settings))
+
+
+def _tokenizer_source(ws: Workspace, kind, model_name: str | None) -> str | None:
+    """Whose tokenizer cuts (cpt) and counts tokens: a local model's; a server-side model has none."""
+    from infuse.config import ModelBackendKind
+    from infuse.tuning.datasets import DatasetKind
+
+    if kind is DatasetKind.CPT or ws.settings.model.backend is ModelBackendKind.TRANSFORMERS:
+        return model_name
+    return None
+
+
+@dataset_app.command("list")
+def dataset_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The workspace's datasets."""
+    from infuse.tuning.datasets import list_datasets, load_dataset
+
+    try:
+        ws = _open()
+        manifests = [load_dataset(ws.datasets_dir, n).manifest.to_dict() for n in list_datasets(ws.datasets_dir)]
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(manifests)
+        return
+    table = Table()
+    for column in ("name", "kind", "rows", "tokens", "generator", "created"):
+        table.add_column(column)
+    for m in manifests:
+        table.add_row(m["name"], m["kind"], f"{m['rows']:,}", f"{m['tokens']:,}" if m["tokens"] is not None else "-",
+                      m["generator"] or "-", m["created"])
+    out.print(table)
+
+
+@app.command("tune")
+def tune_command(
+    dataset: Annotated[str, typer.Option(help="Dataset name (infuse dataset list) or a JSONL file.")],
+    method: Annotated[str, typer.Option(help="lora | full | qlora (CUDA + bitsandbytes).")] = "lora",
+    model: Annotated[Optional[str], typer.Option(help="Base model id or folder [default: [model] name].")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name [default: DATASET-METHOD].")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the dataset.", min=0.01)] = 3.0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).", min=1)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 2e-4 LoRA, 2e-5 full].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Packed rows per step per process.", min=1)] = 4,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.", min=1)] = 1,
+    seq_len: Annotated[int, typer.Option(help="Tokens per packed row.", min=16)] = 1024,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.", min=1)] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.", min=1)] = 32,
+    lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated module names [default: all linear layers].")] = None,
+    eval_fraction: Annotated[float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)] = 0.05,
+    save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.", min=1)] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed (data order, initialisation).")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, mps [default: best available].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON.")] = False,
+) -> None:
+    """Fine-tune a local model on a dataset (LoRA, full or QLoRA); the run is registered by name."""
+    from infuse.tuning.registry import tune
+    from infuse.tuning.trainer import TuneConfig, TuneMethod
+
+    try:
+        try:
+            tune_method = TuneMethod(method)
+        except ValueError:
+            raise InfuseError(f"--method {method!r}: use lora, full or qlora") from None
+        ws = _open()
+        base = model or ws.settings.model.name
+        if not base:
+            raise InfuseError("no base model: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
+        config = TuneConfig(
+            method=tune_method, epochs=epochs, max_steps=max_steps, lr=lr, micro_batch_size=batch_size, grad_accum=grad_accum,
+            seq_len=seq_len, lora_r=lora_r, lora_alpha=lora_alpha,
+            lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else "all-linear",
+            eval_fraction=eval_fraction, save_every=save_every, gradient_checkpointing=gradient_checkpointing, seed=seed,
+            device=device or ws.settings.model.device,
+        )
+        run = tune(ws, dataset, base, config, name=name, resume=resume)
+    except InfuseError as exc:
+        _fail(exc)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if as_json:
+        _print_json(run.manifest)
+        return
+    m = run.manifest
+    eval_part = f", eval loss {m['final_eval_loss']:.4f}" if m.get("final_eval_loss") is not None else ""
+    err.print(f"{m['steps']} steps in {m['wall_seconds']:.0f}s ({m['tokens_per_second']:,.0f} tok/s), "
+              f"train loss {m['final_train_loss']:.4f}{eval_part}, peak memory {m['peak_memory_mb']:,.0f} MB")
+    out.print(f"run [bold]{run.name}[/] -> {run.output_dir}  (use it: infuse ask --adapter {run.name} ...)")
+
+
+adapters_app = typer.Typer(help="Fine-tuning runs: list, show, merge.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+@adapters_app.command("list")
+def adapters_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every fine-tuning run in the workspace."""
+    from infuse.tuning.registry import list_runs
+
+    try:
+        runs = [r.summary() for r in list_runs(_open())]
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(runs)
+        return
+    table = Table()
+    for column in ("name", "status", "method", "base model", "dataset", "steps", "train loss", "eval loss"):
+        table.add_column(column, overflow="fold")
+    for r in runs:
+        table.add_row(r["name"], r["status"], r["method"], r["base_model"], r["dataset"] or "-", str(r["steps"] or "-"),
+                      _fmt(r["final_train_loss"]), _fmt(r["final_eval_loss"]))
+    out.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+@adapters_app.command("show")
+def adapters_show(name: Annotated[str, typer.Argument(help="Run name.")],
+                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """A run's manifest: base model, dataset, hyperparameters, losses, speed, memory."""
+    from infuse.tuning.registry import open_run
+
+    try:
+        run = open_run(_open(), name)
+    except InfuseError as exc:
+        _fail(exc)
+    data = {**run.manifest, **run.summary()}
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/]: {escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))}")
+
+
+@adapters_app.command("merge")
+def adapters_merge(
+    name: Annotated[str, typer.Argument(help="Run name (LoRA or QLoRA).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the merged model [default: the run's merged/].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Write base + adapter as one model folder, verified to give the same logits."""
+    from infuse.tuning.registry import merge_adapter
+
+    try:
+        with err.status("merging…"):
+            report = merge_adapter(_open(), name, out_dir)
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report)
+        return
+    out.print(f"merged model -> {report['merged']} (max logit difference {report['max_logit_difference']:.2g} "
+              f"on {report['samples']} samples)")
 
 
 lab_app = typer.Typer(help="The knowledge lab: a synthetic world and a tiny model trained from scratch.", no_args_is_help=True)

@@ -262,7 +262,10 @@ def build_dataset(workspace: "Workspace", request: BuildRequest, writer: Trainin
     if request.replay is not None and request.replay_share > 0:
         rows, counts["replay_rows"] = mix_replay(rows, request.replay, request.replay_share, request.seed)
         parameters.update(replay=str(request.replay), replay_share=request.replay_share)
-    name = check_name(request.name) if request.name else next_free_name(workspace.datasets_dir, str(kind))
+    if request.name:
+        name = check_name(request.name)
+    else:   # --overwrite without a name replaces the kind's default dataset
+        name = str(kind) if request.overwrite else next_free_name(workspace.datasets_dir, str(kind))
     manifest = DatasetManifest(
         name=name, kind=kind, format=row_format(rows[0], name), rows=len(rows),
         tokens=count_tokens(rows, tokenizer) if tokenizer is not None else None,
