@@ -84,12 +84,14 @@ def tiny_chat_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_lab_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An untrained model with the lab's English tokenizer and chat template (a standard model folder)."""
-    from infuse.lab.model import Architecture, build_model, build_tokenizer, save_model_folder
+    """A briefly pretrained English lab model (seconds): a standard model folder with the lab's
+    tokenizer and chat template. Pretrained, not random: LoRA on a random model cannot move its
+    near-uniform outputs (frozen tiny embeddings), so it would not show learning."""
+    from infuse.lab.train import LabTrainConfig, train_lab_model
 
-    tokenizer = build_tokenizer("en")
-    model = build_model(tokenizer, Architecture(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_positions=512), seed=0)
-    return str(save_model_folder(model, tokenizer, tmp_path_factory.mktemp("tiny-lab-model")))
+    config = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2,
+                            d_ff=64, steps=80, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512)
+    return str(train_lab_model(config, tmp_path_factory.mktemp("tiny-lab-model"), progress=False))
 
 
 @pytest.fixture(scope="session")

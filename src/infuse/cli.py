@@ -482,6 +482,7 @@ def tune_command(
     seq_len: Annotated[int, typer.Option(help="Tokens per packed row.", min=16)] = 1024,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.", min=1)] = 16,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.", min=1)] = 32,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.", min=0, max=0.9)] = 0.05,
     lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated module names [default: all linear layers].")] = None,
     eval_fraction: Annotated[float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)] = 0.05,
     save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.", min=1)] = None,
@@ -506,7 +507,7 @@ def tune_command(
             raise InfuseError("no base model: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
         config = TuneConfig(
             method=tune_method, epochs=epochs, max_steps=max_steps, lr=lr, micro_batch_size=batch_size, grad_accum=grad_accum,
-            seq_len=seq_len, lora_r=lora_r, lora_alpha=lora_alpha,
+            seq_len=seq_len, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else "all-linear",
             eval_fraction=eval_fraction, save_every=save_every, gradient_checkpointing=gradient_checkpointing, seed=seed,
             device=device or ws.settings.model.device,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infuse.errors import InfuseError
+from infuse.devices import default_device
 from infuse.tuning.datasets import check_name, load_dataset
 from infuse.tuning.trainer import (
     ADAPTER_DIR,
@@ -109,6 +109,9 @@ def tune(workspace: "Workspace", dataset_name: str, model_name: str, config: Tun
          resume: bool = False, progress: bool = True, on_step=None) -> Run:
     """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
     of that name is an error (pick --name), an interrupted one needs ``resume=True``."""
+    from accelerate import PartialState
+
+    processes = PartialState(cpu=(config.device or default_device()) == "cpu")   # one per rank under torchrun
     dataset = load_dataset(workspace.datasets_dir, dataset_name)
     name = check_name(name or f"{dataset.manifest.name}-{config.method}", "run")
     run_dir = workspace.adapters_dir / name
@@ -132,18 +135,15 @@ def tune(workspace: "Workspace", dataset_name: str, model_name: str, config: Tun
         "hyperparameters": config.to_dict(),
         "created": previous["created"] if previous else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if previous is None and _is_main_process():
+    processes.wait_for_everyone()   # every rank has checked the folder before rank 0 writes to it
+    if previous is None and processes.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
         _write_manifest(run_dir, manifest)
     result = train(model_name, dataset, run_dir, config, resume=resume, progress=progress, on_step=on_step)
     if result.manifest.get("is_main_process", True):
         manifest.update(_result_fields(result))
         _write_manifest(run_dir, manifest)
     return Run(name, run_dir, manifest)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _result_fields(result: TuneResult) -> dict[str, Any]:
