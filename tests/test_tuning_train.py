@@ -211,3 +211,12 @@ def test_two_process_ddp_matches_one_process_on_the_same_global_batch(lab_cpt: W
     assert len(got) == len(want) == 4
     for a, b in zip(got, want):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ddp", "fsdp", "deepspeed_zero2"])
+def test_shipped_accelerate_configs_load(name: str) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config_from_file(str(repo / "configs" / "accelerate" / f"{name}.yaml"))
+    assert config.num_processes >= 1 and config.mixed_precision == "bf16"

@@ -394,6 +394,7 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
     mixed = "no"
     if not cpu and torch.cuda.is_available() and config.method is TuneMethod.FULL:
         mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    mixed = os.environ.get("ACCELERATE_MIXED_PRECISION") or mixed   # an accelerate config file decides
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed)
     device = accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
