@@ -1,0 +1,56 @@
+"""The fine-tuning commands end to end through the CLI: dataset build/list, tune, adapters, ask --adapter NAME."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from infuse.cli import app
+from infuse.workspace import Workspace
+
+
+def _json(result) -> object:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_dataset_tune_adapters_and_ask_by_run_name(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
+    runner = CliRunner()
+    ws = ["-w", str(lab_ws.path)]
+    built = _json(runner.invoke(app, [*ws, "dataset", "build", "--kind", "paraphrase", "--paraphrases", "2",
+                                      "--model", tiny_lab_model_dir, "--json"]))
+    assert built["name"] == "paraphrase" and built["manifest"]["generator"] == "lab world templates"
+    assert built["manifest"]["tokens"] > 0 and built["manifest"]["rows"] == 3 * 8
+    listed = _json(runner.invoke(app, [*ws, "dataset", "list", "--json"]))
+    assert [d["name"] for d in listed] == ["paraphrase"]
+
+    run = _json(runner.invoke(app, [*ws, "tune", "--dataset", "paraphrase", "--model", tiny_lab_model_dir, "--max-steps", "3",
+                                    "--seq-len", "128", "--device", "cpu", "--json"]))
+    assert run["name"] == "paraphrase-lora" and run["status"] == "complete" and run["steps"] == 3
+    assert [r["name"] for r in _json(runner.invoke(app, [*ws, "adapters", "list", "--json"]))] == ["paraphrase-lora"]
+    shown = _json(runner.invoke(app, [*ws, "adapters", "show", "paraphrase-lora", "--json"]))
+    assert shown["hyperparameters"]["max_steps"] == 3 and shown["checkpoints"] == []
+
+    merged = _json(runner.invoke(app, [*ws, "adapters", "merge", "paraphrase-lora", "--json"]))
+    assert merged["max_logit_difference"] <= merged["tolerance"]
+
+    # The run's name works as --adapter, and supplies the base model.
+    answer = _json(runner.invoke(app, [*ws, "ask", "--no-rag", "--adapter", "paraphrase-lora", "--max-tokens", "2",
+                                       "Where was Alda Ashby born?", "--json"]))
+    assert answer["model"].endswith("+adapter")
+
+
+def test_cli_errors_are_one_line_messages(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
+    runner = CliRunner()
+    ws = ["-w", str(lab_ws.path)]
+    bad_kind = runner.invoke(app, [*ws, "dataset", "build", "--kind", "summaries"])
+    assert bad_kind.exit_code == 1 and "use cpt, paraphrase, qa or raft" in bad_kind.stderr
+    no_dataset = runner.invoke(app, [*ws, "tune", "--dataset", "nope", "--model", tiny_lab_model_dir])
+    assert no_dataset.exit_code == 1 and "no dataset 'nope'" in no_dataset.stderr
+    no_model = runner.invoke(app, [*ws, "tune", "--dataset", "nope"])
+    assert no_model.exit_code == 1 and "no base model" in no_model.stderr
+    qlora = runner.invoke(app, [*ws, "tune", "--dataset", "nope", "--method", "qlora4"])
+    assert qlora.exit_code == 1 and "use lora, full or qlora" in qlora.stderr
+    unknown = runner.invoke(app, [*ws, "adapters", "show", "ghost"])
+    assert unknown.exit_code == 1 and "no fine-tuning run 'ghost'" in unknown.stderr
