@@ -128,6 +128,8 @@ class Workspace:
         self.lock_path = path / "write.lock"
         self.datasets_dir = path / "datasets"    # training sets (infuse.tuning.datasets)
         self.adapters_dir = path / "adapters"    # fine-tuning runs (infuse.tuning.registry)
+        self.questions_dir = path / "questions"  # evaluation question sets (infuse.evaluation.questions)
+        self.runs_dir = path / "runs"            # compare runs and reports (infuse.evaluation)
         self.tokenizer = LanguageAwareTokenizer()
         self._stores: dict[tuple[str, int], LanceDBStore] = {}
 

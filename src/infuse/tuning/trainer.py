@@ -127,7 +127,7 @@ class TuneResult:
 # --- data plan -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class DataPlan:
     """Which packed rows each optimizer step trains on: a pure function of the step."""
 
@@ -135,23 +135,23 @@ class DataPlan:
     eval_rows: list[PackedRow]
     global_batch: int
     seed: int
+    _order_cache: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     def step_rows(self, step: int) -> list[PackedRow]:
-        n = len(self.rows)
         picked = []
         for position in range(step * self.global_batch, (step + 1) * self.global_batch):
-            epoch, index = divmod(position, n)
+            epoch, index = divmod(position, len(self.rows))
             picked.append(self.rows[self._order(epoch)[index]])
         return picked
 
     def _order(self, epoch: int) -> list[int]:
-        cache = self.__dict__.setdefault("_orders", {})
-        if epoch not in cache:
+        """Epoch `epoch`'s permutation of the rows (only the latest one is kept)."""
+        if epoch not in self._order_cache:
             order = list(range(len(self.rows)))
             random.Random(f"tune-order|{self.seed}|{epoch}").shuffle(order)
-            cache.clear()
-            cache[epoch] = order
-        return cache[epoch]
+            self._order_cache.clear()
+            self._order_cache[epoch] = order
+        return self._order_cache[epoch]
 
 
 def split_examples(examples: list[Example], eval_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -448,7 +448,7 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
                     accelerator.backward(summed * world / global_targets)
                 step_loss += summed.detach()
             if config.grad_clip:
-                accelerator.clip_grad_norm_(params, config.grad_clip)
+                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             loss = float(accelerator.reduce(step_loss, reduction="sum")) / global_targets

@@ -1,0 +1,1 @@
+"""Evaluation: question sets, scoring, the compare runner, reports and the advisor."""
