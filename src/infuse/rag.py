@@ -198,13 +198,30 @@ class RagPipeline:
     ) -> RagStream:
         """Start answering; ``history`` holds earlier turns of a chat (system messages excluded)."""
         generation = generation or self.generation
+        answer, messages = self.prepare(question, k, use_retrieval, history, generation)
+        if messages is None:
+            return RagStream(answer, None)
+        return RagStream(answer, self.model.stream(messages, generation))
+
+    def prepare(
+        self,
+        question: str,
+        k: int | None = None,
+        use_retrieval: bool = True,
+        history: Sequence[ChatMessage] = (),
+        generation: GenerationConfig | None = None,
+    ) -> tuple[RagAnswer, list[ChatMessage] | None]:
+        """Retrieval and the prompt, without calling the model: the answer so far (passages,
+        timings) and the messages to send, or None when nothing relevant was found (the answer
+        then already says so). Evaluation scores multiple-choice options against these messages."""
+        generation = generation or self.generation
         language = detect_language(question)
         answer = RagAnswer(question, "", language, use_retrieval, found_relevant=False, model=self.model.name)
         if not use_retrieval:
             started = time.perf_counter()
             messages = closed_book_messages(question, language, history)
             answer.timings.prompt_ms = (time.perf_counter() - started) * 1000
-            return RagStream(answer, self.model.stream(messages, generation))
+            return answer, messages
 
         started = time.perf_counter()
         hits = self.workspace.search(question, k=k or self.workspace.settings.rag.k)
@@ -215,10 +232,10 @@ class RagPipeline:
         if not answer.passages:
             answer.text = NOT_FOUND[language]
             answer.timings.prompt_ms = (time.perf_counter() - started) * 1000
-            return RagStream(answer, None)
+            return answer, None
         messages = self._fit(question, answer, history, generation)
         answer.timings.prompt_ms = (time.perf_counter() - started) * 1000
-        return RagStream(answer, self.model.stream(messages, generation))
+        return answer, messages
 
     def _fit(
         self, question: str, answer: RagAnswer, history: Sequence[ChatMessage], generation: GenerationConfig
