@@ -30,7 +30,6 @@ import datetime as dt
 import glob
 import hashlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -54,6 +53,7 @@ except ImportError:  # not installed: run from the source tree
     sys.path.insert(0, str(REPO / "src"))
 
 from infuse.config import FusionWeights, SearchMode  # noqa: E402
+from infuse.evaluation.metrics import ndcg_at_k, recall_at_k, reciprocal_rank  # noqa: E402
 from infuse.language import Language, detect_language  # noqa: E402
 from infuse.retrieval.lexical import LanguageAwareTokenizer, RegexTokenizer, WhitespaceTokenizer  # noqa: E402
 from infuse.workspace import Workspace  # noqa: E402
@@ -280,19 +280,28 @@ def gold_ranks(
     return ranks, short
 
 
+def ranking(rank: int | None) -> list[str]:
+    """A document ranking with the gold document at ``rank`` (1-based; None: not retrieved)."""
+    return [""] * (rank - 1) + ["gold"] if rank else []
+
+
 def metrics(ranks: list[int | None]) -> dict[str, float]:
+    """recall@1/5/10, MRR@10 and nDCG@10 (infuse.evaluation.metrics; one gold document per question)."""
     n = len(ranks)
     if n == 0:
         return {"n": 0}
-    found = [r for r in ranks if r is not None]
+    rankings = [ranking(r) for r in ranks]
+
+    def mean(metric: Callable[[list[str], str, int], float], k: int) -> float:
+        return sum(metric(r, "gold", k) for r in rankings) / n
+
     return {
         "n": n,
-        "recall@1": sum(r <= 1 for r in found) / n,
-        "recall@5": sum(r <= 5 for r in found) / n,
-        "recall@10": sum(r <= 10 for r in found) / n,
-        "mrr@10": sum(1.0 / r for r in found) / n,
-        # one relevant document: IDCG = 1
-        "ndcg@10": sum(1.0 / math.log2(r + 1) for r in found) / n,
+        "recall@1": mean(recall_at_k, 1),
+        "recall@5": mean(recall_at_k, 5),
+        "recall@10": mean(recall_at_k, 10),
+        "mrr@10": mean(reciprocal_rank, 10),
+        "ndcg@10": mean(ndcg_at_k, 10),
     }
 
 
@@ -302,7 +311,7 @@ def subset(ranks: list[int | None], questions: list[Question], split: str) -> li
 
 def paired_delta(a: list[int | None], b: list[int | None], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """nDCG@10 of ``a`` minus ``b`` over the same questions, with a paired bootstrap 95% interval."""
-    gain = lambda ranks: np.array([1.0 / math.log2(r + 1) if r is not None else 0.0 for r in ranks])  # noqa: E731
+    gain = lambda ranks: np.array([ndcg_at_k(ranking(r), "gold", CUTOFF) for r in ranks])  # noqa: E731
     diff = gain(a) - gain(b)
     if len(diff) == 0:
         return {"delta_ndcg@10": None, "ci95": None, "n": 0}
