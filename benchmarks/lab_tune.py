@@ -2,7 +2,8 @@
 """Knowledge injection by fine-tuning, on the lab: closed-book accuracy on the world's *new*
 people after fine-tuning the pretrained lab model on their documents, with 1 variant per person
 (the document itself: a `cpt` dataset) vs 5 variants (the document + 4 template paraphrases: a
-`paraphrase` dataset), at matched compute (same steps, batch and sequence length), LoRA vs full.
+`paraphrase` dataset), at matched compute (same steps, batch and sequence length), LoRA vs full;
+and 5 variants with half the rows replayed from the known people's bios (to limit forgetting).
 
     .venv/bin/python benchmarks/lab_tune.py [--lang en|ja] [--steps 150]
 
@@ -49,15 +50,21 @@ def main() -> None:
     base_folder = str(train_lab_model(config))
     world = config.world()
     workspace = lab_workspace(world, tempfile.mkdtemp(prefix="infuse-lab-tune-"))
+    # Replay: bios of the known people (what the model was pretrained on), to limit forgetting.
+    replay = Path(workspace.path) / "known_bios.jsonl"
+    replay.write_text("".join(json.dumps({"text": b.text}, ensure_ascii=False) + "\n" for b in world.known_bios()), encoding="utf-8")
     datasets = {
-        1: build_dataset(workspace, BuildRequest(DatasetKind.CPT, name="variants-1", tokenizer=base_folder)),
-        5: build_dataset(workspace, BuildRequest(DatasetKind.PARAPHRASE, name="variants-5", paraphrases=4,
-                                                 tokenizer=base_folder)),
+        "1 variant": build_dataset(workspace, BuildRequest(DatasetKind.CPT, name="variants-1", tokenizer=base_folder)),
+        "5 variants": build_dataset(workspace, BuildRequest(DatasetKind.PARAPHRASE, name="variants-5", paraphrases=4,
+                                                            tokenizer=base_folder)),
+        "5 variants + 50% replay": build_dataset(workspace, BuildRequest(
+            DatasetKind.PARAPHRASE, name="variants-5-replay", paraphrases=4, tokenizer=base_folder,
+            replay=replay, replay_share=0.5)),
     }
     new_questions, known_questions = world.short_questions(NEW), world.short_questions(KNOWN)[:250]
     base = TransformersModel.load(base_folder, device="cpu")
     pipeline = RagPipeline(workspace, base, GENERATION)
-    rows = [{"variant": "base (no fine-tuning)", "method": "-", "variants": 0,
+    rows = [{"variant": "base (no fine-tuning)", "method": "-", "data": "-",
              "new": closed_book(pipeline, new_questions).accuracy, "known": closed_book(pipeline, known_questions).accuracy}]
     for method in (TuneMethod(m) for m in args.methods.split(",")):
         for variants, dataset in datasets.items():
@@ -70,7 +77,7 @@ def main() -> None:
                 model = TransformersModel.load(base_folder, adapters=[str(run.output_dir)], device="cpu")
             tuned = RagPipeline(workspace, model, GENERATION)
             rows.append({
-                "variant": f"{method} on {variants} variant{'s' if variants > 1 else ''}", "method": str(method), "variants": variants,
+                "variant": f"{method} on {variants}", "method": str(method), "data": variants,
                 "dataset_rows": dataset.manifest.rows, "dataset_tokens": dataset.manifest.tokens,
                 "epochs": round(run.manifest["steps"] * run.manifest["global_batch_rows"] / run.manifest["train_rows"], 1),
                 "new": closed_book(tuned, new_questions).accuracy, "known": closed_book(tuned, known_questions).accuracy,

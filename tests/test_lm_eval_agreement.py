@@ -126,20 +126,9 @@ def test_random_llama_agrees_with_lm_eval(tiny_llama_dir: str, tmp_path: Path) -
     assert (single.pred, single.pred_norm) == (ours[3].pred, ours[3].pred_norm)
 
 
-def test_lab_model_agrees_with_lm_eval_without_bos(tiny_lab_model_dir: str, tmp_path: Path) -> None:
-    """The lab tokenizer adds [BOS] by default; TransformersModel scores without special tokens, as
-    lm-eval's HFLM did before it started following the tokenizer's default (``add_bos_token=None``).
-    With ``add_bos_token=False`` the two agree exactly."""
-    rows = lab_rows()
-    _, ours = our_scores(tiny_lab_model_dir, rows)
-    results, samples = run_lm_eval(tiny_lab_model_dir, rows, tmp_path / "lm-eval", add_bos_token=False)
-    assert_agree(rows, ours, results, samples)
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "known difference: lm-eval 0.4.13's HFLM follows the tokenizer's add_special_tokens default and so "
-    "prepends [BOS] for the lab tokenizer; TransformersModel.loglikelihood never adds special tokens"))
 def test_lab_model_agrees_with_lm_eval_default_bos(tiny_lab_model_dir: str, tmp_path: Path) -> None:
+    """The lab tokenizer adds [BOS] by default: lm-eval 0.4's HFLM follows that default, and so does
+    TransformersModel.loglikelihood (unless the context already starts with BOS)."""
     rows = lab_rows()
     _, ours = our_scores(tiny_lab_model_dir, rows)
     results, samples = run_lm_eval(tiny_lab_model_dir, rows, tmp_path / "lm-eval")

@@ -595,6 +595,238 @@ def adapters_merge(
               f"on {report['samples']} samples)")
 
 
+questions_app = typer.Typer(help="Evaluation question sets: import, generate, list.", no_args_is_help=True)
+app.add_typer(questions_app, name="questions")
+
+
+def _print_question_set(qset, path: Path, as_json: bool) -> None:
+    if as_json:
+        _print_json({"name": qset.name, "path": str(path), "manifest": qset.manifest})
+        return
+    counts = qset.manifest.get("counts", {})
+    skipped = counts.get("skipped", 0)
+    out.print(f"question set [bold]{qset.name}[/]: {len(qset.questions):,} questions {counts.get('by_kind', {})}"
+              + (f", {skipped} rows skipped (see manifest)" if skipped else "") + f" -> {path}")
+
+
+@questions_app.command("import")
+def questions_import(
+    file: Annotated[Path, typer.Argument(help="JSONL (mc, qa, realtimeqa) or SQuAD/JaQuAD JSON file or folder.")],
+    format: Annotated[str, typer.Option("--format", help="mc | qa | squad | jaquad | realtimeqa.")],
+    name: Annotated[Optional[str], typer.Option(help="Set name [default: from the file name].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Import at most N questions.", min=1)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a set of the same name.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the set's name and manifest as JSON.")] = False,
+) -> None:
+    """Import a question set (bad rows are skipped and listed in the manifest)."""
+    from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set
+
+    try:
+        try:
+            fmt = ImportFormat(format)
+        except ValueError:
+            raise InfuseError(f"--format {format!r}: use mc, qa, squad, jaquad or realtimeqa") from None
+        ws = _open(create=True)
+        qset = import_questions(file, fmt, name=name, limit=limit)
+        path = save_question_set(ws.questions_dir, qset, overwrite=overwrite)
+    except InfuseError as exc:
+        _fail(exc)
+    _print_question_set(qset, path, as_json)
+
+
+@questions_app.command("generate")
+def questions_generate(
+    per_chunk: Annotated[int, typer.Option(help="Questions per chunk.", min=1)] = 1,
+    kind: Annotated[str, typer.Option(help="mc (4 options) | short.")] = "mc",
+    model: Annotated[Optional[str], typer.Option(help="The model that writes [default: [model] name].")] = None,
+    name: Annotated[str, typer.Option(help="Set name.")] = "generated",
+    limit_chunks: Annotated[Optional[int], typer.Option(help="Use at most N chunks.", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a set of the same name.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the set's name and manifest as JSON.")] = False,
+) -> None:
+    """Write an evaluation set from the knowledge base's chunks with a model (source chunk recorded)."""
+    from infuse.evaluation.questions import QuestionKind, generate_questions, save_question_set
+    from infuse.models import load_model
+
+    try:
+        try:
+            question_kind = QuestionKind(kind)
+        except ValueError:
+            raise InfuseError(f"--kind {kind!r}: use mc or short") from None
+        ws = _open()
+        chunks = list(ws.knowledge_snapshot().iter_chunks())[:limit_chunks]
+        settings = ws.settings.model.model_copy(update={"name": model} if model else {})
+        with err.status("loading model…"):
+            llm = load_model(settings)
+        with _progress_bar() as bar:
+            task = bar.add_task("questions", total=len(chunks))
+            qset = generate_questions(chunks, llm, per_chunk=per_chunk, kind=question_kind, seed=seed, name=name,
+                                      progress=lambda n=1: bar.advance(task, n))
+        path = save_question_set(ws.questions_dir, qset, overwrite=overwrite)
+    except InfuseError as exc:
+        _fail(exc)
+    _print_question_set(qset, path, as_json)
+
+
+@questions_app.command("list")
+def questions_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The workspace's question sets."""
+    from infuse.evaluation.questions import list_question_sets, load_question_set
+
+    try:
+        ws = _open()
+        sets = [load_question_set(ws.questions_dir, n) for n in list_question_sets(ws.questions_dir)]
+    except InfuseError as exc:
+        _fail(exc)
+    rows = [{"name": q.name, "questions": len(q.questions), "format": q.manifest.get("format"),
+             "by_kind": q.manifest.get("counts", {}).get("by_kind")} for q in sets]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table()
+    for column in ("name", "questions", "format", "kinds"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], f"{r['questions']:,}", str(r["format"]), str(r["by_kind"]))
+    out.print(table)
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise InfuseError(f"-k {text!r}: give passage counts like 1,3,5") from None
+    if not ks or min(ks) < 1:
+        raise InfuseError(f"-k {text!r}: give positive passage counts like 1,3,5")
+    return ks
+
+
+@app.command()
+def compare(
+    questions: Annotated[str, typer.Option(help="Question set name (infuse questions list).")],
+    variants: Annotated[str, typer.Option(help="Comma-separated: base, rag, ft, ft+rag.")] = "base,rag",
+    adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run for ft variants; repeatable.")] = None,
+    k: Annotated[Optional[str], typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 [default: [rag] k].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model [default: [model] name, else the adapter's base].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use the first N questions.", min=1)] = None,
+    update_docs: Annotated[Optional[Path], typer.Option(help="Freshness: folder of changed documents.")] = None,
+    update_questions: Annotated[Optional[str], typer.Option(help="Freshness: question set about the changed facts.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name [default: time + question set].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+) -> None:
+    """Evaluate base / RAG / fine-tuned / both on the same questions; writes WS/runs/NAME."""
+    from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
+    from infuse.evaluation.questions import load_question_set
+
+    try:
+        ws = _open()
+        ks = _parse_ks(k) if k else [ws.settings.rag.k]
+        specs = parse_variants(variants, adapters=adapter or [], ks=ks)
+        qset = load_question_set(ws.questions_dir, questions)
+        update = None
+        if update_docs is not None or update_questions is not None:
+            if update_docs is None or update_questions is None:
+                raise InfuseError("freshness needs both --update-docs DIR and --update-questions SET")
+            update = UpdateScenario(update_docs, load_question_set(ws.questions_dir, update_questions))
+        request = CompareRequest(specs, model=model, limit=limit, update=update, run_name=name)
+        with _progress_bar() as bar:
+            def progress(stage: str, total: int):
+                task = bar.add_task(stage[:24], total=total)
+                return lambda n: bar.advance(task, n)
+
+            run = run_compare(ws, qset, request, progress)
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(run.summary)
+        return
+    out.print(_variants_table(run.summary))
+    fresh = run.summary.get("freshness")
+    if fresh:
+        table = Table(title=f"after the update ({fresh['changed_facts']} changed facts; re-index {fresh['reindex_seconds']:.1f}s)")
+        for column in ("variant", "accuracy", "still the old value"):
+            table.add_column(column)
+        for row in fresh["variants"]:
+            table.add_row(row["label"], f"{row['accuracy']:.1%}", f"{row['stale_share']:.1%}")
+        out.print(table)
+    out.print(f"run [bold]{run.summary['run']}[/] -> {run.path}  (report: infuse report {run.summary['run']})")
+
+
+def _variants_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"{summary['questions']['name']}: {summary['questions']['count']} questions, model {Path(summary['model']).name}")
+    for column in ("variant", "accuracy (95% CI)", "F1", "median ms", "tokens in/out", "$ / 1k q", "recall@k"):
+        table.add_column(column)
+    for v in summary["variants"]:
+        retrieval = v.get("retrieval") or {}
+        table.add_row(v["label"], f"{v['accuracy']:.1%} ({v['ci'][0]:.0%}-{v['ci'][1]:.0%})",
+                      f"{v['f1']:.2f}" if v.get("f1") is not None else "-", f"{v['latency_ms']['median']:.0f}",
+                      f"{v['prompt_tokens_mean']:.0f}/{v['completion_tokens_mean']:.0f}", f"{v['cost_per_1k_usd']:.4f}",
+                      f"{retrieval['recall_at_k']:.2f}" if retrieval else "-")
+    return table
+
+
+@app.command()
+def report(
+    run: Annotated[Optional[str], typer.Argument(help="Compare run name [default: the latest].")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report paths as JSON.")] = False,
+) -> None:
+    """Write a compare run's report: Markdown and a self-contained HTML page with plots."""
+    from infuse.evaluation.compare import latest_run, load_run
+    from infuse.evaluation.report import write_report
+
+    try:
+        ws = _open()
+        found = load_run(ws, run) if run else latest_run(ws)
+        if found is None:
+            raise InfuseError(f"no compare runs in {ws.runs_dir}; run `infuse compare` first")
+        markdown, html = write_report(found.path)
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json({"run": found.summary["run"], "markdown": str(markdown), "html": str(html)})
+    else:
+        out.print(f"report -> {html}\n         {markdown}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(html.resolve().as_uri())
+
+
+@app.command()
+def advise(
+    run: Annotated[Optional[str], typer.Option(help="Compare run to ground the advice in [default: the latest, if any].")] = None,
+    updates: Annotated[Optional[str], typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")] = None,
+    latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget per answer in ms.", min=0)] = None,
+    style: Annotated[bool, typer.Option("--style", help="Answers must follow a strict style or format.")] = False,
+    training_budget: Annotated[Optional[float], typer.Option(help="Training budget in USD.", min=0)] = None,
+    training_examples: Annotated[Optional[int], typer.Option(help="Labelled examples available.", min=0)] = None,
+    local_only: Annotated[bool, typer.Option("--local-only", help="Data may not leave this machine.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
+) -> None:
+    """Recommend RAG, fine-tuning, both or the base model, from the measurements and your constraints."""
+    from infuse.advisor import Criteria, UpdateFrequency, advise as recommend, format_recommendation
+    from infuse.evaluation.compare import latest_run, load_run
+
+    try:
+        try:
+            frequency = UpdateFrequency(updates) if updates else None
+        except ValueError:
+            raise InfuseError(f"--updates {updates!r}: use daily, weekly or rarely") from None
+        ws = _open(create=True)
+        found = load_run(ws, run) if run else latest_run(ws)
+        criteria = Criteria(updates=frequency, latency_ms=latency_ms, needs_style=style, training_budget_usd=training_budget,
+                            training_examples=training_examples, privacy_local_only=local_only)
+        recommendation = recommend(criteria, found.summary if found else None)
+    except InfuseError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json({"run": found.summary["run"] if found else None, **recommendation.to_dict()})
+        return
+    sys.stdout.write(format_recommendation(recommendation) + "\n")
+
+
 lab_app = typer.Typer(help="The knowledge lab: a synthetic world and a tiny model trained from scratch.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 
@@ -639,7 +871,7 @@ def lab_train(
 
     from infuse.lab.train import LabTrainConfig, read_manifest, train_lab_model
 
-    config = LabTrainConfig(lang=lang.value, world_seed=seed)
+    config = LabTrainConfig.for_lang(lang.value, world_seed=seed)
     if steps is not None:
         config = replace(config, steps=steps)
     folder = train_lab_model(config, out, force=force)

@@ -141,6 +141,14 @@ class RagSettings(BaseModel):
     min_keyword_coverage: float = Field(0.5, ge=0, le=1)
 
 
+class CostSettings(BaseModel):
+    """The cost model of ``infuse compare``: machine time, or per-token prices for hosted models."""
+
+    machine_hour_usd: float = Field(2.0, ge=0, description="price of one hour of the machine running the model (e.g. a cloud GPU)")
+    input_usd_per_mtok: float | None = Field(None, ge=0, description="hosted models: price per million prompt tokens")
+    output_usd_per_mtok: float | None = Field(None, ge=0, description="hosted models: price per million completion tokens")
+
+
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
 
@@ -154,6 +162,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -243,4 +252,9 @@ temperature = 0.0
 k = 4
 min_dense_score = 0.35        # below this (and without keyword coverage) a passage is not relevant
 min_keyword_coverage = 0.5
+
+[cost]                        # infuse compare: cost per 1,000 questions, training and updates
+machine_hour_usd = 2.0        # price of an hour of the machine that runs the model
+# input_usd_per_mtok = 0.15   # hosted models: per-token prices instead of machine time
+# output_usd_per_mtok = 0.60
 """

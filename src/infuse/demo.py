@@ -1,5 +1,6 @@
-"""``make demo``: the lab story (synthetic world -> tiny model trained from scratch -> RAG vs closed
-book), then the bundled sample corpus (EN + JA, six formats) ingested and searched.
+"""``make demo``: the whole lab story (synthetic world -> tiny model trained from scratch -> RAG,
+fine-tuning on 1 and 5 paraphrased variants, a head-to-head comparison, a document update, the
+report and the advice), then the bundled sample corpus (EN + JA, six formats) ingested and searched.
 
 Runs offline. Everything goes under ``./.demo-workspace`` (or ``$INFUSE_DEMO_WORKSPACE``); the lab
 model is trained on the first run (about 5 minutes on 2 cores) and cached afterwards.
@@ -59,12 +60,12 @@ def run(workspace_dir: Path, console: Console | None = None) -> list[tuple[str, 
 
 
 def main() -> None:
-    from infuse.lab.demo import run_lab_demo
+    from infuse.lab.story import run_lab_story
 
     root = Path(os.environ.get("INFUSE_DEMO_WORKSPACE", ".demo-workspace"))
     console = Console()
-    console.rule("the knowledge lab")
-    run_lab_demo(root / "lab", console=console)
+    console.rule("the knowledge lab: RAG vs fine-tuning on facts no model has seen")
+    run_lab_story(root / "lab", console=console)
     console.rule("your documents: the sample corpus")
     run(root / "sample", console)
 

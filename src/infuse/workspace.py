@@ -264,6 +264,20 @@ class Workspace:
         finally:
             lock.release()
 
+    def remove_documents(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents and their chunks by id (e.g. ones a changed version replaces that
+        lives at another path). Returns how many ids were asked for."""
+        if not doc_ids:
+            return 0
+        lock = self._locked()
+        try:
+            manifest = self.manifest()
+            if manifest is not None:
+                self._store(manifest).delete_documents(list(doc_ids))
+            return len(doc_ids)
+        finally:
+            lock.release()
+
     def searcher(self, mode: SearchMode | None = None) -> HybridSearcher | None:
         """A searcher over a consistent snapshot of the knowledge base (None when it is empty)."""
         manifest = self.manifest()

@@ -3,7 +3,8 @@
 Generation is one visible token loop with a KV cache, so streaming, stop strings and token
 accounting need no threads. Log-likelihoods follow lm-evaluation-harness: context and
 continuation are encoded the way its ``HFLM`` does (trailing spaces of the context move to the
-continuation; no special tokens; an empty context is replaced by the BOS/EOS token).
+continuation; the tokenizer's special tokens such as BOS unless the text starts with BOS; an
+empty context is replaced by the BOS/EOS token; checked against lm-eval 0.4.13 in the tests).
 """
 
 from __future__ import annotations
@@ -210,13 +211,19 @@ class TransformersModel:
         if spaces:
             continuation = context[-spaces:] + continuation
             context = context[:-spaces]
-        whole = self.tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-        context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
-        continuation_ids = whole[len(context_ids):]
-        if not context_ids:
+        if not context:
             prefix = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
-            context_ids = [prefix]
-        return context_ids, continuation_ids
+            return [prefix], self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        whole = self._encode_scored(context + continuation)
+        context_ids = self._encode_scored(context)
+        return context_ids, whole[len(context_ids):]
+
+    def _encode_scored(self, text: str) -> list[int]:
+        """lm-evaluation-harness 0.4's ``HFLM.tok_encode``: the tokenizer's own special tokens
+        (e.g. BOS) unless the text already starts with the BOS string (a chat template wrote it)."""
+        bos = self.tokenizer.bos_token
+        with_special = not (bos and text.startswith(bos))
+        return self.tokenizer(text, add_special_tokens=with_special)["input_ids"]
 
     @torch.inference_mode()
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], batch_size: int = 8) -> list[Loglikelihood]:

@@ -1,0 +1,125 @@
+"""The whole story on the lab, offline: world -> lab model -> RAG, fine-tuning on 1 and on 5
+paraphrased variants, a head-to-head comparison, the update scenario, the report and the advice.
+
+Every step is the library call the matching CLI command makes (``infuse ingest``, ``questions
+import``, ``dataset build``, ``tune``, ``compare``, ``report``, ``advise``), on a workspace under
+`root` that the user can keep exploring.
+
+>>> result = run_lab_story(Path(".demo-workspace/lab"))     # doctest: +SKIP
+>>> result.report_html                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from infuse.lab.train import LabTrainConfig, train_lab_model
+from infuse.lab.world import QUESTIONS_DIR, UPDATES_DIR
+
+STORY_STEPS = 100        # fine-tuning steps per run (matched compute for 1 and 5 variants)
+STORY_LR = 3e-3
+
+
+@dataclass(frozen=True)
+class StoryConfig:
+    """What the story trains and asks; the defaults are the `make demo` run."""
+
+    lab: LabTrainConfig = LabTrainConfig()
+    tune_steps: int = STORY_STEPS
+    tune_lr: float = STORY_LR
+    batch_rows: int = 8
+    paraphrases: int = 4          # 5 variants per person: the document + 4 paraphrases
+    k: int = 1
+    limit: int | None = None      # questions (None: all of the world's new-people questions)
+
+
+@dataclass
+class StoryResult:
+    workspace: Path
+    summary: dict[str, Any]
+    report_html: Path
+    report_markdown: Path
+    recommendation: dict[str, Any]
+
+
+def run_lab_story(root: Path, config: StoryConfig = StoryConfig(), console: Console | None = None,
+                  progress: bool = True) -> StoryResult:
+    from infuse.advisor import Criteria, advise, format_recommendation
+    from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
+    from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set
+    from infuse.evaluation.report import write_report
+    from infuse.lab.evaluate import lab_workspace
+    from infuse.tuning.builders import BuildRequest, build_dataset
+    from infuse.tuning.datasets import DatasetKind
+    from infuse.tuning.registry import tune
+    from infuse.tuning.trainer import TuneConfig, TuneMethod
+
+    console = console or Console()
+    model = str(train_lab_model(config.lab, progress=progress))
+    world = config.lab.world()
+    console.print(f"lab model: {model}")
+    workspace = lab_workspace(world, root)
+    world_dir = root / "world"
+    console.print(f"world: {len(world.new)} new people's documents ingested into {workspace.path}")
+    questions = import_questions(world_dir / QUESTIONS_DIR / "new_mc.jsonl", ImportFormat.MC)
+    save_question_set(workspace.questions_dir, questions, overwrite=True)
+    updates = import_questions(world_dir / UPDATES_DIR / "questions_mc.jsonl", ImportFormat.MC, name="update_mc")
+    save_question_set(workspace.questions_dir, updates, overwrite=True)
+    datasets = {
+        "1": build_dataset(workspace, BuildRequest(DatasetKind.CPT, name="variants-1", tokenizer=model, overwrite=True)),
+        "5": build_dataset(workspace, BuildRequest(DatasetKind.PARAPHRASE, name="variants-5", paraphrases=config.paraphrases,
+                                                   tokenizer=model, overwrite=True)),
+    }
+    runs = []
+    for label, dataset in datasets.items():
+        name = f"ft-{label}"
+        _remove_run(workspace.adapters_dir / name)
+        console.print(f"fine-tuning (LoRA) on {dataset.manifest.rows} rows: {label} variant(s) per person")
+        tune_config = TuneConfig(method=TuneMethod.LORA, max_steps=config.tune_steps, lr=config.tune_lr, seq_len=256,
+                                 micro_batch_size=config.batch_rows, eval_fraction=0, lora_dropout=0.0)
+        runs.append(tune(workspace, dataset.manifest.name, model, tune_config, name=name, progress=progress).name)
+    variants = parse_variants("base,rag", ks=[config.k]) + parse_variants("ft", adapters=runs) \
+        + parse_variants("ft+rag", adapters=[runs[-1]], ks=[config.k])
+    request = CompareRequest(variants, model=model, limit=config.limit,
+                             update=UpdateScenario(world_dir / UPDATES_DIR / "docs", updates), run_name=None)
+    run = run_compare(workspace, questions, request)
+    markdown, html = write_report(run.path)
+    recommendation = advise(Criteria(), run.summary)
+    _print(console, run.summary)
+    console.print(format_recommendation(recommendation), soft_wrap=True, highlight=False)
+    console.print(f"report: {html}")
+    return StoryResult(workspace.path, run.summary, html, markdown, recommendation.to_dict())
+
+
+def _remove_run(path: Path) -> None:
+    """The story re-trains its own two runs on every call (they are seconds of work)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _print(console: Console, summary: dict[str, Any]) -> None:
+    table = Table(title=f"{summary['questions']['count']} multiple-choice questions about new people")
+    for column in ("variant", "accuracy (95% CI)", "median ms / question", "$ per 1k questions", "training"):
+        table.add_column(column)
+    for v in summary["variants"]:
+        training = v.get("training")
+        table.add_row(v["label"], f"{v['accuracy']:.1%} ({v['ci'][0]:.0%}-{v['ci'][1]:.0%})", f"{v['latency_ms']['median']:.0f}",
+                      f"{v['cost_per_1k_usd']:.4f}", f"{training['wall_seconds']:.0f}s" if training else "-")
+    console.print(table)
+    fresh = summary.get("freshness")
+    if fresh:
+        table = Table(title=f"after {fresh['changed_facts']} facts changed (re-index {fresh['reindex_seconds']:.1f}s)")
+        for column in ("variant", "accuracy on changed facts", "still the old value"):
+            table.add_column(column)
+        for row in fresh["variants"]:
+            table.add_row(row["label"], f"{row['accuracy']:.1%}", f"{row['stale_share']:.1%}")
+        console.print(table)
+
+
+__all__ = ["StoryConfig", "StoryResult", "run_lab_story"]

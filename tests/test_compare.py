@@ -1,0 +1,153 @@
+"""The compare runner, report and advisor end to end on the tiny lab configuration (what CI runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from infuse.cli import app
+from infuse.evaluation.compare import (
+    CompareError,
+    CompareRequest,
+    UpdateScenario,
+    Variant,
+    VariantSpec,
+    gold_rank,
+    parse_variants,
+    run_compare,
+    strip_citations,
+)
+from infuse.evaluation.questions import ImportFormat, Question, QuestionKind, import_questions, save_question_set
+from infuse.tuning.builders import BuildRequest, build_dataset
+from infuse.tuning.datasets import DatasetKind
+from infuse.tuning.registry import tune
+from infuse.tuning.trainer import TuneConfig
+from infuse.workspace import Workspace
+
+
+@pytest.fixture
+def lab_compare_ws(lab_ws: Workspace, lab_workspace_template: Path, tiny_lab_model_dir: str) -> tuple[Workspace, Path]:
+    world = lab_workspace_template.parent / "world"
+    for relative, fmt in (("questions/new_mc.jsonl", ImportFormat.MC), ("questions/new_short.jsonl", ImportFormat.QA),
+                          ("updates/questions_mc.jsonl", ImportFormat.MC)):
+        save_question_set(lab_ws.questions_dir, import_questions(world / relative, fmt))
+    build_dataset(lab_ws, BuildRequest(DatasetKind.PARAPHRASE, name="v3", paraphrases=2))
+    tune(lab_ws, "v3", tiny_lab_model_dir, TuneConfig(max_steps=4, lr=1e-2, seq_len=128, threads=1, device="cpu"), progress=False)
+    return lab_ws, world
+
+
+def test_parse_variants_expands_adapters_and_ks() -> None:
+    specs = parse_variants("base,rag,ft,ft+rag", adapters=["a", "b"], ks=[1, 3])
+    assert [s.label for s in specs] == ["base", "rag@1", "rag@3", "ft:a", "ft:b", "ft:a+rag@1", "ft:a+rag@3",
+                                        "ft:b+rag@1", "ft:b+rag@3"]
+    with pytest.raises(CompareError, match="needs a fine-tuned run: pass --adapter"):
+        parse_variants("ft")
+    with pytest.raises(CompareError, match="unknown variant 'rga'"):
+        parse_variants("base,rga")
+
+
+def test_gold_rank_and_citation_stripping() -> None:
+    question = Question("q", QuestionKind.SHORT, "Where?", "en", answers=("Gorsk",), gold_doc="docs/n0001.txt")
+    assert gold_rank(question, ["/w/world/docs/n0002.txt", "/w/world/docs/n0001.txt"]) == 2
+    assert gold_rank(question, ["/w/world/docs/n0002.txt"]) is None
+    assert strip_citations("Gorsk [1]") == "Gorsk" and strip_citations("ゴルスク［２］") == "ゴルスク"
+    assert strip_citations("Gorsk [1, 2].") == "Gorsk."
+
+
+def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_lab_model_dir: str) -> None:
+    ws, world = lab_compare_ws
+    from infuse.evaluation.questions import load_question_set
+
+    mc = load_question_set(ws.questions_dir, "new_mc")
+    request = CompareRequest(parse_variants("base,rag,ft,ft+rag", adapters=["v3-lora"], ks=[1, 2]), model=tiny_lab_model_dir,
+                             limit=10, max_new_tokens=4, run_name="mc",
+                             update=UpdateScenario(world / "updates" / "docs", load_question_set(ws.questions_dir, "questions_mc")))
+    run = run_compare(ws, mc, request)
+    labels = [v["label"] for v in run.summary["variants"]]
+    assert labels == ["base", "rag@1", "rag@2", "ft:v3-lora", "ft:v3-lora+rag@1", "ft:v3-lora+rag@2"]
+    results = [json.loads(line) for line in (run.path / "results.jsonl").read_text().splitlines()]
+    main = [r for r in results if not r.get("update")]
+    assert len(main) == 6 * 10
+    for label in labels:                               # identical questions for every variant
+        assert [r["question_id"] for r in main if r["label"] == label] == [q.id for q in mc.questions[:10]]
+    for variant in run.summary["variants"]:
+        records = [r for r in main if r["label"] == variant["label"]]
+        assert variant["accuracy"] == pytest.approx(sum(r["correct"] for r in records) / 10)
+        assert variant["ci"][0] <= variant["accuracy"] <= variant["ci"][1]
+        assert variant["acc_norm"] is not None and variant["f1"] is None
+        if "rag" in variant["label"]:
+            assert variant["retrieval"]["questions"] == 10 and 0 <= variant["retrieval"]["recall_at_k"] <= 1
+            assert all(len(r["retrieved"]) <= variant["k"] for r in records)
+        else:
+            assert variant["retrieval"] is None and all(r["retrieved"] == [] for r in records)
+    ft = next(v for v in run.summary["variants"] if v["label"] == "ft:v3-lora")
+    assert ft["training"]["dataset"] == {"name": "v3", "kind": "paraphrase", "paraphrases": 2, "rows": 24}
+    # Lab retrieval is near perfect: the gold document is retrieved at rank 1 for most questions.
+    rag1 = [r for r in main if r["label"] == "rag@1"]
+    assert sum(r["gold_rank"] == 1 for r in rag1) >= 8
+    fresh = run.summary["freshness"]
+    assert fresh["changed_facts"] == len(load_question_set(ws.questions_dir, "questions_mc").questions)
+    assert fresh["reindex_seconds"] > 0 and [r["label"] for r in fresh["variants"]] == labels
+    for row in fresh["variants"]:
+        assert 0 <= row["stale_share"] <= 1 and row["n"] == fresh["changed_facts"]
+    # The updated knowledge base holds the new documents instead of the old ones.
+    updated = Workspace.open(run.path / "updated-kb")
+    sources = [d.source_path for d in updated.knowledge_snapshot().iter_documents()]
+    changed = {p.name for p in (world / "updates" / "docs").iterdir()}
+    assert all("updates" in s for s in sources if Path(s).name in changed)
+    assert len(sources) == len({Path(s).name for s in sources})
+
+
+def test_short_answer_sets_are_scored_by_exact_match_and_f1(lab_compare_ws, tiny_lab_model_dir: str) -> None:
+    ws, _ = lab_compare_ws
+    from infuse.evaluation.questions import load_question_set
+
+    run = run_compare(ws, load_question_set(ws.questions_dir, "new_short"),
+                      CompareRequest([VariantSpec(Variant.BASE), VariantSpec(Variant.RAG, k=1)], model=tiny_lab_model_dir,
+                                     limit=5, max_new_tokens=4))
+    for variant in run.summary["variants"]:
+        assert variant["f1"] is not None and variant["acc_norm"] is None and variant["completion_tokens_mean"] > 0
+
+
+def test_cli_compare_report_advise(lab_compare_ws, tiny_lab_model_dir: str) -> None:
+    ws, _ = lab_compare_ws
+    runner = CliRunner()
+    common = ["-w", str(ws.path)]
+    result = runner.invoke(app, [*common, "compare", "--questions", "new_mc", "--variants", "base,rag,ft", "--adapter", "v3-lora",
+                                 "-k", "1", "--limit", "6", "--name", "cli", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [v["label"] for v in summary["variants"]] == ["base", "rag@1", "ft:v3-lora"]
+    assert summary["model"] == tiny_lab_model_dir             # taken from the adapter's base model
+    report = runner.invoke(app, [*common, "report", "cli", "--json"])
+    assert report.exit_code == 0, report.output
+    paths = json.loads(report.stdout)
+    html = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html and "rag@1" in html and Path(paths["markdown"]).is_file()
+    advice = runner.invoke(app, [*common, "advise", "--updates", "daily", "--json"])
+    assert advice.exit_code == 0, advice.output
+    data = json.loads(advice.stdout)
+    assert data["run"] == "cli" and data["approach"] and data["reasons"]
+    bad = runner.invoke(app, [*common, "compare", "--questions", "nope"])
+    assert bad.exit_code == 1 and "nope" in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infuse.lab.story import StoryConfig, run_lab_story
+    from infuse.lab.train import LabTrainConfig
+
+    monkeypatch.setenv("INFUSE_LAB_CACHE", str(tmp_path / "cache"))
+    lab = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2, d_ff=64,
+                         steps=40, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512)
+    result = run_lab_story(tmp_path / "story", StoryConfig(lab=lab, tune_steps=3, batch_rows=2, limit=10), progress=False)
+    labels = [v["label"] for v in result.summary["variants"]]
+    assert labels == ["base", "rag@1", "ft:ft-1", "ft:ft-5", "ft:ft-5+rag@1"]
+    assert result.summary["freshness"]["changed_facts"] > 0
+    assert result.report_html.is_file() and result.report_markdown.is_file()
+    assert result.recommendation["approach"] and result.recommendation["reasons"]
+    ft5 = next(v for v in result.summary["variants"] if v["label"] == "ft:ft-5")
+    assert ft5["training"]["dataset"]["paraphrases"] == 4
