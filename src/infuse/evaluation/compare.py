@@ -27,7 +27,6 @@ facts and the share of answers that are still the old value.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import statistics
@@ -49,6 +48,7 @@ from infuse.evaluation.metrics import (
     token_f1,
 )
 from infuse.evaluation.questions import Question, QuestionKind, QuestionSet
+from infuse.staging import staged_folder
 from infuse.models.base import GenerationConfig, LanguageModel, plain_chat_prompt
 
 if TYPE_CHECKING:
@@ -330,7 +330,6 @@ def apply_update(workspace: "Workspace", documents: Path, target: Path) -> tuple
 def run_compare(workspace: "Workspace", qset: QuestionSet, request: CompareRequest,
                 progress: Callable[[str, int], Callable[[int], None]] | None = None) -> CompareRun:
     """Evaluate every variant on the same questions and write ``WS/runs/NAME/`` (see module docstring)."""
-    cost = workspace.settings.cost
     questions = qset.questions[: request.limit] if request.limit else list(qset.questions)
     if not questions:
         raise CompareError(f"question set {qset.name!r} is empty")
@@ -339,10 +338,14 @@ def run_compare(workspace: "Workspace", qset: QuestionSet, request: CompareReque
     if run_dir.exists():
         raise CompareError(f"run {name!r} already exists in {workspace.runs_dir}; choose another --name")
     model_name = base_model_name(workspace, request)
+    with staged_folder(run_dir) as staging:   # the run appears complete or not at all
+        return _run(workspace, qset, request, questions, name, model_name, staging, progress)
+
+
+def _run(workspace: "Workspace", qset: QuestionSet, request: CompareRequest, questions: list[Question], name: str,
+         model_name: str, staging: Path, progress) -> CompareRun:
+    cost = workspace.settings.cost
     models = _Models(workspace, model_name)
-    staging = workspace.runs_dir / f".{name}.tmp-{os.getpid()}"   # renamed to run_dir when complete
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     generation = GenerationConfig(max_new_tokens=request.max_new_tokens, temperature=0.0)
     by_spec = evaluate_variants(workspace, questions, request.variants, models, generation, progress)
     variants = []
@@ -369,8 +372,7 @@ def run_compare(workspace: "Workspace", qset: QuestionSet, request: CompareReque
         for record in results:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     (staging / SUMMARY_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(staging, run_dir)
-    return CompareRun(run_dir, summary, results)
+    return CompareRun(workspace.runs_dir / name, summary, results)
 
 
 def freshness(workspace: "Workspace", request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,

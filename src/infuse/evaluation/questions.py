@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import time
 import unicodedata
 from collections import Counter
@@ -54,6 +52,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infuse.staging import staged_folder
 from infuse.errors import InfuseError
 from infuse.language import Language, detect_language
 from infuse.tuning.generators import chunk_language
@@ -207,19 +206,14 @@ def save_question_set(root: Path, qset: QuestionSet, *, overwrite: bool = False)
     target = root / qset.name
     if target.exists() and not overwrite:
         raise QuestionSetError(f"question set {qset.name!r} already exists in {root}; choose another --name or pass --overwrite")
-    staging = root / f".{qset.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with (staging / QUESTIONS_FILE).open("w", encoding="utf-8") as handle:
-        for question in qset.questions:
-            handle.write(json.dumps(question.to_dict(), ensure_ascii=False) + "\n")
-    qset.manifest.update(schema=SCHEMA, name=qset.name, counts={**qset.manifest.get("counts", {}), **question_counts(qset.questions)},
-                         sha256=hashlib.sha256((staging / QUESTIONS_FILE).read_bytes()).hexdigest())
-    qset.manifest.setdefault("created", _now())
-    (staging / MANIFEST_FILE).write_text(json.dumps(qset.manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    with staged_folder(target) as staging:
+        with (staging / QUESTIONS_FILE).open("w", encoding="utf-8") as handle:
+            for question in qset.questions:
+                handle.write(json.dumps(question.to_dict(), ensure_ascii=False) + "\n")
+        qset.manifest.update(schema=SCHEMA, name=qset.name, counts={**qset.manifest.get("counts", {}), **question_counts(qset.questions)},
+                             sha256=hashlib.sha256((staging / QUESTIONS_FILE).read_bytes()).hexdigest())
+        qset.manifest.setdefault("created", _now())
+        (staging / MANIFEST_FILE).write_text(json.dumps(qset.manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return target
 
 

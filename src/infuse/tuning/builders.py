@@ -33,7 +33,6 @@ from infuse.tuning.datasets import (
     DatasetError,
     DatasetKind,
     DatasetManifest,
-    RowFormat,
     check_name,
     next_free_name,
     read_rows,

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import InfuseError
+from infuse.staging import staged_folder
 
 ROWS_FILE = "train.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -176,17 +175,12 @@ def save_dataset(root: Path, manifest: DatasetManifest, rows: Sequence[dict[str,
     target = root / manifest.name
     if target.exists() and not overwrite:
         raise DatasetError(f"dataset {manifest.name!r} already exists in {root}; choose another --name or pass --overwrite")
-    staging = root / f".{manifest.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write_jsonl(staging / ROWS_FILE, rows)
-    manifest.rows = len(rows)
-    manifest.sha256 = file_sha256(staging / ROWS_FILE)
-    manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    with staged_folder(target) as staging:
+        write_jsonl(staging / ROWS_FILE, rows)
+        manifest.rows = len(rows)
+        manifest.sha256 = file_sha256(staging / ROWS_FILE)
+        manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return Dataset(target / ROWS_FILE, manifest)
 
 
