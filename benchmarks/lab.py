@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
-    config = LabTrainConfig(lang=args.lang)
+    config = LabTrainConfig.for_lang(args.lang)
     folder = train_lab_model(config, force=args.retrain)
     manifest = read_manifest(folder)
     started = time.perf_counter()

@@ -860,7 +860,7 @@ def lab_world(
 @lab_app.command("train")
 def lab_train(
     out: Annotated[Optional[Path], typer.Option(help="Cache folder [default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: 2400].", min=1)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: the language's configuration].", min=1)] = None,
     lang: Annotated[Language, typer.Option(help="en or ja.")] = Language.EN,
     seed: Annotated[int, typer.Option(help="World seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Retrain even if cached.")] = False,

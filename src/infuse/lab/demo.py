@@ -40,7 +40,7 @@ def run_lab_demo(
 ) -> LabDemoResult:
     """Run the demo under ``root``; the model is trained once per configuration and then reused."""
     console = console or Console()
-    config = config or LabTrainConfig()
+    config = config or LabTrainConfig.for_lang("en")
     console.print(f"[bold]1. lab model[/] ({config.lang}, {config.steps} steps; trained once, then cached)")
     folder = train_lab_model(config, cache_dir)
     manifest = read_manifest(folder)

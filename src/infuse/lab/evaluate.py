@@ -8,7 +8,7 @@
 A prediction is correct when its value part (:func:`infuse.lab.model.answer_of`: the text before a
 ``[n]`` citation, else the first word) equals the answer.
 
->>> world = LabTrainConfig().world()                                   # doctest: +SKIP
+>>> world = LabTrainConfig.for_lang("en").world()                      # doctest: +SKIP
 >>> report = evaluate_lab_model(TransformersModel.load(folder), world, "runs/lab-eval")  # doctest: +SKIP
 """
 

@@ -1,6 +1,6 @@
 """Pretraining the lab model from scratch, and caching the result by configuration.
 
->>> folder = train_lab_model(LabTrainConfig(lang="en"))      # doctest: +SKIP
+>>> folder = train_lab_model(LabTrainConfig.for_lang("ja"))  # doctest: +SKIP
 >>> model = TransformersModel.load(str(folder))              # doctest: +SKIP
 
 **Data** (:class:`LabData`, an endless deterministic stream of documents; every prompt is rendered
@@ -16,7 +16,10 @@ template, see :mod:`infuse.lab.model`):
   where n is the passage holding the fact; loss on the answers only. The first question is
   exactly the RAG prompt; later ones follow as ``Question: ... =>`` after the previous
   ``</s>``. The people in passages are *phantoms* (names the world does not use, random facts:
-  they can only be answered by reading) and known people.
+  they can only be answered by reading) and known people. With ``fresh_facts`` a phantom's facts
+  are drawn anew for every line, so the model cannot lower the reading loss by memorising 600
+  phantoms instead of reading; ``single_passage_steps`` is a curriculum (one passage per line for
+  the first steps, the easier copy-from-context task, then 1 to ``max_passages``).
 
 The world's *new* people never appear in any training document (tested).
 
@@ -62,9 +65,23 @@ CACHE_ENV = "INFUSE_LAB_CACHE"
 IGNORE = -100
 
 
+#: Per-language departures from the :class:`LabTrainConfig` defaults (which are English's).
+#: Japanese: with the English mix the model memorised known people but did not learn to read in
+#: 2,400 steps (oracle passage 6%); its copying of a value out of a passage emerges attribute by
+#: attribute and needs more, unmemorisable reading lines, single-passage ones first (see the
+#: README's lab benchmark for the measurements).
+LANG_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ja": {"fresh_facts": True, "single_passage_steps": 3600, "p_bio": 0.28, "p_qa": 0.17, "p_reading": 0.55,
+           "lr": 3e-3, "batch_size": 8, "steps": 4400, "warmup_steps": 200},
+}
+
+
 @dataclass(frozen=True)
 class LabTrainConfig:
-    """Everything that determines the lab model (all of it but ``threads`` keys the cache)."""
+    """Everything that determines the lab model (all of it but ``threads`` keys the cache).
+
+    The field defaults are the English configuration; use :meth:`for_lang` for any language.
+    """
 
     # world
     lang: str = "en"
@@ -78,6 +95,8 @@ class LabTrainConfig:
     max_passages: int = 3
     questions_per_line: int = 8
     cite: bool = True                # answers in reading lines end with [n]
+    fresh_facts: bool = False        # phantoms get new random facts in every reading line
+    single_passage_steps: int = 0    # curriculum: reading lines hold one passage for these first steps
     p_bio: float = 0.45              # document mix (probabilities per document)
     p_qa: float = 0.25
     p_reading: float = 0.30
@@ -101,12 +120,21 @@ class LabTrainConfig:
     threads: int | None = None
 
     RUNTIME_FIELDS = ("threads",)
+    #: Fields added after the first cache format: they enter the cache key only when set away from
+    #: their default, so models cached before they existed keep their keys.
+    LATER_FIELDS = ("fresh_facts", "single_passage_steps")
+
+    @classmethod
+    def for_lang(cls, lang: str = "en", **overrides: Any) -> LabTrainConfig:
+        """The configuration for `lang`: the defaults, then :data:`LANG_DEFAULTS`, then `overrides`."""
+        return cls(**{"lang": str(lang), **LANG_DEFAULTS.get(str(lang), {}), **overrides})
 
     def architecture(self) -> Architecture:
         return Architecture(self.d_model, self.n_layers, self.n_heads, self.d_ff, self.max_positions)
 
     def key_fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUNTIME_FIELDS}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUNTIME_FIELDS
+                and not (f.name in self.LATER_FIELDS and getattr(self, f.name) == f.default)}
 
     def cache_key(self) -> str:
         payload = json.dumps({"format": CACHE_FORMAT, **self.key_fields()}, sort_keys=True)
@@ -167,6 +195,8 @@ class LabData:
         rng.shuffle(free)
         self.phantoms = [Phantom(f"p{i:04d}", name, {a: rng.choice(VALUES[a]) for a in ATTRIBUTES})
                          for i, name in enumerate(free[: config.n_phantoms])]
+        self._phantom_ids = {p.id for p in self.phantoms}
+        self.max_passages = config.max_passages    # the training loop lowers it for a curriculum
         # Reading passages: phantoms and known people, never new ones.
         self.readers: list[Phantom] = [*self.phantoms, *(Phantom(p.id, p.name, dict(p.facts)) for p in known)]
         weights = [config.p_bio, config.p_qa, config.p_reading]
@@ -203,7 +233,9 @@ class LabData:
 
     def reading(self, rng: random.Random) -> TrainDoc:
         cfg = self.config
-        people = rng.sample(self.readers, min(len(self.readers), rng.randint(1, cfg.max_passages)))
+        people = rng.sample(self.readers, min(len(self.readers), rng.randint(1, self.max_passages)))
+        if cfg.fresh_facts:
+            people = [self._refreshed(p, rng) for p in people]
         bios = [render_bio(p.name, p.facts, self.lang, rng) for p in people]
 
         def hits() -> list[SearchHit]:
@@ -240,6 +272,12 @@ class LabData:
             self._append_answer(doc, answer)
         assert doc is not None
         return doc
+
+    def _refreshed(self, person: Phantom, rng: random.Random) -> Phantom:
+        """`person` with new random facts if it is a phantom: facts that cannot be memorised."""
+        if person.id not in self._phantom_ids:
+            return person
+        return Phantom(person.id, person.name, {a: rng.choice(VALUES[a]) for a in ATTRIBUTES})
 
     def _append_answer(self, doc: TrainDoc, answer: str) -> None:
         ids = [*self._encode(answer), self.tokenizer.eos_token_id]
@@ -380,6 +418,7 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: bool = True
     with bar:
         task = bar.add_task("train", total=config.steps, loss=float("nan"), tps=0.0)
         for step in range(config.steps):
+            data.max_passages = 1 if step < config.single_passage_steps else config.max_passages
             batch = [next(rows) for _ in range(config.batch_size)]
             input_ids = torch.tensor([b[0] for b in batch])
             position_ids = torch.tensor([b[1] for b in batch])
@@ -445,7 +484,7 @@ def train_lab_model(config: LabTrainConfig | None = None, cache_dir: str | Path 
     import transformers
     from filelock import FileLock
 
-    config = config or LabTrainConfig()
+    config = config or LabTrainConfig.for_lang("en")
     folder = model_folder(config, cache_dir)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
