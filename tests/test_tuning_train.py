@@ -88,6 +88,14 @@ def test_packing_restarts_positions_and_never_crosses_examples() -> None:
     assert rows[0].labels == [2, 3, IGNORE, IGNORE, 6, 7, IGNORE, IGNORE]   # no label crosses 3 -> 4
 
 
+def test_packing_fills_earlier_rows_first() -> None:
+    five, three = Example([1] * 5, [True] * 5), Example([2] * 3, [True] * 3)
+    rows = pack_examples([five, five, three], seq_len=8, pad_id=0)
+    assert [r.input_ids for r in rows] == [[1] * 5 + [2] * 3, [1] * 5 + [0] * 3]   # the 3 fills the first row
+    long = pack_examples([Example(list(range(1, 12)), [True] * 11)], seq_len=8, pad_id=0)
+    assert [r.position_ids for r in long] == [list(range(8)), [0, 1, 2, 0, 1, 2, 3, 4]]   # split, then padding
+
+
 def test_merged_model_gives_the_logits_of_base_plus_adapter(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

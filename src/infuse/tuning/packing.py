@@ -101,23 +101,20 @@ def encode_row(row: dict[str, Any], tokenizer: "PreTrainedTokenizerBase") -> Exa
     return Example(ids, target)
 
 
-def pack_examples(examples: Sequence[Example], seq_len: int, pad_id: int) -> list[PackedRow]:
-    """Examples laid end to end into rows of exactly `seq_len` tokens, in order.
+def pack_examples(examples: Sequence[Example], seq_len: int, pad_id: int, window: int = 64) -> list[PackedRow]:
+    """Examples packed into rows of exactly `seq_len` tokens (first fit over the `window` most
+    recently opened rows, so little is left to padding and the order stays mixed).
 
-    An example that does not fit in what is left of a row starts the next row; one longer than
-    `seq_len` is split into `seq_len` windows (each trained as its own document).
+    An example longer than `seq_len` is split into `seq_len` windows (each trained as its own
+    document). Deterministic: the same examples give the same rows.
     """
-    rows: list[PackedRow] = []
-    ids: list[int] = []
-    positions: list[int] = []
-    labels: list[int] = []
+    finished: list[PackedRow] = []
+    open_rows: list[tuple[list[int], list[int], list[int]]] = []   # ids, positions, labels
 
-    def flush() -> None:
+    def close(row: tuple[list[int], list[int], list[int]]) -> None:
+        ids, positions, labels = row
         gap = seq_len - len(ids)
-        if not ids:
-            return
-        rows.append(PackedRow(ids + [pad_id] * gap, positions + list(range(gap)), labels + [IGNORE] * gap))
-        ids.clear(), positions.clear(), labels.clear()
+        finished.append(PackedRow(ids + [pad_id] * gap, positions + list(range(gap)), labels + [IGNORE] * gap))
 
     for example in examples:
         for begin in range(0, len(example.ids), seq_len):
@@ -125,14 +122,22 @@ def pack_examples(examples: Sequence[Example], seq_len: int, pad_id: int) -> lis
             piece_target = example.target[begin: begin + seq_len]
             if len(piece_ids) < 2:
                 continue
-            if len(ids) + len(piece_ids) > seq_len:
-                flush()
+            row = next((r for r in open_rows if len(r[0]) + len(piece_ids) <= seq_len), None)
+            if row is None:
+                if len(open_rows) == window:
+                    close(open_rows.pop(0))
+                row = ([], [], [])
+                open_rows.append(row)
+            ids, positions, labels = row
             ids.extend(piece_ids)
             positions.extend(range(len(piece_ids)))
             labels.extend(piece_ids[t + 1] if piece_target[t + 1] else IGNORE for t in range(len(piece_ids) - 1))
             labels.append(IGNORE)
-    flush()
-    return rows
+            if len(ids) == seq_len:
+                close(open_rows.pop(next(i for i, r in enumerate(open_rows) if r is row)))
+    for row in open_rows:
+        close(row)
+    return finished
 
 
 def packed_attention_mask(position_ids: "torch.Tensor") -> "torch.Tensor":
