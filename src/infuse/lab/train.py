@@ -68,10 +68,10 @@ IGNORE = -100
 #: Per-language departures from the :class:`LabTrainConfig` defaults (which are English's).
 #: Japanese: with the English mix the model memorised known people but did not learn to read in
 #: 2,400 steps (oracle passage 6%); its copying of a value out of a passage emerges attribute by
-#: attribute and needs more, unmemorisable reading lines, single-passage ones first (see the
-#: README's lab benchmark for the measurements).
+#: attribute and needs more, unmemorisable, single-passage reading lines and more, smaller steps
+#: (see the README's lab benchmark for the measurements).
 LANG_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ja": {"fresh_facts": True, "single_passage_steps": 3600, "p_bio": 0.28, "p_qa": 0.17, "p_reading": 0.55,
+    "ja": {"fresh_facts": True, "max_passages": 1, "p_bio": 0.28, "p_qa": 0.17, "p_reading": 0.55,
            "lr": 3e-3, "batch_size": 8, "steps": 4400, "warmup_steps": 200},
 }
 
