@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
-    config = LabTrainConfig(lang=args.lang)
+    config = LabTrainConfig.for_lang(args.lang)
     base_folder = str(train_lab_model(config))
     world = config.world()
     workspace = lab_workspace(world, tempfile.mkdtemp(prefix="infuse-lab-tune-"))

@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    config = LabTrainConfig(lang=args.lang)
+    config = LabTrainConfig.for_lang(args.lang)
     model = str(train_lab_model(config))
     world = config.world()
     root = Path(tempfile.mkdtemp(prefix="infuse-reproduce-"))

@@ -29,7 +29,7 @@ STORY_LR = 3e-3
 class StoryConfig:
     """What the story trains and asks; the defaults are the `make demo` run."""
 
-    lab: LabTrainConfig = LabTrainConfig()
+    lab: LabTrainConfig = LabTrainConfig.for_lang("en")
     tune_steps: int = STORY_STEPS
     tune_lr: float = STORY_LR
     batch_rows: int = 8
