@@ -45,12 +45,12 @@ def test_cli_errors_are_one_line_messages(lab_ws: Workspace, tiny_lab_model_dir:
     runner = CliRunner()
     ws = ["-w", str(lab_ws.path)]
     bad_kind = runner.invoke(app, [*ws, "dataset", "build", "--kind", "summaries"])
-    assert bad_kind.exit_code == 1 and "use cpt, paraphrase, qa or raft" in bad_kind.stderr
+    assert bad_kind.exit_code == 2 and "'summaries' is not one of" in bad_kind.stderr and "'raft'" in bad_kind.stderr
     no_dataset = runner.invoke(app, [*ws, "tune", "--dataset", "nope", "--model", tiny_lab_model_dir])
     assert no_dataset.exit_code == 1 and "no dataset 'nope'" in no_dataset.stderr
     no_model = runner.invoke(app, [*ws, "tune", "--dataset", "nope"])
     assert no_model.exit_code == 1 and "no base model" in no_model.stderr
     qlora = runner.invoke(app, [*ws, "tune", "--dataset", "nope", "--method", "qlora4"])
-    assert qlora.exit_code == 1 and "use lora, full or qlora" in qlora.stderr
+    assert qlora.exit_code == 2 and "'qlora4' is not one of" in qlora.stderr
     unknown = runner.invoke(app, [*ws, "adapters", "show", "ghost"])
     assert unknown.exit_code == 1 and "no fine-tuning run 'ghost'" in unknown.stderr

@@ -18,7 +18,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from infuse.advisor import UpdateFrequency
 from infuse.config import SearchMode
+from infuse.evaluation.questions import ImportFormat, QuestionKind
+from infuse.tuning.datasets import DatasetKind
+from infuse.tuning.generators import WriterChoice
+from infuse.tuning.trainer import TuneMethod
 from infuse.language import Language
 from infuse.errors import InfuseError
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
@@ -48,7 +53,7 @@ state = _State()
 def main(
     workspace: Annotated[
         Optional[Path],
-        typer.Option("-w", "--workspace", envvar="INFUSE_WORKSPACE", help=f"Workspace folder [default: ./{DEFAULT_WORKSPACE}]"),
+        typer.Option("-w", "--workspace", envvar="INFUSE_WORKSPACE", help=f"Workspace folder \\[default: ./{DEFAULT_WORKSPACE}]"),
     ] = None,
 ) -> None:
     state.workspace = workspace
@@ -275,7 +280,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question, in English or Japanese.")],
     no_rag: Annotated[bool, typer.Option("--no-rag", help="Answer closed-book, without retrieval.")] = False,
     k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.", min=1)] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides [model] name).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides \\[model] name).")] = None,
     adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Maximum new tokens.", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
@@ -324,7 +329,7 @@ def ask(
 
 @app.command()
 def serve(
-    model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides [model] name).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model id or folder (overrides \\[model] name).")] = None,
     adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
@@ -353,10 +358,10 @@ app.add_typer(dataset_app, name="dataset")
 
 @dataset_app.command("build")
 def dataset_build(
-    kind: Annotated[str, typer.Option(help="cpt (continued pretraining) | paraphrase | qa | raft.")],
-    name: Annotated[Optional[str], typer.Option(help="Dataset name [default: the kind, then -2, -3...].")] = None,
+    kind: Annotated[DatasetKind, typer.Option(help="cpt (continued pretraining) | paraphrase | qa | raft.")],
+    name: Annotated[Optional[str], typer.Option(help="Dataset name \\[default: the kind, then -2, -3...].")] = None,
     model: Annotated[Optional[str], typer.Option(help="cpt: whose tokenizer cuts the text; paraphrase/qa/raft: the model that writes "
-                                                   "(lab worlds use their own templates) [default: [model] name].")] = None,
+                                                   "(lab worlds use their own templates) \\[default: \\[model] name].")] = None,
     paraphrases: Annotated[int, typer.Option(help="paraphrase: rewrites per chunk.", min=1)] = 3,
     no_original: Annotated[bool, typer.Option("--no-original", help="paraphrase: leave the chunk itself out.")] = False,
     block_tokens: Annotated[int, typer.Option(help="cpt: tokens per piece (BOS/EOS included).", min=8)] = 256,
@@ -366,21 +371,19 @@ def dataset_build(
     questions_from: Annotated[Optional[str], typer.Option(help="raft: take questions from this qa dataset.")] = None,
     replay: Annotated[Optional[Path], typer.Option(help="JSONL rows (general or earlier data) to mix in.")] = None,
     replay_share: Annotated[float, typer.Option(help="Share of the final rows taken from --replay.", min=0, max=0.95)] = 0.1,
-    writer: Annotated[str, typer.Option(help="paraphrase/qa/raft: auto (a lab world's own templates for lab documents, "
-                                              "else --model) | model | lab.")] = "auto",
+    writer: Annotated[WriterChoice, typer.Option(help="paraphrase/qa/raft: auto (a lab world's own templates for lab "
+                                                       "documents, else --model) | model | lab.")] = WriterChoice.AUTO,
     seed: Annotated[int, typer.Option(help="Seed for sampling, shuffling and generation.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new dataset's name and manifest as JSON.")] = False,
 ) -> None:
     """Build a training set (JSONL + manifest) from the knowledge base."""
     from infuse.tuning.builders import BuildRequest, build_dataset
-    from infuse.tuning.datasets import DatasetKind
 
     try:
-        try:
-            dataset_kind = DatasetKind(kind)
-        except ValueError:
-            raise InfuseError(f"--kind {kind!r}: use cpt, paraphrase, qa or raft") from None
+        if kind is DatasetKind.IMPORTED:
+            raise InfuseError("--kind imported is not built: pass your JSONL file to `infuse tune --dataset FILE` directly")
+        dataset_kind = kind
         ws = _open()
         model_name = model or ws.settings.model.name
         text_writer = _text_writer(ws, dataset_kind, writer, model_name)
@@ -407,20 +410,17 @@ def dataset_build(
               f"-> {dataset.rows_path}")
 
 
-def _text_writer(ws: Workspace, kind, choice: str, model_name: str | None):
+def _text_writer(ws: Workspace, kind: DatasetKind, choice: WriterChoice, model_name: str | None):
     """Who writes paraphrases/questions: the lab world's templates or a model (None: cpt)."""
-    from infuse.tuning.datasets import DatasetKind
     from infuse.tuning.generators import LabWorldWriter
 
-    if choice not in ("auto", "model", "lab"):
-        raise InfuseError(f"--writer {choice!r}: use auto, model or lab")
     if kind is DatasetKind.CPT:
         return None
-    if choice != "model":
+    if choice is not WriterChoice.MODEL:
         lab = LabWorldWriter.detect(list(ws.knowledge_snapshot().iter_chunks()))
         if lab is not None:
             return lab
-        if choice == "lab":
+        if choice is WriterChoice.LAB:
             raise InfuseError("--writer lab: the knowledge base is not made of lab-world documents (infuse lab world)")
     if not model_name:
         raise InfuseError("no model to write paraphrases or questions: pass --model ID_OR_FOLDER or set [model] name")
@@ -436,10 +436,9 @@ def _model_writer(ws: Workspace, model: str):
         return ModelWriter(load_model(settings))
 
 
-def _tokenizer_source(ws: Workspace, kind, model_name: str | None) -> str | None:
+def _tokenizer_source(ws: Workspace, kind: DatasetKind, model_name: str | None) -> str | None:
     """Whose tokenizer cuts (cpt) and counts tokens: a local model's; a server-side model has none."""
     from infuse.config import ModelBackendKind
-    from infuse.tuning.datasets import DatasetKind
 
     if kind is DatasetKind.CPT or ws.settings.model.backend is ModelBackendKind.TRANSFORMERS:
         return model_name
@@ -471,42 +470,38 @@ def dataset_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
 @app.command("tune")
 def tune_command(
     dataset: Annotated[str, typer.Option(help="Dataset name (infuse dataset list) or a JSONL file.")],
-    method: Annotated[str, typer.Option(help="lora | full | qlora (CUDA + bitsandbytes).")] = "lora",
-    model: Annotated[Optional[str], typer.Option(help="Base model id or folder [default: [model] name].")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name [default: DATASET-METHOD].")] = None,
+    method: Annotated[TuneMethod, typer.Option(help="lora | full | qlora (CUDA + bitsandbytes).")] = TuneMethod.LORA,
+    model: Annotated[Optional[str], typer.Option(help="Base model id or folder \\[default: \\[model] name].")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name \\[default: DATASET-METHOD].")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the dataset.", min=0.01)] = 3.0,
     max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).", min=1)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 2e-4 LoRA, 2e-5 full].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: 2e-4 LoRA, 2e-5 full].")] = None,
     batch_size: Annotated[int, typer.Option(help="Packed rows per step per process.", min=1)] = 4,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.", min=1)] = 1,
     seq_len: Annotated[int, typer.Option(help="Tokens per packed row.", min=16)] = 1024,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.", min=1)] = 16,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.", min=1)] = 32,
     lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.", min=0, max=0.9)] = 0.05,
-    lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated module names [default: all linear layers].")] = None,
+    lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated module names \\[default: all linear layers].")] = None,
     eval_fraction: Annotated[float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)] = 0.05,
     save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.", min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = False,
     seed: Annotated[int, typer.Option(help="Seed (data order, initialisation).")] = 0,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, mps [default: best available].")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, mps \\[default: best available].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON.")] = False,
 ) -> None:
     """Fine-tune a local model on a dataset (LoRA, full or QLoRA); the run is registered by name."""
     from infuse.tuning.registry import tune
-    from infuse.tuning.trainer import TuneConfig, TuneMethod
+    from infuse.tuning.trainer import TuneConfig
 
     try:
-        try:
-            tune_method = TuneMethod(method)
-        except ValueError:
-            raise InfuseError(f"--method {method!r}: use lora, full or qlora") from None
         ws = _open()
         base = model or ws.settings.model.name
         if not base:
             raise InfuseError("no base model: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
         config = TuneConfig(
-            method=tune_method, epochs=epochs, max_steps=max_steps, lr=lr, micro_batch_size=batch_size, grad_accum=grad_accum,
+            method=method, epochs=epochs, max_steps=max_steps, lr=lr, micro_batch_size=batch_size, grad_accum=grad_accum,
             seq_len=seq_len, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else "all-linear",
             eval_fraction=eval_fraction, save_every=save_every, gradient_checkpointing=gradient_checkpointing, seed=seed,
@@ -577,7 +572,7 @@ def adapters_show(name: Annotated[str, typer.Argument(help="Run name.")],
 @adapters_app.command("merge")
 def adapters_merge(
     name: Annotated[str, typer.Argument(help="Run name (LoRA or QLoRA).")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the merged model [default: the run's merged/].")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the merged model \\[default: the run's merged/].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Write base + adapter as one model folder, verified to give the same logits."""
@@ -612,22 +607,18 @@ def _print_question_set(qset, path: Path, as_json: bool) -> None:
 @questions_app.command("import")
 def questions_import(
     file: Annotated[Path, typer.Argument(help="JSONL (mc, qa, realtimeqa) or SQuAD/JaQuAD JSON file or folder.")],
-    format: Annotated[str, typer.Option("--format", help="mc | qa | squad | jaquad | realtimeqa.")],
-    name: Annotated[Optional[str], typer.Option(help="Set name [default: from the file name].")] = None,
+    format: Annotated[ImportFormat, typer.Option("--format", help="mc | qa | squad | jaquad | realtimeqa.")],
+    name: Annotated[Optional[str], typer.Option(help="Set name \\[default: from the file name].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Import at most N questions.", min=1)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a set of the same name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the set's name and manifest as JSON.")] = False,
 ) -> None:
     """Import a question set (bad rows are skipped and listed in the manifest)."""
-    from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set
+    from infuse.evaluation.questions import import_questions, save_question_set
 
     try:
-        try:
-            fmt = ImportFormat(format)
-        except ValueError:
-            raise InfuseError(f"--format {format!r}: use mc, qa, squad, jaquad or realtimeqa") from None
         ws = _open(create=True)
-        qset = import_questions(file, fmt, name=name, limit=limit)
+        qset = import_questions(file, format, name=name, limit=limit)
         path = save_question_set(ws.questions_dir, qset, overwrite=overwrite)
     except InfuseError as exc:
         _fail(exc)
@@ -637,8 +628,8 @@ def questions_import(
 @questions_app.command("generate")
 def questions_generate(
     per_chunk: Annotated[int, typer.Option(help="Questions per chunk.", min=1)] = 1,
-    kind: Annotated[str, typer.Option(help="mc (4 options) | short.")] = "mc",
-    model: Annotated[Optional[str], typer.Option(help="The model that writes [default: [model] name].")] = None,
+    kind: Annotated[QuestionKind, typer.Option(help="mc (4 options) | short.")] = QuestionKind.MC,
+    model: Annotated[Optional[str], typer.Option(help="The model that writes \\[default: \\[model] name].")] = None,
     name: Annotated[str, typer.Option(help="Set name.")] = "generated",
     limit_chunks: Annotated[Optional[int], typer.Option(help="Use at most N chunks.", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -646,14 +637,10 @@ def questions_generate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the set's name and manifest as JSON.")] = False,
 ) -> None:
     """Write an evaluation set from the knowledge base's chunks with a model (source chunk recorded)."""
-    from infuse.evaluation.questions import QuestionKind, generate_questions, save_question_set
+    from infuse.evaluation.questions import generate_questions, save_question_set
     from infuse.models import load_model
 
     try:
-        try:
-            question_kind = QuestionKind(kind)
-        except ValueError:
-            raise InfuseError(f"--kind {kind!r}: use mc or short") from None
         ws = _open()
         chunks = list(ws.knowledge_snapshot().iter_chunks())[:limit_chunks]
         settings = ws.settings.model.model_copy(update={"name": model} if model else {})
@@ -661,7 +648,7 @@ def questions_generate(
             llm = load_model(settings)
         with _progress_bar() as bar:
             task = bar.add_task("questions", total=len(chunks))
-            qset = generate_questions(chunks, llm, per_chunk=per_chunk, kind=question_kind, seed=seed, name=name,
+            qset = generate_questions(chunks, llm, per_chunk=per_chunk, kind=kind, seed=seed, name=name,
                                       progress=lambda n=1: bar.advance(task, n))
         path = save_question_set(ws.questions_dir, qset, overwrite=overwrite)
     except InfuseError as exc:
@@ -707,12 +694,12 @@ def compare(
     questions: Annotated[str, typer.Option(help="Question set name (infuse questions list).")],
     variants: Annotated[str, typer.Option(help="Comma-separated: base, rag, ft, ft+rag.")] = "base,rag",
     adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run for ft variants; repeatable.")] = None,
-    k: Annotated[Optional[str], typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 [default: [rag] k].")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Base model [default: [model] name, else the adapter's base].")] = None,
+    k: Annotated[Optional[str], typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 \\[default: \\[rag] k].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model \\[default: \\[model] name, else the adapter's base].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use the first N questions.", min=1)] = None,
     update_docs: Annotated[Optional[Path], typer.Option(help="Freshness: folder of changed documents.")] = None,
     update_questions: Annotated[Optional[str], typer.Option(help="Freshness: question set about the changed facts.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name [default: time + question set].")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name \\[default: time + question set].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
 ) -> None:
     """Evaluate base / RAG / fine-tuned / both on the same questions; writes WS/runs/NAME."""
@@ -768,7 +755,7 @@ def _variants_table(summary: dict[str, Any]) -> Table:
 
 @app.command()
 def report(
-    run: Annotated[Optional[str], typer.Argument(help="Compare run name [default: the latest].")] = None,
+    run: Annotated[Optional[str], typer.Argument(help="Compare run name \\[default: the latest].")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report paths as JSON.")] = False,
 ) -> None:
@@ -796,8 +783,8 @@ def report(
 
 @app.command()
 def advise(
-    run: Annotated[Optional[str], typer.Option(help="Compare run to ground the advice in [default: the latest, if any].")] = None,
-    updates: Annotated[Optional[str], typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Compare run to ground the advice in \\[default: the latest, if any].")] = None,
+    updates: Annotated[Optional[UpdateFrequency], typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")] = None,
     latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget per answer in ms.", min=0)] = None,
     style: Annotated[bool, typer.Option("--style", help="Answers must follow a strict style or format.")] = False,
     training_budget: Annotated[Optional[float], typer.Option(help="Training budget in USD.", min=0)] = None,
@@ -806,17 +793,13 @@ def advise(
     as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
 ) -> None:
     """Recommend RAG, fine-tuning, both or the base model, from the measurements and your constraints."""
-    from infuse.advisor import Criteria, UpdateFrequency, advise as recommend, format_recommendation
+    from infuse.advisor import Criteria, advise as recommend, format_recommendation
     from infuse.evaluation.compare import latest_run, load_run
 
     try:
-        try:
-            frequency = UpdateFrequency(updates) if updates else None
-        except ValueError:
-            raise InfuseError(f"--updates {updates!r}: use daily, weekly or rarely") from None
         ws = _open(create=True)
         found = load_run(ws, run) if run else latest_run(ws)
-        criteria = Criteria(updates=frequency, latency_ms=latency_ms, needs_style=style, training_budget_usd=training_budget,
+        criteria = Criteria(updates=updates, latency_ms=latency_ms, needs_style=style, training_budget_usd=training_budget,
                             training_examples=training_examples, privacy_local_only=local_only)
         recommendation = recommend(criteria, found.summary if found else None)
     except InfuseError as exc:
@@ -859,8 +842,8 @@ def lab_world(
 
 @lab_app.command("train")
 def lab_train(
-    out: Annotated[Optional[Path], typer.Option(help="Cache folder [default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: the language's configuration].", min=1)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Cache folder \\[default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps \\[default: the language's configuration].", min=1)] = None,
     lang: Annotated[Language, typer.Option(help="en or ja.")] = Language.EN,
     seed: Annotated[int, typer.Option(help="World seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Retrain even if cached.")] = False,

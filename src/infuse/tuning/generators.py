@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
     from infuse.lab.world import Person, World
 
 LAB_WRITER_NAME = "lab world templates"
+
+
+class WriterChoice(StrEnum):
+    """Who writes paraphrases and questions for ``infuse dataset build``."""
+
+    AUTO = "auto"     # the lab world's templates for lab documents, else the model
+    MODEL = "model"
+    LAB = "lab"
 
 
 @dataclass(frozen=True)
