@@ -56,13 +56,13 @@ from infuse.lab.model import (
 from infuse.lab.templates import join_sentences, question_templates, statement_templates
 from infuse.lab.vocabulary import ATTRIBUTES, VALUES, Attribute, Name, Term, all_names
 from infuse.lab.world import World, generate_world
+from infuse.tuning.packing import IGNORE, packed_attention_mask
 from infuse.rag import QUESTION_LABEL, build_messages, closed_book_messages
 from infuse.retrieval.search import SearchHit
 
 CACHE_FORMAT = "infuse-lab-model/1"   # bump when the data or the training code changes results
 MANIFEST = "lab_manifest.json"
 CACHE_ENV = "INFUSE_LAB_CACHE"
-IGNORE = -100
 
 
 #: Per-language departures from the :class:`LabTrainConfig` defaults (which are English's).
@@ -366,23 +366,6 @@ def lr_at(step: int, config: LabTrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def packed_attention_mask(position_ids):
-    """Block-diagonal causal mask (boolean, batch x 1 x seq x seq, True = may attend) from
-    restarting position ids.
-
-    Explicit rather than left to transformers' packed-sequence detection, which runs only without
-    a KV cache and only in recent versions. (A boolean 4D mask is passed through as is by
-    transformers 5; measured as fast as plain causal attention at this size, while an additive
-    float mask was several times slower on CPU.)
-    """
-    import torch
-
-    segments = (position_ids == 0).cumsum(-1)
-    n = position_ids.shape[-1]
-    causal = torch.ones(n, n, dtype=torch.bool, device=position_ids.device).tril()
-    return ((segments[:, :, None] == segments[:, None, :]) & causal)[:, None]
 
 
 def train(model, data: LabData, config: LabTrainConfig, *, progress: bool = True, log_every: int | None = None) -> TrainResult:
