@@ -67,6 +67,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from infuse.evaluation.compare import summary_field
+
 __all__ = ["Approach", "UpdateFrequency", "Criteria", "Recommendation", "advise", "format_recommendation"]
 
 
@@ -211,14 +213,6 @@ class _Candidate:
                 "misses_latency_budget": self.misses_latency, "over_training_budget": self.over_budget}
 
 
-def _get(mapping: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(mapping, dict):
-            return None
-        mapping = mapping.get(key)
-    return mapping
-
-
 def _candidate(variant: dict[str, Any], criteria: Criteria) -> _Candidate | None:
     approach = _FAMILY.get(str(variant.get("variant")))
     accuracy = _num(variant.get("accuracy"))
@@ -228,21 +222,21 @@ def _candidate(variant: dict[str, Any], criteria: Criteria) -> _Candidate | None
     interval = None
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in (_num(ci[0]), _num(ci[1])):
         interval = (min(_num(ci[0]), _num(ci[1])), max(_num(ci[0]), _num(ci[1])))
-    latency = _num(_get(variant, "latency_ms", "median"))
+    latency = _num(summary_field(variant, "latency_ms", "median"))
     if latency is None:
-        latency = _num(_get(variant, "latency_ms", "mean"))
+        latency = _num(summary_field(variant, "latency_ms", "mean"))
     n = _num(variant.get("n"))
     k = _num(variant.get("k"))
-    dataset = _get(variant, "training", "dataset")
+    dataset = summary_field(variant, "training", "dataset")
     cand = _Candidate(
         approach=approach, label=str(variant.get("label") or variant.get("variant")), accuracy=accuracy,
         ci=interval, n=int(n) if n is not None else None, k=int(k) if k is not None else None,
         adapter=variant.get("adapter") if isinstance(variant.get("adapter"), str) else None,
-        latency_ms=latency, p90_ms=_num(_get(variant, "latency_ms", "p90")),
+        latency_ms=latency, p90_ms=_num(summary_field(variant, "latency_ms", "p90")),
         cost_per_1k=_num(variant.get("cost_per_1k_usd")),
-        training_cost=_num(_get(variant, "training", "cost_usd")),
-        training_seconds=_num(_get(variant, "training", "wall_seconds")),
-        recall=_num(_get(variant, "retrieval", "recall_at_k")),
+        training_cost=_num(summary_field(variant, "training", "cost_usd")),
+        training_seconds=_num(summary_field(variant, "training", "wall_seconds")),
+        recall=_num(summary_field(variant, "retrieval", "recall_at_k")),
         dataset=dataset if isinstance(dataset, dict) else None)
     if criteria.latency_ms is not None and latency is not None:
         cand.misses_latency = latency > criteria.latency_ms
@@ -372,8 +366,8 @@ def _approach_steps(approach: Approach, criteria: Criteria, chosen: _Candidate |
     rag_ks = sorted({c.k for c in cands if c.approach == Approach.RAG and c.k is not None})
     if approach == Approach.BASE:
         steps.append("infuse serve      # the base model already answers well enough; nothing to inject")
-        steps.append(f"infuse questions generate --per-chunk 2 && infuse compare --questions NEW "
-                     f"--variants base,rag -k 1,3   # re-check on new questions when documents change")
+        steps.append("infuse questions generate --per-chunk 2 && infuse compare --questions NEW "
+                     "--variants base,rag -k 1,3   # re-check on new questions when documents change")
     elif approach == Approach.RAG:
         if len(rag_ks) < 3:
             steps.append(f"infuse compare --questions {qname} --variants rag -k 1,3,5   # find the best k")

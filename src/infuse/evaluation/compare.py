@@ -404,6 +404,16 @@ def freshness(workspace: "Workspace", request: CompareRequest, models: _Models, 
             "variants": rows}, results
 
 
+def summary_field(mapping: Any, *keys: str) -> Any:
+    """``summary["a"]["b"]`` for a run summary read from disk, or None where a level is missing
+    or not an object (older or hand-written runs)."""
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
 def load_run(workspace: "Workspace", name: str) -> CompareRun:
     path = workspace.runs_dir / name if not Path(name).is_dir() else Path(name)
     if not (path / SUMMARY_FILE).is_file():
@@ -421,4 +431,4 @@ def latest_run(workspace: "Workspace") -> CompareRun | None:
 
 
 __all__ = ["CompareError", "CompareRequest", "CompareRun", "UpdateScenario", "Variant", "VariantSpec", "apply_update",
-           "latest_run", "load_run", "parse_variants", "run_compare"]
+           "latest_run", "load_run", "parse_variants", "run_compare", "summary_field"]

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infuse.evaluation.compare import summary_field
 from infuse.errors import InfuseError
 
 __all__ = ["ReportError", "RunData", "load_run", "write_report", "disagreements", "Plot", "build_plots"]
@@ -136,14 +137,6 @@ def _num(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _get(mapping: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(mapping, dict):
-            return None
-        mapping = mapping.get(key)
-    return mapping
 
 
 def _ci(variant: dict[str, Any]) -> tuple[float, float] | None:
@@ -258,8 +251,8 @@ def variants_table(variants: Sequence[dict[str, Any]]) -> Table:
     if has(lambda v: _num(v.get("acc_norm"))):
         columns.append(("acc_norm", lambda v: _pct(v.get("acc_norm"))))
     columns += [
-        ("latency median", lambda v: _ms(_get(v, "latency_ms", "median"))),
-        ("latency p90", lambda v: _ms(_get(v, "latency_ms", "p90"))),
+        ("latency median", lambda v: _ms(summary_field(v, "latency_ms", "median"))),
+        ("latency p90", lambda v: _ms(summary_field(v, "latency_ms", "p90"))),
     ]
     if has(lambda v: _num(v.get("retrieval_ms_mean")) or None):
         columns.append(("retrieval mean", lambda v: "–" if v.get("k") is None and not _num(v.get("retrieval_ms_mean"))
@@ -269,15 +262,15 @@ def variants_table(variants: Sequence[dict[str, Any]]) -> Table:
                                       f"{_tokens(v.get('completion_tokens_mean'))}"),
         ("cost / 1k questions", lambda v: _usd(v.get("cost_per_1k_usd"))),
     ]
-    if has(lambda v: _num(_get(v, "retrieval", "recall_at_k"))):
-        columns.append(("recall@k", lambda v: _pct(_get(v, "retrieval", "recall_at_k"))))
-    if has(lambda v: _num(_get(v, "retrieval", "mrr"))):
-        columns.append(("MRR", lambda v: _fmt_ratio(_get(v, "retrieval", "mrr"))))
+    if has(lambda v: _num(summary_field(v, "retrieval", "recall_at_k"))):
+        columns.append(("recall@k", lambda v: _pct(summary_field(v, "retrieval", "recall_at_k"))))
+    if has(lambda v: _num(summary_field(v, "retrieval", "mrr"))):
+        columns.append(("MRR", lambda v: _fmt_ratio(summary_field(v, "retrieval", "mrr"))))
     if has(lambda v: _num(v.get("found_relevant_share"))):
         columns.append(("found relevant", lambda v: _pct(v.get("found_relevant_share"))))
     if has(lambda v: v["training"] if isinstance(v.get("training"), dict) else None):
-        columns.append(("training time", lambda v: _seconds(_get(v, "training", "wall_seconds"))))
-        columns.append(("training cost", lambda v: _usd(_get(v, "training", "cost_usd"))))
+        columns.append(("training time", lambda v: _seconds(summary_field(v, "training", "wall_seconds"))))
+        columns.append(("training cost", lambda v: _usd(summary_field(v, "training", "cost_usd"))))
     return Table(header=[name for name, _ in columns],
                  rows=[[getter(v) for _, getter in columns] for v in variants])
 
@@ -479,7 +472,7 @@ def plot_cost(variants: Sequence[dict[str, Any]]) -> Plot | None:
     top = max(costs) or 1.0
     for x, cost, v in zip(xs, costs, points):
         note = _usd(cost)
-        training = _num(_get(v, "training", "cost_usd"))
+        training = _num(summary_field(v, "training", "cost_usd"))
         if training is not None:
             note += f"\n+{_usd(training)} once"
         ax.text(x, cost + 0.01 * top, note, ha="center", va="bottom", fontsize=7)
@@ -491,7 +484,7 @@ def plot_cost(variants: Sequence[dict[str, Any]]) -> Plot | None:
     caption = "Serving cost per 1,000 questions under the run's cost model."
     once: dict[str, float] = {}
     for v in variants:
-        cost = _num(_get(v, "training", "cost_usd"))
+        cost = _num(summary_field(v, "training", "cost_usd"))
         if cost is not None:
             once.setdefault(_text(v.get("adapter") or v["label"]), cost)
     if once:
@@ -563,7 +556,7 @@ def plot_freshness(fresh: dict[str, Any] | None) -> Plot | None:
 def _paraphrase_curves(variants: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, dict[str, Any]]]]:
     curves: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for v in variants:
-        dataset = _get(v, "training", "dataset")
+        dataset = summary_field(v, "training", "dataset")
         if not isinstance(dataset, dict) or _num(v.get("accuracy")) is None:
             continue
         kind = dataset.get("kind")
@@ -575,7 +568,7 @@ def _paraphrase_curves(variants: Sequence[dict[str, Any]]) -> dict[str, list[tup
             continue
         rest = {k: val for k, val in dataset.items() if k not in _DATASET_VOLATILE}
         key = json.dumps({"variant": v.get("variant"), "k": v.get("k"),
-                          "method": _get(v, "training", "method"), "dataset": rest},
+                          "method": summary_field(v, "training", "method"), "dataset": rest},
                          sort_keys=True, default=str)
         curves.setdefault(key, []).append((x, v))
     return {key: pts for key, pts in curves.items() if len({x for x, _ in pts}) >= 2}
