@@ -173,10 +173,11 @@ def answer_question(pipeline, question: Question, spec: VariantSpec, generation:
         if messages is None:   # nothing relevant retrieved: the options are scored closed book
             _, messages = pipeline.prepare(question.question, None, False, generation=generation)
         assert question.answer_index is not None
-        score = score_multiple_choice(pipeline.model, render(pipeline.model, messages), question.choices, question.answer_index)
+        context = render(pipeline.model, messages)
+        score = score_multiple_choice(pipeline.model, context, question.choices, question.answer_index)
         record.update(prediction=question.choices[score.pred], correct=bool(score.acc), acc_norm=bool(score.acc_norm), f1=None,
                       stale=(score.pred == question.old_answer_index) if question.old_answer_index is not None else None,
-                      prompt_tokens=pipeline.model.count_tokens(render(pipeline.model, messages)), completion_tokens=0)
+                      prompt_tokens=pipeline.model.count_tokens(context), completion_tokens=0)
     else:
         answer = pipeline.stream(question.question, spec.k, spec.uses_retrieval, generation=generation).collect()
         prediction = strip_citations(answer.text)
