@@ -135,8 +135,8 @@ class RagSettings(BaseModel):
 
     k: int = Field(4, ge=1)
     # A passage is relevant when its dense similarity reaches min_dense_score, or when it contains at
-    # least min_keyword_coverage of the question's keywords. With no relevant passage the answer
-    # says so instead of asking the model.
+    # least min_keyword_coverage of the question's keywords, each weighted by its rarity in the
+    # knowledge base (IDF). With no relevant passage the answer says so instead of asking the model.
     min_dense_score: float = 0.35
     min_keyword_coverage: float = Field(0.5, ge=0, le=1)
 
@@ -251,7 +251,7 @@ temperature = 0.0
 [rag]
 k = 4
 min_dense_score = 0.35        # below this (and without keyword coverage) a passage is not relevant
-min_keyword_coverage = 0.5
+min_keyword_coverage = 0.5    # share of the question's keywords (weighted by rarity, IDF) the passage must contain
 
 [cost]                        # infuse compare: cost per 1,000 questions, training and updates
 machine_hour_usd = 2.0        # price of an hour of the machine that runs the model

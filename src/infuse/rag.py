@@ -21,6 +21,7 @@ from typing import Any
 
 from infuse.language import Language, detect_language
 from infuse.models.base import ChatMessage, GenerationConfig, GenerationStream, LanguageModel
+from infuse.retrieval.relevance import RelevanceGate
 from infuse.retrieval.search import SearchHit
 from infuse.workspace import Workspace
 
@@ -227,7 +228,8 @@ class RagPipeline:
         hits = self.workspace.search(question, k=k or self.workspace.settings.rag.k)
         answer.timings.retrieval_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        answer.passages = [hit for hit in hits if self.is_relevant(question, hit)]
+        gate, statistics = self.gate, self.workspace.term_statistics()
+        answer.passages = [hit for hit in hits if gate.passes(question, hit, statistics)]
         answer.found_relevant = bool(answer.passages)
         if not answer.passages:
             answer.text = NOT_FOUND[language]
@@ -252,12 +254,7 @@ class RagPipeline:
                 return messages
             answer.passages = answer.passages[:-1]
 
-    def is_relevant(self, question: str, hit: SearchHit) -> bool:
+    @property
+    def gate(self) -> RelevanceGate:
         settings = self.workspace.settings.rag
-        if hit.dense_score is not None and hit.dense_score >= settings.min_dense_score:
-            return True
-        tokenize = self.workspace.tokenizer.tokenize
-        wanted = set(tokenize(question))
-        if not wanted:
-            return False
-        return len(wanted & set(tokenize(hit.text))) / len(wanted) >= settings.min_keyword_coverage
+        return RelevanceGate(self.workspace.tokenizer, settings.min_dense_score, settings.min_keyword_coverage)

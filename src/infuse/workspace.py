@@ -35,6 +35,7 @@ from infuse.retrieval.embed import Embedder, EmbedderIdentity
 from infuse.retrieval.injection import InjectionDetector, snippet
 from infuse.retrieval.lancedb_store import LanceDBStore
 from infuse.retrieval.lexical import LanguageAwareTokenizer
+from infuse.retrieval.relevance import TermStatistics
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
 from infuse.retrieval.store import FlaggedChunk, Filters, KnowledgeStore
@@ -204,6 +205,11 @@ class Workspace:
         if store is None or store.count_chunks() == 0:
             raise InfuseError(f"the knowledge base in {self.path} is empty; add documents with `infuse -w {self.path} ingest PATH`")
         return store
+
+    def term_statistics(self) -> TermStatistics:
+        """Keyword document frequencies of the latest commit (empty before the first ingest)."""
+        manifest = self.manifest()
+        return self._snapshot(manifest).term_statistics() if manifest else TermStatistics(0)
 
     def pipeline_fingerprint(self) -> str:
         chunking = self.settings.chunking

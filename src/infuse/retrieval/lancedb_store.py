@@ -22,6 +22,7 @@ import pyarrow as pa
 from lancedb.index import FTS
 
 from infuse.documents.models import Section
+from infuse.retrieval.relevance import TermStatistics
 from infuse.retrieval.store import (
     CHUNK_FILTER_COLUMNS,
     ChunkRecord,
@@ -140,6 +141,7 @@ class LanceDBStore:
         self._chunks = self._open_or_create(chunks_table, _chunk_schema(dimension))
         self._documents = self._open_or_create(documents_table, _DOCUMENT_SCHEMA)
         self._read_only = False
+        self._term_statistics: dict[int, TermStatistics] = {}  # by chunk table version; shared with snapshots
 
     def _open_or_create(self, name: str, schema: pa.Schema):
         try:
@@ -252,6 +254,7 @@ class LanceDBStore:
         view = object.__new__(LanceDBStore)
         view.path, view.chunks_name, view.documents_name = self.path, self.chunks_name, self.documents_name
         view.dimension, view._db, view._read_only = self.dimension, self._db, True
+        view._term_statistics = self._term_statistics
         view._chunks = self._db.open_table(self.chunks_name)
         view._chunks.checkout(view._chunks.version)
         view._documents = self._db.open_table(self.documents_name)
@@ -378,6 +381,15 @@ class LanceDBStore:
         rows.sort(key=lambda r: (r["source_path"], r["doc_id"], int(r["chunk_index"])))
         for row in rows:
             yield self._scored(row, 0.0)
+
+    def term_statistics(self) -> TermStatistics:
+        """Counted once per table version (one scan of the tokens column), then reused."""
+        version = self._chunks.version
+        if version not in self._term_statistics:
+            tokens = self._columns(self._chunks, ["tokens"]).column("tokens").to_pylist()
+            self._term_statistics.clear()  # only the latest version is asked for again
+            self._term_statistics[version] = TermStatistics.from_token_lists(t.split() for t in tokens)
+        return self._term_statistics[version]
 
     def chunk_counts_by_language(self) -> dict[str, int]:
         langs = self._columns(self._chunks, ["lang"]).column("lang").to_pylist()

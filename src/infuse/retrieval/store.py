@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from infuse.documents.models import Document, FileType, Section
+from infuse.retrieval.relevance import TermStatistics
 
 FilterValue = str | int | float | bool
 Filters = dict[str, FilterValue]
@@ -150,6 +151,9 @@ class KnowledgeStore(Protocol):
 
     def iter_chunks(self) -> Iterator[ScoredChunk]:
         """Every chunk (score 0), by source path and position: what training data is built from."""
+
+    def term_statistics(self) -> TermStatistics:
+        """Keyword document frequencies over the chunks (the RAG relevance gate weighs words by them)."""
 
     def snapshot(self) -> "KnowledgeStore":
         """A read-only view pinned to the current version: dense and lexical lists agree."""
