@@ -156,6 +156,26 @@ def test_fresh_facts_are_drawn_per_line_and_answered_from_the_passage() -> None:
     assert all(data._refreshed(p, rng) is p for p in data.readers if p.id not in phantom_ids)
 
 
+def test_reading_without_known_people_and_with_filled_questions() -> None:
+    tokenizer = build_tokenizer("en")
+    config = LabTrainConfig(n_known=20, n_new=5, n_phantoms=3, max_passages=1, questions_per_line=8,
+                            known_readers=False, fill_questions=True)
+    data = LabData(config, tokenizer)
+    assert {p.id for p in data.readers} == {p.id for p in data.phantoms}
+    assert len(LabData(LabTrainConfig(n_known=20, n_new=5, n_phantoms=3), tokenizer).readers) == 23
+    rng = random.Random(0)
+    counts = set()
+    for _ in range(20):
+        doc = data.reading(rng)
+        text = PASSAGE.findall(doc.text)[0][2]
+        answers = re.findall(r"=> (\S+) \[1\]", doc.text)
+        assert all(value in text for value in answers)
+        counts.add(len(answers))
+    assert max(counts) == 8  # one passage has 5 facts: 3 are asked again
+    # both are later fields: at their defaults the cache key is what it was before they existed
+    assert LabTrainConfig(known_readers=True, fill_questions=False).cache_key() == "ecd8bc984e0c65c4"
+
+
 def test_single_passage_curriculum() -> None:
     tokenizer = build_tokenizer("ja")
     data = LabData(LabTrainConfig(lang="ja", n_known=20, n_new=5, n_phantoms=40, max_passages=3), tokenizer)

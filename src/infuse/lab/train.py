@@ -19,7 +19,10 @@ template, see :mod:`infuse.lab.model`):
   they can only be answered by reading) and known people. With ``fresh_facts`` a phantom's facts
   are drawn anew for every line, so the model cannot lower the reading loss by memorising 600
   phantoms instead of reading; ``single_passage_steps`` is a curriculum (one passage per line for
-  the first steps, the easier copy-from-context task, then 1 to ``max_passages``).
+  the first steps, the easier copy-from-context task, then 1 to ``max_passages``). Without
+  ``known_readers`` only phantoms are read, so no answer can come from memory; ``fill_questions``
+  asks again about the same facts (each question template drawn anew) until a line has
+  ``questions_per_line``.
 
 The world's *new* people never appear in any training document (tested).
 
@@ -97,6 +100,8 @@ class LabTrainConfig:
     cite: bool = True                # answers in reading lines end with [n]
     fresh_facts: bool = False        # phantoms get new random facts in every reading line
     single_passage_steps: int = 0    # curriculum: reading lines hold one passage for these first steps
+    known_readers: bool = True       # known people (true facts) appear in reading lines besides phantoms
+    fill_questions: bool = False     # repeat facts (other question templates) up to questions_per_line
     p_bio: float = 0.45              # document mix (probabilities per document)
     p_qa: float = 0.25
     p_reading: float = 0.30
@@ -122,7 +127,7 @@ class LabTrainConfig:
     RUNTIME_FIELDS = ("threads",)
     #: Fields added after the first cache format: they enter the cache key only when set away from
     #: their default, so models cached before they existed keep their keys.
-    LATER_FIELDS = ("fresh_facts", "single_passage_steps")
+    LATER_FIELDS = ("fresh_facts", "single_passage_steps", "known_readers", "fill_questions")
 
     @classmethod
     def for_lang(cls, lang: str = "en", **overrides: Any) -> LabTrainConfig:
@@ -198,7 +203,9 @@ class LabData:
         self._phantom_ids = {p.id for p in self.phantoms}
         self.max_passages = config.max_passages    # the training loop lowers it for a curriculum
         # Reading passages: phantoms and known people, never new ones.
-        self.readers: list[Phantom] = [*self.phantoms, *(Phantom(p.id, p.name, dict(p.facts)) for p in known)]
+        self.readers: list[Phantom] = [*self.phantoms]
+        if config.known_readers:
+            self.readers += [Phantom(p.id, p.name, dict(p.facts)) for p in known]
         weights = [config.p_bio, config.p_qa, config.p_reading]
         if not self.bios:
             weights[0] = 0.0
@@ -249,6 +256,9 @@ class LabData:
         passages = hits()
         asked = [(i, a) for i in range(len(people)) for a in ATTRIBUTES]
         rng.shuffle(asked)
+        if cfg.fill_questions:
+            rounds = -(-cfg.questions_per_line // len(asked))
+            asked = [*asked, *(pair for _ in range(rounds - 1) for pair in rng.sample(asked, len(asked)))]
         doc: TrainDoc | None = None
         for index, attribute in asked[: cfg.questions_per_line]:
             person = people[index]
