@@ -192,7 +192,7 @@ def test_packed_documents_do_not_see_each_other() -> None:
     tokenizer = build_tokenizer("en")
     model = build_model(tokenizer, TINY.architecture()).eval()
     data = LabData(TINY, tokenizer)
-    ids, positions, labels = next(pack_rows(data, random.Random(0), TINY.seq_len, tokenizer.pad_token_id))
+    ids, positions, labels, _ = next(pack_rows(data, random.Random(0), TINY.seq_len, tokenizer.pad_token_id))
     assert len(ids) == len(positions) == len(labels) == TINY.seq_len
     starts = [i for i, p in enumerate(positions) if p == 0]
     assert len(starts) >= 2

@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from infuse.hf_logging import quiet_hf_progress
 from infuse.language import Language
@@ -101,6 +101,7 @@ class LabTrainConfig:
     fresh_facts: bool = False        # phantoms get new random facts in every reading line
     single_passage_steps: int = 0    # curriculum: reading lines hold one passage for these first steps
     known_readers: bool = True       # known people (true facts) appear in reading lines besides phantoms
+    reading_loss_weight: float = 1.0  # weight of reading-line answer tokens in the loss (bios, QA: 1)
     fill_questions: bool = False     # repeat facts (other question templates) up to questions_per_line
     p_bio: float = 0.45              # document mix (probabilities per document)
     p_qa: float = 0.25
@@ -127,7 +128,7 @@ class LabTrainConfig:
     RUNTIME_FIELDS = ("threads",)
     #: Fields added after the first cache format: they enter the cache key only when set away from
     #: their default, so models cached before they existed keep their keys.
-    LATER_FIELDS = ("fresh_facts", "single_passage_steps", "known_readers", "fill_questions")
+    LATER_FIELDS = ("fresh_facts", "single_passage_steps", "known_readers", "fill_questions", "reading_loss_weight")
 
     @classmethod
     def for_lang(cls, lang: str = "en", **overrides: Any) -> LabTrainConfig:
@@ -315,25 +316,36 @@ class LabData:
         return None
 
 
-def pack_rows(data: LabData, rng: random.Random, seq_len: int, pad_id: int) -> Iterator[tuple[list[int], list[int], list[int]]]:
-    """Rows of exactly `seq_len` tokens: (input ids, position ids, labels).
+class PackedRow(NamedTuple):
+    ids: list[int]
+    positions: list[int]
+    labels: list[int]       # shifted targets, IGNORE where there is none
+    weights: list[float]    # loss weight per position (0 where the label is IGNORE)
+
+
+def pack_rows(data: LabData, rng: random.Random, seq_len: int, pad_id: int) -> Iterator[PackedRow]:
+    """Rows of exactly `seq_len` tokens.
 
     Labels are already shifted: ``labels[t]`` is the token at t + 1 when that token is a target of
     the same document, else IGNORE. A document that does not fit the rest of a row starts the next
     one; the gap is filled with short documents, then padding (its own position block, no loss).
+    Targets of reading lines weigh ``reading_loss_weight``, others 1.
     """
     pending: TrainDoc | None = None
     while True:
         ids: list[int] = []
         positions: list[int] = []
         labels: list[int] = []
+        weights: list[float] = []
 
         def add(doc: TrainDoc) -> None:
             n = len(doc.ids)
             ids.extend(doc.ids)
             positions.extend(range(n))
-            labels.extend(doc.ids[t + 1] if doc.loss[t + 1] else IGNORE for t in range(n - 1))
-            labels.append(IGNORE)
+            doc_labels = [doc.ids[t + 1] if doc.loss[t + 1] else IGNORE for t in range(n - 1)] + [IGNORE]
+            labels.extend(doc_labels)
+            weight = data.config.reading_loss_weight if doc.kind == "reading" else 1.0
+            weights.extend(0.0 if label == IGNORE else weight for label in doc_labels)
 
         while True:
             doc = pending or data.sample(rng)
@@ -354,7 +366,20 @@ def pack_rows(data: LabData, rng: random.Random, seq_len: int, pad_id: int) -> I
         ids.extend([pad_id] * gap)
         positions.extend(range(gap))
         labels.extend([IGNORE] * gap)
-        yield ids, positions, labels
+        weights.extend([0.0] * gap)
+        yield PackedRow(ids, positions, labels, weights)
+
+
+def weighted_loss(logits, labels, weights):
+    """Mean cross-entropy over the targets, weighted per token (plain mean when all weigh 1)."""
+    import torch.nn.functional as F
+
+    flat_logits, flat_labels = logits.view(-1, logits.size(-1)).float(), labels.view(-1)
+    targets = labels != IGNORE
+    if bool((weights[targets] == 1.0).all()):
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="sum") / targets.sum().clamp(min=1)
+    per_token = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="none")
+    return (per_token * weights.view(-1)).sum() / weights.sum().clamp(min=1e-9)
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -382,7 +407,6 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: bool = True
     """The training loop. Returns the loss curve (a point every `log_every` steps, by default about
     every 5% of the run, at most every 50 steps); the model is trained in place."""
     import torch
-    import torch.nn.functional as F
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -416,13 +440,12 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: bool = True
             input_ids = torch.tensor([b[0] for b in batch])
             position_ids = torch.tensor([b[1] for b in batch])
             labels = torch.tensor([b[2] for b in batch])
+            weights = torch.tensor([b[3] for b in batch])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config)
             logits = model(input_ids=input_ids, position_ids=position_ids,
                            attention_mask=packed_attention_mask(position_ids), use_cache=False).logits
-            targets = (labels != IGNORE).sum().clamp(min=1)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1),
-                                   ignore_index=IGNORE, reduction="sum") / targets
+            loss = weighted_loss(logits, labels, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
