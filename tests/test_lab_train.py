@@ -31,7 +31,9 @@ from infuse.lab.train import (
     passage,
     read_manifest,
     train_lab_model,
+    weighted_loss,
 )
+from infuse.tuning.packing import IGNORE
 from infuse.rag import SYSTEM_PROMPTS, build_messages, closed_book_messages
 
 TINY = LabTrainConfig(
@@ -203,6 +205,29 @@ def test_packed_documents_do_not_see_each_other() -> None:
                        attention_mask=packed_attention_mask(position_ids), use_cache=False).logits[0, second]
         alone = model(input_ids=torch.tensor([ids[second]]), use_cache=False).logits[0]
     assert torch.allclose(packed, alone, atol=1e-4)
+
+
+def test_reading_answers_can_weigh_more_in_the_loss() -> None:
+    import torch
+
+    tokenizer = build_tokenizer("en")
+    config = LabTrainConfig(n_known=20, n_new=5, n_phantoms=10, reading_loss_weight=3.0)
+    data = LabData(config, tokenizer)
+    rows = pack_rows(data, random.Random(0), 256, tokenizer.pad_token_id)
+    row_weights = [next(rows).weights for _ in range(6)]
+    seen = {w for weights in row_weights for w in weights}
+    assert seen == {0.0, 1.0, 3.0}  # untargeted, bio/QA, reading answers
+    row = next(rows)
+    assert all((w == 0.0) == (label == IGNORE) for w, label in zip(row.weights, row.labels))
+
+    logits = torch.randn(1, 4, 7)
+    labels = torch.tensor([[1, IGNORE, 2, 3]])
+    per_token = torch.nn.functional.cross_entropy(logits[0], labels[0], ignore_index=IGNORE, reduction="none")
+    ones = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
+    assert weighted_loss(logits, labels, ones).item() == pytest.approx(per_token[[0, 2, 3]].mean().item())
+    mixed = torch.tensor([[3.0, 0.0, 1.0, 1.0]])
+    expected = (3 * per_token[0] + per_token[2] + per_token[3]) / 5
+    assert weighted_loss(logits, labels, mixed).item() == pytest.approx(expected.item())
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
