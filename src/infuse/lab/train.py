@@ -22,7 +22,10 @@ template, see :mod:`infuse.lab.model`):
   the first steps, the easier copy-from-context task, then 1 to ``max_passages``). Without
   ``known_readers`` only phantoms are read, so no answer can come from memory; ``fill_questions``
   asks again about the same facts (each question template drawn anew) until a line has
-  ``questions_per_line``.
+  ``questions_per_line``. ``reading_loss_weight`` makes reading-line answers count more in the
+  loss (a reading line has ~150 tokens but only 5 answer values, while a bio's ~50 tokens are all
+  targets, so by default bios get most of the gradient), for the first ``reading_weight_steps``
+  steps or the whole run.
 
 The world's *new* people never appear in any training document (tested).
 
@@ -102,6 +105,7 @@ class LabTrainConfig:
     single_passage_steps: int = 0    # curriculum: reading lines hold one passage for these first steps
     known_readers: bool = True       # known people (true facts) appear in reading lines besides phantoms
     reading_loss_weight: float = 1.0  # weight of reading-line answer tokens in the loss (bios, QA: 1)
+    reading_weight_steps: int = 0     # > 0: that weight only for these first steps, then 1
     fill_questions: bool = False     # repeat facts (other question templates) up to questions_per_line
     p_bio: float = 0.45              # document mix (probabilities per document)
     p_qa: float = 0.25
@@ -128,7 +132,8 @@ class LabTrainConfig:
     RUNTIME_FIELDS = ("threads",)
     #: Fields added after the first cache format: they enter the cache key only when set away from
     #: their default, so models cached before they existed keep their keys.
-    LATER_FIELDS = ("fresh_facts", "single_passage_steps", "known_readers", "fill_questions", "reading_loss_weight")
+    LATER_FIELDS = ("fresh_facts", "single_passage_steps", "known_readers", "fill_questions", "reading_loss_weight",
+                    "reading_weight_steps")
 
     @classmethod
     def for_lang(cls, lang: str = "en", **overrides: Any) -> LabTrainConfig:
@@ -203,6 +208,7 @@ class LabData:
                          for i, name in enumerate(free[: config.n_phantoms])]
         self._phantom_ids = {p.id for p in self.phantoms}
         self.max_passages = config.max_passages    # the training loop lowers it for a curriculum
+        self.reading_weight = config.reading_loss_weight  # ... and resets this one
         # Reading passages: phantoms and known people, never new ones.
         self.readers: list[Phantom] = [*self.phantoms]
         if config.known_readers:
@@ -344,7 +350,7 @@ def pack_rows(data: LabData, rng: random.Random, seq_len: int, pad_id: int) -> I
             positions.extend(range(n))
             doc_labels = [doc.ids[t + 1] if doc.loss[t + 1] else IGNORE for t in range(n - 1)] + [IGNORE]
             labels.extend(doc_labels)
-            weight = data.config.reading_loss_weight if doc.kind == "reading" else 1.0
+            weight = data.reading_weight if doc.kind == "reading" else 1.0
             weights.extend(0.0 if label == IGNORE else weight for label in doc_labels)
 
         while True:
@@ -436,6 +442,8 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: bool = True
         task = bar.add_task("train", total=config.steps, loss=float("nan"), tps=0.0)
         for step in range(config.steps):
             data.max_passages = 1 if step < config.single_passage_steps else config.max_passages
+            if config.reading_weight_steps and step >= config.reading_weight_steps:
+                data.reading_weight = 1.0
             batch = [next(rows) for _ in range(config.batch_size)]
             input_ids = torch.tensor([b[0] for b in batch])
             position_ids = torch.tensor([b[1] for b in batch])
