@@ -30,6 +30,7 @@ from infuse.lab.train import (
     packed_attention_mask,
     passage,
     read_manifest,
+    train,
     train_lab_model,
     weighted_loss,
 )
@@ -228,6 +229,17 @@ def test_reading_answers_can_weigh_more_in_the_loss() -> None:
     mixed = torch.tensor([[3.0, 0.0, 1.0, 1.0]])
     expected = (3 * per_token[0] + per_token[2] + per_token[3]) / 5
     assert weighted_loss(logits, labels, mixed).item() == pytest.approx(expected.item())
+
+
+def test_reading_weight_can_stop_after_some_steps() -> None:
+    import dataclasses
+
+    tokenizer = build_tokenizer("en")
+    config = dataclasses.replace(TINY, steps=4, reading_loss_weight=3.0, reading_weight_steps=2)
+    data = LabData(config, tokenizer)
+    assert data.reading_weight == 3.0
+    result = train(build_model(tokenizer, config.architecture()), data, config, progress=False)
+    assert data.reading_weight == 1.0 and len(result.losses) > 0
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
