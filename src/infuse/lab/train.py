@@ -78,6 +78,7 @@ CACHE_ENV = "INFUSE_LAB_CACHE"
 #: (see the README's lab benchmark for the measurements).
 LANG_DEFAULTS: dict[str, dict[str, Any]] = {
     "ja": {"fresh_facts": True, "max_passages": 1, "p_bio": 0.28, "p_qa": 0.17, "p_reading": 0.55,
+           "reading_loss_weight": 2.0, "qa_fraction": 0.85,
            "lr": 3e-3, "batch_size": 8, "steps": 4400, "warmup_steps": 200},
 }
 
