@@ -46,7 +46,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from infuse.hf_logging import quiet_hf_progress
 from infuse.language import Language
@@ -65,6 +65,9 @@ from infuse.lab.world import World, generate_world
 from infuse.tuning.packing import IGNORE, packed_attention_mask
 from infuse.rag import QUESTION_LABEL, build_messages, closed_book_messages
 from infuse.retrieval.search import SearchHit
+
+if TYPE_CHECKING:
+    import torch
 
 CACHE_FORMAT = "infuse-lab-model/1"   # bump when the data or the training code changes results
 MANIFEST = "lab_manifest.json"
@@ -377,7 +380,7 @@ def pack_rows(data: LabData, rng: random.Random, seq_len: int, pad_id: int) -> I
         yield PackedRow(ids, positions, labels, weights)
 
 
-def weighted_loss(logits, labels, weights):
+def weighted_loss(logits: "torch.Tensor", labels: "torch.Tensor", weights: "torch.Tensor") -> "torch.Tensor":
     """Mean cross-entropy over the targets, weighted per token (plain mean when all weigh 1)."""
     import torch.nn.functional as F
 
