@@ -77,7 +77,7 @@ def squad_like_cases(path: Path, fmt: ImportFormat, root: Path, limit: int) -> t
     outside = [q for a in left_out for q in by_article[a]]
     rng.shuffle(inside)
     rng.shuffle(outside)
-    # ingest gives record documents ids derived from the id field; the chunk keeps the record's text
+    # a hit is the gold passage when its chunk text lies inside the question's paragraph
     return (workspace,
             [(q.question, lambda hit, text=q.gold_text: hit.text.strip() in text or text in hit.text) for q in inside[:limit]],
             [(q.question, None) for q in outside[:limit]])
