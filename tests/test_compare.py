@@ -151,3 +151,19 @@ def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, m
     assert result.recommendation["approach"] and result.recommendation["reasons"]
     ft5 = next(v for v in result.summary["variants"] if v["label"] == "ft:ft-5")
     assert ft5["training"]["dataset"]["paraphrases"] == 4
+
+
+def test_freshness_table_shows_each_variant_and_is_absent_without_an_update() -> None:
+    from rich.console import Console
+
+    from infuse.evaluation.console import freshness_table
+
+    assert freshness_table({"variants": []}) is None
+    summary = {"freshness": {"changed_facts": 15, "reindex_seconds": 0.4, "variants": [
+        {"label": "rag@1", "accuracy": 1.0, "stale_share": 0.0},
+        {"label": "ft:v4-lora", "accuracy": 0.133, "stale_share": 0.867}]}}
+    console = Console(record=True, width=120)
+    console.print(freshness_table(summary))
+    text = console.export_text()
+    assert "after 15 facts changed (re-index 0.4s)" in text
+    assert "rag@1" in text and "100.0%" in text and "ft:v4-lora" in text and "86.7%" in text

@@ -728,15 +728,12 @@ def compare(
     if as_json:
         _print_json(run.summary)
         return
+    from infuse.evaluation.console import freshness_table
+
     out.print(_variants_table(run.summary))
-    fresh = run.summary.get("freshness")
-    if fresh:
-        table = Table(title=f"after the update ({fresh['changed_facts']} changed facts; re-index {fresh['reindex_seconds']:.1f}s)")
-        for column in ("variant", "accuracy", "still the old value"):
-            table.add_column(column)
-        for row in fresh["variants"]:
-            table.add_row(row["label"], f"{row['accuracy']:.1%}", f"{row['stale_share']:.1%}")
-        out.print(table)
+    fresh = freshness_table(run.summary)
+    if fresh is not None:
+        out.print(fresh)
     out.print(f"run [bold]{run.summary['run']}[/] -> {run.path}  (report: infuse report {run.summary['run']})")
 
 

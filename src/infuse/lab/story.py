@@ -112,14 +112,11 @@ def _print(console: Console, summary: dict[str, Any]) -> None:
         table.add_row(v["label"], f"{v['accuracy']:.1%} ({v['ci'][0]:.0%}-{v['ci'][1]:.0%})", f"{v['latency_ms']['median']:.0f}",
                       f"{v['cost_per_1k_usd']:.4f}", f"{training['wall_seconds']:.0f}s" if training else "-")
     console.print(table)
-    fresh = summary.get("freshness")
-    if fresh:
-        table = Table(title=f"after {fresh['changed_facts']} facts changed (re-index {fresh['reindex_seconds']:.1f}s)")
-        for column in ("variant", "accuracy on changed facts", "still the old value"):
-            table.add_column(column)
-        for row in fresh["variants"]:
-            table.add_row(row["label"], f"{row['accuracy']:.1%}", f"{row['stale_share']:.1%}")
-        console.print(table)
+    from infuse.evaluation.console import freshness_table
+
+    fresh = freshness_table(summary)
+    if fresh is not None:
+        console.print(fresh)
 
 
 __all__ = ["StoryConfig", "StoryResult", "run_lab_story"]
