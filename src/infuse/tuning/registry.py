@@ -18,14 +18,13 @@ Each run is a folder ``WS/adapters/NAME/``::
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infuse.devices import default_device
+from infuse.staging import staged_folder
 from infuse.tuning.datasets import check_name, load_dataset
 from infuse.tuning.trainer import (
     ADAPTER_DIR,
@@ -213,19 +212,11 @@ def merge_adapter(workspace: "Workspace", name: str, out: Path | None = None, *,
     inputs = sample_inputs(tokenizer, texts)
     expected = logits(with_adapter, inputs)
     merged = with_adapter.merge_and_unload()
-    staging = target.with_name(target.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    merged.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    reloaded = AutoModelForCausalLM.from_pretrained(str(staging), dtype=torch.float32).eval()
-    try:
+    with staged_folder(target) as staging:  # a merge that fails the check leaves nothing behind
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        reloaded = AutoModelForCausalLM.from_pretrained(str(staging), dtype=torch.float32).eval()
         worst = check_same_logits(expected, reloaded, inputs, tolerance, f"merging {name!r}")
-    except TuneError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
     return {"name": name, "merged": str(target), "max_logit_difference": worst, "tolerance": tolerance,
             "samples": len(inputs)}
 
