@@ -73,7 +73,7 @@ def _print_json(data: Any) -> None:
 
 
 class RichProgress:
-    """Adapts :class:`infuse.retrieval.sync.SyncProgress` to one Rich bar per stage, on stderr."""
+    """Adapts :class:`infuse.ingest.sync.SyncProgress` to one Rich bar per stage, on stderr."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -199,12 +199,12 @@ def search(
     for column in ("#", "score", "source", "text"):
         table.add_column(column, overflow="fold")
     for hit in hits:
-        where = Path(hit.source_path).name + (f" p.{hit.page}" if hit.page else "") + f" [{hit.start}:{hit.end}]"
-        if hit.heading_path:
-            where += "\n" + " > ".join(hit.heading_path)
-        if hit.flags:
-            where += "\nflagged: " + ", ".join(hit.flags)
-        snippet = hit.text if len(hit.text) <= 300 else hit.text[:300] + "…"
+        where = Path(hit.chunk.source_path).name + (f" p.{hit.chunk.page}" if hit.chunk.page else "") + f" [{hit.chunk.start}:{hit.chunk.end}]"
+        if hit.chunk.heading_path:
+            where += "\n" + " > ".join(hit.chunk.heading_path)
+        if hit.chunk.flags:
+            where += "\nflagged: " + ", ".join(hit.chunk.flags)
+        snippet = hit.chunk.text if len(hit.chunk.text) <= 300 else hit.chunk.text[:300] + "…"
         table.add_row(str(hit.rank), f"{hit.score:.4f}", where, snippet)
     out.print(table)
 
@@ -296,7 +296,7 @@ def ask(
         ws = _open(create=no_rag, **overrides)
         with err.status("loading model…"):
             llm = load_model(ws.settings.model)
-        stream = RagPipeline(ws, llm).stream(question, k=k, use_retrieval=not no_rag)
+        stream = ws.rag_pipeline(llm).stream(question, k=k, use_retrieval=not no_rag)
         for delta in stream:
             if not as_json:
                 sys.stdout.write(delta)
@@ -315,9 +315,9 @@ def ask(
         cited = {c.number for c in answer.citations}
         for number, hit in enumerate(answer.passages, start=1):
             mark = f"[{number}]" + ("*" if number in cited else "")
-            where = Path(hit.source_path).name + (f" p.{hit.page}" if hit.page else "")
-            snippet = hit.text.replace("\n", " ")
-            table.add_row(mark, where, f"{hit.start}-{hit.end}", snippet[:160] + ("…" if len(snippet) > 160 else ""))
+            where = Path(hit.chunk.source_path).name + (f" p.{hit.chunk.page}" if hit.chunk.page else "")
+            snippet = hit.chunk.text.replace("\n", " ")
+            table.add_row(mark, where, f"{hit.chunk.start}-{hit.chunk.end}", snippet[:160] + ("…" if len(snippet) > 160 else ""))
         if answer.passages:
             out.print(table)
     timings = answer.timings
@@ -349,7 +349,7 @@ def serve(
     except InfuseError as exc:
         _fail(exc)
     err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
-    uvicorn.run(create_app(RagPipeline(ws, llm), api_key=api_key), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(ws.rag_pipeline(llm), api_key=api_key), host=host, port=port, log_level="warning")
 
 
 dataset_app = typer.Typer(help="Fine-tuning datasets built from the knowledge base.", no_args_is_help=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from infuse.language import Language, detect_language
 from infuse.models.base import GenerationConfig, LanguageModel, ModelError
-from infuse.retrieval.store import ScoredChunk
+from infuse.documents.models import Chunk
 
 if TYPE_CHECKING:
     from infuse.lab.world import Person, World
@@ -49,10 +49,10 @@ class QAPair:
 class TrainingTextWriter(Protocol):
     name: str
 
-    def paraphrases(self, chunk: ScoredChunk, n: int, seed: int) -> list[str]:
+    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
         """Up to `n` distinct rewrites of the chunk that keep every fact."""
 
-    def qa_pairs(self, chunk: ScoredChunk, n: int, seed: int) -> list[QAPair]:
+    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
         """Up to `n` questions answered by the chunk, with short answers."""
 
 
@@ -61,7 +61,7 @@ def normalise_for_dedup(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
-def chunk_language(chunk: ScoredChunk) -> Language:
+def chunk_language(chunk: Chunk) -> Language:
     try:
         return Language(chunk.lang)
     except ValueError:
@@ -129,7 +129,7 @@ class ModelWriter:
         config = GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=seed)
         return self.model.generate([{"role": "user", "content": prompt}], config).text.strip()
 
-    def paraphrases(self, chunk: ScoredChunk, n: int, seed: int) -> list[str]:
+    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
         prompt = PARAPHRASE_PROMPTS[chunk_language(chunk)].format(text=chunk.text)
         seen = {normalise_for_dedup(chunk.text)}
         found: list[str] = []
@@ -143,7 +143,7 @@ class ModelWriter:
                 found.append(text)
         return found
 
-    def qa_pairs(self, chunk: ScoredChunk, n: int, seed: int) -> list[QAPair]:
+    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
         prompt = QA_PROMPTS[chunk_language(chunk)].format(n=n, text=chunk.text)
         seen: set[str] = set()
         found: list[QAPair] = []
@@ -173,7 +173,7 @@ class LabWorldWriter:
         self.root = root.resolve()
 
     @classmethod
-    def detect(cls, chunks: Sequence[ScoredChunk]) -> "LabWorldWriter | None":
+    def detect(cls, chunks: Sequence[Chunk]) -> "LabWorldWriter | None":
         """The writer for the lab world all `chunks` come from, or None if they are not all lab documents."""
         from infuse.lab.world import MANIFEST, load_world
 
@@ -185,7 +185,7 @@ class LabWorldWriter:
         writer = cls(load_world(root), root)
         return writer if all(writer.person(c) is not None for c in chunks) else None
 
-    def person(self, chunk: ScoredChunk) -> "Person | None":
+    def person(self, chunk: Chunk) -> "Person | None":
         from infuse.lab.world import UPDATES_DIR
 
         path = Path(chunk.source_path).resolve()
@@ -196,17 +196,17 @@ class LabWorldWriter:
         updated = path.relative_to(self.root).parts[0] == UPDATES_DIR
         return self.world.updated_person(person) if updated else person
 
-    def _person(self, chunk: ScoredChunk) -> "Person":
+    def _person(self, chunk: Chunk) -> "Person":
         person = self.person(chunk)
         if person is None:
             raise ModelError(f"{chunk.source_path} is not a document of the lab world in {self.root}")
         return person
 
-    def paraphrases(self, chunk: ScoredChunk, n: int, seed: int) -> list[str]:
+    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
         """The world's paraphrase variants 0..n-1 (the document itself is a different rendering)."""
         return [bio.text for bio in self.world.bios(self._person(chunk), n)]
 
-    def qa_pairs(self, chunk: ScoredChunk, n: int, seed: int) -> list[QAPair]:
+    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
         """One question per attribute (template by seed and position), up to `n`."""
         from infuse.lab.templates import question_templates
         from infuse.lab.vocabulary import ATTRIBUTES
