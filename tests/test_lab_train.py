@@ -307,7 +307,7 @@ def test_trained_model_answers_through_the_user_code_path(trained: Path, tmp_pat
     question = world.short_questions()[0]
     answer = pipeline.answer(question.question, k=2)
     assert answer.used_retrieval and answer.passages and answer.prompt_tokens > 0
-    assert answer.passages[0].source_path.endswith(f"{question.person_id}.txt")
+    assert answer.passages[0].chunk.source_path.endswith(f"{question.person_id}.txt")
     closed = pipeline.answer(question.question, use_retrieval=False)
     assert not closed.passages and closed.completion_tokens <= 3
     json.dumps(report)  # the report is JSON

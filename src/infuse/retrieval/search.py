@@ -15,7 +15,7 @@ from infuse.language import Language, detect_language
 from infuse.retrieval.fusion import reciprocal_rank_fusion
 from infuse.retrieval.lexical import Tokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
-from infuse.store.base import KnowledgeStore, ScoredChunk
+from infuse.store.base import KnowledgeStore
 from infuse.store.filters import Filter, FilterLike, as_filter
 from infuse.store.terms import TermStatistics
 

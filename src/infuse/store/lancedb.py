@@ -29,7 +29,7 @@ from lancedb.index import FTS
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
 from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk
-from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, AnyOf, Eq, Filter, FilterValue
+from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue
 from infuse.store.terms import TermStatistics
 
 R = TypeVar("R")

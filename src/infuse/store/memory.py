@@ -14,7 +14,6 @@ Not a workspace backend: nothing persists.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
