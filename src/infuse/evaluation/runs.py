@@ -171,6 +171,14 @@ class DatasetInfo:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "paraphrases": self.paraphrases, "rows": self.rows, **self.extra}
 
+    @property
+    def paraphrase_count(self) -> float | None:
+        """Paraphrases per chunk as a point on a paraphrase curve: a ``paraphrase`` dataset's count,
+        0 for ``cpt`` (the plain text), None for other kinds."""
+        if self.kind == "cpt":
+            return 0.0
+        return float(self.paraphrases) if self.kind == "paraphrase" and self.paraphrases is not None else None
+
 
 @dataclass(frozen=True)
 class TrainingInfo:
