@@ -6,6 +6,7 @@ import json
 
 from infuse.advisor import (Approach, Criteria, Recommendation, UpdateFrequency, advise,
                             format_recommendation)
+from infuse.evaluation.runs import CompareSummary
 
 DAILY, WEEKLY, RARELY = UpdateFrequency.DAILY, UpdateFrequency.WEEKLY, UpdateFrequency.RARELY
 
@@ -25,8 +26,8 @@ def _train(adapter, paraphrases, cost=0.022, seconds=40.1):
 
 
 def _summary(*variants, freshness=None, count=250):
-    return {"run": "r1", "questions": {"name": "new_mc", "count": count, "kinds": {"mc": count}},
-            "variants": list(variants), "freshness": freshness}
+    return CompareSummary.from_json({"run": "r1", "questions": {"name": "new_mc", "count": count, "kinds": {"mc": count}},
+                                     "variants": list(variants), "freshness": freshness})
 
 
 BASE_LOW = _v("base", "base", 0.06, [0.03, 0.09])
@@ -71,7 +72,7 @@ def test_no_information_starts_with_rag():
     assert "start with RAG" in _text(rec)
     assert rec.evidence["measured"] is False
     # a summary without usable variants is the same as none, and says so
-    empty = advise(Criteria(), {"variants": [{"label": "x", "accuracy": None}]})
+    empty = advise(Criteria(), CompareSummary.from_json({"variants": [{"label": "x", "accuracy": None}]}))
     assert empty.approach is Approach.RAG and "no variant with a measured accuracy" in _text(empty)
 
 

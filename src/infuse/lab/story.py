@@ -50,7 +50,7 @@ class StoryResult:
 
 def run_lab_story(root: Path, config: StoryConfig = StoryConfig(), console: Console | None = None,
                   progress: bool = True) -> StoryResult:
-    from infuse.advisor import Criteria, advise, format_recommendation
+    from infuse.advice import Criteria, advise, format_recommendation
     from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
     from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set
     from infuse.evaluation.report import write_report
