@@ -194,3 +194,18 @@ def test_small_run_lowers_confidence_and_format():
     out = format_recommendation(rec)
     assert out.startswith("Recommendation: rag (confidence: medium)")
     assert "Why:" in out and "Next:" in out and "  $ infuse compare" in out
+
+
+def test_the_decision_is_data_and_the_prose_is_its_explanation():
+    from infuse.advice import ReasonCode, decide, explain
+
+    summary = _summary(BASE_LOW,
+                       _v("rag@3", "rag", 0.84, [0.79, 0.89], k=3, median=850.0),
+                       _v(f"ft:{FT5}", "ft", 0.80, [0.75, 0.85], adapter=FT5, median=120.0, training=_train(FT5, 5)))
+    decision = decide(Criteria(updates=RARELY, latency_ms=500), summary)
+    assert decision.approach is Approach.FINE_TUNE and decision.chosen is not None and decision.chosen.label == f"ft:{FT5}"
+    slow = next(r for r in decision.reasons if r.code is ReasonCode.RAG_OVER_LATENCY_FT_WITHIN)
+    assert slow.facts["rag"].latency_ms == 850.0 and slow.facts["budget_ms"] == 500
+    rec = explain(decision)
+    assert rec.to_dict() == advise(Criteria(updates=RARELY, latency_ms=500), summary).to_dict()
+    assert rec.decision is decision
