@@ -40,7 +40,6 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import Any
 
 from infuse.evaluation.report_plots import Plot, build_plots
 from infuse.evaluation.report_tables import (
@@ -48,7 +47,6 @@ from infuse.evaluation.report_tables import (
     Table,
     disagreements,
     fmt_seconds,
-    fmt_text,
     fmt_usd,
     freshness_table,
     variants_table,
@@ -66,14 +64,14 @@ def load_run(run_dir: Path) -> CompareRun:
     return read_run(Path(run_dir))
 
 
-def _md(value: Any) -> str:
+def _md(value: object) -> str:
     """Text for a Markdown table cell: one line, pipes escaped, no raw HTML."""
-    text = " ".join(fmt_text(value).split())
+    text = " ".join(str(value).split())
     return html.escape(text, quote=False).replace("|", "\\|")
 
 
-def _h(value: Any) -> str:
-    return html.escape(fmt_text(value), quote=True)
+def _h(value: object) -> str:
+    return html.escape(str(value), quote=True)
 
 
 # --------------------------------------------------------------------------------------------

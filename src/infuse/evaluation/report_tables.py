@@ -17,7 +17,7 @@ from typing import Any
 from infuse.evaluation.runs import CompareRun, Freshness, QuestionRecord, Variant, VariantSummary
 
 __all__ = ["MAX_DISAGREEMENTS", "Table", "Disagreement", "variants_table", "freshness_table", "disagreements",
-           "fmt_pct", "fmt_acc", "fmt_usd", "fmt_ms", "fmt_seconds", "fmt_text"]
+           "fmt_pct", "fmt_acc", "fmt_usd", "fmt_ms", "fmt_seconds"]
 
 MAX_DISAGREEMENTS = 10
 _RETRIEVING = (Variant.RAG, Variant.FT_RAG)
@@ -81,16 +81,6 @@ def _tokens(value: float | None) -> str:
 
 def _ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
-
-
-def fmt_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)):
-        return " | ".join(fmt_text(v) for v in value)
-    return str(value)
 
 
 def _count(value: int | None) -> str:

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from infuse.errors import InfuseError
 
@@ -71,6 +71,12 @@ def _int(value: Any) -> int | None:
     return int(number) if number is not None and number == int(number) else None
 
 
+def _whole(value: Any) -> float | None:
+    """A number, as an int when it is a whole one (a count written as 2 reads back as 2)."""
+    number = _num(value)
+    return int(number) if number is not None and number == int(number) else number
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -102,74 +108,114 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# --- one reader and one writer for every record ----------------------------------------------
+
+_OMIT_NEVER = object()
+
+
+def _field(read: Callable[[Any], Any], default: Any = None, *, factory: Callable[[], Any] | None = None,
+           omit: Any = _OMIT_NEVER) -> Any:
+    """A record field read from JSON by `read` (lenient: odd values become None); written unless
+    its value is `omit` (fields a writer only adds when they apply)."""
+    metadata = {"read": read, "omit": omit}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_json()
+    if isinstance(value, tuple):
+        return [_dump(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+class _Record:
+    """A frozen dataclass read from and written to JSON field by field (see :func:`_field`)."""
+
+    @classmethod
+    def _read_fields(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {f.name: f.metadata["read"](data.get(f.name)) for f in fields(cls) if "read" in f.metadata}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self | None:
+        """The record from its JSON object (None when `data` is not an object)."""
+        return cls(**cls._read_fields(data)) if isinstance(data, Mapping) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]
+                if "read" in f.metadata and getattr(self, f.name) is not f.metadata["omit"]}
+
+
+def _records(cls: type[_Record]) -> Callable[[Any], tuple[Any, ...]]:
+    """A reader for a list of `cls` objects: entries that are not objects are dropped, and an
+    entry without a label is named by its variant, else by its position (``variant-2``)."""
+    def read(value: Any) -> tuple[Any, ...]:
+        items = value if isinstance(value, list) else []
+        return tuple(cls.from_json({**item, "label": _str(item.get("label")) or _str(item.get("variant")) or f"variant-{i + 1}"})
+                     for i, item in enumerate(items) if isinstance(item, Mapping))
+    return read
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """A list of strings; a single string is a list of one."""
+    items = [value] if isinstance(value, str) and value else value if isinstance(value, list) else []
+    return tuple(_text(v) for v in items)
+
+
+def _counts(value: Any) -> dict[str, int]:
+    return {str(k): n for k, v in _obj(value).items() if (n := _int(v)) is not None}
+
+
 # --- the summary -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class LatencyStats:
+class LatencyStats(_Record):
     """Milliseconds per answer over a variant's questions."""
 
-    mean: float | None = None
-    median: float | None = None
-    p90: float | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> "LatencyStats | None":
-        if not isinstance(data, Mapping):
-            return None
-        return cls(_num(data.get("mean")), _num(data.get("median")), _num(data.get("p90")))
+    mean: float | None = _field(_num)
+    median: float | None = _field(_num)
+    p90: float | None = _field(_num)
 
     @property
     def typical(self) -> float | None:
         """The median, else the mean (a hand-written summary may have only one)."""
         return self.median if self.median is not None else self.mean
 
-    def to_json(self) -> dict[str, Any]:
-        return {"mean": self.mean, "median": self.median, "p90": self.p90}
-
 
 @dataclass(frozen=True)
-class RetrievalStats:
+class RetrievalStats(_Record):
     """Retrieval quality over the questions whose gold document is known."""
 
-    questions: int | None = None
-    recall_at_k: float | None = None
-    mrr: float | None = None
-    ndcg: float | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> "RetrievalStats | None":
-        if not isinstance(data, Mapping):
-            return None
-        return cls(_int(data.get("questions")), _num(data.get("recall_at_k")), _num(data.get("mrr")), _num(data.get("ndcg")))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"questions": self.questions, "recall_at_k": self.recall_at_k, "mrr": self.mrr, "ndcg": self.ndcg}
+    questions: int | None = _field(_int)
+    recall_at_k: float | None = _field(_num)
+    mrr: float | None = _field(_num)
+    ndcg: float | None = _field(_num)
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
+class DatasetInfo(_Record):
     """The training dataset of an adapter; ``extra`` keeps any further fields a writer added."""
 
-    name: str | None = None
-    kind: str | None = None
-    paraphrases: float | None = None       # per chunk; 0 for a cpt dataset, None when unknown
-    rows: int | None = None
+    name: str | None = _field(_str)
+    kind: str | None = _field(_str)
+    paraphrases: float | None = _field(_whole)   # per chunk (paraphrase datasets)
+    rows: int | None = _field(_int)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    _KNOWN = ("name", "kind", "paraphrases", "rows")
-
     @classmethod
-    def from_json(cls, data: Any) -> "DatasetInfo | None":
+    def from_json(cls, data: Any) -> Self | None:
         if not isinstance(data, Mapping):
             return None
-        paraphrases = _num(data.get("paraphrases"))
-        return cls(_str(data.get("name")), _str(data.get("kind")),
-                   int(paraphrases) if paraphrases is not None and paraphrases == int(paraphrases) else paraphrases,
-                   _int(data.get("rows")), {k: v for k, v in data.items() if k not in cls._KNOWN})
+        known = {f.name for f in fields(cls)}
+        return cls(**cls._read_fields(data), extra={k: v for k, v in data.items() if k not in known})
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "paraphrases": self.paraphrases, "rows": self.rows, **self.extra}
+        return {**super().to_json(), **self.extra}
 
     @property
     def paraphrase_count(self) -> float | None:
@@ -181,48 +227,26 @@ class DatasetInfo:
 
 
 @dataclass(frozen=True)
-class TrainingInfo:
+class TrainingInfo(_Record):
     """How an adapter was trained and what it cost once."""
 
-    adapter: str | None = None
-    method: str | None = None
-    wall_seconds: float | None = None
-    cost_usd: float | None = None
-    dataset: DatasetInfo | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> "TrainingInfo | None":
-        if not isinstance(data, Mapping):
-            return None
-        return cls(_str(data.get("adapter")), _str(data.get("method")), _num(data.get("wall_seconds")),
-                   _num(data.get("cost_usd")), DatasetInfo.from_json(data.get("dataset")))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"adapter": self.adapter, "method": self.method, "wall_seconds": self.wall_seconds, "cost_usd": self.cost_usd,
-                "dataset": self.dataset.to_json() if self.dataset else None}
+    adapter: str | None = _field(_str)
+    method: str | None = _field(_str)
+    wall_seconds: float | None = _field(_num)
+    cost_usd: float | None = _field(_num)
+    dataset: DatasetInfo | None = _field(DatasetInfo.from_json)
 
 
 @dataclass(frozen=True)
-class VariantSummary:
-    """One variant's measurements over the run's questions."""
+class _Measured(_Record):
+    """A variant's accuracy over a set of questions (the fields a summary row and a freshness row share)."""
 
-    label: str
-    variant: str | None = None            # "base" | "rag" | "ft" | "ft+rag" (see :attr:`kind`)
-    adapter: str | None = None
-    k: int | None = None
-    n: int | None = None
-    accuracy: float | None = None
-    ci: tuple[float, float] | None = None   # 95% bootstrap interval of the accuracy
-    f1: float | None = None
-    acc_norm: float | None = None
-    latency_ms: LatencyStats | None = None
-    retrieval_ms_mean: float | None = None
-    prompt_tokens_mean: float | None = None
-    completion_tokens_mean: float | None = None
-    retrieval: RetrievalStats | None = None
-    found_relevant_share: float | None = None
-    cost_per_1k_usd: float | None = None
-    training: TrainingInfo | None = None
+    label: str = _field(_text, "")
+    variant: str | None = _field(_str)     # "base" | "rag" | "ft" | "ft+rag" (see :attr:`kind`)
+    adapter: str | None = _field(_str)
+    n: int | None = _field(_int)
+    accuracy: float | None = _field(_num)
+    ci: tuple[float, float] | None = _field(_interval)   # 95% bootstrap interval of the accuracy
 
     @property
     def kind(self) -> Variant | None:
@@ -232,179 +256,95 @@ class VariantSummary:
         except ValueError:
             return None
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], position: int = 0) -> "VariantSummary":
-        variant = _str(data.get("variant"))
-        return cls(
-            label=_str(data.get("label")) or variant or f"variant-{position + 1}", variant=variant,
-            adapter=_str(data.get("adapter")), k=_int(data.get("k")), n=_int(data.get("n")),
-            accuracy=_num(data.get("accuracy")), ci=_interval(data.get("ci")), f1=_num(data.get("f1")),
-            acc_norm=_num(data.get("acc_norm")), latency_ms=LatencyStats.from_json(data.get("latency_ms")),
-            retrieval_ms_mean=_num(data.get("retrieval_ms_mean")), prompt_tokens_mean=_num(data.get("prompt_tokens_mean")),
-            completion_tokens_mean=_num(data.get("completion_tokens_mean")),
-            retrieval=RetrievalStats.from_json(data.get("retrieval")),
-            found_relevant_share=_num(data.get("found_relevant_share")), cost_per_1k_usd=_num(data.get("cost_per_1k_usd")),
-            training=TrainingInfo.from_json(data.get("training")))
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label, "variant": self.variant, "adapter": self.adapter, "k": self.k, "n": self.n,
-            "accuracy": self.accuracy, "ci": list(self.ci) if self.ci else None, "f1": self.f1, "acc_norm": self.acc_norm,
-            "latency_ms": self.latency_ms.to_json() if self.latency_ms else None,
-            "retrieval_ms_mean": self.retrieval_ms_mean, "prompt_tokens_mean": self.prompt_tokens_mean,
-            "completion_tokens_mean": self.completion_tokens_mean,
-            "retrieval": self.retrieval.to_json() if self.retrieval else None,
-            "found_relevant_share": self.found_relevant_share, "cost_per_1k_usd": self.cost_per_1k_usd,
-            "training": self.training.to_json() if self.training else None,
-        }
+@dataclass(frozen=True)
+class VariantSummary(_Measured):
+    """One variant's measurements over the run's questions."""
+
+    k: int | None = _field(_int)
+    f1: float | None = _field(_num)
+    acc_norm: float | None = _field(_num)
+    latency_ms: LatencyStats | None = _field(LatencyStats.from_json)
+    retrieval_ms_mean: float | None = _field(_num)
+    prompt_tokens_mean: float | None = _field(_num)
+    completion_tokens_mean: float | None = _field(_num)
+    retrieval: RetrievalStats | None = _field(RetrievalStats.from_json)
+    found_relevant_share: float | None = _field(_num)
+    cost_per_1k_usd: float | None = _field(_num)
+    training: TrainingInfo | None = _field(TrainingInfo.from_json)
 
 
 @dataclass(frozen=True)
-class FreshnessRow:
+class FreshnessRow(_Measured):
     """One variant after the update: accuracy on the changed facts, share of old answers."""
 
-    label: str
-    variant: str | None = None
-    adapter: str | None = None
-    n: int | None = None
-    accuracy: float | None = None
-    ci: tuple[float, float] | None = None
-    stale_share: float | None = None
-    retrain_seconds: float | None = None   # fine-tuned variants: what retraining took
-
-    @property
-    def kind(self) -> Variant | None:
-        try:
-            return Variant(self.variant) if self.variant else None
-        except ValueError:
-            return None
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], position: int = 0) -> "FreshnessRow":
-        variant = _str(data.get("variant"))
-        return cls(_str(data.get("label")) or variant or f"variant-{position + 1}", variant, _str(data.get("adapter")),
-                   _int(data.get("n")), _num(data.get("accuracy")), _interval(data.get("ci")), _num(data.get("stale_share")),
-                   _num(data.get("retrain_seconds")))
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"label": self.label, "variant": self.variant, "adapter": self.adapter, "n": self.n,
-                                "accuracy": self.accuracy, "ci": list(self.ci) if self.ci else None,
-                                "stale_share": self.stale_share}
-        if self.retrain_seconds is not None:
-            data["retrain_seconds"] = self.retrain_seconds
-        return data
+    stale_share: float | None = _field(_num)
+    retrain_seconds: float | None = _field(_num, omit=None)   # fine-tuned variants: what retraining took
 
 
 @dataclass(frozen=True)
-class Freshness:
+class Freshness(_Record):
     """The update scenario: changed documents re-ingested for RAG, adapters kept as trained."""
 
-    questions: str | None = None            # the question set about the changed facts
-    documents: str | None = None
-    changed_facts: int | None = None
-    reindex_seconds: float | None = None
-    reindex_cost_usd: float | None = None
-    variants: tuple[FreshnessRow, ...] = ()
-
-    @classmethod
-    def from_json(cls, data: Any) -> "Freshness | None":
-        if not isinstance(data, Mapping):
-            return None
-        rows = data.get("variants")
-        return cls(_str(data.get("questions")), _str(data.get("documents")), _int(data.get("changed_facts")),
-                   _num(data.get("reindex_seconds")), _num(data.get("reindex_cost_usd")),
-                   tuple(FreshnessRow.from_json(r, i) for i, r in enumerate(rows if isinstance(rows, list) else [])
-                         if isinstance(r, Mapping)))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"questions": self.questions, "documents": self.documents, "changed_facts": self.changed_facts,
-                "reindex_seconds": self.reindex_seconds, "reindex_cost_usd": self.reindex_cost_usd,
-                "variants": [row.to_json() for row in self.variants]}
+    questions: str | None = _field(_str)             # the question set about the changed facts
+    documents: str | None = _field(_str)
+    changed_facts: int | None = _field(_int)
+    reindex_seconds: float | None = _field(_num)
+    reindex_cost_usd: float | None = _field(_num)
+    variants: tuple[FreshnessRow, ...] = _field(_records(FreshnessRow), ())
 
 
 @dataclass(frozen=True)
-class QuestionsInfo:
+class QuestionsInfo(_Record):
     """The question set a run asked: its name, size and question kinds."""
 
-    name: str | None = None
-    count: int | None = None
-    kinds: Mapping[str, int] = field(default_factory=dict)
+    name: str | None = _field(_str)
+    count: int | None = _field(_int)
+    kinds: Mapping[str, int] = _field(_counts, factory=dict)
 
     @classmethod
-    def from_json(cls, data: Any) -> "QuestionsInfo | None":
+    def from_json(cls, data: Any) -> Self | None:
         if isinstance(data, str) and data:
             return cls(name=data)          # a hand-written summary may just name the set
-        if not isinstance(data, Mapping):
-            return None
-        kinds = {str(k): n for k, v in _obj(data.get("kinds")).items() if (n := _int(v)) is not None}
-        return cls(_str(data.get("name")), _int(data.get("count")), kinds)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "count": self.count, "kinds": dict(self.kinds)}
+        return super().from_json(data)
 
 
 @dataclass(frozen=True)
-class CostModel:
+class CostModel(_Record):
     """The prices a run's costs were computed with (``[cost]`` in infuse.toml at the time)."""
 
-    machine_hour_usd: float | None = None
-    input_usd_per_mtok: float | None = None
-    output_usd_per_mtok: float | None = None
-    basis: str | None = None                # "machine_time" | "tokens"
-    gpu_hour_usd: float | None = None       # the name of machine_hour_usd in early runs
-
-    @classmethod
-    def from_json(cls, data: Any) -> "CostModel | None":
-        if not isinstance(data, Mapping):
-            return None
-        return cls(_num(data.get("machine_hour_usd")), _num(data.get("input_usd_per_mtok")),
-                   _num(data.get("output_usd_per_mtok")), _str(data.get("basis")), _num(data.get("gpu_hour_usd")))
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"machine_hour_usd": self.machine_hour_usd, "input_usd_per_mtok": self.input_usd_per_mtok,
-                                "output_usd_per_mtok": self.output_usd_per_mtok, "basis": self.basis}
-        if self.gpu_hour_usd is not None:
-            data["gpu_hour_usd"] = self.gpu_hour_usd
-        return data
+    machine_hour_usd: float | None = _field(_num)
+    input_usd_per_mtok: float | None = _field(_num)
+    output_usd_per_mtok: float | None = _field(_num)
+    basis: str | None = _field(_str)                 # "machine_time" | "tokens"
+    gpu_hour_usd: float | None = _field(_num, omit=None)   # the name of machine_hour_usd in early runs
 
 
 @dataclass(frozen=True)
-class CompareSummary:
+class CompareSummary(_Record):
     """``summary.json`` of a compare run (see :mod:`infuse.evaluation.compare` for how it is measured)."""
 
-    run: str | None = None
-    created: str | None = None
-    workspace: str | None = None
-    model: str | None = None
-    questions: QuestionsInfo | None = None
-    cost_model: CostModel | None = None
-    variants: tuple[VariantSummary, ...] = ()
-    freshness: Freshness | None = None
-    schema: str = SCHEMA
+    schema: str = _field(lambda value: SCHEMA, SCHEMA)   # checked by from_json before it is read
+    run: str | None = _field(_str)
+    created: str | None = _field(_str)
+    workspace: str | None = _field(_str)
+    model: str | None = _field(_str)
+    questions: QuestionsInfo | None = _field(QuestionsInfo.from_json)
+    cost_model: CostModel | None = _field(CostModel.from_json)
+    variants: tuple[VariantSummary, ...] = _field(_records(VariantSummary), ())
+    freshness: Freshness | None = _field(Freshness.from_json)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], source: Path | str = "summary.json") -> "CompareSummary":
+    def from_json(cls, data: Any, source: Path | str = SUMMARY_FILE) -> Self:
         """The summary from its JSON object; `source` names the file in errors. A summary without
         ``schema`` was written before the field existed (version 1); a newer version is an error."""
+        if not isinstance(data, Mapping):
+            raise RunFileError(f"{source}: expected a JSON object, found {type(data).__name__}")
         schema = data.get("schema", SCHEMA)
         if schema != SCHEMA:
             raise RunFileError(f"{source}: schema {schema!r} is not one this infuse reads ({SCHEMA!r}); "
                                "upgrade infuse to read this run, or run `infuse compare` again with this version")
-        variants = data.get("variants")
-        return cls(
-            run=_str(data.get("run")), created=_str(data.get("created")), workspace=_str(data.get("workspace")),
-            model=_str(data.get("model")), questions=QuestionsInfo.from_json(data.get("questions")),
-            cost_model=CostModel.from_json(data.get("cost_model")),
-            variants=tuple(VariantSummary.from_json(v, i) for i, v in enumerate(variants if isinstance(variants, list) else [])
-                           if isinstance(v, Mapping)),
-            freshness=Freshness.from_json(data.get("freshness")))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": self.schema, "run": self.run, "created": self.created, "workspace": self.workspace,
-                "model": self.model, "questions": self.questions.to_json() if self.questions else None,
-                "cost_model": self.cost_model.to_json() if self.cost_model else None,
-                "variants": [v.to_json() for v in self.variants],
-                "freshness": self.freshness.to_json() if self.freshness else None}
+        return cls(**cls._read_fields(data))
 
     def variant(self, label: str) -> VariantSummary | None:
         return next((v for v in self.variants if v.label == label), None)
@@ -414,55 +354,28 @@ class CompareSummary:
 
 
 @dataclass(frozen=True)
-class QuestionRecord:
+class QuestionRecord(_Record):
     """One question through one variant: a line of ``results.jsonl``."""
 
-    question_id: str
-    label: str                              # the variant's label; "update:LABEL" after the update
-    kind: str | None = None                 # "mc" | "short"
-    question: str = ""
-    answers: tuple[str, ...] = ()
-    prediction: str = ""
-    correct: bool | None = None
-    acc_norm: bool | None = None            # multiple choice: length-normalised log-likelihood right
-    f1: float | None = None                 # short answer: token (or character) F1
-    stale: bool | None = None               # answered the old value (update questions)
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    retrieved: tuple[str, ...] = ()         # source paths, in rank order
-    gold_rank: int | None = None
-    found_relevant: bool | None = None
-    retrieval_ms: float | None = None
-    latency_ms: float | None = None
-    gold_known: bool | None = None
-    update: bool = False
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "QuestionRecord":
-        answers = data.get("answers")
-        answers = [answers] if isinstance(answers, str) and answers else answers if isinstance(answers, list) else []
-        retrieved = data.get("retrieved")
-        return cls(
-            question_id=_text(data.get("question_id")), label=_text(data.get("label")), kind=_str(data.get("kind")),
-            question=_text(data.get("question")), answers=tuple(_text(a) for a in answers),
-            prediction=_text(data.get("prediction")), correct=_bool(data.get("correct")), acc_norm=_bool(data.get("acc_norm")),
-            f1=_num(data.get("f1")), stale=_bool(data.get("stale")), prompt_tokens=_int(data.get("prompt_tokens")),
-            completion_tokens=_int(data.get("completion_tokens")),
-            retrieved=tuple(_text(r) for r in retrieved) if isinstance(retrieved, list) else (),
-            gold_rank=_int(data.get("gold_rank")), found_relevant=_bool(data.get("found_relevant")),
-            retrieval_ms=_num(data.get("retrieval_ms")), latency_ms=_num(data.get("latency_ms")),
-            gold_known=_bool(data.get("gold_known")), update=data.get("update") is True)
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "question_id": self.question_id, "label": self.label, "kind": self.kind, "question": self.question,
-            "answers": list(self.answers), "prediction": self.prediction, "correct": self.correct, "acc_norm": self.acc_norm,
-            "f1": self.f1, "stale": self.stale, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "retrieved": list(self.retrieved), "gold_rank": self.gold_rank, "found_relevant": self.found_relevant,
-            "retrieval_ms": self.retrieval_ms, "latency_ms": self.latency_ms, "gold_known": self.gold_known}
-        if self.update:
-            data["update"] = True
-        return data
+    question_id: str = _field(_text, "")
+    label: str = _field(_text, "")                   # the variant's label; "update:LABEL" after the update
+    kind: str | None = _field(_str)                  # "mc" | "short"
+    question: str = _field(_text, "")
+    answers: tuple[str, ...] = _field(_texts, ())
+    prediction: str = _field(_text, "")
+    correct: bool | None = _field(_bool)
+    acc_norm: bool | None = _field(_bool)            # multiple choice: length-normalised log-likelihood right
+    f1: float | None = _field(_num)                  # short answer: token (or character) F1
+    stale: bool | None = _field(_bool)               # answered the old value (update questions)
+    prompt_tokens: int | None = _field(_int)
+    completion_tokens: int | None = _field(_int)
+    retrieved: tuple[str, ...] = _field(_texts, ())  # source paths, in rank order
+    gold_rank: int | None = _field(_int)
+    found_relevant: bool | None = _field(_bool)
+    retrieval_ms: float | None = _field(_num)
+    latency_ms: float | None = _field(_num)
+    gold_known: bool | None = _field(_bool)
+    update: bool = _field(lambda value: value is True, False, omit=False)
 
     def after_update(self) -> "QuestionRecord":
         """This record as one of the update scenario's (label ``update:LABEL``)."""
@@ -505,8 +418,6 @@ def read_run(folder: Path) -> CompareRun:
         data = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunFileError(f"{summary_path}: cannot read the run summary: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RunFileError(f"{summary_path}: expected a JSON object, found {type(data).__name__}")
     run = CompareRun(folder, CompareSummary.from_json(data, summary_path))
     results_path = folder / RESULTS_FILE
     if not results_path.is_file():
@@ -521,8 +432,9 @@ def read_run(folder: Path) -> CompareRun:
             except json.JSONDecodeError:
                 run.bad_result_lines += 1
                 continue
-            if isinstance(row, dict) and row.get("label") is not None:
-                run.records.append(QuestionRecord.from_json(row))
-            else:
+            record = QuestionRecord.from_json(row) if isinstance(row, dict) and row.get("label") is not None else None
+            if record is None:
                 run.bad_result_lines += 1
+            else:
+                run.records.append(record)
     return run
