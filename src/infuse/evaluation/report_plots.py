@@ -71,6 +71,19 @@ def _label_axis(ax, labels: Sequence[str]) -> None:
                        fontsize=8)
 
 
+def _accuracy_curve_axes(ax, xs: set[float], xlabel: str, title: str) -> None:
+    """The axes of an accuracy curve: a tick at each measured x, accuracy 0-1, legend."""
+    ticks = sorted(xs)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{x:g}" for x in ticks])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+
+
 def _width_for(count: int) -> float:
     return min(14.0, max(6.0, 1.1 * count + 2.5))
 
@@ -130,15 +143,8 @@ def plot_accuracy_vs_k(variants: Sequence[VariantSummary]) -> Plot | None:
                 ax.axhline(ref.accuracy, color=color, linestyle="--", linewidth=1, alpha=0.7,
                            label=f"{ref.label} (no retrieval)")
                 break
-    all_ks = sorted({float(p.k or 0) for pts in drawn.values() for p in pts})
-    ax.set_xticks(all_ks)
-    ax.set_xticklabels([f"{k:g}" for k in all_ks])
-    ax.set_xlabel("k (passages retrieved)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Accuracy vs k")
+    _accuracy_curve_axes(ax, {float(p.k or 0) for pts in drawn.values() for p in pts}, "k (passages retrieved)",
+                         "Accuracy vs k")
     return Plot("accuracy_vs_k", "Accuracy vs k",
                 "One line per series of variants that differ only in k; dashed: the same model "
                 "without retrieval.", _png(fig))
@@ -312,15 +318,8 @@ def plot_paraphrases(variants: Sequence[VariantSummary]) -> Plot | None:
         errs = _error_bars([(a, v.ci) for (_, v), a in zip(pts, accs)]) if all(v.ci for _, v in pts) else None
         ax.errorbar(xs, accs, yerr=errs, marker="o", capsize=3, label=name,
                     color=_COLORS.get(str(info["variant"]), None))
-    all_x = sorted({x for pts in curves.values() for x, _ in pts})
-    ax.set_xticks(all_x)
-    ax.set_xticklabels([f"{x:g}" for x in all_x])
-    ax.set_xlabel("paraphrases per chunk")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Fine-tuning: accuracy vs paraphrases per chunk")
+    _accuracy_curve_axes(ax, {x for pts in curves.values() for x, _ in pts}, "paraphrases per chunk",
+                         "Fine-tuning: accuracy vs paraphrases per chunk")
     return Plot("paraphrases", "Paraphrase count",
                 "Adapters trained on datasets that differ only in paraphrases per chunk "
                 "(continued pretraining on the plain text counts as 0).", _png(fig))
