@@ -209,3 +209,4 @@ def test_the_decision_is_data_and_the_prose_is_its_explanation():
     rec = explain(decision)
     assert rec.to_dict() == advise(Criteria(updates=RARELY, latency_ms=500), summary).to_dict()
     assert rec.decision is decision
+    assert json.loads(json.dumps([r.to_dict() for r in decision.reasons]))[0]["code"] == "best_measured"

@@ -165,6 +165,20 @@ class Reason:
     code: ReasonCode
     facts: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: candidates and freshness rows as their dicts, enums as their values."""
+        return {"code": str(self.code), **{key: _plain(value) for key, value in self.facts.items()}}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Candidate):
+        return value.to_dict()
+    if isinstance(value, FreshnessRow):
+        return value.to_json()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, StrEnum) else value
+
 
 @dataclass
 class Decision:
