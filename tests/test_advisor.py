@@ -6,6 +6,7 @@ import json
 
 from infuse.advisor import (Approach, Criteria, Recommendation, UpdateFrequency, advise,
                             format_recommendation)
+from infuse.evaluation.runs import CompareSummary
 
 DAILY, WEEKLY, RARELY = UpdateFrequency.DAILY, UpdateFrequency.WEEKLY, UpdateFrequency.RARELY
 
@@ -25,8 +26,8 @@ def _train(adapter, paraphrases, cost=0.022, seconds=40.1):
 
 
 def _summary(*variants, freshness=None, count=250):
-    return {"run": "r1", "questions": {"name": "new_mc", "count": count, "kinds": {"mc": count}},
-            "variants": list(variants), "freshness": freshness}
+    return CompareSummary.from_json({"run": "r1", "questions": {"name": "new_mc", "count": count, "kinds": {"mc": count}},
+                                     "variants": list(variants), "freshness": freshness})
 
 
 BASE_LOW = _v("base", "base", 0.06, [0.03, 0.09])
@@ -71,7 +72,7 @@ def test_no_information_starts_with_rag():
     assert "start with RAG" in _text(rec)
     assert rec.evidence["measured"] is False
     # a summary without usable variants is the same as none, and says so
-    empty = advise(Criteria(), {"variants": [{"label": "x", "accuracy": None}]})
+    empty = advise(Criteria(), CompareSummary.from_json({"variants": [{"label": "x", "accuracy": None}]}))
     assert empty.approach is Approach.RAG and "no variant with a measured accuracy" in _text(empty)
 
 
@@ -193,3 +194,19 @@ def test_small_run_lowers_confidence_and_format():
     out = format_recommendation(rec)
     assert out.startswith("Recommendation: rag (confidence: medium)")
     assert "Why:" in out and "Next:" in out and "  $ infuse compare" in out
+
+
+def test_the_decision_is_data_and_the_prose_is_its_explanation():
+    from infuse.advice import ReasonCode, decide, explain
+
+    summary = _summary(BASE_LOW,
+                       _v("rag@3", "rag", 0.84, [0.79, 0.89], k=3, median=850.0),
+                       _v(f"ft:{FT5}", "ft", 0.80, [0.75, 0.85], adapter=FT5, median=120.0, training=_train(FT5, 5)))
+    decision = decide(Criteria(updates=RARELY, latency_ms=500), summary)
+    assert decision.approach is Approach.FINE_TUNE and decision.chosen is not None and decision.chosen.label == f"ft:{FT5}"
+    slow = next(r for r in decision.reasons if r.code is ReasonCode.RAG_OVER_LATENCY_FT_WITHIN)
+    assert slow.facts["rag"].latency_ms == 850.0 and slow.facts["budget_ms"] == 500
+    rec = explain(decision)
+    assert rec.to_dict() == advise(Criteria(updates=RARELY, latency_ms=500), summary).to_dict()
+    assert rec.decision is decision
+    assert json.loads(json.dumps([r.to_dict() for r in decision.reasons]))[0]["code"] == "best_measured"

@@ -66,14 +66,15 @@ def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_l
                              limit=10, max_new_tokens=4, run_name="mc",
                              update=UpdateScenario(world / "updates" / "docs", load_question_set(ws.questions_dir, "questions_mc")))
     run = run_compare(ws, mc, request)
-    labels = [v["label"] for v in run.summary["variants"]]
+    summary = run.summary.to_json()                    # the fields as summary.json and --json name them
+    labels = [v["label"] for v in summary["variants"]]
     assert labels == ["base", "rag@1", "rag@2", "ft:v3-lora", "ft:v3-lora+rag@1", "ft:v3-lora+rag@2"]
     results = [json.loads(line) for line in (run.path / "results.jsonl").read_text().splitlines()]
     main = [r for r in results if not r.get("update")]
     assert len(main) == 6 * 10
     for label in labels:                               # identical questions for every variant
         assert [r["question_id"] for r in main if r["label"] == label] == [q.id for q in mc.questions[:10]]
-    for variant in run.summary["variants"]:
+    for variant in summary["variants"]:
         records = [r for r in main if r["label"] == variant["label"]]
         assert variant["accuracy"] == pytest.approx(sum(r["correct"] for r in records) / 10)
         assert variant["ci"][0] <= variant["accuracy"] <= variant["ci"][1]
@@ -83,12 +84,12 @@ def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_l
             assert all(len(r["retrieved"]) <= variant["k"] for r in records)
         else:
             assert variant["retrieval"] is None and all(r["retrieved"] == [] for r in records)
-    ft = next(v for v in run.summary["variants"] if v["label"] == "ft:v3-lora")
+    ft = next(v for v in summary["variants"] if v["label"] == "ft:v3-lora")
     assert ft["training"]["dataset"] == {"name": "v3", "kind": "paraphrase", "paraphrases": 2, "rows": 24}
     # Lab retrieval is near perfect: the gold document is retrieved at rank 1 for most questions.
     rag1 = [r for r in main if r["label"] == "rag@1"]
     assert sum(r["gold_rank"] == 1 for r in rag1) >= 8
-    fresh = run.summary["freshness"]
+    fresh = summary["freshness"]
     assert fresh["changed_facts"] == len(load_question_set(ws.questions_dir, "questions_mc").questions)
     assert fresh["reindex_seconds"] > 0 and [r["label"] for r in fresh["variants"]] == labels
     for row in fresh["variants"]:
@@ -108,7 +109,7 @@ def test_short_answer_sets_are_scored_by_exact_match_and_f1(lab_compare_ws, tiny
     run = run_compare(ws, load_question_set(ws.questions_dir, "new_short"),
                       CompareRequest([VariantSpec(Variant.BASE), VariantSpec(Variant.RAG, k=1)], model=tiny_lab_model_dir,
                                      limit=5, max_new_tokens=4))
-    for variant in run.summary["variants"]:
+    for variant in run.summary.to_json()["variants"]:
         assert variant["f1"] is not None and variant["acc_norm"] is None and variant["completion_tokens_mean"] > 0
 
 
@@ -144,12 +145,13 @@ def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, m
     lab = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2, d_ff=64,
                          steps=40, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512)
     result = run_lab_story(tmp_path / "story", StoryConfig(lab=lab, tune_steps=3, batch_rows=2, limit=10), progress=False)
-    labels = [v["label"] for v in result.summary["variants"]]
+    summary = result.summary.to_json()
+    labels = [v["label"] for v in summary["variants"]]
     assert labels == ["base", "rag@1", "ft:ft-1", "ft:ft-5", "ft:ft-5+rag@1"]
-    assert result.summary["freshness"]["changed_facts"] > 0
+    assert summary["freshness"]["changed_facts"] > 0
     assert result.report_html.is_file() and result.report_markdown.is_file()
     assert result.recommendation["approach"] and result.recommendation["reasons"]
-    ft5 = next(v for v in result.summary["variants"] if v["label"] == "ft:ft-5")
+    ft5 = next(v for v in summary["variants"] if v["label"] == "ft:ft-5")
     assert ft5["training"]["dataset"]["paraphrases"] == 4
 
 
@@ -157,11 +159,12 @@ def test_freshness_table_shows_each_variant_and_is_absent_without_an_update() ->
     from rich.console import Console
 
     from infuse.evaluation.console import freshness_table
+    from infuse.evaluation.runs import CompareSummary
 
-    assert freshness_table({"variants": []}) is None
-    summary = {"freshness": {"changed_facts": 15, "reindex_seconds": 0.4, "variants": [
+    assert freshness_table(CompareSummary.from_json({"variants": []})) is None
+    summary = CompareSummary.from_json({"freshness": {"changed_facts": 15, "reindex_seconds": 0.4, "variants": [
         {"label": "rag@1", "accuracy": 1.0, "stale_share": 0.0},
-        {"label": "ft:v4-lora", "accuracy": 0.133, "stale_share": 0.867}]}}
+        {"label": "ft:v4-lora", "accuracy": 0.133, "stale_share": 0.867}]}})
     console = Console(record=True, width=120)
     console.print(freshness_table(summary))
     text = console.export_text()

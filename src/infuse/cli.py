@@ -726,28 +726,15 @@ def compare(
     except InfuseError as exc:
         _fail(exc)
     if as_json:
-        _print_json(run.summary)
+        _print_json(run.summary.to_json())
         return
-    from infuse.evaluation.console import freshness_table
+    from infuse.evaluation.console import freshness_table, variants_table
 
-    out.print(_variants_table(run.summary))
+    out.print(variants_table(run.summary))
     fresh = freshness_table(run.summary)
     if fresh is not None:
         out.print(fresh)
-    out.print(f"run [bold]{run.summary['run']}[/] -> {run.path}  (report: infuse report {run.summary['run']})")
-
-
-def _variants_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"{summary['questions']['name']}: {summary['questions']['count']} questions, model {Path(summary['model']).name}")
-    for column in ("variant", "accuracy (95% CI)", "F1", "median ms", "tokens in/out", "$ / 1k q", "recall@k"):
-        table.add_column(column)
-    for v in summary["variants"]:
-        retrieval = v.get("retrieval") or {}
-        table.add_row(v["label"], f"{v['accuracy']:.1%} ({v['ci'][0]:.0%}-{v['ci'][1]:.0%})",
-                      f"{v['f1']:.2f}" if v.get("f1") is not None else "-", f"{v['latency_ms']['median']:.0f}",
-                      f"{v['prompt_tokens_mean']:.0f}/{v['completion_tokens_mean']:.0f}", f"{v['cost_per_1k_usd']:.4f}",
-                      f"{retrieval['recall_at_k']:.2f}" if retrieval else "-")
-    return table
+    out.print(f"run [bold]{run.summary.run}[/] -> {run.path}  (report: infuse report {run.summary.run})")
 
 
 @app.command()
@@ -769,7 +756,7 @@ def report(
     except InfuseError as exc:
         _fail(exc)
     if as_json:
-        _print_json({"run": found.summary["run"], "markdown": str(markdown), "html": str(html)})
+        _print_json({"run": found.summary.run, "markdown": str(markdown), "html": str(html)})
     else:
         out.print(f"report -> {html}\n         {markdown}")
     if open_browser:
@@ -802,7 +789,7 @@ def advise(
     except InfuseError as exc:
         _fail(exc)
     if as_json:
-        _print_json({"run": found.summary["run"] if found else None, **recommendation.to_dict()})
+        _print_json({"run": found.summary.run if found else None, **recommendation.to_dict()})
         return
     sys.stdout.write(format_recommendation(recommendation) + "\n")
 

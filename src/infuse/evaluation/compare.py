@@ -21,21 +21,22 @@ facts and the share of answers that are still the old value.
 
 >>> run = run_compare(ws, load_question_set(ws.questions_dir, "new_mc"), CompareRequest(
 ...     variants=parse_variants("base,rag,ft,ft+rag", adapters=["variants-5-lora"], ks=[1, 3])))  # doctest: +SKIP
->>> run.summary["variants"][1]["accuracy"]                                                     # doctest: +SKIP
+>>> run.summary.variants[1].accuracy                                                           # doctest: +SKIP
+
+The run folder's files are typed, versioned records (:mod:`infuse.evaluation.runs`): this module
+measures and writes them, :func:`load_run` reads them back.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from infuse.errors import InfuseError
 from infuse.evaluation.metrics import (
@@ -48,6 +49,24 @@ from infuse.evaluation.metrics import (
     token_f1,
 )
 from infuse.evaluation.questions import Question, QuestionKind, QuestionSet
+from infuse.evaluation.runs import (
+    SUMMARY_FILE,
+    CompareRun,
+    CompareSummary,
+    CostModel,
+    DatasetInfo,
+    Freshness,
+    FreshnessRow,
+    LatencyStats,
+    QuestionRecord,
+    QuestionsInfo,
+    RetrievalStats,
+    TrainingInfo,
+    Variant,
+    VariantSummary,
+    read_run,
+    write_run,
+)
 from infuse.staging import staged_folder
 from infuse.models.base import GenerationConfig, LanguageModel, plain_chat_prompt
 
@@ -55,16 +74,7 @@ if TYPE_CHECKING:
     from infuse.config import CostSettings
     from infuse.workspace import Workspace
 
-SUMMARY_FILE = "summary.json"
-RESULTS_FILE = "results.jsonl"
 _CITATION = re.compile(r"\s*[\[［]\s*\d+(?:\s*[,、]\s*\d+)*\s*[\]］]")
-
-
-class Variant(StrEnum):
-    BASE = "base"
-    RAG = "rag"
-    FT = "ft"
-    FT_RAG = "ft+rag"
 
 
 class CompareError(InfuseError):
@@ -130,13 +140,6 @@ class CompareRequest:
     seed: int = 0
 
 
-@dataclass
-class CompareRun:
-    path: Path
-    summary: dict[str, Any]
-    results: list[dict[str, Any]] = field(default_factory=list)
-
-
 # --- scoring one question --------------------------------------------------------------------
 
 
@@ -163,11 +166,9 @@ def gold_rank(question: Question, retrieved: Sequence[str]) -> int | None:
     return None
 
 
-def answer_question(pipeline, question: Question, spec: VariantSpec, generation: GenerationConfig) -> dict[str, Any]:
+def answer_question(pipeline, question: Question, spec: VariantSpec, generation: GenerationConfig) -> QuestionRecord:
     """One question through one variant: the result record (see the module docstring)."""
     started = time.perf_counter()
-    record: dict[str, Any] = {"question_id": question.id, "label": spec.label, "kind": str(question.kind),
-                              "question": question.question, "answers": list(question.answers)}
     if question.kind is QuestionKind.MC:
         answer, messages = pipeline.prepare(question.question, spec.k, spec.uses_retrieval, generation=generation)
         if messages is None:   # nothing relevant retrieved: the options are scored closed book
@@ -175,21 +176,26 @@ def answer_question(pipeline, question: Question, spec: VariantSpec, generation:
         assert question.answer_index is not None
         context = render(pipeline.model, messages)
         score = score_multiple_choice(pipeline.model, context, question.choices, question.answer_index)
-        record.update(prediction=question.choices[score.pred], correct=bool(score.acc), acc_norm=bool(score.acc_norm), f1=None,
-                      stale=(score.pred == question.old_answer_index) if question.old_answer_index is not None else None,
-                      prompt_tokens=pipeline.model.count_tokens(context), completion_tokens=0)
+        prediction = question.choices[score.pred]
+        correct, acc_norm, f1 = bool(score.acc), bool(score.acc_norm), None
+        stale = (score.pred == question.old_answer_index) if question.old_answer_index is not None else None
+        prompt_tokens, completion_tokens = pipeline.model.count_tokens(context), 0
     else:
         answer = pipeline.stream(question.question, spec.k, spec.uses_retrieval, generation=generation).collect()
         prediction = strip_citations(answer.text)
-        record.update(prediction=prediction, correct=exact_match(prediction, question.answers, question.lang) == 1.0,
-                      f1=token_f1(prediction, question.answers, question.lang), acc_norm=None,
-                      stale=(exact_match(prediction, question.old_answers, question.lang) == 1.0) if question.old_answers else None,
-                      prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
-    retrieved = [hit.chunk.source_path for hit in answer.passages]
-    record.update(retrieved=retrieved, gold_rank=gold_rank(question, retrieved) if spec.uses_retrieval else None,
-                  found_relevant=answer.found_relevant if spec.uses_retrieval else None,
-                  retrieval_ms=round(answer.timings.retrieval_ms, 3), latency_ms=round((time.perf_counter() - started) * 1000, 3))
-    return record
+        correct, acc_norm = exact_match(prediction, question.answers, question.lang) == 1.0, None
+        f1 = token_f1(prediction, question.answers, question.lang)
+        stale = (exact_match(prediction, question.old_answers, question.lang) == 1.0) if question.old_answers else None
+        prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
+    retrieved = tuple(hit.chunk.source_path for hit in answer.passages)
+    return QuestionRecord(
+        question_id=question.id, label=spec.label, kind=str(question.kind), question=question.question,
+        answers=tuple(question.answers), prediction=prediction, correct=correct, acc_norm=acc_norm, f1=f1, stale=stale,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, retrieved=retrieved,
+        gold_rank=gold_rank(question, retrieved) if spec.uses_retrieval else None,
+        found_relevant=answer.found_relevant if spec.uses_retrieval else None,
+        retrieval_ms=round(answer.timings.retrieval_ms, 3), latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        gold_known=question.gold_doc is not None)
 
 
 # --- aggregation -----------------------------------------------------------------------------
@@ -202,42 +208,47 @@ def cost_of(seconds: float, prompt_tokens: float, completion_tokens: float, cost
     return seconds / 3600 * cost.machine_hour_usd
 
 
-def summarise(spec: VariantSpec, records: list[dict[str, Any]], cost: "CostSettings", seed: int) -> dict[str, Any]:
-    correct = [1.0 if r["correct"] else 0.0 for r in records]
-    latencies = sorted(r["latency_ms"] for r in records)
+def _mean(values: Sequence[float | None]) -> float:
+    return sum(v or 0 for v in values) / len(values) if values else 0.0
+
+
+def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSettings", seed: int,
+              training: TrainingInfo | None = None) -> VariantSummary:
+    correct = [1.0 if r.correct else 0.0 for r in records]
+    latencies = sorted(r.latency_ms or 0.0 for r in records)
     n = len(records)
-    mean = (lambda key: sum(r[key] or 0 for r in records) / n) if n else (lambda key: 0.0)
-    summary: dict[str, Any] = {
-        "label": spec.label, "variant": str(spec.variant), "adapter": spec.adapter, "k": spec.k, "n": n,
-        "accuracy": round(sum(correct) / n, 4) if n else 0.0,
-        "ci": [round(x, 4) for x in bootstrap_ci(correct, seed=seed)] if n else [0.0, 0.0],
-        "f1": round(mean("f1"), 4) if n and any(r["f1"] is not None for r in records) else None,
-        "acc_norm": round(sum(1.0 for r in records if r["acc_norm"]) / n, 4) if n and any(r["acc_norm"] is not None for r in records) else None,
-        "latency_ms": {"mean": round(statistics.fmean(latencies), 2) if n else 0.0,
-                       "median": round(statistics.median(latencies), 2) if n else 0.0,
-                       "p90": round(latencies[min(n - 1, int(0.9 * n))], 2) if n else 0.0},
-        "retrieval_ms_mean": round(mean("retrieval_ms"), 3),
-        "prompt_tokens_mean": round(mean("prompt_tokens"), 1),
-        "completion_tokens_mean": round(mean("completion_tokens"), 1),
-        "retrieval": None,
-        "found_relevant_share": (round(sum(1 for r in records if r["found_relevant"]) / n, 4) if spec.uses_retrieval and n else None),
-        "cost_per_1k_usd": round(1000 * cost_of(mean("latency_ms") / 1000, mean("prompt_tokens"), mean("completion_tokens"), cost), 6),
-        "training": None,
-    }
-    with_gold = [r for r in records if spec.uses_retrieval and r.get("gold_known")]
+    latency = _mean([r.latency_ms for r in records])
+    prompt = _mean([r.prompt_tokens for r in records])
+    completion = _mean([r.completion_tokens for r in records])
+    retrieval = None
+    with_gold = [r for r in records if spec.uses_retrieval and r.gold_known]
     if with_gold and spec.k:
         gold = "gold"
-        ranked = [["gold" if r["gold_rank"] == i + 1 else f"other{i}" for i in range(len(r["retrieved"]))] for r in with_gold]
-        summary["retrieval"] = {
-            "questions": len(with_gold),
-            "recall_at_k": round(statistics.fmean(recall_at_k(x, gold, spec.k) for x in ranked), 4),
-            "mrr": round(statistics.fmean(reciprocal_rank(x, gold, spec.k) for x in ranked), 4),
-            "ndcg": round(statistics.fmean(ndcg_at_k(x, gold, spec.k) for x in ranked), 4),
-        }
-    return summary
+        ranked = [["gold" if r.gold_rank == i + 1 else f"other{i}" for i in range(len(r.retrieved))] for r in with_gold]
+        retrieval = RetrievalStats(
+            questions=len(with_gold),
+            recall_at_k=round(statistics.fmean(recall_at_k(x, gold, spec.k) for x in ranked), 4),
+            mrr=round(statistics.fmean(reciprocal_rank(x, gold, spec.k) for x in ranked), 4),
+            ndcg=round(statistics.fmean(ndcg_at_k(x, gold, spec.k) for x in ranked), 4))
+    return VariantSummary(
+        label=spec.label, variant=str(spec.variant), adapter=spec.adapter, k=spec.k, n=n,
+        accuracy=round(sum(correct) / n, 4) if n else 0.0,
+        ci=tuple(round(x, 4) for x in bootstrap_ci(correct, seed=seed)) if n else (0.0, 0.0),  # type: ignore[arg-type]
+        f1=round(_mean([r.f1 for r in records]), 4) if n and any(r.f1 is not None for r in records) else None,
+        acc_norm=(round(sum(1.0 for r in records if r.acc_norm) / n, 4)
+                  if n and any(r.acc_norm is not None for r in records) else None),
+        latency_ms=LatencyStats(mean=round(statistics.fmean(latencies), 2) if n else 0.0,
+                                median=round(statistics.median(latencies), 2) if n else 0.0,
+                                p90=round(latencies[min(n - 1, int(0.9 * n))], 2) if n else 0.0),
+        retrieval_ms_mean=round(_mean([r.retrieval_ms for r in records]), 3),
+        prompt_tokens_mean=round(prompt, 1), completion_tokens_mean=round(completion, 1),
+        retrieval=retrieval,
+        found_relevant_share=(round(sum(1 for r in records if r.found_relevant) / n, 4) if spec.uses_retrieval and n else None),
+        cost_per_1k_usd=round(1000 * cost_of(latency / 1000, prompt, completion, cost), 6),
+        training=training)
 
 
-def training_info(workspace: "Workspace", adapter: str, cost: "CostSettings") -> dict[str, Any]:
+def training_info(workspace: "Workspace", adapter: str, cost: "CostSettings") -> TrainingInfo:
     from infuse.tuning.datasets import load_dataset
     from infuse.tuning.registry import open_run
 
@@ -249,10 +260,10 @@ def training_info(workspace: "Workspace", adapter: str, cost: "CostSettings") ->
         parameters = {}
     paraphrases = parameters.get("paraphrases", 0 if dataset.get("kind") == "cpt" else None)
     wall = float(run.manifest.get("wall_seconds") or 0.0)
-    return {"adapter": adapter, "method": run.manifest.get("method"), "wall_seconds": wall,
-            "cost_usd": round(cost_of(wall, 0, 0, cost.model_copy(update={"input_usd_per_mtok": None, "output_usd_per_mtok": None})), 6),
-            "dataset": {"name": dataset.get("name"), "kind": dataset.get("kind"), "paraphrases": paraphrases,
-                        "rows": dataset.get("rows")}}
+    return TrainingInfo(
+        adapter=adapter, method=run.manifest.get("method"), wall_seconds=wall,
+        cost_usd=round(cost_of(wall, 0, 0, cost.model_copy(update={"input_usd_per_mtok": None, "output_usd_per_mtok": None})), 6),
+        dataset=DatasetInfo(name=dataset.get("name"), kind=dataset.get("kind"), paraphrases=paraphrases, rows=dataset.get("rows")))
 
 
 # --- the runner ------------------------------------------------------------------------------
@@ -290,18 +301,16 @@ def base_model_name(workspace: "Workspace", request: CompareRequest) -> str:
 
 def evaluate_variants(workspace: "Workspace", questions: Sequence[Question], specs: Sequence[VariantSpec], models: _Models,
                       generation: GenerationConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None
-                      ) -> dict[VariantSpec, list[dict[str, Any]]]:
+                      ) -> dict[VariantSpec, list[QuestionRecord]]:
     from infuse.rag import RagPipeline
 
-    out: dict[VariantSpec, list[dict[str, Any]]] = {}
+    out: dict[VariantSpec, list[QuestionRecord]] = {}
     for spec in specs:
         pipeline = workspace.rag_pipeline(models.get(spec.adapter), generation)
         tick = progress(spec.label, len(questions)) if progress else None
         records = []
         for question in questions:
-            record = answer_question(pipeline, question, spec, generation)
-            record["gold_known"] = question.gold_doc is not None
-            records.append(record)
+            records.append(answer_question(pipeline, question, spec, generation))
             if tick:
                 tick(1)
         out[spec] = records
@@ -349,35 +358,28 @@ def _run(workspace: "Workspace", qset: QuestionSet, request: CompareRequest, que
     models = _Models(workspace, model_name)
     generation = GenerationConfig(max_new_tokens=request.max_new_tokens, temperature=0.0)
     by_spec = evaluate_variants(workspace, questions, request.variants, models, generation, progress)
-    variants = []
-    for spec, records in by_spec.items():
-        summary = summarise(spec, records, cost, request.seed)
-        if spec.adapter:
-            summary["training"] = training_info(workspace, spec.adapter, cost)
-        variants.append(summary)
-    summary: dict[str, Any] = {
-        "run": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workspace": str(workspace.path), "model": model_name,
-        "questions": {"name": qset.name, "count": len(questions),
-                      "kinds": {k: sum(1 for q in questions if str(q.kind) == k) for k in {str(q.kind) for q in questions}}},
-        "cost_model": {"machine_hour_usd": cost.machine_hour_usd, "input_usd_per_mtok": cost.input_usd_per_mtok,
-                       "output_usd_per_mtok": cost.output_usd_per_mtok,
-                       "basis": "tokens" if cost.input_usd_per_mtok is not None or cost.output_usd_per_mtok is not None else "machine_time"},
-        "variants": variants,
-        "freshness": None,
-    }
+    variants = tuple(summarise(spec, records, cost, request.seed,
+                               training_info(workspace, spec.adapter, cost) if spec.adapter else None)
+                     for spec, records in by_spec.items())
+    kinds = [str(q.kind) for q in questions]
+    by_tokens = cost.input_usd_per_mtok is not None or cost.output_usd_per_mtok is not None
     results = [r for records in by_spec.values() for r in records]
+    fresh = None
     if request.update is not None:
-        summary["freshness"], fresh_results = freshness(workspace, request, models, generation, staging, cost, progress)
+        fresh, fresh_results = freshness(workspace, request, models, generation, staging, cost, progress)
         results += fresh_results
-    with (staging / RESULTS_FILE).open("w", encoding="utf-8") as handle:
-        for record in results:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    (staging / SUMMARY_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    summary = CompareSummary(
+        run=name, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), workspace=str(workspace.path), model=model_name,
+        questions=QuestionsInfo(name=qset.name, count=len(questions), kinds={k: kinds.count(k) for k in set(kinds)}),
+        cost_model=CostModel(machine_hour_usd=cost.machine_hour_usd, input_usd_per_mtok=cost.input_usd_per_mtok,
+                             output_usd_per_mtok=cost.output_usd_per_mtok, basis="tokens" if by_tokens else "machine_time"),
+        variants=variants, freshness=fresh)
+    write_run(staging, summary, results)
     return CompareRun(workspace.runs_dir / name, summary, results)
 
 
 def freshness(workspace: "Workspace", request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,
-              cost: "CostSettings", progress) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+              cost: "CostSettings", progress) -> tuple[Freshness, list[QuestionRecord]]:
     """Accuracy on changed facts after the update, and the share of answers still giving the old value."""
     assert request.update is not None
     update = request.update
@@ -392,36 +394,25 @@ def freshness(workspace: "Workspace", request: CompareRequest, models: _Models, 
     rows, results = [], []
     for spec, records in by_spec.items():
         n = len(records)
-        correct = [1.0 if r["correct"] else 0.0 for r in records]
-        row = {"label": spec.label, "variant": str(spec.variant), "adapter": spec.adapter, "n": n,
-               "accuracy": round(sum(correct) / n, 4), "ci": [round(x, 4) for x in bootstrap_ci(correct, seed=request.seed)],
-               "stale_share": round(sum(1 for r in records if r["stale"]) / n, 4)}
-        if spec.adapter:
-            row["retrain_seconds"] = training_info(workspace, spec.adapter, cost)["wall_seconds"]
-        rows.append(row)
-        results += [{**r, "label": f"update:{spec.label}", "update": True} for r in records]
-    return {"questions": update.questions.name, "documents": str(update.documents), "changed_facts": len(changed),
-            "reindex_seconds": round(seconds, 3), "reindex_cost_usd": round(cost_of(seconds, 0, 0, cost), 6),
-            "variants": rows}, results
-
-
-def summary_field(mapping: Any, *keys: str) -> Any:
-    """``summary["a"]["b"]`` for a run summary read from disk, or None where a level is missing
-    or not an object (older or hand-written runs)."""
-    for key in keys:
-        if not isinstance(mapping, dict):
-            return None
-        mapping = mapping.get(key)
-    return mapping
+        correct = [1.0 if r.correct else 0.0 for r in records]
+        rows.append(FreshnessRow(
+            label=spec.label, variant=str(spec.variant), adapter=spec.adapter, n=n, accuracy=round(sum(correct) / n, 4),
+            ci=tuple(round(x, 4) for x in bootstrap_ci(correct, seed=request.seed)),  # type: ignore[arg-type]
+            stale_share=round(sum(1 for r in records if r.stale) / n, 4),
+            retrain_seconds=training_info(workspace, spec.adapter, cost).wall_seconds if spec.adapter else None))
+        results += [r.after_update() for r in records]
+    return Freshness(questions=update.questions.name, documents=str(update.documents), changed_facts=len(changed),
+                     reindex_seconds=round(seconds, 3), reindex_cost_usd=round(cost_of(seconds, 0, 0, cost), 6),
+                     variants=tuple(rows)), results
 
 
 def load_run(workspace: "Workspace", name: str) -> CompareRun:
+    """The compare run NAME of `workspace` (or the run folder NAME), summary and records."""
     path = workspace.runs_dir / name if not Path(name).is_dir() else Path(name)
     if not (path / SUMMARY_FILE).is_file():
         known = sorted(p.name for p in workspace.runs_dir.iterdir() if (p / SUMMARY_FILE).is_file()) if workspace.runs_dir.is_dir() else []
         raise CompareError(f"no compare run {name!r} in {workspace.runs_dir} (known: {', '.join(known) or 'none yet'})")
-    summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
-    return CompareRun(path, summary)
+    return read_run(path)
 
 
 def latest_run(workspace: "Workspace") -> CompareRun | None:
@@ -432,4 +423,4 @@ def latest_run(workspace: "Workspace") -> CompareRun | None:
 
 
 __all__ = ["CompareError", "CompareRequest", "CompareRun", "UpdateScenario", "Variant", "VariantSpec", "apply_update",
-           "latest_run", "load_run", "parse_variants", "run_compare", "summary_field"]
+           "latest_run", "load_run", "parse_variants", "run_compare"]

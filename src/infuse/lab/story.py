@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from infuse.evaluation.runs import CompareSummary
 from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import QUESTIONS_DIR, UPDATES_DIR
 
@@ -41,7 +42,7 @@ class StoryConfig:
 @dataclass
 class StoryResult:
     workspace: Path
-    summary: dict[str, Any]
+    summary: CompareSummary
     report_html: Path
     report_markdown: Path
     recommendation: dict[str, Any]
@@ -49,7 +50,7 @@ class StoryResult:
 
 def run_lab_story(root: Path, config: StoryConfig = StoryConfig(), console: Console | None = None,
                   progress: bool = True) -> StoryResult:
-    from infuse.advisor import Criteria, advise, format_recommendation
+    from infuse.advice import Criteria, advise, format_recommendation
     from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
     from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set
     from infuse.evaluation.report import write_report
@@ -103,14 +104,16 @@ def _remove_run(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _print(console: Console, summary: dict[str, Any]) -> None:
-    table = Table(title=f"{summary['questions']['count']} multiple-choice questions about new people")
+def _print(console: Console, summary: CompareSummary) -> None:
+    count = summary.questions.count if summary.questions else None
+    table = Table(title=f"{count} multiple-choice questions about new people")
     for column in ("variant", "accuracy (95% CI)", "median ms / question", "$ per 1k questions", "training"):
         table.add_column(column)
-    for v in summary["variants"]:
-        training = v.get("training")
-        table.add_row(v["label"], f"{v['accuracy']:.1%} ({v['ci'][0]:.0%}-{v['ci'][1]:.0%})", f"{v['latency_ms']['median']:.0f}",
-                      f"{v['cost_per_1k_usd']:.4f}", f"{training['wall_seconds']:.0f}s" if training else "-")
+    for v in summary.variants:   # a run this story just wrote: every field is there
+        assert v.accuracy is not None and v.ci is not None and v.latency_ms is not None and v.latency_ms.median is not None
+        table.add_row(v.label, f"{v.accuracy:.1%} ({v.ci[0]:.0%}-{v.ci[1]:.0%})", f"{v.latency_ms.median:.0f}",
+                      f"{v.cost_per_1k_usd or 0:.4f}",
+                      f"{v.training.wall_seconds or 0:.0f}s" if v.training else "-")
     console.print(table)
     from infuse.evaluation.console import freshness_table
 
