@@ -15,9 +15,7 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,6 +29,7 @@ from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields
 from infuse.documents.models import sha256_hex
 from infuse.errors import EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
+from infuse.files import read_json, write_json_atomic, write_text_atomic
 from infuse.retrieval.embed import Embedder, EmbedderIdentity
 from infuse.retrieval.injection import InjectionDetector, snippet
 from infuse.retrieval.lancedb_store import LanceDBStore
@@ -48,32 +47,6 @@ MANIFEST_VERSION = 1
 PIPELINE_VERSION = "2"
 # How many flagged passages `status` lists (the total is always counted).
 FLAGGED_LIST_LIMIT = 50
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers and crashes only ever see the old or the new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
 
 
 @dataclass

@@ -48,7 +48,7 @@ from infuse.evaluation.metrics import (
     token_f1,
 )
 from infuse.evaluation.questions import Question, QuestionKind, QuestionSet
-from infuse.staging import staged_folder
+from infuse.files import staged_folder
 from infuse.models.base import GenerationConfig, LanguageModel, plain_chat_prompt
 
 if TYPE_CHECKING:

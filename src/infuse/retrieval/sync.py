@@ -12,26 +12,21 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
 
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, discover_files, load_file
 from infuse.documents.models import Chunk, Document
 from infuse.errors import LoadError
+from infuse.files import utc_now  # noqa: F401  (re-exported: infuse.workspace imports it from here)
+from infuse.progress import Progress
 from infuse.retrieval.embed import Embedder
 from infuse.retrieval.injection import HIDDEN_HTML_TEXT, InjectionDetector
 from infuse.retrieval.lexical import Tokenizer
 from infuse.retrieval.store import ChunkRecord, DocumentRecord, KnowledgeStore
 
 
-class SyncProgress(Protocol):
-    """Receives progress; the CLI renders it as a Rich progress bar."""
-
-    def start(self, stage: str, total: int) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
+SyncProgress = Progress   # kept for older imports; use infuse.progress.Progress
 
 
 class _NoProgress:
@@ -76,10 +71,6 @@ class IngestReport:
             "finished_at": self.finished_at,
             "seconds": round(self.seconds, 3),
         }
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
