@@ -110,9 +110,8 @@ def tune(workspace: "Workspace", dataset_name: str, model_name: str, config: Tun
 
     processes = PartialState(cpu=(config.device or default_device()) == "cpu")   # one per rank under torchrun
     dataset = load_dataset(workspace.datasets_dir, dataset_name)
-    runs = run_folders(workspace)
     name = name or f"{dataset.manifest.name}-{config.method}"
-    run_dir = runs.path(name)
+    run_dir = run_folders(workspace).path(name)
     previous = read_json(run_dir / MANIFEST_FILE)
     if previous is not None:
         if previous.get("status") == RunStatus.COMPLETE:
