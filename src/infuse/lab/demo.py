@@ -14,9 +14,9 @@ from rich.table import Table
 
 from infuse.lab.evaluate import GENERATION, chance, closed_book, lab_workspace, rag
 from infuse.lab.train import LabTrainConfig, read_manifest, train_lab_model
-from infuse.progress import PrintProgress, Progress
 from infuse.lab.world import NEW
 from infuse.models.transformers_backend import TransformersModel
+from infuse.progress import PrintProgress, Progress
 from infuse.rag import RagPipeline
 
 
