@@ -23,6 +23,7 @@ from pathlib import Path
 from infuse.lab.evaluate import evaluate_lab_model, summary
 from infuse.lab.train import LabTrainConfig, read_manifest, train_lab_model
 from infuse.models.transformers_backend import TransformersModel
+from infuse.progress import PrintProgress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = LabTrainConfig.for_lang(args.lang)
-    folder = train_lab_model(config, force=args.retrain)
+    folder = train_lab_model(config, force=args.retrain, progress=PrintProgress())
     manifest = read_manifest(folder)
     started = time.perf_counter()
     model = TransformersModel.load(str(folder))

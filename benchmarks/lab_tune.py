@@ -27,6 +27,7 @@ from infuse.lab.evaluate import GENERATION, chance, closed_book, lab_workspace
 from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import KNOWN, NEW
 from infuse.models.transformers_backend import TransformersModel
+from infuse.progress import PrintProgress
 from infuse.rag import RagPipeline
 from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetKind
@@ -47,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = LabTrainConfig.for_lang(args.lang)
-    base_folder = str(train_lab_model(config))
+    base_folder = str(train_lab_model(config, progress=PrintProgress()))
     world = config.world()
     workspace = lab_workspace(world, tempfile.mkdtemp(prefix="infuse-lab-tune-"))
     # Replay: bios of the known people (what the model was pretrained on), to limit forgetting.
@@ -70,7 +71,7 @@ def main() -> None:
         for variants, dataset in datasets.items():
             tune_config = TuneConfig(method=method, max_steps=args.steps, lr=LEARNING_RATES[method], micro_batch_size=args.batch,
                                      seq_len=256, eval_fraction=0, lora_dropout=0.0, device="cpu")
-            run = tune(workspace, dataset.manifest.name, base_folder, tune_config, progress=False)
+            run = tune(workspace, dataset.manifest.name, base_folder, tune_config)
             if method is TuneMethod.FULL:
                 model = TransformersModel.load(str(run.output_dir), device="cpu")
             else:

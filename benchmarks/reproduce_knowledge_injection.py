@@ -34,6 +34,7 @@ from infuse.evaluation.report import write_report
 from infuse.lab.evaluate import lab_workspace
 from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import QUESTIONS_DIR, UPDATES_DIR
+from infuse.progress import PrintProgress
 from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetKind
 from infuse.tuning.registry import tune
@@ -54,7 +55,7 @@ def main() -> None:
 
     started = time.perf_counter()
     config = LabTrainConfig.for_lang(args.lang)
-    model = str(train_lab_model(config))
+    model = str(train_lab_model(config, progress=PrintProgress()))
     world = config.world()
     root = Path(tempfile.mkdtemp(prefix="infuse-reproduce-"))
     workspace = lab_workspace(world, root)
@@ -69,7 +70,7 @@ def main() -> None:
         dataset = build_dataset(workspace, request)
         tune_config = TuneConfig(method=TuneMethod(args.method), max_steps=args.steps, lr=args.lr, seq_len=256, micro_batch_size=8,
                                  eval_fraction=0, lora_dropout=0.0)
-        runs.append(tune(workspace, dataset.manifest.name, model, tune_config, progress=False).name)
+        runs.append(tune(workspace, dataset.manifest.name, model, tune_config).name)
         print(f"trained {runs[-1]}", flush=True)
     variants = (parse_variants("base,rag", ks=[1, 3]) + parse_variants("ft", adapters=runs)
                 + parse_variants("ft+rag", adapters=[runs[-1]], ks=[1]))

@@ -60,7 +60,7 @@ def run_infuse(model_dir: str, rows_file: Path, rows_per_step: int, device: str,
     config = TuneConfig(epochs=1, micro_batch_size=rows_per_step, seq_len=MAX_TOKENS, eval_fraction=0, lora_dropout=0.0,
                         device=device, warmup_ratio=0.0)
     started = time.perf_counter()
-    result = train(model_dir, dataset, work / "infuse-run", config, progress=False)
+    result = train(model_dir, dataset, work / "infuse-run", config)
     wall = time.perf_counter() - started
     from infuse.tuning.trainer import read_log
 

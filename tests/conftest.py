@@ -91,7 +91,7 @@ def tiny_lab_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     config = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2,
                             d_ff=64, steps=80, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512)
-    return str(train_lab_model(config, tmp_path_factory.mktemp("tiny-lab-model"), progress=False))
+    return str(train_lab_model(config, tmp_path_factory.mktemp("tiny-lab-model")))
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def lab_compare_ws(lab_ws: Workspace, lab_workspace_template: Path, tiny_lab_mod
                           ("updates/questions_mc.jsonl", ImportFormat.MC)):
         save_question_set(lab_ws.questions_dir, import_questions(world / relative, fmt))
     build_dataset(lab_ws, BuildRequest(DatasetKind.PARAPHRASE, name="v3", paraphrases=2))
-    tune(lab_ws, "v3", tiny_lab_model_dir, TuneConfig(max_steps=4, lr=1e-2, seq_len=128, threads=1, device="cpu"), progress=False)
+    tune(lab_ws, "v3", tiny_lab_model_dir, TuneConfig(max_steps=4, lr=1e-2, seq_len=128, threads=1, device="cpu"))
     return lab_ws, world
 
 
@@ -144,7 +144,7 @@ def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, m
     monkeypatch.setenv("INFUSE_LAB_CACHE", str(tmp_path / "cache"))
     lab = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2, d_ff=64,
                          steps=40, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512)
-    result = run_lab_story(tmp_path / "story", StoryConfig(lab=lab, tune_steps=3, batch_rows=2, limit=10), progress=False)
+    result = run_lab_story(tmp_path / "story", StoryConfig(lab=lab, tune_steps=3, batch_rows=2, limit=10))
     summary = result.summary.to_json()
     labels = [v["label"] for v in summary["variants"]]
     assert labels == ["base", "rag@1", "ft:ft-1", "ft:ft-5", "ft:ft-5+rag@1"]

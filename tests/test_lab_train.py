@@ -238,7 +238,7 @@ def test_reading_weight_can_stop_after_some_steps() -> None:
     config = dataclasses.replace(TINY, steps=4, reading_loss_weight=3.0, reading_weight_steps=2)
     data = LabData(config, tokenizer)
     assert data.reading_weight == 3.0
-    result = train(build_model(tokenizer, config.architecture()), data, config, progress=False)
+    result = train(build_model(tokenizer, config.architecture()), data, config)
     assert data.reading_weight == 1.0 and len(result.losses) > 0
 
 
@@ -252,7 +252,7 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    return train_lab_model(TINY, tmp_path_factory.mktemp("lab-cache"), progress=False)
+    return train_lab_model(TINY, tmp_path_factory.mktemp("lab-cache"))
 
 
 def test_short_training_reduces_loss_and_writes_a_model_folder(trained: Path) -> None:

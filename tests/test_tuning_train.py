@@ -33,7 +33,7 @@ def lab_cpt(lab_ws: Workspace, tiny_lab_model_dir: str) -> Workspace:
 
 
 def test_lora_on_the_new_peoples_documents_lowers_the_loss(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
-    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=60, lr=1e-2, eval_fraction=0, **FAST), progress=False)
+    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=60, lr=1e-2, eval_fraction=0, **FAST))
     log = read_log(run.path)
     assert [e["step"] for e in log] == list(range(1, 61))
     first, last = (sum(e["loss"] for e in part) / 5 for part in (log[:5], log[-5:]))
@@ -54,14 +54,14 @@ def test_lora_on_the_new_peoples_documents_lowers_the_loss(lab_cpt: Workspace, t
 
 def test_eval_loss_is_measured_on_held_out_rows(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
     build_dataset(lab_ws, BuildRequest(DatasetKind.PARAPHRASE, paraphrases=4))
-    run = tune(lab_ws, "paraphrase", tiny_lab_model_dir, TuneConfig(max_steps=6, eval_fraction=0.1, eval_every=3, **FAST), progress=False)
+    run = tune(lab_ws, "paraphrase", tiny_lab_model_dir, TuneConfig(max_steps=6, eval_fraction=0.1, eval_every=3, **FAST))
     log = read_log(run.path)
     assert [e["step"] for e in log if "eval_loss" in e] == [3, 6]
     assert run.manifest["eval_rows"] >= 1 and run.manifest["final_eval_loss"] == pytest.approx(log[-1]["eval_loss"], abs=1e-5)
 
 
 def test_full_fine_tune_writes_a_model_folder_that_ask_uses_by_name(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
-    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(method=TuneMethod.FULL, max_steps=3, lr=1e-3, **FAST), progress=False)
+    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(method=TuneMethod.FULL, max_steps=3, lr=1e-3, **FAST))
     assert (run.path / "model" / "config.json").is_file() and (run.path / "model" / "tokenizer.json").is_file()
     model, adapters = resolve_for_inference(lab_cpt, None, ["cpt-full"])
     assert model == str(run.path / "model") and adapters == []
@@ -100,7 +100,7 @@ def test_merged_model_gives_the_logits_of_base_plus_adapter(lab_cpt: Workspace, 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=5, lr=1e-2, **FAST), progress=False)
+    tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=5, lr=1e-2, **FAST))
     report = merge_adapter(lab_cpt, "cpt-lora")
     assert report["max_logit_difference"] <= 1e-3 and report["samples"] > 0
     run = open_run(lab_cpt, "cpt-lora")
@@ -121,11 +121,11 @@ def test_merged_model_gives_the_logits_of_base_plus_adapter(lab_cpt: Workspace, 
 
 def test_registry_refuses_to_clobber_or_resume_the_wrong_run(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
     config = TuneConfig(max_steps=2, **FAST)
-    tune(lab_cpt, "cpt", tiny_lab_model_dir, config, progress=False)
+    tune(lab_cpt, "cpt", tiny_lab_model_dir, config)
     with pytest.raises(TuneError, match="already complete; choose another --name"):
-        tune(lab_cpt, "cpt", tiny_lab_model_dir, config, progress=False)
+        tune(lab_cpt, "cpt", tiny_lab_model_dir, config)
     with pytest.raises(TuneError, match="nothing to resume"):
-        tune(lab_cpt, "cpt", tiny_lab_model_dir, config, name="other", resume=True, progress=False)
+        tune(lab_cpt, "cpt", tiny_lab_model_dir, config, name="other", resume=True)
     assert [r.name for r in list_runs(lab_cpt)] == ["cpt-lora"]
 
 
@@ -135,24 +135,24 @@ def test_bad_inputs_give_clear_errors(lab_cpt: Workspace, tiny_lab_model_dir: st
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (no_tokenizer / name).unlink(missing_ok=True)
     with pytest.raises(TuneError, match="(?s)cannot load a tokenizer .* needs tokenizer files"):
-        tune(lab_cpt, "cpt", str(no_tokenizer), TuneConfig(max_steps=1, **FAST), progress=False)
+        tune(lab_cpt, "cpt", str(no_tokenizer), TuneConfig(max_steps=1, **FAST))
     with pytest.raises(TuneError, match="QLoRA needs a CUDA GPU"):
-        tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(method=TuneMethod.QLORA, max_steps=1, **FAST), name="q", progress=False)
+        tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(method=TuneMethod.QLORA, max_steps=1, **FAST), name="q")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     with pytest.raises(DatasetError, match="empty.jsonl: the dataset is empty"):
-        tune(lab_cpt, str(empty), tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST), progress=False)
+        tune(lab_cpt, str(empty), tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
     missing = tmp_path / "missing.jsonl"
     missing.write_text('{"prompt": "q", "completion": "a"}\n', encoding="utf-8")
     with pytest.raises(DatasetError, match=r'missing.jsonl:1: missing field "text".*"messages"'):
-        tune(lab_cpt, str(missing), tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST), progress=False)
+        tune(lab_cpt, str(missing), tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
 
 
 def test_a_plain_jsonl_file_is_a_dataset(lab_ws: Workspace, tiny_lab_model_dir: str, tmp_path: Path) -> None:
     rows = tmp_path / "mine.jsonl"
     rows.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Where was Alda Ashby born {i}?"},
                                                      {"role": "assistant", "content": "Gorsk"}]}) + "\n" for i in range(4)))
-    run = tune(lab_ws, str(rows), tiny_lab_model_dir, TuneConfig(max_steps=2, **FAST), progress=False)
+    run = tune(lab_ws, str(rows), tiny_lab_model_dir, TuneConfig(max_steps=2, **FAST))
     assert run.name == "mine-lora" and run.manifest["dataset"]["kind"] == "imported"
 
 
@@ -165,7 +165,7 @@ from infuse.tuning.trainer import TuneConfig
 from infuse.workspace import Workspace
 ws = Workspace.open(sys.argv[1])
 config = TuneConfig(max_steps=40, lr=3e-3, save_every=5, seq_len=128, micro_batch_size=4, threads=1, device="cpu", lora_dropout=0.1)
-tune(ws, "cpt", sys.argv[2], config, name=sys.argv[3], resume=len(sys.argv) > 4, progress=False)
+tune(ws, "cpt", sys.argv[2], config, name=sys.argv[3], resume=len(sys.argv) > 4)
 """
 
 

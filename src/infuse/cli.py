@@ -73,20 +73,29 @@ def _print_json(data: Any) -> None:
 
 
 class RichProgress:
-    """Adapts :class:`infuse.ingest.sync.SyncProgress` to one Rich bar per stage, on stderr."""
+    """Adapts :class:`infuse.progress.Progress` to one Rich bar per stage, on stderr (notes go next
+    to the bar on a terminal, and are printed as lines otherwise)."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._task = None
+        self._stage = ""
 
-    def start(self, stage: str, total: int) -> None:
+    def start(self, stage: str, total: int | None) -> None:
         if self._task is not None:
             self._progress.update(self._task, visible=False)
+        self._stage = stage
         self._task = self._progress.add_task(stage, total=total)
 
     def advance(self, n: int = 1) -> None:
         if self._task is not None:
             self._progress.advance(self._task, n)
+
+    def note(self, text: str) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, description=f"{self._stage} {text}")
+        if not self._progress.console.is_terminal:
+            self._progress.console.print(f"{self._stage}: {text}", markup=False, highlight=False)
 
 
 def _progress_bar() -> Progress:
@@ -287,7 +296,6 @@ def ask(
 ) -> None:
     """Answer a question from the knowledge base (streamed), then list the cited sources."""
     from infuse.models import load_model
-    from infuse.rag import RagPipeline
 
     try:
         overrides = _model_overrides(model, adapter)
@@ -339,7 +347,6 @@ def serve(
     import uvicorn
 
     from infuse.models import load_model
-    from infuse.rag import RagPipeline
     from infuse.server import RAG_MODEL_ID, create_app
 
     try:
@@ -507,7 +514,8 @@ def tune_command(
             eval_fraction=eval_fraction, save_every=save_every, gradient_checkpointing=gradient_checkpointing, seed=seed,
             device=device or ws.settings.model.device,
         )
-        run = tune(ws, dataset, base, config, name=name, resume=resume)
+        with _progress_bar() as bar:
+            run = tune(ws, dataset, base, config, name=name, resume=resume, progress=RichProgress(bar))
     except InfuseError as exc:
         _fail(exc)
     if os.environ.get("RANK", "0") != "0":
@@ -841,7 +849,8 @@ def lab_train(
     config = LabTrainConfig.for_lang(lang.value, world_seed=seed)
     if steps is not None:
         config = replace(config, steps=steps)
-    folder = train_lab_model(config, out, force=force)
+    with _progress_bar() as bar:
+        folder = train_lab_model(config, out, force=force, progress=RichProgress(bar))
     manifest = read_manifest(folder)
     if as_json:
         _print_json({"folder": str(folder), **{k: manifest[k] for k in ("final_loss", "wall_seconds", "tokens_per_second", "parameters")}})

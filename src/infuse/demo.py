@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from infuse.progress import PrintProgress
 from infuse.workspace import Workspace
 
 SAMPLE_CORPUS = Path(__file__).parent / "sample_corpus"
@@ -65,7 +66,7 @@ def main() -> None:
     root = Path(os.environ.get("INFUSE_DEMO_WORKSPACE", ".demo-workspace"))
     console = Console()
     console.rule("the knowledge lab: RAG vs fine-tuning on facts no model has seen")
-    run_lab_story(root / "lab", console=console)
+    run_lab_story(root / "lab", console=console, progress=PrintProgress())
     console.rule("your documents: the sample corpus")
     run(root / "sample", console)
 

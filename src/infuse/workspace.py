@@ -15,9 +15,7 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,9 +30,11 @@ from infuse.documents.loaders import RecordFields
 from infuse.documents.models import Chunk, sha256_hex
 from infuse.embedders import Embedder, EmbedderIdentity, make_embedder
 from infuse.errors import EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
-from infuse.ingest.sync import IngestReport, Syncer, SyncProgress, utc_now
+from infuse.ingest.sync import IngestReport, Syncer
 from infuse.models.base import GenerationConfig, LanguageModel
 from infuse.rag.pipeline import RagPipeline
+from infuse.files import read_json, utc_now, utc_stamp, write_json_atomic, write_text_atomic
+from infuse.progress import Progress
 from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
@@ -51,32 +51,6 @@ MANIFEST_VERSION = 1
 PIPELINE_VERSION = "2"
 # How many flagged passages `status` lists (the total is always counted).
 FLAGGED_LIST_LIMIT = 50
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers and crashes only ever see the old or the new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
 
 
 @dataclass
@@ -253,7 +227,7 @@ class Workspace:
         prune: bool = False,
         text_field: str = "text",
         id_field: str | None = None,
-        progress: SyncProgress | None = None,
+        progress: Progress | None = None,
     ) -> IngestReport:
         """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones."""
         lock = self._locked()
@@ -385,7 +359,7 @@ class Workspace:
             "snippet": snippet(chunk.text, first.start, first.end) if first else snippet(chunk.text),
         }
 
-    def reindex(self, progress: SyncProgress | None = None) -> IngestReport:
+    def reindex(self, progress: Progress | None = None) -> IngestReport:
         """Rebuild every chunk with the configured embedder and chunking, from the stored documents.
 
         The new chunks go to a fresh table; the manifest switches to it only when it is complete,
@@ -398,7 +372,7 @@ class Workspace:
                 return IngestReport(started_at=utc_now(), finished_at=utc_now())
             old_store = self._store(old)
             identity = self.embedder.identity()
-            table = f"chunks_{utc_now().replace(':', '').replace('-', '').replace('+', '_')}"
+            table = f"chunks_{utc_stamp().replace('-', '_')}"
             new_manifest = KnowledgeBaseManifest(identity, table, old.created_at)
             new_store = self._store(new_manifest)
             syncer = Syncer(

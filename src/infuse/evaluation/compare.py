@@ -67,7 +67,7 @@ from infuse.evaluation.runs import (
     read_run,
     write_run,
 )
-from infuse.staging import staged_folder
+from infuse.files import staged_folder
 from infuse.models.base import GenerationConfig, LanguageModel, plain_chat_prompt
 
 if TYPE_CHECKING:
@@ -302,7 +302,6 @@ def base_model_name(workspace: "Workspace", request: CompareRequest) -> str:
 def evaluate_variants(workspace: "Workspace", questions: Sequence[Question], specs: Sequence[VariantSpec], models: _Models,
                       generation: GenerationConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None
                       ) -> dict[VariantSpec, list[QuestionRecord]]:
-    from infuse.rag import RagPipeline
 
     out: dict[VariantSpec, list[QuestionRecord]] = {}
     for spec in specs:

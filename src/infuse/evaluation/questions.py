@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -52,8 +51,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infuse.staging import staged_folder
 from infuse.errors import InfuseError
+from infuse.files import ArtifactFolders, utc_now, write_json_atomic
 from infuse.language import Language, detect_language
 from infuse.tuning.generators import chunk_language
 
@@ -66,7 +65,6 @@ QUESTIONS_FILE = "questions.jsonl"
 MANIFEST_FILE = "manifest.json"
 SKIPPED_LISTED = 20          # skipped rows listed in a manifest (all are counted)
 GENERATED_CHOICES = 4
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 Progress = Callable[[int], None]   # called with the number of chunks just processed
 
@@ -178,10 +176,15 @@ def question_counts(questions: Sequence[Question]) -> dict[str, Any]:
 # --- storage -------------------------------------------------------------------------------------
 
 
+def question_set_folders(root: Path) -> ArtifactFolders:
+    """The question sets under `root` (``workspace.questions_dir``), each ``root/NAME/``."""
+    return ArtifactFolders(root, kind="question set", error=QuestionSetError, known_label="known sets", marker=MANIFEST_FILE,
+                           hint="create one with `infuse questions import FILE --format ...` or `infuse questions generate`")
+
+
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise QuestionSetError(f"question set name {name!r}: use letters, digits, '.', '_' or '-' (at most 100 characters)")
-    return name
+    """`name`, or a :class:`QuestionSetError` if it is not a valid question set name."""
+    return question_set_folders(Path()).check_name(name)
 
 
 def default_name(path: Path) -> str:
@@ -192,39 +195,30 @@ def default_name(path: Path) -> str:
 
 def list_question_sets(root: Path) -> list[str]:
     """Names of the question sets under `root` (``workspace.questions_dir``)."""
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / MANIFEST_FILE).is_file())
+    return question_set_folders(root).names()
 
 
 def save_question_set(root: Path, qset: QuestionSet, *, overwrite: bool = False) -> Path:
     """Write ``root/NAME/questions.jsonl`` + ``manifest.json`` and return the folder. Written to a
     staging folder and renamed, so a crash leaves either the old set or the complete new one."""
-    check_name(qset.name)
+    folders = question_set_folders(root)
+    folders.check_name(qset.name)
     if not qset.questions:
         raise QuestionSetError(f"question set {qset.name!r} has no questions, so nothing was written")
-    target = root / qset.name
-    if target.exists() and not overwrite:
-        raise QuestionSetError(f"question set {qset.name!r} already exists in {root}; choose another --name or pass --overwrite")
-    with staged_folder(target) as staging:
+    with folders.create(qset.name, overwrite=overwrite) as staging:
         with (staging / QUESTIONS_FILE).open("w", encoding="utf-8") as handle:
             for question in qset.questions:
                 handle.write(json.dumps(question.to_dict(), ensure_ascii=False) + "\n")
         qset.manifest.update(schema=SCHEMA, name=qset.name, counts={**qset.manifest.get("counts", {}), **question_counts(qset.questions)},
                              sha256=hashlib.sha256((staging / QUESTIONS_FILE).read_bytes()).hexdigest())
-        qset.manifest.setdefault("created", _now())
-        (staging / MANIFEST_FILE).write_text(json.dumps(qset.manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return target
+        qset.manifest.setdefault("created", utc_now())
+        write_json_atomic(staging / MANIFEST_FILE, qset.manifest)
+    return folders.path(qset.name)
 
 
 def load_question_set(root: Path, name: str) -> QuestionSet:
     """The set ``root/NAME``; an unknown name is an error listing the known ones."""
-    folder = root / name
-    if not (folder / MANIFEST_FILE).is_file():
-        known = list_question_sets(root)
-        hint = (f"known sets: {', '.join(known)}" if known else
-                "there are none yet; create one with `infuse questions import FILE --format ...` or `infuse questions generate`")
-        raise QuestionSetError(f"no question set {name!r} in {root}; {hint}")
+    folder = question_set_folders(root).require(name)
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -309,7 +303,7 @@ class _Collector:
             "name": check_name(name),
             "format": fmt.value,
             "sources": [str(s.resolve()) for s in sources],
-            "created": _now(),
+            "created": utc_now(),
             "counts": {**question_counts(self.questions), "skipped": self.skipped_count, **self.extra},
             "skipped": self.skipped,
             "limit": self.limit,
@@ -777,7 +771,7 @@ def generate_questions(chunks: Sequence["Chunk"], model: "LanguageModel", *, per
         "name": name,
         "format": "generated",
         "sources": sorted({c.source_path for c in chunks}),
-        "created": _now(),
+        "created": utc_now(),
         "counts": {**question_counts(questions), "chunks": len(chunks), "chunks_without_questions": without,
                    "dropped": dict(+dropped)},
         "skipped": [],
@@ -788,10 +782,6 @@ def generate_questions(chunks: Sequence["Chunk"], model: "LanguageModel", *, per
                        "selection": "most specific: content words shared with the chunk, then their share"},
     }
     return QuestionSet(name, questions, manifest)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 __all__ = [

@@ -13,34 +13,18 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
 
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, discover_files, load_file
 from infuse.documents.models import Chunk, Document
 from infuse.embedders.base import Embedder
 from infuse.errors import LoadError
+from infuse.files import utc_now
+from infuse.progress import NullProgress, Progress
 from infuse.retrieval.lexical import Tokenizer
 from infuse.screening.injection import HIDDEN_HTML_TEXT, InjectionDetector
 from infuse.store.base import DocumentRecord, IndexedChunk, KnowledgeStore
-
-
-class SyncProgress(Protocol):
-    """Receives progress; the CLI renders it as a Rich progress bar."""
-
-    def start(self, stage: str, total: int) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-
-class _NoProgress:
-    def start(self, stage: str, total: int) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
 
 
 @dataclass
@@ -79,10 +63,6 @@ class IngestReport:
         }
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 @dataclass
 class Syncer:
     """Brings a store in line with a set of files.
@@ -112,9 +92,9 @@ class Syncer:
         *,
         prune: bool = False,
         fields: RecordFields = RecordFields(),
-        progress: SyncProgress | None = None,
+        progress: Progress | None = None,
     ) -> IngestReport:
-        progress = progress or _NoProgress()
+        progress = progress or NullProgress()
         report = IngestReport(started_at=utc_now())
         clock = time.perf_counter()
 
@@ -156,12 +136,12 @@ class Syncer:
         report.seconds = time.perf_counter() - clock
         return report
 
-    def resync_documents(self, records: Sequence[DocumentRecord], progress: SyncProgress | None = None) -> IngestReport:
+    def resync_documents(self, records: Sequence[DocumentRecord], progress: Progress | None = None) -> IngestReport:
         """Re-chunk and re-embed stored documents (``infuse reindex``); no source file is read."""
         report = IngestReport(started_at=utc_now(), updated=len(records))
         clock = time.perf_counter()
         if records:
-            self._write([r.document for r in records], report, progress or _NoProgress())
+            self._write([r.document for r in records], report, progress or NullProgress())
             self._writable_store().optimize()
         report.finished_at = utc_now()
         report.seconds = time.perf_counter() - clock
@@ -174,7 +154,7 @@ class Syncer:
         return self.store
 
     def _load(
-        self, files: list[Path], fields: RecordFields, errors: list[LoadError], progress: SyncProgress
+        self, files: list[Path], fields: RecordFields, errors: list[LoadError], progress: Progress
     ) -> tuple[list[Document], set[str]]:
         """Load every file; documents from files that loaded, and which sources loaded cleanly."""
         progress.start("reading", len(files))
@@ -198,7 +178,7 @@ class Syncer:
             progress.advance()
         return documents, loaded_sources
 
-    def _write(self, pending: list[Document], report: IngestReport, progress: SyncProgress) -> None:
+    def _write(self, pending: list[Document], report: IngestReport, progress: Progress) -> None:
         chunker = self.chunker_factory()
         progress.start("chunking", len(pending))
         chunked: list[tuple[Document, list[Chunk]]] = []
@@ -216,7 +196,7 @@ class Syncer:
         if batch:
             report.chunks_written += self._commit(store, batch, progress)
 
-    def _commit(self, store: KnowledgeStore, batch: list[tuple[Document, list[Chunk]]], progress: SyncProgress) -> int:
+    def _commit(self, store: KnowledgeStore, batch: list[tuple[Document, list[Chunk]]], progress: Progress) -> int:
         texts = [chunk.embedding_input() for _, chunks in batch for chunk in chunks]
         vectors = self.embedder.embed_passages(texts, on_batch=progress.advance)
         now = utc_now()

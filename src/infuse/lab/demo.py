@@ -16,7 +16,7 @@ from infuse.lab.evaluate import GENERATION, chance, closed_book, lab_workspace, 
 from infuse.lab.train import LabTrainConfig, read_manifest, train_lab_model
 from infuse.lab.world import NEW
 from infuse.models.transformers_backend import TransformersModel
-from infuse.rag import RagPipeline
+from infuse.progress import PrintProgress, Progress
 
 
 @dataclass
@@ -37,12 +37,14 @@ def run_lab_demo(
     sample: int = 40,
     cache_dir: Path | None = None,
     console: Console | None = None,
+    progress: Progress | None = None,
 ) -> LabDemoResult:
-    """Run the demo under ``root``; the model is trained once per configuration and then reused."""
+    """Run the demo under ``root``; the model is trained once per configuration and then reused
+    (training progress goes to `progress`, by default a line every ~5% on stderr)."""
     console = console or Console()
     config = config or LabTrainConfig.for_lang("en")
     console.print(f"[bold]1. lab model[/] ({config.lang}, {config.steps} steps; trained once, then cached)")
-    folder = train_lab_model(config, cache_dir)
+    folder = train_lab_model(config, cache_dir, progress=progress or PrintProgress())
     manifest = read_manifest(folder)
     console.print(f"   {folder}  (final loss {manifest['final_loss']:.3f}, trained in {manifest['wall_seconds']:.0f}s)")
 

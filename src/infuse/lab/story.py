@@ -21,6 +21,7 @@ from rich.table import Table
 from infuse.evaluation.runs import CompareSummary
 from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import QUESTIONS_DIR, UPDATES_DIR
+from infuse.progress import Progress
 
 STORY_STEPS = 100        # fine-tuning steps per run (matched compute for 1 and 5 variants)
 STORY_LR = 3e-3
@@ -49,7 +50,8 @@ class StoryResult:
 
 
 def run_lab_story(root: Path, config: StoryConfig = StoryConfig(), console: Console | None = None,
-                  progress: bool = True) -> StoryResult:
+                  progress: Progress | None = None) -> StoryResult:
+    """Tell the story under `root`; training steps (lab model, fine-tuning) are reported to `progress`."""
     from infuse.advice import Criteria, advise, format_recommendation
     from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
     from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set

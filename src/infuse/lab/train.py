@@ -30,24 +30,25 @@ template, see :mod:`infuse.lab.model`):
 The world's *new* people never appear in any training document (tested).
 
 Documents are packed into rows of ``seq_len`` tokens with per-document position ids and a
-block-diagonal causal attention mask, so documents do not see each other. The training loop is plain: AdamW, linear warmup, cosine decay to ``min_lr_ratio``.
+block-diagonal causal attention mask, so documents do not see each other. The training loop is plain: AdamW, linear warmup, cosine decay to ``min_lr_ratio``
+(:func:`infuse.tuning.schedule.warmup_cosine`, the fine-tuning loop's schedule). It reports to an
+:class:`infuse.progress.Progress` (stage ``lab model``, one unit per step, a note at every loss
+point) and draws nothing itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
-import shutil
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from infuse.files import staged_folder, utc_now, write_json_atomic
 from infuse.hf_logging import quiet_hf_progress
 from infuse.language import Language
 from infuse.lab.model import (
@@ -62,7 +63,9 @@ from infuse.lab.model import (
 from infuse.lab.templates import join_sentences, question_templates, statement_templates
 from infuse.lab.vocabulary import ATTRIBUTES, VALUES, Attribute, Name, Term, all_names
 from infuse.lab.world import World, generate_world
+from infuse.progress import Progress, or_null
 from infuse.tuning.packing import IGNORE, packed_attention_mask
+from infuse.tuning.schedule import warmup_cosine
 from infuse.rag import QUESTION_LABEL, build_messages, closed_book_messages
 from infuse.documents.models import Chunk, FileType
 from infuse.retrieval.search import SearchHit
@@ -406,22 +409,19 @@ class TrainResult:
 
 
 def lr_at(step: int, config: LabTrainConfig) -> float:
-    """Linear warmup, then cosine decay from lr to lr * min_lr_ratio at the last step."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, config.steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
-    floor = config.lr * config.min_lr_ratio
-    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    """Linear warmup, then cosine decay from lr to lr * min_lr_ratio at the last step
+    (:func:`infuse.tuning.schedule.warmup_cosine`)."""
+    return warmup_cosine(step, peak=config.lr, total=config.steps, warmup=config.warmup_steps, min_ratio=config.min_lr_ratio)
 
 
-def train(model, data: LabData, config: LabTrainConfig, *, progress: bool = True, log_every: int | None = None) -> TrainResult:
+def train(model, data: LabData, config: LabTrainConfig, *, progress: Progress | None = None,
+          log_every: int | None = None) -> TrainResult:
     """The training loop. Returns the loss curve (a point every `log_every` steps, by default about
-    every 5% of the run, at most every 50 steps); the model is trained in place."""
+    every 5% of the run, at most every 50 steps); the model is trained in place. `progress` gets a
+    unit per step and a note per loss point (None: nothing is reported)."""
     import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    report = or_null(progress)
     log_every = log_every or max(1, min(50, config.steps // 20))
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -434,48 +434,40 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: bool = True
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
-    console = Console(stderr=True)
-    interactive = progress and console.is_terminal
-    bar = Progress(TextColumn("[bold]lab model"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:>7,.0f} tok/s"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not interactive)
     losses: list[tuple[int, float]] = []
     window: list[float] = []
     tokens = 0
     started = time.perf_counter()
     model.train()
-    with bar:
-        task = bar.add_task("train", total=config.steps, loss=float("nan"), tps=0.0)
-        for step in range(config.steps):
-            data.max_passages = 1 if step < config.single_passage_steps else config.max_passages
-            if config.reading_weight_steps and step >= config.reading_weight_steps:
-                data.reading_weight = 1.0
-            batch = [next(rows) for _ in range(config.batch_size)]
-            input_ids = torch.tensor([b[0] for b in batch])
-            position_ids = torch.tensor([b[1] for b in batch])
-            labels = torch.tensor([b[2] for b in batch])
-            weights = torch.tensor([b[3] for b in batch])
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
-            logits = model(input_ids=input_ids, position_ids=position_ids,
-                           attention_mask=packed_attention_mask(position_ids), use_cache=False).logits
-            loss = weighted_loss(logits, labels, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            tokens += input_ids.numel()
-            window.append(loss.item())
+    report.start("lab model", config.steps)
+    for step in range(config.steps):
+        data.max_passages = 1 if step < config.single_passage_steps else config.max_passages
+        if config.reading_weight_steps and step >= config.reading_weight_steps:
+            data.reading_weight = 1.0
+        batch = [next(rows) for _ in range(config.batch_size)]
+        input_ids = torch.tensor([b[0] for b in batch])
+        position_ids = torch.tensor([b[1] for b in batch])
+        labels = torch.tensor([b[2] for b in batch])
+        weights = torch.tensor([b[3] for b in batch])
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        logits = model(input_ids=input_ids, position_ids=position_ids,
+                       attention_mask=packed_attention_mask(position_ids), use_cache=False).logits
+        loss = weighted_loss(logits, labels, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        tokens += input_ids.numel()
+        window.append(loss.item())
+        report.advance()
+        if (step + 1) % log_every == 0 or step + 1 == config.steps:
             elapsed = time.perf_counter() - started
-            bar.update(task, advance=1, loss=window[-1], tps=tokens / max(elapsed, 1e-9))
-            if (step + 1) % log_every == 0 or step + 1 == config.steps:
-                mean = sum(window) / len(window)
-                losses.append((step + 1, round(mean, 4)))
-                window = []
-                if progress and not interactive:
-                    print(f"lab model: step {step + 1}/{config.steps} loss {mean:.4f} "
-                          f"{tokens / max(elapsed, 1e-9):,.0f} tok/s {elapsed:.0f}s", file=sys.stderr, flush=True)
+            mean = sum(window) / len(window)
+            losses.append((step + 1, round(mean, 4)))
+            window = []
+            report.note(f"step {step + 1}/{config.steps} loss {mean:.4f} {tokens / max(elapsed, 1e-9):,.0f} tok/s {elapsed:.0f}s")
     model.eval()
     return TrainResult(losses[-1][1] if losses else float("nan"), time.perf_counter() - started, tokens, losses)
 
@@ -502,16 +494,15 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 
 
 def train_lab_model(config: LabTrainConfig | None = None, cache_dir: str | Path | None = None, *,
-                    force: bool = False, progress: bool = True) -> Path:
+                    force: bool = False, progress: Progress | None = None) -> Path:
     """The folder of the lab model for `config`: trained now, or reused from the cache.
 
     The folder is a normal model folder (config.json, model.safetensors, tokenizer files) plus
     ``lab_manifest.json`` (configuration, world, final loss, wall time, loss curve). It is written
     under a temporary name and renamed when complete, so an interrupted run leaves no half model;
-    a file lock keeps two processes from training the same configuration at once.
+    a file lock keeps two processes from training the same configuration at once. `progress`
+    hears about the training steps (None: nothing is reported).
     """
-    import torch
-    import transformers
     from filelock import FileLock
 
     config = config or LabTrainConfig.for_lang("en")
@@ -525,32 +516,35 @@ def train_lab_model(config: LabTrainConfig | None = None, cache_dir: str | Path 
         data = LabData(config, tokenizer, world)
         model = build_model(tokenizer, config.architecture(), seed=config.seed)
         result = train(model, data, config, progress=progress)
-        staging = folder.with_name(folder.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
         quiet_hf_progress()
-        save_model_folder(model, tokenizer, staging)
-        manifest = {
-            "format": CACHE_FORMAT,
-            "cache_key": config.cache_key(),
-            "config": asdict(config),
-            "world": world.generator_args(),
-            "world_seed": config.world_seed,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "vocab_size": len(tokenizer),
-            "final_loss": result.final_loss,
-            "wall_seconds": round(result.wall_seconds, 2),
-            "tokens": result.tokens,
-            "tokens_per_second": round(result.tokens / max(result.wall_seconds, 1e-9)),
-            "threads": torch.get_num_threads(),
-            "loss_curve": result.losses,
-            "data": {"known_bios": len(data.bios), "qa_people": len(data.qa_people),
-                     "phantoms": len(data.phantoms), "reading_people": len(data.readers),
-                     "qa_person_ids": [p.id for p in data.qa_people]},
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        with staged_folder(folder) as staging:
+            save_model_folder(model, tokenizer, staging)
+            write_json_atomic(staging / MANIFEST, _manifest(config, world, data, model, tokenizer, result))
         return folder
+
+
+def _manifest(config: LabTrainConfig, world: World, data: LabData, model, tokenizer, result: TrainResult) -> dict[str, Any]:
+    """What ``lab_manifest.json`` records about a trained lab model."""
+    import torch
+    import transformers
+
+    return {
+        "format": CACHE_FORMAT,
+        "cache_key": config.cache_key(),
+        "config": asdict(config),
+        "world": world.generator_args(),
+        "world_seed": config.world_seed,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "final_loss": result.final_loss,
+        "wall_seconds": round(result.wall_seconds, 2),
+        "tokens": result.tokens,
+        "tokens_per_second": round(result.tokens / max(result.wall_seconds, 1e-9)),
+        "threads": torch.get_num_threads(),
+        "loss_curve": result.losses,
+        "data": {"known_bios": len(data.bios), "qa_people": len(data.qa_people),
+                 "phantoms": len(data.phantoms), "reading_people": len(data.readers),
+                 "qa_person_ids": [p.id for p in data.qa_people]},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "created": utc_now(),
+    }

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -27,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import InfuseError
-from infuse.staging import staged_folder
+from infuse.files import ArtifactFolders, read_json, utc_now, write_json_atomic
 
 ROWS_FILE = "train.jsonl"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "infuse-dataset/1"
 ROLES = ("system", "user", "assistant")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class DatasetKind(StrEnum):
@@ -151,46 +148,45 @@ class Dataset:
         return read_rows(self.rows_path)
 
 
-def check_name(name: str, what: str = "dataset") -> str:
-    if not _NAME.match(name):
-        raise DatasetError(f"{what} name {name!r}: use letters, digits, '.', '_' or '-' (at most 100 characters)")
-    return name
+def dataset_folders(root: Path) -> ArtifactFolders:
+    """The datasets under `root` (``WS/datasets``), each ``root/NAME/`` with its manifest."""
+    return ArtifactFolders(root, kind="dataset", error=DatasetError, marker=MANIFEST_FILE,
+                           hint="build one with `infuse dataset build --kind cpt` or pass a JSONL file")
+
+
+def check_name(name: str) -> str:
+    """`name`, or a :class:`DatasetError` if it is not a valid dataset name."""
+    return dataset_folders(Path()).check_name(name)
 
 
 def next_free_name(root: Path, stem: str) -> str:
     """`stem`, or `stem-2`, `stem-3`... whichever does not exist under `root` yet."""
-    name, n = stem, 1
-    while (root / name).exists():
-        n += 1
-        name = f"{stem}-{n}"
-    return name
+    return dataset_folders(root).next_free(stem)
 
 
 def save_dataset(root: Path, manifest: DatasetManifest, rows: Sequence[dict[str, Any]], *, overwrite: bool = False) -> Dataset:
     """Write rows and manifest under ``root/NAME``; written to a staging folder and renamed, so a
     crash leaves either the old dataset or the complete new one."""
-    check_name(manifest.name)
+    folders = dataset_folders(root)
+    folders.check_name(manifest.name)
     if not rows:
         raise DatasetError(f"dataset {manifest.name!r}: no rows were produced, so nothing was written")
-    target = root / manifest.name
-    if target.exists() and not overwrite:
-        raise DatasetError(f"dataset {manifest.name!r} already exists in {root}; choose another --name or pass --overwrite")
-    with staged_folder(target) as staging:
+    with folders.create(manifest.name, overwrite=overwrite) as staging:
         write_jsonl(staging / ROWS_FILE, rows)
         manifest.rows = len(rows)
         manifest.sha256 = file_sha256(staging / ROWS_FILE)
-        manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return Dataset(target / ROWS_FILE, manifest)
+        manifest.created = manifest.created or utc_now()
+        write_json_atomic(staging / MANIFEST_FILE, manifest.to_dict())
+    return Dataset(folders.path(manifest.name) / ROWS_FILE, manifest)
 
 
 def load_dataset(root: Path, name_or_path: str) -> Dataset:
     """A dataset by name (``WS/datasets/NAME``), by folder, or a plain JSONL file (imported as is)."""
+    folders = dataset_folders(root)
     candidate = Path(name_or_path).expanduser()
-    folder = root / name_or_path if (root / name_or_path / MANIFEST_FILE).is_file() else candidate
+    folder = folders.path(name_or_path) if folders.exists(name_or_path) else candidate
     if (folder / MANIFEST_FILE).is_file():
-        data = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-        return Dataset(folder / ROWS_FILE, DatasetManifest.from_dict(data))
+        return Dataset(folder / ROWS_FILE, DatasetManifest.from_dict(read_json(folder / MANIFEST_FILE)))
     if candidate.is_file():
         rows = read_rows(candidate)
         formats = {row_format(row, str(candidate)) for row in rows}
@@ -199,16 +195,12 @@ def load_dataset(root: Path, name_or_path: str) -> Dataset:
         manifest = DatasetManifest(candidate.stem, DatasetKind.IMPORTED, formats.pop(), len(rows), None, None, None, 0,
                                    {"file": str(candidate.resolve())}, sha256=file_sha256(candidate))
         return Dataset(candidate, manifest)
-    known = ", ".join(list_datasets(root)) or "none yet"
-    raise DatasetError(f"no dataset {name_or_path!r} in {root} (known: {known}); build one with "
-                       f"`infuse dataset build --kind cpt` or pass a JSONL file")
+    raise folders.missing(name_or_path)
 
 
 def list_datasets(root: Path) -> list[str]:
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file())
+    return dataset_folders(root).names()
 
 
-__all__ = ["Dataset", "DatasetError", "DatasetKind", "DatasetManifest", "RowFormat", "check_name", "list_datasets",
+__all__ = ["Dataset", "DatasetError", "DatasetKind", "DatasetManifest", "RowFormat", "check_name", "dataset_folders", "list_datasets",
            "load_dataset", "next_free_name", "read_rows", "row_format", "save_dataset"]

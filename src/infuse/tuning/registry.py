@@ -17,15 +17,14 @@ Each run is a folder ``WS/adapters/NAME/``::
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infuse.devices import default_device
-from infuse.staging import staged_folder
-from infuse.tuning.datasets import check_name, load_dataset
+from infuse.files import ArtifactFolders, read_json, staged_folder, utc_now, write_json_atomic
+from infuse.progress import Progress
+from infuse.tuning.datasets import load_dataset
 from infuse.tuning.trainer import (
     ADAPTER_DIR,
     MANIFEST_FILE,
@@ -80,24 +79,23 @@ class Run:
         return data
 
 
-def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    from infuse.workspace import write_json_atomic
+def run_folders(workspace: "Workspace") -> ArtifactFolders:
+    """The workspace's runs, ``WS/adapters/NAME/`` (a run exists once its manifest is written)."""
+    return ArtifactFolders(workspace.adapters_dir, kind="fine-tuning run", error=TuneError, hint="train one with `infuse tune`",
+                           marker=MANIFEST_FILE)
 
+
+def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
 
 
 def open_run(workspace: "Workspace", name: str) -> Run:
-    path = workspace.adapters_dir / name
-    manifest_path = path / MANIFEST_FILE
-    if not manifest_path.is_file():
-        known = ", ".join(list_runs_names(workspace)) or "none yet"
-        raise TuneError(f"no fine-tuning run {name!r} in {workspace.adapters_dir} (known: {known}); train one with `infuse tune`")
-    return Run(name, path, json.loads(manifest_path.read_text(encoding="utf-8")))
+    path = run_folders(workspace).require(name)
+    return Run(name, path, read_json(path / MANIFEST_FILE))
 
 
 def list_runs_names(workspace: "Workspace") -> list[str]:
-    root = workspace.adapters_dir
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file()) if root.is_dir() else []
+    return run_folders(workspace).names()
 
 
 def list_runs(workspace: "Workspace") -> list[Run]:
@@ -105,17 +103,16 @@ def list_runs(workspace: "Workspace") -> list[Run]:
 
 
 def tune(workspace: "Workspace", dataset_name: str, model_name: str, config: TuneConfig, *, name: str | None = None,
-         resume: bool = False, progress: bool = True, on_step=None) -> Run:
+         resume: bool = False, progress: Progress | None = None, on_step=None) -> Run:
     """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
     of that name is an error (pick --name), an interrupted one needs ``resume=True``."""
     from accelerate import PartialState
 
     processes = PartialState(cpu=(config.device or default_device()) == "cpu")   # one per rank under torchrun
     dataset = load_dataset(workspace.datasets_dir, dataset_name)
-    name = check_name(name or f"{dataset.manifest.name}-{config.method}", "run")
-    run_dir = workspace.adapters_dir / name
-    existing = run_dir / MANIFEST_FILE
-    previous = json.loads(existing.read_text(encoding="utf-8")) if existing.is_file() else None
+    name = name or f"{dataset.manifest.name}-{config.method}"
+    run_dir = run_folders(workspace).path(name)
+    previous = read_json(run_dir / MANIFEST_FILE)
     if previous is not None:
         if previous.get("status") == RunStatus.COMPLETE:
             raise TuneError(f"run {name!r} is already complete; choose another --name (or delete {run_dir})")
@@ -132,7 +129,7 @@ def tune(workspace: "Workspace", dataset_name: str, model_name: str, config: Tun
         "dataset": {"name": dataset.manifest.name, "kind": str(dataset.manifest.kind), "sha256": dataset.manifest.sha256,
                     "rows": dataset.manifest.rows, "path": str(dataset.rows_path)},
         "hyperparameters": config.to_dict(),
-        "created": previous["created"] if previous else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": previous["created"] if previous else utc_now(),
     }
     processes.wait_for_everyone()   # every rank has checked the folder before rank 0 writes to it
     if previous is None and processes.is_main_process:
@@ -157,7 +154,7 @@ def _result_fields(result: TuneResult) -> dict[str, Any]:
         "wall_seconds": round(result.wall_seconds, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "resumed_from_step": result.resumed_from,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished": utc_now(),
         **extra,
     }
 

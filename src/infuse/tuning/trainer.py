@@ -14,6 +14,8 @@ accelerate config file, see ``configs/accelerate/``), mixed precision and gradie
 * **Checkpoints** every ``save_every`` steps: trainable weights, optimizer, RNG state and the loss
   log, written to a temporary folder and renamed (a kill leaves the previous checkpoint intact).
   ``resume=True`` continues from the newest one with the same data order.
+* **Progress** goes to a :class:`infuse.progress.Progress` (stage ``tune``, one unit per step, a
+  note with loss and tokens/s about every 5% of the run); the loop itself never draws.
 * **Outputs** in the run folder: ``adapter/`` (PEFT) or ``model/`` (full fine-tune),
   ``manifest.json`` and ``train_log.jsonl`` (one line per step).
 
@@ -29,7 +31,6 @@ import os
 import random
 import resource
 import shutil
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -38,8 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import InfuseError
+from infuse.files import staged_folder
+from infuse.progress import Progress, or_null
 from infuse.tuning.datasets import Dataset
 from infuse.tuning.packing import IGNORE, Example, PackedRow, encode_row, pack_examples, packed_attention_mask
+from infuse.tuning.schedule import warmup_cosine, warmup_steps
 
 CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
@@ -184,14 +188,10 @@ def total_steps(plan: DataPlan, config: TuneConfig) -> int:
 
 
 def lr_at(step: int, steps: int, config: TuneConfig) -> float:
-    """Linear warmup over warmup_ratio of the run, then cosine decay to lr * min_lr_ratio."""
-    peak = config.learning_rate
-    warmup = max(1, round(steps * config.warmup_ratio)) if config.warmup_ratio > 0 else 0
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-    floor = peak * config.min_lr_ratio
-    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    """Linear warmup over warmup_ratio of the run, then cosine decay to lr * min_lr_ratio
+    (:func:`infuse.tuning.schedule.warmup_cosine`)."""
+    return warmup_cosine(step, peak=config.learning_rate, total=steps, warmup=warmup_steps(steps, config.warmup_ratio),
+                         min_ratio=config.min_lr_ratio)
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -281,22 +281,16 @@ def save_checkpoint(run_dir: Path, model, optimizer, step: int, log: list[dict[s
     import torch
     from safetensors.torch import save_file
 
-    root = run_dir / CHECKPOINTS_DIR
-    final = root / f"step-{step:07d}"
-    staging = root / f".step-{step:07d}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file(trainable_state(model), str(staging / WEIGHTS_FILE))
-    torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(rng, staging / "rng.pt")
-    state = {"step": step, "log": log, "fingerprint": fingerprint}
-    (staging / STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    final = run_dir / CHECKPOINTS_DIR / f"step-{step:07d}"
+    with staged_folder(final) as staging:   # ".step-N.tmp-PID" until complete: checkpoint_dirs skips it
+        save_file(trainable_state(model), str(staging / WEIGHTS_FILE))
+        torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, staging / "rng.pt")
+        state = {"step": step, "log": log, "fingerprint": fingerprint}
+        (staging / STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -377,9 +371,10 @@ def peak_memory_mb(device) -> float:
 
 
 def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, *, resume: bool = False,
-          progress: bool = True, on_step=None) -> TuneResult:
+          progress: Progress | None = None, on_step=None) -> TuneResult:
     """Fine-tune `model_name` on `dataset` into `run_dir`; see the module docstring.
 
+    `progress` hears about the steps (main process only; None: nothing is reported).
     `on_step(step, loss)` is called after every optimizer step (tests use it to time a kill).
     """
     import torch
@@ -428,47 +423,52 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
     micro = config.micro_batch_size
     tokens_done = 0
     started = time.perf_counter()
-    bar = _ProgressBar(steps, start_step, enabled=progress and accelerator.is_main_process)
+    report = or_null(progress if accelerator.is_main_process else None)
+    report.start("tune", steps)
+    if start_step:
+        report.advance(start_step)
+    note_every = max(1, steps // 20)
     model.train()
     eval_loss: float | None = None
-    with bar:
-        for step in range(start_step, steps):
-            rows = plan.step_rows(step)
-            global_targets = max(1, _targets(rows))
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, steps, config)
-            step_loss = torch.zeros((), device=device)
-            for a in range(config.grad_accum):
-                block = rows[a * micro * world: (a + 1) * micro * world]
-                mine = block[rank * micro: (rank + 1) * micro]
-                sync = nullcontext() if a == config.grad_accum - 1 else accelerator.no_sync(model)
-                with sync:
-                    summed = _summed_loss(model, mine, device, accelerator.autocast)
-                    # DDP averages gradients over processes: scale so the result is the global mean.
-                    accelerator.backward(summed * world / global_targets)
-                step_loss += summed.detach()
-            if config.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss = float(accelerator.reduce(step_loss, reduction="sum")) / global_targets
-            tokens_done += sum(len(r.input_ids) for r in rows)
-            entry: dict[str, Any] = {"step": step + 1, "loss": round(loss, 6), "lr": lr_at(step, steps, config)}
-            if (step + 1) % eval_every == 0 or step + 1 == steps:
-                eval_loss = evaluate_loss(unwrapped, plan.eval_rows, device, accelerator.autocast, micro)
-                if eval_loss is not None:
-                    entry["eval_loss"] = round(eval_loss, 6)
-            log.append(entry)
+    for step in range(start_step, steps):
+        rows = plan.step_rows(step)
+        global_targets = max(1, _targets(rows))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, config)
+        step_loss = torch.zeros((), device=device)
+        for a in range(config.grad_accum):
+            block = rows[a * micro * world: (a + 1) * micro * world]
+            mine = block[rank * micro: (rank + 1) * micro]
+            sync = nullcontext() if a == config.grad_accum - 1 else accelerator.no_sync(model)
+            with sync:
+                summed = _summed_loss(model, mine, device, accelerator.autocast)
+                # DDP averages gradients over processes: scale so the result is the global mean.
+                accelerator.backward(summed * world / global_targets)
+            step_loss += summed.detach()
+        if config.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = float(accelerator.reduce(step_loss, reduction="sum")) / global_targets
+        tokens_done += sum(len(r.input_ids) for r in rows)
+        entry: dict[str, Any] = {"step": step + 1, "loss": round(loss, 6), "lr": lr_at(step, steps, config)}
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            eval_loss = evaluate_loss(unwrapped, plan.eval_rows, device, accelerator.autocast, micro)
+            if eval_loss is not None:
+                entry["eval_loss"] = round(eval_loss, 6)
+        log.append(entry)
+        if accelerator.is_main_process:
+            _append_log(run_dir, entry)
+        elapsed = time.perf_counter() - started
+        report.advance()
+        if (step + 1) % note_every == 0 or step + 1 == steps:
+            report.note(f"step {step + 1}/{steps} loss {loss:.4f} {tokens_done / max(elapsed, 1e-9):,.0f} tok/s")
+        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < steps:
             if accelerator.is_main_process:
-                _append_log(run_dir, entry)
-            elapsed = time.perf_counter() - started
-            bar.update(step + 1, loss, tokens_done / max(elapsed, 1e-9))
-            if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < steps:
-                if accelerator.is_main_process:
-                    save_checkpoint(run_dir, unwrapped, optimizer, step + 1, log, fingerprint, config.keep_checkpoints)
-                accelerator.wait_for_everyone()
-            if on_step is not None:
-                on_step(step + 1, loss)
+                save_checkpoint(run_dir, unwrapped, optimizer, step + 1, log, fingerprint, config.keep_checkpoints)
+            accelerator.wait_for_everyone()
+        if on_step is not None:
+            on_step(step + 1, loss)
     wall = time.perf_counter() - started
     accelerator.wait_for_everyone()
     output = run_dir / (MODEL_DIR if config.method is TuneMethod.FULL else ADAPTER_DIR)
@@ -487,13 +487,9 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
 
 def _save_output(model, state: dict[str, Any], tokenizer, output: Path) -> None:
     """The adapter (PEFT folder) or the whole model, written under a temporary name and renamed."""
-    staging = output.with_name(output.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging, state_dict=state)
-    tokenizer.save_pretrained(staging)
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(staging, output)
+    with staged_folder(output) as staging:
+        model.save_pretrained(staging, state_dict=state)
+        tokenizer.save_pretrained(staging)
 
 
 def _write_log(run_dir: Path, log: list[dict[str, Any]]) -> None:
@@ -512,36 +508,6 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-class _ProgressBar:
-    """Rich bar with loss, tokens/s and ETA on a terminal; a line every ~5% otherwise."""
-
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        self.enabled = enabled
-        self.interactive = enabled and console.is_terminal
-        self.total = total
-        self.every = max(1, total // 20)
-        self.bar = Progress(TextColumn("[bold]tune"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:>8,.0f} tok/s"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.interactive)
-        self.task = self.bar.add_task("tune", total=total, completed=done, loss=float("nan"), tps=0.0)
-
-    def __enter__(self) -> "_ProgressBar":
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
-
-    def update(self, step: int, loss: float, tps: float) -> None:
-        self.bar.update(self.task, completed=step, loss=loss, tps=tps)
-        if self.enabled and not self.interactive and (step % self.every == 0 or step == self.total):
-            print(f"tune: step {step}/{self.total} loss {loss:.4f} {tps:,.0f} tok/s", file=sys.stderr, flush=True)
 
 
 __all__ = ["DataPlan", "RunStatus", "TuneConfig", "TuneError", "TuneMethod", "TuneResult", "build_plan", "checkpoint_dirs",
