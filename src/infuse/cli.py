@@ -726,11 +726,7 @@ def compare(
             update = UpdateScenario(update_docs, load_question_set(ws.questions_dir, update_questions))
         request = CompareRequest(specs, model=model, limit=limit, update=update, run_name=name)
         with _progress_bar() as bar:
-            def progress(stage: str, total: int):
-                task = bar.add_task(stage[:24], total=total)
-                return lambda n: bar.advance(task, n)
-
-            run = run_compare(ws, qset, request, progress)
+            run = run_compare(ws, qset, request, RichProgress(bar))
     except InfuseError as exc:
         _fail(exc)
     if as_json:

@@ -29,7 +29,6 @@ measures and writes them, :func:`load_run` reads them back.
 
 from __future__ import annotations
 
-import re
 import shutil
 import statistics
 import time
@@ -67,14 +66,14 @@ from infuse.evaluation.runs import (
     read_run,
     write_run,
 )
-from infuse.files import staged_folder
+from infuse.files import ArtifactFolders, utc_now, utc_stamp
 from infuse.models.base import GenerationConfig, LanguageModel, plain_chat_prompt
+from infuse.progress import Progress, or_null
+from infuse.rag import RagPipeline, strip_citations
+from infuse.workspace import Workspace
 
 if TYPE_CHECKING:
     from infuse.config import CostSettings
-    from infuse.workspace import Workspace
-
-_CITATION = re.compile(r"\s*[\[［]\s*\d+(?:\s*[,、]\s*\d+)*\s*[\]］]")
 
 
 class CompareError(InfuseError):
@@ -147,10 +146,6 @@ def render(model: LanguageModel, messages: list[dict[str, str]]) -> str:
     """The text a model sees for `messages` (its chat template; the plain format for servers)."""
     renderer = getattr(model, "render", None)
     return renderer(messages) if renderer is not None else plain_chat_prompt(messages)
-
-
-def strip_citations(text: str) -> str:
-    return _CITATION.sub("", text).strip()
 
 
 def gold_rank(question: Question, retrieved: Sequence[str]) -> int | None:
@@ -248,7 +243,7 @@ def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSetti
         training=training)
 
 
-def training_info(workspace: "Workspace", adapter: str, cost: "CostSettings") -> TrainingInfo:
+def training_info(workspace: Workspace, adapter: str, cost: "CostSettings") -> TrainingInfo:
     from infuse.tuning.datasets import load_dataset
     from infuse.tuning.registry import open_run
 
@@ -272,7 +267,7 @@ def training_info(workspace: "Workspace", adapter: str, cost: "CostSettings") ->
 class _Models:
     """Loads the base model once and each fine-tuned run once."""
 
-    def __init__(self, workspace: "Workspace", base: str) -> None:
+    def __init__(self, workspace: Workspace, base: str) -> None:
         self.workspace = workspace
         self.base = base
         self._cache: dict[str | None, LanguageModel] = {}
@@ -288,7 +283,7 @@ class _Models:
         return self._cache[adapter]
 
 
-def base_model_name(workspace: "Workspace", request: CompareRequest) -> str:
+def base_model_name(workspace: Workspace, request: CompareRequest) -> str:
     if request.model or workspace.settings.model.name:
         return request.model or workspace.settings.model.name  # type: ignore[return-value]
     adapters = [s.adapter for s in request.variants if s.adapter]
@@ -299,27 +294,30 @@ def base_model_name(workspace: "Workspace", request: CompareRequest) -> str:
     raise CompareError("no model to evaluate: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
 
 
-def evaluate_variants(workspace: "Workspace", questions: Sequence[Question], specs: Sequence[VariantSpec], models: _Models,
-                      generation: GenerationConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None
-                      ) -> dict[VariantSpec, list[QuestionRecord]]:
-
+def evaluate_variants(pipeline_for: Callable[[VariantSpec], RagPipeline], questions: Sequence[Question],
+                      specs: Sequence[VariantSpec], generation: GenerationConfig, progress: Progress | None = None,
+                      stage: str = "") -> dict[VariantSpec, list[QuestionRecord]]:
+    """Every question through every variant's pipeline; one progress stage per variant."""
+    progress = or_null(progress)
     out: dict[VariantSpec, list[QuestionRecord]] = {}
     for spec in specs:
-        pipeline = workspace.rag_pipeline(models.get(spec.adapter), generation)
-        tick = progress(spec.label, len(questions)) if progress else None
+        pipeline = pipeline_for(spec)
+        progress.start(f"{stage}{spec.label}", len(questions))
         records = []
         for question in questions:
             records.append(answer_question(pipeline, question, spec, generation))
-            if tick:
-                tick(1)
+            progress.advance()
         out[spec] = records
     return out
 
 
-def apply_update(workspace: "Workspace", documents: Path, target: Path) -> tuple["Workspace", float]:
+def _pipelines(workspace: Workspace, models: _Models, generation: GenerationConfig) -> Callable[[VariantSpec], RagPipeline]:
+    return lambda spec: workspace.rag_pipeline(models.get(spec.adapter), generation)
+
+
+def apply_update(workspace: Workspace, documents: Path, target: Path) -> tuple[Workspace, float]:
     """A copy of the workspace with `documents` replacing the documents of the same file names,
     re-ingested the way a RAG deployment would; returns it and the seconds the update took."""
-    from infuse.workspace import Workspace
 
     if not documents.exists():
         raise CompareError(f"update documents {documents} not found; pass the folder of changed documents")
@@ -336,27 +334,30 @@ def apply_update(workspace: "Workspace", documents: Path, target: Path) -> tuple
     return copy, time.perf_counter() - started
 
 
-def run_compare(workspace: "Workspace", qset: QuestionSet, request: CompareRequest,
-                progress: Callable[[str, int], Callable[[int], None]] | None = None) -> CompareRun:
+def compare_runs(workspace: Workspace) -> ArtifactFolders:
+    """The workspace's compare runs (``WS/runs/NAME/`` with a summary)."""
+    return ArtifactFolders(workspace.runs_dir, kind="compare run", error=CompareError,
+                           hint="make one with `infuse compare --questions SET`", marker=SUMMARY_FILE)
+
+
+def run_compare(workspace: Workspace, qset: QuestionSet, request: CompareRequest,
+                progress: Progress | None = None) -> CompareRun:
     """Evaluate every variant on the same questions and write ``WS/runs/NAME/`` (see module docstring)."""
     questions = qset.questions[: request.limit] if request.limit else list(qset.questions)
     if not questions:
         raise CompareError(f"question set {qset.name!r} is empty")
-    name = request.run_name or time.strftime("%Y%m%d-%H%M%S") + f"-{qset.name}"
-    run_dir = workspace.runs_dir / name
-    if run_dir.exists():
-        raise CompareError(f"run {name!r} already exists in {workspace.runs_dir}; choose another --name")
+    name = request.run_name or f"{utc_stamp()}-{qset.name}"
     model_name = base_model_name(workspace, request)
-    with staged_folder(run_dir) as staging:   # the run appears complete or not at all
+    with compare_runs(workspace).create(name) as staging:   # the run appears complete or not at all
         return _run(workspace, qset, request, questions, name, model_name, staging, progress)
 
 
-def _run(workspace: "Workspace", qset: QuestionSet, request: CompareRequest, questions: list[Question], name: str,
+def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, questions: list[Question], name: str,
          model_name: str, staging: Path, progress) -> CompareRun:
     cost = workspace.settings.cost
     models = _Models(workspace, model_name)
     generation = GenerationConfig(max_new_tokens=request.max_new_tokens, temperature=0.0)
-    by_spec = evaluate_variants(workspace, questions, request.variants, models, generation, progress)
+    by_spec = evaluate_variants(_pipelines(workspace, models, generation), questions, request.variants, generation, progress)
     variants = tuple(summarise(spec, records, cost, request.seed,
                                training_info(workspace, spec.adapter, cost) if spec.adapter else None)
                      for spec, records in by_spec.items())
@@ -368,7 +369,7 @@ def _run(workspace: "Workspace", qset: QuestionSet, request: CompareRequest, que
         fresh, fresh_results = freshness(workspace, request, models, generation, staging, cost, progress)
         results += fresh_results
     summary = CompareSummary(
-        run=name, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), workspace=str(workspace.path), model=model_name,
+        run=name, created=utc_now(), workspace=str(workspace.path), model=model_name,
         questions=QuestionsInfo(name=qset.name, count=len(questions), kinds={k: kinds.count(k) for k in set(kinds)}),
         cost_model=CostModel(machine_hour_usd=cost.machine_hour_usd, input_usd_per_mtok=cost.input_usd_per_mtok,
                              output_usd_per_mtok=cost.output_usd_per_mtok, basis="tokens" if by_tokens else "machine_time"),
@@ -377,7 +378,7 @@ def _run(workspace: "Workspace", qset: QuestionSet, request: CompareRequest, que
     return CompareRun(workspace.runs_dir / name, summary, results)
 
 
-def freshness(workspace: "Workspace", request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,
+def freshness(workspace: Workspace, request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,
               cost: "CostSettings", progress) -> tuple[Freshness, list[QuestionRecord]]:
     """Accuracy on changed facts after the update, and the share of answers still giving the old value."""
     assert request.update is not None
@@ -388,8 +389,7 @@ def freshness(workspace: "Workspace", request: CompareRequest, models: _Models, 
                            "(old_answer / old_answer_index); it cannot measure freshness")
     updated, seconds = apply_update(workspace, update.documents, run_dir / "updated-kb")   # kept for inspection
     specs = list(dict.fromkeys(request.variants))
-    by_spec = evaluate_variants(updated, changed, specs, models, generation,
-                                (lambda label, total: progress(f"update {label}", total)) if progress else None)
+    by_spec = evaluate_variants(_pipelines(updated, models, generation), changed, specs, generation, progress, "update ")
     rows, results = [], []
     for spec, records in by_spec.items():
         n = len(records)
@@ -405,21 +405,19 @@ def freshness(workspace: "Workspace", request: CompareRequest, models: _Models, 
                      variants=tuple(rows)), results
 
 
-def load_run(workspace: "Workspace", name: str) -> CompareRun:
+def load_run(workspace: Workspace, name: str) -> CompareRun:
     """The compare run NAME of `workspace` (or the run folder NAME), summary and records."""
-    path = workspace.runs_dir / name if not Path(name).is_dir() else Path(name)
-    if not (path / SUMMARY_FILE).is_file():
-        known = sorted(p.name for p in workspace.runs_dir.iterdir() if (p / SUMMARY_FILE).is_file()) if workspace.runs_dir.is_dir() else []
-        raise CompareError(f"no compare run {name!r} in {workspace.runs_dir} (known: {', '.join(known) or 'none yet'})")
-    return read_run(path)
+    if Path(name).is_dir() and (Path(name) / SUMMARY_FILE).is_file():
+        return read_run(Path(name))
+    return read_run(compare_runs(workspace).require(name))
 
 
-def latest_run(workspace: "Workspace") -> CompareRun | None:
-    if not workspace.runs_dir.is_dir():
-        return None
-    runs = sorted((p for p in workspace.runs_dir.iterdir() if (p / SUMMARY_FILE).is_file()), key=lambda p: p.stat().st_mtime)
-    return load_run(workspace, str(runs[-1])) if runs else None
+def latest_run(workspace: Workspace) -> CompareRun | None:
+    """The most recently written compare run, or None when there is none."""
+    runs = compare_runs(workspace)
+    paths = sorted((runs.root / n for n in runs.names()), key=lambda p: (p / SUMMARY_FILE).stat().st_mtime)
+    return read_run(paths[-1]) if paths else None
 
 
 __all__ = ["CompareError", "CompareRequest", "CompareRun", "UpdateScenario", "Variant", "VariantSpec", "apply_update",
-           "latest_run", "load_run", "parse_variants", "run_compare"]
+           "compare_runs", "latest_run", "load_run", "parse_variants", "run_compare"]
