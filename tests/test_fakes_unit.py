@@ -24,6 +24,8 @@ from infuse.store.memory import InMemoryStore
 from infuse.testing import ScriptedModel
 from infuse.workspace import Workspace
 
+from conftest import write_corpus
+
 HASHING = EmbedderSettings(backend=EmbedderBackend.HASHING, model="hashing-128")
 FILES = {
     "keys.md": "# Security\n\nAPI keys are rotated every 90 days from the admin console.\n",
@@ -34,11 +36,7 @@ FILES = {
 
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    root.mkdir()
-    for name, text in FILES.items():
-        (root / name).write_text(text, encoding="utf-8")
-    return root
+    return write_corpus(tmp_path / "docs", FILES)
 
 
 @pytest.fixture

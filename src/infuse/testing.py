@@ -9,15 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from infuse.models.base import (
-    FinishReason,
-    Generation,
-    GenerationConfig,
-    GenerationStream,
-    Loglikelihood,
-    LoglikelihoodRequest,
-    Prompt,
-)
+from infuse.models import base as model_api
 
 TOKENIZER_TRAINING_TEXT = [
     "The quick brown fox jumps over the lazy dog. API keys are rotated every 90 days.",
@@ -89,18 +81,18 @@ class ScriptedModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def _generation(self, prompt: object, text: str) -> Generation:
-        return Generation(text, FinishReason.STOP, self.count_tokens(str(prompt)), self.count_tokens(text), 0.0)
+    def _generation(self, prompt: object, text: str) -> model_api.Generation:
+        return model_api.Generation(text, model_api.FinishReason.STOP, self.count_tokens(str(prompt)), self.count_tokens(text), 0.0)
 
-    def generate(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> Generation:
+    def generate(self, prompt: model_api.Prompt, config: model_api.GenerationConfig = model_api.GenerationConfig()) -> model_api.Generation:
         self.prompts.append(prompt)
         return self._generation(prompt, self.reply)
 
-    def stream(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> GenerationStream:
+    def stream(self, prompt: model_api.Prompt, config: model_api.GenerationConfig = model_api.GenerationConfig()) -> model_api.GenerationStream:
         self.prompts.append(prompt)
         words = self.reply.split(" ")
         deltas = iter([w if i == 0 else " " + w for i, w in enumerate(words)])
-        return GenerationStream(deltas, lambda text: self._generation(prompt, text))
+        return model_api.GenerationStream(deltas, lambda text: self._generation(prompt, text))
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+    def loglikelihood(self, requests: Sequence[model_api.LoglikelihoodRequest]) -> list[model_api.Loglikelihood]:
         raise NotImplementedError("ScriptedModel only generates; use a tiny random model for scoring tests")

@@ -79,6 +79,30 @@ class Embedder(Protocol):
     def embed_queries(self, texts: list[str]) -> np.ndarray: ...
 
 
+class PrefixedEmbedder:
+    """What every backend shares: passages and queries get their configured prefixes, the identity
+    is computed once from the probe text. A backend sets ``settings`` and ``dimension`` and
+    implements ``_encode(texts, prefix, on_batch)``."""
+
+    settings: EmbedderSettings
+    dimension: int
+    _identity: EmbedderIdentity | None = None
+
+    def _encode(self, texts: list[str], prefix: str, on_batch: ProgressCallback | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def identity(self) -> EmbedderIdentity:
+        if self._identity is None:
+            self._identity = probe_identity(self.settings, self.dimension, lambda texts: self._encode(texts, ""))
+        return self._identity
+
+    def embed_passages(self, texts: list[str], on_batch: ProgressCallback | None = None) -> np.ndarray:
+        return self._encode(texts, self.settings.passage_prefix, on_batch)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.settings.query_prefix)
+
+
 def probe_identity(settings: EmbedderSettings, dimension: int, encode: Callable[[list[str]], np.ndarray]) -> EmbedderIdentity:
     """The identity of an embedder: its settings and its (unprefixed) vector for the probe text."""
     probe = encode([PROBE_TEXT])[0]

@@ -22,7 +22,7 @@ import re
 import numpy as np
 
 from infuse.config import EmbedderSettings
-from infuse.embedders.base import EmbedderIdentity, ProgressCallback, encode_in_batches, probe_identity
+from infuse.embedders.base import PrefixedEmbedder, ProgressCallback, encode_in_batches
 from infuse.errors import ConfigError
 
 _WORD = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|\w+", re.UNICODE)
@@ -41,7 +41,7 @@ class WordCounter:
         return [(w[0][0], w[-1][1]) for w in windows] or [(0, len(text))]
 
 
-class HashingEmbedder:
+class HashingEmbedder(PrefixedEmbedder):
     """``embedder.model`` names the size: ``hashing`` (256 dimensions) or ``hashing-N``."""
 
     def __init__(self, settings: EmbedderSettings) -> None:
@@ -54,18 +54,6 @@ class HashingEmbedder:
             )
         self.dimension = int(match.group(1) or DEFAULT_DIMENSION)
         self.token_counter = WordCounter()
-        self._identity: EmbedderIdentity | None = None
-
-    def identity(self) -> EmbedderIdentity:
-        if self._identity is None:
-            self._identity = probe_identity(self.settings, self.dimension, lambda texts: self._encode(texts, ""))
-        return self._identity
-
-    def embed_passages(self, texts: list[str], on_batch: ProgressCallback | None = None) -> np.ndarray:
-        return self._encode(texts, self.settings.passage_prefix, on_batch)
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, self.settings.query_prefix)
 
     def _features(self, text: str) -> list[str]:
         words = [w.lower() for w in _WORD.findall(text)]

@@ -16,7 +16,7 @@ from infuse.config import DEFAULT_EMBEDDER, EmbedderSettings
 from infuse.documents.chunking import HFTokenCounter
 from infuse.devices import default_device
 from infuse.errors import ConfigError
-from infuse.embedders.base import EmbedderIdentity, ProgressCallback, encode_in_batches, probe_identity
+from infuse.embedders.base import PrefixedEmbedder, ProgressCallback, encode_in_batches
 from infuse.hf_logging import quiet_hf_progress
 
 _BUNDLED_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
@@ -37,7 +37,7 @@ def resolve_model_path(name: str) -> str:
     return str(expanded.resolve()) if expanded.exists() else name
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(PrefixedEmbedder):
     """Embeds passages and queries with normalised vectors (cosine = dot product).
 
     >>> embedder = SentenceTransformerEmbedder(EmbedderSettings())
@@ -47,7 +47,6 @@ class SentenceTransformerEmbedder:
     def __init__(self, settings: EmbedderSettings) -> None:
         self.settings = settings
         self.model_path = resolve_model_path(settings.model)
-        self._identity: EmbedderIdentity | None = None
 
     @cached_property
     def model(self):
@@ -88,17 +87,6 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(getter())
-
-    def identity(self) -> EmbedderIdentity:
-        if self._identity is None:
-            self._identity = probe_identity(self.settings, self.dimension, lambda texts: self._encode(texts, ""))
-        return self._identity
-
-    def embed_passages(self, texts: list[str], on_batch: ProgressCallback | None = None) -> np.ndarray:
-        return self._encode(texts, self.settings.passage_prefix, on_batch)
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, self.settings.query_prefix)
 
     def _encode(self, texts: list[str], prefix: str, on_batch: ProgressCallback | None = None) -> np.ndarray:
         if not texts:

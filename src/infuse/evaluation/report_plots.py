@@ -88,12 +88,17 @@ def _width_for(count: int) -> float:
     return min(14.0, max(6.0, 1.1 * count + 2.5))
 
 
+def _bar_axes(points: Sequence[VariantSummary]):
+    """A figure sized for one bar per variant, and its axes."""
+    fig = _figure(_width_for(len(points)))
+    return fig, fig.add_subplot()
+
+
 def plot_accuracy(variants: Sequence[VariantSummary]) -> Plot | None:
     points = [v for v in variants if v.accuracy is not None]
     if not points:
         return None
-    fig = _figure(_width_for(len(points)))
-    ax = fig.add_subplot()
+    fig, ax = _bar_axes(points)
     accs = [v.accuracy or 0.0 for v in points]
     lower, upper = _error_bars([(acc, v.ci) for v, acc in zip(points, accs)])
     xs = range(len(points))
@@ -198,8 +203,7 @@ def plot_cost(variants: Sequence[VariantSummary]) -> Plot | None:
     points = [v for v in variants if v.cost_per_1k_usd is not None]
     if not points:
         return None
-    fig = _figure(_width_for(len(points)))
-    ax = fig.add_subplot()
+    fig, ax = _bar_axes(points)
     costs = [v.cost_per_1k_usd or 0.0 for v in points]
     xs = range(len(points))
     ax.bar(xs, costs, color=[_color(v.variant) for v in points])
