@@ -39,24 +39,33 @@ from infuse.tuning.datasets import (
     row_format,
     save_dataset,
 )
-from infuse.tuning.generators import LabWorldWriter, QAPair, TrainingTextWriter, chunk_language
+from infuse.tuning.generators import QAPair, TrainingTextWriter, WriterChoice, choose_writer, chunk_language
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+    from infuse.config import ModelSettings
 
     from infuse.workspace import Workspace
 
 Row = dict[str, Any]
 Progress = Callable[[int], None]   # called with the number of chunks just processed
+StageProgress = Callable[[str, "int | None"], Progress]   # (stage, total or None) -> its advance callback
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """Everything ``infuse dataset build`` takes; unused fields are ignored by other kinds."""
+    """Everything ``infuse dataset build`` takes; unused fields are ignored by other kinds.
+
+    The defaults here are the CLI's defaults (the CLI reads them from this class)."""
 
     kind: DatasetKind
     name: str | None = None              # default: the kind, then -2, -3...
-    tokenizer: str | None = None         # model id/folder whose tokenizer cuts (cpt) and counts tokens
+    model: str | None = None             # the model that writes (paraphrase/qa/raft) and whose tokenizer cuts (cpt) and
+                                         # counts tokens; None: the workspace's [model] name
+    writer: WriterChoice = WriterChoice.AUTO   # who writes: a registered corpus writer (lab worlds) or the model
+    tokenizer: str | None = None         # model id/folder whose tokenizer cuts (cpt) and counts tokens; None: see
+                                         # tokenizer_source (the model's, when it runs locally)
     block_tokens: int = 256              # cpt piece length, BOS/EOS included
     paraphrases: int = 3                 # paraphrase: rewrites per chunk
     include_original: bool = True        # paraphrase: keep the chunk itself as a row too
@@ -65,9 +74,25 @@ class BuildRequest:
     no_oracle_share: float = 0.2         # raft: share of rows whose oracle chunk is left out
     questions_from: str | None = None    # raft: a qa dataset to take questions from instead of writing them
     replay: Path | None = None           # JSONL rows to mix in
-    replay_share: float = 0.0            # share of the final rows that come from `replay`
+    replay_share: float = 0.1            # share of the final rows that come from `replay` (when given)
     seed: int = 0
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind is DatasetKind.IMPORTED:
+            raise DatasetError("--kind imported is not built: pass your JSONL file to `infuse tune --dataset FILE` directly")
+
+
+def tokenizer_source(request: BuildRequest, model: "ModelSettings") -> str | None:
+    """Whose tokenizer cuts (cpt) and counts tokens: the request's tokenizer, else the writing
+    model's when it runs locally (a server-side model has none here) or the kind is cpt."""
+    from infuse.config import ModelBackendKind
+
+    if request.tokenizer is not None:
+        return request.tokenizer
+    if request.kind is DatasetKind.CPT or model.backend is ModelBackendKind.TRANSFORMERS:
+        return model.name
+    return None
 
 
 # --- the four kinds --------------------------------------------------------------------------
@@ -213,23 +238,26 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
 
 
 def build_dataset(workspace: "Workspace", request: BuildRequest, writer: TrainingTextWriter | None = None,
-                  progress: Callable[[str, int], Progress] | None = None) -> Dataset:
+                  progress: StageProgress | None = None) -> Dataset:
     """Build the dataset `request` asks for from the workspace's knowledge base and save it.
 
-    `writer` writes paraphrases and questions (paraphrase, qa, raft); when None, a knowledge base
-    made of lab-world documents uses the world's templates, anything else is an error.
-    `progress(stage, total)` returns a callback advanced per chunk.
+    This is the whole of ``infuse dataset build``. `writer` writes paraphrases and questions
+    (paraphrase, qa, raft); when None, :func:`infuse.tuning.generators.choose_writer` picks one
+    from ``request.writer`` and ``request.model`` (default: the workspace's ``[model]``): a
+    registered corpus writer such as a lab world's templates, else the model.
+    `progress(stage, total)` returns a callback advanced per chunk (total None: a stage without a count).
     """
     store = workspace.knowledge_snapshot()
     documents = sorted(store.iter_documents(), key=lambda d: (d.source_path, d.doc_id))
     chunks = list(store.iter_chunks())
-    tokenizer = load_tokenizer(request.tokenizer) if request.tokenizer else None
+    model = workspace.settings.model.model_copy(update={"name": request.model}) if request.model else workspace.settings.model
+    source = tokenizer_source(request, model)
+    tokenizer = load_tokenizer(source) if source else None
     kind = request.kind
     if kind in (DatasetKind.PARAPHRASE, DatasetKind.QA, DatasetKind.RAFT) and writer is None:
-        writer = LabWorldWriter.detect(chunks)
-        if writer is None:
-            raise DatasetError(f"building a {kind} dataset needs a model to write {'paraphrases' if kind is DatasetKind.PARAPHRASE else 'questions'}: "
-                               "pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
+        writes = "paraphrases" if kind is DatasetKind.PARAPHRASE else "questions"
+        loading = (lambda name: progress(f"loading {name}", None)) if progress else None
+        writer = choose_writer(chunks, request.writer, model, task=f"a {kind} dataset", writes=writes, loading=loading)
     tick = progress(f"{kind}", len(chunks)) if progress else None
     counts: dict[str, int] = {}
     parameters: dict[str, Any] = {}
@@ -268,7 +296,7 @@ def build_dataset(workspace: "Workspace", request: BuildRequest, writer: Trainin
     manifest = DatasetManifest(
         name=name, kind=kind, format=row_format(rows[0], name), rows=len(rows),
         tokens=count_tokens(rows, tokenizer) if tokenizer is not None else None,
-        tokenizer=request.tokenizer, generator=writer.name if writer and kind is not DatasetKind.CPT else None,
+        tokenizer=source, generator=writer.name if writer and kind is not DatasetKind.CPT else None,
         seed=request.seed, source=kb_source(workspace, documents, chunks), parameters=parameters, counts=counts,
     )
     return save_dataset(workspace.datasets_dir, manifest, rows, overwrite=request.overwrite)
@@ -296,4 +324,4 @@ def _raft_questions(workspace: "Workspace", request: BuildRequest, chunks: Seque
     return pairs
 
 
-__all__ = ["BuildRequest", "build_dataset", "cpt_rows", "mix_replay", "paraphrase_rows", "qa_rows", "raft_rows"]
+__all__ = ["BuildRequest", "build_dataset", "tokenizer_source", "cpt_rows", "mix_replay", "paraphrase_rows", "qa_rows", "raft_rows"]
