@@ -277,10 +277,13 @@ def resolve_for_inference(workspace: "Workspace", model: str | None, adapters: l
     return model, resolved
 
 
-def inference_overrides(workspace: "Workspace", model: str | None, adapters: list[str] | None) -> dict[str, Any]:
+def inference_overrides(workspace: "Workspace | None", model: str | None, adapters: list[str] | None) -> dict[str, Any]:
     """Workspace settings overrides for ``--model``/``--adapter`` (``Workspace.open(..., **overrides)``),
-    with fine-tuning run names resolved to their folders (:func:`resolve_for_inference`)."""
+    with fine-tuning run names resolved to their folders (:func:`resolve_for_inference`); the
+    workspace that holds the runs is needed only when there are adapters."""
     if adapters:
+        if workspace is None:
+            raise TuneError("--adapter needs the workspace that holds its fine-tuning runs")
         model, adapters = resolve_for_inference(workspace, model, adapters)
     overrides: dict[str, Any] = {}
     if model:
