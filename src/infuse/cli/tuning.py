@@ -18,8 +18,9 @@ from rich.table import Table
 
 from infuse.cli.common import err, fmt_loss, open_workspace, out, print_json, progress_bar
 from infuse.tuning.builders import BuildRequest
-from infuse.tuning.datasets import DatasetKind
+from infuse.tuning.datasets import Dataset, DatasetKind
 from infuse.tuning.generators import WriterChoice
+from infuse.tuning.registry import Run
 from infuse.tuning.trainer import TuneConfig, TuneMethod
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -61,6 +62,10 @@ def dataset_build(
     ws = open_workspace()
     with progress_bar() as progress:
         dataset = build_dataset(ws, request, progress=progress.stage)
+    render_dataset(dataset, as_json)
+
+
+def render_dataset(dataset: Dataset, as_json: bool) -> None:
     manifest = dataset.manifest.to_dict()
     if as_json:
         print_json({"name": dataset.manifest.name, "path": str(dataset.rows_path), "manifest": manifest})
@@ -122,8 +127,11 @@ def tune_command(
         gradient_checkpointing=gradient_checkpointing, seed=seed, device=device,
     )
     run = tune(open_workspace(), dataset, model, config, name=name, resume=resume)
-    if os.environ.get("RANK", "0") != "0":
-        return
+    if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 reports
+        render_run(run, as_json)
+
+
+def render_run(run: Run, as_json: bool) -> None:
     if as_json:
         print_json(run.manifest)
         return

@@ -6,7 +6,7 @@ Writers behind one protocol (:class:`TrainingTextWriter`):
   OpenAI-compatible server) prompted in the chunk's language, as Ovadia et al. (2023) did with GPT-4;
 * corpus writers that recognise their own documents and know better than a model, registered with
   :func:`register_writer`: the knowledge lab registers its world's template paraphrases and
-  questions (``infuse.lab.writer``), so ``tuning`` never imports the lab.
+  questions (its ``writer`` module), so ``tuning`` never imports the lab.
 
 :func:`choose_writer` is the one place that decides which writer a dataset build uses.
 
@@ -194,7 +194,7 @@ def choose_writer(chunks: Sequence[ScoredChunk], choice: WriterChoice, model: "M
         if found is not None:
             return found
         if choice is WriterChoice.LAB:
-            raise DatasetError("--writer lab: the knowledge base is not made of lab-world documents (infuse lab world)")
+            raise DatasetError("--writer lab: the knowledge base is not made of lab-world documents (write one with the `lab world` command)")
     if not model.name:
         raise DatasetError(f"building {task} needs a model to write {writes}: "
                            "pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
