@@ -81,7 +81,7 @@ def main() -> None:
     model = load_model(ModelSettings(name=model_path))
     parameters = sum(p.numel() for p in model.model.parameters()) if hasattr(model, "model") else None
     # A fixed length: the model may not stop on its own, and both variants must generate as much.
-    pipeline = RagPipeline(ws, model, GenerationConfig(max_new_tokens=args.max_new_tokens))
+    pipeline = ws.rag_pipeline(model, GenerationConfig(max_new_tokens=args.max_new_tokens))
     pipeline.answer(QUESTIONS[0])  # warm-up: loads the embedder, fills caches
     pipeline.answer(QUESTIONS[0], use_retrieval=False)
 

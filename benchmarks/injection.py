@@ -43,7 +43,7 @@ try:
 except ImportError:  # not installed: run from the source tree
     sys.path.insert(0, str(REPO / "src"))
 
-from infuse.retrieval.injection import InjectionDetector  # noqa: E402
+from infuse.screening.injection import InjectionDetector  # noqa: E402
 
 
 def load_set(path: Path = DEFAULT_SET) -> list[dict[str, Any]]:

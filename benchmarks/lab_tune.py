@@ -63,7 +63,7 @@ def main() -> None:
     }
     new_questions, known_questions = world.short_questions(NEW), world.short_questions(KNOWN)[:250]
     base = TransformersModel.load(base_folder, device="cpu")
-    pipeline = RagPipeline(workspace, base, GENERATION)
+    pipeline = workspace.rag_pipeline(base, GENERATION)
     rows = [{"variant": "base (no fine-tuning)", "method": "-", "data": "-",
              "new": closed_book(pipeline, new_questions).accuracy, "known": closed_book(pipeline, known_questions).accuracy}]
     for method in (TuneMethod(m) for m in args.methods.split(",")):
@@ -75,7 +75,7 @@ def main() -> None:
                 model = TransformersModel.load(str(run.output_dir), device="cpu")
             else:
                 model = TransformersModel.load(base_folder, adapters=[str(run.output_dir)], device="cpu")
-            tuned = RagPipeline(workspace, model, GENERATION)
+            tuned = workspace.rag_pipeline(model, GENERATION)
             rows.append({
                 "variant": f"{method} on {variants}", "method": str(method), "data": variants,
                 "dataset_rows": dataset.manifest.rows, "dataset_tokens": dataset.manifest.tokens,

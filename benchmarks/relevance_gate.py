@@ -6,7 +6,7 @@ the knowledge base are *in*; their top-1 hit, when it is the gold passage, shoul
 (recall). Questions about documents left out are *out*; their top-1 hit should be rejected, so
 RAG says "not found" instead of answering from an unrelated passage (rejection). Both gates are
 the shipped rule (dense similarity >= min_dense_score, or keyword coverage >= min_keyword_coverage)
-with the keyword share plain or weighted by IDF (:mod:`infuse.retrieval.relevance`).
+with the keyword share plain or weighted by IDF (:mod:`infuse.rag.relevance`).
 
     .venv/bin/python benchmarks/relevance_gate.py [--sets lab-ja,lab-en,squad,jaquad] [--limit 400]
 
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infuse.evaluation.questions import ImportFormat, import_questions
-from infuse.retrieval.relevance import RelevanceGate
+from infuse.rag.relevance import RelevanceGate
 from infuse.retrieval.search import SearchHit
 from infuse.workspace import Workspace
 
@@ -48,7 +48,7 @@ def lab_cases(lang: str, root: Path, limit: int) -> tuple[Workspace, list[Case],
 
     world = LabTrainConfig.for_lang(lang).world()
     workspace = lab_workspace(world, root)
-    inside = [(q.question, lambda hit, doc=Path(q.doc).name: Path(hit.source_path).name == doc)
+    inside = [(q.question, lambda hit, doc=Path(q.doc).name: Path(hit.chunk.source_path).name == doc)
               for q in world.short_questions(NEW)[:limit]]
     outside = [(q.question, None) for q in world.short_questions(KNOWN)[:limit]]
     return workspace, inside, outside
@@ -79,7 +79,7 @@ def squad_like_cases(path: Path, fmt: ImportFormat, root: Path, limit: int) -> t
     rng.shuffle(outside)
     # a hit is the gold passage when its chunk text lies inside the question's paragraph
     return (workspace,
-            [(q.question, lambda hit, text=q.gold_text: hit.text.strip() in text or text in hit.text) for q in inside[:limit]],
+            [(q.question, lambda hit, text=q.gold_text: hit.chunk.text.strip() in text or text in hit.chunk.text) for q in inside[:limit]],
             [(q.question, None) for q in outside[:limit]])
 
 

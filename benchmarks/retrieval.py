@@ -272,8 +272,8 @@ def gold_ranks(
         for question, hits in zip(part, results):
             docs: list[str] = []
             for hit in hits:
-                if hit.doc_id not in docs:
-                    docs.append(hit.doc_id)
+                if hit.chunk.doc_id not in docs:
+                    docs.append(hit.chunk.doc_id)
             docs = docs[:CUTOFF]
             short += len(docs) < CUTOFF
             ranks.append(docs.index(question.gold) + 1 if question.gold in docs else None)

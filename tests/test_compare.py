@@ -95,7 +95,7 @@ def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_l
         assert 0 <= row["stale_share"] <= 1 and row["n"] == fresh["changed_facts"]
     # The updated knowledge base holds the new documents instead of the old ones.
     updated = Workspace.open(run.path / "updated-kb")
-    sources = [d.source_path for d in updated.knowledge_snapshot().iter_documents()]
+    sources = [d.document.source_path for d in updated.knowledge_snapshot().iter_documents()]
     changed = {p.name for p in (world / "updates" / "docs").iterdir()}
     assert all("updates" in s for s in sources if Path(s).name in changed)
     assert len(sources) == len({Path(s).name for s in sources})

@@ -53,7 +53,7 @@ def _kill_after_commits(process: subprocess.Popen, ws_dir: Path, commits: int, t
 
 
 def _state(ws: Workspace) -> tuple[list[str], int]:
-    store = ws._store(ws.manifest())
+    store = ws.store()
     return sorted(store.chunk_ids()), store.count_documents()
 
 

@@ -303,11 +303,11 @@ def test_trained_model_answers_through_the_user_code_path(trained: Path, tmp_pat
     assert all(0.0 <= value <= 1.0 for value in scores.values())
     assert report["closed_book_new"]["total"] == 3
 
-    pipeline = RagPipeline(Workspace.open(report["workspace"]), model, GenerationConfig(max_new_tokens=3))
+    pipeline = Workspace.open(report["workspace"]).rag_pipeline(model, GenerationConfig(max_new_tokens=3))
     question = world.short_questions()[0]
     answer = pipeline.answer(question.question, k=2)
     assert answer.used_retrieval and answer.passages and answer.prompt_tokens > 0
-    assert answer.passages[0].source_path.endswith(f"{question.person_id}.txt")
+    assert answer.passages[0].chunk.source_path.endswith(f"{question.person_id}.txt")
     closed = pipeline.answer(question.question, use_retrieval=False)
     assert not closed.passages and closed.completion_tokens <= 3
     json.dumps(report)  # the report is JSON

@@ -27,7 +27,8 @@ from infuse.evaluation.questions import (
     specificity,
 )
 from infuse.models.base import FinishReason, Generation, GenerationConfig
-from infuse.retrieval.store import ScoredChunk
+from infuse.documents.models import Chunk, FileType
+from infuse.language import Language
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD = DATA / "squad-v2-dev" / "dev-v2.0.json"
@@ -260,9 +261,9 @@ class CannedReplyModel:
         return Generation(text, FinishReason.STOP, 10, 10, 0.0)
 
 
-def chunk(text: str, lang: str = "en", chunk_id: str = "c1") -> ScoredChunk:
-    return ScoredChunk(chunk_id=chunk_id, doc_id="d", source_path=f"/kb/{chunk_id}.md", chunk_index=0, text=text, start=0,
-                       end=len(text), page=None, heading_path=(), lang=lang, metadata={}, content_hash="h", score=0.0)
+def chunk(text: str, lang: str = "en", chunk_id: str = "c1") -> Chunk:
+    return Chunk(chunk_id=chunk_id, doc_id="d", source_path=f"/kb/{chunk_id}.md", file_type=FileType.MARKDOWN, index=0,
+                 text=text, start=0, end=len(text), lang=Language(lang), content_hash="h")
 
 
 KEYS = chunk("API keys are rotated every 90 days from the admin console by the security team.")

@@ -21,30 +21,30 @@ def llm(tiny_chat_llama_dir: str) -> TransformersModel:
 @pytest.fixture
 def pipeline(workspace: Workspace, corpus: Path, llm: TransformersModel) -> RagPipeline:
     workspace.ingest([corpus])
-    return RagPipeline(workspace, llm, GenerationConfig(max_new_tokens=6))
+    return workspace.rag_pipeline(llm, GenerationConfig(max_new_tokens=6))
 
 
 def test_answer_carries_passages_that_slice_the_source_files(pipeline: RagPipeline) -> None:
     answer = pipeline.answer("How often are API keys rotated?", k=3)
     assert answer.used_retrieval and answer.found_relevant and answer.passages
-    assert answer.passages[0].source_path.endswith("keys.md")
+    assert answer.passages[0].chunk.source_path.endswith("keys.md")
     for passage in answer.passages:
-        assert Path(passage.source_path).read_text(encoding="utf-8")[passage.start : passage.end] == passage.text
+        assert Path(passage.chunk.source_path).read_text(encoding="utf-8")[passage.chunk.start : passage.chunk.end] == passage.chunk.text
     assert answer.completion_tokens == 6 and answer.prompt_tokens > 0
     assert answer.timings.retrieval_ms > 0 and answer.timings.generation_ms > 0
 
 
 def test_citation_markers_resolve_to_exact_source_spans(pipeline: RagPipeline) -> None:
-    hits = pipeline.workspace.search("How often are API keys rotated?", k=3)
+    hits = pipeline.retriever.search("How often are API keys rotated?", 3)
     cited, invalid = parse_citations("Every 90 days [1]. See also ［2］ and [1, 3] but not [9].", hits)
     assert [c.number for c in cited] == [1, 2, 3] and invalid == [9]
     for citation in cited:
-        source = Path(citation.source_path).read_text(encoding="utf-8")
-        assert source[citation.start : citation.end] == citation.text
+        source = Path(citation.chunk.source_path).read_text(encoding="utf-8")
+        assert source[citation.chunk.start : citation.chunk.end] == citation.chunk.text
 
 
 def test_prompt_delimits_passages_and_follows_the_question_language(pipeline: RagPipeline) -> None:
-    hits = pipeline.workspace.search("有給休暇は何日", k=2)
+    hits = pipeline.retriever.search("有給休暇は何日", 2)
     messages = build_messages("有給休暇は何日？", hits, Language.JA)
     assert messages[0]["content"] == SYSTEM_PROMPTS[Language.JA]
     assert messages[1]["content"].count("<passage id=") == 2 and "質問: 有給休暇は何日？" in messages[1]["content"]
@@ -98,7 +98,7 @@ def test_flagged_passages_are_labelled_in_the_prompt(tmp_path: Path) -> None:
     ws = Workspace.open(tmp_path / "ws", create=True)
     ws.ingest([corpus])
     hits = ws.search("previous instructions system prompt API keys", k=2)
-    flagged = [h for h in hits if h.flags]
+    flagged = [h for h in hits if h.chunk.flags]
     assert flagged and len(flagged) < len(hits)
     content = build_messages("What about the keys?", hits, Language.EN)[1]["content"]
     assert content.count('warning="') == len(flagged)

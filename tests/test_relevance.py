@@ -12,7 +12,8 @@ from infuse.models import GenerationConfig
 from infuse.models.transformers_backend import TransformersModel
 from infuse.rag import NOT_FOUND, RagPipeline
 from infuse.retrieval.lexical import LanguageAwareTokenizer
-from infuse.retrieval.relevance import RelevanceGate, TermStatistics, keyword_coverage, plain_keyword_coverage
+from infuse.rag.relevance import RelevanceGate, keyword_coverage, plain_keyword_coverage
+from infuse.store.terms import TermStatistics
 from infuse.workspace import Workspace
 
 # Five people; each document says what they like to eat in its own words (好物 / 大好き), as
@@ -82,7 +83,7 @@ def people_pipeline(tmp_path: Path, tiny_chat_llama_dir: str) -> RagPipeline:
     # passages, so keywords decide (as for Japanese users without a multilingual embedder)
     workspace = Workspace.open(tmp_path / "ws", create=True, rag={"min_dense_score": 2.0})
     workspace.ingest([docs])
-    return RagPipeline(workspace, TransformersModel.load(tiny_chat_llama_dir), GenerationConfig(max_new_tokens=2))
+    return workspace.rag_pipeline(TransformersModel.load(tiny_chat_llama_dir), GenerationConfig(max_new_tokens=2))
 
 
 def test_gate_lets_a_differently_phrased_right_passage_through(people_pipeline: RagPipeline) -> None:
@@ -90,15 +91,15 @@ def test_gate_lets_a_differently_phrased_right_passage_through(people_pipeline: 
                              ("ベルベク・グレルトンが一番好きな食べ物は何ですか？", "berbek.txt")):
         answer, messages = people_pipeline.prepare(question, k=1)
         assert answer.found_relevant and messages is not None, question
-        assert Path(answer.passages[0].source_path).name == source
+        assert Path(answer.passages[0].chunk.source_path).name == source
         # the plain share would have refused it: only the name matches
-        plain = RelevanceGate(people_pipeline.workspace.tokenizer, 2.0, 0.5, weighted=False)
-        assert not plain.passes(question, answer.passages[0], people_pipeline.workspace.term_statistics())
+        plain = RelevanceGate(people_pipeline.gate.tokenizer, 2.0, 0.5, weighted=False)
+        assert not plain.passes(question, answer.passages[0], people_pipeline.retriever.term_statistics())
 
 
 def test_gate_refuses_a_person_the_knowledge_base_does_not_know(people_pipeline: RagPipeline) -> None:
     question = "ペルミラ・ラスクステッドが一番好きな食べ物は何ですか？"
-    hits = people_pipeline.workspace.search(question, k=1)
+    hits = people_pipeline.retriever.search(question, 1)
     assert hits  # something is retrieved (it shares 一番 好き 食べ物) ...
     answer, messages = people_pipeline.prepare(question, k=1)
     assert messages is None and not answer.found_relevant  # ... but it is not about this person

@@ -23,7 +23,7 @@ def _rows(dataset) -> list[dict]:
 def test_cpt_pieces_cover_each_document_exactly_with_bos_and_eos_at_its_ends(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
     dataset = build_dataset(lab_ws, BuildRequest(DatasetKind.CPT, tokenizer=tiny_lab_model_dir, block_tokens=16))
     rows = _rows(dataset)
-    documents = {d.doc_id: d.text for d in lab_ws.knowledge_snapshot().iter_documents()}
+    documents = {d.doc_id: d.document.text for d in lab_ws.knowledge_snapshot().iter_documents()}
     assert {r["doc_id"] for r in rows} == set(documents)
     tokenizer = TransformersModel.load(tiny_lab_model_dir, device="cpu").tokenizer
     for doc_id, text in documents.items():
@@ -49,10 +49,10 @@ def test_cpt_without_a_tokenizer_says_to_pass_a_model(lab_ws: Workspace) -> None
 
 
 def test_cpt_rows_single_short_document_is_one_piece(tiny_lab_model_dir: str) -> None:
-    from infuse.retrieval.store import DocumentRecord
+    from infuse.documents.models import Document, FileType
 
     tokenizer = TransformersModel.load(tiny_lab_model_dir, device="cpu").tokenizer
-    doc = DocumentRecord("d", "d.txt", "txt", "", "h", "p", "Alda was born in Gorsk.", {}, 1, "")
+    doc = Document("d", "d.txt", FileType.TEXT, "Alda was born in Gorsk.", "h")
     assert cpt_rows([doc], tokenizer, 256) == [
         {"text": "Alda was born in Gorsk.", "bos": True, "eos": True, "doc_id": "d", "source": "d.txt", "piece": 0}]
 

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import lancedb
 import pytest
 from filelock import FileLock
 
@@ -18,7 +19,7 @@ from conftest import CORPUS, write_corpus
 
 def _chunk_rows(ws: Workspace) -> dict[str, tuple]:
     """chunk_id -> (text, content_hash, vector) straight from the chunk table."""
-    table = ws._store(ws.manifest())._chunks
+    table = lancedb.connect(str(ws.kb_dir / "lancedb")).open_table(ws.manifest().chunks_table)
     rows = table.search().select(["chunk_id", "text", "content_hash", "vector"]).limit(None).to_list()
     return {r["chunk_id"]: (r["text"], r["content_hash"], tuple(r["vector"])) for r in rows}
 
@@ -29,15 +30,15 @@ def test_ingest_then_search_finds_the_right_document_in_both_languages(workspace
     assert workspace.status().documents == len(CORPUS)
 
     top = workspace.search("how often are API keys rotated", k=3)[0]
-    assert top.source_path.endswith("keys.md")
-    assert top.heading_path == ["Security", "API keys"]
-    assert Path(top.source_path).read_text(encoding="utf-8")[top.start : top.end] == top.text
+    assert top.chunk.source_path.endswith("keys.md")
+    assert top.chunk.heading_path == ("Security", "API keys")
+    assert Path(top.chunk.source_path).read_text(encoding="utf-8")[top.chunk.start : top.chunk.end] == top.chunk.text
 
     top_ja = workspace.search("有給休暇は何日", k=3)[0]
-    assert top_ja.source_path.endswith("vacation_ja.txt")
-    assert top_ja.lang == "ja"
+    assert top_ja.chunk.source_path.endswith("vacation_ja.txt")
+    assert top_ja.chunk.lang == "ja"
     for mode in SearchMode:
-        assert workspace.search("backups kept days", k=1, mode=mode)[0].source_path.endswith("backups.txt")
+        assert workspace.search("backups kept days", k=1, mode=mode)[0].chunk.source_path.endswith("backups.txt")
 
 
 def test_unchanged_reingest_embeds_nothing_and_keeps_counts(tmp_path: Path, corpus: Path) -> None:
@@ -62,7 +63,7 @@ def test_modifying_one_file_replaces_only_its_chunks(workspace: Workspace, corpu
     changed = {cid for cid in before.keys() | after.keys() if before.get(cid) != after.get(cid)}
     assert changed and all("backups.txt" in cid for cid in changed)
     assert len(after) == len(before)
-    assert "every hour" in workspace.search("how often do backups run", k=1)[0].text
+    assert "every hour" in workspace.search("how often do backups run", k=1)[0].chunk.text
 
 
 def test_shrinking_document_drops_its_extra_chunks(tmp_path: Path) -> None:
@@ -90,7 +91,7 @@ def test_deleted_file_stays_until_prune(workspace: Workspace, corpus: Path) -> N
     assert pruned.pruned == 1
     status = workspace.status()
     assert status.documents == len(CORPUS) - 1 and status.chunks < chunks_before
-    assert all("incidents" not in h.source_path for h in workspace.search("SEV1 page acknowledged", k=10))
+    assert all("incidents" not in h.chunk.source_path for h in workspace.search("SEV1 page acknowledged", k=10))
 
 
 def test_jsonl_records_sync_by_id_field(workspace: Workspace, tmp_path: Path) -> None:
@@ -102,12 +103,12 @@ def test_jsonl_records_sync_by_id_field(workspace: Workspace, tmp_path: Path) ->
     )
     workspace.ingest([path], id_field="id")
     hit = workspace.search("rate limit", k=1)[0]
-    assert hit.doc_id == "b" and hit.metadata == {"team": "platform"}
+    assert hit.chunk.doc_id == "b" and hit.chunk.metadata == {"team": "platform"}
 
     path.write_text('{"id": "a", "text": "Invoices are issued every two weeks.", "team": "billing"}\n', encoding="utf-8")
     report = workspace.ingest([path], id_field="id", prune=True)
     assert (report.updated, report.pruned) == (1, 1)
-    assert [h.doc_id for h in workspace.search("rate limit", k=5)] == ["a"]
+    assert [h.chunk.doc_id for h in workspace.search("rate limit", k=5)] == ["a"]
 
 
 def test_partial_failure_ingests_the_rest_and_is_reported(workspace: Workspace, corpus: Path) -> None:
@@ -129,10 +130,10 @@ def test_filters_on_columns_and_metadata(workspace: Workspace, corpus: Path, tmp
         encoding="utf-8",
     )
     workspace.ingest([corpus, records], id_field="id")
-    assert {h.lang for h in workspace.search("days", k=10, filters={"lang": "ja"})} == {"ja"}
-    assert [h.doc_id for h in workspace.search("start seconds", k=10, filters={"category": "storage"})] == ["p2"]
+    assert {h.chunk.lang for h in workspace.search("days", k=10, filters={"lang": "ja"})} == {"ja"}
+    assert [h.chunk.doc_id for h in workspace.search("start seconds", k=10, filters={"category": "storage"})] == ["p2"]
     source = str((corpus / "keys.md").resolve())
-    assert {h.source_path for h in workspace.search("days", k=10, filters={"source_path": source})} == {source}
+    assert {h.chunk.source_path for h in workspace.search("days", k=10, filters={"source_path": source})} == {source}
 
 
 def test_fused_scores_follow_rrf(workspace: Workspace, corpus: Path) -> None:
@@ -155,7 +156,7 @@ def test_reranker_reorders_by_cross_encoder_scores(tmp_path: Path, corpus: Path,
     ws = Workspace.open(tmp_path / "ws", create=True, search={"reranker": tiny_cross_encoder_dir, "rerank_depth": 5})
     ws.ingest([corpus])
     hits = ws.search("API keys rotated", k=5)
-    expected = CrossEncoder(tiny_cross_encoder_dir).predict([("API keys rotated", h.text) for h in hits])
+    expected = CrossEncoder(tiny_cross_encoder_dir).predict([("API keys rotated", h.chunk.text) for h in hits])
     assert [h.rerank_score for h in hits] == pytest.approx([float(s) for s in expected], abs=1e-5)
     assert [h.rerank_score for h in hits] == sorted((h.rerank_score for h in hits), reverse=True)
 
@@ -165,7 +166,7 @@ def test_other_embedder_is_a_clear_error_until_reindex(tmp_path: Path, corpus: P
     other = Workspace.open(tmp_path / "ws", embedder={"model": tiny_embedder_dir})
     with pytest.raises(EmbedderMismatchError, match="infuse .*reindex"):
         other.search("API keys")
-    assert other.search("API keys", mode=SearchMode.LEXICAL)[0].source_path.endswith("keys.md")
+    assert other.search("API keys", mode=SearchMode.LEXICAL)[0].chunk.source_path.endswith("keys.md")
 
     report = other.reindex()
     assert report.updated == len(CORPUS)
@@ -215,12 +216,12 @@ def test_search_during_ingest_sees_whole_documents(tmp_path: Path) -> None:
     while not done.is_set() or searches == 0:
         hits = reader.search("version of document", k=100)
         searches += 1
-        ids = [h.chunk_id for h in hits]
+        ids = [h.chunk.chunk_id for h in hits]
         if len(ids) != len(set(ids)):
             failures.append(f"duplicate chunks: {ids}")
         hashes: dict[str, set[str]] = {}
         for hit in hits:
-            hashes.setdefault(hit.doc_id, set()).add(hit.content_hash)
+            hashes.setdefault(hit.chunk.doc_id, set()).add(hit.chunk.content_hash)
         failures.extend(f"{doc} mixes versions" for doc, seen in hashes.items() if len(seen) > 1)
     thread.join()
     assert searches > 1 and not failures, failures[:3]

@@ -37,6 +37,13 @@ class StoreBackend(StrEnum):
     LANCEDB = "lancedb"
 
 
+class EmbedderBackend(StrEnum):
+    """Which library computes embeddings (:func:`infuse.embedders.factory.make_embedder`)."""
+
+    SENTENCE_TRANSFORMERS = "sentence-transformers"  # any sentence-transformers id or folder
+    HASHING = "hashing"  # feature hashing of words: no model, for tests and smoke runs (weak retrieval)
+
+
 class InjectionPolicy(StrEnum):
     """What search does with chunks that prompt-injection screening flagged at ingest."""
 
@@ -45,8 +52,9 @@ class InjectionPolicy(StrEnum):
 
 
 class EmbedderSettings(BaseModel):
-    """Which sentence-transformers model embeds chunks and queries."""
+    """Which model embeds chunks and queries."""
 
+    backend: EmbedderBackend = EmbedderBackend.SENTENCE_TRANSFORMERS
     model: str = DEFAULT_EMBEDDER
     query_prefix: str = ""  # e5-style models want "query: "
     passage_prefix: str = ""  # ... and "passage: "
@@ -206,6 +214,7 @@ DEFAULT_CONFIG_TOML = f"""\
 # command-line flags override both.
 
 [embedder]
+backend = "sentence-transformers"   # or "hashing" (no model: tests and smoke runs only)
 model = "{DEFAULT_EMBEDDER}"   # any sentence-transformers id or local folder
 query_prefix = ""     # e5-style models: "query: "
 passage_prefix = ""   # e5-style models: "passage: "

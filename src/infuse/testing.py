@@ -6,7 +6,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+from infuse.models.base import (
+    FinishReason,
+    Generation,
+    GenerationConfig,
+    GenerationStream,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    Prompt,
+)
 
 TOKENIZER_TRAINING_TEXT = [
     "The quick brown fox jumps over the lazy dog. API keys are rotated every 90 days.",
@@ -58,3 +69,38 @@ def build_random_llama(
     LlamaForCausalLM(config).save_pretrained(root)
     tokenizer.save_pretrained(root)
     return str(root)
+
+
+class ScriptedModel:
+    """A :class:`~infuse.models.base.LanguageModel` that answers every prompt with ``reply`` and
+    keeps the prompts it was given: RAG and serving logic get millisecond tests without weights.
+
+    >>> model = ScriptedModel("Backups are kept for 35 days [1].")
+    >>> model.generate("When?").text
+    'Backups are kept for 35 days [1].'
+    """
+
+    def __init__(self, reply: str, name: str = "scripted", context_length: int | None = None) -> None:
+        self.reply = reply
+        self.name = name
+        self.context_length = context_length
+        self.prompts: list[object] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _generation(self, prompt: object, text: str) -> Generation:
+        return Generation(text, FinishReason.STOP, self.count_tokens(str(prompt)), self.count_tokens(text), 0.0)
+
+    def generate(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> Generation:
+        self.prompts.append(prompt)
+        return self._generation(prompt, self.reply)
+
+    def stream(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> GenerationStream:
+        self.prompts.append(prompt)
+        words = self.reply.split(" ")
+        deltas = iter([w if i == 0 else " " + w for i, w in enumerate(words)])
+        return GenerationStream(deltas, lambda text: self._generation(prompt, text))
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        raise NotImplementedError("ScriptedModel only generates; use a tiny random model for scoring tests")

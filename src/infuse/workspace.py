@@ -26,20 +26,23 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings, StoreBackend
+from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields
-from infuse.documents.models import sha256_hex
+from infuse.documents.models import Chunk, sha256_hex
+from infuse.embedders import Embedder, EmbedderIdentity, make_embedder
 from infuse.errors import EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
-from infuse.retrieval.embed import Embedder, EmbedderIdentity
-from infuse.retrieval.injection import InjectionDetector, snippet
-from infuse.retrieval.lancedb_store import LanceDBStore
+from infuse.ingest.sync import IngestReport, Syncer, SyncProgress, utc_now
+from infuse.models.base import GenerationConfig, LanguageModel
+from infuse.rag.pipeline import RagPipeline
 from infuse.retrieval.lexical import LanguageAwareTokenizer
-from infuse.retrieval.relevance import TermStatistics
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
-from infuse.retrieval.store import FlaggedChunk, Filters, KnowledgeStore
-from infuse.retrieval.sync import IngestReport, Syncer, SyncProgress, utc_now
+from infuse.screening.injection import InjectionDetector, snippet
+from infuse.store.base import KnowledgeStore
+from infuse.store.factory import open_store, store_location
+from infuse.store.filters import FilterLike, combine
+from infuse.store.terms import TermStatistics
 
 DEFAULT_WORKSPACE = ".infuse"
 MANIFEST_VERSION = 1
@@ -82,10 +85,10 @@ class KnowledgeBaseManifest:
     chunks_table: str
     created_at: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self, store: str) -> dict:
         return {
             "version": MANIFEST_VERSION,
-            "store": StoreBackend.LANCEDB.value,
+            "store": store,
             "embedder": self.embedder.to_dict(),
             "chunks_table": self.chunks_table,
             "created_at": self.created_at,
@@ -132,7 +135,7 @@ class Workspace:
         self.questions_dir = path / "questions"  # evaluation question sets (infuse.evaluation.questions)
         self.runs_dir = path / "runs"            # compare runs and reports (infuse.evaluation)
         self.tokenizer = LanguageAwareTokenizer()
-        self._stores: dict[tuple[str, int], LanceDBStore] = {}
+        self._stores: dict[tuple[str, int], KnowledgeStore] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> "Workspace":
@@ -154,7 +157,7 @@ class Workspace:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder(self.settings.embedder)
+        return make_embedder(self.settings.embedder)
 
     @cached_property
     def injection_detector(self) -> InjectionDetector:
@@ -169,9 +172,18 @@ class Workspace:
         data = read_json(self.manifest_path)
         return KnowledgeBaseManifest.from_dict(data) if data else None
 
-    def _store(self, manifest: KnowledgeBaseManifest) -> LanceDBStore:
-        """A store on the live chunk table, for writing."""
-        return LanceDBStore(self.kb_dir / "lancedb", manifest.chunks_table, manifest.embedder.dimension)
+    def store(self) -> KnowledgeStore | None:
+        """A writable store on the live chunk table (None before the first ingest). Writers hold
+        the workspace's write lock (:meth:`ingest`, :meth:`remove_documents` and :meth:`reindex` do)."""
+        manifest = self.manifest()
+        return self._store(manifest) if manifest else None
+
+    def _store(self, manifest: KnowledgeBaseManifest, chunks_table: str | None = None) -> KnowledgeStore:
+        table = chunks_table or manifest.chunks_table
+        return open_store(self.settings.store.backend, self.kb_dir, table, manifest.embedder.dimension)
+
+    def _write_manifest(self, manifest: KnowledgeBaseManifest) -> None:
+        write_json_atomic(self.manifest_path, manifest.to_dict(self.settings.store.backend.value))
 
     def _snapshot(self, manifest: KnowledgeBaseManifest) -> KnowledgeStore:
         """A read-only view of the latest committed state; the connection is reused across calls."""
@@ -186,7 +198,7 @@ class Workspace:
         identity = self.embedder.identity()
         if manifest is None:
             manifest = KnowledgeBaseManifest(identity, "chunks", utc_now())
-            write_json_atomic(self.manifest_path, manifest.to_dict())
+            self._write_manifest(manifest)
             return manifest
         problem = manifest.embedder.mismatch(identity)
         if problem:
@@ -284,6 +296,19 @@ class Workspace:
         finally:
             lock.release()
 
+    def retriever(self, filters: FilterLike = None) -> WorkspaceRetriever:
+        """A retriever over the latest commit at each call; ``filters`` narrow every search
+        (e.g. to what one user may read)."""
+        return WorkspaceRetriever(self, filters)
+
+    def rag_pipeline(self, model: LanguageModel, generation: GenerationConfig | None = None,
+                     filters: FilterLike = None) -> RagPipeline:
+        """RAG over this knowledge base with the workspace's settings (``filters``: see :meth:`retriever`)."""
+        model_settings = self.settings.model
+        generation = generation or GenerationConfig(max_new_tokens=model_settings.max_new_tokens,
+                                                    temperature=model_settings.temperature)
+        return RagPipeline(self.retriever(filters), model, self.settings.rag, self.tokenizer, generation)
+
     def searcher(self, mode: SearchMode | None = None) -> HybridSearcher | None:
         """A searcher over a consistent snapshot of the knowledge base (None when it is empty)."""
         manifest = self.manifest()
@@ -303,18 +328,18 @@ class Workspace:
         )
 
     def search(
-        self, query: str, k: int | None = None, mode: SearchMode | None = None, filters: Filters | None = None
+        self, query: str, k: int | None = None, mode: SearchMode | None = None, filters: FilterLike = None
     ) -> list[SearchHit]:
         return self.search_many([query], k, mode, filters)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int | None = None, mode: SearchMode | None = None, filters: Filters | None = None
+        self, queries: Sequence[str], k: int | None = None, mode: SearchMode | None = None, filters: FilterLike = None
     ) -> list[list[SearchHit]]:
         mode = mode or self.settings.search.mode
         searcher = self.searcher(mode)
         if searcher is None:
             return [[] for _ in queries]
-        return searcher.search_many(list(queries), k or self.settings.search.k, mode, filters)
+        return searcher.search_many(list(queries), k or self.settings.search.k, filters, mode)
 
     def status(self) -> WorkspaceStatus:
         manifest = self.manifest()
@@ -339,7 +364,7 @@ class Workspace:
             configured_embedder=self.settings.embedder.model,
             store={
                 "backend": self.settings.store.backend.value,
-                "path": str(self.kb_dir / "lancedb"),
+                "path": str(store_location(self.settings.store.backend, self.kb_dir)),
                 "chunks_table": manifest.chunks_table if manifest else None,
             },
             last_sync=read_json(self.last_sync_path),
@@ -349,7 +374,7 @@ class Workspace:
             flagged=[self._flagged_entry(c) for c in store.flagged_chunks(FLAGGED_LIST_LIMIT)] if store else [],
         )
 
-    def _flagged_entry(self, chunk: FlaggedChunk) -> dict[str, Any]:
+    def _flagged_entry(self, chunk: Chunk) -> dict[str, Any]:
         """A flagged chunk for `status`: where it is, why, and the text around the first match."""
         findings = self.injection_detector.scan(chunk.text)
         first = findings[0] if findings else None
@@ -375,7 +400,7 @@ class Workspace:
             identity = self.embedder.identity()
             table = f"chunks_{utc_now().replace(':', '').replace('-', '').replace('+', '_')}"
             new_manifest = KnowledgeBaseManifest(identity, table, old.created_at)
-            new_store = LanceDBStore(self.kb_dir / "lancedb", table, identity.dimension)
+            new_store = self._store(new_manifest)
             syncer = Syncer(
                 store=new_store,
                 chunker_factory=self._chunker,
@@ -385,12 +410,27 @@ class Workspace:
                 commit_every=self.settings.ingest.commit_every,
             )
             report = syncer.resync_documents(list(old_store.iter_documents()), progress=progress)
-            write_json_atomic(self.manifest_path, new_manifest.to_dict())
+            self._write_manifest(new_manifest)
             if old.chunks_table != table:
                 old_store.drop()
             return report
         finally:
             lock.release()
+
+
+class WorkspaceRetriever:
+    """Searches the workspace's latest commit at every call, so a long-running server sees what
+    an ingest added since it started; ``filters`` are added to every search's own filters."""
+
+    def __init__(self, workspace: Workspace, filters: FilterLike = None) -> None:
+        self.workspace = workspace
+        self.filters = filters
+
+    def search(self, query: str, k: int, filters: FilterLike = None) -> list[SearchHit]:
+        return self.workspace.search(query, k=k, filters=combine(self.filters, filters))
+
+    def term_statistics(self) -> TermStatistics:
+        return self.workspace.term_statistics()
 
 
 class _EmptyStore:

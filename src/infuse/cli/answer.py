@@ -26,7 +26,6 @@ def ask(
 ) -> None:
     """Answer a question from the knowledge base (streamed), then list the cited sources."""
     from infuse.models import load_model
-    from infuse.rag import RagPipeline
 
     overrides = model_overrides(model, adapter)
     if max_tokens is not None:
@@ -34,7 +33,7 @@ def ask(
     ws = open_workspace(create=no_rag, **overrides)
     with err.status("loading model…"):
         llm = load_model(ws.settings.model)
-    stream = RagPipeline(ws, llm).stream(question, k=k, use_retrieval=not no_rag)
+    stream = ws.rag_pipeline(llm).stream(question, k=k, use_retrieval=not no_rag)
     for delta in stream:
         if not as_json:
             sys.stdout.write(delta)
@@ -64,9 +63,10 @@ def sources_table(answer: Any) -> Table:
     cited = {c.number for c in answer.citations}
     for number, hit in enumerate(answer.passages, start=1):
         mark = f"[{number}]" + ("*" if number in cited else "")
-        where = Path(hit.source_path).name + (f" p.{hit.page}" if hit.page else "")
-        snippet = hit.text.replace("\n", " ")
-        table.add_row(mark, where, f"{hit.start}-{hit.end}", snippet[:160] + ("…" if len(snippet) > 160 else ""))
+        chunk = hit.chunk
+        where = Path(chunk.source_path).name + (f" p.{chunk.page}" if chunk.page else "")
+        snippet = chunk.text.replace("\n", " ")
+        table.add_row(mark, where, f"{chunk.start}-{chunk.end}", snippet[:160] + ("…" if len(snippet) > 160 else ""))
     return table
 
 
@@ -81,14 +81,13 @@ def serve(
     import uvicorn
 
     from infuse.models import load_model
-    from infuse.rag import RagPipeline
     from infuse.server import RAG_MODEL_ID, create_app
 
     ws = open_workspace(create=True, **model_overrides(model, adapter))
     with err.status("loading model…"):
         llm = load_model(ws.settings.model)
     err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
-    uvicorn.run(create_app(RagPipeline(ws, llm), api_key=api_key), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(ws.rag_pipeline(llm), api_key=api_key), host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:

@@ -108,12 +108,13 @@ def hits_table(hits: list[Any]) -> Table:
     for column in ("#", "score", "source", "text"):
         table.add_column(column, overflow="fold")
     for hit in hits:
-        where = Path(hit.source_path).name + (f" p.{hit.page}" if hit.page else "") + f" [{hit.start}:{hit.end}]"
-        if hit.heading_path:
-            where += "\n" + " > ".join(hit.heading_path)
-        if hit.flags:
-            where += "\nflagged: " + ", ".join(hit.flags)
-        snippet = hit.text if len(hit.text) <= 300 else hit.text[:300] + "…"
+        chunk = hit.chunk
+        where = Path(chunk.source_path).name + (f" p.{chunk.page}" if chunk.page else "") + f" [{chunk.start}:{chunk.end}]"
+        if chunk.heading_path:
+            where += "\n" + " > ".join(chunk.heading_path)
+        if chunk.flags:
+            where += "\nflagged: " + ", ".join(chunk.flags)
+        snippet = chunk.text if len(chunk.text) <= 300 else chunk.text[:300] + "…"
         table.add_row(str(hit.rank), f"{hit.score:.4f}", where, snippet)
     return table
 

@@ -119,6 +119,8 @@ class Chunker:
                     Chunk(
                         chunk_id=f"{document.doc_id}#c{len(chunks)}",
                         doc_id=document.doc_id,
+                        source_path=document.source_path,
+                        file_type=document.file_type,
                         index=len(chunks),
                         text=text,
                         start=start,
@@ -127,6 +129,9 @@ class Chunker:
                         lang=detect_language(text),
                         heading_path=section.heading_path,
                         page=section.page,
+                        metadata=document.metadata,
+                        content_hash=document.content_hash,
+                        access=document.access,
                     )
                 )
         return chunks

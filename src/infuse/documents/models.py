@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from collections.abc import Mapping
 from typing import Any
 
 from infuse.language import Language
@@ -49,6 +50,8 @@ class Document:
     # Text the source hides from human readers (HTML: hidden/aria-hidden elements, display:none,
     # font-size:0...). Kept out of ``text``; screened for prompt injection at ingest.
     hidden_text: tuple[str, ...] = ()
+    # Who may read the document (``user:NAME``, ``group:NAME``); every chunk inherits it. Empty: not restricted.
+    access: tuple[str, ...] = ()
 
     def section_spans(self) -> tuple[Section, ...]:
         return self.sections or (Section(0, len(self.text)),)
@@ -56,18 +59,33 @@ class Document:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A retrievable passage: ``document.text[start:end] == text``."""
+    """A retrievable passage and where it came from: the one record of a chunk.
+
+    Stored rows, ranked lists, search hits and citations all *refer to* a ``Chunk`` instead of
+    copying its fields, so a new attribute (screening flags, an access list) is added here and in
+    the store's column table, nowhere else. Invariant: ``document.text[start:end] == text``.
+
+    ``content_hash`` is the document's (a chunk changes when its document does); ``flags`` are the
+    prompt-injection screening rules its text matched (empty when clean); ``access`` lists who may
+    read it (``user:NAME``, ``group:NAME``; empty: not restricted).
+    """
 
     chunk_id: str
     doc_id: str
+    source_path: str
+    file_type: FileType
     index: int
     text: str
     start: int
     end: int
-    n_tokens: int
     lang: Language
+    n_tokens: int = 0
     heading_path: tuple[str, ...] = ()
     page: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+    flags: tuple[str, ...] = ()
+    access: tuple[str, ...] = ()
 
     def embedding_input(self) -> str:
         """Text given to the embedder and the keyword index: the heading path, then the passage."""

@@ -185,7 +185,7 @@ def answer_question(pipeline, question: Question, spec: VariantSpec, generation:
                       f1=token_f1(prediction, question.answers, question.lang), acc_norm=None,
                       stale=(exact_match(prediction, question.old_answers, question.lang) == 1.0) if question.old_answers else None,
                       prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
-    retrieved = [hit.source_path for hit in answer.passages]
+    retrieved = [hit.chunk.source_path for hit in answer.passages]
     record.update(retrieved=retrieved, gold_rank=gold_rank(question, retrieved) if spec.uses_retrieval else None,
                   found_relevant=answer.found_relevant if spec.uses_retrieval else None,
                   retrieval_ms=round(answer.timings.retrieval_ms, 3), latency_ms=round((time.perf_counter() - started) * 1000, 3))
@@ -295,7 +295,7 @@ def evaluate_variants(workspace: "Workspace", questions: Sequence[Question], spe
 
     out: dict[VariantSpec, list[dict[str, Any]]] = {}
     for spec in specs:
-        pipeline = RagPipeline(workspace, models.get(spec.adapter), generation)
+        pipeline = workspace.rag_pipeline(models.get(spec.adapter), generation)
         tick = progress(spec.label, len(questions)) if progress else None
         records = []
         for question in questions:
@@ -320,7 +320,7 @@ def apply_update(workspace: "Workspace", documents: Path, target: Path) -> tuple
     copy = Workspace.open(target)
     started = time.perf_counter()
     names = {p.name for p in (documents.rglob("*") if documents.is_dir() else [documents]) if p.is_file()}
-    replaced = [d.doc_id for d in copy.knowledge_snapshot().iter_documents() if Path(d.source_path).name in names]
+    replaced = [d.doc_id for d in copy.knowledge_snapshot().iter_documents() if Path(d.document.source_path).name in names]
     copy.remove_documents(replaced)
     report = copy.ingest([documents])
     if report.failed:

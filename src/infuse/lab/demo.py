@@ -52,7 +52,7 @@ def run_lab_demo(
     console.print(f"[bold]3. knowledge base[/]: the new people's {len(world.new)} documents ingested into {workspace.path}")
 
     model = TransformersModel.load(str(folder))
-    pipeline = RagPipeline(workspace, model, GENERATION)
+    pipeline = workspace.rag_pipeline(model, GENERATION)
     questions = world.short_questions(NEW)[:sample]
     console.print(f"[bold]4. asking[/] {len(questions)} questions about the new people, without and with retrieval")
     closed = closed_book(pipeline, questions)
@@ -69,7 +69,7 @@ def run_lab_demo(
 
     question = questions[0]
     answer = pipeline.stream(question.question, k=1, generation=GENERATION).collect()
-    cited = answer.citations[0].source_path if answer.citations else "(no citation)"
+    cited = answer.citations[0].chunk.source_path if answer.citations else "(no citation)"
     console.print(f"example: {question.question!r} -> {answer.text!r} (expected {question.answer!r}; cites {cited})")
     console.print(f"workspace: {workspace.path}  (try: infuse -w {workspace.path} ask {question.question!r} --model {folder})")
     return LabDemoResult(

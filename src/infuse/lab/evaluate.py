@@ -95,7 +95,7 @@ def rag(pipeline: RagPipeline, questions: Iterable[ShortQuestion], k: int,
     score, started = Score(), time.perf_counter()
     for question in questions:
         answer = pipeline.stream(question.question, k=k, generation=generation).collect()
-        right_doc = question.doc and any(c.source_path.endswith(question.doc.split("/")[-1]) for c in answer.citations)
+        right_doc = question.doc and any(c.chunk.source_path.endswith(question.doc.split("/")[-1]) for c in answer.citations)
         score.add(question, answer.text, cited_right=bool(right_doc))
     score.seconds = time.perf_counter() - started
     return score
@@ -123,7 +123,7 @@ def evaluate_lab_model(model: LanguageModel, world: World, root: str | Path, *, 
     learnt from bios only.
     """
     workspace = lab_workspace(world, root)
-    pipeline = RagPipeline(workspace, model, GENERATION)
+    pipeline = workspace.rag_pipeline(model, GENERATION)
     new = _questions(world, NEW, limit)
     report: dict[str, Any] = {"lang": str(world.lang), "chance": round(chance(world), 4), "questions_new": len(new)}
     report["closed_book_new"] = closed_book(pipeline, new).to_dict()

@@ -64,6 +64,7 @@ from infuse.lab.vocabulary import ATTRIBUTES, VALUES, Attribute, Name, Term, all
 from infuse.lab.world import World, generate_world
 from infuse.tuning.packing import IGNORE, packed_attention_mask
 from infuse.rag import QUESTION_LABEL, build_messages, closed_book_messages
+from infuse.documents.models import Chunk, FileType
 from infuse.retrieval.search import SearchHit
 
 if TYPE_CHECKING:
@@ -183,8 +184,9 @@ class Phantom:
 
 def passage(source: str, text: str, lang: Language, rank: int = 1) -> SearchHit:
     """A search hit for `text`, as the RAG prompt builder takes it."""
-    return SearchHit(rank=rank, chunk_id=source, doc_id=source, source_path=source, text=text, start=0,
-                     end=len(text), page=None, heading_path=[], lang=str(lang), metadata={}, score=0.0)
+    chunk = Chunk(chunk_id=source, doc_id=source, source_path=source, file_type=FileType.TEXT, index=0, text=text,
+                  start=0, end=len(text), lang=lang)
+    return SearchHit(rank=rank, chunk=chunk, score=0.0)
 
 
 def render_bio(name: Name, facts: dict[Attribute, Term], lang: Language, rng: random.Random) -> str:

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from infuse.documents.models import Chunk
 from infuse.lab.templates import question_templates
 from infuse.lab.vocabulary import ATTRIBUTES
 from infuse.lab.world import MANIFEST, UPDATES_DIR, Person, World, load_world
 from infuse.models.base import ModelError
-from infuse.retrieval.store import ScoredChunk
 from infuse.tuning.generators import QAPair, register_writer
 
 LAB_WRITER_NAME = "lab world templates"
@@ -39,7 +39,7 @@ class LabWorldWriter:
         self.root = root.resolve()
 
     @classmethod
-    def detect(cls, chunks: Sequence[ScoredChunk]) -> LabWorldWriter | None:
+    def detect(cls, chunks: Sequence[Chunk]) -> LabWorldWriter | None:
         """The writer for the lab world all `chunks` come from, or None if they are not all lab documents."""
         roots = {world_root(Path(c.source_path), MANIFEST) for c in chunks}
         if len(roots) != 1 or None in roots:
@@ -49,7 +49,7 @@ class LabWorldWriter:
         writer = cls(load_world(root), root)
         return writer if all(writer.person(c) is not None for c in chunks) else None
 
-    def person(self, chunk: ScoredChunk) -> Person | None:
+    def person(self, chunk: Chunk) -> Person | None:
         path = Path(chunk.source_path).resolve()
         try:
             person = self.world.person(path.stem)
@@ -58,17 +58,17 @@ class LabWorldWriter:
         updated = path.relative_to(self.root).parts[0] == UPDATES_DIR
         return self.world.updated_person(person) if updated else person
 
-    def _person(self, chunk: ScoredChunk) -> Person:
+    def _person(self, chunk: Chunk) -> Person:
         person = self.person(chunk)
         if person is None:
             raise ModelError(f"{chunk.source_path} is not a document of the lab world in {self.root}")
         return person
 
-    def paraphrases(self, chunk: ScoredChunk, n: int, seed: int) -> list[str]:
+    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
         """The world's paraphrase variants 0..n-1 (the document itself is a different rendering)."""
         return [bio.text for bio in self.world.bios(self._person(chunk), n)]
 
-    def qa_pairs(self, chunk: ScoredChunk, n: int, seed: int) -> list[QAPair]:
+    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
         """One question per attribute (template by seed and position), up to `n`."""
         person = self._person(chunk)
         pairs = []

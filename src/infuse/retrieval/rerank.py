@@ -6,7 +6,7 @@ from functools import cached_property
 
 from infuse.errors import ConfigError
 from infuse.devices import default_device
-from infuse.retrieval.embed import resolve_model_path
+from infuse.embedders.sentence_transformers import resolve_model_path
 
 
 class CrossEncoderReranker:

@@ -3,40 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from infuse.config import SearchMode, SearchSettings
+from infuse.documents.models import Chunk
+from infuse.embedders.base import Embedder
 from infuse.language import Language, detect_language
-from infuse.retrieval.embed import Embedder
 from infuse.retrieval.fusion import reciprocal_rank_fusion
 from infuse.retrieval.lexical import Tokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
-from infuse.retrieval.store import Filters, KnowledgeStore, ScoredChunk
+from infuse.store.base import KnowledgeStore
+from infuse.store.filters import Filter, FilterLike, as_filter
+from infuse.store.terms import TermStatistics
 
 
 @dataclass
 class SearchHit:
-    """One search result. The JSON field names are a stable interface (see docs/search.md).
+    """One search result: a chunk, where it ranked and why.
 
     ``score`` is what the ranking used: the rerank score when reranking, else the fused score in
     hybrid mode, else the dense (cosine) or lexical (BM25) score. The per-list scores and ranks
-    are null when the chunk was not in that list.
+    are null when the chunk was not in that list. The JSON of :meth:`to_dict` is a stable
+    interface (see docs/search.md; ``tests/test_cli.py`` pins its field names).
     """
 
     rank: int
-    chunk_id: str
-    doc_id: str
-    source_path: str
-    text: str
-    start: int
-    end: int
-    page: int | None
-    heading_path: list[str]
-    lang: str
-    metadata: dict[str, Any]
+    chunk: Chunk
     score: float
     fused_score: float | None = None
     dense_score: float | None = None
@@ -44,21 +39,47 @@ class SearchHit:
     lexical_score: float | None = None
     lexical_rank: int | None = None
     rerank_score: float | None = None
-    # Prompt-injection screening flags of the chunk (rule names, "hidden_html_text"); empty when clean.
-    flags: list[str] = field(default_factory=list)
-    content_hash: str = field(default="", repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("content_hash")
-        return data
+        chunk = self.chunk
+        return {
+            "rank": self.rank,
+            "chunk_id": chunk.chunk_id,
+            "doc_id": chunk.doc_id,
+            "source_path": chunk.source_path,
+            "text": chunk.text,
+            "start": chunk.start,
+            "end": chunk.end,
+            "page": chunk.page,
+            "heading_path": list(chunk.heading_path),
+            "lang": chunk.lang.value,
+            "metadata": dict(chunk.metadata),
+            "score": self.score,
+            "fused_score": self.fused_score,
+            "dense_score": self.dense_score,
+            "dense_rank": self.dense_rank,
+            "lexical_score": self.lexical_score,
+            "lexical_rank": self.lexical_rank,
+            "rerank_score": self.rerank_score,
+            # Prompt-injection screening flags of the chunk (rule names, "hidden_html_text"); empty when clean.
+            "flags": list(chunk.flags),
+        }
+
+
+class Retriever(Protocol):
+    """What RAG needs from retrieval: ranked passages for a question, and the keyword statistics
+    its relevance gate weighs words by. A per-user retriever adds that user's access filter."""
+
+    def search(self, query: str, k: int, filters: FilterLike = None) -> list[SearchHit]: ...
+
+    def term_statistics(self) -> TermStatistics: ...
 
 
 class HybridSearcher:
     """Runs one search mode over a store snapshot.
 
     >>> searcher = HybridSearcher(store, embedder, LanguageAwareTokenizer(), SearchSettings())  # doctest: +SKIP
-    >>> searcher.search("how do I rotate the API key?", k=5)[0].source_path  # doctest: +SKIP
+    >>> searcher.search("how do I rotate the API key?", k=5)[0].chunk.source_path  # doctest: +SKIP
     """
 
     def __init__(
@@ -77,13 +98,19 @@ class HybridSearcher:
         self.reranker = reranker
         self.exclude_flagged = exclude_flagged  # ingest.injection = "quarantine": flagged chunks are never returned
 
-    def search(self, query: str, k: int, mode: SearchMode = SearchMode.HYBRID, filters: Filters | None = None) -> list[SearchHit]:
-        return self.search_many([query], k, mode, filters)[0]
+    def search(self, query: str, k: int, filters: FilterLike = None, mode: SearchMode | None = None) -> list[SearchHit]:
+        return self.search_many([query], k, filters, mode)[0]
+
+    def term_statistics(self) -> TermStatistics:
+        return self.store.term_statistics()
 
     def search_many(
-        self, queries: Sequence[str], k: int, mode: SearchMode = SearchMode.HYBRID, filters: Filters | None = None
+        self, queries: Sequence[str], k: int, filters: FilterLike = None, mode: SearchMode | None = None
     ) -> list[list[SearchHit]]:
-        """Search several queries; their embeddings are computed in one batch."""
+        """Search several queries; their embeddings are computed in one batch. ``mode`` defaults
+        to the settings' mode."""
+        mode = mode or self.settings.mode
+        typed = as_filter(filters)
         languages = [detect_language(q) for q in queries]
         needs_dense = [self._uses_dense(mode, lang) for lang in languages]
         vectors: dict[int, np.ndarray] = {}
@@ -94,7 +121,7 @@ class HybridSearcher:
             for i, vector in zip(indices, self.embedder.embed_queries([queries[i] for i in indices])):
                 vectors[i] = vector
         return [
-            self._search_one(query, lang, vectors.get(i), k, mode, filters)
+            self._search_one(query, lang, vectors.get(i), k, mode, typed)
             for i, (query, lang) in enumerate(zip(queries, languages))
         ]
 
@@ -108,7 +135,7 @@ class HybridSearcher:
         return weights.dense, weights.lexical
 
     def _search_one(
-        self, query: str, lang: Language, vector: np.ndarray | None, k: int, mode: SearchMode, filters: Filters | None
+        self, query: str, lang: Language, vector: np.ndarray | None, k: int, mode: SearchMode, filters: Filter | None
     ) -> list[SearchHit]:
         depth = max(k, self.settings.candidates, self.settings.rerank_depth if self.reranker else 0)
         quarantine = self.exclude_flagged
@@ -118,21 +145,21 @@ class HybridSearcher:
             if mode in (SearchMode.LEXICAL, SearchMode.HYBRID)
             else []
         )
-        by_id: dict[str, ScoredChunk] = {c.chunk_id: c for c in [*lexical, *dense]}
-        dense_rank = {c.chunk_id: (r, c.score) for r, c in enumerate(dense, start=1)}
-        lexical_rank = {c.chunk_id: (r, c.score) for r, c in enumerate(lexical, start=1)}
+        by_id: dict[str, Chunk] = {s.chunk.chunk_id: s.chunk for s in [*lexical, *dense]}
+        dense_rank = {s.chunk.chunk_id: (r, s.score) for r, s in enumerate(dense, start=1)}
+        lexical_rank = {s.chunk.chunk_id: (r, s.score) for r, s in enumerate(lexical, start=1)}
 
         if mode is SearchMode.HYBRID:
             dense_weight, lexical_weight = self._weights(lang)
             fused = reciprocal_rank_fusion(
-                [[c.chunk_id for c in dense], [c.chunk_id for c in lexical]],
+                [[s.chunk.chunk_id for s in dense], [s.chunk.chunk_id for s in lexical]],
                 [dense_weight, lexical_weight],
                 k=self.settings.rrf_k,
             )
             ordered = [(chunk_id, score, score) for chunk_id, score in fused]
         else:
             source = dense if mode is SearchMode.DENSE else lexical
-            ordered = [(c.chunk_id, c.score, None) for c in source]
+            ordered: list[tuple[str, float, float | None]] = [(s.chunk.chunk_id, s.score, None) for s in source]
 
         rerank_scores: dict[str, float] = {}
         if self.reranker is not None and ordered:
@@ -144,22 +171,12 @@ class HybridSearcher:
 
         hits = []
         for rank, (chunk_id, score, fused_score) in enumerate(ordered[:k], start=1):
-            chunk = by_id[chunk_id]
             d_rank, d_score = dense_rank.get(chunk_id, (None, None))
             l_rank, l_score = lexical_rank.get(chunk_id, (None, None))
             hits.append(
                 SearchHit(
                     rank=rank,
-                    chunk_id=chunk_id,
-                    doc_id=chunk.doc_id,
-                    source_path=chunk.source_path,
-                    text=chunk.text,
-                    start=chunk.start,
-                    end=chunk.end,
-                    page=chunk.page,
-                    heading_path=list(chunk.heading_path),
-                    lang=chunk.lang,
-                    metadata=chunk.metadata,
+                    chunk=by_id[chunk_id],
                     score=rerank_scores.get(chunk_id, score),
                     fused_score=fused_score,
                     dense_score=d_score,
@@ -167,8 +184,6 @@ class HybridSearcher:
                     lexical_score=l_score,
                     lexical_rank=l_rank,
                     rerank_score=rerank_scores.get(chunk_id),
-                    flags=list(chunk.flags),
-                    content_hash=chunk.content_hash,
                 )
             )
         return hits

@@ -6,7 +6,7 @@ retrieval. ``/v1/completions`` scores and continues raw text; with ``echo`` and 
 returns prompt log-probabilities, which infuse's own ``openai`` backend uses for multiple-choice
 scoring.
 
->>> app = create_app(RagPipeline(workspace, model))  # doctest: +SKIP
+>>> app = create_app(workspace.rag_pipeline(model))  # doctest: +SKIP
 >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
 """
 
@@ -126,7 +126,7 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
         created = int(time.time())
 
         def citations(stream: RagStream | None) -> list[dict]:
-            return [asdict(c) for c in stream.answer.citations] if stream else []
+            return [c.to_dict() for c in stream.answer.citations] if stream else []
 
         if not body.stream:
             with model_lock:

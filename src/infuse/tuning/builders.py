@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from infuse.rag import build_messages, closed_book_messages
 from infuse.retrieval.search import SearchHit
-from infuse.retrieval.store import DocumentRecord, ScoredChunk
+from infuse.documents.models import Chunk, Document
 from infuse.tuning.datasets import (
     Dataset,
     DatasetError,
@@ -98,7 +98,7 @@ def tokenizer_source(request: BuildRequest, model: "ModelSettings") -> str | Non
 # --- the four kinds --------------------------------------------------------------------------
 
 
-def cpt_rows(documents: Sequence[DocumentRecord], tokenizer: "PreTrainedTokenizerBase", block_tokens: int) -> list[Row]:
+def cpt_rows(documents: Sequence[Document], tokenizer: "PreTrainedTokenizerBase", block_tokens: int) -> list[Row]:
     """Documents cut into pieces of at most `block_tokens` tokens (BOS/EOS counted in), cut on
     token boundaries of the original text (character offsets), so no text is lost or altered."""
     if block_tokens < 8:
@@ -126,7 +126,7 @@ def cpt_rows(documents: Sequence[DocumentRecord], tokenizer: "PreTrainedTokenize
     return rows
 
 
-def paraphrase_rows(chunks: Sequence[ScoredChunk], writer: TrainingTextWriter, n: int, include_original: bool,
+def paraphrase_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, n: int, include_original: bool,
                     seed: int, progress: Progress | None = None) -> tuple[list[Row], dict[str, int]]:
     rows: list[Row] = []
     short = 0
@@ -142,7 +142,7 @@ def paraphrase_rows(chunks: Sequence[ScoredChunk], writer: TrainingTextWriter, n
     return rows, {"chunks_with_fewer_paraphrases": short}
 
 
-def qa_rows(chunks: Sequence[ScoredChunk], writer: TrainingTextWriter, per_chunk: int, seed: int,
+def qa_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, per_chunk: int, seed: int,
             progress: Progress | None = None) -> tuple[list[Row], dict[str, int]]:
     """Closed-book chat rows, in the prompt infuse asks closed-book questions with."""
     rows: list[Row] = []
@@ -160,14 +160,11 @@ def qa_rows(chunks: Sequence[ScoredChunk], writer: TrainingTextWriter, per_chunk
     return rows, {"chunks_without_pairs": without}
 
 
-def _hit(chunk: ScoredChunk, rank: int) -> SearchHit:
-    return SearchHit(rank=rank, chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, source_path=chunk.source_path,
-                     text=chunk.text, start=chunk.start, end=chunk.end, page=chunk.page,
-                     heading_path=list(chunk.heading_path), lang=chunk.lang, metadata=chunk.metadata,
-                     score=0.0, flags=list(chunk.flags))
+def _hit(chunk: Chunk, rank: int) -> SearchHit:
+    return SearchHit(rank=rank, chunk=chunk, score=0.0)
 
 
-def raft_rows(questions: Sequence[tuple[QAPair, ScoredChunk]], chunks: Sequence[ScoredChunk], distractors: int,
+def raft_rows(questions: Sequence[tuple[QAPair, Chunk]], chunks: Sequence[Chunk], distractors: int,
               no_oracle_share: float, seed: int) -> list[Row]:
     """RAFT rows: the oracle at a random position among `distractors` other chunks (left out in
     `no_oracle_share` of rows); the answer cites the oracle's position."""
@@ -212,7 +209,7 @@ def mix_replay(rows: list[Row], replay: Path, share: float, seed: int) -> tuple[
 # --- orchestration ---------------------------------------------------------------------------
 
 
-def kb_source(workspace: "Workspace", documents: Sequence[DocumentRecord], chunks: Sequence[ScoredChunk]) -> dict[str, Any]:
+def kb_source(workspace: "Workspace", documents: Sequence[Document], chunks: Sequence[Chunk]) -> dict[str, Any]:
     """Which knowledge-base state the rows come from: a digest of (document id, content hash)."""
     digest = hashlib.sha256("\n".join(sorted(f"{d.doc_id}\t{d.content_hash}" for d in documents)).encode()).hexdigest()
     return {"workspace": str(workspace.path), "kb_digest": digest[:16], "documents": len(documents), "chunks": len(chunks)}
@@ -248,7 +245,7 @@ def build_dataset(workspace: "Workspace", request: BuildRequest, writer: Trainin
     `progress(stage, total)` returns a callback advanced per chunk (total None: a stage without a count).
     """
     store = workspace.knowledge_snapshot()
-    documents = sorted(store.iter_documents(), key=lambda d: (d.source_path, d.doc_id))
+    documents = sorted((r.document for r in store.iter_documents()), key=lambda d: (d.source_path, d.doc_id))
     chunks = list(store.iter_chunks())
     model = workspace.settings.model.model_copy(update={"name": request.model}) if request.model else workspace.settings.model
     source = tokenizer_source(request, model)
@@ -302,8 +299,8 @@ def build_dataset(workspace: "Workspace", request: BuildRequest, writer: Trainin
     return save_dataset(workspace.datasets_dir, manifest, rows, overwrite=request.overwrite)
 
 
-def _raft_questions(workspace: "Workspace", request: BuildRequest, chunks: Sequence[ScoredChunk],
-                    writer: TrainingTextWriter | None, tick: Progress | None) -> list[tuple[QAPair, ScoredChunk]]:
+def _raft_questions(workspace: "Workspace", request: BuildRequest, chunks: Sequence[Chunk],
+                    writer: TrainingTextWriter | None, tick: Progress | None) -> list[tuple[QAPair, Chunk]]:
     by_id = {c.chunk_id: c for c in chunks}
     if request.questions_from:
         from infuse.tuning.datasets import load_dataset

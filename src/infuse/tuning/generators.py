@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from infuse.documents.models import Chunk
 from infuse.language import Language, detect_language
 from infuse.models.base import GenerationConfig, LanguageModel
-from infuse.retrieval.store import ScoredChunk
 from infuse.tuning.datasets import DatasetError
 
 if TYPE_CHECKING:
@@ -50,10 +50,10 @@ class QAPair:
 class TrainingTextWriter(Protocol):
     name: str
 
-    def paraphrases(self, chunk: ScoredChunk, n: int, seed: int) -> list[str]:
+    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
         """Up to `n` distinct rewrites of the chunk that keep every fact."""
 
-    def qa_pairs(self, chunk: ScoredChunk, n: int, seed: int) -> list[QAPair]:
+    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
         """Up to `n` questions answered by the chunk, with short answers."""
 
 
@@ -62,7 +62,7 @@ def normalise_for_dedup(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
-def chunk_language(chunk: ScoredChunk) -> Language:
+def chunk_language(chunk: Chunk) -> Language:
     try:
         return Language(chunk.lang)
     except ValueError:
@@ -130,7 +130,7 @@ class ModelWriter:
         config = GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=seed)
         return self.model.generate([{"role": "user", "content": prompt}], config).text.strip()
 
-    def paraphrases(self, chunk: ScoredChunk, n: int, seed: int) -> list[str]:
+    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
         prompt = PARAPHRASE_PROMPTS[chunk_language(chunk)].format(text=chunk.text)
         seen = {normalise_for_dedup(chunk.text)}
         found: list[str] = []
@@ -144,7 +144,7 @@ class ModelWriter:
                 found.append(text)
         return found
 
-    def qa_pairs(self, chunk: ScoredChunk, n: int, seed: int) -> list[QAPair]:
+    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
         prompt = QA_PROMPTS[chunk_language(chunk)].format(n=n, text=chunk.text)
         seen: set[str] = set()
         found: list[QAPair] = []
@@ -161,7 +161,7 @@ class ModelWriter:
 
 # --- choosing a writer ------------------------------------------------------------------------
 
-WriterDetector = Callable[[Sequence[ScoredChunk]], "TrainingTextWriter | None"]
+WriterDetector = Callable[[Sequence[Chunk]], "TrainingTextWriter | None"]
 """Returns a writer for `chunks` when it recognises all of them as its own documents, else None."""
 
 _DETECTORS: list[WriterDetector] = []
@@ -174,7 +174,7 @@ def register_writer(detector: WriterDetector) -> WriterDetector:
     return detector
 
 
-def detect_writer(chunks: Sequence[ScoredChunk]) -> TrainingTextWriter | None:
+def detect_writer(chunks: Sequence[Chunk]) -> TrainingTextWriter | None:
     """The first registered corpus writer that recognises every chunk, or None."""
     for detector in _DETECTORS:
         writer = detector(chunks)
@@ -183,7 +183,7 @@ def detect_writer(chunks: Sequence[ScoredChunk]) -> TrainingTextWriter | None:
     return None
 
 
-def choose_writer(chunks: Sequence[ScoredChunk], choice: WriterChoice, model: "ModelSettings",
+def choose_writer(chunks: Sequence[Chunk], choice: WriterChoice, model: "ModelSettings",
                   *, task: str = "this dataset", writes: str = "paraphrases or questions",
                   loading: Callable[[str], None] | None = None) -> TrainingTextWriter:
     """Who writes for `chunks`: a registered corpus writer (unless `choice` is MODEL), else a

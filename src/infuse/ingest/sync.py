@@ -8,6 +8,7 @@ a kill at any moment loses at most the batch in flight, which the next run redoe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -19,11 +20,11 @@ from typing import Protocol
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, discover_files, load_file
 from infuse.documents.models import Chunk, Document
+from infuse.embedders.base import Embedder
 from infuse.errors import LoadError
-from infuse.retrieval.embed import Embedder
-from infuse.retrieval.injection import HIDDEN_HTML_TEXT, InjectionDetector
 from infuse.retrieval.lexical import Tokenizer
-from infuse.retrieval.store import ChunkRecord, DocumentRecord, KnowledgeStore
+from infuse.screening.injection import HIDDEN_HTML_TEXT, InjectionDetector
+from infuse.store.base import DocumentRecord, IndexedChunk, KnowledgeStore
 
 
 class SyncProgress(Protocol):
@@ -160,7 +161,7 @@ class Syncer:
         report = IngestReport(started_at=utc_now(), updated=len(records))
         clock = time.perf_counter()
         if records:
-            self._write([r.to_document() for r in records], report, progress or _NoProgress())
+            self._write([r.document for r in records], report, progress or _NoProgress())
             self._writable_store().optimize()
         report.finished_at = utc_now()
         report.seconds = time.perf_counter() - clock
@@ -219,50 +220,16 @@ class Syncer:
         texts = [chunk.embedding_input() for _, chunks in batch for chunk in chunks]
         vectors = self.embedder.embed_passages(texts, on_batch=progress.advance)
         now = utc_now()
-        records: list[ChunkRecord] = []
+        records: list[IndexedChunk] = []
         documents: list[DocumentRecord] = []
         position = 0
         for document, chunks in batch:
             hidden = [HIDDEN_HTML_TEXT] if any(self.detector.scan_hidden(t) for t in document.hidden_text) else []
             for chunk in chunks:
                 flags = tuple(sorted({*self.detector.flags(texts[position]), *hidden}))
-                records.append(
-                    ChunkRecord(
-                        chunk_id=chunk.chunk_id,
-                        doc_id=document.doc_id,
-                        source_path=document.source_path,
-                        file_type=document.file_type.value,
-                        chunk_index=chunk.index,
-                        text=chunk.text,
-                        start=chunk.start,
-                        end=chunk.end,
-                        page=chunk.page,
-                        heading_path=chunk.heading_path,
-                        lang=chunk.lang.value,
-                        n_tokens=chunk.n_tokens,
-                        tokens=self.tokenizer.tokenize(texts[position]),
-                        metadata=document.metadata,
-                        content_hash=document.content_hash,
-                        vector=vectors[position],
-                        flags=flags,
-                    )
-                )
+                tokens = tuple(self.tokenizer.tokenize(texts[position]))
+                records.append(IndexedChunk(dataclasses.replace(chunk, flags=flags), tokens, vectors[position]))
                 position += 1
-            documents.append(
-                DocumentRecord(
-                    doc_id=document.doc_id,
-                    source_path=document.source_path,
-                    file_type=document.file_type.value,
-                    title=document.title,
-                    content_hash=document.content_hash,
-                    pipeline=self.pipeline,
-                    text=document.text,
-                    metadata=document.metadata,
-                    n_chunks=len(chunks),
-                    ingested_at=now,
-                    sections=document.sections,
-                    hidden_text=document.hidden_text,
-                )
-            )
+            documents.append(DocumentRecord(document, pipeline=self.pipeline, n_chunks=len(chunks), ingested_at=now))
         store.replace_documents(documents, records)
         return len(records)

@@ -20,37 +20,12 @@ not pass on its common words alone.
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from infuse.retrieval.lexical import Tokenizer
-    from infuse.retrieval.search import SearchHit
-
-
-@dataclass(frozen=True)
-class TermStatistics:
-    """How many chunks the knowledge base holds, and in how many of them each keyword occurs."""
-
-    n_chunks: int
-    document_frequency: Mapping[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def from_token_lists(cls, chunks: Iterable[Iterable[str]]) -> "TermStatistics":
-        counts: Counter[str] = Counter()
-        n = 0
-        for tokens in chunks:
-            n += 1
-            counts.update(set(tokens))
-        return cls(n, dict(counts))
-
-    def idf(self, term: str) -> float:
-        """BM25's inverse document frequency; unknown terms count as occurring in one chunk."""
-        df = max(self.document_frequency.get(term, 0), 1)
-        return math.log(1 + (self.n_chunks - df + 0.5) / (df + 0.5))
+from infuse.retrieval.lexical import Tokenizer
+from infuse.retrieval.search import SearchHit
+from infuse.store.terms import TermStatistics
 
 
 def keyword_coverage(question_tokens: Iterable[str], passage_tokens: Iterable[str], stats: TermStatistics) -> float:
@@ -79,7 +54,7 @@ class RelevanceGate:
     >>> [hit for hit in hits if gate.passes(question, hit, workspace.term_statistics())]  # doctest: +SKIP
     """
 
-    tokenizer: "Tokenizer"
+    tokenizer: Tokenizer
     min_dense_score: float
     min_keyword_coverage: float
     weighted: bool = True   # False: the plain share of keywords (for comparison)
@@ -90,8 +65,8 @@ class RelevanceGate:
             return keyword_coverage(wanted, present, statistics)
         return plain_keyword_coverage(wanted, present)
 
-    def passes(self, question: str, hit: "SearchHit", statistics: TermStatistics) -> bool:
+    def passes(self, question: str, hit: SearchHit, statistics: TermStatistics) -> bool:
         """Dense similarity high enough, or enough of the question's keywords."""
         if hit.dense_score is not None and hit.dense_score >= self.min_dense_score:
             return True
-        return self.coverage(question, hit.text, statistics) >= self.min_keyword_coverage
+        return self.coverage(question, hit.chunk.text, statistics) >= self.min_keyword_coverage

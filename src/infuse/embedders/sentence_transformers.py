@@ -7,8 +7,6 @@ offline; any other sentence-transformers id or local folder works the same way.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -18,12 +16,10 @@ from infuse.config import DEFAULT_EMBEDDER, EmbedderSettings
 from infuse.documents.chunking import HFTokenCounter
 from infuse.devices import default_device
 from infuse.errors import ConfigError
+from infuse.embedders.base import EmbedderIdentity, ProgressCallback, encode_in_batches, probe_identity
 from infuse.hf_logging import quiet_hf_progress
 
-ProgressCallback = Callable[[int], None]
-
 _BUNDLED_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
-_PROBE_TEXT = "infuse embedder fingerprint: the quick brown fox jumps over the lazy dog."
 _MODEL_CACHE: dict[tuple[str, str | None], object] = {}
 _MODEL_CACHE_LOCK = threading.Lock()
 
@@ -41,43 +37,10 @@ def resolve_model_path(name: str) -> str:
     return str(expanded.resolve()) if expanded.exists() else name
 
 
-@dataclass(frozen=True)
-class EmbedderIdentity:
-    """What a knowledge base records about the embedder that built it.
-
-    ``probe`` is the embedding of a fixed sentence: two embedders are the same when their probes
-    agree, whatever the model was called (a Hub id here, a local copy there).
-    """
-
-    model: str
-    dimension: int
-    query_prefix: str
-    passage_prefix: str
-    probe: list[float] = field(repr=False)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EmbedderIdentity":
-        return cls(**data)
-
-    def mismatch(self, other: "EmbedderIdentity") -> str | None:
-        """Why ``other`` cannot search a knowledge base built by ``self``; None when it can."""
-        if self.dimension != other.dimension:
-            return f"dimension {other.dimension} != {self.dimension}"
-        if (self.query_prefix, self.passage_prefix) != (other.query_prefix, other.passage_prefix):
-            return "query/passage prefixes differ"
-        similarity = float(np.dot(np.asarray(self.probe), np.asarray(other.probe)))
-        if similarity < 0.99:
-            return f"different weights (probe similarity {similarity:.3f})"
-        return None
-
-
-class Embedder:
+class SentenceTransformerEmbedder:
     """Embeds passages and queries with normalised vectors (cosine = dot product).
 
-    >>> embedder = Embedder(EmbedderSettings())
+    >>> embedder = SentenceTransformerEmbedder(EmbedderSettings())
     >>> vectors = embedder.embed_passages(["LanceDB stores vectors."])  # doctest: +SKIP
     """
 
@@ -128,18 +91,8 @@ class Embedder:
 
     def identity(self) -> EmbedderIdentity:
         if self._identity is None:
-            self._identity = self._compute_identity()
+            self._identity = probe_identity(self.settings, self.dimension, lambda texts: self._encode(texts, ""))
         return self._identity
-
-    def _compute_identity(self) -> EmbedderIdentity:
-        probe = self._encode([_PROBE_TEXT], prefix="")[0]
-        return EmbedderIdentity(
-            model=self.settings.model,
-            dimension=self.dimension,
-            query_prefix=self.settings.query_prefix,
-            passage_prefix=self.settings.passage_prefix,
-            probe=[round(float(x), 6) for x in probe],
-        )
 
     def embed_passages(self, texts: list[str], on_batch: ProgressCallback | None = None) -> np.ndarray:
         return self._encode(texts, self.settings.passage_prefix, on_batch)
@@ -150,20 +103,14 @@ class Embedder:
     def _encode(self, texts: list[str], prefix: str, on_batch: ProgressCallback | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        batch = self.settings.batch_size
-        # Sorting by length keeps padding low; the original order is restored afterwards.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), batch):
-            ids = order[start : start + batch]
-            vectors = self.model.encode(
-                [prefix + texts[i] for i in ids],
-                batch_size=batch,
+
+        def encode(batch: list[str]) -> np.ndarray:
+            return self.model.encode(
+                [prefix + text for text in batch],
+                batch_size=self.settings.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            out[ids] = vectors.astype(np.float32)
-            if on_batch is not None:
-                on_batch(len(ids))
-        return out
+
+        return encode_in_batches(texts, self.settings.batch_size, self.dimension, encode, on_batch)

@@ -1,0 +1,1 @@
+"""Screening passages for prompt injection (rules in English and Japanese)."""

@@ -1,0 +1,117 @@
+"""The store interface that search, sync and the contract suite are written against.
+
+A store keeps two collections: documents (identity, content hash, extracted text) and chunks
+(:class:`~infuse.documents.models.Chunk` plus keyword tokens and a vector). It ranks, but it does
+not tokenise or fuse: tokens come from :mod:`infuse.retrieval.lexical` and fusion from
+:mod:`infuse.retrieval.fusion`, so another engine behind this interface returns the same results.
+
+Invariants every implementation keeps (``tests/store_contract.py`` checks them for each engine):
+
+- ``replace_documents`` is atomic per call: a reader sees all of a document's new chunks and none
+  of its old ones, or the state before; a document's chunks are exactly those of its last write.
+- Reads on a :meth:`KnowledgeStore.snapshot` do not move when others write.
+- Filters (:mod:`infuse.store.filters`) mean what :func:`infuse.store.filters.matches` says.
+- Flagged chunks (prompt-injection screening) are left out only when ``exclude_flagged`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from infuse.documents.models import Chunk, Document
+from infuse.store.filters import Filter
+from infuse.store.terms import TermStatistics
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A stored document: the loaded document and how and when it was ingested."""
+
+    document: Document
+    pipeline: str  # fingerprint of chunking settings: a change re-processes the document
+    n_chunks: int
+    ingested_at: str
+
+    @property
+    def doc_id(self) -> str:
+        return self.document.doc_id
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    """A chunk as a store writes it: the chunk, its keyword tokens and its vector."""
+
+    chunk: Chunk
+    tokens: tuple[str, ...]
+    vector: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk in a ranked list, with the score that list gave it (cosine or BM25)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    content_hash: str
+    pipeline: str
+    source_path: str
+
+
+class KnowledgeStore(Protocol):
+    """Storage backend. Implementations: :class:`infuse.store.lancedb.LanceDBStore`,
+    :class:`infuse.store.memory.InMemoryStore` (tests); made by :func:`infuse.store.factory.open_store`."""
+
+    def replace_documents(self, documents: Sequence[DocumentRecord], chunks: Sequence[IndexedChunk]) -> None:
+        """Atomically make ``chunks`` the only chunks of ``documents``, then record the documents."""
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None: ...
+
+    def dense_search(
+        self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]:
+        """Top ``k`` by cosine; ``exclude_flagged`` leaves out chunks with any screening flag (quarantine)."""
+
+    def lexical_search(
+        self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]:
+        """Top ``k`` by BM25 over the stored keyword tokens."""
+
+    def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
+        """Chunks with screening flags, by source path and position (at most ``limit``)."""
+
+    def count_flagged_chunks(self) -> int: ...
+
+    def count_chunks(self, filters: Filter | None = None) -> int: ...
+
+    def count_documents(self) -> int: ...
+
+    def chunk_counts_by_language(self) -> dict[str, int]: ...
+
+    def document_states(self) -> dict[str, DocumentState]: ...
+
+    def iter_documents(self) -> Iterator[DocumentRecord]: ...
+
+    def chunk_ids(self) -> list[str]: ...
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        """Every chunk, by source path, document and position: what training data is built from."""
+
+    def term_statistics(self) -> TermStatistics:
+        """Keyword document frequencies over the chunks (the RAG relevance gate weighs words by them)."""
+
+    def snapshot(self) -> KnowledgeStore:
+        """A read-only view pinned to the current version: dense and lexical lists agree."""
+
+    def optimize(self) -> None:
+        """Bring indexes up to date after writes (cheap when nothing changed)."""
+
+    def drop(self) -> None:
+        """Delete the chunk collection (a reindex replaces it with a new one)."""

@@ -1,0 +1,395 @@
+"""Embedded LanceDB implementation of :class:`~infuse.store.base.KnowledgeStore` (the default).
+
+Why it is safe to kill: every write is one LanceDB commit (a new manifest written atomically
+after its data files), so a reader or a restarted process sees either the state before or
+after, never half a document. Replacing a document's chunks is a single ``merge_insert`` that
+upserts the new chunks and deletes the document's other chunks in the same commit. Keyword
+search uses LanceDB's BM25 full-text index over the project's own tokens (whitespace-joined),
+with LanceDB's own text processing switched off; rows written since the last index update are
+still searched (unindexed rows are scanned).
+
+One column table per collection (:data:`CHUNK_COLUMNS`, :data:`DOCUMENT_COLUMNS`) drives the
+schema, the rows written and the records read back: a new chunk attribute is one line there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import FTS
+
+from infuse.documents.models import Chunk, Document, FileType, Section
+from infuse.language import Language
+from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk
+from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue
+from infuse.store.terms import TermStatistics
+
+R = TypeVar("R")
+_HEADING_SEPARATOR = " > "
+_VECTOR = "vector"  # its type depends on the store's dimension
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Column(Generic[R]):
+    """One stored column: how to write it from a record and which record attribute it reads into.
+
+    ``added`` columns came after the first release: tables without them get them on the next
+    write (null until a document is re-ingested, which the pipeline version forces); reads
+    tolerate their absence (the attribute keeps its default).
+    """
+
+    name: str
+    type: pa.DataType | None
+    write: Callable[[R], Any]
+    attr: str | None = None
+    read: Callable[[Any], Any] = _identity
+    added: bool = False
+
+
+def _chunk_column(name: str, type_: pa.DataType, attr: str | None = None, *, write: Callable[[Any], Any] = _identity,
+                  read: Callable[[Any], Any] = _identity, added: bool = False) -> Column[IndexedChunk]:
+    """A column holding one attribute of the chunk (``write`` converts it for storage, ``read`` back)."""
+    attr = attr or name
+    return Column(name, type_, lambda c: write(getattr(c.chunk, attr)), attr, read, added)
+
+
+def _split_heading(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split(_HEADING_SEPARATOR)) if value else ()
+
+
+def _tuple(value: Any) -> tuple[str, ...]:
+    return tuple(value or ())
+
+
+def _json_dict(value: str | None) -> dict[str, Any]:
+    return json.loads(value or "{}")
+
+
+def metadata_tag(key: str, value: object) -> str:
+    """The ``key=value`` string under which a metadata field is filterable."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return f"{key}={value}"
+
+
+CHUNK_COLUMNS: tuple[Column[IndexedChunk], ...] = (
+    _chunk_column("chunk_id", pa.string()),
+    _chunk_column("doc_id", pa.string()),
+    _chunk_column("source_path", pa.string()),
+    _chunk_column("file_type", pa.string(), write=lambda t: t.value, read=FileType),
+    _chunk_column("chunk_index", pa.int32(), "index", read=int),
+    _chunk_column("text", pa.string()),
+    _chunk_column("start", pa.int64(), read=int),
+    _chunk_column("end", pa.int64(), read=int),
+    _chunk_column("page", pa.int32()),
+    _chunk_column("heading_path", pa.string(), write=_HEADING_SEPARATOR.join, read=_split_heading),
+    _chunk_column("lang", pa.string(), write=lambda lang: lang.value, read=Language),
+    _chunk_column("n_tokens", pa.int32(), read=int),
+    Column("tokens", pa.string(), lambda c: " ".join(c.tokens)),
+    Column("tags", pa.list_(pa.string()), lambda c: [metadata_tag(k, v) for k, v in c.chunk.metadata.items() if v is not None]),
+    _chunk_column("metadata_json", pa.string(), "metadata", write=lambda m: json.dumps(dict(m), ensure_ascii=False), read=_json_dict),
+    _chunk_column("content_hash", pa.string()),
+    Column(_VECTOR, None, lambda c: c.vector),
+    _chunk_column("flags", pa.list_(pa.string()), write=list, read=_tuple, added=True),
+    _chunk_column(ACCESS_FIELD, pa.list_(pa.string()), write=list, read=_tuple, added=True),
+)
+
+
+def _document_column(name: str, type_: pa.DataType, attr: str | None = None, *, write: Callable[[Any], Any] = _identity,
+                     read: Callable[[Any], Any] = _identity, added: bool = False) -> Column[DocumentRecord]:
+    attr = attr or name
+    return Column(name, type_, lambda r: write(getattr(r.document, attr)), attr, read, added)
+
+
+def _sections(value: str | None) -> tuple[Section, ...]:
+    return tuple(Section(s["start"], s["end"], tuple(s["heading_path"]), s["page"]) for s in json.loads(value or "[]"))
+
+
+# Columns of the document's own attributes (read into a Document) ...
+DOCUMENT_COLUMNS: tuple[Column[DocumentRecord], ...] = (
+    _document_column("doc_id", pa.string()),
+    _document_column("source_path", pa.string()),
+    _document_column("file_type", pa.string(), write=lambda t: t.value, read=FileType),
+    _document_column("title", pa.string()),
+    _document_column("content_hash", pa.string()),
+    _document_column("text", pa.string()),
+    _document_column("metadata_json", pa.string(), "metadata", write=lambda m: json.dumps(dict(m), ensure_ascii=False), read=_json_dict),
+    _document_column("sections_json", pa.string(), "sections",
+                     write=lambda s: json.dumps([dataclasses.asdict(x) for x in s], ensure_ascii=False), read=_sections),
+    _document_column("hidden_text_json", pa.string(), "hidden_text",
+                     write=lambda h: json.dumps(list(h), ensure_ascii=False), read=lambda v: tuple(json.loads(v or "[]")), added=True),
+    _document_column(ACCESS_FIELD, pa.list_(pa.string()), write=list, read=_tuple, added=True),
+)
+# ... and of how it was ingested (read into the DocumentRecord).
+INGEST_COLUMNS: tuple[Column[DocumentRecord], ...] = (
+    Column("pipeline", pa.string(), lambda r: r.pipeline, "pipeline"),
+    Column("n_chunks", pa.int32(), lambda r: r.n_chunks, "n_chunks", int),
+    Column("ingested_at", pa.string(), lambda r: r.ingested_at, "ingested_at"),
+)
+
+
+def _schema(columns: Sequence[Column[Any]], dimension: int = 0) -> pa.Schema:
+    return pa.schema([(c.name, c.type if c.type is not None else pa.list_(pa.float32(), dimension)) for c in columns])
+
+
+def _sql_literal(value: FilterValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _sql_list(values: Sequence[FilterValue]) -> str:
+    return ", ".join(_sql_literal(v) for v in values)
+
+
+def filter_to_sql(filter_: Filter | None, columns: frozenset[str] = frozenset({ACCESS_FIELD})) -> str | None:
+    """LanceDB SQL for a typed filter (``columns``: which optional columns the table has).
+
+    Chunk columns compare directly; the access list by array overlap; any other field through the
+    ``tags`` column of ``key=value`` strings.
+    """
+    if filter_ is None:
+        return None
+    if isinstance(filter_, AllOf):
+        parts = [filter_to_sql(clause, columns) for clause in filter_.clauses]
+        return " AND ".join(f"({p})" for p in parts if p) or None
+    values = (filter_.value,) if isinstance(filter_, Eq) else filter_.values
+    if not values:
+        return "false"
+    if filter_.field == ACCESS_FIELD:
+        # A table from before access lists has no access column: nobody is listed on any chunk.
+        return f"array_has_any({ACCESS_FIELD}, [{_sql_list(values)}])" if ACCESS_FIELD in columns else "false"
+    if filter_.field in CHUNK_FIELDS:
+        return f"{filter_.field} IN ({_sql_list(values)})"
+    tags = [metadata_tag(filter_.field, v) for v in values]
+    return f"array_has_any(tags, [{_sql_list(tags)}])"
+
+
+def _in_list(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN ({_sql_list(values)})"
+
+
+# A chunk that screening did not flag (flags is null on rows written before screening existed).
+UNFLAGGED_SQL = "coalesce(array_length(flags), 0) = 0"
+FLAGGED_SQL = "array_length(flags) > 0"
+
+
+class LanceDBStore:
+    """Chunks and documents in two LanceDB tables under ``path``.
+
+    >>> store = LanceDBStore(Path(".infuse/kb/lancedb"), chunks_table="chunks", dimension=384)  # doctest: +SKIP
+    >>> store.dense_search(vector, k=5)  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, chunks_table: str, dimension: int, documents_table: str = "documents") -> None:
+        self.path = path
+        self.chunks_name = chunks_table
+        self.documents_name = documents_table
+        self.dimension = dimension
+        path.mkdir(parents=True, exist_ok=True)
+        self._db = lancedb.connect(str(path))
+        self._chunks = self._open_or_create(chunks_table, _schema(CHUNK_COLUMNS, dimension))
+        self._documents = self._open_or_create(documents_table, _schema((*DOCUMENT_COLUMNS, *INGEST_COLUMNS)))
+        self._read_only = False
+        self._term_statistics: dict[int, TermStatistics] = {}  # by chunk table version; shared with snapshots
+
+    def _open_or_create(self, name: str, schema: pa.Schema) -> Any:
+        try:
+            return self._db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            table = self._db.create_table(name, schema=schema, exist_ok=True)
+            if name == self.chunks_name and not table.list_indices():
+                table.create_index(
+                    "tokens",
+                    config=FTS(
+                        base_tokenizer="whitespace", lower_case=False, stem=False, remove_stop_words=False,
+                        ascii_folding=False, with_position=False, max_token_length=None,
+                    ),
+                )
+            return table
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def replace_documents(self, documents: Sequence[DocumentRecord], chunks: Sequence[IndexedChunk]) -> None:
+        self._check_writable()
+        if not documents:
+            return
+        self._add_missing_columns()
+        doc_ids = [d.doc_id for d in documents]
+        rows = pa.Table.from_pylist([self._chunk_row(c) for c in chunks], schema=self._chunks.schema)
+        (
+            self._chunks.merge_insert("chunk_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(_in_list("doc_id", doc_ids))
+            .execute(rows)
+        )
+        # Documents are recorded after their chunks: a crash in between only makes the next
+        # ingest redo these documents, which replaces their chunks with identical ones.
+        doc_rows = [{c.name: c.write(d) for c in (*DOCUMENT_COLUMNS, *INGEST_COLUMNS)} for d in documents]
+        table = pa.Table.from_pylist(doc_rows, schema=self._documents.schema)
+        self._documents.merge_insert("doc_id").when_matched_update_all().when_not_matched_insert_all().execute(table)
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        self._check_writable()
+        for start in range(0, len(doc_ids), 500):
+            batch = doc_ids[start : start + 500]
+            self._chunks.delete(_in_list("doc_id", batch))
+            self._documents.delete(_in_list("doc_id", batch))
+
+    def optimize(self) -> None:
+        self._check_writable()
+        self._chunks.optimize()
+        self._documents.optimize()
+
+    def drop(self) -> None:
+        self._check_writable()
+        self._db.drop_table(self.chunks_name)
+
+    def _add_missing_columns(self) -> None:
+        """Upgrade tables created by an older infuse (one commit per added column; safe to repeat)."""
+        for table, columns in ((self._chunks, CHUNK_COLUMNS), (self._documents, DOCUMENT_COLUMNS)):
+            names = set(table.schema.names)
+            missing = [pa.field(c.name, c.type) for c in columns if c.added and c.name not in names]
+            if missing:
+                table.add_columns(missing)
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise RuntimeError("this store is a read-only snapshot")
+
+    def _chunk_row(self, chunk: IndexedChunk) -> dict[str, Any]:
+        vector = np.asarray(chunk.vector, dtype=np.float32)
+        if vector.shape != (self.dimension,):
+            raise ValueError(f"chunk {chunk.chunk.chunk_id}: vector of shape {vector.shape}, store expects ({self.dimension},)")
+        row = {c.name: c.write(chunk) for c in CHUNK_COLUMNS}
+        row[_VECTOR] = vector
+        return row
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> LanceDBStore:
+        view = object.__new__(LanceDBStore)
+        view.path, view.chunks_name, view.documents_name = self.path, self.chunks_name, self.documents_name
+        view.dimension, view._db, view._read_only = self.dimension, self._db, True
+        view._term_statistics = self._term_statistics
+        view._chunks = self._db.open_table(self.chunks_name)
+        view._chunks.checkout(view._chunks.version)
+        view._documents = self._db.open_table(self.documents_name)
+        view._documents.checkout(view._documents.version)
+        return view
+
+    def _chunk_names(self) -> frozenset[str]:
+        return frozenset(self._chunks.schema.names)
+
+    def _where(self, filters: Filter | None, exclude_flagged: bool) -> str | None:
+        names = self._chunk_names()
+        clauses = [c for c in (filter_to_sql(filters, names),) if c]
+        # A table from before screening has no flags column and nothing flagged to exclude.
+        if exclude_flagged and "flags" in names:
+            clauses.append(UNFLAGGED_SQL)
+        return " AND ".join(f"({c})" for c in clauses) if clauses else None
+
+    def _read_columns(self) -> list[Column[IndexedChunk]]:
+        names = self._chunk_names()
+        return [c for c in CHUNK_COLUMNS if c.attr is not None and c.name in names]
+
+    def _chunk(self, row: dict[str, Any]) -> Chunk:
+        return Chunk(**{c.attr: c.read(row[c.name]) for c in self._read_columns() if c.attr is not None})
+
+    def _ranked(self, query: Any, filters: Filter | None, exclude_flagged: bool, k: int, score_column: str) -> list[dict[str, Any]]:
+        where = self._where(filters, exclude_flagged)
+        if where:
+            query = query.where(where, prefilter=True)
+        return query.limit(k).select([*(c.name for c in self._read_columns()), score_column]).to_list()
+
+    def dense_search(
+        self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]:
+        query = self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR).distance_type("cosine")
+        rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
+        return [ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows]
+
+    def lexical_search(
+        self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
+    ) -> list[ScoredChunk]:
+        unique = list(dict.fromkeys(t for t in tokens if t.strip()))
+        if not unique:
+            return []
+        query = self._chunks.search(" ".join(unique), query_type="fts", fts_columns="tokens")
+        rows = self._ranked(query, filters, exclude_flagged, k, "_score")
+        return [ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows]
+
+    def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
+        if "flags" not in self._chunk_names():
+            return []
+        rows = self._chunks.search().where(FLAGGED_SQL).select([c.name for c in self._read_columns()]).limit(None).to_list()
+        chunks = sorted((self._chunk(r) for r in rows), key=lambda c: (c.source_path, c.index, c.chunk_id))
+        return chunks[:limit]
+
+    def count_flagged_chunks(self) -> int:
+        return int(self._chunks.count_rows(FLAGGED_SQL)) if "flags" in self._chunk_names() else 0
+
+    def count_chunks(self, filters: Filter | None = None) -> int:
+        return int(self._chunks.count_rows(filter_to_sql(filters, self._chunk_names())))
+
+    def count_documents(self) -> int:
+        return int(self._documents.count_rows())
+
+    def document_states(self) -> dict[str, DocumentState]:
+        table = self._columns(self._documents, ["doc_id", "content_hash", "pipeline", "source_path"])
+        return {
+            row["doc_id"]: DocumentState(row["content_hash"], row["pipeline"], row["source_path"])
+            for row in table.to_pylist()
+        }
+
+    def iter_documents(self) -> Iterator[DocumentRecord]:
+        names = set(self._documents.schema.names)
+        document_columns = [c for c in DOCUMENT_COLUMNS if c.name in names and c.attr is not None]
+        for batch in self._documents.search().limit(None).to_batches(256):
+            for row in batch.to_pylist():
+                document = Document(**{c.attr: c.read(row[c.name]) for c in document_columns if c.attr is not None})
+                ingest = {c.attr: c.read(row[c.name]) for c in INGEST_COLUMNS if c.attr is not None}
+                yield DocumentRecord(document=document, **ingest)
+
+    @staticmethod
+    def _columns(table: Any, columns: list[str]) -> pa.Table:
+        return table.search().select(columns).limit(None).to_arrow()
+
+    def chunk_ids(self) -> list[str]:
+        return list(self._columns(self._chunks, ["chunk_id"]).column("chunk_id").to_pylist())
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        rows = self._columns(self._chunks, [c.name for c in self._read_columns()]).to_pylist()
+        chunks = sorted((self._chunk(row) for row in rows), key=lambda c: (c.source_path, c.doc_id, c.index))
+        yield from chunks
+
+    def term_statistics(self) -> TermStatistics:
+        """Counted once per table version (one scan of the tokens column), then reused."""
+        version = self._chunks.version
+        if version not in self._term_statistics:
+            tokens = self._columns(self._chunks, ["tokens"]).column("tokens").to_pylist()
+            self._term_statistics.clear()  # only the latest version is asked for again
+            self._term_statistics[version] = TermStatistics.from_token_lists(t.split() for t in tokens)
+        return self._term_statistics[version]
+
+    def chunk_counts_by_language(self) -> dict[str, int]:
+        langs = self._columns(self._chunks, ["lang"]).column("lang").to_pylist()
+        counts: dict[str, int] = {}
+        for lang in langs:
+            counts[lang] = counts.get(lang, 0) + 1
+        return counts
