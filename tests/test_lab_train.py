@@ -290,7 +290,6 @@ def test_trained_model_answers_through_the_user_code_path(trained: Path, tmp_pat
     from infuse.lab.evaluate import evaluate_lab_model, summary
     from infuse.models import GenerationConfig
     from infuse.models.transformers_backend import TransformersModel
-    from infuse.rag import RagPipeline
     from infuse.workspace import Workspace
 
     model = TransformersModel.load(str(trained))

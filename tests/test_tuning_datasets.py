@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from infuse.lab.writer import LabWorldWriter
 from infuse.models.transformers_backend import TransformersModel
 from infuse.tuning.builders import BuildRequest, build_dataset, cpt_rows
 from infuse.tuning.datasets import DatasetError, DatasetKind, RowFormat, load_dataset, read_rows
-from infuse.tuning.generators import LabWorldWriter, ModelWriter, parse_qa_pairs
+from infuse.tuning.generators import ModelWriter, parse_qa_pairs
 from infuse.tuning.packing import encode_row
 from infuse.workspace import Workspace
 

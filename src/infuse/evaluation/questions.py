@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from infuse.errors import InfuseError
 from infuse.files import ArtifactFolders, utc_now, write_json_atomic
 from infuse.language import Language, detect_language
+from infuse.progress import Progress, or_null
 from infuse.tuning.generators import chunk_language
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ MANIFEST_FILE = "manifest.json"
 SKIPPED_LISTED = 20          # skipped rows listed in a manifest (all are counted)
 GENERATED_CHOICES = 4
 
-Progress = Callable[[int], None]   # called with the number of chunks just processed
 
 
 class QuestionKind(StrEnum):
@@ -735,6 +735,8 @@ def generate_questions(chunks: Sequence["Chunk"], model: "LanguageModel", *, per
     if not chunks:
         raise QuestionSetError("no chunks to write questions from; ingest documents into the knowledge base first")
     wanted = candidates or 2 * per_chunk
+    progress = or_null(progress)
+    progress.start("questions", len(chunks))
     questions: list[Question] = []
     seen: set[str] = set()
     dropped: Counter[str] = Counter()
@@ -759,8 +761,7 @@ def generate_questions(chunks: Sequence["Chunk"], model: "LanguageModel", *, per
         dropped["less specific"] += len(pool) - len(chosen)
         without += not chosen
         questions.extend(replace(q, id=f"{chunk.chunk_id}-q{j}") for j, q in enumerate(chosen))
-        if progress:
-            progress(1)
+        progress.advance()
     if not questions:
         raise QuestionSetError(
             f"the model {model.name} wrote no usable questions for any of the {len(chunks)} chunks "

@@ -20,10 +20,12 @@ from infuse.lab.world import (
     generate_world,
     load_world,
 )
+from infuse.lab.writer import LabWorldWriter  # registers the world's templates as a dataset writer
+
 
 __all__ = [
     "ATTRIBUTES", "MUTABLE_ATTRIBUTES", "VALUES", "KNOWN", "NEW",
-    "Attribute", "Bio", "Change", "MCQuestion", "Name", "Person", "QuestionTemplate",
+    "Attribute", "Bio", "Change", "LabWorldWriter", "MCQuestion", "Name", "Person", "QuestionTemplate",
     "ShortQuestion", "Template", "Term", "World",
     "build_lab_tokenizer", "generate_world", "lab_tokenize", "lab_vocabulary", "load_world",
     "question_templates", "statement_templates",

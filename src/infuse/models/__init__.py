@@ -15,11 +15,12 @@ from infuse.models.base import (
     Loglikelihood,
     LoglikelihoodRequest,
     ModelError,
+    ModelServerError,
 )
 
 __all__ = [
     "ChatMessage", "FinishReason", "Generation", "GenerationConfig", "GenerationStream", "LanguageModel",
-    "Loglikelihood", "LoglikelihoodRequest", "ModelError", "load_model",
+    "Loglikelihood", "LoglikelihoodRequest", "ModelError", "ModelServerError", "load_model",
 ]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol, TypedDict
 
-from infuse.errors import InfuseError
+from infuse.errors import InfuseError, UpstreamError
 
 
 class ChatMessage(TypedDict):
@@ -121,3 +121,7 @@ def plain_chat_prompt(messages: Sequence[ChatMessage]) -> str:
 
 class ModelError(InfuseError):
     """A model could not be loaded or called; the message says what to do."""
+
+
+class ModelServerError(ModelError, UpstreamError):
+    """The model server (openai backend) refused, failed or could not be reached: a 502 from infuse's server."""

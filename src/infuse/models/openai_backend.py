@@ -21,6 +21,7 @@ from infuse.models.base import (
     Loglikelihood,
     LoglikelihoodRequest,
     ModelError,
+    ModelServerError,
     Prompt,
 )
 
@@ -53,15 +54,15 @@ class OpenAICompatibleModel:
         try:
             yield
         except openai.AuthenticationError as exc:
-            raise ModelError(f"{self.base_url} rejected the API key (401); set model.api_key or OPENAI_API_KEY") from exc
+            raise ModelServerError(f"{self.base_url} rejected the API key (401); set model.api_key or OPENAI_API_KEY") from exc
         except openai.NotFoundError as exc:
-            raise ModelError(f"model {self.name!r} not found on {self.base_url}{self._available()}: {_message(exc)}") from exc
+            raise ModelServerError(f"model {self.name!r} not found on {self.base_url}{self._available()}: {_message(exc)}") from exc
         except openai.APITimeoutError as exc:
-            raise ModelError(f"{self.base_url} did not answer in time; raise the timeout or check the server") from exc
+            raise ModelServerError(f"{self.base_url} did not answer in time; raise the timeout or check the server") from exc
         except openai.APIConnectionError as exc:
-            raise ModelError(f"cannot connect to {self.base_url}: is the server running? ({exc.__cause__ or exc})") from exc
+            raise ModelServerError(f"cannot connect to {self.base_url}: is the server running? ({exc.__cause__ or exc})") from exc
         except openai.APIStatusError as exc:
-            raise ModelError(f"{self.base_url} answered {exc.status_code}: {_message(exc)}") from exc
+            raise ModelServerError(f"{self.base_url} answered {exc.status_code}: {_message(exc)}") from exc
 
     def _available(self) -> str:
         try:

@@ -77,7 +77,9 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
 
     @app.exception_handler(InfuseError)
     async def _infuse_error(_: Request, exc: InfuseError) -> JSONResponse:
-        return JSONResponse(status_code=400, content=_error_body(str(exc), "infuse_error"))
+        # Each error class carries its status (infuse.errors): bad input 400, busy workspace 409, model server 502...
+        kind = "server_error" if exc.http_status >= 500 else "invalid_request_error"
+        return JSONResponse(status_code=exc.http_status, content=_error_body(str(exc), "infuse_error", kind=kind))
 
     def check_model(name: str) -> bool:
         """Whether the request asks for the RAG pipeline; unknown ids are a 404 like OpenAI's."""

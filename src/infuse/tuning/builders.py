@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infuse.rag import build_messages, closed_book_messages
+from infuse.progress import NullProgress, Progress, or_null
 from infuse.retrieval.search import SearchHit
 from infuse.documents.models import Chunk, Document
 from infuse.tuning.datasets import (
@@ -39,24 +40,31 @@ from infuse.tuning.datasets import (
     row_format,
     save_dataset,
 )
-from infuse.tuning.generators import LabWorldWriter, QAPair, TrainingTextWriter, chunk_language
+from infuse.tuning.generators import QAPair, TrainingTextWriter, WriterChoice, choose_writer, chunk_language
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from infuse.config import ModelSettings
+
     from infuse.workspace import Workspace
 
 Row = dict[str, Any]
-Progress = Callable[[int], None]   # called with the number of chunks just processed
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """Everything ``infuse dataset build`` takes; unused fields are ignored by other kinds."""
+    """Everything ``infuse dataset build`` takes; unused fields are ignored by other kinds.
+
+    The defaults here are the CLI's defaults (the CLI reads them from this class)."""
 
     kind: DatasetKind
     name: str | None = None              # default: the kind, then -2, -3...
-    tokenizer: str | None = None         # model id/folder whose tokenizer cuts (cpt) and counts tokens
+    model: str | None = None             # the model that writes (paraphrase/qa/raft) and whose tokenizer cuts (cpt) and
+                                         # counts tokens; None: the workspace's [model] name
+    writer: WriterChoice = WriterChoice.AUTO   # who writes: a registered corpus writer (lab worlds) or the model
+    tokenizer: str | None = None         # model id/folder whose tokenizer cuts (cpt) and counts tokens; None: see
+                                         # tokenizer_source (the model's, when it runs locally)
     block_tokens: int = 256              # cpt piece length, BOS/EOS included
     paraphrases: int = 3                 # paraphrase: rewrites per chunk
     include_original: bool = True        # paraphrase: keep the chunk itself as a row too
@@ -65,9 +73,25 @@ class BuildRequest:
     no_oracle_share: float = 0.2         # raft: share of rows whose oracle chunk is left out
     questions_from: str | None = None    # raft: a qa dataset to take questions from instead of writing them
     replay: Path | None = None           # JSONL rows to mix in
-    replay_share: float = 0.0            # share of the final rows that come from `replay`
+    replay_share: float = 0.1            # share of the final rows that come from `replay` (when given)
     seed: int = 0
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind is DatasetKind.IMPORTED:
+            raise DatasetError("--kind imported is not built: pass your JSONL file to `infuse tune --dataset FILE` directly")
+
+
+def tokenizer_source(request: BuildRequest, model: "ModelSettings") -> str | None:
+    """Whose tokenizer cuts (cpt) and counts tokens: the request's tokenizer, else the writing
+    model's when it runs locally (a server-side model has none here) or the kind is cpt."""
+    from infuse.config import ModelBackendKind
+
+    if request.tokenizer is not None:
+        return request.tokenizer
+    if request.kind is DatasetKind.CPT or model.backend is ModelBackendKind.TRANSFORMERS:
+        return model.name
+    return None
 
 
 # --- the four kinds --------------------------------------------------------------------------
@@ -102,7 +126,7 @@ def cpt_rows(documents: Sequence[Document], tokenizer: "PreTrainedTokenizerBase"
 
 
 def paraphrase_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, n: int, include_original: bool,
-                    seed: int, progress: Progress | None = None) -> tuple[list[Row], dict[str, int]]:
+                    seed: int, progress: Progress = NullProgress()) -> tuple[list[Row], dict[str, int]]:
     rows: list[Row] = []
     short = 0
     for chunk in chunks:
@@ -112,13 +136,12 @@ def paraphrase_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, n: int,
             rows.append({"text": chunk.text, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": 0})
         rows.extend({"text": t, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": i}
                     for i, t in enumerate(texts, start=1))
-        if progress:
-            progress(1)
+        progress.advance()
     return rows, {"chunks_with_fewer_paraphrases": short}
 
 
 def qa_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, per_chunk: int, seed: int,
-            progress: Progress | None = None) -> tuple[list[Row], dict[str, int]]:
+            progress: Progress = NullProgress()) -> tuple[list[Row], dict[str, int]]:
     """Closed-book chat rows, in the prompt infuse asks closed-book questions with."""
     rows: list[Row] = []
     without = 0
@@ -130,8 +153,7 @@ def qa_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, per_chunk: int,
             messages = [*closed_book_messages(pair.question, lang), {"role": "assistant", "content": pair.answer}]
             rows.append({"messages": messages, "question": pair.question, "answer": pair.answer,
                          "chunk_id": chunk.chunk_id, "source": chunk.source_path})
-        if progress:
-            progress(1)
+        progress.advance()
     return rows, {"chunks_without_pairs": without}
 
 
@@ -210,24 +232,28 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
 
 
 def build_dataset(workspace: "Workspace", request: BuildRequest, writer: TrainingTextWriter | None = None,
-                  progress: Callable[[str, int], Progress] | None = None) -> Dataset:
+                  progress: Progress | None = None) -> Dataset:
     """Build the dataset `request` asks for from the workspace's knowledge base and save it.
 
-    `writer` writes paraphrases and questions (paraphrase, qa, raft); when None, a knowledge base
-    made of lab-world documents uses the world's templates, anything else is an error.
-    `progress(stage, total)` returns a callback advanced per chunk.
+    This is the whole of ``infuse dataset build``. `writer` writes paraphrases and questions
+    (paraphrase, qa, raft); when None, :func:`infuse.tuning.generators.choose_writer` picks one
+    from ``request.writer`` and ``request.model`` (default: the workspace's ``[model]``): a
+    registered corpus writer such as a lab world's templates, else the model.
+    `progress` gets a stage per model load and one for the rows, advanced per chunk.
     """
+    tick = or_null(progress)
     store = workspace.knowledge_snapshot()
     documents = sorted((r.document for r in store.iter_documents()), key=lambda d: (d.source_path, d.doc_id))
     chunks = list(store.iter_chunks())
-    tokenizer = load_tokenizer(request.tokenizer) if request.tokenizer else None
+    model = workspace.settings.model.model_copy(update={"name": request.model}) if request.model else workspace.settings.model
+    source = tokenizer_source(request, model)
+    tokenizer = load_tokenizer(source) if source else None
     kind = request.kind
     if kind in (DatasetKind.PARAPHRASE, DatasetKind.QA, DatasetKind.RAFT) and writer is None:
-        writer = LabWorldWriter.detect(chunks)
-        if writer is None:
-            raise DatasetError(f"building a {kind} dataset needs a model to write {'paraphrases' if kind is DatasetKind.PARAPHRASE else 'questions'}: "
-                               "pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
-    tick = progress(f"{kind}", len(chunks)) if progress else None
+        writes = "paraphrases" if kind is DatasetKind.PARAPHRASE else "questions"
+        writer = choose_writer(chunks, request.writer, model, task=f"a {kind} dataset", writes=writes,
+                               loading=lambda name: tick.start(f"loading {name}", None))
+    tick.start(f"{kind}", len(chunks))
     counts: dict[str, int] = {}
     parameters: dict[str, Any] = {}
     if kind is DatasetKind.CPT:
@@ -265,14 +291,14 @@ def build_dataset(workspace: "Workspace", request: BuildRequest, writer: Trainin
     manifest = DatasetManifest(
         name=name, kind=kind, format=row_format(rows[0], name), rows=len(rows),
         tokens=count_tokens(rows, tokenizer) if tokenizer is not None else None,
-        tokenizer=request.tokenizer, generator=writer.name if writer and kind is not DatasetKind.CPT else None,
+        tokenizer=source, generator=writer.name if writer and kind is not DatasetKind.CPT else None,
         seed=request.seed, source=kb_source(workspace, documents, chunks), parameters=parameters, counts=counts,
     )
     return save_dataset(workspace.datasets_dir, manifest, rows, overwrite=request.overwrite)
 
 
 def _raft_questions(workspace: "Workspace", request: BuildRequest, chunks: Sequence[Chunk],
-                    writer: TrainingTextWriter | None, tick: Progress | None) -> list[tuple[QAPair, Chunk]]:
+                    writer: TrainingTextWriter | None, tick: Progress) -> list[tuple[QAPair, Chunk]]:
     by_id = {c.chunk_id: c for c in chunks}
     if request.questions_from:
         from infuse.tuning.datasets import load_dataset
@@ -288,9 +314,8 @@ def _raft_questions(workspace: "Workspace", request: BuildRequest, chunks: Seque
     pairs = []
     for chunk in chunks:
         pairs.extend((pair, chunk) for pair in writer.qa_pairs(chunk, request.questions_per_chunk, request.seed))
-        if tick:
-            tick(1)
+        tick.advance()
     return pairs
 
 
-__all__ = ["BuildRequest", "build_dataset", "cpt_rows", "mix_replay", "paraphrase_rows", "qa_rows", "raft_rows"]
+__all__ = ["BuildRequest", "build_dataset", "tokenizer_source", "cpt_rows", "mix_replay", "paraphrase_rows", "qa_rows", "raft_rows"]

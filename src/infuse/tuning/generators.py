@@ -1,11 +1,14 @@
 """Who writes paraphrases and question-answer pairs for training sets.
 
-Two writers behind one protocol (:class:`TrainingTextWriter`):
+Writers behind one protocol (:class:`TrainingTextWriter`):
 
 * :class:`ModelWriter`: any :class:`infuse.models.LanguageModel` (a local model or an
   OpenAI-compatible server) prompted in the chunk's language, as Ovadia et al. (2023) did with GPT-4;
-* :class:`LabWorldWriter`: for knowledge bases built from a lab world, the world's own template
-  paraphrases and question templates (exact, and free).
+* corpus writers that recognise their own documents and know better than a model, registered with
+  :func:`register_writer`: the knowledge lab registers its world's template paraphrases and
+  questions (its ``writer`` module), so ``tuning`` never imports the lab.
+
+:func:`choose_writer` is the one place that decides which writer a dataset build uses.
 
 >>> writer = ModelWriter(load_model(ModelSettings(name="Qwen/Qwen2.5-1.5B-Instruct")))   # doctest: +SKIP
 >>> writer.paraphrases(chunk, n=3, seed=0)                                              # doctest: +SKIP
@@ -16,28 +19,26 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from infuse.language import Language, detect_language
-from infuse.models.base import GenerationConfig, LanguageModel, ModelError
 from infuse.documents.models import Chunk
+from infuse.language import Language, detect_language
+from infuse.models.base import GenerationConfig, LanguageModel
+from infuse.tuning.datasets import DatasetError
 
 if TYPE_CHECKING:
-    from infuse.lab.world import Person, World
-
-LAB_WRITER_NAME = "lab world templates"
+    from infuse.config import ModelSettings
 
 
 class WriterChoice(StrEnum):
     """Who writes paraphrases and questions for ``infuse dataset build``."""
 
-    AUTO = "auto"     # the lab world's templates for lab documents, else the model
-    MODEL = "model"
-    LAB = "lab"
+    AUTO = "auto"     # a registered corpus writer that recognises the documents (a lab world's templates), else the model
+    MODEL = "model"   # always the model
+    LAB = "lab"       # only a registered corpus writer; an error if none recognises the documents
 
 
 @dataclass(frozen=True)
@@ -158,75 +159,50 @@ class ModelWriter:
         return found[:n]
 
 
-class LabWorldWriter:
-    """The lab world's own paraphrases and questions for chunks of its documents.
+# --- choosing a writer ------------------------------------------------------------------------
 
-    A chunk belongs to the world when its source file is ``DIR/docs/<person>.txt`` or
-    ``DIR/updates/docs/<person>.txt`` and ``DIR/world.json`` exists; the updated documents get
-    paraphrases of the updated facts.
-    """
+WriterDetector = Callable[[Sequence[Chunk]], "TrainingTextWriter | None"]
+"""Returns a writer for `chunks` when it recognises all of them as its own documents, else None."""
 
-    name = LAB_WRITER_NAME
-
-    def __init__(self, world: "World", root: Path) -> None:
-        self.world = world
-        self.root = root.resolve()
-
-    @classmethod
-    def detect(cls, chunks: Sequence[Chunk]) -> "LabWorldWriter | None":
-        """The writer for the lab world all `chunks` come from, or None if they are not all lab documents."""
-        from infuse.lab.world import MANIFEST, load_world
-
-        roots = {world_root(Path(c.source_path), MANIFEST) for c in chunks}
-        if len(roots) != 1 or None in roots:
-            return None
-        root = roots.pop()
-        assert root is not None
-        writer = cls(load_world(root), root)
-        return writer if all(writer.person(c) is not None for c in chunks) else None
-
-    def person(self, chunk: Chunk) -> "Person | None":
-        from infuse.lab.world import UPDATES_DIR
-
-        path = Path(chunk.source_path).resolve()
-        try:
-            person = self.world.person(path.stem)
-        except KeyError:
-            return None
-        updated = path.relative_to(self.root).parts[0] == UPDATES_DIR
-        return self.world.updated_person(person) if updated else person
-
-    def _person(self, chunk: Chunk) -> "Person":
-        person = self.person(chunk)
-        if person is None:
-            raise ModelError(f"{chunk.source_path} is not a document of the lab world in {self.root}")
-        return person
-
-    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
-        """The world's paraphrase variants 0..n-1 (the document itself is a different rendering)."""
-        return [bio.text for bio in self.world.bios(self._person(chunk), n)]
-
-    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
-        """One question per attribute (template by seed and position), up to `n`."""
-        from infuse.lab.templates import question_templates
-        from infuse.lab.vocabulary import ATTRIBUTES
-
-        person = self._person(chunk)
-        pairs = []
-        for i in range(n):
-            attribute = ATTRIBUTES[i % len(ATTRIBUTES)]
-            templates = question_templates(self.world.lang, attribute)
-            template = templates[(seed + i // len(ATTRIBUTES)) % len(templates)]
-            pairs.append(QAPair(template.render(person.name), person.value(attribute, self.world.lang)))
-        return pairs
+_DETECTORS: list[WriterDetector] = []
 
 
-def world_root(path: Path, manifest_name: str) -> Path | None:
-    """The lab world folder holding `path` (``docs/x.txt`` or ``updates/docs/x.txt``), if any."""
-    for parent in list(path.resolve().parents)[:3]:
-        if (parent / manifest_name).is_file():
-            return parent
+def register_writer(detector: WriterDetector) -> WriterDetector:
+    """Add a corpus writer's detector (tried in registration order); usable as a decorator."""
+    if detector not in _DETECTORS:
+        _DETECTORS.append(detector)
+    return detector
+
+
+def detect_writer(chunks: Sequence[Chunk]) -> TrainingTextWriter | None:
+    """The first registered corpus writer that recognises every chunk, or None."""
+    for detector in _DETECTORS:
+        writer = detector(chunks)
+        if writer is not None:
+            return writer
     return None
 
 
-__all__ = ["LAB_WRITER_NAME", "LabWorldWriter", "ModelWriter", "QAPair", "TrainingTextWriter", "parse_qa_pairs"]
+def choose_writer(chunks: Sequence[Chunk], choice: WriterChoice, model: "ModelSettings",
+                  *, task: str = "this dataset", writes: str = "paraphrases or questions",
+                  loading: Callable[[str], None] | None = None) -> TrainingTextWriter:
+    """Who writes for `chunks`: a registered corpus writer (unless `choice` is MODEL), else a
+    :class:`ModelWriter` over `model` (``model.name`` None is an error saying to pass one).
+    `loading(name)` is called before a model is loaded (it can take a while)."""
+    if choice is not WriterChoice.MODEL:
+        found = detect_writer(chunks)
+        if found is not None:
+            return found
+        if choice is WriterChoice.LAB:
+            raise DatasetError("--writer lab: the knowledge base is not made of lab-world documents (write one with the `lab world` command)")
+    if not model.name:
+        raise DatasetError(f"building {task} needs a model to write {writes}: "
+                           "pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
+    from infuse.models import load_model
+
+    if loading is not None:
+        loading(model.name)
+    return ModelWriter(load_model(model))
+
+
+__all__ = ["ModelWriter", "QAPair", "TrainingTextWriter", "WriterChoice", "choose_writer", "detect_writer", "register_writer", "parse_qa_pairs"]

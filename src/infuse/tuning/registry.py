@@ -102,12 +102,22 @@ def list_runs(workspace: "Workspace") -> list[Run]:
     return [open_run(workspace, name) for name in list_runs_names(workspace)]
 
 
-def tune(workspace: "Workspace", dataset_name: str, model_name: str, config: TuneConfig, *, name: str | None = None,
+def tune(workspace: "Workspace", dataset_name: str, model_name: str | None, config: TuneConfig, *, name: str | None = None,
          resume: bool = False, progress: Progress | None = None, on_step=None) -> Run:
     """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
-    of that name is an error (pick --name), an interrupted one needs ``resume=True``."""
+    of that name is an error (pick --name), an interrupted one needs ``resume=True``.
+
+    `model_name` None is the workspace's ``[model] name``, and ``config.device`` None its
+    ``[model] device`` (then the best available)."""
+    from dataclasses import replace
+
     from accelerate import PartialState
 
+    model_name = model_name or workspace.settings.model.name
+    if not model_name:
+        raise TuneError("no base model: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
+    if config.device is None and workspace.settings.model.device:
+        config = replace(config, device=workspace.settings.model.device)
     processes = PartialState(cpu=(config.device or default_device()) == "cpu")   # one per rank under torchrun
     dataset = load_dataset(workspace.datasets_dir, dataset_name)
     name = name or f"{dataset.manifest.name}-{config.method}"
@@ -264,4 +274,20 @@ def resolve_for_inference(workspace: "Workspace", model: str | None, adapters: l
     return model, resolved
 
 
-__all__ = ["Run", "list_runs", "merge_adapter", "open_run", "resolve_for_inference", "tune"]
+def inference_overrides(workspace: "Workspace | None", model: str | None, adapters: list[str] | None) -> dict[str, Any]:
+    """Workspace settings overrides for ``--model``/``--adapter`` (``Workspace.open(..., **overrides)``),
+    with fine-tuning run names resolved to their folders (:func:`resolve_for_inference`); the
+    workspace that holds the runs is needed only when there are adapters."""
+    if adapters:
+        if workspace is None:
+            raise TuneError("--adapter needs the workspace that holds its fine-tuning runs")
+        model, adapters = resolve_for_inference(workspace, model, adapters)
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["name"] = model
+    if adapters:
+        overrides["adapters"] = adapters
+    return {"model": overrides} if overrides else {}
+
+
+__all__ = ["Run", "inference_overrides", "list_runs", "merge_adapter", "open_run", "resolve_for_inference", "tune"]

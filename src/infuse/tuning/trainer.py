@@ -105,6 +105,12 @@ class TuneConfig:
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
+    @staticmethod
+    def parse_targets(text: str | None) -> tuple[str, ...] | str:
+        """``lora_targets`` from text (``--lora-targets q_proj,v_proj``); None or blank: every linear layer."""
+        targets = tuple(t.strip() for t in (text or "").split(",") if t.strip())
+        return targets or TuneConfig.lora_targets
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["method"] = str(self.method)

@@ -1,0 +1,95 @@
+"""The answering commands: ``ask`` (one question, streamed) and ``serve`` (the OpenAI-compatible API)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from infuse.cli.common import err, model_overrides, open_workspace, out, print_json
+
+ModelOption = Annotated[Optional[str], typer.Option(help="Model id or folder (overrides \\[model] name).")]
+AdapterOption = Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")]
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in English or Japanese.")],
+    no_rag: Annotated[bool, typer.Option("--no-rag", help="Answer closed-book, without retrieval.")] = False,
+    k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.", min=1)] = None,
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Maximum new tokens.", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Answer a question from the knowledge base (streamed), then list the cited sources."""
+    from infuse.models import load_model
+
+    overrides = model_overrides(model, adapter)
+    if max_tokens is not None:
+        overrides.setdefault("model", {})["max_new_tokens"] = max_tokens
+    ws = open_workspace(create=no_rag, **overrides)
+    with err.status("loading model…"):
+        llm = load_model(ws.settings.model)
+    stream = ws.rag_pipeline(llm).stream(question, k=k, use_retrieval=not no_rag)
+    for delta in stream:
+        if not as_json:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+    if as_json:
+        print_json(stream.answer.to_dict())
+    else:
+        render_answer_end(stream.answer)
+
+
+def render_answer_end(answer: Any) -> None:
+    """After the streamed text: the sources table (cited ones starred) and the timings on stderr."""
+    sys.stdout.write("\n")
+    if answer.used_retrieval and answer.passages:
+        out.print(sources_table(answer))
+    timings = answer.timings
+    err.print(
+        f"[dim]{answer.model}: retrieval {timings.retrieval_ms:.0f} ms, generation {timings.generation_ms:.0f} ms, "
+        f"{answer.prompt_tokens} prompt + {answer.completion_tokens} completion tokens[/]"
+    )
+
+
+def sources_table(answer: Any) -> Table:
+    table = Table(title="sources", show_lines=False)
+    for column in ("", "source", "span", "passage"):
+        table.add_column(column, overflow="fold")
+    cited = {c.number for c in answer.citations}
+    for number, hit in enumerate(answer.passages, start=1):
+        mark = f"[{number}]" + ("*" if number in cited else "")
+        chunk = hit.chunk
+        where = Path(chunk.source_path).name + (f" p.{chunk.page}" if chunk.page else "")
+        snippet = chunk.text.replace("\n", " ")
+        table.add_row(mark, where, f"{chunk.start}-{chunk.end}", snippet[:160] + ("…" if len(snippet) > 160 else ""))
+    return table
+
+
+def serve(
+    model: ModelOption = None,
+    adapter: AdapterOption = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")] = None,
+) -> None:
+    """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)."""
+    import uvicorn
+
+    from infuse.models import load_model
+    from infuse.server import RAG_MODEL_ID, create_app
+
+    ws = open_workspace(create=True, **model_overrides(model, adapter))
+    with err.status("loading model…"):
+        llm = load_model(ws.settings.model)
+    err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
+    uvicorn.run(create_app(ws.rag_pipeline(llm), api_key=api_key), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (ask, serve):
+        app.command()(command)

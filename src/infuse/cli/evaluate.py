@@ -1,0 +1,207 @@
+"""The evaluation commands: ``questions import|generate|list``, ``compare``, ``report``, ``advise``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from infuse.advice import UpdateFrequency
+from infuse.cli.common import err, open_workspace, out, print_json, progress_bar
+from infuse.errors import InfuseError
+from infuse.evaluation.questions import ImportFormat, QuestionKind
+from infuse.evaluation.runs import CompareRun
+
+questions_app = typer.Typer(help="Evaluation question sets: import, generate, list.", no_args_is_help=True)
+OverwriteOption = Annotated[bool, typer.Option(help="Replace a set of the same name.")]
+SetJsonOption = Annotated[bool, typer.Option("--json", help="Print the set's name and manifest as JSON.")]
+
+
+def print_question_set(qset: Any, path: Path, as_json: bool) -> None:
+    if as_json:
+        print_json({"name": qset.name, "path": str(path), "manifest": qset.manifest})
+        return
+    counts = qset.manifest.get("counts", {})
+    skipped = counts.get("skipped", 0)
+    out.print(f"question set [bold]{qset.name}[/]: {len(qset.questions):,} questions {counts.get('by_kind', {})}"
+              + (f", {skipped} rows skipped (see manifest)" if skipped else "") + f" -> {path}")
+
+
+@questions_app.command("import")
+def questions_import(
+    file: Annotated[Path, typer.Argument(help="JSONL (mc, qa, realtimeqa) or SQuAD/JaQuAD JSON file or folder.")],
+    format: Annotated[ImportFormat, typer.Option("--format", help="mc | qa | squad | jaquad | realtimeqa.")],
+    name: Annotated[Optional[str], typer.Option(help="Set name \\[default: from the file name].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Import at most N questions.", min=1)] = None,
+    overwrite: OverwriteOption = False,
+    as_json: SetJsonOption = False,
+) -> None:
+    """Import a question set (bad rows are skipped and listed in the manifest)."""
+    from infuse.evaluation.questions import import_questions, save_question_set
+
+    ws = open_workspace(create=True)
+    qset = import_questions(file, format, name=name, limit=limit)
+    print_question_set(qset, save_question_set(ws.questions_dir, qset, overwrite=overwrite), as_json)
+
+
+@questions_app.command("generate")
+def questions_generate(
+    per_chunk: Annotated[int, typer.Option(help="Questions per chunk.", min=1)] = 1,
+    kind: Annotated[QuestionKind, typer.Option(help="mc (4 options) | short.")] = QuestionKind.MC,
+    model: Annotated[Optional[str], typer.Option(help="The model that writes \\[default: \\[model] name].")] = None,
+    name: Annotated[str, typer.Option(help="Set name.")] = "generated",
+    limit_chunks: Annotated[Optional[int], typer.Option(help="Use at most N chunks.", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    overwrite: OverwriteOption = False,
+    as_json: SetJsonOption = False,
+) -> None:
+    """Write an evaluation set from the knowledge base's chunks with a model (source chunk recorded)."""
+    from infuse.evaluation.questions import generate_questions, save_question_set
+    from infuse.models import load_model
+
+    ws = open_workspace()
+    chunks = list(ws.knowledge_snapshot().iter_chunks())[:limit_chunks]
+    with err.status("loading model…"):
+        llm = load_model(ws.settings.model.model_copy(update={"name": model} if model else {}))
+    with progress_bar() as progress:
+        qset = generate_questions(chunks, llm, per_chunk=per_chunk, kind=kind, seed=seed, name=name,
+                                  progress=progress)
+    print_question_set(qset, save_question_set(ws.questions_dir, qset, overwrite=overwrite), as_json)
+
+
+@questions_app.command("list")
+def questions_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The workspace's question sets."""
+    from infuse.evaluation.questions import list_question_sets, load_question_set
+
+    ws = open_workspace()
+    sets = [load_question_set(ws.questions_dir, n) for n in list_question_sets(ws.questions_dir)]
+    rows = [{"name": q.name, "questions": len(q.questions), "format": q.manifest.get("format"),
+             "by_kind": q.manifest.get("counts", {}).get("by_kind")} for q in sets]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table()
+    for column in ("name", "questions", "format", "kinds"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], f"{r['questions']:,}", str(r["format"]), str(r["by_kind"]))
+    out.print(table)
+
+
+def parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise InfuseError(f"-k {text!r}: give passage counts like 1,3,5") from None
+    if not ks or min(ks) < 1:
+        raise InfuseError(f"-k {text!r}: give positive passage counts like 1,3,5")
+    return ks
+
+
+def compare(
+    questions: Annotated[str, typer.Option(help="Question set name (infuse questions list).")],
+    variants: Annotated[str, typer.Option(help="Comma-separated: base, rag, ft, ft+rag.")] = "base,rag",
+    adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run for ft variants; repeatable.")] = None,
+    k: Annotated[Optional[str], typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 \\[default: \\[rag] k].")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model \\[default: \\[model] name, else the adapter's base].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use the first N questions.", min=1)] = None,
+    update_docs: Annotated[Optional[Path], typer.Option(help="Freshness: folder of changed documents.")] = None,
+    update_questions: Annotated[Optional[str], typer.Option(help="Freshness: question set about the changed facts.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name \\[default: time + question set].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+) -> None:
+    """Evaluate base / RAG / fine-tuned / both on the same questions; writes WS/runs/NAME."""
+    from infuse.evaluation.compare import CompareRequest, parse_variants, run_compare
+    from infuse.evaluation.questions import load_question_set
+
+    ws = open_workspace()
+    specs = parse_variants(variants, adapters=adapter or [], ks=parse_ks(k) if k else [ws.settings.rag.k])
+    qset = load_question_set(ws.questions_dir, questions)
+    request = CompareRequest(specs, model=model, limit=limit, update=update_scenario(ws, update_docs, update_questions),
+                             run_name=name)
+    with progress_bar() as progress:
+        run = run_compare(ws, qset, request, progress)
+    if as_json:
+        print_json(run.summary.to_json())
+    else:
+        render_compare(run)
+
+
+def update_scenario(ws: Any, docs: Path | None, questions: str | None) -> Any:
+    """The freshness scenario of ``--update-docs``/``--update-questions`` (both or neither)."""
+    from infuse.evaluation.compare import UpdateScenario
+    from infuse.evaluation.questions import load_question_set
+
+    if docs is None and questions is None:
+        return None
+    if docs is None or questions is None:
+        raise InfuseError("freshness needs both --update-docs DIR and --update-questions SET")
+    return UpdateScenario(docs, load_question_set(ws.questions_dir, questions))
+
+
+def render_compare(run: CompareRun) -> None:
+    from infuse.evaluation.console import freshness_table, variants_table
+
+    out.print(variants_table(run.summary))
+    fresh = freshness_table(run.summary)
+    if fresh is not None:
+        out.print(fresh)
+    out.print(f"run [bold]{run.summary.run}[/] -> {run.path}  (report: infuse report {run.summary.run})")
+
+
+def report(
+    run: Annotated[Optional[str], typer.Argument(help="Compare run name \\[default: the latest].")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report paths as JSON.")] = False,
+) -> None:
+    """Write a compare run's report: Markdown and a self-contained HTML page with plots."""
+    from infuse.evaluation.compare import latest_run, load_run
+    from infuse.evaluation.report import write_report
+
+    ws = open_workspace()
+    found = load_run(ws, run) if run else latest_run(ws)
+    if found is None:
+        raise InfuseError(f"no compare runs in {ws.runs_dir}; run `infuse compare` first")
+    markdown, html = write_report(found.path)
+    if as_json:
+        print_json({"run": found.summary.run, "markdown": str(markdown), "html": str(html)})
+    else:
+        out.print(f"report -> {html}\n         {markdown}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(html.resolve().as_uri())
+
+
+def advise(
+    run: Annotated[Optional[str], typer.Option(help="Compare run to ground the advice in \\[default: the latest, if any].")] = None,
+    updates: Annotated[Optional[UpdateFrequency], typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")] = None,
+    latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget per answer in ms.", min=0)] = None,
+    style: Annotated[bool, typer.Option("--style", help="Answers must follow a strict style or format.")] = False,
+    training_budget: Annotated[Optional[float], typer.Option(help="Training budget in USD.", min=0)] = None,
+    training_examples: Annotated[Optional[int], typer.Option(help="Labelled examples available.", min=0)] = None,
+    local_only: Annotated[bool, typer.Option("--local-only", help="Data may not leave this machine.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
+) -> None:
+    """Recommend RAG, fine-tuning, both or the base model, from the measurements and your constraints."""
+    from infuse.advice import Criteria, advise as recommend, format_recommendation
+    from infuse.evaluation.compare import latest_run, load_run
+
+    ws = open_workspace(create=True)
+    found = load_run(ws, run) if run else latest_run(ws)
+    criteria = Criteria(updates=updates, latency_ms=latency_ms, needs_style=style, training_budget_usd=training_budget,
+                        training_examples=training_examples, privacy_local_only=local_only)
+    recommendation = recommend(criteria, found.summary if found else None)
+    if as_json:
+        print_json({"run": found.summary.run if found else None, **recommendation.to_dict()})
+        return
+    sys.stdout.write(format_recommendation(recommendation) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(questions_app, name="questions")
+    for command in (compare, report, advise):
+        app.command()(command)

@@ -1,0 +1,169 @@
+"""The knowledge-base commands: ``ingest``, ``search``, ``status``, ``reindex``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from infuse.cli.common import EXIT_PARTIAL, err, open_workspace, out, print_json, progress_bar
+from infuse.config import SearchMode
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    prune: Annotated[bool, typer.Option(help="Delete documents whose files vanished.")] = False,
+    text_field: Annotated[str, typer.Option(help="JSON(L): field holding the text.")] = "text",
+    id_field: Annotated[Optional[str], typer.Option(help="JSON(L): field holding the document id.")] = None,
+    wait: Annotated[Optional[float], typer.Option(help="Seconds to wait if another ingest is running.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Add new files, replace changed ones, skip unchanged ones (re-run any time)."""
+    ws = open_workspace(create=True, **({"ingest": {"lock_timeout": wait}} if wait is not None else {}))
+    with progress_bar() as progress:
+        report = ws.ingest(paths, prune=prune, text_field=text_field, id_field=id_field, progress=progress)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out.print(
+            f"[green]added {report.added}[/], updated {report.updated}, unchanged {report.unchanged}, "
+            f"pruned {report.pruned}, [red]failed {report.failed}[/]; {report.chunks_written} chunks written "
+            f"in {report.seconds:.1f}s",
+            highlight=False,
+        )
+        for error in report.errors:
+            err.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def parse_filters(raw: list[str] | None) -> dict[str, Any] | None:
+    """``--filter KEY=VALUE`` flags as a filter dict (``page`` as a number)."""
+    if not raw:
+        return None
+    filters: dict[str, Any] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. lang=ja or source_path=/docs/a.md", param_hint="--filter")
+        filters[key.strip()] = int(value) if key.strip() == "page" and value.isdigit() else value
+    return filters
+
+
+def read_queries(path: Path) -> tuple[list[str], list[str]]:
+    """Ids and texts of a ``--queries`` JSONL file; a bad line is a usage error naming the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--queries") from exc
+    ids, queries = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"{path}:{number}: invalid JSON ({exc.msg})", param_hint="--queries") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("query"), str):
+            raise typer.BadParameter(f'{path}:{number}: expected {{"id": ..., "query": "..."}}', param_hint="--queries")
+        ids.append(str(record.get("id", number)))
+        queries.append(record["query"])
+    return ids, queries
+
+
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="The query (or use --queries).")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", help="Number of results.", min=1)] = None,
+    mode: Annotated[Optional[SearchMode], typer.Option(help="hybrid, dense or lexical.")] = None,
+    filter_: Annotated[Optional[list[str]], typer.Option("--filter", help="KEY=VALUE (doc_id, source_path, lang, page, or a metadata field); repeatable.")] = None,
+    queries: Annotated[Optional[Path], typer.Option(help='JSONL file of {"id", "query"} lines: batch search.')] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (JSONL with --queries).")] = False,
+) -> None:
+    """Hybrid (dense + keyword) search over the knowledge base."""
+    if (query is None) == (queries is None):
+        raise typer.BadParameter("give either a QUERY or --queries FILE", param_hint="QUERY")
+    filters = parse_filters(filter_)
+    ws = open_workspace()
+    if queries is not None:
+        ids, texts = read_queries(queries)
+        for query_id, hits in zip(ids, ws.search_many(texts, k=k, mode=mode, filters=filters)):
+            sys.stdout.write(json.dumps({"id": query_id, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+        return
+    hits = ws.search(query, k=k, mode=mode, filters=filters)
+    if as_json:
+        print_json({"query": query, "hits": [h.to_dict() for h in hits]})
+    elif not hits:
+        out.print("no results")
+    else:
+        out.print(hits_table(hits))
+
+
+def hits_table(hits: list[Any]) -> Table:
+    table = Table(show_lines=True)
+    for column in ("#", "score", "source", "text"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        chunk = hit.chunk
+        where = Path(chunk.source_path).name + (f" p.{chunk.page}" if chunk.page else "") + f" [{chunk.start}:{chunk.end}]"
+        if chunk.heading_path:
+            where += "\n" + " > ".join(chunk.heading_path)
+        if chunk.flags:
+            where += "\nflagged: " + ", ".join(chunk.flags)
+        snippet = chunk.text if len(chunk.text) <= 300 else chunk.text[:300] + "…"
+        table.add_row(str(hit.rank), f"{hit.score:.4f}", where, snippet)
+    return table
+
+
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Documents, chunks, embedder, store, last sync and its failures."""
+    info = open_workspace().status()
+    if as_json:
+        print_json(info.to_dict())
+        return
+    out.print(status_table(info))
+    for error in (info.last_sync or {}).get("errors", []):
+        out.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
+    if info.flagged:
+        shown = f"first {len(info.flagged)} of {info.flagged_chunks}" if info.flagged_chunks > len(info.flagged) else str(info.flagged_chunks)
+        out.print(f"[yellow]possible prompt injection[/] ({shown} passages):", highlight=False)
+        for entry in info.flagged:
+            out.print(
+                f"  [yellow]{escape(', '.join(entry['flags']))}[/] {escape(entry['source_path'])} ({escape(entry['chunk_id'])})\n"
+                f"    {escape(entry['snippet'])}",
+                highlight=False,
+            )
+
+
+def status_table(info: Any) -> Table:
+    table = Table(show_header=False)
+    table.add_row("workspace", info.workspace)
+    table.add_row("documents", str(info.documents))
+    table.add_row("chunks", f"{info.chunks} " + ", ".join(f"{k}: {v}" for k, v in sorted(info.chunks_by_language.items())))
+    table.add_row("embedder", f"{info.embedder['model']} ({info.embedder['dimension']}d)" if info.embedder else f"(none yet; configured: {info.configured_embedder})")
+    table.add_row("store", f"{info.store['backend']} at {info.store['path']}")
+    sync = info.last_sync
+    table.add_row("last sync", f"{sync['finished_at']}: +{sync['added']} ~{sync['updated']} ={sync['unchanged']} -{sync['pruned']} failed {sync['failed']}" if sync else "never")
+    table.add_row("ingest running", "yes" if info.ingest_running else "no")
+    table.add_row("flagged passages", f"{info.flagged_chunks} (ingest.injection = {info.injection_policy})")
+    return table
+
+
+def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Rebuild all chunks with the configured embedder and chunking (no source files needed)."""
+    ws = open_workspace()
+    with progress_bar() as progress:
+        report = ws.reindex(progress=progress)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out.print(f"reindexed {report.updated} documents, {report.chunks_written} chunks in {report.seconds:.1f}s")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (ingest, search, status, reindex):
+        app.command()(command)
