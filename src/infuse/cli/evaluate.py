@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.table import Table
 
 from infuse.advice import UpdateFrequency
 from infuse.cli.common import err, open_workspace, out, print_json, progress_bar
