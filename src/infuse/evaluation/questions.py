@@ -58,6 +58,7 @@ from infuse.tuning.generators import chunk_language
 
 if TYPE_CHECKING:
     from infuse.models.base import LanguageModel
+    from infuse.retrieval.lexical import LanguageAwareTokenizer
     from infuse.documents.models import Chunk
 
 SCHEMA = "infuse-questions/1"
@@ -125,7 +126,7 @@ class Question:
                 index = getattr(self, name)
                 if (index is None and required) or (index is not None and not 0 <= index < len(self.choices)):
                     raise ValueError(f"question {self.id}: {name} {index} is not an index of its {len(self.choices)} choices")
-            if not self.answers:
+            if not self.answers and self.answer_index is not None:  # not None: checked just above
                 object.__setattr__(self, "answers", (self.choices[self.answer_index],))
             if self.old_answer_index is not None and not self.old_answers:
                 object.__setattr__(self, "old_answers", (self.choices[self.old_answer_index],))
@@ -665,7 +666,7 @@ def parse_json_objects(text: str) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=1)
-def _tokenizer():  # the knowledge base's keyword tokenizer (stop words dropped, stemmed; Sudachi for Japanese)
+def _tokenizer() -> LanguageAwareTokenizer:  # the knowledge base's keyword tokenizer (stop words dropped, stemmed; Sudachi for Japanese)
     from infuse.retrieval.lexical import LanguageAwareTokenizer
 
     return LanguageAwareTokenizer()

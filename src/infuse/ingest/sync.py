@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, discover_files, load_file
@@ -47,7 +48,7 @@ class IngestReport:
     def ok(self) -> bool:
         return self.failed == 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "added": self.added,
             "updated": self.updated,
