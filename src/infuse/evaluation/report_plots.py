@@ -134,7 +134,7 @@ def plot_accuracy_vs_k(variants: Sequence[VariantSummary]) -> Plot | None:
     for i, ((kind, adapter), pts) in enumerate(drawn.items()):
         pts = sorted(pts, key=lambda p: p.k or 0)
         color = palette[i % len(palette)]
-        ks = [p.k for p in pts]
+        ks = [p.k or 0 for p in pts]  # _k_series keeps only variants with a k
         accs = [p.accuracy or 0.0 for p in pts]
         name = kind if not adapter else f"{kind} ({adapter})"
         errs = _error_bars([(a, p.ci) for p, a in zip(pts, accs)]) if all(p.ci for p in pts) else None
