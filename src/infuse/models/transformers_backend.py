@@ -30,6 +30,7 @@ from infuse.models.base import (
     ModelError,
     Prompt,
     plain_chat_prompt,
+    template_messages,
     truncate_at_stop,
 )
 
@@ -138,7 +139,7 @@ class TransformersModel:
             return prompt
         messages: list[ChatMessage] = list(prompt)
         if getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)  # type: ignore[arg-type]  # transformers types messages as dict[str, str]; ChatMessage is one
+            rendered = self.tokenizer.apply_chat_template(template_messages(messages), add_generation_prompt=True, tokenize=False)
             assert isinstance(rendered, str)  # tokenize=False returns the text
             return rendered
         return plain_chat_prompt(messages)
