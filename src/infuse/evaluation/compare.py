@@ -67,7 +67,7 @@ from infuse.evaluation.runs import (
     write_run,
 )
 from infuse.files import ArtifactFolders, utc_now, utc_stamp
-from infuse.models.base import GenerationConfig, LanguageModel, plain_chat_prompt
+from infuse.models.base import ChatMessage, GenerationConfig, LanguageModel, plain_chat_prompt
 from infuse.progress import Progress, or_null
 from infuse.rag import RagPipeline, strip_citations
 from infuse.workspace import Workspace
@@ -142,9 +142,9 @@ class CompareRequest:
 # --- scoring one question --------------------------------------------------------------------
 
 
-def render(model: LanguageModel, messages: list[dict[str, str]]) -> str:
+def render(model: LanguageModel, messages: Sequence[ChatMessage]) -> str:
     """The text a model sees for `messages` (its chat template; the plain format for servers)."""
-    renderer = getattr(model, "render", None)
+    renderer: Callable[[Sequence[ChatMessage]], str] | None = getattr(model, "render", None)
     return renderer(messages) if renderer is not None else plain_chat_prompt(messages)
 
 
@@ -161,13 +161,14 @@ def gold_rank(question: Question, retrieved: Sequence[str]) -> int | None:
     return None
 
 
-def answer_question(pipeline, question: Question, spec: VariantSpec, generation: GenerationConfig) -> QuestionRecord:
+def answer_question(pipeline: RagPipeline, question: Question, spec: VariantSpec, generation: GenerationConfig) -> QuestionRecord:
     """One question through one variant: the result record (see the module docstring)."""
     started = time.perf_counter()
     if question.kind is QuestionKind.MC:
         answer, messages = pipeline.prepare(question.question, spec.k, spec.uses_retrieval, generation=generation)
         if messages is None:   # nothing relevant retrieved: the options are scored closed book
             _, messages = pipeline.prepare(question.question, None, False, generation=generation)
+            assert messages is not None  # without retrieval there is always a prompt
         assert question.answer_index is not None
         context = render(pipeline.model, messages)
         score = score_multiple_choice(pipeline.model, context, question.choices, question.answer_index)
@@ -353,7 +354,7 @@ def run_compare(workspace: Workspace, qset: QuestionSet, request: CompareRequest
 
 
 def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, questions: list[Question], name: str,
-         model_name: str, staging: Path, progress) -> CompareRun:
+         model_name: str, staging: Path, progress: Progress | None) -> CompareRun:
     cost = workspace.settings.cost
     models = _Models(workspace, model_name)
     generation = GenerationConfig(max_new_tokens=request.max_new_tokens, temperature=0.0)
@@ -379,7 +380,7 @@ def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, quest
 
 
 def freshness(workspace: Workspace, request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,
-              cost: "CostSettings", progress) -> tuple[Freshness, list[QuestionRecord]]:
+              cost: "CostSettings", progress: Progress | None) -> tuple[Freshness, list[QuestionRecord]]:
     """Accuracy on changed facts after the update, and the share of answers still giving the old value."""
     assert request.update is not None
     update = request.update
