@@ -140,7 +140,7 @@ def build_config(tokenizer: "PreTrainedTokenizerFast", arch: Architecture) -> "L
     )
 
 
-def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: int = 0) -> "LlamaForCausalLM":
+def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: int = 0) -> LlamaForCausalLM:
     """A freshly initialised ``LlamaForCausalLM`` for the lab vocabulary."""
     import torch
     from transformers import LlamaForCausalLM
@@ -149,7 +149,7 @@ def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: 
     return LlamaForCausalLM(build_config(tokenizer, arch))
 
 
-def save_model_folder(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerFast", folder: Path) -> Path:
+def save_model_folder(model: PreTrainedModel, tokenizer: "PreTrainedTokenizerFast", folder: Path) -> Path:
     """A standard model folder: config.json, model.safetensors, generation config, tokenizer files."""
     folder.mkdir(parents=True, exist_ok=True)
     model.generation_config.bos_token_id = tokenizer.bos_token_id
