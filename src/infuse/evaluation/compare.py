@@ -208,6 +208,12 @@ def _mean(values: Sequence[float | None]) -> float:
     return sum(v or 0 for v in values) / len(values) if values else 0.0
 
 
+def _rounded_ci(correct: Sequence[float], seed: int) -> tuple[float, float]:
+    """The bootstrap interval of the accuracy, as runs record it (4 decimals)."""
+    low, high = bootstrap_ci(correct, seed=seed)
+    return round(low, 4), round(high, 4)
+
+
 def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSettings", seed: int,
               training: TrainingInfo | None = None) -> VariantSummary:
     correct = [1.0 if r.correct else 0.0 for r in records]
@@ -229,7 +235,7 @@ def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSetti
     return VariantSummary(
         label=spec.label, variant=str(spec.variant), adapter=spec.adapter, k=spec.k, n=n,
         accuracy=round(sum(correct) / n, 4) if n else 0.0,
-        ci=tuple(round(x, 4) for x in bootstrap_ci(correct, seed=seed)) if n else (0.0, 0.0),  # type: ignore[arg-type]
+        ci=_rounded_ci(correct, seed) if n else (0.0, 0.0),
         f1=round(_mean([r.f1 for r in records]), 4) if n and any(r.f1 is not None for r in records) else None,
         acc_norm=(round(sum(1.0 for r in records if r.acc_norm) / n, 4)
                   if n and any(r.acc_norm is not None for r in records) else None),
@@ -285,8 +291,9 @@ class _Models:
 
 
 def base_model_name(workspace: Workspace, request: CompareRequest) -> str:
-    if request.model or workspace.settings.model.name:
-        return request.model or workspace.settings.model.name  # type: ignore[return-value]
+    name = request.model or workspace.settings.model.name
+    if name:
+        return name
     adapters = [s.adapter for s in request.variants if s.adapter]
     if adapters:
         from infuse.tuning.registry import open_run
@@ -397,7 +404,7 @@ def freshness(workspace: Workspace, request: CompareRequest, models: _Models, ge
         correct = [1.0 if r.correct else 0.0 for r in records]
         rows.append(FreshnessRow(
             label=spec.label, variant=str(spec.variant), adapter=spec.adapter, n=n, accuracy=round(sum(correct) / n, 4),
-            ci=tuple(round(x, 4) for x in bootstrap_ci(correct, seed=request.seed)),  # type: ignore[arg-type]
+            ci=_rounded_ci(correct, request.seed),
             stale_share=round(sum(1 for r in records if r.stale) / n, 4),
             retrain_seconds=training_info(workspace, spec.adapter, cost).wall_seconds if spec.adapter else None))
         results += [r.after_update() for r in records]
