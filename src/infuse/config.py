@@ -58,15 +58,15 @@ class EmbedderSettings(BaseModel):
     model: str = DEFAULT_EMBEDDER
     query_prefix: str = ""  # e5-style models want "query: "
     passage_prefix: str = ""  # ... and "passage: "
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(default=32, ge=1)
     device: str | None = None  # None: CUDA, then MPS, then CPU
 
 
 class ChunkingSettings(BaseModel):
     """Token-aware chunking, measured in the embedder's tokens."""
 
-    size: int = Field(200, ge=16, description="maximum tokens per chunk")
-    overlap: int = Field(32, ge=0, description="tokens repeated from the previous chunk")
+    size: int = Field(default=200, ge=16, description="maximum tokens per chunk")
+    overlap: int = Field(default=32, ge=0, description="tokens repeated from the previous chunk")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> "ChunkingSettings":
@@ -78,8 +78,8 @@ class ChunkingSettings(BaseModel):
 class FusionWeights(BaseModel):
     """Weights of the dense and lexical lists in reciprocal rank fusion."""
 
-    dense: float = Field(1.0, ge=0)
-    lexical: float = Field(1.0, ge=0)
+    dense: float = Field(default=1.0, ge=0)
+    lexical: float = Field(default=1.0, ge=0)
 
 
 def _default_weights() -> dict[Language, FusionWeights]:
@@ -93,13 +93,13 @@ def _default_weights() -> dict[Language, FusionWeights]:
 
 
 class SearchSettings(BaseModel):
-    k: int = Field(5, ge=1)
+    k: int = Field(default=5, ge=1)
     mode: SearchMode = SearchMode.HYBRID
-    rrf_k: int = Field(60, ge=1)
-    candidates: int = Field(50, ge=1, description="depth of each list before fusion")
+    rrf_k: int = Field(default=60, ge=1)
+    candidates: int = Field(default=50, ge=1, description="depth of each list before fusion")
     weights: dict[Language, FusionWeights] = Field(default_factory=_default_weights)
     reranker: str | None = None  # a cross-encoder id or folder; None disables reranking
-    rerank_depth: int = Field(20, ge=1)
+    rerank_depth: int = Field(default=20, ge=1)
 
     @field_validator("weights")
     @classmethod
@@ -108,8 +108,8 @@ class SearchSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    commit_every: int = Field(256, ge=1, description="chunks per atomic commit")
-    lock_timeout: float = Field(0.0, ge=0, description="seconds to wait for another ingest")
+    commit_every: int = Field(default=256, ge=1, description="chunks per atomic commit")
+    lock_timeout: float = Field(default=0.0, ge=0, description="seconds to wait for another ingest")
     injection: InjectionPolicy = InjectionPolicy.MARK  # flagged chunks: mark (searchable, flagged) or quarantine
 
 
@@ -132,29 +132,29 @@ class ModelSettings(BaseModel):
     api_key: str | None = None  # openai backend; falls back to $OPENAI_API_KEY
     device: str | None = None  # None: CUDA, then MPS, then CPU
     dtype: str = "auto"  # auto: bf16 on GPUs that support it, fp16 on other accelerators, fp32 on CPU
-    max_new_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.0, ge=0)
-    timeout: float = Field(120.0, gt=0)
-    max_retries: int = Field(3, ge=0)
+    max_new_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0)
+    timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
 
 
 class RagSettings(BaseModel):
     """Grounded answering: how many passages, and when retrieval counts as having found nothing."""
 
-    k: int = Field(4, ge=1)
+    k: int = Field(default=4, ge=1)
     # A passage is relevant when its dense similarity reaches min_dense_score, or when it contains at
     # least min_keyword_coverage of the question's keywords, each weighted by its rarity in the
     # knowledge base (IDF). With no relevant passage the answer says so instead of asking the model.
     min_dense_score: float = 0.35
-    min_keyword_coverage: float = Field(0.5, ge=0, le=1)
+    min_keyword_coverage: float = Field(default=0.5, ge=0, le=1)
 
 
 class CostSettings(BaseModel):
     """The cost model of ``infuse compare``: machine time, or per-token prices for hosted models."""
 
-    machine_hour_usd: float = Field(2.0, ge=0, description="price of one hour of the machine running the model (e.g. a cloud GPU)")
-    input_usd_per_mtok: float | None = Field(None, ge=0, description="hosted models: price per million prompt tokens")
-    output_usd_per_mtok: float | None = Field(None, ge=0, description="hosted models: price per million completion tokens")
+    machine_hour_usd: float = Field(default=2.0, ge=0, description="price of one hour of the machine running the model (e.g. a cloud GPU)")
+    input_usd_per_mtok: float | None = Field(default=None, ge=0, description="hosted models: price per million prompt tokens")
+    output_usd_per_mtok: float | None = Field(default=None, ge=0, description="hosted models: price per million completion tokens")
 
 
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)

@@ -6,4 +6,4 @@ from __future__ import annotations
 def quiet_hf_progress() -> None:
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers

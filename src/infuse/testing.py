@@ -48,7 +48,7 @@ def build_random_llama(
         vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     bpe.train_from_iterator((training_text or TOKENIZER_TRAINING_TEXT) * 5, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")  # type: ignore[no-untyped-call]  # unannotated in transformers
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)

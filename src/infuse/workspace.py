@@ -59,7 +59,7 @@ class KnowledgeBaseManifest:
     chunks_table: str
     created_at: str
 
-    def to_dict(self, store: str) -> dict:
+    def to_dict(self, store: str) -> dict[str, Any]:
         return {
             "version": MANIFEST_VERSION,
             "store": store,
@@ -69,7 +69,7 @@ class KnowledgeBaseManifest:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "KnowledgeBaseManifest":
+    def from_dict(cls, data: dict[str, Any]) -> "KnowledgeBaseManifest":
         return cls(EmbedderIdentity.from_dict(data["embedder"]), data["chunks_table"], data["created_at"])
 
 
@@ -207,7 +207,7 @@ class Workspace:
     def _write_lock(self) -> FileLock:
         return FileLock(str(self.lock_path), timeout=self.settings.ingest.lock_timeout)
 
-    def _locked(self):
+    def _locked(self) -> FileLock:
         lock = self._write_lock()
         try:
             lock.acquire()
@@ -239,7 +239,7 @@ class Workspace:
                 return self._store(self._checked_manifest())
 
             syncer = Syncer(
-                store=store if store is not None else _EmptyStore(),
+                store=store,
                 chunker_factory=self._chunker,
                 embedder=self.embedder,
                 tokenizer=self.tokenizer,
@@ -405,10 +405,3 @@ class WorkspaceRetriever:
 
     def term_statistics(self) -> TermStatistics:
         return self.workspace.term_statistics()
-
-
-class _EmptyStore:
-    """Stands in for a knowledge base that has not been created yet (read side only)."""
-
-    def document_states(self) -> dict:
-        return {}

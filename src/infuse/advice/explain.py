@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infuse.advice.decide import Approach, Candidate, Criteria, Decision, Reason, ReasonCode, RuledOut
+from infuse.evaluation.runs import FreshnessRow
 
 __all__ = ["Recommendation", "explain", "reason_text", "next_steps", "format_recommendation"]
 
@@ -123,7 +124,7 @@ def _stale_after_update(f: dict[str, Any]) -> str:
     changed = f["changed"]
     scope = f"the {changed:g} changed facts" if changed is not None else "the changed facts"
 
-    def accuracy(row) -> str:
+    def accuracy(row: FreshnessRow) -> str:
         return "" if row.accuracy is None else f" (accuracy on them {_pct0(row.accuracy)})"
 
     parts = [f"{v.label} still answered the old value for {_pct0(v.stale_share)} of {scope}{accuracy(v)}" for v in f["stale"]]

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from infuse.documents.models import Chunk, Document, Section
 from infuse.language import detect_language
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 class TokenCounter(Protocol):
@@ -35,7 +38,7 @@ class HFTokenCounter:
     >>> counter = HFTokenCounter(AutoTokenizer.from_pretrained(path))  # doctest: +SKIP
     """
 
-    def __init__(self, tokenizer) -> None:  # transformers.PreTrainedTokenizerFast
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:  # a fast tokenizer: split needs offsets
         self._tokenizer = tokenizer
 
     def count(self, texts: list[str]) -> list[int]:

@@ -12,11 +12,14 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infuse.documents.encoding import decode_bytes
 from infuse.documents.models import Document, FileType, Section, sha256_hex
 from infuse.errors import LoadError
+
+if TYPE_CHECKING:
+    from bs4 import Tag
 
 SUFFIX_TYPES: dict[str, FileType] = {
     ".txt": FileType.TEXT,
@@ -149,7 +152,8 @@ def _sections_from_headings(length: int, headings: list[tuple[int, int, str]]) -
     """Turn (offset, level, title) heading marks into sections covering the whole text."""
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
-    cursor, current = 0, ()
+    cursor = 0
+    current: tuple[str, ...] = ()
     for offset, level, title in headings:
         if offset > cursor:
             sections.append(Section(cursor, offset, current))
@@ -191,7 +195,7 @@ def _css_color(value: str) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(g) for g in match.groups())) if match else value
 
 
-def _hidden_from_readers(tag) -> bool:
+def _hidden_from_readers(tag: Tag) -> bool:
     """Whether an element's text is hidden from people reading the rendered page.
 
     ``hidden``, ``aria-hidden="true"`` and inline styles ``display:none``, ``visibility:hidden``,
@@ -222,8 +226,8 @@ def _hidden_from_readers(tag) -> bool:
 
 
 def _load_html(data: bytes, source: str) -> Document:
-    from bs4 import BeautifulSoup, NavigableString, Tag
-    from bs4.element import Comment, Doctype, ProcessingInstruction
+    from bs4 import BeautifulSoup, Tag
+    from bs4.element import Comment, Doctype, NavigableString, ProcessingInstruction
 
     soup = BeautifulSoup(decode_bytes(data, source), "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
@@ -430,7 +434,9 @@ def _record_document(record: Any, source: str, where: str, file_type: FileType, 
         for key, value in record.items()
         if key not in (fields.text_field, fields.id_field)
     }
-    title = record.get("title") if isinstance(record.get("title"), str) else ""
+    title = record.get("title")
+    if not isinstance(title, str):
+        title = ""
     return Document(
         doc_id=doc_id,
         source_path=source,

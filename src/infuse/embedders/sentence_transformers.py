@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,8 +20,11 @@ from infuse.errors import ConfigError
 from infuse.embedders.base import PrefixedEmbedder, ProgressCallback, encode_in_batches
 from infuse.hf_logging import quiet_hf_progress
 
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
 _BUNDLED_ALIASES = {DEFAULT_EMBEDDER, "all-MiniLM-L6-v2"}
-_MODEL_CACHE: dict[tuple[str, str | None], object] = {}
+_MODEL_CACHE: dict[tuple[str, str | None], SentenceTransformer] = {}
 _MODEL_CACHE_LOCK = threading.Lock()
 
 
@@ -49,7 +53,7 @@ class SentenceTransformerEmbedder(PrefixedEmbedder):
         self.model_path = resolve_model_path(settings.model)
 
     @cached_property
-    def model(self):
+    def model(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
 
         quiet_hf_progress()
@@ -86,7 +90,13 @@ class SentenceTransformerEmbedder(PrefixedEmbedder):
     @cached_property
     def dimension(self) -> int:
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(getter())
+        dimension = getter()
+        if dimension is None:
+            raise ConfigError(
+                f"embedder {self.settings.model!r} does not report its vector size; "
+                "set embedder.model to a sentence-transformers model with a pooling layer"
+            )
+        return int(dimension)
 
     def _encode(self, texts: list[str], prefix: str, on_batch: ProgressCallback | None = None) -> np.ndarray:
         if not texts:

@@ -67,7 +67,7 @@ from infuse.evaluation.runs import (
     write_run,
 )
 from infuse.files import ArtifactFolders, utc_now, utc_stamp
-from infuse.models.base import GenerationConfig, LanguageModel, plain_chat_prompt
+from infuse.models.base import ChatMessage, GenerationConfig, LanguageModel, plain_chat_prompt
 from infuse.progress import Progress, or_null
 from infuse.rag import RagPipeline, strip_citations
 from infuse.workspace import Workspace
@@ -142,9 +142,9 @@ class CompareRequest:
 # --- scoring one question --------------------------------------------------------------------
 
 
-def render(model: LanguageModel, messages: list[dict[str, str]]) -> str:
+def render(model: LanguageModel, messages: Sequence[ChatMessage]) -> str:
     """The text a model sees for `messages` (its chat template; the plain format for servers)."""
-    renderer = getattr(model, "render", None)
+    renderer: Callable[[Sequence[ChatMessage]], str] | None = getattr(model, "render", None)
     return renderer(messages) if renderer is not None else plain_chat_prompt(messages)
 
 
@@ -161,13 +161,14 @@ def gold_rank(question: Question, retrieved: Sequence[str]) -> int | None:
     return None
 
 
-def answer_question(pipeline, question: Question, spec: VariantSpec, generation: GenerationConfig) -> QuestionRecord:
+def answer_question(pipeline: RagPipeline, question: Question, spec: VariantSpec, generation: GenerationConfig) -> QuestionRecord:
     """One question through one variant: the result record (see the module docstring)."""
     started = time.perf_counter()
     if question.kind is QuestionKind.MC:
         answer, messages = pipeline.prepare(question.question, spec.k, spec.uses_retrieval, generation=generation)
         if messages is None:   # nothing relevant retrieved: the options are scored closed book
             _, messages = pipeline.prepare(question.question, None, False, generation=generation)
+            assert messages is not None  # without retrieval there is always a prompt
         assert question.answer_index is not None
         context = render(pipeline.model, messages)
         score = score_multiple_choice(pipeline.model, context, question.choices, question.answer_index)
@@ -207,6 +208,12 @@ def _mean(values: Sequence[float | None]) -> float:
     return sum(v or 0 for v in values) / len(values) if values else 0.0
 
 
+def _rounded_ci(correct: Sequence[float], seed: int) -> tuple[float, float]:
+    """The bootstrap interval of the accuracy, as runs record it (4 decimals)."""
+    low, high = bootstrap_ci(correct, seed=seed)
+    return round(low, 4), round(high, 4)
+
+
 def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSettings", seed: int,
               training: TrainingInfo | None = None) -> VariantSummary:
     correct = [1.0 if r.correct else 0.0 for r in records]
@@ -228,7 +235,7 @@ def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSetti
     return VariantSummary(
         label=spec.label, variant=str(spec.variant), adapter=spec.adapter, k=spec.k, n=n,
         accuracy=round(sum(correct) / n, 4) if n else 0.0,
-        ci=tuple(round(x, 4) for x in bootstrap_ci(correct, seed=seed)) if n else (0.0, 0.0),  # type: ignore[arg-type]
+        ci=_rounded_ci(correct, seed) if n else (0.0, 0.0),
         f1=round(_mean([r.f1 for r in records]), 4) if n and any(r.f1 is not None for r in records) else None,
         acc_norm=(round(sum(1.0 for r in records if r.acc_norm) / n, 4)
                   if n and any(r.acc_norm is not None for r in records) else None),
@@ -284,8 +291,9 @@ class _Models:
 
 
 def base_model_name(workspace: Workspace, request: CompareRequest) -> str:
-    if request.model or workspace.settings.model.name:
-        return request.model or workspace.settings.model.name  # type: ignore[return-value]
+    name = request.model or workspace.settings.model.name
+    if name:
+        return name
     adapters = [s.adapter for s in request.variants if s.adapter]
     if adapters:
         from infuse.tuning.registry import open_run
@@ -353,7 +361,7 @@ def run_compare(workspace: Workspace, qset: QuestionSet, request: CompareRequest
 
 
 def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, questions: list[Question], name: str,
-         model_name: str, staging: Path, progress) -> CompareRun:
+         model_name: str, staging: Path, progress: Progress | None) -> CompareRun:
     cost = workspace.settings.cost
     models = _Models(workspace, model_name)
     generation = GenerationConfig(max_new_tokens=request.max_new_tokens, temperature=0.0)
@@ -379,7 +387,7 @@ def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, quest
 
 
 def freshness(workspace: Workspace, request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,
-              cost: "CostSettings", progress) -> tuple[Freshness, list[QuestionRecord]]:
+              cost: "CostSettings", progress: Progress | None) -> tuple[Freshness, list[QuestionRecord]]:
     """Accuracy on changed facts after the update, and the share of answers still giving the old value."""
     assert request.update is not None
     update = request.update
@@ -396,7 +404,7 @@ def freshness(workspace: Workspace, request: CompareRequest, models: _Models, ge
         correct = [1.0 if r.correct else 0.0 for r in records]
         rows.append(FreshnessRow(
             label=spec.label, variant=str(spec.variant), adapter=spec.adapter, n=n, accuracy=round(sum(correct) / n, 4),
-            ci=tuple(round(x, 4) for x in bootstrap_ci(correct, seed=request.seed)),  # type: ignore[arg-type]
+            ci=_rounded_ci(correct, request.seed),
             stale_share=round(sum(1 for r in records if r.stale) / n, 4),
             retrain_seconds=training_info(workspace, spec.adapter, cost).wall_seconds if spec.adapter else None))
         results += [r.after_update() for r in records]

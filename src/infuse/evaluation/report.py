@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 from infuse.evaluation.report_plots import Plot, build_plots
@@ -136,7 +137,7 @@ def _notes(run: CompareRun) -> list[str]:
     return notes
 
 
-def _freshness_intro(run: CompareRun, escape) -> str | None:
+def _freshness_intro(run: CompareRun, escape: Callable[[object], str]) -> str | None:
     """"After the update: question set X, N changed facts, re-index 1.2 s ($0.0007)." (or None)."""
     fresh = run.summary.freshness
     if fresh is None:

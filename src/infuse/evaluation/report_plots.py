@@ -13,10 +13,14 @@ import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infuse.evaluation.report_tables import fmt_seconds, fmt_usd
 from infuse.evaluation.runs import CompareRun, Freshness, QuestionRecord, VariantSummary
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["Plot", "build_plots", "plot_accuracy", "plot_accuracy_vs_k", "plot_latency", "plot_cost", "plot_freshness",
            "plot_paraphrases"]
@@ -47,14 +51,14 @@ def _error_bars(points: Sequence[tuple[float, tuple[float, float] | None]]) -> l
             [max(0.0, ci[1] - value) if ci else 0.0 for value, ci in points]]
 
 
-def _figure(width: float = 7.5, height: float = 4.0):
+def _figure(width: float = 7.5, height: float = 4.0) -> Figure:
     from matplotlib.figure import Figure  # the object API: no pyplot, no global backend state
 
     fig = Figure(figsize=(width, height), dpi=100)
     return fig
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -64,14 +68,14 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _label_axis(ax, labels: Sequence[str]) -> None:
+def _label_axis(ax: Axes, labels: Sequence[str]) -> None:
     ax.set_xticks(range(len(labels)))
     rotate = len(labels) > 4 or max((len(s) for s in labels), default=0) > 12
     ax.set_xticklabels(labels, rotation=30 if rotate else 0, ha="right" if rotate else "center",
                        fontsize=8)
 
 
-def _accuracy_curve_axes(ax, xs: set[float], xlabel: str, title: str) -> None:
+def _accuracy_curve_axes(ax: Axes, xs: set[float], xlabel: str, title: str) -> None:
     """The axes of an accuracy curve: a tick at each measured x, accuracy 0-1, legend."""
     ticks = sorted(xs)
     ax.set_xticks(ticks)
@@ -135,7 +139,7 @@ def plot_accuracy_vs_k(variants: Sequence[VariantSummary]) -> Plot | None:
     for i, ((kind, adapter), pts) in enumerate(drawn.items()):
         pts = sorted(pts, key=lambda p: p.k or 0)
         color = palette[i % len(palette)]
-        ks = [p.k for p in pts]
+        ks = [p.k or 0 for p in pts]  # _k_series keeps only variants with a k
         accs = [p.accuracy or 0.0 for p in pts]
         name = kind if not adapter else f"{kind} ({adapter})"
         errs = _error_bars([(a, p.ci) for p, a in zip(pts, accs)]) if all(p.ci for p in pts) else None
@@ -222,9 +226,9 @@ def plot_cost(variants: Sequence[VariantSummary]) -> Plot | None:
     caption = "Serving cost per 1,000 questions under the run's cost model."
     once: dict[str, float] = {}
     for v in variants:
-        cost = _training_cost(v)
-        if cost is not None:
-            once.setdefault(v.adapter or v.label, cost)
+        training_cost = _training_cost(v)
+        if training_cost is not None:
+            once.setdefault(v.adapter or v.label, training_cost)
     if once:
         caption += " One-off training cost: " + ", ".join(f"{a} {fmt_usd(c)}" for a, c in once.items()) + "."
     return Plot("cost", "Cost per 1,000 questions", caption, _png(fig))

@@ -138,7 +138,7 @@ class _Record:
 
     @classmethod
     def _read_fields(cls, data: Mapping[str, Any]) -> dict[str, Any]:
-        return {f.name: f.metadata["read"](data.get(f.name)) for f in fields(cls) if "read" in f.metadata}  # type: ignore[arg-type]
+        return {f.name: f.metadata["read"](data.get(f.name)) for f in fields(cls) if "read" in f.metadata}  # type: ignore[arg-type]  # subclasses are dataclasses; the mixin is not
 
     @classmethod
     def from_json(cls, data: Any) -> Self | None:
@@ -146,7 +146,7 @@ class _Record:
         return cls(**cls._read_fields(data)) if isinstance(data, Mapping) else None
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]
+        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]  # as above
                 if "read" in f.metadata and getattr(self, f.name) is not f.metadata["omit"]}
 
 

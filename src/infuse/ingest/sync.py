@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, discover_files, load_file
@@ -47,7 +48,7 @@ class IngestReport:
     def ok(self) -> bool:
         return self.failed == 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "added": self.added,
             "updated": self.updated,
@@ -73,7 +74,7 @@ class Syncer:
     >>> report = Syncer(store, chunker, embedder, tokenizer, pipeline="...").sync([Path("docs")])  # doctest: +SKIP
     """
 
-    store: KnowledgeStore
+    store: KnowledgeStore | None  # None: no knowledge base yet (nothing stored); prepare_write creates it
     chunker_factory: Callable[[], Chunker]
     embedder: Embedder
     tokenizer: Tokenizer
@@ -101,7 +102,7 @@ class Syncer:
         files, errors = discover_files(paths, exclude=self.exclude)
         report.files_seen = len(files)
         documents, loaded_sources = self._load(files, fields, errors, progress)
-        states = self.store.document_states()
+        states = self.store.document_states() if self.store is not None else {}
 
         pending: list[Document] = []
         for document in documents:
@@ -151,6 +152,8 @@ class Syncer:
         if self.prepare_write is not None:
             self.store = self.prepare_write()
             self.prepare_write = None
+        if self.store is None:
+            raise ValueError("Syncer: there is no knowledge base to write to; pass store or prepare_write")
         return self.store
 
     def _load(

@@ -2,7 +2,12 @@
 
 >>> from infuse.lab import generate_world
 >>> world = generate_world(seed=0, lang="en")
->>> world.write("lab-world")            # docs/, questions/, train/, updates/, world.json
+>>> import tempfile
+>>> from pathlib import Path
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     written = world.write(Path(tmp) / "lab-world")
+...     sorted(path.name for path in written.parent.iterdir())
+['docs', 'people.jsonl', 'questions', 'train', 'updates', 'world.json']
 """
 
 from infuse.lab.templates import QuestionTemplate, Template, question_templates, statement_templates

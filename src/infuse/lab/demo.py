@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +28,7 @@ class LabDemoResult:
     closed_book_accuracy: float
     rag_accuracy: float
     chance: float
-    example: dict
+    example: dict[str, Any]
 
 
 def run_lab_demo(

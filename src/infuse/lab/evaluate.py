@@ -18,7 +18,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infuse.language import Language
 from infuse.lab.model import answer_of
@@ -26,6 +26,9 @@ from infuse.lab.vocabulary import VALUES, Attribute
 from infuse.lab.world import DOCS_DIR, KNOWN, NEW, ShortQuestion, World
 from infuse.models.base import GenerationConfig, LanguageModel
 from infuse.rag import RagPipeline, build_messages
+
+if TYPE_CHECKING:
+    from infuse.workspace import Workspace
 
 GENERATION = GenerationConfig(max_new_tokens=4, temperature=0.0)
 
@@ -101,7 +104,7 @@ def rag(pipeline: RagPipeline, questions: Iterable[ShortQuestion], k: int,
     return score
 
 
-def lab_workspace(world: World, root: str | Path):
+def lab_workspace(world: World, root: str | Path) -> Workspace:
     """The world written to ``root/world`` and its documents ingested into ``root/workspace``."""
     from infuse.workspace import Workspace
 

@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING
 
 from infuse.language import Language
 from infuse.lab.tokenize import build_lab_tokenizer
+from infuse.models.base import ChatMessage, template_messages
 
 if TYPE_CHECKING:
-    from transformers import LlamaConfig, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 PAD, UNK, BOS, EOS = "<pad>", "[UNK]", "<s>", "</s>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
@@ -89,14 +90,16 @@ def build_tokenizer(lang: Language | str) -> "PreTrainedTokenizerFast":
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         clean_up_tokenization_spaces=False, model_max_length=1_000_000,
-    )
+    )  # type: ignore[no-untyped-call]  # transformers' tokenizer constructor is unannotated
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
-def render_prompt(tokenizer: "PreTrainedTokenizerFast", messages: Sequence[dict]) -> str:
+def render_prompt(tokenizer: "PreTrainedTokenizerFast", messages: Sequence[ChatMessage]) -> str:
     """Exactly what :class:`infuse.models.transformers_backend.TransformersModel` renders."""
-    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    rendered = tokenizer.apply_chat_template(template_messages(messages), add_generation_prompt=True, tokenize=False)
+    assert isinstance(rendered, str)  # tokenize=False returns the text
+    return rendered
 
 
 def format_answer(value: str, citation: int | None, lang: Language | str) -> str:
@@ -137,7 +140,7 @@ def build_config(tokenizer: "PreTrainedTokenizerFast", arch: Architecture) -> "L
     )
 
 
-def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: int = 0):
+def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: int = 0) -> LlamaForCausalLM:
     """A freshly initialised ``LlamaForCausalLM`` for the lab vocabulary."""
     import torch
     from transformers import LlamaForCausalLM
@@ -146,7 +149,7 @@ def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: 
     return LlamaForCausalLM(build_config(tokenizer, arch))
 
 
-def save_model_folder(model, tokenizer: "PreTrainedTokenizerFast", folder: Path) -> Path:
+def save_model_folder(model: PreTrainedModel, tokenizer: "PreTrainedTokenizerFast", folder: Path) -> Path:
     """A standard model folder: config.json, model.safetensors, generation config, tokenizer files."""
     folder.mkdir(parents=True, exist_ok=True)
     model.generation_config.bos_token_id = tokenizer.bos_token_id

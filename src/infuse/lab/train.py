@@ -72,6 +72,7 @@ from infuse.retrieval.search import SearchHit
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 CACHE_FORMAT = "infuse-lab-model/1"   # bump when the data or the training code changes results
 MANIFEST = "lab_manifest.json"
@@ -201,7 +202,7 @@ def render_bio(name: Name, facts: dict[Attribute, Term], lang: Language, rng: ra
 class LabData:
     """The endless, deterministic stream of training documents for one configuration."""
 
-    def __init__(self, config: LabTrainConfig, tokenizer, world: World | None = None) -> None:
+    def __init__(self, config: LabTrainConfig, tokenizer: PreTrainedTokenizerFast, world: World | None = None) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self.world = world or config.world()
@@ -236,7 +237,8 @@ class LabData:
     # one document of each kind -----------------------------------------------------------------
 
     def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
 
     def bio(self, rng: random.Random) -> TrainDoc:
         text, name = rng.choice(self.bios)
@@ -313,7 +315,8 @@ class LabData:
 
     def sample(self, rng: random.Random) -> TrainDoc:
         kind = rng.choices(("bio", "qa", "reading"), weights=self.weights)[0]
-        return getattr(self, kind)(rng)
+        doc: TrainDoc = getattr(self, kind)(rng)
+        return doc
 
     def documents(self, rng: random.Random) -> Iterator[TrainDoc]:
         while True:
@@ -325,7 +328,7 @@ class LabData:
             kinds = [k for k, w in (("bio", self.weights[0]), ("qa", self.weights[1])) if w > 0]
             if not kinds:
                 return None
-            doc = getattr(self, rng.choice(kinds))(rng)
+            doc: TrainDoc = getattr(self, rng.choice(kinds))(rng)
             if len(doc.ids) <= room:
                 return doc
         return None
@@ -414,7 +417,7 @@ def lr_at(step: int, config: LabTrainConfig) -> float:
     return warmup_cosine(step, peak=config.lr, total=config.steps, warmup=config.warmup_steps, min_ratio=config.min_lr_ratio)
 
 
-def train(model, data: LabData, config: LabTrainConfig, *, progress: Progress | None = None,
+def train(model: PreTrainedModel, data: LabData, config: LabTrainConfig, *, progress: Progress | None = None,
           log_every: int | None = None) -> TrainResult:
     """The training loop. Returns the loss curve (a point every `log_every` steps, by default about
     every 5% of the run, at most every 50 steps); the model is trained in place. `progress` gets a
@@ -428,7 +431,8 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: Progress | 
     torch.manual_seed(config.seed)
     rng = random.Random(f"lab-data|{config.seed}")
     rows = pack_rows(data, rng, config.seq_len, data.tokenizer.pad_token_id)
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         (no_decay if parameter.ndim < 2 or "norm" in name else decay).append(parameter)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -455,7 +459,7 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: Progress | 
                        attention_mask=packed_attention_mask(position_ids), use_cache=False).logits
         loss = weighted_loss(logits, labels, weights)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
@@ -468,7 +472,7 @@ def train(model, data: LabData, config: LabTrainConfig, *, progress: Progress | 
             losses.append((step + 1, round(mean, 4)))
             window = []
             report.note(f"step {step + 1}/{config.steps} loss {mean:.4f} {tokens / max(elapsed, 1e-9):,.0f} tok/s {elapsed:.0f}s")
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]  # unannotated in transformers
     return TrainResult(losses[-1][1] if losses else float("nan"), time.perf_counter() - started, tokens, losses)
 
 
@@ -490,7 +494,8 @@ def is_cached(config: LabTrainConfig, cache_dir: str | Path | None = None) -> bo
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    return manifest
 
 
 def train_lab_model(config: LabTrainConfig | None = None, cache_dir: str | Path | None = None, *,
@@ -523,7 +528,8 @@ def train_lab_model(config: LabTrainConfig | None = None, cache_dir: str | Path 
         return folder
 
 
-def _manifest(config: LabTrainConfig, world: World, data: LabData, model, tokenizer, result: TrainResult) -> dict[str, Any]:
+def _manifest(config: LabTrainConfig, world: World, data: LabData, model: PreTrainedModel,
+              tokenizer: PreTrainedTokenizerFast, result: TrainResult) -> dict[str, Any]:
     """What ``lab_manifest.json`` records about a trained lab model."""
     import torch
     import transformers

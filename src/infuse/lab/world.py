@@ -445,7 +445,7 @@ def generate_world(seed: int = 0, lang: Language | str = Language.EN, *,
     never on `lang`.
     """
     lang = Language(lang)
-    update_attributes = tuple(sorted({Attribute(a) for a in update_attributes}, key=ATTRIBUTES.index))
+    attributes = tuple(sorted({Attribute(a) for a in update_attributes}, key=ATTRIBUTES.index))
     names = all_names()
     if n_known < 0 or n_new < 0:
         raise ValueError("n_known and n_new must not be negative")
@@ -453,10 +453,10 @@ def generate_world(seed: int = 0, lang: Language | str = Language.EN, *,
         raise ValueError(f"at most {len(names)} people fit the name vocabulary "
                          f"(asked for {n_known} + {n_new})")
     if n_updated is None:
-        n_updated = max(1, n_new // 5) if n_new and update_attributes else 0
+        n_updated = max(1, n_new // 5) if n_new and attributes else 0
     if not 0 <= n_updated <= n_new:
         raise ValueError(f"n_updated must be between 0 and n_new ({n_new})")
-    if n_updated and not update_attributes:
+    if n_updated and not attributes:
         raise ValueError("an update set needs at least one update attribute")
     if n_variants < 0 or n_known_variants < 0:
         raise ValueError("variant counts must not be negative")
@@ -473,15 +473,15 @@ def generate_world(seed: int = 0, lang: Language | str = Language.EN, *,
     changes = []
     new_people = people[n_known:]
     for person in sorted(rng.sample(new_people, n_updated), key=lambda p: p.id):
-        count = rng.randint(1, min(2, len(update_attributes)))
-        for attribute in sorted(rng.sample(update_attributes, count), key=ATTRIBUTES.index):
+        count = rng.randint(1, min(2, len(attributes)))
+        for attribute in sorted(rng.sample(attributes, count), key=ATTRIBUTES.index):
             old = person.facts[attribute]
             new = rng.choice([v for v in VALUES[attribute] if v != old])
             changes.append(Change(person.id, attribute, old, new))
 
     return World(seed=seed, lang=lang, people=tuple(people), changes=tuple(changes),
                  n_variants=n_variants, n_known_variants=n_known_variants,
-                 update_attributes=update_attributes)
+                 update_attributes=attributes)
 
 
 def load_world(path: str | Path) -> World:

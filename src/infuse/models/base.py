@@ -110,6 +110,11 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """The messages as plain dicts, the type a tokenizer's ``apply_chat_template`` takes."""
+    return [{"role": message["role"], "content": message["content"]} for message in messages]
+
+
 def plain_chat_prompt(messages: Sequence[ChatMessage]) -> str:
     """The prompt format for models without a chat template."""
     parts = []

@@ -12,8 +12,11 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Required, TypedDict
 
 from infuse.models.base import (
+    ChatMessage,
     FinishReason,
     Generation,
     GenerationConfig,
@@ -25,9 +28,32 @@ from infuse.models.base import (
     Prompt,
 )
 
+if TYPE_CHECKING:
+    from openai.types import CompletionUsage
+    from openai.types.chat import ChatCompletionMessageParam
+
 # Used only when the server cannot count tokens for us: about 4 characters per token in English,
 # about 1 per character in Japanese.
 _CHARS_PER_TOKEN = 4
+
+
+class _Sampling(TypedDict, total=False):
+    """The request fields generation and streaming share, for both endpoints."""
+
+    model: Required[str]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: list[str]
+    seed: int
+
+
+@dataclass(frozen=True)
+class _StreamChunk:
+    """One streamed chunk of either endpoint: usage (last chunk only) and (text delta, finish reason) per choice."""
+
+    usage: CompletionUsage | None
+    choices: list[tuple[str, str | None]]
 
 
 class OpenAICompatibleModel:
@@ -73,34 +99,34 @@ class OpenAICompatibleModel:
 
     # --- generation ----------------------------------------------------------------------------
 
-    def _request(self, prompt: Prompt, config: GenerationConfig, stream: bool):
-        common = {
+    def _sampling(self, config: GenerationConfig) -> _Sampling:
+        sampling: _Sampling = {
             "model": self.name,
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
             "top_p": config.top_p,
-            "stream": stream,
         }
         if config.stop:
-            common["stop"] = list(config.stop)
+            sampling["stop"] = list(config.stop)
         if config.seed is not None:
-            common["seed"] = config.seed
-        if stream:
-            common["stream_options"] = {"include_usage": True}
-        if isinstance(prompt, str):
-            return self.client.completions.create(prompt=prompt, **common)
-        return self.client.chat.completions.create(messages=list(prompt), **common)
+            sampling["seed"] = config.seed
+        return sampling
 
     def generate(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> Generation:
         started = time.perf_counter()
+        sampling = self._sampling(config)
+        finish_reason: str | None
         with self._errors():
-            response = self._request(prompt, config, stream=False)
-        choice = response.choices[0]
-        text = choice.text if isinstance(prompt, str) else (choice.message.content or "")
-        usage = response.usage
+            if isinstance(prompt, str):
+                completion = self.client.completions.create(prompt=prompt, stream=False, **sampling)
+                text, finish_reason, usage = completion.choices[0].text, completion.choices[0].finish_reason, completion.usage
+            else:
+                chat = self.client.chat.completions.create(messages=_chat_messages(prompt), stream=False, **sampling)
+                message = chat.choices[0].message
+                text, finish_reason, usage = message.content or "", chat.choices[0].finish_reason, chat.usage
         return Generation(
             text=text,
-            finish_reason=FinishReason.LENGTH if choice.finish_reason == "length" else FinishReason.STOP,
+            finish_reason=FinishReason.LENGTH if finish_reason == "length" else FinishReason.STOP,
             prompt_tokens=usage.prompt_tokens if usage else self._estimate(prompt),
             completion_tokens=usage.completion_tokens if usage else self.count_tokens(text),
             seconds=time.perf_counter() - started,
@@ -108,33 +134,49 @@ class OpenAICompatibleModel:
 
     def stream(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> GenerationStream:
         started = time.perf_counter()
-        state: dict = {"finish": FinishReason.STOP, "usage": None}
+        sampling = self._sampling(config)
+        chunks: Iterator[_StreamChunk]
         with self._errors():
-            response = self._request(prompt, config, stream=True)
+            if isinstance(prompt, str):
+                completions = self.client.completions.create(
+                    prompt=prompt, stream=True, stream_options={"include_usage": True}, **sampling
+                )
+                chunks = (
+                    _StreamChunk(c.usage, [(choice.text, choice.finish_reason) for choice in c.choices]) for c in completions
+                )
+            else:
+                chat = self.client.chat.completions.create(
+                    messages=_chat_messages(prompt), stream=True, stream_options={"include_usage": True}, **sampling
+                )
+                chunks = (
+                    _StreamChunk(c.usage, [(choice.delta.content or "", choice.finish_reason) for choice in c.choices])
+                    for c in chat
+                )
+        finish = FinishReason.STOP
+        usage: CompletionUsage | None = None
 
         def deltas() -> Iterator[str]:
+            nonlocal finish, usage
             with self._errors():
-                for chunk in response:
+                for chunk in chunks:
                     if chunk.usage is not None:
-                        state["usage"] = chunk.usage
-                    for choice in chunk.choices:
-                        delta = choice.text if isinstance(prompt, str) else (choice.delta.content or "")
-                        if choice.finish_reason == "length":
-                            state["finish"] = FinishReason.LENGTH
+                        usage = chunk.usage
+                    for delta, finish_reason in chunk.choices:
+                        if finish_reason == "length":
+                            finish = FinishReason.LENGTH
                         if delta:
                             yield delta
 
-        def finish(text: str) -> Generation:
-            usage = state["usage"]
+        def result(text: str) -> Generation:
             return Generation(
                 text,
-                state["finish"],
+                finish,
                 usage.prompt_tokens if usage else self._estimate(prompt),
                 usage.completion_tokens if usage else self.count_tokens(text),
                 time.perf_counter() - started,
             )
 
-        return GenerationStream(deltas(), finish)
+        return GenerationStream(deltas(), result)
 
     # --- scoring -------------------------------------------------------------------------------
 
@@ -151,16 +193,15 @@ class OpenAICompatibleModel:
                 model=self.name, prompt=context + continuation, max_tokens=1, temperature=0.0, echo=True, logprobs=1
             )
         logprobs = response.choices[0].logprobs
-        if logprobs is None or not logprobs.token_logprobs or logprobs.text_offset is None:
+        if logprobs is None or not logprobs.token_logprobs or logprobs.text_offset is None or logprobs.tokens is None:
             raise ModelError(
                 f"{self.base_url} did not return prompt log-probabilities; loglikelihood needs a server that supports "
                 "/v1/completions with echo=true and logprobs (e.g. vLLM or `infuse serve`)"
             )
         end = len(context) + len(continuation)
         total, greedy, count = 0.0, True, 0
-        for token, logprob, offset, top in zip(
-            logprobs.tokens, logprobs.token_logprobs, logprobs.text_offset, logprobs.top_logprobs or [None] * len(logprobs.tokens)
-        ):
+        tops: Sequence[dict[str, float] | None] = logprobs.top_logprobs or [None] * len(logprobs.tokens)
+        for token, logprob, offset, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.text_offset, tops):
             if offset < len(context) or offset >= end:
                 continue
             if logprob is None:
@@ -181,7 +222,20 @@ class OpenAICompatibleModel:
         return self.count_tokens(text)
 
 
-def _message(exc) -> str:
+def _chat_messages(prompt: Sequence[ChatMessage]) -> list[ChatCompletionMessageParam]:
+    """The SDK's message types, one per role, from ours."""
+    messages: list[ChatCompletionMessageParam] = []
+    for message in prompt:
+        if message["role"] == "system":
+            messages.append({"role": "system", "content": message["content"]})
+        elif message["role"] == "user":
+            messages.append({"role": "user", "content": message["content"]})
+        else:
+            messages.append({"role": "assistant", "content": message["content"]})
+    return messages
+
+
+def _message(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         error = body.get("error", body)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
@@ -29,8 +30,16 @@ from infuse.models.base import (
     ModelError,
     Prompt,
     plain_chat_prompt,
+    template_messages,
     truncate_at_stop,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+# A transformers PreTrainedModel, or a peft PeftModel around one: they share no typed base class
+# that has both ``.config`` and the forward call, so the network stays untyped at this boundary.
+Network: TypeAlias = Any
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -52,6 +61,14 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
     return torch.float32
 
 
+@dataclass
+class _DecodeState:
+    """What the decode loop learns as it goes, read when the stream is collected."""
+
+    finish: FinishReason = FinishReason.LENGTH
+    tokens: int = 0
+
+
 @dataclass(frozen=True)
 class TokenLogprob:
     """One token of a scored text: what ``/v1/completions`` returns with ``echo`` and ``logprobs``."""
@@ -69,7 +86,7 @@ class TransformersModel:
     >>> model.generate([{"role": "user", "content": "Hi"}]).text  # doctest: +SKIP
     """
 
-    def __init__(self, model, tokenizer, name: str, device: torch.device) -> None:
+    def __init__(self, model: Network, tokenizer: PreTrainedTokenizerBase, name: str, device: torch.device) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -122,14 +139,17 @@ class TransformersModel:
             return prompt
         messages: list[ChatMessage] = list(prompt)
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            rendered = self.tokenizer.apply_chat_template(template_messages(messages), add_generation_prompt=True, tokenize=False)
+            assert isinstance(rendered, str)  # tokenize=False returns the text
+            return rendered
         return plain_chat_prompt(messages)
 
     def _encode_prompt(self, prompt: Prompt) -> list[int]:
         text = self.render(prompt)
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's BOS.
         with_special = isinstance(prompt, str) or not getattr(self.tokenizer, "chat_template", None)
-        return self.tokenizer(text, add_special_tokens=with_special)["input_ids"]
+        ids: list[int] = self.tokenizer(text, add_special_tokens=with_special)["input_ids"]
+        return ids
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -147,15 +167,15 @@ class TransformersModel:
                 "retrieve fewer passages (-k) or shorten the question"
             )
         started = time.perf_counter()
-        state = {"finish": FinishReason.LENGTH, "tokens": 0}
+        state = _DecodeState()
 
         def finish(text: str) -> Generation:
-            return Generation(text, state["finish"], len(prompt_ids), state["tokens"], time.perf_counter() - started)
+            return Generation(text, state.finish, len(prompt_ids), state.tokens, time.perf_counter() - started)
 
         return GenerationStream(self._decode_loop(prompt_ids, config, state), finish)
 
     @torch.inference_mode()
-    def _decode_loop(self, prompt_ids: list[int], config: GenerationConfig, state: dict) -> Iterator[str]:
+    def _decode_loop(self, prompt_ids: list[int], config: GenerationConfig, state: _DecodeState) -> Iterator[str]:
         budget = min(config.max_new_tokens, self.max_length - len(prompt_ids))
         generator = torch.Generator(device="cpu")
         if config.seed is not None:
@@ -170,14 +190,14 @@ class TransformersModel:
             past = output.past_key_values
             next_id = self._pick(output.logits[0, -1].float(), config, generator)
             if next_id in self.eos_ids:
-                state["finish"] = FinishReason.STOP
+                state.finish = FinishReason.STOP
                 break
             generated.append(next_id)
-            state["tokens"] = len(generated)
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            state.tokens = len(generated)
+            text = self._decode(generated, skip_special_tokens=True)
             cut, stopped = truncate_at_stop(text, config.stop)
             if stopped:
-                state["finish"] = FinishReason.STOP
+                state.finish = FinishReason.STOP
                 if len(cut) > len(emitted):
                     yield cut[len(emitted):]
                 return
@@ -189,7 +209,7 @@ class TransformersModel:
                 yield text[len(emitted):safe]
                 emitted = text[:safe]
             inputs = torch.tensor([[next_id]], device=self.device)
-        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        text = self._decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
             yield text[len(emitted):]
 
@@ -223,7 +243,8 @@ class TransformersModel:
         (e.g. BOS) unless the text already starts with the BOS string (a chat template wrote it)."""
         bos = self.tokenizer.bos_token
         with_special = not (bos and text.startswith(bos))
-        return self.tokenizer(text, add_special_tokens=with_special)["input_ids"]
+        ids: list[int] = self.tokenizer(text, add_special_tokens=with_special)["input_ids"]
+        return ids
 
     @torch.inference_mode()
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], batch_size: int = 8) -> list[Loglikelihood]:
@@ -279,10 +300,15 @@ class TransformersModel:
         return result
 
     def _token_text(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id])
+        return self._decode([token_id])
+
+    def _decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        assert isinstance(text, str)  # a flat list of ids decodes to one string
+        return text
 
 
-def _apply_adapters(model, adapters: Sequence[str]):
+def _apply_adapters(model: Network, adapters: Sequence[str]) -> Network:
     """One adapter stays a PeftModel (exact base + adapter); several are merged in order."""
     if not adapters:
         return model

@@ -15,11 +15,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import cached_property
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import Stemmer
 
 from infuse.language import contains_japanese
+
+if TYPE_CHECKING:
+    from sudachipy import Tokenizer as SudachiTokenizer
 
 
 class Tokenizer(Protocol):
@@ -51,7 +54,8 @@ class EnglishTokenizer:
             word = word[:-2]
         if word in ENGLISH_STOPWORDS or not word:
             return None
-        return self._stemmer.stemWord(word)
+        stem: str = self._stemmer.stemWord(word)  # PyStemmer has no type information
+        return stem
 
     def tokenize(self, text: str) -> list[str]:
         text = unicodedata.normalize("NFKC", text)
@@ -82,7 +86,7 @@ class JapaneseTokenizer:
         self._mode = mode
 
     @cached_property
-    def _sudachi(self):
+    def _sudachi(self) -> SudachiTokenizer:
         from sudachipy import Dictionary, SplitMode
 
         return Dictionary(dict="core").tokenizer(mode=getattr(SplitMode, self._mode))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from infuse.errors import ConfigError
 from infuse.devices import default_device
 from infuse.embedders.sentence_transformers import resolve_model_path
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
 
 
 class CrossEncoderReranker:
@@ -21,13 +25,14 @@ class CrossEncoderReranker:
         self.device = device
 
     @cached_property
-    def _model(self):
+    def _model(self) -> CrossEncoder:
         from sentence_transformers import CrossEncoder
 
         try:
-            return CrossEncoder(resolve_model_path(self.model_name), device=self.device or default_device())
+            model: CrossEncoder = CrossEncoder(resolve_model_path(self.model_name), device=self.device or default_device())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load reranker {self.model_name!r} (search.reranker): {exc}") from exc
+        return model
 
     def score(self, query: str, passages: list[str]) -> list[float]:
         if not passages:

@@ -149,6 +149,7 @@ class HybridSearcher:
         dense_rank = {s.chunk.chunk_id: (r, s.score) for r, s in enumerate(dense, start=1)}
         lexical_rank = {s.chunk.chunk_id: (r, s.score) for r, s in enumerate(lexical, start=1)}
 
+        ordered: list[tuple[str, float, float | None]]  # (chunk id, score, fused score or None)
         if mode is SearchMode.HYBRID:
             dense_weight, lexical_weight = self._weights(lang)
             fused = reciprocal_rank_fusion(
@@ -159,7 +160,7 @@ class HybridSearcher:
             ordered = [(chunk_id, score, score) for chunk_id, score in fused]
         else:
             source = dense if mode is SearchMode.DENSE else lexical
-            ordered: list[tuple[str, float, float | None]] = [(s.chunk.chunk_id, s.score, None) for s in source]
+            ordered = [(s.chunk.chunk_id, s.score, None) for s in source]
 
         rerank_scores: dict[str, float] = {}
         if self.reranker is not None and ordered:

@@ -40,6 +40,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from infuse.screening.rules import (
     ADDRESSES_AI,
@@ -68,7 +69,7 @@ class InjectionFinding:
     end: int
     text: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "lang": self.lang, "start": self.start, "end": self.end, "text": self.text}
 
 

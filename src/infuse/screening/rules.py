@@ -73,7 +73,9 @@ _LIST_SEPARATOR = re.compile(r"(?:\s*(?:,|、|や|と|\bor\b|\band\b))*\s*$", re
 def _strip_earlier_quotes(before: str) -> str:
     """Drop the quoted items of a list that end ``before``: 'like "a", "b" or ' -> 'like '."""
     for _ in range(8):
-        rest = before[: _LIST_SEPARATOR.search(before).start()]
+        separator = _LIST_SEPARATOR.search(before)
+        assert separator is not None  # the pattern can match the empty string at the end
+        rest = before[: separator.start()]
         if not rest or rest[-1] not in _CLOSING_QUOTES:
             return before
         opener = rest.rfind(_CLOSING_QUOTES[rest[-1]], 0, len(rest) - 1)
@@ -124,7 +126,7 @@ def _quoted_mention(text: str, start: int, end: int) -> bool:
 
 # --- post-conditions on a match ----------------------------------------------------------------
 
-Check = Callable[[str, re.Match], bool]
+Check = Callable[[str, re.Match[str]], bool]
 
 _EN_NEGATED_OR_INFINITIVE = re.compile(
     r"(?:\b(?:to|not|never|cannot|can't|won't|don't|doesn't|didn't|shouldn't|mustn't|n't|no\s+one\s+should)\s+)$", _I
@@ -150,7 +152,7 @@ _EN_CONDITION_AFTER = re.compile(r"^[^.!?\n]{0,30}?\b(?:if|when|unless|in\s+case
 _JA_CONDITION = re.compile(r"場合|なら|ときは|時は|際は|方は|方も|お使いの|ご利用の|ユーザーは|利用者は|皆様は|みなさんは")
 
 
-def _not_quoted(text: str, m: re.Match) -> bool:
+def _not_quoted(text: str, m: re.Match[str]) -> bool:
     return not _quoted_mention(text, m.start(), m.end())
 
 
@@ -162,7 +164,7 @@ _EN_CAUSATIVE = re.compile(
 )
 
 
-def _en_imperative(text: str, m: re.Match) -> bool:
+def _en_imperative(text: str, m: re.Match[str]) -> bool:
     """The verb (group ``verb`` or the match) is a command to the reader, not a report or a negation."""
     start = m.start("verb") if "verb" in m.re.groupindex and m.group("verb") else m.start()
     # Look through quotes and emphasis: 'tell the model to *"ignore ..."*' is still an infinitive.
@@ -176,7 +178,7 @@ def _en_imperative(text: str, m: re.Match) -> bool:
     return True
 
 
-def _en_unconditional(text: str, m: re.Match) -> bool:
+def _en_unconditional(text: str, m: re.Match[str]) -> bool:
     """No condition aimed at humans ("if you use pip, ignore the above") unless it names a model."""
     left, right = sentence_span(text, m.start(), m.end())
     clause = text[left : m.start()]
@@ -188,7 +190,7 @@ def _en_unconditional(text: str, m: re.Match) -> bool:
     return bool(_AI_SUBJECT.search(text[left:right]))
 
 
-def _ja_unconditional(text: str, m: re.Match) -> bool:
+def _ja_unconditional(text: str, m: re.Match[str]) -> bool:
     left, right = sentence_span(text, m.start(), m.end())
     clause = text[max(left, m.start() - 40) : m.start()]
     if not _JA_CONDITION.search(clause):
@@ -199,14 +201,14 @@ def _ja_unconditional(text: str, m: re.Match) -> bool:
 def _needs(cue: re.Pattern[str], *, window: int = 0) -> Check:
     """A second signal: ``cue`` somewhere in the sentence of the match (plus ``window`` chars after)."""
 
-    def check(text: str, m: re.Match) -> bool:
+    def check(text: str, m: re.Match[str]) -> bool:
         left, right = sentence_span(text, m.start(), m.end())
         return bool(cue.search(text, left, min(len(text), max(right, m.end() + window))))
 
     return check
 
 
-def _not_followed_by_mention(text: str, m: re.Match) -> bool:
+def _not_followed_by_mention(text: str, m: re.Match[str]) -> bool:
     """``[INST]`` followed by "tags"/"tokens" (or 「のタグ」) is documentation of a format."""
     after = text[m.end() : m.end() + 60]
     return not re.match(
@@ -236,7 +238,7 @@ _EN_MODEL_CUE = re.compile(
 _PRONOUN_OBJECT = re.compile(r"^\s*(?:it|them|this|these|everything|all\s+of\s+(?:it|them))\s*$", _I)
 
 
-def _en_exfiltrates_model_data(text: str, m: re.Match) -> bool:
+def _en_exfiltrates_model_data(text: str, m: re.Match[str]) -> bool:
     """The object sent away is the conversation/context (or secrets, when the model's context is meant)."""
     left, right = sentence_span(text, m.start(), m.end())
     obj = m.group("obj")
@@ -252,7 +254,7 @@ _JA_SECRETS = re.compile(r"APIキー|パスワード|認証情報|秘密鍵|ト�
 _JA_MODEL_CUE = re.compile(r"コンテキスト|会話|(?:ユーザー|利用者)に(?:は)?(?:知らせ|気づかれ|内緒|伝えず)|アシスタント|AI|あなた|Base64|base64")
 
 
-def _ja_exfiltrates_model_data(text: str, m: re.Match) -> bool:
+def _ja_exfiltrates_model_data(text: str, m: re.Match[str]) -> bool:
     left, right = sentence_span(text, m.start(), m.end())
     sentence = text[left:right]
     if _JA_MODEL_DATA.search(sentence):

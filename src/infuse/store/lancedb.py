@@ -74,7 +74,8 @@ def _tuple(value: Any) -> tuple[str, ...]:
 
 
 def _json_dict(value: str | None) -> dict[str, Any]:
-    return json.loads(value or "{}")
+    data: dict[str, Any] = json.loads(value or "{}")
+    return data
 
 
 def metadata_tag(key: str, value: object) -> str:
@@ -315,7 +316,8 @@ class LanceDBStore:
         where = self._where(filters, exclude_flagged)
         if where:
             query = query.where(where, prefilter=True)
-        return query.limit(k).select([*(c.name for c in self._read_columns()), score_column]).to_list()
+        rows: list[dict[str, Any]] = query.limit(k).select([*(c.name for c in self._read_columns()), score_column]).to_list()
+        return rows
 
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False

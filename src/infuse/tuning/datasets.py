@@ -11,7 +11,9 @@ the formats other tools read too:
 
 Extra keys (``source``, ``chunk_id``, ``replay``...) are kept and ignored by the trainer.
 
->>> rows = read_rows(Path("train.jsonl"))   # doctest: +SKIP  (ValueError names line and field)
+A bad row raises DatasetError naming the file, the line and the field:
+
+>>> rows = read_rows(Path("train.jsonl"))  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from infuse.evaluation.questions.model import (
 )
 
 if TYPE_CHECKING:
+    from infuse.retrieval.lexical import LanguageAwareTokenizer
     from infuse.models.base import LanguageModel
     from infuse.documents.models import Chunk
 
@@ -80,7 +81,7 @@ def parse_json_objects(text: str) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=1)
-def _tokenizer():  # the knowledge base's keyword tokenizer (stop words dropped, stemmed; Sudachi for Japanese)
+def _tokenizer() -> LanguageAwareTokenizer:  # the knowledge base's keyword tokenizer (stop words dropped, stemmed; Sudachi for Japanese)
     from infuse.retrieval.lexical import LanguageAwareTokenizer
 
     return LanguageAwareTokenizer()

@@ -82,7 +82,7 @@ class Question:
                 index = getattr(self, name)
                 if (index is None and required) or (index is not None and not 0 <= index < len(self.choices)):
                     raise ValueError(f"question {self.id}: {name} {index} is not an index of its {len(self.choices)} choices")
-            if not self.answers:
+            if not self.answers and self.answer_index is not None:  # not None: checked just above
                 object.__setattr__(self, "answers", (self.choices[self.answer_index],))
             if self.old_answer_index is not None and not self.old_answers:
                 object.__setattr__(self, "old_answers", (self.choices[self.old_answer_index],))
