@@ -24,10 +24,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+from infuse.config import ModelSettings  # noqa: E402
 from infuse.demo import DEMO_QUERIES, SAMPLE_CORPUS  # noqa: E402
 from infuse.models import GenerationConfig, load_model  # noqa: E402
-from infuse.config import ModelSettings  # noqa: E402
-from infuse.rag import RagAnswer, RagPipeline  # noqa: E402
+from infuse.rag import RagAnswer  # noqa: E402
 from infuse.testing import build_random_llama  # noqa: E402
 from infuse.workspace import Workspace  # noqa: E402
 

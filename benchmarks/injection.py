@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         commit = "?"
     result["meta"] = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "commit": commit or "?",
         "set": str(args.set.relative_to(REPO) if args.set.is_relative_to(REPO) else args.set),

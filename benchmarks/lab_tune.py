@@ -28,7 +28,6 @@ from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import KNOWN, NEW
 from infuse.models.transformers_backend import TransformersModel
 from infuse.progress import PrintProgress
-from infuse.rag import RagPipeline
 from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetKind
 from infuse.tuning.registry import tune

@@ -73,7 +73,13 @@ def run_infuse(model_dir: str, rows_file: Path, rows_per_step: int, device: str,
 def run_baseline(model_dir: str, texts: list[str], batch: int, device: str, work: Path) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -156,7 +162,7 @@ def main() -> None:
         if args.threads:
             command += ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True)
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if line is None:
             raise SystemExit(f"{side} failed:\n{done.stderr[-4000:]}")
         results[side] = json.loads(line[len("RESULT "):])

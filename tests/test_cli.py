@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from infuse.cli import EXIT_PARTIAL, app
-
 from conftest import CORPUS
+from infuse.cli import EXIT_PARTIAL, app
 
 HIT_FIELDS = {
     "rank", "chunk_id", "doc_id", "source_path", "text", "start", "end", "page", "heading_path", "lang",

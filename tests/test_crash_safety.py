@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infuse.workspace import Workspace
-
 from conftest import write_corpus
+from infuse.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 

@@ -9,22 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_corpus
 from infuse.config import EmbedderBackend, EmbedderSettings, RagSettings, SearchMode, SearchSettings
 from infuse.documents.chunking import Chunker
 from infuse.embedders import make_embedder
 from infuse.embedders.hashing import HashingEmbedder, WordCounter
 from infuse.errors import ConfigError
 from infuse.ingest.sync import Syncer
-from infuse.rag import NOT_FOUND, RagPipeline
 from infuse.language import Language
+from infuse.rag import NOT_FOUND, RagPipeline
 from infuse.retrieval.lexical import EnglishTokenizer
 from infuse.retrieval.search import HybridSearcher
 from infuse.store.filters import AnyOf, Eq
 from infuse.store.memory import InMemoryStore
 from infuse.testing import ScriptedModel
 from infuse.workspace import Workspace
-
-from conftest import write_corpus
 
 HASHING = EmbedderSettings(backend=EmbedderBackend.HASHING, model="hashing-128")
 FILES = {

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from infuse.cli import app
 from infuse.config import InjectionPolicy, SearchMode, Settings
 from infuse.documents.loaders import load_file
-from infuse.screening import injection
-from infuse.screening.injection import HIDDEN_HTML_TEXT, InjectionDetector, normalise, snippet
 from infuse.documents.models import Chunk, Document, FileType
 from infuse.language import Language
+from infuse.screening import injection
+from infuse.screening.injection import HIDDEN_HTML_TEXT, InjectionDetector, normalise, snippet
 from infuse.store.base import DocumentRecord, IndexedChunk
 from infuse.store.lancedb import LanceDBStore
 from infuse.workspace import Workspace

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from infuse.language import Language
 from infuse.lab import VALUES, generate_world
 from infuse.lab.model import (
     CITATION_TOKENS,
@@ -34,8 +33,9 @@ from infuse.lab.train import (
     train_lab_model,
     weighted_loss,
 )
-from infuse.tuning.packing import IGNORE
+from infuse.language import Language
 from infuse.rag import SYSTEM_PROMPTS, build_messages, closed_book_messages
+from infuse.tuning.packing import IGNORE
 
 TINY = LabTrainConfig(
     n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2, d_ff=64,

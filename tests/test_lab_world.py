@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from infuse.language import Language
 from infuse.lab import (
     ATTRIBUTES,
     KNOWN,
@@ -24,6 +23,7 @@ from infuse.lab import (
     statement_templates,
 )
 from infuse.lab.vocabulary import GIVEN_NAMES, SURNAMES, Name, all_names
+from infuse.language import Language
 
 LANGS = (Language.EN, Language.JA)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from infuse.documents.models import Chunk, FileType
 from infuse.evaluation.questions import (
     ImportFormat,
     Question,
@@ -26,9 +27,8 @@ from infuse.evaluation.questions import (
     save_question_set,
     specificity,
 )
-from infuse.models.base import FinishReason, Generation, GenerationConfig
-from infuse.documents.models import Chunk, FileType
 from infuse.language import Language
+from infuse.models.base import FinishReason, Generation, GenerationConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD = DATA / "squad-v2-dev" / "dev-v2.0.json"

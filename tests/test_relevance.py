@@ -11,8 +11,8 @@ from infuse.language import Language
 from infuse.models import GenerationConfig
 from infuse.models.transformers_backend import TransformersModel
 from infuse.rag import NOT_FOUND, RagPipeline
-from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.rag.relevance import RelevanceGate, keyword_coverage, plain_keyword_coverage
+from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.store.terms import TermStatistics
 from infuse.workspace import Workspace
 

@@ -7,20 +7,19 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import urllib.error
 import urllib.request
+from pathlib import Path
+
 import openai
 import pytest
 
+from conftest import write_corpus
 from infuse.models import GenerationConfig, LoglikelihoodRequest, ModelError
 from infuse.models.openai_backend import OpenAICompatibleModel
 from infuse.models.transformers_backend import TransformersModel
 from infuse.server import RAG_MODEL_ID
 from infuse.workspace import Workspace
-
-from conftest import write_corpus
 
 API_KEY = "test-key"
 
@@ -127,9 +126,9 @@ def test_openai_backend_loglikelihood_equals_transformers(server, tiny_chat_llam
     ]
     remote_scores = remote.loglikelihood(requests)
     local_scores = local.loglikelihood(requests)
-    for r, l in zip(remote_scores, local_scores):
-        assert r.logprob == pytest.approx(l.logprob, abs=1e-4) and r.n_tokens == l.n_tokens
-        assert r.is_greedy == l.is_greedy
+    for r, lo in zip(remote_scores, local_scores):
+        assert r.logprob == pytest.approx(lo.logprob, abs=1e-4) and r.n_tokens == lo.n_tokens
+        assert r.is_greedy == lo.is_greedy
 
 
 def test_openai_backend_generates_like_the_local_model(server, tiny_chat_llama_dir: str) -> None:

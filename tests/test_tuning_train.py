@@ -19,7 +19,15 @@ from infuse.models.transformers_backend import TransformersModel
 from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetError, DatasetKind
 from infuse.tuning.packing import IGNORE, Example, encode_row, pack_examples
-from infuse.tuning.registry import check_same_logits, list_runs, merge_adapter, open_run, resolve_for_inference, sample_inputs, tune
+from infuse.tuning.registry import (
+    check_same_logits,
+    list_runs,
+    merge_adapter,
+    open_run,
+    resolve_for_inference,
+    sample_inputs,
+    tune,
+)
 from infuse.tuning.trainer import TuneConfig, TuneError, TuneMethod, read_log
 from infuse.workspace import Workspace
 

@@ -10,11 +10,10 @@ import lancedb
 import pytest
 from filelock import FileLock
 
+from conftest import CORPUS, write_corpus
 from infuse.config import SearchMode
 from infuse.errors import EmbedderMismatchError, WorkspaceBusyError, WorkspaceNotFoundError
 from infuse.workspace import Workspace
-
-from conftest import CORPUS, write_corpus
 
 
 def _chunk_rows(ws: Workspace) -> dict[str, tuple]:

@@ -69,7 +69,7 @@ class ChunkingSettings(BaseModel):
     overlap: int = Field(default=32, ge=0, description="tokens repeated from the previous chunk")
 
     @model_validator(mode="after")
-    def _overlap_below_size(self) -> "ChunkingSettings":
+    def _overlap_below_size(self) -> ChunkingSettings:
         if self.overlap >= self.size:
             raise ValueError(f"chunking.overlap ({self.overlap}) must be smaller than chunking.size ({self.size})")
         return self
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @classmethod
-    def load(cls, workspace_dir: Path | None = None, **overrides: Any) -> "Settings":
+    def load(cls, workspace_dir: Path | None = None, **overrides: Any) -> Settings:
         """Read settings for a workspace; ``overrides`` (from flags) win over everything."""
         toml_path = workspace_dir / CONFIG_FILE_NAME if workspace_dir is not None else None
         if toml_path is not None and toml_path.exists():

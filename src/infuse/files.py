@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +97,12 @@ def staged_folder(target: Path) -> Iterator[Path]:
 
 def utc_now() -> str:
     """Now, for files and reports: ISO 8601 in UTC to the second (``2026-11-21T03:15:00+00:00``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def utc_stamp() -> str:
     """Now, for names of folders and tables: compact, sortable, UTC (``20261121-031500``)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 # --- named artifact folders -----------------------------------------------------------------------

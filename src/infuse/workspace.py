@@ -30,11 +30,11 @@ from infuse.documents.loaders import RecordFields
 from infuse.documents.models import Chunk, sha256_hex
 from infuse.embedders import Embedder, EmbedderIdentity, make_embedder
 from infuse.errors import EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
+from infuse.files import read_json, utc_now, utc_stamp, write_json_atomic, write_text_atomic
 from infuse.ingest.sync import IngestReport, Syncer
 from infuse.models.base import GenerationConfig, LanguageModel
-from infuse.rag.pipeline import RagPipeline
-from infuse.files import read_json, utc_now, utc_stamp, write_json_atomic, write_text_atomic
 from infuse.progress import Progress
+from infuse.rag.pipeline import RagPipeline
 from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
@@ -69,7 +69,7 @@ class KnowledgeBaseManifest:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "KnowledgeBaseManifest":
+    def from_dict(cls, data: dict[str, Any]) -> KnowledgeBaseManifest:
         return cls(EmbedderIdentity.from_dict(data["embedder"]), data["chunks_table"], data["created_at"])
 
 
@@ -112,7 +112,7 @@ class Workspace:
         self._stores: dict[tuple[str, int], KnowledgeStore] = {}
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> "Workspace":
+    def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> Workspace:
         """Open (or with ``create=True`` create) the workspace at ``path``.
 
         ``path`` defaults to ``$INFUSE_WORKSPACE`` or ``./.infuse``; ``overrides`` are settings

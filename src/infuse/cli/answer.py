@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from infuse.cli.common import err, model_overrides, open_workspace, out, print_json
 
-ModelOption = Annotated[Optional[str], typer.Option(help="Model id or folder (overrides \\[model] name).")]
-AdapterOption = Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")]
+ModelOption = Annotated[str | None, typer.Option(help="Model id or folder (overrides \\[model] name).")]
+AdapterOption = Annotated[list[str] | None, typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")]
 
 
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in English or Japanese.")],
     no_rag: Annotated[bool, typer.Option("--no-rag", help="Answer closed-book, without retrieval.")] = False,
-    k: Annotated[Optional[int], typer.Option("-k", help="Passages to retrieve.", min=1)] = None,
+    k: Annotated[int | None, typer.Option("-k", help="Passages to retrieve.", min=1)] = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Maximum new tokens.", min=1)] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Maximum new tokens.", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Answer a question from the knowledge base (streamed), then list the cited sources."""
@@ -75,7 +75,7 @@ def serve(
     adapter: AdapterOption = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    api_key: Annotated[Optional[str], typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")] = None,
 ) -> None:
     """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn

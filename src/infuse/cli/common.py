@@ -14,12 +14,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from typer.core import TyperGroup
 
 from infuse.errors import InfuseError
@@ -52,7 +60,7 @@ state = _State()
 
 def main(
     workspace: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("-w", "--workspace", envvar="INFUSE_WORKSPACE", help=f"Workspace folder \\[default: ./{DEFAULT_WORKSPACE}]"),
     ] = None,
 ) -> None:

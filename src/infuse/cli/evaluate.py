@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -34,8 +34,8 @@ def print_question_set(qset: Any, path: Path, as_json: bool) -> None:
 def questions_import(
     file: Annotated[Path, typer.Argument(help="JSONL (mc, qa, realtimeqa) or SQuAD/JaQuAD JSON file or folder.")],
     format: Annotated[ImportFormat, typer.Option("--format", help="mc | qa | squad | jaquad | realtimeqa.")],
-    name: Annotated[Optional[str], typer.Option(help="Set name \\[default: from the file name].")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Import at most N questions.", min=1)] = None,
+    name: Annotated[str | None, typer.Option(help="Set name \\[default: from the file name].")] = None,
+    limit: Annotated[int | None, typer.Option(help="Import at most N questions.", min=1)] = None,
     overwrite: OverwriteOption = False,
     as_json: SetJsonOption = False,
 ) -> None:
@@ -51,9 +51,9 @@ def questions_import(
 def questions_generate(
     per_chunk: Annotated[int, typer.Option(help="Questions per chunk.", min=1)] = 1,
     kind: Annotated[QuestionKind, typer.Option(help="mc (4 options) | short.")] = QuestionKind.MC,
-    model: Annotated[Optional[str], typer.Option(help="The model that writes \\[default: \\[model] name].")] = None,
+    model: Annotated[str | None, typer.Option(help="The model that writes \\[default: \\[model] name].")] = None,
     name: Annotated[str, typer.Option(help="Set name.")] = "generated",
-    limit_chunks: Annotated[Optional[int], typer.Option(help="Use at most N chunks.", min=1)] = None,
+    limit_chunks: Annotated[int | None, typer.Option(help="Use at most N chunks.", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     overwrite: OverwriteOption = False,
     as_json: SetJsonOption = False,
@@ -105,13 +105,13 @@ def parse_ks(text: str) -> list[int]:
 def compare(
     questions: Annotated[str, typer.Option(help="Question set name (infuse questions list).")],
     variants: Annotated[str, typer.Option(help="Comma-separated: base, rag, ft, ft+rag.")] = "base,rag",
-    adapter: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning run for ft variants; repeatable.")] = None,
-    k: Annotated[Optional[str], typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 \\[default: \\[rag] k].")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Base model \\[default: \\[model] name, else the adapter's base].")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use the first N questions.", min=1)] = None,
-    update_docs: Annotated[Optional[Path], typer.Option(help="Freshness: folder of changed documents.")] = None,
-    update_questions: Annotated[Optional[str], typer.Option(help="Freshness: question set about the changed facts.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name \\[default: time + question set].")] = None,
+    adapter: Annotated[list[str] | None, typer.Option(help="Fine-tuning run for ft variants; repeatable.")] = None,
+    k: Annotated[str | None, typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 \\[default: \\[rag] k].")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model \\[default: \\[model] name, else the adapter's base].")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use the first N questions.", min=1)] = None,
+    update_docs: Annotated[Path | None, typer.Option(help="Freshness: folder of changed documents.")] = None,
+    update_questions: Annotated[str | None, typer.Option(help="Freshness: question set about the changed facts.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name \\[default: time + question set].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
 ) -> None:
     """Evaluate base / RAG / fine-tuned / both on the same questions; writes WS/runs/NAME."""
@@ -154,7 +154,7 @@ def render_compare(run: CompareRun) -> None:
 
 
 def report(
-    run: Annotated[Optional[str], typer.Argument(help="Compare run name \\[default: the latest].")] = None,
+    run: Annotated[str | None, typer.Argument(help="Compare run name \\[default: the latest].")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report paths as JSON.")] = False,
 ) -> None:
@@ -178,17 +178,18 @@ def report(
 
 
 def advise(
-    run: Annotated[Optional[str], typer.Option(help="Compare run to ground the advice in \\[default: the latest, if any].")] = None,
-    updates: Annotated[Optional[UpdateFrequency], typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")] = None,
-    latency_ms: Annotated[Optional[float], typer.Option(help="Latency budget per answer in ms.", min=0)] = None,
+    run: Annotated[str | None, typer.Option(help="Compare run to ground the advice in \\[default: the latest, if any].")] = None,
+    updates: Annotated[UpdateFrequency | None, typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")] = None,
+    latency_ms: Annotated[float | None, typer.Option(help="Latency budget per answer in ms.", min=0)] = None,
     style: Annotated[bool, typer.Option("--style", help="Answers must follow a strict style or format.")] = False,
-    training_budget: Annotated[Optional[float], typer.Option(help="Training budget in USD.", min=0)] = None,
-    training_examples: Annotated[Optional[int], typer.Option(help="Labelled examples available.", min=0)] = None,
+    training_budget: Annotated[float | None, typer.Option(help="Training budget in USD.", min=0)] = None,
+    training_examples: Annotated[int | None, typer.Option(help="Labelled examples available.", min=0)] = None,
     local_only: Annotated[bool, typer.Option("--local-only", help="Data may not leave this machine.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
 ) -> None:
     """Recommend RAG, fine-tuning, both or the base model, from the measurements and your constraints."""
-    from infuse.advice import Criteria, advise as recommend, format_recommendation
+    from infuse.advice import Criteria, format_recommendation
+    from infuse.advice import advise as recommend
     from infuse.evaluation.compare import latest_run, load_run
 
     ws = open_workspace(create=True)

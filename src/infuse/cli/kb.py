@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,8 +19,8 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
     prune: Annotated[bool, typer.Option(help="Delete documents whose files vanished.")] = False,
     text_field: Annotated[str, typer.Option(help="JSON(L): field holding the text.")] = "text",
-    id_field: Annotated[Optional[str], typer.Option(help="JSON(L): field holding the document id.")] = None,
-    wait: Annotated[Optional[float], typer.Option(help="Seconds to wait if another ingest is running.")] = None,
+    id_field: Annotated[str | None, typer.Option(help="JSON(L): field holding the document id.")] = None,
+    wait: Annotated[float | None, typer.Option(help="Seconds to wait if another ingest is running.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Add new files, replace changed ones, skip unchanged ones (re-run any time)."""
@@ -77,11 +77,11 @@ def read_queries(path: Path) -> tuple[list[str], list[str]]:
 
 
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="The query (or use --queries).")] = None,
-    k: Annotated[Optional[int], typer.Option("-k", help="Number of results.", min=1)] = None,
-    mode: Annotated[Optional[SearchMode], typer.Option(help="hybrid, dense or lexical.")] = None,
-    filter_: Annotated[Optional[list[str]], typer.Option("--filter", help="KEY=VALUE (doc_id, source_path, lang, page, or a metadata field); repeatable.")] = None,
-    queries: Annotated[Optional[Path], typer.Option(help='JSONL file of {"id", "query"} lines: batch search.')] = None,
+    query: Annotated[str | None, typer.Argument(help="The query (or use --queries).")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="Number of results.", min=1)] = None,
+    mode: Annotated[SearchMode | None, typer.Option(help="hybrid, dense or lexical.")] = None,
+    filter_: Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (doc_id, source_path, lang, page, or a metadata field); repeatable.")] = None,
+    queries: Annotated[Path | None, typer.Option(help='JSONL file of {"id", "query"} lines: batch search.')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (JSONL with --queries).")] = False,
 ) -> None:
     """Hybrid (dense + keyword) search over the knowledge base."""
@@ -94,6 +94,7 @@ def search(
         for query_id, hits in zip(ids, ws.search_many(texts, k=k, mode=mode, filters=filters)):
             sys.stdout.write(json.dumps({"id": query_id, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
         return
+    assert query is not None  # exactly one of QUERY and --queries, checked above
     hits = ws.search(query, k=k, mode=mode, filters=filters)
     if as_json:
         print_json({"query": query, "hits": [h.to_dict() for h in hits]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -43,8 +43,8 @@ def lab_world(
 
 @lab_app.command("train")
 def lab_train(
-    out: Annotated[Optional[Path], typer.Option(help="Cache folder \\[default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Training steps \\[default: the language's configuration].", min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="Cache folder \\[default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps \\[default: the language's configuration].", min=1)] = None,
     lang: Annotated[Language, typer.Option(help="en or ja.")] = Language.EN,
     seed: Annotated[int, typer.Option(help="World seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Retrain even if cached.")] = False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -32,8 +32,8 @@ adapters_app = typer.Typer(help="Fine-tuning runs: list, show, merge.", no_args_
 @dataset_app.command("build")
 def dataset_build(
     kind: Annotated[DatasetKind, typer.Option(help="cpt (continued pretraining) | paraphrase | qa | raft.")],
-    name: Annotated[Optional[str], typer.Option(help="Dataset name \\[default: the kind, then -2, -3...].")] = None,
-    model: Annotated[Optional[str], typer.Option(help="cpt: whose tokenizer cuts the text; paraphrase/qa/raft: the model that writes "
+    name: Annotated[str | None, typer.Option(help="Dataset name \\[default: the kind, then -2, -3...].")] = None,
+    model: Annotated[str | None, typer.Option(help="cpt: whose tokenizer cuts the text; paraphrase/qa/raft: the model that writes "
                                                    "(lab worlds use their own templates) \\[default: \\[model] name].")] = None,
     paraphrases: Annotated[int, typer.Option(help="paraphrase: rewrites per chunk.", min=1)] = BuildRequest.paraphrases,
     no_original: Annotated[bool, typer.Option("--no-original", help="paraphrase: leave the chunk itself out.")] = False,
@@ -41,8 +41,8 @@ def dataset_build(
     per_chunk: Annotated[int, typer.Option(help="qa/raft: questions per chunk.", min=1)] = BuildRequest.questions_per_chunk,
     distractors: Annotated[int, typer.Option(help="raft: distractor chunks per question.", min=0)] = BuildRequest.distractors,
     no_oracle_share: Annotated[float, typer.Option(help="raft: share of rows without the oracle chunk.", min=0, max=1)] = BuildRequest.no_oracle_share,
-    questions_from: Annotated[Optional[str], typer.Option(help="raft: take questions from this qa dataset.")] = None,
-    replay: Annotated[Optional[Path], typer.Option(help="JSONL rows (general or earlier data) to mix in.")] = None,
+    questions_from: Annotated[str | None, typer.Option(help="raft: take questions from this qa dataset.")] = None,
+    replay: Annotated[Path | None, typer.Option(help="JSONL rows (general or earlier data) to mix in.")] = None,
     replay_share: Annotated[float, typer.Option(help="Share of the final rows taken from --replay.", min=0, max=0.95)] = BuildRequest.replay_share,
     writer: Annotated[WriterChoice, typer.Option(help="paraphrase/qa/raft: auto (a lab world's own templates for lab "
                                                        "documents, else --model) | model | lab.")] = BuildRequest.writer,
@@ -97,24 +97,24 @@ def dataset_list(as_json: JsonOption = False) -> None:
 def tune_command(
     dataset: Annotated[str, typer.Option(help="Dataset name (infuse dataset list) or a JSONL file.")],
     method: Annotated[TuneMethod, typer.Option(help="lora | full | qlora (CUDA + bitsandbytes).")] = TuneConfig.method,
-    model: Annotated[Optional[str], typer.Option(help="Base model id or folder \\[default: \\[model] name].")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name \\[default: DATASET-METHOD].")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model id or folder \\[default: \\[model] name].")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name \\[default: DATASET-METHOD].")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the dataset.", min=0.01)] = TuneConfig.epochs,
-    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).", min=1)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: 2e-4 LoRA, 2e-5 full].")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides --epochs).", min=1)] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: 2e-4 LoRA, 2e-5 full].")] = None,
     batch_size: Annotated[int, typer.Option(help="Packed rows per step per process.", min=1)] = TuneConfig.micro_batch_size,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.", min=1)] = TuneConfig.grad_accum,
     seq_len: Annotated[int, typer.Option(help="Tokens per packed row.", min=16)] = TuneConfig.seq_len,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.", min=1)] = TuneConfig.lora_r,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.", min=1)] = TuneConfig.lora_alpha,
     lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.", min=0, max=0.9)] = TuneConfig.lora_dropout,
-    lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated module names \\[default: all linear layers].")] = None,
+    lora_targets: Annotated[str | None, typer.Option(help="Comma-separated module names \\[default: all linear layers].")] = None,
     eval_fraction: Annotated[float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)] = TuneConfig.eval_fraction,
-    save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.", min=1)] = None,
+    save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = TuneConfig.gradient_checkpointing,
     seed: Annotated[int, typer.Option(help="Seed (data order, initialisation).")] = TuneConfig.seed,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, mps \\[default: best available].")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps \\[default: best available].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON.")] = False,
 ) -> None:
     """Fine-tune a local model on a dataset (LoRA, full or QLoRA); the run is registered by name."""
@@ -178,7 +178,7 @@ def adapters_show(name: Annotated[str, typer.Argument(help="Run name.")], as_jso
 @adapters_app.command("merge")
 def adapters_merge(
     name: Annotated[str, typer.Argument(help="Run name (LoRA or QLoRA).")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the merged model \\[default: the run's merged/].")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the merged model \\[default: the run's merged/].")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write base + adapter as one model folder, verified to give the same logits."""

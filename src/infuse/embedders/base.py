@@ -85,8 +85,11 @@ class PrefixedEmbedder:
     implements ``_encode(texts, prefix, on_batch)``."""
 
     settings: EmbedderSettings
-    dimension: int
     _identity: EmbedderIdentity | None = None
+
+    @property
+    def dimension(self) -> int:
+        raise NotImplementedError
 
     def _encode(self, texts: list[str], prefix: str, on_batch: ProgressCallback | None = None) -> np.ndarray:
         raise NotImplementedError

@@ -52,8 +52,12 @@ class HashingEmbedder(PrefixedEmbedder):
                 f"embedder.model {settings.model!r} is not a hashing embedder name; with embedder.backend = "
                 '"hashing" use "hashing" or "hashing-N" (N dimensions, e.g. "hashing-128")'
             )
-        self.dimension = int(match.group(1) or DEFAULT_DIMENSION)
+        self._dimension = int(match.group(1) or DEFAULT_DIMENSION)
         self.token_counter = WordCounter()
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
 
     def _features(self, text: str) -> list[str]:
         words = [w.lower() for w in _WORD.findall(text)]

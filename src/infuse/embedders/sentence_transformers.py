@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from infuse.config import DEFAULT_EMBEDDER, EmbedderSettings
-from infuse.documents.chunking import HFTokenCounter
 from infuse.devices import default_device
-from infuse.errors import ConfigError
+from infuse.documents.chunking import HFTokenCounter
 from infuse.embedders.base import PrefixedEmbedder, ProgressCallback, encode_in_batches
+from infuse.errors import ConfigError
 from infuse.hf_logging import quiet_hf_progress
 
 if TYPE_CHECKING:

@@ -42,8 +42,8 @@ from infuse.evaluation.metrics import (
     bootstrap_ci,
     exact_match,
     ndcg_at_k,
-    reciprocal_rank,
     recall_at_k,
+    reciprocal_rank,
     score_multiple_choice,
     token_f1,
 )
@@ -197,7 +197,7 @@ def answer_question(pipeline: RagPipeline, question: Question, spec: VariantSpec
 # --- aggregation -----------------------------------------------------------------------------
 
 
-def cost_of(seconds: float, prompt_tokens: float, completion_tokens: float, cost: "CostSettings") -> float:
+def cost_of(seconds: float, prompt_tokens: float, completion_tokens: float, cost: CostSettings) -> float:
     """USD for this much machine time, or these tokens when per-token prices are set."""
     if cost.input_usd_per_mtok is not None or cost.output_usd_per_mtok is not None:
         return (prompt_tokens * (cost.input_usd_per_mtok or 0) + completion_tokens * (cost.output_usd_per_mtok or 0)) / 1e6
@@ -214,7 +214,7 @@ def _rounded_ci(correct: Sequence[float], seed: int) -> tuple[float, float]:
     return round(low, 4), round(high, 4)
 
 
-def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSettings", seed: int,
+def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: CostSettings, seed: int,
               training: TrainingInfo | None = None) -> VariantSummary:
     correct = [1.0 if r.correct else 0.0 for r in records]
     latencies = sorted(r.latency_ms or 0.0 for r in records)
@@ -250,7 +250,7 @@ def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: "CostSetti
         training=training)
 
 
-def training_info(workspace: Workspace, adapter: str, cost: "CostSettings") -> TrainingInfo:
+def training_info(workspace: Workspace, adapter: str, cost: CostSettings) -> TrainingInfo:
     from infuse.tuning.datasets import load_dataset
     from infuse.tuning.registry import open_run
 
@@ -387,7 +387,7 @@ def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, quest
 
 
 def freshness(workspace: Workspace, request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,
-              cost: "CostSettings", progress: Progress | None) -> tuple[Freshness, list[QuestionRecord]]:
+              cost: CostSettings, progress: Progress | None) -> tuple[Freshness, list[QuestionRecord]]:
     """Accuracy on changed facts after the update, and the share of answers still giving the old value."""
     assert request.update is not None
     update = request.update

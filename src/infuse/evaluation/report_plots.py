@@ -92,7 +92,7 @@ def _width_for(count: int) -> float:
     return min(14.0, max(6.0, 1.1 * count + 2.5))
 
 
-def _bar_axes(points: Sequence[VariantSummary]):
+def _bar_axes(points: Sequence[VariantSummary]) -> tuple[Figure, Axes]:
     """A figure sized for one bar per variant, and its axes."""
     fig = _figure(_width_for(len(points)))
     return fig, fig.add_subplot()
@@ -119,7 +119,7 @@ def plot_accuracy(variants: Sequence[VariantSummary]) -> Plot | None:
                 "Bars: accuracy; whiskers: 95% bootstrap confidence interval.", _png(fig))
 
 
-def _k_series(variants: Sequence[VariantSummary]) -> "OrderedDict[tuple[str, str | None], list[VariantSummary]]":
+def _k_series(variants: Sequence[VariantSummary]) -> OrderedDict[tuple[str, str | None], list[VariantSummary]]:
     series: OrderedDict[tuple[str, str | None], list[VariantSummary]] = OrderedDict()
     for v in variants:
         if v.k is None or v.accuracy is None:

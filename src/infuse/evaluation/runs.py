@@ -377,7 +377,7 @@ class QuestionRecord(_Record):
     gold_known: bool | None = _field(_bool)
     update: bool = _field(lambda value: value is True, False, omit=False)
 
-    def after_update(self) -> "QuestionRecord":
+    def after_update(self) -> QuestionRecord:
         """This record as one of the update scenario's (label ``update:LABEL``)."""
         return replace(self, label=f"update:{self.label}", update=True)
 

@@ -27,7 +27,6 @@ from infuse.lab.world import (
 )
 from infuse.lab.writer import LabWorldWriter  # registers the world's templates as a dataset writer
 
-
 __all__ = [
     "ATTRIBUTES", "MUTABLE_ATTRIBUTES", "VALUES", "KNOWN", "NEW",
     "Attribute", "Bio", "Change", "LabWorldWriter", "MCQuestion", "Name", "Person", "QuestionTemplate",

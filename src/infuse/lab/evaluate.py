@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infuse.language import Language
 from infuse.lab.model import answer_of
 from infuse.lab.vocabulary import VALUES, Attribute
 from infuse.lab.world import DOCS_DIR, KNOWN, NEW, ShortQuestion, World
+from infuse.language import Language
 from infuse.models.base import GenerationConfig, LanguageModel
 from infuse.rag import RagPipeline, build_messages
 

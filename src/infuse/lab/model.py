@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infuse.language import Language
 from infuse.lab.tokenize import build_lab_tokenizer
+from infuse.language import Language
 from infuse.models.base import ChatMessage, template_messages
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(lang: Language | str) -> "PreTrainedTokenizerFast":
+def build_tokenizer(lang: Language | str) -> PreTrainedTokenizerFast:
     """The lab model's tokenizer for `lang`, with its chat template (see the module docstring)."""
     from tokenizers import AddedToken, decoders, processors
     from transformers import PreTrainedTokenizerFast
@@ -95,7 +95,7 @@ def build_tokenizer(lang: Language | str) -> "PreTrainedTokenizerFast":
     return tokenizer
 
 
-def render_prompt(tokenizer: "PreTrainedTokenizerFast", messages: Sequence[ChatMessage]) -> str:
+def render_prompt(tokenizer: PreTrainedTokenizerFast, messages: Sequence[ChatMessage]) -> str:
     """Exactly what :class:`infuse.models.transformers_backend.TransformersModel` renders."""
     rendered = tokenizer.apply_chat_template(template_messages(messages), add_generation_prompt=True, tokenize=False)
     assert isinstance(rendered, str)  # tokenize=False returns the text
@@ -129,7 +129,7 @@ class Architecture:
     max_positions: int = 1024
 
 
-def build_config(tokenizer: "PreTrainedTokenizerFast", arch: Architecture) -> "LlamaConfig":
+def build_config(tokenizer: PreTrainedTokenizerFast, arch: Architecture) -> LlamaConfig:
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -140,7 +140,7 @@ def build_config(tokenizer: "PreTrainedTokenizerFast", arch: Architecture) -> "L
     )
 
 
-def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: int = 0) -> LlamaForCausalLM:
+def build_model(tokenizer: PreTrainedTokenizerFast, arch: Architecture, seed: int = 0) -> LlamaForCausalLM:
     """A freshly initialised ``LlamaForCausalLM`` for the lab vocabulary."""
     import torch
     from transformers import LlamaForCausalLM
@@ -149,7 +149,7 @@ def build_model(tokenizer: "PreTrainedTokenizerFast", arch: Architecture, seed: 
     return LlamaForCausalLM(build_config(tokenizer, arch))
 
 
-def save_model_folder(model: PreTrainedModel, tokenizer: "PreTrainedTokenizerFast", folder: Path) -> Path:
+def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folder: Path) -> Path:
     """A standard model folder: config.json, model.safetensors, generation config, tokenizer files."""
     folder.mkdir(parents=True, exist_ok=True)
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from infuse.language import Language
 from infuse.lab.vocabulary import Attribute, Name, Term
+from infuse.language import Language
 
 NAME = "{name}"
 VALUE = "{value}"

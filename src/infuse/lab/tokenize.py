@@ -23,12 +23,12 @@ behind a ``Whitespace`` pre-tokenizer computes, so the lab model's tokenizer can
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
-from infuse.language import Language
 from infuse.lab.templates import PIECE, QUESTIONS, STATEMENTS
 from infuse.lab.vocabulary import GIVEN_NAMES, JA_NAME_SEPARATOR, SURNAMES, VALUES
+from infuse.language import Language
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -40,7 +40,7 @@ def _languages(lang: Language | str | None) -> tuple[Language, ...]:
     return tuple(Language) if lang is None else (Language(lang),)
 
 
-@lru_cache(maxsize=None)
+@cache
 def lab_vocabulary(lang: Language | str | None = None) -> tuple[str, ...]:
     """Every token lab-world text in `lang` (both languages when None) is made of, sorted.
 
@@ -60,7 +60,7 @@ def lab_vocabulary(lang: Language | str | None = None) -> tuple[str, ...]:
     return tuple(sorted(tokens))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lexicon(lang: Language | str | None) -> tuple[frozenset[str], int]:
     vocabulary = lab_vocabulary(None if lang is None else Language(lang))
     return frozenset(vocabulary), max(len(token) for token in vocabulary)
@@ -97,7 +97,7 @@ def lab_tokenize(text: str, lang: Language | str | None = None) -> list[str]:
 
 def build_lab_tokenizer(lang: Language | str | None = None,
                         special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
-                        extra_tokens: tuple[str, ...] = ()) -> "Tokenizer":
+                        extra_tokens: tuple[str, ...] = ()) -> Tokenizer:
     """A `tokenizers` Tokenizer that splits exactly like :func:`lab_tokenize`.
 
     Ids: `special_tokens` first (one of them must be ``[UNK]``), then `extra_tokens` (e.g.

@@ -48,9 +48,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from infuse.documents.models import Chunk, FileType
 from infuse.files import staged_folder, utc_now, write_json_atomic
 from infuse.hf_logging import quiet_hf_progress
-from infuse.language import Language
 from infuse.lab.model import (
     ANSWER_MARKER,
     Architecture,
@@ -63,12 +63,12 @@ from infuse.lab.model import (
 from infuse.lab.templates import join_sentences, question_templates, statement_templates
 from infuse.lab.vocabulary import ATTRIBUTES, VALUES, Attribute, Name, Term, all_names
 from infuse.lab.world import World, generate_world
+from infuse.language import Language
 from infuse.progress import Progress, or_null
+from infuse.rag import QUESTION_LABEL, build_messages, closed_book_messages
+from infuse.retrieval.search import SearchHit
 from infuse.tuning.packing import IGNORE, packed_attention_mask
 from infuse.tuning.schedule import warmup_cosine
-from infuse.rag import QUESTION_LABEL, build_messages, closed_book_messages
-from infuse.documents.models import Chunk, FileType
-from infuse.retrieval.search import SearchHit
 
 if TYPE_CHECKING:
     import torch
@@ -388,7 +388,7 @@ def pack_rows(data: LabData, rng: random.Random, seq_len: int, pad_id: int) -> I
         yield PackedRow(ids, positions, labels, weights)
 
 
-def weighted_loss(logits: "torch.Tensor", labels: "torch.Tensor", weights: "torch.Tensor") -> "torch.Tensor":
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the targets, weighted per token (plain mean when all weigh 1)."""
     import torch.nn.functional as F
 

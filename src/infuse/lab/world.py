@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from infuse.language import Language
 from infuse.lab.templates import join_sentences, question_templates, statement_templates
 from infuse.lab.tokenize import lab_vocabulary
 from infuse.lab.vocabulary import (
@@ -34,6 +33,7 @@ from infuse.lab.vocabulary import (
     all_names,
     vocabulary_sizes,
 )
+from infuse.language import Language
 
 FORMAT = "infuse-lab-world/1"
 KNOWN = "known"
@@ -72,7 +72,7 @@ class Person:
     def value(self, attribute: Attribute | str, lang: Language) -> str:
         return self.facts[Attribute(attribute)].text(Language(lang))
 
-    def with_facts(self, changes: Mapping[Attribute, Term]) -> "Person":
+    def with_facts(self, changes: Mapping[Attribute, Term]) -> Person:
         return replace(self, facts={**self.facts, **changes})
 
     def to_dict(self, lang: Language) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class TransformersModel:
         device: str | None = None,
         dtype: str | None = None,
         name: str | None = None,
-    ) -> "TransformersModel":
+    ) -> TransformersModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         quiet_hf_progress()
@@ -314,7 +314,7 @@ def _apply_adapters(model: Network, adapters: Sequence[str]) -> Network:
         return model
     from peft import PeftModel
 
-    for index, adapter in enumerate(adapters):
+    for adapter in adapters:
         if not Path(adapter).expanduser().exists() and "/" not in adapter:
             raise ModelError(f"adapter {adapter!r} not found: give a folder with adapter_config.json or a Hub id")
         try:

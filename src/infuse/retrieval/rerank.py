@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from infuse.errors import ConfigError
 from infuse.devices import default_device
 from infuse.embedders.sentence_transformers import resolve_model_path
+from infuse.errors import ConfigError
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder

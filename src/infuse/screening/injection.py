@@ -59,6 +59,7 @@ from infuse.screening.rules import (
     sentence_span,
 )
 
+
 @dataclass(frozen=True)
 class InjectionFinding:
     """One rule matching one span: ``text[start:end]`` of the scanned (original) text."""

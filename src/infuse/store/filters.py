@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 FilterValue = str | int | float | bool
 
@@ -61,9 +61,9 @@ class AllOf:
         object.__setattr__(self, "clauses", tuple(clauses))
 
 
-Filter = Union[Eq, AnyOf, AllOf]
+Filter = Eq | AnyOf | AllOf
 # What callers may pass: a typed filter, or ``{"field": value}`` meaning all of those equalities.
-FilterLike = Union[Filter, Mapping[str, FilterValue], None]
+FilterLike = Filter | Mapping[str, FilterValue] | None
 
 
 def as_filter(filters: FilterLike) -> Filter | None:

@@ -24,7 +24,7 @@ class TermStatistics:
     document_frequency: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_token_lists(cls, chunks: Iterable[Iterable[str]]) -> "TermStatistics":
+    def from_token_lists(cls, chunks: Iterable[Iterable[str]]) -> TermStatistics:
         counts: Counter[str] = Counter()
         n = 0
         for tokens in chunks:

@@ -9,11 +9,6 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from infuse.files import utc_now
-from infuse.language import Language
-from infuse.progress import Progress, or_null
-from infuse.tuning.generators import chunk_language
-
 from infuse.evaluation.questions.importing import match_key, parse_mc, parse_short
 from infuse.evaluation.questions.model import (
     GENERATED_CHOICES,
@@ -26,11 +21,15 @@ from infuse.evaluation.questions.model import (
     check_name,
     question_counts,
 )
+from infuse.files import utc_now
+from infuse.language import Language
+from infuse.progress import Progress, or_null
+from infuse.tuning.generators import chunk_language
 
 if TYPE_CHECKING:
-    from infuse.retrieval.lexical import LanguageAwareTokenizer
-    from infuse.models.base import LanguageModel
     from infuse.documents.models import Chunk
+    from infuse.models.base import LanguageModel
+    from infuse.retrieval.lexical import LanguageAwareTokenizer
 
 # --- generating ----------------------------------------------------------------------------------
 
@@ -98,7 +97,7 @@ def specificity(question: str, chunk_text: str) -> tuple[int, float]:
     return shared, shared / len(words)
 
 
-def candidate_questions(reply: str, chunk: "Chunk", kind: QuestionKind, dropped: Counter[str] | None = None) -> list[Question]:
+def candidate_questions(reply: str, chunk: Chunk, kind: QuestionKind, dropped: Counter[str] | None = None) -> list[Question]:
     """The valid questions in a model's `reply` about `chunk`, in reply order. MC: exactly 4 distinct
     non-empty choices and an answer index in range; short: the answer must occur in the chunk (case,
     width, spaces and punctuation folded). Reasons for dropping are counted in `dropped`."""
@@ -134,7 +133,7 @@ def most_specific(candidates: Sequence[Question], chunk_text: str, n: int) -> li
     return [candidates[i] for i in ranked[:n]]
 
 
-def generate_questions(chunks: Sequence["Chunk"], model: "LanguageModel", *, per_chunk: int = 1,
+def generate_questions(chunks: Sequence[Chunk], model: LanguageModel, *, per_chunk: int = 1,
                        kind: QuestionKind = QuestionKind.MC, seed: int = 0, name: str = "generated",
                        progress: Progress | None = None, candidates: int | None = None, attempts: int = 2,
                        temperature: float = 0.7, max_new_tokens: int = 768) -> QuestionSet:

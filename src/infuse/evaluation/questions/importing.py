@@ -8,11 +8,9 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from infuse.files import utc_now
-from infuse.language import Language, detect_language
 
 from infuse.evaluation.questions.model import (
     SCHEMA,
@@ -27,6 +25,8 @@ from infuse.evaluation.questions.model import (
     default_name,
     question_counts,
 )
+from infuse.files import utc_now
+from infuse.language import Language, detect_language
 
 if TYPE_CHECKING:
     pass
@@ -119,7 +119,7 @@ def import_questions(path: Path, fmt: ImportFormat, *, name: str | None = None, 
         raise QuestionSetError(f"{path} is a folder; give a {fmt.value} JSONL file")
     reader = {ImportFormat.MC: _mc_row, ImportFormat.QA: _qa_row, ImportFormat.REALTIMEQA: _realtimeqa_row}[fmt]
     for where, number, row in _jsonl_rows(path, collector):
-        collector.add(where, lambda: reader(row, number))
+        collector.add(where, partial(reader, row, number))
         if collector.full:
             break
     if fmt is ImportFormat.REALTIMEQA:
@@ -335,8 +335,9 @@ def _read_squad(path: Path, collector: _Collector, *, lang: Language | None, inc
                 if unanswerable and not include_unanswerable:
                     collector.extra["unanswerable_skipped"] += 1
                     continue
-                collector.add(where, lambda: _squad_question(qa, answers, unanswerable, f"{title}#{p}", context,
-                                                             paragraph_lang, {"title": title, "paragraph": p, "file": path.name}))
+                meta = {"title": title, "paragraph": p, "file": path.name}
+                collector.add(where, partial(_squad_question, qa, answers, unanswerable, f"{title}#{p}", context,
+                                             paragraph_lang, meta))
 
 
 def _squad_question(qa: dict[str, Any], answers: list[Any], unanswerable: bool, gold_doc: str, context: str,

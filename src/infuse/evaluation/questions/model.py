@@ -105,7 +105,7 @@ class Question:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Question":
+    def from_dict(cls, data: dict[str, Any]) -> Question:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
