@@ -4,6 +4,7 @@ tested with real components in test_workspace.py / test_rag.py; these pin the jo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,13 @@ def test_a_workspace_runs_on_the_hashing_embedder(tmp_path: Path, files: Path) -
     assert ws.search("API keys rotated", k=1)[0].chunk.source_path.endswith("keys.md")
     assert ws.status().embedder["dimension"] == 64
     assert ws.retriever(filters=Eq("lang", "ja")).search("API keys", 3) == []
+
+
+def test_a_knowledge_base_in_an_unknown_store_is_refused_by_name(tmp_path: Path, files: Path) -> None:
+    ws = Workspace.open(tmp_path / "ws", create=True, embedder={"backend": "hashing", "model": "hashing-64"})
+    ws.ingest([files])
+    manifest = json.loads(ws.manifest_path.read_text(encoding="utf-8"))
+    assert manifest["store"] == "lancedb"
+    ws.manifest_path.write_text(json.dumps({**manifest, "store": "qdrant"}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"manifest.json: .*store 'qdrant'.*knows lancedb"):
+        Workspace.open(ws.path).search("API keys")

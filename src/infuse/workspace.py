@@ -24,12 +24,12 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings
+from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings, StoreBackend
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields
 from infuse.documents.models import Chunk, sha256_hex
 from infuse.embedders import Embedder, EmbedderIdentity, make_embedder
-from infuse.errors import EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
+from infuse.errors import ConfigError, EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
 from infuse.files import read_json, utc_now, utc_stamp, write_json_atomic, write_text_atomic
 from infuse.ingest.sync import IngestReport, Syncer
 from infuse.models.base import GenerationConfig, LanguageModel
@@ -58,19 +58,26 @@ class KnowledgeBaseManifest:
     embedder: EmbedderIdentity
     chunks_table: str
     created_at: str
+    store: StoreBackend = StoreBackend.LANCEDB  # the engine holding the chunks (manifests before 0.2: LanceDB)
 
-    def to_dict(self, store: str) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "version": MANIFEST_VERSION,
-            "store": store,
+            "store": self.store.value,
             "embedder": self.embedder.to_dict(),
             "chunks_table": self.chunks_table,
             "created_at": self.created_at,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> KnowledgeBaseManifest:
-        return cls(EmbedderIdentity.from_dict(data["embedder"]), data["chunks_table"], data["created_at"])
+    def from_dict(cls, data: dict[str, Any], source: Path) -> KnowledgeBaseManifest:
+        store = data.get("store", StoreBackend.LANCEDB.value)
+        if store not in set(StoreBackend):
+            known = ", ".join(b.value for b in StoreBackend)
+            raise ConfigError(f"{source}: the knowledge base is kept in store {store!r}, which this version of infuse "
+                              f"does not support (it knows {known}); upgrade infuse or rebuild the knowledge base")
+        return cls(EmbedderIdentity.from_dict(data["embedder"]), data["chunks_table"], data["created_at"],
+                   StoreBackend(store))
 
 
 @dataclass
@@ -144,7 +151,7 @@ class Workspace:
 
     def manifest(self) -> KnowledgeBaseManifest | None:
         data = read_json(self.manifest_path)
-        return KnowledgeBaseManifest.from_dict(data) if data else None
+        return KnowledgeBaseManifest.from_dict(data, self.manifest_path) if data else None
 
     def store(self) -> KnowledgeStore | None:
         """A writable store on the live chunk table (None before the first ingest). Writers hold
@@ -152,12 +159,18 @@ class Workspace:
         manifest = self.manifest()
         return self._store(manifest) if manifest else None
 
-    def _store(self, manifest: KnowledgeBaseManifest, chunks_table: str | None = None) -> KnowledgeStore:
-        table = chunks_table or manifest.chunks_table
-        return open_store(self.settings.store.backend, self.kb_dir, table, manifest.embedder.dimension)
+    def _store(self, manifest: KnowledgeBaseManifest) -> KnowledgeStore:
+        configured = self.settings.store.backend
+        if manifest.store is not configured:
+            raise ConfigError(
+                f"the knowledge base in {self.path} is kept in store {manifest.store.value!r} but store.backend is "
+                f"{configured.value!r}; set store.backend back to {manifest.store.value!r} (moving a knowledge base "
+                "between stores is not supported yet: ingest the documents into a new workspace)"
+            )
+        return open_store(manifest.store, self.kb_dir, manifest.chunks_table, manifest.embedder.dimension)
 
     def _write_manifest(self, manifest: KnowledgeBaseManifest) -> None:
-        write_json_atomic(self.manifest_path, manifest.to_dict(self.settings.store.backend.value))
+        write_json_atomic(self.manifest_path, manifest.to_dict())
 
     def _snapshot(self, manifest: KnowledgeBaseManifest) -> KnowledgeStore:
         """A read-only view of the latest committed state; the connection is reused across calls."""
@@ -171,7 +184,7 @@ class Workspace:
         manifest = self.manifest()
         identity = self.embedder.identity()
         if manifest is None:
-            manifest = KnowledgeBaseManifest(identity, "chunks", utc_now())
+            manifest = KnowledgeBaseManifest(identity, "chunks", utc_now(), self.settings.store.backend)
             self._write_manifest(manifest)
             return manifest
         problem = manifest.embedder.mismatch(identity)
@@ -338,7 +351,7 @@ class Workspace:
             configured_embedder=self.settings.embedder.model,
             store={
                 "backend": self.settings.store.backend.value,
-                "path": str(store_location(self.settings.store.backend, self.kb_dir)),
+                "path": str(store_location(manifest.store if manifest else self.settings.store.backend, self.kb_dir)),
                 "chunks_table": manifest.chunks_table if manifest else None,
             },
             last_sync=read_json(self.last_sync_path),
@@ -373,7 +386,7 @@ class Workspace:
             old_store = self._store(old)
             identity = self.embedder.identity()
             table = f"chunks_{utc_stamp().replace('-', '_')}"
-            new_manifest = KnowledgeBaseManifest(identity, table, old.created_at)
+            new_manifest = KnowledgeBaseManifest(identity, table, old.created_at, old.store)
             new_store = self._store(new_manifest)
             syncer = Syncer(
                 store=new_store,
