@@ -217,6 +217,11 @@ class Workspace:
     def _chunker(self) -> Chunker:
         return Chunker(self.embedder.token_counter, self.settings.chunking.size, self.settings.chunking.overlap)
 
+    def _syncer(self, store: KnowledgeStore | None, **options: Any) -> Syncer:
+        """A syncer with this workspace's chunking, embedder, tokenizer and commit size."""
+        return Syncer(store=store, chunker_factory=self._chunker, embedder=self.embedder, tokenizer=self.tokenizer,
+                      pipeline=self.pipeline_fingerprint(), commit_every=self.settings.ingest.commit_every, **options)
+
     def _write_lock(self) -> FileLock:
         return FileLock(str(self.lock_path), timeout=self.settings.ingest.lock_timeout)
 
@@ -251,16 +256,7 @@ class Workspace:
             def prepare_write() -> KnowledgeStore:
                 return self._store(self._checked_manifest())
 
-            syncer = Syncer(
-                store=store,
-                chunker_factory=self._chunker,
-                embedder=self.embedder,
-                tokenizer=self.tokenizer,
-                pipeline=self.pipeline_fingerprint(),
-                commit_every=self.settings.ingest.commit_every,
-                prepare_write=prepare_write,
-                exclude=[self.path],
-            )
+            syncer = self._syncer(store, prepare_write=prepare_write, exclude=[self.path])
             report = syncer.sync(
                 [Path(p) for p in paths], prune=prune, fields=RecordFields(text_field, id_field), progress=progress
             )
@@ -388,14 +384,7 @@ class Workspace:
             table = f"chunks_{utc_stamp().replace('-', '_')}"
             new_manifest = KnowledgeBaseManifest(identity, table, old.created_at, old.store)
             new_store = self._store(new_manifest)
-            syncer = Syncer(
-                store=new_store,
-                chunker_factory=self._chunker,
-                embedder=self.embedder,
-                tokenizer=self.tokenizer,
-                pipeline=self.pipeline_fingerprint(),
-                commit_every=self.settings.ingest.commit_every,
-            )
+            syncer = self._syncer(new_store)
             report = syncer.resync_documents(list(old_store.iter_documents()), progress=progress)
             self._write_manifest(new_manifest)
             if old.chunks_table != table:

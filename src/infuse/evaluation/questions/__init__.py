@@ -39,76 +39,10 @@ Generated sets (Ovadia et al., 2023: 4-option questions written per chunk, the m
 
 from __future__ import annotations
 
-from infuse.evaluation.questions.generating import (
-    GENERATOR_PROMPTS,
-    candidate_questions,
-    generate_questions,
-    most_specific,
-    parse_json_objects,
-    specificity,
-)
-from infuse.evaluation.questions.importing import (
-    html_to_text,
-    import_questions,
-    match_key,
-    parse_mc,
-    parse_short,
-    realtimeqa_documents,
-    realtimeqa_search_results_path,
-)
-from infuse.evaluation.questions.model import (
-    GENERATED_CHOICES,
-    MANIFEST_FILE,
-    QUESTIONS_FILE,
-    SCHEMA,
-    SKIPPED_LISTED,
-    ImportFormat,
-    Question,
-    QuestionKind,
-    QuestionSet,
-    QuestionSetError,
-    RowError,
-    check_name,
-    default_name,
-    gold_documents,
-    list_question_sets,
-    load_question_set,
-    question_counts,
-    question_set_folders,
-    save_question_set,
-)
+# Each module declares its public names (``__all__``); the package offers them all.
+from infuse.evaluation.questions import generating, importing, model
+from infuse.evaluation.questions.generating import *  # noqa: F403
+from infuse.evaluation.questions.importing import *  # noqa: F403
+from infuse.evaluation.questions.model import *  # noqa: F403
 
-__all__ = [
-    "GENERATED_CHOICES",
-    "GENERATOR_PROMPTS",
-    "ImportFormat",
-    "MANIFEST_FILE",
-    "QUESTIONS_FILE",
-    "Question",
-    "QuestionKind",
-    "QuestionSet",
-    "QuestionSetError",
-    "RowError",
-    "SCHEMA",
-    "SKIPPED_LISTED",
-    "candidate_questions",
-    "check_name",
-    "default_name",
-    "generate_questions",
-    "gold_documents",
-    "html_to_text",
-    "import_questions",
-    "list_question_sets",
-    "load_question_set",
-    "match_key",
-    "most_specific",
-    "parse_json_objects",
-    "parse_mc",
-    "parse_short",
-    "question_counts",
-    "question_set_folders",
-    "realtimeqa_documents",
-    "realtimeqa_search_results_path",
-    "save_question_set",
-    "specificity",
-]
+__all__ = [*model.__all__, *importing.__all__, *generating.__all__]

@@ -198,3 +198,7 @@ def generate_questions(chunks: Sequence[Chunk], model: LanguageModel, *, per_chu
                        "selection": "most specific: content words shared with the chunk, then their share"},
     }
     return QuestionSet(name, questions, manifest)
+
+
+__all__ = ["GENERATOR_PROMPTS", "candidate_questions", "generate_questions", "most_specific", "parse_json_objects",
+    "specificity"]

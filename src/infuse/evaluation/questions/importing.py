@@ -393,3 +393,7 @@ def realtimeqa_documents(qa_path: Path, out_dir: Path) -> list[Path]:
     if not written:
         raise QuestionSetError(f"{gcs}: no search result with a URL and text; nothing to write")
     return written
+
+
+__all__ = ["html_to_text", "import_questions", "match_key", "parse_mc", "parse_short", "realtimeqa_documents",
+    "realtimeqa_search_results_path"]

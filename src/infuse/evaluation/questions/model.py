@@ -208,3 +208,9 @@ def gold_documents(qset: QuestionSet, out_path: Path) -> Path:
             title = doc_id.rsplit("#", 1)[0]
             handle.write(json.dumps({"id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n")
     return out_path
+
+
+__all__ = ["GENERATED_CHOICES", "ImportFormat", "MANIFEST_FILE", "QUESTIONS_FILE", "Question", "QuestionKind",
+    "QuestionSet", "QuestionSetError", "RowError", "SCHEMA", "SKIPPED_LISTED", "check_name", "default_name",
+    "gold_documents", "list_question_sets", "load_question_set", "question_counts", "question_set_folders",
+    "save_question_set"]
