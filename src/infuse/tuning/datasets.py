@@ -134,7 +134,7 @@ class DatasetManifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DatasetManifest":
+    def from_dict(cls, data: dict[str, Any]) -> DatasetManifest:
         data = dict(data)
         data["kind"] = DatasetKind(data["kind"])
         data["format"] = RowFormat(data["format"])

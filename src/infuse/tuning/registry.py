@@ -85,7 +85,7 @@ class Run:
         return data
 
 
-def run_folders(workspace: "Workspace") -> ArtifactFolders:
+def run_folders(workspace: Workspace) -> ArtifactFolders:
     """The workspace's runs, ``WS/adapters/NAME/`` (a run exists once its manifest is written)."""
     return ArtifactFolders(workspace.adapters_dir, kind="fine-tuning run", error=TuneError, hint="train one with `infuse tune`",
                            marker=MANIFEST_FILE)
@@ -95,7 +95,7 @@ def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
 
 
-def open_run(workspace: "Workspace", name: str) -> Run:
+def open_run(workspace: Workspace, name: str) -> Run:
     folders = run_folders(workspace)
     path = folders.require(name)
     manifest = read_json(path / MANIFEST_FILE)
@@ -104,15 +104,15 @@ def open_run(workspace: "Workspace", name: str) -> Run:
     return Run(name, path, manifest)
 
 
-def list_runs_names(workspace: "Workspace") -> list[str]:
+def list_runs_names(workspace: Workspace) -> list[str]:
     return run_folders(workspace).names()
 
 
-def list_runs(workspace: "Workspace") -> list[Run]:
+def list_runs(workspace: Workspace) -> list[Run]:
     return [open_run(workspace, name) for name in list_runs_names(workspace)]
 
 
-def tune(workspace: "Workspace", dataset_name: str, model_name: str | None, config: TuneConfig, *, name: str | None = None,
+def tune(workspace: Workspace, dataset_name: str, model_name: str | None, config: TuneConfig, *, name: str | None = None,
          resume: bool = False, progress: Progress | None = None, on_step: Callable[[int, float], None] | None = None) -> Run:
     """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
     of that name is an error (pick --name), an interrupted one needs ``resume=True``.
@@ -206,7 +206,7 @@ def check_same_logits(expected: list[torch.Tensor], model: Network, inputs: list
     return worst
 
 
-def merge_adapter(workspace: "Workspace", name: str, out: Path | None = None, *, tolerance: float = 1e-3,
+def merge_adapter(workspace: Workspace, name: str, out: Path | None = None, *, tolerance: float = 1e-3,
                   texts: list[str] | None = None) -> dict[str, Any]:
     """Write base + adapter as one model folder and prove it: the merged folder, loaded fresh, must
     give the same logits as base + adapter on sample inputs (max |difference| <= `tolerance`, in
@@ -258,7 +258,7 @@ def _local_or_id(model: str) -> str:
 # --- inference -------------------------------------------------------------------------------
 
 
-def resolve_for_inference(workspace: "Workspace", model: str | None, adapters: list[str]) -> tuple[str | None, list[str]]:
+def resolve_for_inference(workspace: Workspace, model: str | None, adapters: list[str]) -> tuple[str | None, list[str]]:
     """`--model`/`--adapter` values with run names replaced by folders.
 
     A LoRA run's name becomes its adapter folder (and supplies the base model when none is given);
@@ -285,7 +285,7 @@ def resolve_for_inference(workspace: "Workspace", model: str | None, adapters: l
     return model, resolved
 
 
-def inference_overrides(workspace: "Workspace | None", model: str | None, adapters: list[str] | None) -> dict[str, Any]:
+def inference_overrides(workspace: Workspace | None, model: str | None, adapters: list[str] | None) -> dict[str, Any]:
     """Workspace settings overrides for ``--model``/``--adapter`` (``Workspace.open(..., **overrides)``),
     with fine-tuning run names resolved to their folders (:func:`resolve_for_inference`); the
     workspace that holds the runs is needed only when there are adapters."""
