@@ -16,14 +16,15 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from infuse.errors import InfuseError
-from infuse.models.base import GenerationConfig, GenerationStream
+from infuse.models.base import ChatMessage, GenerationConfig, GenerationStream, LanguageModel
 from infuse.rag import RagPipeline, RagStream
 from infuse.server.schemas import ChatCompletionRequest, CompletionRequest
 
@@ -36,11 +37,11 @@ class APIError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
 
 
-def _error_body(message: str, code: str, param: str | None = None, kind: str = "invalid_request_error") -> dict:
+def _error_body(message: str, code: str, param: str | None = None, kind: str = "invalid_request_error") -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def _sse(data: dict | str) -> str:
+def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
@@ -52,7 +53,7 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="infuse", description="OpenAI-compatible API over an infuse knowledge base")
 
     @app.middleware("http")
-    async def _authenticate(request: Request, call_next):
+    async def _authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if api_key and request.url.path.startswith("/v1"):
             if request.headers.get("authorization", "") != f"Bearer {api_key}":
                 return JSONResponse(
@@ -99,7 +100,7 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
         )
 
     @app.get("/v1/models")
-    def list_models() -> dict:
+    def list_models() -> dict[str, Any]:
         created = int(time.time())
         return {
             "object": "list",
@@ -110,21 +111,21 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
         }
 
     @app.get("/health")
-    def health() -> dict:
+    def health() -> dict[str, Any]:
         return {"status": "ok", "model": model.name}
 
     @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(body: ChatCompletionRequest) -> dict | StreamingResponse:
+    def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
         use_rag = check_model(body.model)
         config = generation_config(body, pipeline.generation.max_new_tokens)
         question = body.messages[-1].content
-        history = [{"role": m.role, "content": m.content} for m in body.messages[:-1] if m.role != "system"]
+        history: list[ChatMessage] = [{"role": m.role, "content": m.content} for m in body.messages[:-1] if m.role != "system"]
         with model_lock:
             rag = pipeline.stream(question, history=history, generation=config) if use_rag else None
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
 
-        def citations(stream: RagStream | None) -> list[dict]:
+        def citations(stream: RagStream | None) -> list[dict[str, Any]]:
             return [c.to_dict() for c in stream.answer.citations] if stream else []
 
         if not body.stream:
@@ -173,7 +174,7 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/v1/completions", response_model=None)
-    def completions(body: CompletionRequest) -> dict | StreamingResponse:
+    def completions(body: CompletionRequest) -> dict[str, Any] | StreamingResponse:
         if check_model(body.model):
             raise APIError(400, f"{RAG_MODEL_ID} answers chat requests; use /v1/chat/completions or model {model.name!r}", "wrong_endpoint", "model")
         prompt = body.prompt_text()
@@ -217,7 +218,7 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
     return app
 
 
-def _logprobs(model, prompt: str, completion: str, body: CompletionRequest) -> dict:
+def _logprobs(model: LanguageModel, prompt: str, completion: str, body: CompletionRequest) -> dict[str, Any]:
     """OpenAI's legacy logprobs object; offsets index the echoed text (prompt + completion)."""
     scorer = getattr(model, "token_logprobs", None)
     if scorer is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,7 +19,7 @@ class _Request(BaseModel):
     seed: int | None = None
     n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
     stream: bool = False
-    stream_options: dict | None = None
+    stream_options: dict[str, Any] | None = None
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:

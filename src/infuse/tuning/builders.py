@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infuse.rag import build_messages, closed_book_messages
-from infuse.progress import NullProgress, Progress, or_null
-from infuse.retrieval.search import SearchHit
 from infuse.documents.models import Chunk, Document
+from infuse.progress import NullProgress, Progress, or_null
+from infuse.rag import build_messages, closed_book_messages
+from infuse.retrieval.search import SearchHit
 from infuse.tuning.datasets import (
     Dataset,
     DatasetError,
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from infuse.config import ModelSettings
-
     from infuse.workspace import Workspace
 
 Row = dict[str, Any]
@@ -82,7 +81,7 @@ class BuildRequest:
             raise DatasetError("--kind imported is not built: pass your JSONL file to `infuse tune --dataset FILE` directly")
 
 
-def tokenizer_source(request: BuildRequest, model: "ModelSettings") -> str | None:
+def tokenizer_source(request: BuildRequest, model: ModelSettings) -> str | None:
     """Whose tokenizer cuts (cpt) and counts tokens: the request's tokenizer, else the writing
     model's when it runs locally (a server-side model has none here) or the kind is cpt."""
     from infuse.config import ModelBackendKind
@@ -97,7 +96,7 @@ def tokenizer_source(request: BuildRequest, model: "ModelSettings") -> str | Non
 # --- the four kinds --------------------------------------------------------------------------
 
 
-def cpt_rows(documents: Sequence[Document], tokenizer: "PreTrainedTokenizerBase", block_tokens: int) -> list[Row]:
+def cpt_rows(documents: Sequence[Document], tokenizer: PreTrainedTokenizerBase, block_tokens: int) -> list[Row]:
     """Documents cut into pieces of at most `block_tokens` tokens (BOS/EOS counted in), cut on
     token boundaries of the original text (character offsets), so no text is lost or altered."""
     if block_tokens < 8:
@@ -206,19 +205,19 @@ def mix_replay(rows: list[Row], replay: Path, share: float, seed: int) -> tuple[
 # --- orchestration ---------------------------------------------------------------------------
 
 
-def kb_source(workspace: "Workspace", documents: Sequence[Document], chunks: Sequence[Chunk]) -> dict[str, Any]:
+def kb_source(workspace: Workspace, documents: Sequence[Document], chunks: Sequence[Chunk]) -> dict[str, Any]:
     """Which knowledge-base state the rows come from: a digest of (document id, content hash)."""
     digest = hashlib.sha256("\n".join(sorted(f"{d.doc_id}\t{d.content_hash}" for d in documents)).encode()).hexdigest()
     return {"workspace": str(workspace.path), "kb_digest": digest[:16], "documents": len(documents), "chunks": len(chunks)}
 
 
-def count_tokens(rows: Sequence[Row], tokenizer: "PreTrainedTokenizerBase") -> int:
+def count_tokens(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase) -> int:
     from infuse.tuning.packing import encode_row
 
     return sum(len(encode_row(row, tokenizer).ids) for row in rows)
 
 
-def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     from infuse.hf_logging import quiet_hf_progress
@@ -231,7 +230,7 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
         raise DatasetError(f"cannot load a tokenizer from {name!r} ({exc}); pass a model id or folder with tokenizer files") from exc
 
 
-def build_dataset(workspace: "Workspace", request: BuildRequest, writer: TrainingTextWriter | None = None,
+def build_dataset(workspace: Workspace, request: BuildRequest, writer: TrainingTextWriter | None = None,
                   progress: Progress | None = None) -> Dataset:
     """Build the dataset `request` asks for from the workspace's knowledge base and save it.
 
@@ -297,7 +296,7 @@ def build_dataset(workspace: "Workspace", request: BuildRequest, writer: Trainin
     return save_dataset(workspace.datasets_dir, manifest, rows, overwrite=request.overwrite)
 
 
-def _raft_questions(workspace: "Workspace", request: BuildRequest, chunks: Sequence[Chunk],
+def _raft_questions(workspace: Workspace, request: BuildRequest, chunks: Sequence[Chunk],
                     writer: TrainingTextWriter | None, tick: Progress) -> list[tuple[QAPair, Chunk]]:
     by_id = {c.chunk_id: c for c in chunks}
     if request.questions_from:

@@ -134,7 +134,7 @@ class DatasetManifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DatasetManifest":
+    def from_dict(cls, data: dict[str, Any]) -> DatasetManifest:
         data = dict(data)
         data["kind"] = DatasetKind(data["kind"])
         data["format"] = RowFormat(data["format"])
@@ -188,7 +188,10 @@ def load_dataset(root: Path, name_or_path: str) -> Dataset:
     candidate = Path(name_or_path).expanduser()
     folder = folders.path(name_or_path) if folders.exists(name_or_path) else candidate
     if (folder / MANIFEST_FILE).is_file():
-        return Dataset(folder / ROWS_FILE, DatasetManifest.from_dict(read_json(folder / MANIFEST_FILE)))
+        data = read_json(folder / MANIFEST_FILE)
+        if data is None:   # deleted since the check above
+            raise folders.missing(name_or_path)
+        return Dataset(folder / ROWS_FILE, DatasetManifest.from_dict(data))
     if candidate.is_file():
         rows = read_rows(candidate)
         formats = {row_format(row, str(candidate)) for row in rows}

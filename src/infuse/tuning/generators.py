@@ -183,7 +183,7 @@ def detect_writer(chunks: Sequence[Chunk]) -> TrainingTextWriter | None:
     return None
 
 
-def choose_writer(chunks: Sequence[Chunk], choice: WriterChoice, model: "ModelSettings",
+def choose_writer(chunks: Sequence[Chunk], choice: WriterChoice, model: ModelSettings,
                   *, task: str = "this dataset", writes: str = "paraphrases or questions",
                   loading: Callable[[str], None] | None = None) -> TrainingTextWriter:
     """Who writes for `chunks`: a registered corpus writer (unless `choice` is MODEL), else a

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infuse.models.base import plain_chat_prompt
+from infuse.models.base import ChatMessage, plain_chat_prompt
 from infuse.tuning.datasets import DatasetError
 
 if TYPE_CHECKING:
@@ -45,16 +45,25 @@ class PackedRow:
     labels: list[int]       # shifted: labels[t] is the token at t + 1 when it is a target, else IGNORE
 
 
-def _render(tokenizer: "PreTrainedTokenizerBase", messages: Sequence[dict[str, Any]], generation_prompt: bool) -> str:
+def _chat_messages(messages: Sequence[dict[str, Any]]) -> list[ChatMessage]:
+    """Row messages as :class:`ChatMessage` (:func:`infuse.tuning.datasets.row_format` checked the
+    role and content); the chat template gets the rows' own dicts, with any extra fields."""
+    return [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, Any]], generation_prompt: bool) -> str:
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation_prompt, tokenize=False)
+        rendered = tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation_prompt, tokenize=False)
+        assert isinstance(rendered, str)  # tokenize=False returns the text
+        return rendered
     if generation_prompt:
-        return plain_chat_prompt(messages)
+        return plain_chat_prompt(_chat_messages(messages))
     *context, last = messages
-    return (plain_chat_prompt(context) if context else "Assistant:") + " " + last["content"] + (tokenizer.eos_token or "")
+    reply: str = last["content"]
+    return (plain_chat_prompt(_chat_messages(context)) if context else "Assistant:") + " " + reply + (tokenizer.eos_token or "")
 
 
-def _chat_spans(row: dict[str, Any], tokenizer: "PreTrainedTokenizerBase") -> tuple[str, list[tuple[int, int]]]:
+def _chat_spans(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of the assistant replies in it."""
     messages = row["messages"]
     text = _render(tokenizer, messages, generation_prompt=False) if messages[-1]["role"] == "assistant" else ""
@@ -72,7 +81,7 @@ def _chat_spans(row: dict[str, Any], tokenizer: "PreTrainedTokenizerBase") -> tu
     return text, spans
 
 
-def encode_row(row: dict[str, Any], tokenizer: "PreTrainedTokenizerBase") -> Example:
+def encode_row(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> Example:
     """Token ids and loss mask of one dataset row (see :mod:`infuse.tuning.datasets` for formats).
 
     Text rows: ``[BOS] text [EOS]`` (as the row's ``bos``/``eos`` say), every token a target.
@@ -140,7 +149,7 @@ def pack_examples(examples: Sequence[Example], seq_len: int, pad_id: int, window
     return finished
 
 
-def packed_attention_mask(position_ids: "torch.Tensor") -> "torch.Tensor":
+def packed_attention_mask(position_ids: torch.Tensor) -> torch.Tensor:
     """Block-diagonal causal mask (boolean, batch x 1 x seq x seq, True = may attend) from
     restarting position ids.
 

@@ -17,6 +17,7 @@ Each run is a folder ``WS/adapters/NAME/``::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,10 @@ from infuse.tuning.trainer import (
 )
 
 if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from infuse.models.transformers_backend import Network
     from infuse.workspace import Workspace
 
 MERGED_DIR = "merged"
@@ -62,7 +67,8 @@ class Run:
 
     @property
     def base_model(self) -> str:
-        return self.manifest["base_model"]
+        model: str = self.manifest["base_model"]
+        return model
 
     @property
     def output_dir(self) -> Path:
@@ -79,7 +85,7 @@ class Run:
         return data
 
 
-def run_folders(workspace: "Workspace") -> ArtifactFolders:
+def run_folders(workspace: Workspace) -> ArtifactFolders:
     """The workspace's runs, ``WS/adapters/NAME/`` (a run exists once its manifest is written)."""
     return ArtifactFolders(workspace.adapters_dir, kind="fine-tuning run", error=TuneError, hint="train one with `infuse tune`",
                            marker=MANIFEST_FILE)
@@ -89,21 +95,25 @@ def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
 
 
-def open_run(workspace: "Workspace", name: str) -> Run:
-    path = run_folders(workspace).require(name)
-    return Run(name, path, read_json(path / MANIFEST_FILE))
+def open_run(workspace: Workspace, name: str) -> Run:
+    folders = run_folders(workspace)
+    path = folders.require(name)
+    manifest = read_json(path / MANIFEST_FILE)
+    if manifest is None:   # deleted since require() saw it
+        raise folders.missing(name)
+    return Run(name, path, manifest)
 
 
-def list_runs_names(workspace: "Workspace") -> list[str]:
+def list_runs_names(workspace: Workspace) -> list[str]:
     return run_folders(workspace).names()
 
 
-def list_runs(workspace: "Workspace") -> list[Run]:
+def list_runs(workspace: Workspace) -> list[Run]:
     return [open_run(workspace, name) for name in list_runs_names(workspace)]
 
 
-def tune(workspace: "Workspace", dataset_name: str, model_name: str | None, config: TuneConfig, *, name: str | None = None,
-         resume: bool = False, progress: Progress | None = None, on_step=None) -> Run:
+def tune(workspace: Workspace, dataset_name: str, model_name: str | None, config: TuneConfig, *, name: str | None = None,
+         resume: bool = False, progress: Progress | None = None, on_step: Callable[[int, float], None] | None = None) -> Run:
     """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
     of that name is an error (pick --name), an interrupted one needs ``resume=True``.
 
@@ -172,21 +182,21 @@ def _result_fields(result: TuneResult) -> dict[str, Any]:
 # --- merge -----------------------------------------------------------------------------------
 
 
-def sample_inputs(tokenizer, texts: list[str], max_tokens: int = 64):
+def sample_inputs(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_tokens: int = 64) -> list[torch.Tensor]:
     import torch
 
     ids = [tokenizer(t, add_special_tokens=True)["input_ids"][:max_tokens] for t in texts if t.strip()]
     return [torch.tensor([i]) for i in ids if i]
 
 
-def logits(model, inputs) -> list:
+def logits(model: Network, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     import torch
 
     with torch.no_grad():
         return [model(input_ids=ids).logits.float() for ids in inputs]
 
 
-def check_same_logits(expected: list, model, inputs, tolerance: float, what: str) -> float:
+def check_same_logits(expected: list[torch.Tensor], model: Network, inputs: list[torch.Tensor], tolerance: float, what: str) -> float:
     """The largest |difference| between `model`'s logits and `expected`; above `tolerance` it is
     a :class:`TuneError` naming `what`."""
     worst = max((float((got - want).abs().max()) for got, want in zip(logits(model, inputs), expected)), default=0.0)
@@ -196,7 +206,7 @@ def check_same_logits(expected: list, model, inputs, tolerance: float, what: str
     return worst
 
 
-def merge_adapter(workspace: "Workspace", name: str, out: Path | None = None, *, tolerance: float = 1e-3,
+def merge_adapter(workspace: Workspace, name: str, out: Path | None = None, *, tolerance: float = 1e-3,
                   texts: list[str] | None = None) -> dict[str, Any]:
     """Write base + adapter as one model folder and prove it: the merged folder, loaded fresh, must
     give the same logits as base + adapter on sample inputs (max |difference| <= `tolerance`, in
@@ -222,7 +232,8 @@ def merge_adapter(workspace: "Workspace", name: str, out: Path | None = None, *,
     with staged_folder(target) as staging:  # a merge that fails the check leaves nothing behind
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        reloaded = AutoModelForCausalLM.from_pretrained(str(staging), dtype=torch.float32).eval()
+        reloaded: Network = AutoModelForCausalLM.from_pretrained(str(staging), dtype=torch.float32)
+        reloaded.eval()
         worst = check_same_logits(expected, reloaded, inputs, tolerance, f"merging {name!r}")
     return {"name": name, "merged": str(target), "max_logit_difference": worst, "tolerance": tolerance,
             "samples": len(inputs)}
@@ -247,7 +258,7 @@ def _local_or_id(model: str) -> str:
 # --- inference -------------------------------------------------------------------------------
 
 
-def resolve_for_inference(workspace: "Workspace", model: str | None, adapters: list[str]) -> tuple[str | None, list[str]]:
+def resolve_for_inference(workspace: Workspace, model: str | None, adapters: list[str]) -> tuple[str | None, list[str]]:
     """`--model`/`--adapter` values with run names replaced by folders.
 
     A LoRA run's name becomes its adapter folder (and supplies the base model when none is given);
@@ -274,7 +285,7 @@ def resolve_for_inference(workspace: "Workspace", model: str | None, adapters: l
     return model, resolved
 
 
-def inference_overrides(workspace: "Workspace | None", model: str | None, adapters: list[str] | None) -> dict[str, Any]:
+def inference_overrides(workspace: Workspace | None, model: str | None, adapters: list[str] | None) -> dict[str, Any]:
     """Workspace settings overrides for ``--model``/``--adapter`` (``Workspace.open(..., **overrides)``),
     with fine-tuning run names resolved to their folders (:func:`resolve_for_inference`); the
     workspace that holds the runs is needed only when there are adapters."""

@@ -32,11 +32,12 @@ import random
 import resource
 import shutil
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from infuse.errors import InfuseError
 from infuse.files import staged_folder
@@ -44,6 +45,15 @@ from infuse.progress import Progress, or_null
 from infuse.tuning.datasets import Dataset
 from infuse.tuning.packing import IGNORE, Example, PackedRow, encode_row, pack_examples, packed_attention_mask
 from infuse.tuning.schedule import warmup_cosine, warmup_steps
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BitsAndBytesConfig, PreTrainedTokenizerBase
+
+    from infuse.models.transformers_backend import Network
+
+# ``Accelerator.autocast``: a context manager factory that turns on the run's mixed precision (or does nothing).
+Autocast: TypeAlias = Callable[[], AbstractContextManager[object]]
 
 CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
@@ -175,7 +185,7 @@ def split_examples(examples: list[Example], eval_fraction: float, seed: int) -> 
     return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
 
 
-def build_plan(dataset: Dataset, tokenizer, config: TuneConfig, world_size: int) -> DataPlan:
+def build_plan(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, config: TuneConfig, world_size: int) -> DataPlan:
     examples = [encode_row(row, tokenizer) for row in dataset.rows()]
     examples = [e for e in examples if e.n_targets > 0]
     if not examples:
@@ -203,7 +213,7 @@ def lr_at(step: int, steps: int, config: TuneConfig) -> float:
 # --- model -----------------------------------------------------------------------------------
 
 
-def load_for_training(model_name: str, config: TuneConfig, device):
+def load_for_training(model_name: str, config: TuneConfig, device: torch.device) -> tuple[Network, PreTrainedTokenizerBase]:
     """(model, tokenizer) ready to train for `config.method`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -228,7 +238,7 @@ def load_for_training(model_name: str, config: TuneConfig, device):
     else:
         kwargs["dtype"] = torch.float32   # full fine-tuning keeps fp32 master weights (autocast does bf16)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model: Network = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise TuneError(f"cannot load model {model_name!r}: {exc}") from exc
     if config.gradient_checkpointing:
@@ -239,7 +249,8 @@ def load_for_training(model_name: str, config: TuneConfig, device):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.method is TuneMethod.QLORA:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]  # unannotated in peft
+            model, use_gradient_checkpointing=config.gradient_checkpointing)
     elif config.gradient_checkpointing:
         model.enable_input_require_grads()
     targets = config.lora_targets if isinstance(config.lora_targets, str) else list(config.lora_targets)
@@ -251,7 +262,7 @@ def load_for_training(model_name: str, config: TuneConfig, device):
         raise TuneError(f"cannot put LoRA adapters on {model_name!r}: {exc}; pass --lora-targets with module names of this model") from exc
 
 
-def _qlora_quantization(device):
+def _qlora_quantization(device: torch.device) -> BitsAndBytesConfig:
     import torch
 
     if device.type != "cuda":
@@ -262,11 +273,11 @@ def _qlora_quantization(device):
     except ImportError as exc:
         raise TuneError("QLoRA needs bitsandbytes: pip install bitsandbytes (or use --method lora)") from exc
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute)
+    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # unannotated in transformers
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
 
 
-def trainable_state(model) -> dict[str, Any]:
+def trainable_state(model: Network) -> dict[str, torch.Tensor]:
     return {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
@@ -282,8 +293,8 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, step: int, log: list[dict[str, Any]], fingerprint: dict[str, Any],
-                    keep: int) -> Path:
+def save_checkpoint(run_dir: Path, model: Network, optimizer: torch.optim.Optimizer, step: int, log: list[dict[str, Any]],
+                    fingerprint: dict[str, Any], keep: int) -> Path:
     import torch
     from safetensors.torch import save_file
 
@@ -291,7 +302,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, step: int, log: list[dict[s
     with staged_folder(final) as staging:   # ".step-N.tmp-PID" until complete: checkpoint_dirs skips it
         save_file(trainable_state(model), str(staging / WEIGHTS_FILE))
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
-        rng = {"torch": torch.get_rng_state()}
+        rng: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, staging / "rng.pt")
@@ -302,7 +313,8 @@ def save_checkpoint(run_dir: Path, model, optimizer, step: int, log: list[dict[s
     return final
 
 
-def load_checkpoint(folder: Path, model, optimizer, fingerprint: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+def load_checkpoint(folder: Path, model: Network, optimizer: torch.optim.Optimizer,
+                    fingerprint: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     import torch
     from safetensors.torch import load_file
 
@@ -327,7 +339,7 @@ def load_checkpoint(folder: Path, model, optimizer, fingerprint: dict[str, Any])
 # --- the loop --------------------------------------------------------------------------------
 
 
-def _batch_tensors(rows: list[PackedRow], device):
+def _batch_tensors(rows: list[PackedRow], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     import torch
 
     input_ids = torch.tensor([r.input_ids for r in rows], device=device)
@@ -336,7 +348,7 @@ def _batch_tensors(rows: list[PackedRow], device):
     return input_ids, position_ids, labels
 
 
-def _summed_loss(model, rows: list[PackedRow], device, autocast):
+def _summed_loss(model: Network, rows: list[PackedRow], device: torch.device, autocast: Autocast) -> torch.Tensor:
     """Cross-entropy summed over target tokens (normalised by the caller)."""
     import torch.nn.functional as F
 
@@ -351,7 +363,7 @@ def _targets(rows: list[PackedRow]) -> int:
     return sum(sum(1 for label in r.labels if label != IGNORE) for r in rows)
 
 
-def evaluate_loss(model, rows: list[PackedRow], device, autocast, batch_size: int) -> float | None:
+def evaluate_loss(model: Network, rows: list[PackedRow], device: torch.device, autocast: Autocast, batch_size: int) -> float | None:
     import torch
 
     if not rows:
@@ -368,7 +380,7 @@ def evaluate_loss(model, rows: list[PackedRow], device, autocast, batch_size: in
     return total / max(count, 1)
 
 
-def peak_memory_mb(device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
     import torch
 
     if device.type == "cuda":
@@ -377,7 +389,7 @@ def peak_memory_mb(device) -> float:
 
 
 def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, *, resume: bool = False,
-          progress: Progress | None = None, on_step=None) -> TuneResult:
+          progress: Progress | None = None, on_step: Callable[[int, float], None] | None = None) -> TuneResult:
     """Fine-tune `model_name` on `dataset` into `run_dir`; see the module docstring.
 
     `progress` hears about the steps (main process only; None: nothing is reported).
@@ -415,7 +427,9 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
-    start_step, log, resumed_from = 0, [], None
+    start_step = 0
+    log: list[dict[str, Any]] = []
+    resumed_from: int | None = None
     checkpoints = checkpoint_dirs(run_dir)
     if resume and checkpoints:
         start_step, log = load_checkpoint(checkpoints[-1], unwrapped, optimizer, fingerprint)
@@ -491,7 +505,7 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
                                 "global_batch_rows": plan.global_batch, "is_main_process": accelerator.is_main_process})
 
 
-def _save_output(model, state: dict[str, Any], tokenizer, output: Path) -> None:
+def _save_output(model: Network, state: dict[str, Any], tokenizer: PreTrainedTokenizerBase, output: Path) -> None:
     """The adapter (PEFT folder) or the whole model, written under a temporary name and renamed."""
     with staged_folder(output) as staging:
         model.save_pretrained(staging, state_dict=state)
