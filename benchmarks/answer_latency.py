@@ -73,7 +73,13 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="infuse-latency-"))
     model_path = args.model or build_random_llama(
-        scratch / "model", chat_template=True, hidden_size=512, layers=8, heads=8, vocab_size=2000, max_positions=2048,
+        scratch / "model",
+        chat_template=True,
+        hidden_size=512,
+        layers=8,
+        heads=8,
+        vocab_size=2000,
+        max_positions=2048,
         training_text=[p.read_text(encoding="utf-8", errors="ignore") for p in SAMPLE_CORPUS.rglob("*") if p.is_file()],
     )
     ws = Workspace.open(scratch / "ws", create=True)

@@ -58,8 +58,16 @@ def scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"n": len(rows), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3)}
+    return {
+        "n": len(rows),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": round(precision, 3),
+        "recall": round(recall, 3),
+        "f1": round(f1, 3),
+    }
 
 
 def evaluate(items: list[dict[str, Any]], detector: InjectionDetector | None = None) -> dict[str, Any]:
@@ -75,14 +83,23 @@ def evaluate(items: list[dict[str, Any]], detector: InjectionDetector | None = N
             subset = [r for r in rows if split in ("all", r.get("split")) and lang in ("all", r["lang"])]
             table[f"{split}/{lang}"] = scores(subset)
     errors = [
-        {"id": r["id"], "split": r.get("split"), "lang": r["lang"], "label": r["label"], "rules": r["rules"],
-         "note": r.get("note", ""), "text": r["text"]}
-        for r in rows if r["predicted"] != r["label"]
+        {
+            "id": r["id"],
+            "split": r.get("split"),
+            "lang": r["lang"],
+            "label": r["label"],
+            "rules": r["rules"],
+            "note": r.get("note", ""),
+            "text": r["text"],
+        }
+        for r in rows
+        if r["predicted"] != r["label"]
     ]
     return {"scores": table, "misclassified": errors}
 
 
 # --- passages assumed clean: real Wikipedia and news text ----------------------------------------
+
 
 def wild_passages(data: Path, limit_news: int | None = None) -> dict[str, list[tuple[str, str]]]:
     """(id, text) passages per source; missing sources are skipped."""
@@ -130,12 +147,22 @@ def scan_wild(sources: dict[str, list[tuple[str, str]]], detector: InjectionDete
             findings = detector.scan(text)
             if findings:
                 f = findings[0]
-                flagged.append({"id": pid, "rules": sorted({x.rule for x in findings}), "match": f.text,
-                                "context": text[max(0, f.start - 80) : f.end + 80]})
+                flagged.append(
+                    {
+                        "id": pid,
+                        "rules": sorted({x.rule for x in findings}),
+                        "match": f.text,
+                        "context": text[max(0, f.start - 80) : f.end + 80],
+                    }
+                )
         seconds = time.perf_counter() - start
-        out[name] = {"passages": len(passages), "flagged": len(flagged),
-                     "flagged_rate": round(len(flagged) / len(passages), 5) if passages else 0.0,
-                     "chars_per_second": round(chars / seconds) if seconds else None, "examples": flagged[:50]}
+        out[name] = {
+            "passages": len(passages),
+            "flagged": len(flagged),
+            "flagged_rate": round(len(flagged) / len(passages), 5) if passages else 0.0,
+            "chars_per_second": round(chars / seconds) if seconds else None,
+            "examples": flagged[:50],
+        }
     return out
 
 
@@ -178,20 +205,34 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             kind = "missed injection" if e["label"] == 1 else "false alarm"
             lines.append(f"| {e['id']} | {e['split']} | {kind} | {', '.join(e['rules']) or '-'} | {e['note']} |")
     for name, extra in (result.get("extra") or {}).items():
-        lines += ["", f"## Extra set `{name}`", "", "| lang | n | TP | FP | FN | TN | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Extra set `{name}`",
+            "",
+            "| lang | n | TP | FP | FN | TN | precision | recall | F1 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for lang, row in extra["scores"].items():
-            lines.append(f"| {lang} | {row['n']} | {row['tp']} | {row['fp']} | {row['fn']} | {row['tn']} | "
-                         f"{_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} |")
+            lines.append(
+                f"| {lang} | {row['n']} | {row['tp']} | {row['fp']} | {row['fn']} | {row['tn']} | "
+                f"{_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} |"
+            )
     wild = result.get("wild")
     if wild:
         lines += [
-            "", "## Real text assumed clean", "",
+            "",
+            "## Real text assumed clean",
+            "",
             "Passages from the evaluation data in `../shared/data` (Wikipedia paragraphs, news search results). "
             "None is expected to be an injection, so every flag is a false alarm unless the text really is one.",
-            "", "| source | passages | flagged | rate | chars/s |", "|---|---|---|---|---|",
+            "",
+            "| source | passages | flagged | rate | chars/s |",
+            "|---|---|---|---|---|",
         ]
         for name, row in wild.items():
-            lines.append(f"| {name} | {row['passages']} | {row['flagged']} | {row['flagged_rate']:.4%} | {row['chars_per_second']:,} |")
+            lines.append(
+                f"| {name} | {row['passages']} | {row['flagged']} | {row['flagged_rate']:.4%} | {row['chars_per_second']:,} |"
+            )
         examples = [(name, e) for name, row in wild.items() for e in row["examples"]]
         if examples:
             lines += ["", "Flagged passages:", ""]
@@ -207,8 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="../shared/data (real text assumed clean)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--split", choices=("dev", "test", "all"), help="only print this split's errors; write nothing")
-    parser.add_argument("--extra", type=Path, action="append", default=[],
-                        help="another labelled JSONL (id, lang, label, text) to score separately, e.g. passages written by others")
+    parser.add_argument(
+        "--extra",
+        type=Path,
+        action="append",
+        default=[],
+        help="another labelled JSONL (id, lang, label, text) to score separately, e.g. passages written by others",
+    )
     args = parser.parse_args(argv)
 
     items = load_set(args.set)
@@ -224,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "?"
     result["meta"] = {
@@ -239,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.extra:
             extra = [{**item, "split": "extra"} for item in load_set(path)]
             scored = evaluate(extra, detector)
-            result["extra"][path.name] = {"scores": {k.replace("all/", ""): v for k, v in scored["scores"].items() if k.startswith("all/")},
-                                          "misclassified": scored["misclassified"]}
+            result["extra"][path.name] = {
+                "scores": {k.replace("all/", ""): v for k, v in scored["scores"].items() if k.startswith("all/")},
+                "misclassified": scored["misclassified"],
+            }
     if args.data.exists():
         result["wild"] = scan_wild(wild_passages(args.data), detector)
     args.out.mkdir(parents=True, exist_ok=True)

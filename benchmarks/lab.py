@@ -40,14 +40,20 @@ def main() -> None:
     manifest = read_manifest(folder)
     started = time.perf_counter()
     model = TransformersModel.load(str(folder))
-    report = evaluate_lab_model(model, config.world(), tempfile.mkdtemp(prefix="infuse-lab-bench-"),
-                                qa_person_ids=manifest["data"]["qa_person_ids"])
+    report = evaluate_lab_model(
+        model,
+        config.world(),
+        tempfile.mkdtemp(prefix="infuse-lab-bench-"),
+        qa_person_ids=manifest["data"]["qa_person_ids"],
+    )
     accuracies = summary(report)
     result = {
         "lang": args.lang,
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
-        "model": {k: manifest[k] for k in ("parameters", "vocab_size", "final_loss", "wall_seconds", "tokens_per_second")},
+        "model": {
+            k: manifest[k] for k in ("parameters", "vocab_size", "final_loss", "wall_seconds", "tokens_per_second")
+        },
         "config": manifest["config"],
         "chance": report["chance"],
         "accuracy": accuracies,
@@ -55,7 +61,8 @@ def main() -> None:
         "report": report,
         "targets": {
             "training under 5 minutes": manifest["wall_seconds"] < 300,
-            "base closed-book near chance (< 2x chance + 5 points)": accuracies["closed_book_new"] < 2 * report["chance"] + 0.05,
+            "base closed-book near chance (< 2x chance + 5 points)": accuracies["closed_book_new"]
+            < 2 * report["chance"] + 0.05,
             "RAG top-1 >= 90%": accuracies["rag_top1_new"] >= 0.90,
             "known people closed-book >= 95%": accuracies["closed_book_known"] >= 0.95,
         },

@@ -40,9 +40,20 @@ except ImportError:  # running from a checkout without installing
 TASK = "infuse_mc_speed"
 PROMPT = "Question: {q}\nAnswer:"
 EN_POOL = [
-    "red", "blue", "seven", "x", "90", "API keys", "on-call engineer", "a big green house",
-    "the quick brown fox", "backups are kept for 35 days", "every 6 hours", "the admin console",
-    "within 5 minutes of the page", "the security team rotates them",
+    "red",
+    "blue",
+    "seven",
+    "x",
+    "90",
+    "API keys",
+    "on-call engineer",
+    "a big green house",
+    "the quick brown fox",
+    "backups are kept for 35 days",
+    "every 6 hours",
+    "the admin console",
+    "within 5 minutes of the page",
+    "the security team rotates them",
 ]
 JA_POOL = ["東京", "東京都", "年次有給休暇", "週3日", "リモートワーク", "夏季休暇は3日", "上長の承認", "10日"]
 
@@ -57,7 +68,9 @@ def questions(n: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         japanese = i % 4 == 3
         stem = f"質問{i}：正しいものはどれですか？" if japanese else f"Which statement about item {i} is right?"
-        rows.append({"question": stem, "choices": rnd.sample(JA_POOL if japanese else EN_POOL, 4), "label": rnd.randrange(4)})
+        rows.append(
+            {"question": stem, "choices": rnd.sample(JA_POOL if japanese else EN_POOL, 4), "label": rnd.randrange(4)}
+        )
     return rows
 
 
@@ -113,37 +126,59 @@ def main(argv: list[str] | None = None) -> int:
     lm = HFLM(pretrained=model_dir, device="cpu", dtype="float32", batch_size=args.batch_size)
     instances = [
         Instance(request_type="loglikelihood", doc={}, arguments=(context, " " + choice), idx=j)
-        for context, choices, _ in items for j, choice in enumerate(choices)
+        for context, choices, _ in items
+        for j, choice in enumerate(choices)
     ]
     data = tmp / "questions.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     (tmp / "tasks").mkdir()
-    (tmp / "tasks" / f"{TASK}.yaml").write_text(json.dumps({
-        "task": TASK, "dataset_path": "json", "test_split": "test", "output_type": "multiple_choice",
-        "dataset_kwargs": {"data_files": {"test": str(data)}, "cache_dir": str(tmp / "hf-cache")},
-        "doc_to_text": PROMPT.format(q="{{question}}"), "doc_to_choice": "{{choices}}", "doc_to_target": "label",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
-    }, ensure_ascii=False), encoding="utf-8")
+    (tmp / "tasks" / f"{TASK}.yaml").write_text(
+        json.dumps(
+            {
+                "task": TASK,
+                "dataset_path": "json",
+                "test_split": "test",
+                "output_type": "multiple_choice",
+                "dataset_kwargs": {"data_files": {"test": str(data)}, "cache_dir": str(tmp / "hf-cache")},
+                "doc_to_text": PROMPT.format(q="{{question}}"),
+                "doc_to_choice": "{{choices}}",
+                "doc_to_target": "label",
+                "metric_list": [
+                    {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                    {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+                ],
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     manager = TaskManager(include_path=str(tmp / "tasks"))
 
     def end_to_end():
-        return lm_eval.simple_evaluate(model=lm, tasks=[TASK], task_manager=manager, num_fewshot=0, bootstrap_iters=0,
-                                       verbosity="ERROR")["results"][TASK]
+        return lm_eval.simple_evaluate(
+            model=lm, tasks=[TASK], task_manager=manager, num_fewshot=0, bootstrap_iters=0, verbosity="ERROR"
+        )["results"][TASK]
 
     log(f"timing: warm-up, then {args.repeats} interleaved rounds")
-    times, results = interleaved(args.repeats, {
-        "infuse_batched": lambda: score_multiple_choice_batch(ours, items),
-        "infuse_per_question": lambda: [score_multiple_choice(ours, c, ch, a) for c, ch, a in items],
-        "lm_eval_loglikelihood": lambda: lm.loglikelihood(instances, disable_tqdm=True),
-        "lm_eval_simple_evaluate": end_to_end,
-    })
+    times, results = interleaved(
+        args.repeats,
+        {
+            "infuse_batched": lambda: score_multiple_choice_batch(ours, items),
+            "infuse_per_question": lambda: [score_multiple_choice(ours, c, ch, a) for c, ch, a in items],
+            "lm_eval_loglikelihood": lambda: lm.loglikelihood(instances, disable_tqdm=True),
+            "lm_eval_simple_evaluate": end_to_end,
+        },
+    )
     best = {name: min(values) for name, values in times.items()}
     t_batch, t_single = best["infuse_batched"], best["infuse_per_question"]
     t_lm, t_e2e = best["lm_eval_loglikelihood"], best["lm_eval_simple_evaluate"]
     times_batch, times_single = times["infuse_batched"], times["infuse_per_question"]
     times_lm, times_e2e = times["lm_eval_loglikelihood"], times["lm_eval_simple_evaluate"]
-    scores, lm_results, lm_metrics = results["infuse_batched"], results["lm_eval_loglikelihood"], results["lm_eval_simple_evaluate"]
+    scores, lm_results, lm_metrics = (
+        results["infuse_batched"],
+        results["lm_eval_loglikelihood"],
+        results["lm_eval_simple_evaluate"],
+    )
     log(f"best seconds: {best}")
 
     acc = sum(s.acc for s in scores) / len(scores)
@@ -167,20 +202,34 @@ def main(argv: list[str] | None = None) -> int:
             "lm_eval_loglikelihood": round(t_lm, 4),
             "lm_eval_simple_evaluate": round(t_e2e, 4),
         },
-        "seconds_all": {"infuse_batched": times_batch, "infuse_per_question": times_single,
-                        "lm_eval_loglikelihood": times_lm, "lm_eval_simple_evaluate": times_e2e},
+        "seconds_all": {
+            "infuse_batched": times_batch,
+            "infuse_per_question": times_single,
+            "lm_eval_loglikelihood": times_lm,
+            "lm_eval_simple_evaluate": times_e2e,
+        },
         "ratio_lm_eval_over_infuse": {
             "scoring_only_batched": round(t_lm / t_batch, 2),
             "scoring_only_per_question": round(t_lm / t_single, 2),
             "end_to_end_vs_batched": round(t_e2e / t_batch, 2),
         },
-        "agreement": {"acc": acc, "acc_norm": acc_norm, "lm_eval_acc": lm_metrics["acc,none"],
-                      "lm_eval_acc_norm": lm_metrics["acc_norm,none"], "max_abs_loglikelihood_diff": max_diff,
-                      "agree": agree},
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "lm_eval": getattr(lm_eval, "__version__", "?"),
-                    "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]},
+        "agreement": {
+            "acc": acc,
+            "acc_norm": acc_norm,
+            "lm_eval_acc": lm_metrics["acc,none"],
+            "lm_eval_acc_norm": lm_metrics["acc_norm,none"],
+            "max_abs_loglikelihood_diff": max_diff,
+            "agree": agree,
+        },
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "lm_eval": getattr(lm_eval, "__version__", "?"),
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        },
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mc_scoring_speed.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

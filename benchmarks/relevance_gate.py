@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 GoldCheck = Callable[[SearchHit], bool]
-Case = tuple[str, GoldCheck | None]   # question, and for "in" questions: is this hit the gold passage?
+Case = tuple[str, GoldCheck | None]  # question, and for "in" questions: is this hit the gold passage?
 
 
 def lab_cases(lang: str, root: Path, limit: int) -> tuple[Workspace, list[Case], list[Case]]:
@@ -48,8 +48,10 @@ def lab_cases(lang: str, root: Path, limit: int) -> tuple[Workspace, list[Case],
 
     world = LabTrainConfig.for_lang(lang).world()
     workspace = lab_workspace(world, root)
-    inside = [(q.question, lambda hit, doc=Path(q.doc).name: Path(hit.chunk.source_path).name == doc)
-              for q in world.short_questions(NEW)[:limit]]
+    inside = [
+        (q.question, lambda hit, doc=Path(q.doc).name: Path(hit.chunk.source_path).name == doc)
+        for q in world.short_questions(NEW)[:limit]
+    ]
     outside = [(q.question, None) for q in world.short_questions(KNOWN)[:limit]]
     return workspace, inside, outside
 
@@ -68,8 +70,10 @@ def squad_like_cases(path: Path, fmt: ImportFormat, root: Path, limit: int) -> t
         for question in by_article[article]:
             passages.setdefault(question.gold_doc, question.gold_text)
     docs = root / "passages.jsonl"
-    docs.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in passages.items()),
-                    encoding="utf-8")
+    docs.write_text(
+        "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in passages.items()),
+        encoding="utf-8",
+    )
     workspace = Workspace.open(root / "workspace", create=True)
     workspace.ingest([docs], id_field="id")
     rng = random.Random(1)
@@ -78,15 +82,22 @@ def squad_like_cases(path: Path, fmt: ImportFormat, root: Path, limit: int) -> t
     rng.shuffle(inside)
     rng.shuffle(outside)
     # a hit is the gold passage when its chunk text lies inside the question's paragraph
-    return (workspace,
-            [(q.question, lambda hit, text=q.gold_text: hit.chunk.text.strip() in text or text in hit.chunk.text) for q in inside[:limit]],
-            [(q.question, None) for q in outside[:limit]])
+    return (
+        workspace,
+        [
+            (q.question, lambda hit, text=q.gold_text: hit.chunk.text.strip() in text or text in hit.chunk.text)
+            for q in inside[:limit]
+        ],
+        [(q.question, None) for q in outside[:limit]],
+    )
 
 
 def measure(workspace: Workspace, inside: list[Case], outside: list[Case]) -> dict[str, dict[str, float | int]]:
     settings = workspace.settings.rag
-    gates = {name: RelevanceGate(workspace.tokenizer, settings.min_dense_score, settings.min_keyword_coverage, weighted)
-             for name, weighted in (("plain", False), ("idf", True))}
+    gates = {
+        name: RelevanceGate(workspace.tokenizer, settings.min_dense_score, settings.min_keyword_coverage, weighted)
+        for name, weighted in (("plain", False), ("idf", True))
+    }
     statistics = workspace.term_statistics()
     result: dict[str, dict[str, float | int]] = {}
     in_hits = workspace.search_many([q for q, _ in inside], k=1)
@@ -96,8 +107,11 @@ def measure(workspace: Workspace, inside: list[Case], outside: list[Case]) -> di
     for name, gate in gates.items():
         recall = sum(gate.passes(q, hit, statistics) for q, hit in gold) / len(gold)
         rejection = sum(not gate.passes(q, hit, statistics) for q, hit in off) / len(off)
-        result[name] = {"recall": round(recall, 4), "rejection": round(rejection, 4),
-                        "balanced": round((recall + rejection) / 2, 4)}
+        result[name] = {
+            "recall": round(recall, 4),
+            "rejection": round(rejection, 4),
+            "balanced": round((recall + rejection) / 2, 4),
+        }
     result["counts"] = {"in": len(inside), "in_gold_top1": len(gold), "out": len(off)}
     return result
 
@@ -112,7 +126,9 @@ def main() -> None:
     builders = {
         "lab-ja": lambda root: lab_cases("ja", root, args.limit),
         "lab-en": lambda root: lab_cases("en", root, args.limit),
-        "squad": lambda root: squad_like_cases(DATA / "squad-v2-dev" / "dev-v2.0.json", ImportFormat.SQUAD, root, args.limit),
+        "squad": lambda root: squad_like_cases(
+            DATA / "squad-v2-dev" / "dev-v2.0.json", ImportFormat.SQUAD, root, args.limit
+        ),
         "jaquad": lambda root: squad_like_cases(DATA / "jaquad-dev", ImportFormat.JAQUAD, root, args.limit),
     }
     results = {}
@@ -124,9 +140,13 @@ def main() -> None:
         print(name, json.dumps(results[name]), flush=True)
 
     settings = Workspace.open(tempfile.mkdtemp(), create=True).settings.rag
-    summary = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
-               "min_dense_score": settings.min_dense_score, "min_keyword_coverage": settings.min_keyword_coverage,
-               "results": results}
+    summary = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+        "min_dense_score": settings.min_dense_score,
+        "min_keyword_coverage": settings.min_keyword_coverage,
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "relevance_gate.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     lines = [
@@ -137,9 +157,11 @@ def main() -> None:
         "",
         "| set | gold top-1 / in | out | plain recall | plain rejection | IDF recall | IDF rejection |",
         "|---|---|---|---|---|---|---|",
-        *(f"| {name} | {r['counts']['in_gold_top1']} / {r['counts']['in']} | {r['counts']['out']} | "
-          f"{r['plain']['recall']:.1%} | {r['plain']['rejection']:.1%} | {r['idf']['recall']:.1%} | {r['idf']['rejection']:.1%} |"
-          for name, r in results.items()),
+        *(
+            f"| {name} | {r['counts']['in_gold_top1']} / {r['counts']['in']} | {r['counts']['out']} | "
+            f"{r['plain']['recall']:.1%} | {r['plain']['rejection']:.1%} | {r['idf']['recall']:.1%} | {r['idf']['rejection']:.1%} |"
+            for name, r in results.items()
+        ),
         "",
     ]
     markdown = "\n".join(lines)

@@ -65,19 +65,40 @@ def main() -> None:
         save_question_set(workspace.questions_dir, qset)
     runs = []
     for n in PARAPHRASE_COUNTS:
-        request = (BuildRequest(DatasetKind.CPT, name="paraphrases-0", tokenizer=model) if n == 0 else
-                   BuildRequest(DatasetKind.PARAPHRASE, name=f"paraphrases-{n}", paraphrases=n, tokenizer=model))
+        request = (
+            BuildRequest(DatasetKind.CPT, name="paraphrases-0", tokenizer=model)
+            if n == 0
+            else BuildRequest(DatasetKind.PARAPHRASE, name=f"paraphrases-{n}", paraphrases=n, tokenizer=model)
+        )
         dataset = build_dataset(workspace, request)
-        tune_config = TuneConfig(method=TuneMethod(args.method), max_steps=args.steps, lr=args.lr, seq_len=256, micro_batch_size=8,
-                                 eval_fraction=0, lora_dropout=0.0)
+        tune_config = TuneConfig(
+            method=TuneMethod(args.method),
+            max_steps=args.steps,
+            lr=args.lr,
+            seq_len=256,
+            micro_batch_size=8,
+            eval_fraction=0,
+            lora_dropout=0.0,
+        )
         runs.append(tune(workspace, dataset.manifest.name, model, tune_config).name)
         print(f"trained {runs[-1]}", flush=True)
-    variants = (parse_variants("base,rag", ks=[1, 3]) + parse_variants("ft", adapters=runs)
-                + parse_variants("ft+rag", adapters=[runs[-1]], ks=[1]))
-    run = run_compare(workspace, questions, CompareRequest(
-        variants, model=model, update=UpdateScenario(root / "world" / UPDATES_DIR / "docs", updates), run_name="reproduce"))
+    variants = (
+        parse_variants("base,rag", ks=[1, 3])
+        + parse_variants("ft", adapters=runs)
+        + parse_variants("ft+rag", adapters=[runs[-1]], ks=[1])
+    )
+    run = run_compare(
+        workspace,
+        questions,
+        CompareRequest(
+            variants,
+            model=model,
+            update=UpdateScenario(root / "world" / UPDATES_DIR / "docs", updates),
+            run_name="reproduce",
+        ),
+    )
     markdown, html = write_report(run.path)
-    summary = run.summary          # a run this script just wrote: every measurement is there
+    summary = run.summary  # a run this script just wrote: every measurement is there
     assert summary.freshness is not None and summary.questions is not None
     by_label = {v.label: v for v in summary.variants}
     fresh = {r.label: r for r in summary.freshness.variants}
@@ -88,39 +109,64 @@ def main() -> None:
     findings = {
         "rag_beats_fine_tuning": {
             "holds": rag.ci[0] > by_label[best_ft].ci[1] or rag.accuracy > by_label[best_ft].accuracy,
-            "rag@1": rag.accuracy, "best_fine_tuned": best_ft, "best_fine_tuned_accuracy": by_label[best_ft].accuracy},
+            "rag@1": rag.accuracy,
+            "best_fine_tuned": best_ft,
+            "best_fine_tuned_accuracy": by_label[best_ft].accuracy,
+        },
         "paraphrases_help_fine_tuning": {"holds": curve[-1][1] > curve[0][1], "curve": curve},
         "fine_tuned_models_answer_stale_facts": {
             "holds": fresh[ft_labels[-1]].stale_share > fresh["rag@1"].stale_share,
-            "fine_tuned_stale_share": fresh[ft_labels[-1]].stale_share, "rag_stale_share": fresh["rag@1"].stale_share},
+            "fine_tuned_stale_share": fresh[ft_labels[-1]].stale_share,
+            "rag_stale_share": fresh["rag@1"].stale_share,
+        },
     }
-    result = {"lang": args.lang, "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only", "method": args.method, "steps": args.steps,
-              "lr": args.lr, "seconds": round(time.perf_counter() - started, 1), "report_html": str(html),
-              "findings": findings, "summary": summary.to_json()}
+    result = {
+        "lang": args.lang,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+        "method": args.method,
+        "steps": args.steps,
+        "lr": args.lr,
+        "seconds": round(time.perf_counter() - started, 1),
+        "report_html": str(html),
+        "findings": findings,
+        "summary": summary.to_json(),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"reproduce_knowledge_injection-{args.lang}"
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    lines = [f"# Knowledge injection on the lab ({args.lang}): RAG vs fine-tuning", "",
-             f"{result['date']} · {result['machine']} · {summary.questions.count} 4-option questions about new people "
-             f"(chance 25%), log-likelihood scoring; {args.method} fine-tuning, {args.steps} steps x 8 x 256 tokens per run", "",
-             "| variant | accuracy (95% CI) | after the update: accuracy on changed facts | still the old value |",
-             "|---|---|---|---|"]
+    lines = [
+        f"# Knowledge injection on the lab ({args.lang}): RAG vs fine-tuning",
+        "",
+        f"{result['date']} · {result['machine']} · {summary.questions.count} 4-option questions about new people "
+        f"(chance 25%), log-likelihood scoring; {args.method} fine-tuning, {args.steps} steps x 8 x 256 tokens per run",
+        "",
+        "| variant | accuracy (95% CI) | after the update: accuracy on changed facts | still the old value |",
+        "|---|---|---|---|",
+    ]
     for v in summary.variants:
         f = fresh.get(v.label)
-        lines.append(f"| {v.label} | {v.accuracy:.1%} ({v.ci[0]:.1%}–{v.ci[1]:.1%}) | "
-                     f"{f.accuracy if f else float('nan'):.1%} | {f.stale_share if f else float('nan'):.1%} |")
-    lines += ["", "| finding of Ovadia et al. (2023) | here |", "|---|---|",
-              f"| RAG beats fine-tuning for new knowledge | {'reproduced' if findings['rag_beats_fine_tuning']['holds'] else 'NOT reproduced'}: "
-              f"rag@1 {rag.accuracy:.1%} vs best fine-tuned ({best_ft}) {by_label[best_ft].accuracy:.1%} |",
-              f"| fine-tuning improves with more paraphrases | {'reproduced' if findings['paraphrases_help_fine_tuning']['holds'] else 'NOT reproduced'}: "
-              + ", ".join(f"{n} paraphrases {a:.1%}" for n, a in curve) + " |",
-              f"| a fine-tuned model keeps answering stale facts after an update | "
-              f"{'reproduced' if findings['fine_tuned_models_answer_stale_facts']['holds'] else 'NOT reproduced'}: "
-              f"{ft_labels[-1]} {fresh[ft_labels[-1]].stale_share:.0%} old answers vs rag@1 {fresh['rag@1'].stale_share:.0%} "
-              f"(re-index {summary.freshness.reindex_seconds:.1f}s vs retrain "
-              f"{fresh[ft_labels[-1]].retrain_seconds or 0:.0f}s) |",
-              "", f"Full report: {html}"]
+        lines.append(
+            f"| {v.label} | {v.accuracy:.1%} ({v.ci[0]:.1%}–{v.ci[1]:.1%}) | "
+            f"{f.accuracy if f else float('nan'):.1%} | {f.stale_share if f else float('nan'):.1%} |"
+        )
+    lines += [
+        "",
+        "| finding of Ovadia et al. (2023) | here |",
+        "|---|---|",
+        f"| RAG beats fine-tuning for new knowledge | {'reproduced' if findings['rag_beats_fine_tuning']['holds'] else 'NOT reproduced'}: "
+        f"rag@1 {rag.accuracy:.1%} vs best fine-tuned ({best_ft}) {by_label[best_ft].accuracy:.1%} |",
+        f"| fine-tuning improves with more paraphrases | {'reproduced' if findings['paraphrases_help_fine_tuning']['holds'] else 'NOT reproduced'}: "
+        + ", ".join(f"{n} paraphrases {a:.1%}" for n, a in curve)
+        + " |",
+        f"| a fine-tuned model keeps answering stale facts after an update | "
+        f"{'reproduced' if findings['fine_tuned_models_answer_stale_facts']['holds'] else 'NOT reproduced'}: "
+        f"{ft_labels[-1]} {fresh[ft_labels[-1]].stale_share:.0%} old answers vs rag@1 {fresh['rag@1'].stale_share:.0%} "
+        f"(re-index {summary.freshness.reindex_seconds:.1f}s vs retrain "
+        f"{fresh[ft_labels[-1]].retrain_seconds or 0:.0f}s) |",
+        "",
+        f"Full report: {html}",
+    ]
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

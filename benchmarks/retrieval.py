@@ -132,9 +132,7 @@ def load_squad_format(name: str, lang: str, files: list[Path]) -> Dataset:
                     questions.append(
                         Question(qa["id"], qa["question"].strip(), pid, "tune" if position % 2 == 0 else "heldout")
                     )
-    return Dataset(
-        name, lang, [str(f) for f in files], paragraphs, questions, duplicates, total, skipped
-    )
+    return Dataset(name, lang, [str(f) for f in files], paragraphs, questions, duplicates, total, skipped)
 
 
 def load_datasets(data_dir: Path) -> list[Dataset]:
@@ -389,7 +387,9 @@ def machine() -> dict[str, Any]:
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = bool(
-            subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
+            subprocess.run(
+                ["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True
+            ).stdout.strip()
         )
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", None
@@ -454,7 +454,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {name} | {d['lang']} | {d['paragraphs']} | {ingest['chunks']} | {d['questions_used']} of {d['questions_answerable']} "
             f"| {d['tune']} / {d['heldout']} | {langs.get('ja', 0)} / {langs.get('en', 0)} |"
         )
-    lines += ["", "## Retrieval quality (default settings)", "", f"| dataset | mode | {METRIC_HEADER} |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Retrieval quality (default settings)",
+        "",
+        f"| dataset | mode | {METRIC_HEADER} |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, modes in results["retrieval"].items():
         for mode, mm in modes.items():
             lines.append(f"| {name} | {mode} | {metric_cells(mm)} |")
@@ -523,7 +529,9 @@ def markdown(results: dict[str, Any]) -> str:
             first_s = f"{first['seconds']:.1f}" if first else "cached"
             rate = f"{first['chunks_per_second']:.1f}" if first else "–"
             speed = f"{info['rerun_speedup']:.0f}x" if "rerun_speedup" in info else "–"
-            use = f"{first['cpu_utilisation']:.2f} / {max(first['load_average_1min_before_after']):.1f}" if first else "–"
+            use = (
+                f"{first['cpu_utilisation']:.2f} / {max(first['load_average_1min_before_after']):.1f}" if first else "–"
+            )
             lines.append(
                 f"| {name} / {tok} | {info['chunks']} | {first_s} | {rate} | {use} | {info['rerun']['seconds']:.2f} | {speed} |"
             )
@@ -563,9 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data folder (default {DEFAULT_DATA})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default benchmarks/results)")
-    parser.add_argument("--limit-questions", type=int, default=None, help="evenly spaced sample of N questions per dataset")
+    parser.add_argument(
+        "--limit-questions", type=int, default=None, help="evenly spaced sample of N questions per dataset"
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse cached workspaces (skips the timed first ingest)")
-    parser.add_argument("--k-chunks", type=int, default=DEFAULT_K_CHUNKS, help="chunks retrieved per query before de-duplication")
+    parser.add_argument(
+        "--k-chunks", type=int, default=DEFAULT_K_CHUNKS, help="chunks retrieved per query before de-duplication"
+    )
     parser.add_argument("--latency-queries", type=int, default=200, help="queries per mode for the latency measurement")
     args = parser.parse_args(argv)
 
@@ -650,7 +662,9 @@ def main(argv: list[str] | None = None) -> int:
             if mode is SearchMode.HYBRID:
                 for other in (SearchMode.DENSE, SearchMode.LEXICAL):
                     m[f"hybrid_minus_{other.value}"] = paired_delta(ranks, ranks_by_mode[other.value])
-            log(f"{dataset.name} {mode.value}: nDCG@10 {m['ndcg@10']:.3f} R@10 {m['recall@10']:.3f} ({time.perf_counter() - clock:.0f}s)")
+            log(
+                f"{dataset.name} {mode.value}: nDCG@10 {m['ndcg@10']:.3f} R@10 {m['recall@10']:.3f} ({time.perf_counter() - clock:.0f}s)"
+            )
 
         # Tokenizer comparison (Japanese only): the same store, a workspace per tokenizer.
         if dataset.lang == "ja":
@@ -697,7 +711,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             sweep_ranks[weight] = ranks
-            log(f"{dataset.name} hybrid dense={weight}: tune nDCG@10 {row['tune']['ndcg@10']:.3f} held-out {row['heldout']['ndcg@10']:.3f}")
+            log(
+                f"{dataset.name} hybrid dense={weight}: tune nDCG@10 {row['tune']['ndcg@10']:.3f} held-out {row['heldout']['ndcg@10']:.3f}"
+            )
         ws.settings.search.weights.update({k: v.model_copy() for k, v in default_weights.items()})
         best = max(rows, key=lambda r: (r["tune"]["ndcg@10"], r["tune"]["mrr@10"], -r["dense_weight"]))
         default_row = next((r for r in rows if r["dense_weight"] == default_dense), None)
@@ -711,8 +727,10 @@ def main(argv: list[str] | None = None) -> int:
             "default_dense_weight": default_dense,
             "rows": rows,
             "reference": {
-                mode: {"tune": metrics(subset(ranks_by_mode[mode], questions, "tune")),
-                       "heldout": metrics(heldout(ranks_by_mode[mode]))}
+                mode: {
+                    "tune": metrics(subset(ranks_by_mode[mode], questions, "tune")),
+                    "heldout": metrics(heldout(ranks_by_mode[mode])),
+                }
                 for mode in (SearchMode.DENSE.value, SearchMode.LEXICAL.value)
             },
             "chosen_dense_weight": best["dense_weight"],
@@ -737,35 +755,47 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("ndcg@10", "mrr@10", "recall@10")
     for name, modes in results["retrieval"].items():
         h, d, lx = modes["hybrid"], modes["dense"], modes["lexical"]
-        results["targets"].append({
-            "target": f"{name}: hybrid (default weights) >= max(dense, lexical)",
-            "met": all(h[k] >= max(d[k], lx[k]) for k in keys),
-            "detail": "nDCG@10 / MRR@10 / R@10: hybrid " + " / ".join(fmt(h[k]) for k in keys)
-            + ", dense " + " / ".join(fmt(d[k]) for k in keys)
-            + ", lexical " + " / ".join(fmt(lx[k]) for k in keys)
-            + f"; hybrid - lexical nDCG@10 {fmt_delta(h['hybrid_minus_lexical'])}",
-        })
+        results["targets"].append(
+            {
+                "target": f"{name}: hybrid (default weights) >= max(dense, lexical)",
+                "met": all(h[k] >= max(d[k], lx[k]) for k in keys),
+                "detail": "nDCG@10 / MRR@10 / R@10: hybrid "
+                + " / ".join(fmt(h[k]) for k in keys)
+                + ", dense "
+                + " / ".join(fmt(d[k]) for k in keys)
+                + ", lexical "
+                + " / ".join(fmt(lx[k]) for k in keys)
+                + f"; hybrid - lexical nDCG@10 {fmt_delta(h['hybrid_minus_lexical'])}",
+            }
+        )
         sweep = results["fusion_sweep"][name]
         best = next(r for r in sweep["rows"] if r["dense_weight"] == sweep["chosen_dense_weight"])["heldout"]
         ref = sweep["reference"]
-        results["targets"].append({
-            "target": f"{name}: hybrid (chosen dense weight {sweep['chosen_dense_weight']}) >= max(dense, lexical), held-out",
-            "met": all(best[k] >= max(ref["dense"]["heldout"][k], ref["lexical"]["heldout"][k]) for k in keys),
-            "detail": "nDCG@10 / MRR@10 / R@10: hybrid " + " / ".join(fmt(best[k]) for k in keys)
-            + ", dense " + " / ".join(fmt(ref["dense"]["heldout"][k]) for k in keys)
-            + ", lexical " + " / ".join(fmt(ref["lexical"]["heldout"][k]) for k in keys)
-            + f"; hybrid - lexical nDCG@10 {fmt_delta(sweep['heldout_chosen_minus_lexical'])}",
-        })
+        results["targets"].append(
+            {
+                "target": f"{name}: hybrid (chosen dense weight {sweep['chosen_dense_weight']}) >= max(dense, lexical), held-out",
+                "met": all(best[k] >= max(ref["dense"]["heldout"][k], ref["lexical"]["heldout"][k]) for k in keys),
+                "detail": "nDCG@10 / MRR@10 / R@10: hybrid "
+                + " / ".join(fmt(best[k]) for k in keys)
+                + ", dense "
+                + " / ".join(fmt(ref["dense"]["heldout"][k]) for k in keys)
+                + ", lexical "
+                + " / ".join(fmt(ref["lexical"]["heldout"][k]) for k in keys)
+                + f"; hybrid - lexical nDCG@10 {fmt_delta(sweep['heldout_chosen_minus_lexical'])}",
+            }
+        )
     if results["tokenizers"]:
         tk = results["tokenizers"]
         deltas = [tk[t]["morphological_minus_this"] for t in ("regex", "whitespace")]
-        results["targets"].append({
-            "target": "JaQuAD: morphological lexical clearly above regex / whitespace",
-            "met": all(d["delta_ndcg@10"] >= 0.02 and d["ci95"][0] > 0 for d in deltas),
-            "detail": f"nDCG@10 {fmt(tk['morphological']['metrics']['ndcg@10'])} vs regex {fmt(tk['regex']['metrics']['ndcg@10'])} "
-            f"({fmt_delta(deltas[0])}), whitespace {fmt(tk['whitespace']['metrics']['ndcg@10'])} ({fmt_delta(deltas[1])}); "
-            "clear = at least +0.02 with the 95% interval above 0",
-        })
+        results["targets"].append(
+            {
+                "target": "JaQuAD: morphological lexical clearly above regex / whitespace",
+                "met": all(d["delta_ndcg@10"] >= 0.02 and d["ci95"][0] > 0 for d in deltas),
+                "detail": f"nDCG@10 {fmt(tk['morphological']['metrics']['ndcg@10'])} vs regex {fmt(tk['regex']['metrics']['ndcg@10'])} "
+                f"({fmt_delta(deltas[0])}), whitespace {fmt(tk['whitespace']['metrics']['ndcg@10'])} ({fmt_delta(deltas[1])}); "
+                "clear = at least +0.02 with the 95% interval above 0",
+            }
+        )
     speedups = {
         f"{name}/{tok}": info["rerun_speedup"]
         for name, toks in results["ingest"].items()
@@ -773,11 +803,13 @@ def main(argv: list[str] | None = None) -> int:
         if "rerun_speedup" in info
     }
     if speedups:
-        results["targets"].append({
-            "target": "unchanged re-ingest >= 20x faster than the first ingest",
-            "met": all(v >= 20 for v in speedups.values()),
-            "detail": ", ".join(f"{k} {v:.0f}x" for k, v in speedups.items()),
-        })
+        results["targets"].append(
+            {
+                "target": "unchanged re-ingest >= 20x faster than the first ingest",
+                "met": all(v >= 20 for v in speedups.values()),
+                "detail": ", ".join(f"{k} {v:.0f}x" for k, v in speedups.items()),
+            }
+        )
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "retrieval.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -57,17 +57,29 @@ def run_infuse(model_dir: str, rows_file: Path, rows_per_step: int, device: str,
     from infuse.tuning.trainer import TuneConfig, train
 
     dataset = load_dataset(work, str(rows_file))
-    config = TuneConfig(epochs=1, micro_batch_size=rows_per_step, seq_len=MAX_TOKENS, eval_fraction=0, lora_dropout=0.0,
-                        device=device, warmup_ratio=0.0)
+    config = TuneConfig(
+        epochs=1,
+        micro_batch_size=rows_per_step,
+        seq_len=MAX_TOKENS,
+        eval_fraction=0,
+        lora_dropout=0.0,
+        device=device,
+        warmup_ratio=0.0,
+    )
     started = time.perf_counter()
     result = train(model_dir, dataset, work / "infuse-run", config)
     wall = time.perf_counter() - started
     from infuse.tuning.trainer import read_log
 
     log = read_log(work / "infuse-run")
-    return {"wall_seconds": result.wall_seconds, "total_seconds": wall, "steps": result.steps,
-            "tokens_in_batches": result.tokens, "mean_loss": sum(e["loss"] for e in log) / len(log),
-            "peak_memory_mb": peak_mb(device)}
+    return {
+        "wall_seconds": result.wall_seconds,
+        "total_seconds": wall,
+        "steps": result.steps,
+        "tokens_in_batches": result.tokens,
+        "mean_loss": sum(e["loss"] for e in log) / len(log),
+        "peak_memory_mb": peak_mb(device),
+    }
 
 
 def run_baseline(model_dir: str, texts: list[str], batch: int, device: str, work: Path) -> dict:
@@ -84,24 +96,44 @@ def run_baseline(model_dir: str, texts: list[str], batch: int, device: str, work
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
-    encoded = [tokenizer(t, truncation=True, max_length=MAX_TOKENS - 1)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
-    dataset = [{"input_ids": ids} for ids in encoded]   # a list is a map-style dataset for Trainer
-    args = TrainingArguments(output_dir=str(work / "baseline"), per_device_train_batch_size=batch, num_train_epochs=1,
-                             learning_rate=2e-4, lr_scheduler_type="cosine", logging_steps=10, save_strategy="no",
-                             report_to=[], use_cpu=not device.startswith("cuda"), bf16=device.startswith("cuda"),
-                             dataloader_num_workers=0, disable_tqdm=True, seed=0)
+    model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
+    encoded = [
+        tokenizer(t, truncation=True, max_length=MAX_TOKENS - 1)["input_ids"] + [tokenizer.eos_token_id] for t in texts
+    ]
+    dataset = [{"input_ids": ids} for ids in encoded]  # a list is a map-style dataset for Trainer
+    args = TrainingArguments(
+        output_dir=str(work / "baseline"),
+        per_device_train_batch_size=batch,
+        num_train_epochs=1,
+        learning_rate=2e-4,
+        lr_scheduler_type="cosine",
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not device.startswith("cuda"),
+        bf16=device.startswith("cuda"),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
     padded = 0
-    for begin in range(0, len(encoded), batch):   # what the collator pads to (batches are shuffled; estimate in order)
-        chunk = encoded[begin: begin + batch]
+    for begin in range(0, len(encoded), batch):  # what the collator pads to (batches are shuffled; estimate in order)
+        chunk = encoded[begin : begin + batch]
         padded += max(len(e) for e in chunk) * len(chunk)
     started = time.perf_counter()
     output = trainer.train()
     wall = time.perf_counter() - started
-    return {"wall_seconds": wall, "steps": output.global_step, "tokens_in_batches_estimate": padded,
-            "mean_loss": output.training_loss, "peak_memory_mb": peak_mb(device)}
+    return {
+        "wall_seconds": wall,
+        "steps": output.global_step,
+        "tokens_in_batches_estimate": padded,
+        "mean_loss": output.training_loss,
+        "peak_memory_mb": peak_mb(device),
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -145,8 +177,15 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="infuse-tune-throughput-"))
     texts = paragraphs(args.examples)
-    model_dir = build_random_llama(work / "model", hidden_size=args.hidden, layers=args.layers, heads=args.heads,
-                                   vocab_size=args.vocab, training_text=texts, max_positions=MAX_TOKENS)
+    model_dir = build_random_llama(
+        work / "model",
+        hidden_size=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        vocab_size=args.vocab,
+        training_text=texts,
+        max_positions=MAX_TOKENS,
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     lengths = [min(len(tokenizer(t)["input_ids"]) + 1, MAX_TOKENS) for t in texts]
     useful = sum(lengths)
@@ -157,15 +196,29 @@ def main() -> None:
             handle.write(json.dumps({"text": text}) + "\n")
     results = {}
     for side in ("baseline", "infuse"):
-        command = [sys.executable, __file__, "--worker", side, "--work", str(work), "--model-dir", model_dir,
-                   "--rows-per-step", str(rows_per_step), "--batch", str(args.batch), "--device", args.device]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            side,
+            "--work",
+            str(work),
+            "--model-dir",
+            model_dir,
+            "--rows-per-step",
+            str(rows_per_step),
+            "--batch",
+            str(args.batch),
+            "--device",
+            args.device,
+        ]
         if args.threads:
             command += ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True)
         line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if line is None:
             raise SystemExit(f"{side} failed:\n{done.stderr[-4000:]}")
-        results[side] = json.loads(line[len("RESULT "):])
+        results[side] = json.loads(line[len("RESULT ") :])
         results[side]["useful_tokens_per_second"] = useful / results[side]["wall_seconds"]
         print(side, json.dumps(results[side]), flush=True)
     baseline, ours = results["baseline"], results["infuse"]
@@ -174,33 +227,54 @@ def main() -> None:
 
     summary = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": (f"{platform.machine()}, {os.cpu_count()} cores" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ", CPU only")),
-        "model": {"architecture": "LlamaForCausalLM (random weights)", "hidden": args.hidden, "layers": args.layers,
-                  "heads": args.heads, "vocab": len(tokenizer)},
-        "data": {"examples": len(texts), "useful_tokens": useful, "mean_tokens": round(useful / len(texts), 1),
-                 "max_tokens": MAX_TOKENS},
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores"
+            + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ", CPU only")
+        ),
+        "model": {
+            "architecture": "LlamaForCausalLM (random weights)",
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "heads": args.heads,
+            "vocab": len(tokenizer),
+        },
+        "data": {
+            "examples": len(texts),
+            "useful_tokens": useful,
+            "mean_tokens": round(useful / len(texts), 1),
+            "max_tokens": MAX_TOKENS,
+        },
         "lora": {"r": 16, "alpha": 32, "targets": "all-linear"},
-        "baseline_examples_per_step": args.batch, "infuse_rows_per_step": rows_per_step,
+        "baseline_examples_per_step": args.batch,
+        "infuse_rows_per_step": rows_per_step,
         "padding_share_baseline": round(1 - useful / baseline["tokens_in_batches_estimate"], 3),
         "padding_share_infuse": round(1 - useful / ours["tokens_in_batches"], 3),
         "results": results,
-        "ratio_useful_tokens_per_second": round(ours["useful_tokens_per_second"] / baseline["useful_tokens_per_second"], 2),
+        "ratio_useful_tokens_per_second": round(
+            ours["useful_tokens_per_second"] / baseline["useful_tokens_per_second"], 2
+        ),
         "ratio_peak_memory": round(ours["peak_memory_mb"] / baseline["peak_memory_mb"], 2),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"tune_throughput{args.tag}"
     (args.out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    md = [f"# Fine-tuning throughput{args.tag}", "",
-          f"{summary['date']} · {summary['machine']} · Llama {args.hidden}d x {args.layers} layers (random), LoRA r16 all-linear, "
-          f"{len(texts)} SQuAD paragraphs (mean {summary['data']['mean_tokens']} tokens), one epoch", "",
-          "| trainer | useful tokens/s | padding | wall s | peak memory MB | mean train loss |", "|---|---|---|---|---|---|",
-          f"| transformers Trainer + PEFT, padded batches of {args.batch} | {baseline['useful_tokens_per_second']:,.0f} | "
-          f"{summary['padding_share_baseline']:.0%} | {baseline['wall_seconds']:.1f} | {baseline['peak_memory_mb']:,.0f} | {baseline['mean_loss']:.3f} |",
-          f"| infuse, packed rows of {MAX_TOKENS} x {rows_per_step} | {ours['useful_tokens_per_second']:,.0f} | "
-          f"{summary['padding_share_infuse']:.0%} | {ours['wall_seconds']:.1f} | {ours['peak_memory_mb']:,.0f} | {ours['mean_loss']:.3f} |",
-          "", f"infuse / baseline: **{summary['ratio_useful_tokens_per_second']}x** useful tokens/s, "
-          f"{summary['ratio_peak_memory']}x peak memory."]
+    md = [
+        f"# Fine-tuning throughput{args.tag}",
+        "",
+        f"{summary['date']} · {summary['machine']} · Llama {args.hidden}d x {args.layers} layers (random), LoRA r16 all-linear, "
+        f"{len(texts)} SQuAD paragraphs (mean {summary['data']['mean_tokens']} tokens), one epoch",
+        "",
+        "| trainer | useful tokens/s | padding | wall s | peak memory MB | mean train loss |",
+        "|---|---|---|---|---|---|",
+        f"| transformers Trainer + PEFT, padded batches of {args.batch} | {baseline['useful_tokens_per_second']:,.0f} | "
+        f"{summary['padding_share_baseline']:.0%} | {baseline['wall_seconds']:.1f} | {baseline['peak_memory_mb']:,.0f} | {baseline['mean_loss']:.3f} |",
+        f"| infuse, packed rows of {MAX_TOKENS} x {rows_per_step} | {ours['useful_tokens_per_second']:,.0f} | "
+        f"{summary['padding_share_infuse']:.0%} | {ours['wall_seconds']:.1f} | {ours['peak_memory_mb']:,.0f} | {ours['mean_loss']:.3f} |",
+        "",
+        f"infuse / baseline: **{summary['ratio_useful_tokens_per_second']}x** useful tokens/s, "
+        f"{summary['ratio_peak_memory']}x peak memory.",
+    ]
     (args.out / f"{name}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     print("\n".join(md))
 

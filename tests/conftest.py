@@ -46,8 +46,16 @@ def tiny_embedder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     root = tmp_path_factory.mktemp("tiny-embedder")
     tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
-    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=512))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+        )
+    )
     bert.save_pretrained(root / "bert")
     tokenizer.save_pretrained(root / "bert")
     transformer = models.Transformer(str(root / "bert"), max_seq_length=256)
@@ -65,8 +73,16 @@ def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("tiny-reranker")
     tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
-    model = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=64, num_labels=1))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=1,
+        )
+    )
     model.save_pretrained(root)
     tokenizer.save_pretrained(root)
     return str(root)
@@ -89,8 +105,22 @@ def tiny_lab_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     near-uniform outputs (frozen tiny embeddings), so it would not show learning."""
     from infuse.lab.train import LabTrainConfig, train_lab_model
 
-    config = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2,
-                            d_ff=64, steps=80, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512)
+    config = LabTrainConfig(
+        n_known=20,
+        n_new=5,
+        n_known_variants=3,
+        n_phantoms=40,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        d_ff=64,
+        steps=80,
+        batch_size=4,
+        seq_len=128,
+        lr=3e-3,
+        warmup_steps=5,
+        max_positions=512,
+    )
     return str(train_lab_model(config, tmp_path_factory.mktemp("tiny-lab-model")))
 
 

@@ -29,21 +29,53 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def document(doc_id: str, *, text: str = "text", metadata: dict | None = None, access: tuple[str, ...] = (),
-             content_hash: str = "h1") -> Document:
+def document(
+    doc_id: str,
+    *,
+    text: str = "text",
+    metadata: dict | None = None,
+    access: tuple[str, ...] = (),
+    content_hash: str = "h1",
+) -> Document:
     return Document(
-        doc_id=doc_id, source_path=f"/kb/{doc_id}.md", file_type=FileType.MARKDOWN, text=text,
-        content_hash=content_hash, title=doc_id.upper(), metadata=metadata or {},
-        sections=(Section(0, len(text), ("Top", "Sub"), None),), hidden_text=("hidden",), access=access,
+        doc_id=doc_id,
+        source_path=f"/kb/{doc_id}.md",
+        file_type=FileType.MARKDOWN,
+        text=text,
+        content_hash=content_hash,
+        title=doc_id.upper(),
+        metadata=metadata or {},
+        sections=(Section(0, len(text), ("Top", "Sub"), None),),
+        hidden_text=("hidden",),
+        access=access,
     )
 
 
-def chunk(doc: Document, index: int, text: str, lang: Language = Language.EN, *, flags: tuple[str, ...] = (),
-          page: int | None = None) -> Chunk:
+def chunk(
+    doc: Document,
+    index: int,
+    text: str,
+    lang: Language = Language.EN,
+    *,
+    flags: tuple[str, ...] = (),
+    page: int | None = None,
+) -> Chunk:
     return Chunk(
-        chunk_id=f"{doc.doc_id}#c{index}", doc_id=doc.doc_id, source_path=doc.source_path, file_type=doc.file_type,
-        index=index, text=text, start=index * 10, end=index * 10 + len(text), lang=lang, n_tokens=len(text.split()),
-        heading_path=("Top", "Sub"), page=page, metadata=doc.metadata, content_hash=doc.content_hash, flags=flags,
+        chunk_id=f"{doc.doc_id}#c{index}",
+        doc_id=doc.doc_id,
+        source_path=doc.source_path,
+        file_type=doc.file_type,
+        index=index,
+        text=text,
+        start=index * 10,
+        end=index * 10 + len(text),
+        lang=lang,
+        n_tokens=len(text.split()),
+        heading_path=("Top", "Sub"),
+        page=page,
+        metadata=doc.metadata,
+        content_hash=doc.content_hash,
+        flags=flags,
         access=doc.access,
     )
 
@@ -90,11 +122,19 @@ class StoreContract:
         a = document("a", metadata={"team": "legal", "year": 2024}, access=("group:legal",))
         b = document("b", metadata={"team": "sales", "year": 2023}, access=("user:bob", "group:sales"))
         c = document("c", metadata={"team": "legal"})
-        write(store, a, (chunk(a, 0, "contract renewal terms", page=1), unit(1, 0, 0, 0)),
-              (chunk(a, 1, "renewal deadline is march", page=2), unit(1, 1, 0, 0)))
+        write(
+            store,
+            a,
+            (chunk(a, 0, "contract renewal terms", page=1), unit(1, 0, 0, 0)),
+            (chunk(a, 1, "renewal deadline is march", page=2), unit(1, 1, 0, 0)),
+        )
         write(store, b, (chunk(b, 0, "sales targets for march", flags=("ignore_instructions",)), unit(0, 1, 0, 0)))
-        write(store, c, (chunk(c, 0, "契約 更新 条件", Language.JA), unit(0, 0, 1, 0)),
-              (chunk(c, 1, "renewal fees", page=2), unit(0, 0, 1, 1)))
+        write(
+            store,
+            c,
+            (chunk(c, 0, "契約 更新 条件", Language.JA), unit(0, 0, 1, 0)),
+            (chunk(c, 1, "renewal fees", page=2), unit(0, 0, 1, 1)),
+        )
         return store
 
     # --- writes and reads round-trip ---------------------------------------------------------
@@ -166,8 +206,21 @@ class StoreContract:
     def test_filters_mean_what_the_reference_says(self, corpus: KnowledgeStore, filter_: Filter) -> None:
         expected = sorted(c.chunk_id for c in corpus.iter_chunks() if matches(filter_, dataclasses.asdict(c)))
         dense = sorted(h.chunk.chunk_id for h in corpus.dense_search(unit(1, 1, 1, 1), 10, filter_))
-        lexical_all = ["renewal", "contract", "terms", "deadline", "is", "march", "sales", "targets", "for",
-                       "契約", "更新", "条件", "fees"]
+        lexical_all = [
+            "renewal",
+            "contract",
+            "terms",
+            "deadline",
+            "is",
+            "march",
+            "sales",
+            "targets",
+            "for",
+            "契約",
+            "更新",
+            "条件",
+            "fees",
+        ]
         lexical = sorted(h.chunk.chunk_id for h in corpus.lexical_search(lexical_all, 10, filter_))
         assert dense == lexical == expected
         assert corpus.count_chunks(filter_) == len(expected)

@@ -10,23 +10,48 @@ from infuse.evaluation.runs import CompareSummary
 DAILY, WEEKLY, RARELY = UpdateFrequency.DAILY, UpdateFrequency.WEEKLY, UpdateFrequency.RARELY
 
 
-def _v(label, variant, accuracy, ci, *, k=None, adapter=None, median=12.0, n=250, training=None,
-       recall=None, cost=0.0067):
-    return {"label": label, "variant": variant, "adapter": adapter, "k": k, "n": n, "accuracy": accuracy,
-            "ci": ci, "latency_ms": {"mean": median, "median": median, "p90": median * 1.5},
-            "cost_per_1k_usd": cost, "training": training,
-            "retrieval": None if recall is None else {"recall_at_k": recall, "mrr": recall}}
+def _v(
+    label, variant, accuracy, ci, *, k=None, adapter=None, median=12.0, n=250, training=None, recall=None, cost=0.0067
+):
+    return {
+        "label": label,
+        "variant": variant,
+        "adapter": adapter,
+        "k": k,
+        "n": n,
+        "accuracy": accuracy,
+        "ci": ci,
+        "latency_ms": {"mean": median, "median": median, "p90": median * 1.5},
+        "cost_per_1k_usd": cost,
+        "training": training,
+        "retrieval": None if recall is None else {"recall_at_k": recall, "mrr": recall},
+    }
 
 
 def _train(adapter, paraphrases, cost=0.022, seconds=40.1):
-    return {"adapter": adapter, "method": "lora", "wall_seconds": seconds, "cost_usd": cost,
-            "dataset": {"name": adapter.removesuffix("-lora"), "kind": "paraphrase",
-                        "paraphrases": paraphrases, "rows": 250}}
+    return {
+        "adapter": adapter,
+        "method": "lora",
+        "wall_seconds": seconds,
+        "cost_usd": cost,
+        "dataset": {
+            "name": adapter.removesuffix("-lora"),
+            "kind": "paraphrase",
+            "paraphrases": paraphrases,
+            "rows": 250,
+        },
+    }
 
 
 def _summary(*variants, freshness=None, count=250):
-    return CompareSummary.from_json({"run": "r1", "questions": {"name": "new_mc", "count": count, "kinds": {"mc": count}},
-                                     "variants": list(variants), "freshness": freshness})
+    return CompareSummary.from_json(
+        {
+            "run": "r1",
+            "questions": {"name": "new_mc", "count": count, "kinds": {"mc": count}},
+            "variants": list(variants),
+            "freshness": freshness,
+        }
+    )
 
 
 BASE_LOW = _v("base", "base", 0.06, [0.03, 0.09])
@@ -38,6 +63,7 @@ def _text(rec: Recommendation) -> str:
 
 
 # ---- criteria only ---------------------------------------------------------------------------
+
 
 def test_daily_updates_mean_rag():
     for updates in (DAILY, WEEKLY):
@@ -83,30 +109,41 @@ def test_zero_training_budget_rules_out_fine_tuning():
 
 # ---- with measurements -----------------------------------------------------------------------
 
+
 def test_fine_tune_clearly_better_and_rarely_updated():
-    summary = _summary(BASE_LOW,
-                       _v("rag@3", "rag", 0.55, [0.49, 0.61], k=3, median=40.0, cost=0.02, recall=0.7),
-                       _v("ft:variants-1-lora", "ft", 0.62, [0.56, 0.68], adapter="variants-1-lora",
-                          training=_train("variants-1-lora", 1, cost=0.007, seconds=12.0)),
-                       _v(f"ft:{FT5}", "ft", 0.81, [0.76, 0.86], adapter=FT5, training=_train(FT5, 5)))
+    summary = _summary(
+        BASE_LOW,
+        _v("rag@3", "rag", 0.55, [0.49, 0.61], k=3, median=40.0, cost=0.02, recall=0.7),
+        _v(
+            "ft:variants-1-lora",
+            "ft",
+            0.62,
+            [0.56, 0.68],
+            adapter="variants-1-lora",
+            training=_train("variants-1-lora", 1, cost=0.007, seconds=12.0),
+        ),
+        _v(f"ft:{FT5}", "ft", 0.81, [0.76, 0.86], adapter=FT5, training=_train(FT5, 5)),
+    )
     rec = advise(Criteria(updates=RARELY), summary)
     assert rec.approach is Approach.FINE_TUNE
     assert rec.confidence == "high"
     text = _text(rec)
     assert f"ft:{FT5} at 81.0% (95% CI 76.0–86.0)" in text
     assert "rag@3 at 55.0%" in text and "do not overlap" in text
-    assert "$0.022" in text                                    # training cost quoted
-    assert "20.0% -> " not in text and "62.0% -> ft:variants-5-lora 81.0%" in text   # paraphrase trend
-    assert any("--paraphrases 10" in s for s in rec.next_steps)   # more paraphrases helped: try more
+    assert "$0.022" in text  # training cost quoted
+    assert "20.0% -> " not in text and "62.0% -> ft:variants-5-lora 81.0%" in text  # paraphrase trend
+    assert any("--paraphrases 10" in s for s in rec.next_steps)  # more paraphrases helped: try more
     assert any(s == f"infuse serve --adapter {FT5}" for s in rec.next_steps)
     assert rec.evidence["chosen"]["label"] == f"ft:{FT5}"
-    json.dumps(rec.to_dict())                                  # serialisable for --json
+    json.dumps(rec.to_dict())  # serialisable for --json
 
 
 def test_rag_within_interval_of_fine_tune_is_preferred():
-    summary = _summary(BASE_LOW,
-                       _v("rag@3", "rag", 0.78, [0.72, 0.84], k=3, median=30.0),
-                       _v(f"ft:{FT5}", "ft", 0.82, [0.77, 0.87], adapter=FT5, training=_train(FT5, 5)))
+    summary = _summary(
+        BASE_LOW,
+        _v("rag@3", "rag", 0.78, [0.72, 0.84], k=3, median=30.0),
+        _v(f"ft:{FT5}", "ft", 0.82, [0.77, 0.87], adapter=FT5, training=_train(FT5, 5)),
+    )
     rec = advise(Criteria(updates=RARELY), summary)
     assert rec.approach is Approach.RAG
     text = _text(rec)
@@ -116,9 +153,11 @@ def test_rag_within_interval_of_fine_tune_is_preferred():
 
 
 def test_base_within_interval_of_best_is_enough():
-    summary = _summary(_v("base", "base", 0.74, [0.68, 0.80]),
-                       _v("rag@3", "rag", 0.77, [0.71, 0.83], k=3, median=30.0),
-                       _v(f"ft:{FT5}", "ft", 0.76, [0.70, 0.82], adapter=FT5, training=_train(FT5, 5)))
+    summary = _summary(
+        _v("base", "base", 0.74, [0.68, 0.80]),
+        _v("rag@3", "rag", 0.77, [0.71, 0.83], k=3, median=30.0),
+        _v(f"ft:{FT5}", "ft", 0.76, [0.70, 0.82], adapter=FT5, training=_train(FT5, 5)),
+    )
     rec = advise(Criteria(), summary)
     assert rec.approach is Approach.BASE
     assert "base at 74.0% (95% CI 68.0–80.0) is within the 95% interval of rag@3" in _text(rec)
@@ -130,12 +169,13 @@ def test_base_within_interval_of_best_is_enough():
 
 
 def test_latency_budget_missed_by_rag_is_weighed():
-    summary = _summary(BASE_LOW,
-                       _v("rag@3", "rag", 0.84, [0.79, 0.89], k=3, median=850.0),
-                       _v(f"ft:{FT5}", "ft", 0.80, [0.75, 0.85], adapter=FT5, median=120.0,
-                          training=_train(FT5, 5)))
+    summary = _summary(
+        BASE_LOW,
+        _v("rag@3", "rag", 0.84, [0.79, 0.89], k=3, median=850.0),
+        _v(f"ft:{FT5}", "ft", 0.80, [0.75, 0.85], adapter=FT5, median=120.0, training=_train(FT5, 5)),
+    )
     without = advise(Criteria(updates=RARELY), summary)
-    assert without.approach is Approach.RAG                   # within the interval, simpler
+    assert without.approach is Approach.RAG  # within the interval, simpler
     rec = advise(Criteria(updates=RARELY, latency_ms=500), summary)
     assert rec.approach is Approach.FINE_TUNE
     text = _text(rec)
@@ -150,31 +190,66 @@ def test_latency_budget_missed_by_rag_is_weighed():
 
 
 def test_stale_share_is_quoted():
-    freshness = {"questions": "updates", "changed_facts": 10, "reindex_seconds": 1.2, "reindex_cost_usd": 0.0007,
-                 "variants": [
-                     {"label": "rag@3", "variant": "rag", "adapter": None, "accuracy": 0.9, "ci": [0.6, 1.0],
-                      "stale_share": 0.0, "n": 10},
-                     {"label": f"ft:{FT5}", "variant": "ft", "adapter": FT5, "accuracy": 0.1, "ci": [0, 0.3],
-                      "stale_share": 0.7, "n": 10, "retrain_seconds": 40.1}]}
-    summary = _summary(BASE_LOW,
-                       _v("rag@3", "rag", 0.86, [0.81, 0.90], k=3, median=30.0),
-                       _v(f"ft:{FT5}", "ft", 0.88, [0.84, 0.92], adapter=FT5, training=_train(FT5, 5)),
-                       freshness=freshness)
+    freshness = {
+        "questions": "updates",
+        "changed_facts": 10,
+        "reindex_seconds": 1.2,
+        "reindex_cost_usd": 0.0007,
+        "variants": [
+            {
+                "label": "rag@3",
+                "variant": "rag",
+                "adapter": None,
+                "accuracy": 0.9,
+                "ci": [0.6, 1.0],
+                "stale_share": 0.0,
+                "n": 10,
+            },
+            {
+                "label": f"ft:{FT5}",
+                "variant": "ft",
+                "adapter": FT5,
+                "accuracy": 0.1,
+                "ci": [0, 0.3],
+                "stale_share": 0.7,
+                "n": 10,
+                "retrain_seconds": 40.1,
+            },
+        ],
+    }
+    summary = _summary(
+        BASE_LOW,
+        _v("rag@3", "rag", 0.86, [0.81, 0.90], k=3, median=30.0),
+        _v(f"ft:{FT5}", "ft", 0.88, [0.84, 0.92], adapter=FT5, training=_train(FT5, 5)),
+        freshness=freshness,
+    )
     rec = advise(Criteria(updates=WEEKLY), summary)
     assert rec.approach is Approach.RAG
     text = _text(rec)
-    assert (f"After the update, ft:{FT5} still answered the old value for 70% of the 10 changed facts "
-            f"(accuracy on them 10%); rag@3 0%") in text
+    assert (
+        f"After the update, ft:{FT5} still answered the old value for 70% of the 10 changed facts "
+        f"(accuracy on them 10%); rag@3 0%"
+    ) in text
     assert "re-indexing took 1.2 s, retraining ft:variants-5-lora 40.1 s" in text
     assert rec.evidence["freshness"]["stale_share"] == {"rag@3": 0.0, f"ft:{FT5}": 0.7}
 
 
 def test_style_with_measurements_and_training_budget():
-    summary = _summary(BASE_LOW,
-                       _v("rag@3", "rag", 0.86, [0.81, 0.90], k=3, median=30.0),
-                       _v(f"ft:{FT5}", "ft", 0.70, [0.64, 0.76], adapter=FT5, training=_train(FT5, 5, cost=12.0)),
-                       _v(f"ft:{FT5}+rag@3", "ft+rag", 0.88, [0.84, 0.92], k=3, adapter=FT5, median=35.0,
-                          training=_train(FT5, 5, cost=12.0)))
+    summary = _summary(
+        BASE_LOW,
+        _v("rag@3", "rag", 0.86, [0.81, 0.90], k=3, median=30.0),
+        _v(f"ft:{FT5}", "ft", 0.70, [0.64, 0.76], adapter=FT5, training=_train(FT5, 5, cost=12.0)),
+        _v(
+            f"ft:{FT5}+rag@3",
+            "ft+rag",
+            0.88,
+            [0.84, 0.92],
+            k=3,
+            adapter=FT5,
+            median=35.0,
+            training=_train(FT5, 5, cost=12.0),
+        ),
+    )
     rec = advise(Criteria(updates=DAILY, needs_style=True, training_budget_usd=50), summary)
     assert rec.approach is Approach.HYBRID
     text = _text(rec)
@@ -185,8 +260,9 @@ def test_style_with_measurements_and_training_budget():
 
 
 def test_small_run_lowers_confidence_and_format():
-    summary = _summary(_v("base", "base", 0.1, [0.0, 0.3], n=20),
-                       _v("rag@1", "rag", 0.9, [0.7, 1.0], k=1, n=20), count=20)
+    summary = _summary(
+        _v("base", "base", 0.1, [0.0, 0.3], n=20), _v("rag@1", "rag", 0.9, [0.7, 1.0], k=1, n=20), count=20
+    )
     rec = advise(Criteria(privacy_local_only=True), summary)
     assert rec.approach is Approach.RAG and rec.confidence == "medium"
     assert "Only 20 questions" in _text(rec) and "Local only" in _text(rec)
@@ -198,11 +274,15 @@ def test_small_run_lowers_confidence_and_format():
 def test_the_decision_is_data_and_the_prose_is_its_explanation():
     from infuse.advice import ReasonCode, decide, explain
 
-    summary = _summary(BASE_LOW,
-                       _v("rag@3", "rag", 0.84, [0.79, 0.89], k=3, median=850.0),
-                       _v(f"ft:{FT5}", "ft", 0.80, [0.75, 0.85], adapter=FT5, median=120.0, training=_train(FT5, 5)))
+    summary = _summary(
+        BASE_LOW,
+        _v("rag@3", "rag", 0.84, [0.79, 0.89], k=3, median=850.0),
+        _v(f"ft:{FT5}", "ft", 0.80, [0.75, 0.85], adapter=FT5, median=120.0, training=_train(FT5, 5)),
+    )
     decision = decide(Criteria(updates=RARELY, latency_ms=500), summary)
-    assert decision.approach is Approach.FINE_TUNE and decision.chosen is not None and decision.chosen.label == f"ft:{FT5}"
+    assert (
+        decision.approach is Approach.FINE_TUNE and decision.chosen is not None and decision.chosen.label == f"ft:{FT5}"
+    )
     slow = next(r for r in decision.reasons if r.code is ReasonCode.RAG_OVER_LATENCY_FT_WITHIN)
     assert slow.facts["rag"].latency_ms == 850.0 and slow.facts["budget_ms"] == 500
     rec = explain(decision)

@@ -22,7 +22,12 @@ def counter() -> HFTokenCounter:
 
 def make_doc(text: str, sections: tuple[Section, ...] = (), doc_id: str = "doc") -> Document:
     return Document(
-        doc_id=doc_id, source_path=f"/tmp/{doc_id}", file_type=FileType.TEXT, text=text, content_hash="h", sections=sections
+        doc_id=doc_id,
+        source_path=f"/tmp/{doc_id}",
+        file_type=FileType.TEXT,
+        text=text,
+        content_hash="h",
+        sections=sections,
     )
 
 
@@ -164,7 +169,9 @@ def test_overlap_never_repeats_a_whole_chunk(counter):
     # A one-sentence paragraph small enough to fit the overlap budget, then a paragraph that nearly
     # fills a chunk: the short paragraph must not be carried in front of the long one.
     short = "Note well."
-    long = " ".join(f"{w} {w} {w}." for w in ("alpha", "bravo", "charlie", "delta", "echo", "fish", "golf", "hotel", "red"))
+    long = " ".join(
+        f"{w} {w} {w}." for w in ("alpha", "bravo", "charlie", "delta", "echo", "fish", "golf", "hotel", "red")
+    )
     assert tokens(counter, short) <= 4 and tokens(counter, long) == 36
     chunks = Chunker(counter, size=38, overlap=4).chunk(make_doc(short + "\n\n" + long))
     assert [c.text for c in chunks] == [short, long]

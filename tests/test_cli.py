@@ -12,8 +12,24 @@ from conftest import CORPUS
 from infuse.cli import EXIT_PARTIAL, app
 
 HIT_FIELDS = {
-    "rank", "chunk_id", "doc_id", "source_path", "text", "start", "end", "page", "heading_path", "lang",
-    "metadata", "score", "fused_score", "dense_score", "dense_rank", "lexical_score", "lexical_rank", "rerank_score",
+    "rank",
+    "chunk_id",
+    "doc_id",
+    "source_path",
+    "text",
+    "start",
+    "end",
+    "page",
+    "heading_path",
+    "lang",
+    "metadata",
+    "score",
+    "fused_score",
+    "dense_score",
+    "dense_rank",
+    "lexical_score",
+    "lexical_rank",
+    "rerank_score",
     "flags",
 }
 

@@ -31,8 +31,11 @@ from infuse.workspace import Workspace
 @pytest.fixture
 def lab_compare_ws(lab_ws: Workspace, lab_workspace_template: Path, tiny_lab_model_dir: str) -> tuple[Workspace, Path]:
     world = lab_workspace_template.parent / "world"
-    for relative, fmt in (("questions/new_mc.jsonl", ImportFormat.MC), ("questions/new_short.jsonl", ImportFormat.QA),
-                          ("updates/questions_mc.jsonl", ImportFormat.MC)):
+    for relative, fmt in (
+        ("questions/new_mc.jsonl", ImportFormat.MC),
+        ("questions/new_short.jsonl", ImportFormat.QA),
+        ("updates/questions_mc.jsonl", ImportFormat.MC),
+    ):
         save_question_set(lab_ws.questions_dir, import_questions(world / relative, fmt))
     build_dataset(lab_ws, BuildRequest(DatasetKind.PARAPHRASE, name="v3", paraphrases=2))
     tune(lab_ws, "v3", tiny_lab_model_dir, TuneConfig(max_steps=4, lr=1e-2, seq_len=128, threads=1, device="cpu"))
@@ -41,8 +44,17 @@ def lab_compare_ws(lab_ws: Workspace, lab_workspace_template: Path, tiny_lab_mod
 
 def test_parse_variants_expands_adapters_and_ks() -> None:
     specs = parse_variants("base,rag,ft,ft+rag", adapters=["a", "b"], ks=[1, 3])
-    assert [s.label for s in specs] == ["base", "rag@1", "rag@3", "ft:a", "ft:b", "ft:a+rag@1", "ft:a+rag@3",
-                                        "ft:b+rag@1", "ft:b+rag@3"]
+    assert [s.label for s in specs] == [
+        "base",
+        "rag@1",
+        "rag@3",
+        "ft:a",
+        "ft:b",
+        "ft:a+rag@1",
+        "ft:a+rag@3",
+        "ft:b+rag@1",
+        "ft:b+rag@3",
+    ]
     with pytest.raises(CompareError, match="needs a fine-tuned run: pass --adapter"):
         parse_variants("ft")
     with pytest.raises(CompareError, match="unknown variant 'rga'"):
@@ -62,17 +74,22 @@ def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_l
     from infuse.evaluation.questions import load_question_set
 
     mc = load_question_set(ws.questions_dir, "new_mc")
-    request = CompareRequest(parse_variants("base,rag,ft,ft+rag", adapters=["v3-lora"], ks=[1, 2]), model=tiny_lab_model_dir,
-                             limit=10, max_new_tokens=4, run_name="mc",
-                             update=UpdateScenario(world / "updates" / "docs", load_question_set(ws.questions_dir, "questions_mc")))
+    request = CompareRequest(
+        parse_variants("base,rag,ft,ft+rag", adapters=["v3-lora"], ks=[1, 2]),
+        model=tiny_lab_model_dir,
+        limit=10,
+        max_new_tokens=4,
+        run_name="mc",
+        update=UpdateScenario(world / "updates" / "docs", load_question_set(ws.questions_dir, "questions_mc")),
+    )
     run = run_compare(ws, mc, request)
-    summary = run.summary.to_json()                    # the fields as summary.json and --json name them
+    summary = run.summary.to_json()  # the fields as summary.json and --json name them
     labels = [v["label"] for v in summary["variants"]]
     assert labels == ["base", "rag@1", "rag@2", "ft:v3-lora", "ft:v3-lora+rag@1", "ft:v3-lora+rag@2"]
     results = [json.loads(line) for line in (run.path / "results.jsonl").read_text().splitlines()]
     main = [r for r in results if not r.get("update")]
     assert len(main) == 6 * 10
-    for label in labels:                               # identical questions for every variant
+    for label in labels:  # identical questions for every variant
         assert [r["question_id"] for r in main if r["label"] == label] == [q.id for q in mc.questions[:10]]
     for variant in summary["variants"]:
         records = [r for r in main if r["label"] == variant["label"]]
@@ -106,9 +123,16 @@ def test_short_answer_sets_are_scored_by_exact_match_and_f1(lab_compare_ws, tiny
     ws, _ = lab_compare_ws
     from infuse.evaluation.questions import load_question_set
 
-    run = run_compare(ws, load_question_set(ws.questions_dir, "new_short"),
-                      CompareRequest([VariantSpec(Variant.BASE), VariantSpec(Variant.RAG, k=1)], model=tiny_lab_model_dir,
-                                     limit=5, max_new_tokens=4))
+    run = run_compare(
+        ws,
+        load_question_set(ws.questions_dir, "new_short"),
+        CompareRequest(
+            [VariantSpec(Variant.BASE), VariantSpec(Variant.RAG, k=1)],
+            model=tiny_lab_model_dir,
+            limit=5,
+            max_new_tokens=4,
+        ),
+    )
     for variant in run.summary.to_json()["variants"]:
         assert variant["f1"] is not None and variant["acc_norm"] is None and variant["completion_tokens_mean"] > 0
 
@@ -117,12 +141,30 @@ def test_cli_compare_report_advise(lab_compare_ws, tiny_lab_model_dir: str) -> N
     ws, _ = lab_compare_ws
     runner = CliRunner()
     common = ["-w", str(ws.path)]
-    result = runner.invoke(app, [*common, "compare", "--questions", "new_mc", "--variants", "base,rag,ft", "--adapter", "v3-lora",
-                                 "-k", "1", "--limit", "6", "--name", "cli", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            *common,
+            "compare",
+            "--questions",
+            "new_mc",
+            "--variants",
+            "base,rag,ft",
+            "--adapter",
+            "v3-lora",
+            "-k",
+            "1",
+            "--limit",
+            "6",
+            "--name",
+            "cli",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert [v["label"] for v in summary["variants"]] == ["base", "rag@1", "ft:v3-lora"]
-    assert summary["model"] == tiny_lab_model_dir             # taken from the adapter's base model
+    assert summary["model"] == tiny_lab_model_dir  # taken from the adapter's base model
     report = runner.invoke(app, [*common, "report", "cli", "--json"])
     assert report.exit_code == 0, report.output
     paths = json.loads(report.stdout)
@@ -142,8 +184,22 @@ def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, m
     from infuse.lab.train import LabTrainConfig
 
     monkeypatch.setenv("INFUSE_LAB_CACHE", str(tmp_path / "cache"))
-    lab = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2, d_ff=64,
-                         steps=40, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512)
+    lab = LabTrainConfig(
+        n_known=20,
+        n_new=5,
+        n_known_variants=3,
+        n_phantoms=40,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        d_ff=64,
+        steps=40,
+        batch_size=4,
+        seq_len=128,
+        lr=3e-3,
+        warmup_steps=5,
+        max_positions=512,
+    )
     result = run_lab_story(tmp_path / "story", StoryConfig(lab=lab, tune_steps=3, batch_rows=2, limit=10))
     summary = result.summary.to_json()
     labels = [v["label"] for v in summary["variants"]]
@@ -162,9 +218,18 @@ def test_freshness_table_shows_each_variant_and_is_absent_without_an_update() ->
     from infuse.evaluation.runs import CompareSummary
 
     assert freshness_table(CompareSummary.from_json({"variants": []})) is None
-    summary = CompareSummary.from_json({"freshness": {"changed_facts": 15, "reindex_seconds": 0.4, "variants": [
-        {"label": "rag@1", "accuracy": 1.0, "stale_share": 0.0},
-        {"label": "ft:v4-lora", "accuracy": 0.133, "stale_share": 0.867}]}})
+    summary = CompareSummary.from_json(
+        {
+            "freshness": {
+                "changed_facts": 15,
+                "reindex_seconds": 0.4,
+                "variants": [
+                    {"label": "rag@1", "accuracy": 1.0, "stale_share": 0.0},
+                    {"label": "ft:v4-lora", "accuracy": 0.133, "stale_share": 0.867},
+                ],
+            }
+        }
+    )
     console = Console(record=True, width=120)
     console.print(freshness_table(summary))
     text = console.export_text()

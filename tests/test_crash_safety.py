@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 def _corpus(root: Path) -> Path:
     files = {
-        f"doc{i:03d}.md": f"# Document {i}\n\n" + " ".join(f"Fact {j} about item {i} is value {i * j}." for j in range(30))
+        f"doc{i:03d}.md": f"# Document {i}\n\n"
+        + " ".join(f"Fact {j} about item {i} is value {i * j}." for j in range(30))
         for i in range(40)
     }
     files["notes_ja.txt"] = "".join(f"項目{i}の値は{i * 7}です。" for i in range(60))
@@ -32,7 +33,12 @@ def _versions(ws_dir: Path) -> int:
 
 
 def _start_ingest(ws_dir: Path, corpus: Path) -> subprocess.Popen:
-    env = {**os.environ, "INFUSE_INGEST__COMMIT_EVERY": "8", "INFUSE_CHUNKING__SIZE": "64", "INFUSE_CHUNKING__OVERLAP": "8"}
+    env = {
+        **os.environ,
+        "INFUSE_INGEST__COMMIT_EVERY": "8",
+        "INFUSE_CHUNKING__SIZE": "64",
+        "INFUSE_CHUNKING__OVERLAP": "8",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "infuse.cli", "-w", str(ws_dir), "ingest", str(corpus)],
         env=env,

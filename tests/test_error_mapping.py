@@ -38,7 +38,9 @@ def test_status_table() -> None:
 
 
 @pytest.mark.parametrize(("error", "code"), [(_Interrupted("stopped by the test"), 7), (WorkspaceBusyError("busy"), 1)])
-def test_cli_exit_code_comes_from_the_error_class(monkeypatch: pytest.MonkeyPatch, error: InfuseError, code: int) -> None:
+def test_cli_exit_code_comes_from_the_error_class(
+    monkeypatch: pytest.MonkeyPatch, error: InfuseError, code: int
+) -> None:
     def fail(*_, **__):
         raise error
 
@@ -99,12 +101,19 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-@pytest.mark.parametrize(("model", "status", "kind", "words"), [
-    ("infuse-rag", 409, "invalid_request_error", "locked by another process"),   # busy workspace: not a 400
-    ("plain", 502, "server_error", "cannot connect"),                            # model server down: a 502
-])
-def test_server_status_comes_from_the_error_class(base_url: str, model: str, status: int, kind: str, words: str) -> None:
-    code, body = _post(f"{base_url}/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": "hi"}]})
+@pytest.mark.parametrize(
+    ("model", "status", "kind", "words"),
+    [
+        ("infuse-rag", 409, "invalid_request_error", "locked by another process"),  # busy workspace: not a 400
+        ("plain", 502, "server_error", "cannot connect"),  # model server down: a 502
+    ],
+)
+def test_server_status_comes_from_the_error_class(
+    base_url: str, model: str, status: int, kind: str, words: str
+) -> None:
+    code, body = _post(
+        f"{base_url}/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert code == status
     assert body["error"]["type"] == kind and body["error"]["code"] == "infuse_error"
     assert words in body["error"]["message"] and "Traceback" not in body["error"]["message"]

@@ -39,14 +39,14 @@ def test_a_failed_atomic_write_leaves_the_old_content(tmp_path: Path, monkeypatc
     path = tmp_path / "manifest.json"
     write_text_atomic(path, "old\n")
 
-    def crash(fd: int) -> None:   # the disk fails after the new bytes were written, before the rename
+    def crash(fd: int) -> None:  # the disk fails after the new bytes were written, before the rename
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="disk full"):
         write_text_atomic(path, "new\n")
     assert path.read_text() == "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]      # the temporary file is gone
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # the temporary file is gone
 
 
 def test_a_staged_folder_appears_complete_or_not_at_all(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_a_staged_folder_appears_complete_or_not_at_all(tmp_path: Path) -> None:
             (staging / "a.txt").write_text("2")
             raise RuntimeError("killed half way")
     assert (target / "a.txt").read_text() == "1" and [p.name for p in tmp_path.iterdir()] == ["set"]
-    with staged_folder(target) as staging:   # success replaces the old folder entirely
+    with staged_folder(target) as staging:  # success replaces the old folder entirely
         (staging / "b.txt").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
 
@@ -85,15 +85,19 @@ def _make(folders: ArtifactFolders, name: str, **kwargs) -> Path:
 
 def test_artifact_folders_create_list_open_and_remove(things: ArtifactFolders) -> None:
     assert things.names() == []
-    with pytest.raises(ThingError, match=r"no thing 'a' in .*things; there are none yet; make one with `infuse thing new`"):
+    with pytest.raises(
+        ThingError, match=r"no thing 'a' in .*things; there are none yet; make one with `infuse thing new`"
+    ):
         things.require("a")
     _make(things, "b")
     _make(things, "a")
-    (things.root / "incomplete").mkdir()                       # no manifest: not listed
-    (things.root / ".c.tmp-123").mkdir()                      # a staging folder: not listed
+    (things.root / "incomplete").mkdir()  # no manifest: not listed
+    (things.root / ".c.tmp-123").mkdir()  # a staging folder: not listed
     (things.root / ".c.tmp-123" / "manifest.json").write_text("{}")
     assert things.names() == ["a", "b"]
-    assert things.require("a") == things.root / "a" and json.loads((things.root / "a" / "manifest.json").read_text()) == {"name": "a"}
+    assert things.require("a") == things.root / "a" and json.loads(
+        (things.root / "a" / "manifest.json").read_text()
+    ) == {"name": "a"}
     with pytest.raises(ThingError, match=r"no thing 'nope' in .*; known: a, b; make one"):
         things.require("nope")
     assert things.next_free("a") == "a-2" and things.next_free("z") == "z"

@@ -12,19 +12,32 @@ from infuse.cli import app
 from infuse.lab.demo import run_lab_demo
 from infuse.lab.train import LabTrainConfig
 
-TINY = LabTrainConfig(n_known=20, n_new=5, n_phantoms=40, d_model=32, n_layers=2, n_heads=2, d_ff=64,
-                      steps=30, batch_size=4, seq_len=128, warmup_steps=5)
+TINY = LabTrainConfig(
+    n_known=20,
+    n_new=5,
+    n_phantoms=40,
+    d_model=32,
+    n_layers=2,
+    n_heads=2,
+    d_ff=64,
+    steps=30,
+    batch_size=4,
+    seq_len=128,
+    warmup_steps=5,
+)
 
 
 def test_lab_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path) -> None:
-    result = run_lab_demo(tmp_path / "demo", TINY, sample=5, cache_dir=tmp_path / "cache",
-                          console=Console(file=open("/dev/null", "w")))
+    result = run_lab_demo(
+        tmp_path / "demo", TINY, sample=5, cache_dir=tmp_path / "cache", console=Console(file=open("/dev/null", "w"))
+    )
     assert (result.model_folder / "config.json").exists() and (result.model_folder / "lab_manifest.json").exists()
     assert result.questions == 5 and 0 <= result.closed_book_accuracy <= 1 and 0 <= result.rag_accuracy <= 1
     assert result.chance == 0.04
     assert len(list((result.workspace.parent / "world" / "docs").glob("*.txt"))) == 5
-    again = run_lab_demo(tmp_path / "demo", TINY, sample=5, cache_dir=tmp_path / "cache",
-                         console=Console(file=open("/dev/null", "w")))
+    again = run_lab_demo(
+        tmp_path / "demo", TINY, sample=5, cache_dir=tmp_path / "cache", console=Console(file=open("/dev/null", "w"))
+    )
     assert again.model_folder == result.model_folder, "the second run reuses the cached model"
 
 

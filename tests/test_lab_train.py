@@ -38,8 +38,21 @@ from infuse.rag import SYSTEM_PROMPTS, build_messages, closed_book_messages
 from infuse.tuning.packing import IGNORE
 
 TINY = LabTrainConfig(
-    n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2, d_ff=64,
-    steps=60, batch_size=4, seq_len=128, lr=3e-3, warmup_steps=5, max_positions=512, seed=1,
+    n_known=20,
+    n_new=5,
+    n_known_variants=3,
+    n_phantoms=40,
+    d_model=32,
+    n_layers=2,
+    n_heads=2,
+    d_ff=64,
+    steps=60,
+    batch_size=4,
+    seq_len=128,
+    lr=3e-3,
+    warmup_steps=5,
+    max_positions=512,
+    seed=1,
 )
 PASSAGE = re.compile(r'<passage id="(\d+)" source="([^"]+)">\n(.*?)\n</passage>', re.S)
 
@@ -64,12 +77,15 @@ def test_every_world_value_is_one_token_and_decodes_to_itself(tokenizer) -> None
             ids = tokenizer(value, add_special_tokens=False)["input_ids"]
             assert len(ids) == 1 and ids[0] != tokenizer.unk_token_id, value
             assert tokenizer.decode(ids) == value
-            cited = tokenizer(format_answer(value, 2, lang) + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+            cited = tokenizer(format_answer(value, 2, lang) + tokenizer.eos_token, add_special_tokens=False)[
+                "input_ids"
+            ]
             assert len(cited) == 3 and cited[-1] == tokenizer.eos_token_id
             text = tokenizer.decode(cited, skip_special_tokens=True)
             assert text == format_answer(value, 2, lang) and answer_of(text) == value
-    assert tokenizer.decode(tokenizer("Varnholt [1]" if lang is Language.EN else "ヴァルンホルト[1]",
-                                      add_special_tokens=False)["input_ids"]).endswith("[1]")
+    assert tokenizer.decode(
+        tokenizer("Varnholt [1]" if lang is Language.EN else "ヴァルンホルト[1]", add_special_tokens=False)["input_ids"]
+    ).endswith("[1]")
     assert all(tokenizer.convert_tokens_to_ids(t) != tokenizer.unk_token_id for t in CITATION_TOKENS)
 
 
@@ -102,7 +118,7 @@ def test_training_lines_are_rendered_with_the_rag_prompt_builders(tokenizer) -> 
     rng = random.Random(0)
     for _ in range(30):
         qa = data.qa(rng)
-        question = qa.text[len("<s>"):qa.text.index(" =>")]
+        question = qa.text[len("<s>") : qa.text.index(" =>")]
         assert qa.text.startswith(render_prompt(tokenizer, closed_book_messages(question, lang)) + " ")
         assert [t for t, on in zip(tokenizer.convert_ids_to_tokens(qa.ids), qa.loss) if on][-1] == "</s>"
 
@@ -161,8 +177,15 @@ def test_fresh_facts_are_drawn_per_line_and_answered_from_the_passage() -> None:
 
 def test_reading_without_known_people_and_with_filled_questions() -> None:
     tokenizer = build_tokenizer("en")
-    config = LabTrainConfig(n_known=20, n_new=5, n_phantoms=3, max_passages=1, questions_per_line=8,
-                            known_readers=False, fill_questions=True)
+    config = LabTrainConfig(
+        n_known=20,
+        n_new=5,
+        n_phantoms=3,
+        max_passages=1,
+        questions_per_line=8,
+        known_readers=False,
+        fill_questions=True,
+    )
     data = LabData(config, tokenizer)
     assert {p.id for p in data.readers} == {p.id for p in data.phantoms}
     assert len(LabData(LabTrainConfig(n_known=20, n_new=5, n_phantoms=3), tokenizer).readers) == 23
@@ -202,8 +225,12 @@ def test_packed_documents_do_not_see_each_other() -> None:
     second = slice(starts[1], starts[2] if len(starts) > 2 else TINY.seq_len)
     position_ids = torch.tensor([positions])
     with torch.no_grad():
-        packed = model(input_ids=torch.tensor([ids]), position_ids=position_ids,
-                       attention_mask=packed_attention_mask(position_ids), use_cache=False).logits[0, second]
+        packed = model(
+            input_ids=torch.tensor([ids]),
+            position_ids=position_ids,
+            attention_mask=packed_attention_mask(position_ids),
+            use_cache=False,
+        ).logits[0, second]
         alone = model(input_ids=torch.tensor([ids[second]]), use_cache=False).logits[0]
     assert torch.allclose(packed, alone, atol=1e-4)
 
@@ -295,8 +322,9 @@ def test_trained_model_answers_through_the_user_code_path(trained: Path, tmp_pat
     model = TransformersModel.load(str(trained))
     assert model.tokenizer.chat_template and model.tokenizer.eos_token_id in model.eos_ids
     world = TINY.world()
-    report = evaluate_lab_model(model, world, tmp_path / "eval", ks=(1,), limit=3,
-                                qa_person_ids=read_manifest(trained)["data"]["qa_person_ids"])
+    report = evaluate_lab_model(
+        model, world, tmp_path / "eval", ks=(1,), limit=3, qa_person_ids=read_manifest(trained)["data"]["qa_person_ids"]
+    )
     scores = summary(report)
     assert {"closed_book_new", "oracle_open_book_new", "rag_top1_new", "closed_book_known"} <= scores.keys()
     assert all(0.0 <= value <= 1.0 for value in scores.values())

@@ -38,7 +38,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _contains(tokens: list[str], sub: list[str]) -> bool:
-    return any(tokens[i:i + len(sub)] == sub for i in range(len(tokens) - len(sub) + 1))
+    return any(tokens[i : i + len(sub)] == sub for i in range(len(tokens) - len(sub) + 1))
 
 
 def _value_texts(attribute, lang: Language) -> list[str]:
@@ -46,6 +46,7 @@ def _value_texts(attribute, lang: Language) -> list[str]:
 
 
 # --- determinism -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("lang", LANGS, ids=str)
 def test_same_seed_writes_byte_identical_files(tmp_path: Path, lang: Language) -> None:
@@ -71,6 +72,7 @@ def test_facts_do_not_depend_on_the_language() -> None:
 
 
 # --- templates ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("lang", LANGS, ids=str)
 def test_template_counts(lang: Language) -> None:
@@ -124,6 +126,7 @@ def test_examples_read_naturally() -> None:
 
 # --- tokenisation ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("lang", LANGS, ids=str)
 def test_every_value_and_name_part_is_one_token(lang: Language) -> None:
     vocabulary = set(lab_vocabulary(lang))
@@ -148,14 +151,18 @@ def test_vocabulary_is_small() -> None:
 def test_tokenizers_library_agrees_with_lab_tokenize(world: World) -> None:
     lang = world.lang
     tokenizer = build_lab_tokenizer(lang)
-    texts = [*world.documents().values(), *(b.text for b in world.known_bios(2)[:100]),
-             *(q.question for q in world.short_questions(NEW))]
+    texts = [
+        *world.documents().values(),
+        *(b.text for b in world.known_bios(2)[:100]),
+        *(q.question for q in world.short_questions(NEW)),
+    ]
     for text in texts:
         assert tokenizer.encode(text).tokens == lab_tokenize(text, lang), text
     assert tokenizer.encode("zebras").tokens == ["[UNK]"]
 
 
 # --- splits, documents and questions -----------------------------------------------------------
+
 
 def test_splits_are_disjoint_and_sized() -> None:
     world = generate_world(seed=11, n_known=30, n_new=12)
@@ -226,7 +233,7 @@ def test_variants_are_full_paraphrases(world: World) -> None:
         for position, attribute in enumerate(ATTRIBUTES):
             count = len(statement_templates(lang, attribute))
             used = [document.templates[position]]
-            used += [b.templates[b.order.index(attribute)] for b in bios[:count - 1]]
+            used += [b.templates[b.order.index(attribute)] for b in bios[: count - 1]]
             assert len(set(used)) == count  # document and first variants never repeat a template
 
 
@@ -240,8 +247,11 @@ def test_update_set(world: World, tmp_path: Path) -> None:
         assert before.facts[change.attribute] == change.old
         tokens = lab_tokenize(updated_docs[world.updated_doc_path(change.person_id)], lang)
         assert change.new.text(lang) in tokens and change.old.text(lang) not in tokens
-        assert all(before.value(a, lang) in tokens for a in ATTRIBUTES
-                   if not any(c.person_id == before.id and c.attribute == a for c in world.changes))
+        assert all(
+            before.value(a, lang) in tokens
+            for a in ATTRIBUTES
+            if not any(c.person_id == before.id and c.attribute == a for c in world.changes)
+        )
     short, mc = world.update_short_questions(), world.update_mc_questions()
     assert len(short) == len(mc) == len(world.changes)
     for change, s, m in zip(world.changes, short, mc):
@@ -249,14 +259,16 @@ def test_update_set(world: World, tmp_path: Path) -> None:
         assert m.choices[m.answer_index] == m.answer and m.choices[m.old_answer_index] == m.old_answer
         assert len(set(m.choices)) == 4 and s.doc == m.doc == f"updates/docs/{change.person_id}.txt"
     world.write(tmp_path)
-    assert sorted(p.name for p in (tmp_path / "updates" / "docs").iterdir()) == \
-        sorted(f"{p.id}.txt" for p in world.updated)
+    assert sorted(p.name for p in (tmp_path / "updates" / "docs").iterdir()) == sorted(
+        f"{p.id}.txt" for p in world.updated
+    )
     assert all((tmp_path / "docs" / p.name).exists() for p in (tmp_path / "updates" / "docs").iterdir())
     records = [json.loads(line) for line in (tmp_path / "updates/questions_mc.jsonl").read_text("utf-8").splitlines()]
     assert [r["old_answer"] for r in records] == [c.old.text(lang) for c in world.changes]
 
 
 # --- files -------------------------------------------------------------------------------------
+
 
 def test_written_world_layout_and_manifest(world: World, tmp_path: Path) -> None:
     manifest = json.loads(world.write(tmp_path).read_text("utf-8"))

@@ -141,7 +141,9 @@ def test_japanese_empty_text(japanese):
 
 
 def test_language_aware_routes_by_script(aware, english, japanese):
-    assert aware.tokenize("The Runners were running") == english.tokenize("The Runners were running") == ["runner", "run"]
+    assert (
+        aware.tokenize("The Runners were running") == english.tokenize("The Runners were running") == ["runner", "run"]
+    )
     assert aware.tokenize("東京大学で研究した") == japanese.tokenize("東京大学で研究した")
     # One Japanese character is enough to use the analyser (English words still stemmed).
     assert aware.tokenize("Running dogs の") == ["run", "dog"]
@@ -168,7 +170,13 @@ def test_regex_tokenizer_splits_latin_from_japanese():
 
 
 def test_whitespace_tokenizer_is_nfkc_lower_word_runs():
-    assert WhitespaceTokenizer().tokenize("Ｈｅｌｌｏ　World ｶﾀｶﾅ snake_case") == ["hello", "world", "カタカナ", "snake", "case"]
+    assert WhitespaceTokenizer().tokenize("Ｈｅｌｌｏ　World ｶﾀｶﾅ snake_case") == [
+        "hello",
+        "world",
+        "カタカナ",
+        "snake",
+        "case",
+    ]
     # No script splitting: a Japanese clause is one token.
     assert WhitespaceTokenizer().tokenize("東京大学でPythonを研究した。") == ["東京大学でpythonを研究した"]
 

@@ -25,8 +25,18 @@ TASK = "infuse_mc_agreement"
 PROMPT = "Question: {q}\nAnswer:"
 
 EN_POOL = [
-    "red", "blue", "seven", "x", "90", "API keys", "on-call engineer", "a big green house",
-    "the quick brown fox", "backups are kept for 35 days", "every 6 hours", "the admin console",
+    "red",
+    "blue",
+    "seven",
+    "x",
+    "90",
+    "API keys",
+    "on-call engineer",
+    "a big green house",
+    "the quick brown fox",
+    "backups are kept for 35 days",
+    "every 6 hours",
+    "the admin console",
 ]
 JA_POOL = ["東京", "東京都", "年次有給休暇", "週3日", "リモートワーク", "夏季休暇は3日", "上長の承認", "10日"]
 
@@ -70,15 +80,21 @@ def run_lm_eval(model_dir: str, rows: list[dict[str, Any]], root: Path, **hflm_a
         "doc_to_choice": "{{choices}}",
         "doc_to_target": "label",
         "target_delimiter": " ",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
     }
     # JSON is YAML: no quoting surprises with Jinja braces, newlines or Japanese.
     (task_dir / f"{TASK}.yaml").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
     lm = HFLM(pretrained=model_dir, device="cpu", dtype="float32", batch_size=4, **hflm_args)
     out = lm_eval.simple_evaluate(
-        model=lm, tasks=[TASK], task_manager=TaskManager(include_path=str(task_dir)), num_fewshot=0,
-        log_samples=True, bootstrap_iters=0,
+        model=lm,
+        tasks=[TASK],
+        task_manager=TaskManager(include_path=str(task_dir)),
+        num_fewshot=0,
+        log_samples=True,
+        bootstrap_iters=0,
     )
     samples = sorted(out["samples"][TASK], key=lambda s: s["doc_id"])
     assert len(samples) == len(rows)
@@ -118,7 +134,9 @@ def test_random_llama_agrees_with_lm_eval(tiny_llama_dir: str, tmp_path: Path) -
     # acc_norm divides by characters, not bytes: some Japanese question tells them apart.
     import numpy as np
 
-    by_bytes = [int(np.argmax(np.array(s.loglikelihoods) / [len(c.encode()) for c in r["choices"]])) for s, r in zip(ours, rows)]
+    by_bytes = [
+        int(np.argmax(np.array(s.loglikelihoods) / [len(c.encode()) for c in r["choices"]])) for s, r in zip(ours, rows)
+    ]
     assert any(b != s.pred_norm for b, s in zip(by_bytes, ours))
     # One question at a time gives the same scores as the batch.
     single = score_multiple_choice(model, PROMPT.format(q=rows[3]["question"]), rows[3]["choices"], rows[3]["label"])

@@ -414,8 +414,17 @@ def test_jsonl_records_become_documents_with_metadata(tmp_path):
     path = write_jsonl(
         tmp_path / "faq.jsonl",
         [
-            {"id": "q1", "text": "How do I reset my password?", "title": "Passwords", "tags": ["it", "account"],
-             "views": 12, "score": 0.5, "public": True, "owner": None, "extra": {"lang": "日本語"}},
+            {
+                "id": "q1",
+                "text": "How do I reset my password?",
+                "title": "Passwords",
+                "tags": ["it", "account"],
+                "views": 12,
+                "score": 0.5,
+                "public": True,
+                "owner": None,
+                "extra": {"lang": "日本語"},
+            },
             "",
             {"id": "q2", "text": "パスワードの再設定方法"},
         ],
@@ -431,8 +440,14 @@ def test_jsonl_records_become_documents_with_metadata(tmp_path):
     assert first.title == "Passwords" and second.title == ""
     # Without --id-field the id is ordinary metadata; nested values are kept as JSON text.
     assert first.metadata == {
-        "id": "q1", "title": "Passwords", "tags": '["it", "account"]', "views": 12, "score": 0.5,
-        "public": True, "owner": None, "extra": '{"lang": "日本語"}',
+        "id": "q1",
+        "title": "Passwords",
+        "tags": '["it", "account"]',
+        "views": 12,
+        "score": 0.5,
+        "public": True,
+        "owner": None,
+        "extra": '{"lang": "日本語"}',
     }
     assert second.text == "パスワードの再設定方法"
 
@@ -453,14 +468,22 @@ def test_jsonl_text_and_id_fields(tmp_path):
 def test_jsonl_missing_text_field_is_a_per_record_error_naming_field_and_line(tmp_path):
     path = write_jsonl(
         tmp_path / "mixed.jsonl",
-        [{"text": "good one"}, {"body": "no text field", "id": 2}, {"text": "   "}, ["not", "an", "object"], {"text": "good two"}],
+        [
+            {"text": "good one"},
+            {"body": "no text field", "id": 2},
+            {"text": "   "},
+            ["not", "an", "object"],
+            {"text": "good two"},
+        ],
     )
     result = load_file(path)
     assert [d.text for d in result.documents] == ["good one", "good two"]
     source = path.resolve().as_posix()
     assert [e.path for e in result.errors] == [f"{source} (line 2)", f"{source} (line 3)", f"{source} (line 4)"]
     missing = result.errors[0]
-    assert "'text'" in missing.reason and "fields present: body, id" in missing.reason and "--text-field" in missing.reason
+    assert (
+        "'text'" in missing.reason and "fields present: body, id" in missing.reason and "--text-field" in missing.reason
+    )
     assert str(missing).startswith(f"{source} (line 2): ")
     assert "'text'" in result.errors[1].reason
     assert "expected a JSON object, got list" in result.errors[2].reason
@@ -483,7 +506,9 @@ def test_jsonl_missing_id_field_is_a_per_record_error(tmp_path):
 
 
 def test_jsonl_invalid_line_is_a_per_line_error_and_other_lines_load(tmp_path):
-    path = write_jsonl(tmp_path / "broken.jsonl", [{"text": "one"}, "{not json", {"text": "three"}, '{"text": "unterminated'])
+    path = write_jsonl(
+        tmp_path / "broken.jsonl", [{"text": "one"}, "{not json", {"text": "three"}, '{"text": "unterminated']
+    )
     result = load_file(path)
     assert [d.text for d in result.documents] == ["one", "three"]
     source = path.resolve().as_posix()
@@ -534,7 +559,9 @@ def test_json_without_records_is_an_error(tmp_path):
 
 
 def test_record_content_hash_changes_with_any_field(tmp_path):
-    path = write_jsonl(tmp_path / "h.jsonl", [{"text": "same", "v": 1}, {"text": "same", "v": 2}, {"v": 1, "text": "same"}])
+    path = write_jsonl(
+        tmp_path / "h.jsonl", [{"text": "same", "v": 1}, {"text": "same", "v": 2}, {"v": 1, "text": "same"}]
+    )
     first, second, third = load_file(path).documents
     assert first.content_hash != second.content_hash
     assert first.content_hash == third.content_hash  # key order does not matter
@@ -548,8 +575,15 @@ JAPANESE = "日本語のテキストです。東京都の会議資料を確認�
 
 @pytest.mark.parametrize(
     "encoding,prefix",
-    [("utf-8", b""), ("utf-8", codecs.BOM_UTF8), ("shift_jis", b""), ("cp932", b""), ("euc_jp", b""),
-     ("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE)],
+    [
+        ("utf-8", b""),
+        ("utf-8", codecs.BOM_UTF8),
+        ("shift_jis", b""),
+        ("cp932", b""),
+        ("euc_jp", b""),
+        ("utf-16-le", codecs.BOM_UTF16_LE),
+        ("utf-16-be", codecs.BOM_UTF16_BE),
+    ],
     ids=["utf8", "utf8-bom", "shift_jis", "cp932", "euc_jp", "utf16le-bom", "utf16be-bom"],
 )
 def test_japanese_text_in_each_encoding(tmp_path, encoding, prefix):
@@ -568,8 +602,14 @@ def test_short_japanese_strings_in_legacy_encodings(tmp_path, text, encoding):
 
 @pytest.mark.parametrize(
     "text,encoding",
-    [("東京", "euc_jp"), ("東京大学", "euc_jp"), ("日本語", "shift_jis"), ("日本語", "euc_jp"), ("価格 1000円", "shift_jis"),
-     ("ｱｲｳｴｵ", "euc_jp")],  # half-width katakana are not counted as kana either
+    [
+        ("東京", "euc_jp"),
+        ("東京大学", "euc_jp"),
+        ("日本語", "shift_jis"),
+        ("日本語", "euc_jp"),
+        ("価格 1000円", "shift_jis"),
+        ("ｱｲｳｴｵ", "euc_jp"),
+    ],  # half-width katakana are not counted as kana either
 )
 def test_short_kanji_only_strings_in_legacy_encodings(text, encoding):
     assert decode_bytes(text.encode(encoding), "f.txt") == text
@@ -703,9 +743,25 @@ def test_discover_files_walks_folders_and_skips_hidden_and_excluded(tmp_path):
     root = tmp_path / "docs"
     make_tree(
         root,
-        ["b.txt", "a.md", "sub/c.html", "sub/deeper/d.pdf", "sub/e.docx", "f.jsonl", "g.json", "h.htm",
-         "skip.csv", "noext", "sub/image.png", ".hidden.txt", ".git/config.txt", ".obsidian/notes.md",
-         "sub/.cache/x.md", "workspace/data.txt", "workspace/.infuse/state.json"],
+        [
+            "b.txt",
+            "a.md",
+            "sub/c.html",
+            "sub/deeper/d.pdf",
+            "sub/e.docx",
+            "f.jsonl",
+            "g.json",
+            "h.htm",
+            "skip.csv",
+            "noext",
+            "sub/image.png",
+            ".hidden.txt",
+            ".git/config.txt",
+            ".obsidian/notes.md",
+            "sub/.cache/x.md",
+            "workspace/data.txt",
+            "workspace/.infuse/state.json",
+        ],
     )
     files, errors = discover_files([root], exclude=[root / "workspace"])
     assert errors == []
@@ -727,9 +783,15 @@ def test_discover_files_dedups_overlapping_arguments_and_symlinks(tmp_path):
 
 def test_discover_files_reports_missing_and_unsupported_explicit_paths(tmp_path):
     make_tree(tmp_path, ["good.txt", "table.csv", "Makefile"])
-    files, errors = discover_files([tmp_path / "missing.md", tmp_path / "table.csv", tmp_path / "Makefile", tmp_path / "good.txt"])
+    files, errors = discover_files(
+        [tmp_path / "missing.md", tmp_path / "table.csv", tmp_path / "Makefile", tmp_path / "good.txt"]
+    )
     assert files == [(tmp_path / "good.txt").resolve()]
-    assert [e.path for e in errors] == [str(tmp_path / "missing.md"), str(tmp_path / "table.csv"), str(tmp_path / "Makefile")]
+    assert [e.path for e in errors] == [
+        str(tmp_path / "missing.md"),
+        str(tmp_path / "table.csv"),
+        str(tmp_path / "Makefile"),
+    ]
     assert "no such file or folder" in errors[0].reason
     assert "unsupported file type '.csv'" in errors[1].reason and ".jsonl" in errors[1].reason
     assert "'(none)'" in errors[2].reason

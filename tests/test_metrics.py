@@ -96,9 +96,16 @@ def test_acc_and_acc_norm_hand_computed() -> None:
     # lls -2, -3, -10 over lengths 1, 4, 12 characters: per character -2, -0.75, -0.83
     model = FixedModel({" a": -2.0, " bbbb": -3.0, " cccccccccccc": -10.0})
     score = score_multiple_choice(model, "Q:", ["a", "bbbb", "cccccccccccc"], answer_index=1)
-    assert score == MCScore(loglikelihoods=(-2.0, -3.0, -10.0), lengths=(1, 4, 12), pred=0, pred_norm=1, acc=0.0, acc_norm=1.0)
-    assert model.calls == [[LoglikelihoodRequest("Q:", " a"), LoglikelihoodRequest("Q:", " bbbb"),
-                            LoglikelihoodRequest("Q:", " cccccccccccc")]]
+    assert score == MCScore(
+        loglikelihoods=(-2.0, -3.0, -10.0), lengths=(1, 4, 12), pred=0, pred_norm=1, acc=0.0, acc_norm=1.0
+    )
+    assert model.calls == [
+        [
+            LoglikelihoodRequest("Q:", " a"),
+            LoglikelihoodRequest("Q:", " bbbb"),
+            LoglikelihoodRequest("Q:", " cccccccccccc"),
+        ]
+    ]
 
 
 def test_acc_norm_counts_characters_not_bytes_and_ties_go_first() -> None:

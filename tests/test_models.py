@@ -67,7 +67,10 @@ def test_loglikelihood_equals_sum_of_token_logprobs(model: TransformersModel) ->
 
 
 def test_loglikelihood_batching_does_not_change_results(model: TransformersModel) -> None:
-    requests = [LoglikelihoodRequest("The quick brown", " fox"), LoglikelihoodRequest("A much longer context about backups and keys", " rotate")]
+    requests = [
+        LoglikelihoodRequest("The quick brown", " fox"),
+        LoglikelihoodRequest("A much longer context about backups and keys", " rotate"),
+    ]
     batched = model.loglikelihood(requests, batch_size=2)
     single = [model.loglikelihood([r], batch_size=1)[0] for r in requests]
     assert [b.logprob for b in batched] == pytest.approx([s.logprob for s in single], abs=1e-4)
@@ -90,7 +93,9 @@ def test_greedy_continuation_is_greedy(model: TransformersModel) -> None:
 
 
 def test_token_counting(model: TransformersModel) -> None:
-    assert model.count_tokens("The quick brown fox") == len(model.tokenizer("The quick brown fox", add_special_tokens=False)["input_ids"])
+    assert model.count_tokens("The quick brown fox") == len(
+        model.tokenizer("The quick brown fox", add_special_tokens=False)["input_ids"]
+    )
     assert model.count_tokens("") == 0
 
 

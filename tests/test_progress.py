@@ -56,24 +56,43 @@ def test_print_progress_prints_stage_starts_and_notes() -> None:
     assert stream.getvalue() == "tune: 0/10\ntune: step 3/10 loss 1.2345\nindex: started\n"
 
 
-def test_fine_tuning_reports_every_step_and_notes_the_loss(lab_ws: Workspace, tiny_lab_model_dir: str,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_fine_tuning_reports_every_step_and_notes_the_loss(
+    lab_ws: Workspace, tiny_lab_model_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     build_dataset(lab_ws, BuildRequest(DatasetKind.CPT, tokenizer=tiny_lab_model_dir))
     config = TuneConfig(max_steps=4, save_every=2, seq_len=128, micro_batch_size=4, threads=1, device="cpu")
     recorder = Recorder()
     tune(lab_ws, "cpt", tiny_lab_model_dir, config, name="first", progress=recorder)
     assert recorder.calls[0] == ("start", "tune", 4) and recorder.advanced() == 4
     assert recorder.notes()[-1].startswith("step 4/4 loss ") and recorder.notes()[-1].endswith(" tok/s")
-    tune(lab_ws, "cpt", tiny_lab_model_dir, config, name="quiet")          # no progress: nothing drawn or printed
+    tune(lab_ws, "cpt", tiny_lab_model_dir, config, name="quiet")  # no progress: nothing drawn or printed
     assert capsys.readouterr().err == ""
 
 
 def test_lab_pretraining_reports_every_step_and_notes_each_loss_point() -> None:
     tokenizer = build_tokenizer("en")
-    config = LabTrainConfig(n_known=20, n_new=5, n_known_variants=3, n_phantoms=40, d_model=32, n_layers=2, n_heads=2,
-                            d_ff=64, steps=6, batch_size=2, seq_len=128, max_positions=512, warmup_steps=2)
+    config = LabTrainConfig(
+        n_known=20,
+        n_new=5,
+        n_known_variants=3,
+        n_phantoms=40,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        d_ff=64,
+        steps=6,
+        batch_size=2,
+        seq_len=128,
+        max_positions=512,
+        warmup_steps=2,
+    )
     recorder = Recorder()
-    result = train(build_model(tokenizer, config.architecture()), LabData(config, tokenizer), config, progress=recorder,
-                   log_every=3)
+    result = train(
+        build_model(tokenizer, config.architecture()),
+        LabData(config, tokenizer),
+        config,
+        progress=recorder,
+        log_every=3,
+    )
     assert recorder.calls[0] == ("start", "lab model", 6) and recorder.advanced() == 6
     assert [n.split(" loss")[0] for n in recorder.notes()] == ["step 3/6", "step 6/6"] and len(result.losses) == 2

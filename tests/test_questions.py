@@ -47,8 +47,10 @@ def lab_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_lines(path: Path, lines: Sequence[object]) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)) + "\n" for line in lines),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)) + "\n" for line in lines),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -125,10 +127,17 @@ def test_lab_mc_and_short_files_keep_ids_docs_and_metadata(lab_world: Path) -> N
     assert len(mc.questions) == len(rows) == 25 and len(short.questions) == 25
     q, row = mc.questions[0], rows[0]
     assert (q.id, q.gold_doc, q.choices, q.answer_index, q.answers) == (
-        row["id"], row["doc"], tuple(row["choices"]), row["answer_index"], (row["answer"],))
+        row["id"],
+        row["doc"],
+        tuple(row["choices"]),
+        row["answer_index"],
+        (row["answer"],),
+    )
     assert q.metadata == {k: row[k] for k in ("person_id", "attribute", "split", "template")}
     short_rows = [json.loads(line) for line in (lab_world / "questions" / "new_short.jsonl").read_text().splitlines()]
-    assert [(q.id, q.answers, q.gold_doc) for q in short.questions] == [(r["id"], (r["answer"],), r["doc"]) for r in short_rows]
+    assert [(q.id, q.answers, q.gold_doc) for q in short.questions] == [
+        (r["id"], (r["answer"],), r["doc"]) for r in short_rows
+    ]
     assert mc.manifest["counts"]["skipped"] == 0
 
 
@@ -156,7 +165,7 @@ def test_save_load_round_trip_and_listing(tmp_path: Path, lab_world: Path) -> No
     with pytest.raises(QuestionSetError, match="already exists.*--overwrite"):
         save_question_set(root, qset)
     save_question_set(root, qset, overwrite=True)
-    assert [p.name for p in root.iterdir()] == ["upd"]                 # no staging folder left behind
+    assert [p.name for p in root.iterdir()] == ["upd"]  # no staging folder left behind
     with pytest.raises(QuestionSetError, match="no question set 'nope'.*known sets: upd"):
         load_question_set(root, "nope")
     with pytest.raises(QuestionSetError, match="there are none yet.*questions import"):
@@ -164,8 +173,19 @@ def test_save_load_round_trip_and_listing(tmp_path: Path, lab_world: Path) -> No
 
 
 def test_question_to_dict_from_dict_keeps_every_field() -> None:
-    q = Question(id="q1", kind=QuestionKind.MC, question="Which?", lang="ja", choices=("a", "b", "c"), answer_index=2,
-                 gold_doc="d.txt", gold_text="…", source_chunk="c1", old_answer_index=0, metadata={"x": [1]})
+    q = Question(
+        id="q1",
+        kind=QuestionKind.MC,
+        question="Which?",
+        lang="ja",
+        choices=("a", "b", "c"),
+        answer_index=2,
+        gold_doc="d.txt",
+        gold_text="…",
+        source_chunk="c1",
+        old_answer_index=0,
+        metadata={"x": [1]},
+    )
     assert q.answers == ("c",) and q.old_answers == ("a",)
     assert Question.from_dict(json.loads(json.dumps(q.to_dict()))) == q
     with pytest.raises(ValueError, match="answer_index 3"):
@@ -173,31 +193,47 @@ def test_question_to_dict_from_dict_keeps_every_field() -> None:
 
 
 def test_gold_documents_writes_each_paragraph_once(tmp_path: Path) -> None:
-    questions = [Question(id=str(i), kind=QuestionKind.SHORT, question="q?", lang="en", answers=("a",),
-                          gold_doc=f"T#{i % 2}", gold_text=f"paragraph {i % 2}") for i in range(4)]
+    questions = [
+        Question(
+            id=str(i),
+            kind=QuestionKind.SHORT,
+            question="q?",
+            lang="en",
+            answers=("a",),
+            gold_doc=f"T#{i % 2}",
+            gold_text=f"paragraph {i % 2}",
+        )
+        for i in range(4)
+    ]
     path = gold_documents(QuestionSet("s", questions, {}), tmp_path / "pool.jsonl")
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert records == [{"id": "T#0", "title": "T", "text": "paragraph 0"}, {"id": "T#1", "title": "T", "text": "paragraph 1"}]
+    assert records == [
+        {"id": "T#0", "title": "T", "text": "paragraph 0"},
+        {"id": "T#1", "title": "T", "text": "paragraph 1"},
+    ]
 
 
 # --- bad input ------------------------------------------------------------------------------------
 
 
 def test_bad_rows_are_skipped_with_their_line_and_reason(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "mixed.jsonl", [
-        {"question": "Capital of France?", "choices": ["Paris", "Rome"], "answer": "Paris"},     # 1 ok (text)
-        "{not json",                                                                            # 2
-        {"question": "No choices?", "answer_index": 0},                                         # 3
-        {"question": "Out of range?", "choices": ["a", "b"], "answer_index": 5},               # 4
-        "",
-        {"question": "Disagree?", "choices": ["a", "b"], "answer_index": 0, "answer": "b"},    # 6
-        {"question": "Letter?", "choices": ["a", "b", "c"], "answer": "C"},                    # 7 ok (letter)
-        {"question": "Repeat?", "choices": ["a", "A"], "answer_index": 0},                     # 8
-        [1, 2],                                                                                 # 9
-        {"id": "x", "question": "Index as text?", "choices": ["a", "b"], "answer": "1"},       # 10 ok
-        {"id": "x", "question": "Same id?", "choices": ["a", "b"], "answer": 0},               # 11
-        {"question": "", "choices": ["a", "b"], "answer": 0},                                   # 12
-    ])
+    path = write_lines(
+        tmp_path / "mixed.jsonl",
+        [
+            {"question": "Capital of France?", "choices": ["Paris", "Rome"], "answer": "Paris"},  # 1 ok (text)
+            "{not json",  # 2
+            {"question": "No choices?", "answer_index": 0},  # 3
+            {"question": "Out of range?", "choices": ["a", "b"], "answer_index": 5},  # 4
+            "",
+            {"question": "Disagree?", "choices": ["a", "b"], "answer_index": 0, "answer": "b"},  # 6
+            {"question": "Letter?", "choices": ["a", "b", "c"], "answer": "C"},  # 7 ok (letter)
+            {"question": "Repeat?", "choices": ["a", "A"], "answer_index": 0},  # 8
+            [1, 2],  # 9
+            {"id": "x", "question": "Index as text?", "choices": ["a", "b"], "answer": "1"},  # 10 ok
+            {"id": "x", "question": "Same id?", "choices": ["a", "b"], "answer": 0},  # 11
+            {"question": "", "choices": ["a", "b"], "answer": 0},  # 12
+        ],
+    )
     qset = import_questions(path, ImportFormat.MC)
     assert [(q.id, q.answer_index) for q in qset.questions] == [("line-1", 0), ("line-7", 2), ("x", 1)]
     skipped = {s["where"]: s["reason"] for s in qset.manifest["skipped"]}
@@ -210,31 +246,61 @@ def test_bad_rows_are_skipped_with_their_line_and_reason(tmp_path: Path) -> None
 
 
 def test_qa_rows_accept_answer_lists_context_and_detect_language(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "qa.jsonl", [
-        {"id": 7, "question": "How often are keys rotated?", "answers": ["every 90 days", "90 days", "90 days"],
-         "context": "Keys are rotated every 90 days.", "gold_doc": "keys.md", "team": "sec"},
-        {"question": "有給休暇は何日？", "answer": 10},
-        {"question": "No answer?"},
-    ])
+    path = write_lines(
+        tmp_path / "qa.jsonl",
+        [
+            {
+                "id": 7,
+                "question": "How often are keys rotated?",
+                "answers": ["every 90 days", "90 days", "90 days"],
+                "context": "Keys are rotated every 90 days.",
+                "gold_doc": "keys.md",
+                "team": "sec",
+            },
+            {"question": "有給休暇は何日？", "answer": 10},
+            {"question": "No answer?"},
+        ],
+    )
     qset = import_questions(path, ImportFormat.QA, limit=5)
     en, ja = qset.questions
     assert (en.id, en.answers, en.gold_text, en.gold_doc, en.metadata, en.lang) == (
-        "7", ("every 90 days", "90 days"), "Keys are rotated every 90 days.", "keys.md", {"team": "sec"}, "en")
+        "7",
+        ("every 90 days", "90 days"),
+        "Keys are rotated every 90 days.",
+        "keys.md",
+        {"team": "sec"},
+        "en",
+    )
     assert (ja.lang, ja.answers) == ("ja", ("10",))
-    assert qset.manifest["skipped"] == [{"where": "qa.jsonl:3", "reason": "missing field 'answers' (a list of accepted answers) or 'answer'"}]
+    assert qset.manifest["skipped"] == [
+        {"where": "qa.jsonl:3", "reason": "missing field 'answers' (a list of accepted answers) or 'answer'"}
+    ]
     assert qset.manifest["counts"]["by_lang"] == {"en": 1, "ja": 1}
 
 
-@pytest.mark.parametrize(("content", "fmt", "message"), [
-    (None, ImportFormat.MC, "no such file"),
-    ('{"question": "q?", "answer": "a"}\n', ImportFormat.MC, r"no usable mc questions \(1 rows skipped, first: bad.json:1: .*choices.*check --format"),
-    ("", ImportFormat.QA, "no usable qa questions; check --format"),
-    ('{"data": [\n{"title": "x",,}]}', ImportFormat.SQUAD, r"bad.json:2: not valid JSON"),
-    ('[{"question": "q"}]', ImportFormat.SQUAD, r"not SQuAD format"),
-    ('{"data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [{"id": "1", "question": "q", '
-     '"answers": [], "is_impossible": true}]}]}]}', ImportFormat.SQUAD, "no usable squad questions"),
-])
-def test_unusable_files_are_errors_naming_the_file(tmp_path: Path, content: str | None, fmt: ImportFormat, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "fmt", "message"),
+    [
+        (None, ImportFormat.MC, "no such file"),
+        (
+            '{"question": "q?", "answer": "a"}\n',
+            ImportFormat.MC,
+            r"no usable mc questions \(1 rows skipped, first: bad.json:1: .*choices.*check --format",
+        ),
+        ("", ImportFormat.QA, "no usable qa questions; check --format"),
+        ('{"data": [\n{"title": "x",,}]}', ImportFormat.SQUAD, r"bad.json:2: not valid JSON"),
+        ('[{"question": "q"}]', ImportFormat.SQUAD, r"not SQuAD format"),
+        (
+            '{"data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [{"id": "1", "question": "q", '
+            '"answers": [], "is_impossible": true}]}]}]}',
+            ImportFormat.SQUAD,
+            "no usable squad questions",
+        ),
+    ],
+)
+def test_unusable_files_are_errors_naming_the_file(
+    tmp_path: Path, content: str | None, fmt: ImportFormat, message: str
+) -> None:
     path = tmp_path / "bad.json"
     if content is not None:
         path.write_text(content, encoding="utf-8")
@@ -262,50 +328,81 @@ class CannedReplyModel:
 
 
 def chunk(text: str, lang: str = "en", chunk_id: str = "c1") -> Chunk:
-    return Chunk(chunk_id=chunk_id, doc_id="d", source_path=f"/kb/{chunk_id}.md", file_type=FileType.MARKDOWN, index=0,
-                 text=text, start=0, end=len(text), lang=Language(lang), content_hash="h")
+    return Chunk(
+        chunk_id=chunk_id,
+        doc_id="d",
+        source_path=f"/kb/{chunk_id}.md",
+        file_type=FileType.MARKDOWN,
+        index=0,
+        text=text,
+        start=0,
+        end=len(text),
+        lang=Language(lang),
+        content_hash="h",
+    )
 
 
 KEYS = chunk("API keys are rotated every 90 days from the admin console by the security team.")
 
 
-def mc(question: str, choices: Sequence[object] = ("30 days", "60 days", "90 days", "120 days"), index: object = 2) -> str:
+def mc(
+    question: str, choices: Sequence[object] = ("30 days", "60 days", "90 days", "120 days"), index: object = 2
+) -> str:
     return json.dumps({"question": question, "choices": list(choices), "answer_index": index})
 
 
 def test_generator_keeps_the_most_specific_valid_questions() -> None:
-    reply = "\n".join([
-        "Sure! Here are some questions:",
-        mc("How often is it done?"),                                               # valid, vague
-        mc("How often are API keys rotated from the admin console?"),             # valid, specific
-        mc("How often are keys rotated?", choices=("30 days", "90 days", "1 year")),   # 3 choices
-        mc("When are API keys rotated?", index=4),                                 # index out of range
-        mc("How often are API keys rotated from the admin console?"),             # duplicate
-        '```json\n{"question": "Who rotates the API keys?",\n "choices": ["the security team", "HR", "sales", "legal"],\n "answer": "A"}\n```',
-    ])
+    reply = "\n".join(
+        [
+            "Sure! Here are some questions:",
+            mc("How often is it done?"),  # valid, vague
+            mc("How often are API keys rotated from the admin console?"),  # valid, specific
+            mc("How often are keys rotated?", choices=("30 days", "90 days", "1 year")),  # 3 choices
+            mc("When are API keys rotated?", index=4),  # index out of range
+            mc("How often are API keys rotated from the admin console?"),  # duplicate
+            '```json\n{"question": "Who rotates the API keys?",\n "choices": ["the security team", "HR", "sales", "legal"],\n "answer": "A"}\n```',
+        ]
+    )
     model = CannedReplyModel([reply])
     qset = generate_questions([KEYS], model, per_chunk=2, seed=3, name="gen")
-    assert [q.question for q in qset.questions] == ["How often are API keys rotated from the admin console?",
-                                                    "Who rotates the API keys?"]
+    assert [q.question for q in qset.questions] == [
+        "How often are API keys rotated from the admin console?",
+        "Who rotates the API keys?",
+    ]
     first = qset.questions[0]
     assert (first.id, first.source_chunk, first.gold_doc, first.gold_text, first.answers) == (
-        "c1-q0", "c1", "/kb/c1.md", KEYS.text, ("90 days",))
+        "c1-q0",
+        "c1",
+        "/kb/c1.md",
+        KEYS.text,
+        ("90 days",),
+    )
     assert len(model.prompts) == 1 and "4 different choices" in model.prompts[0] and KEYS.text in model.prompts[0]
     counts = qset.manifest["counts"]
-    assert counts["dropped"] == {"invalid": 2, "duplicate": 1, "less specific": 1} and counts["chunks_without_questions"] == 0
-    assert (qset.manifest["generator"], qset.manifest["seed"], qset.manifest["format"]) == ("canned-replies", 3, "generated")
+    assert (
+        counts["dropped"] == {"invalid": 2, "duplicate": 1, "less specific": 1}
+        and counts["chunks_without_questions"] == 0
+    )
+    assert (qset.manifest["generator"], qset.manifest["seed"], qset.manifest["format"]) == (
+        "canned-replies",
+        3,
+        "generated",
+    )
 
 
 def test_short_answers_must_come_from_the_chunk_and_japanese_chunks_get_a_japanese_prompt() -> None:
     ja = chunk("リモートワークは週3日まで認められています。", lang="ja", chunk_id="c2")
-    model = CannedReplyModel([
-        '{"question": "How often are API keys rotated?", "answer": "Every 90 Days."}\n{"question": "Who?", "answer": "the CEO"}',
-        '[{"question": "リモートワークは週何日まで認められていますか？", "answer": "週3日"}]',
-    ])
+    model = CannedReplyModel(
+        [
+            '{"question": "How often are API keys rotated?", "answer": "Every 90 Days."}\n{"question": "Who?", "answer": "the CEO"}',
+            '[{"question": "リモートワークは週何日まで認められていますか？", "answer": "週3日"}]',
+        ]
+    )
     qset = generate_questions([KEYS, ja], model, kind=QuestionKind.SHORT)
     assert [(q.question, q.answers, q.lang, q.kind) for q in qset.questions] == [
         ("How often are API keys rotated?", ("Every 90 Days.",), "en", QuestionKind.SHORT),
-        ("リモートワークは週何日まで認められていますか？", ("週3日",), "ja", QuestionKind.SHORT)]
+        ("リモートワークは週何日まで認められていますか？", ("週3日",), "ja", QuestionKind.SHORT),
+    ]
     assert "JSON形式" in model.prompts[1] and qset.manifest["counts"]["dropped"] == {"answer not in chunk": 1}
 
 
@@ -321,7 +418,9 @@ def test_a_real_model_that_writes_junk_gives_a_clear_error(tiny_chat_llama_dir: 
 
     model = TransformersModel.load(tiny_chat_llama_dir, device="cpu")
     with pytest.raises(QuestionSetError, match="wrote no usable questions for any of the 2 chunks.*instruction-tuned"):
-        generate_questions([KEYS, chunk("Backups are kept for 35 days.", chunk_id="c2")], model, attempts=1, max_new_tokens=16)
+        generate_questions(
+            [KEYS, chunk("Backups are kept for 35 days.", chunk_id="c2")], model, attempts=1, max_new_tokens=16
+        )
 
 
 def test_parse_json_objects_finds_objects_anywhere_and_unwraps_question_lists() -> None:
@@ -332,4 +431,4 @@ def test_parse_json_objects_finds_objects_anywhere_and_unwraps_question_lists() 
 
 def test_specificity_counts_the_chunks_words_in_the_question() -> None:
     assert specificity("What is it?", KEYS.text) == (0, 0.0)
-    assert specificity("How often are API keys rotated?", KEYS.text) == (3, 0.75)   # api, key, rotat shared; "often" not
+    assert specificity("How often are API keys rotated?", KEYS.text) == (3, 0.75)  # api, key, rotat shared; "often" not

@@ -87,8 +87,10 @@ def people_pipeline(tmp_path: Path, tiny_chat_llama_dir: str) -> RagPipeline:
 
 
 def test_gate_lets_a_differently_phrased_right_passage_through(people_pipeline: RagPipeline) -> None:
-    for question, source in (("コルナ・ヤンドロが一番好きな食べ物は何ですか？", "korna.txt"),
-                             ("ベルベク・グレルトンが一番好きな食べ物は何ですか？", "berbek.txt")):
+    for question, source in (
+        ("コルナ・ヤンドロが一番好きな食べ物は何ですか？", "korna.txt"),
+        ("ベルベク・グレルトンが一番好きな食べ物は何ですか？", "berbek.txt"),
+    ):
         answer, messages = people_pipeline.prepare(question, k=1)
         assert answer.found_relevant and messages is not None, question
         assert Path(answer.passages[0].chunk.source_path).name == source

@@ -20,33 +20,112 @@ from infuse.evaluation.runs import (
 
 # summary.json as infuse wrote it before the schema field existed (fields exactly as then)
 OLD_SUMMARY = {
-    "run": "20261121-031500-lab", "created": "2026-11-21T03:15:00+0000", "workspace": "/abs/ws", "model": "/abs/lab-model",
+    "run": "20261121-031500-lab",
+    "created": "2026-11-21T03:15:00+0000",
+    "workspace": "/abs/ws",
+    "model": "/abs/lab-model",
     "questions": {"name": "new_mc", "count": 2, "kinds": {"mc": 2}},
-    "cost_model": {"machine_hour_usd": 0.5, "input_usd_per_mtok": None, "output_usd_per_mtok": None, "basis": "machine_time"},
+    "cost_model": {
+        "machine_hour_usd": 0.5,
+        "input_usd_per_mtok": None,
+        "output_usd_per_mtok": None,
+        "basis": "machine_time",
+    },
     "variants": [
-        {"label": "base", "variant": "base", "adapter": None, "k": None, "n": 2, "accuracy": 0.5, "ci": [0.0, 1.0],
-         "f1": None, "acc_norm": 0.5, "latency_ms": {"mean": 10.5, "median": 10.5, "p90": 11.0}, "retrieval_ms_mean": 0.0,
-         "prompt_tokens_mean": 9.0, "completion_tokens_mean": 0.0, "retrieval": None, "found_relevant_share": None,
-         "cost_per_1k_usd": 0.001458, "training": None},
-        {"label": "ft:v3-lora+rag@1", "variant": "ft+rag", "adapter": "v3-lora", "k": 1, "n": 2, "accuracy": 1.0,
-         "ci": [1.0, 1.0], "f1": None, "acc_norm": 1.0, "latency_ms": {"mean": 20.0, "median": 20.0, "p90": 21.0},
-         "retrieval_ms_mean": 3.5, "prompt_tokens_mean": 49.0, "completion_tokens_mean": 0.0,
-         "retrieval": {"questions": 2, "recall_at_k": 1.0, "mrr": 1.0, "ndcg": 1.0}, "found_relevant_share": 1.0,
-         "cost_per_1k_usd": 0.002778,
-         "training": {"adapter": "v3-lora", "method": "lora", "wall_seconds": 12.3, "cost_usd": 0.001708,
-                      "dataset": {"name": "v3", "kind": "paraphrase", "paraphrases": 2, "rows": 24}}},
+        {
+            "label": "base",
+            "variant": "base",
+            "adapter": None,
+            "k": None,
+            "n": 2,
+            "accuracy": 0.5,
+            "ci": [0.0, 1.0],
+            "f1": None,
+            "acc_norm": 0.5,
+            "latency_ms": {"mean": 10.5, "median": 10.5, "p90": 11.0},
+            "retrieval_ms_mean": 0.0,
+            "prompt_tokens_mean": 9.0,
+            "completion_tokens_mean": 0.0,
+            "retrieval": None,
+            "found_relevant_share": None,
+            "cost_per_1k_usd": 0.001458,
+            "training": None,
+        },
+        {
+            "label": "ft:v3-lora+rag@1",
+            "variant": "ft+rag",
+            "adapter": "v3-lora",
+            "k": 1,
+            "n": 2,
+            "accuracy": 1.0,
+            "ci": [1.0, 1.0],
+            "f1": None,
+            "acc_norm": 1.0,
+            "latency_ms": {"mean": 20.0, "median": 20.0, "p90": 21.0},
+            "retrieval_ms_mean": 3.5,
+            "prompt_tokens_mean": 49.0,
+            "completion_tokens_mean": 0.0,
+            "retrieval": {"questions": 2, "recall_at_k": 1.0, "mrr": 1.0, "ndcg": 1.0},
+            "found_relevant_share": 1.0,
+            "cost_per_1k_usd": 0.002778,
+            "training": {
+                "adapter": "v3-lora",
+                "method": "lora",
+                "wall_seconds": 12.3,
+                "cost_usd": 0.001708,
+                "dataset": {"name": "v3", "kind": "paraphrase", "paraphrases": 2, "rows": 24},
+            },
+        },
     ],
-    "freshness": {"questions": "questions_mc", "documents": "/abs/updates", "changed_facts": 2, "reindex_seconds": 1.2,
-                  "reindex_cost_usd": 0.000167, "variants": [
-                      {"label": "base", "variant": "base", "adapter": None, "n": 2, "accuracy": 0.0, "ci": [0.0, 0.0],
-                       "stale_share": 1.0},
-                      {"label": "ft:v3-lora+rag@1", "variant": "ft+rag", "adapter": "v3-lora", "n": 2, "accuracy": 1.0,
-                       "ci": [1.0, 1.0], "stale_share": 0.0, "retrain_seconds": 12.3}]},
+    "freshness": {
+        "questions": "questions_mc",
+        "documents": "/abs/updates",
+        "changed_facts": 2,
+        "reindex_seconds": 1.2,
+        "reindex_cost_usd": 0.000167,
+        "variants": [
+            {
+                "label": "base",
+                "variant": "base",
+                "adapter": None,
+                "n": 2,
+                "accuracy": 0.0,
+                "ci": [0.0, 0.0],
+                "stale_share": 1.0,
+            },
+            {
+                "label": "ft:v3-lora+rag@1",
+                "variant": "ft+rag",
+                "adapter": "v3-lora",
+                "n": 2,
+                "accuracy": 1.0,
+                "ci": [1.0, 1.0],
+                "stale_share": 0.0,
+                "retrain_seconds": 12.3,
+            },
+        ],
+    },
 }
-OLD_RECORD = {"question_id": "q1", "label": "ft:v3-lora+rag@1", "kind": "mc", "question": "Who?", "answers": ["Tarn"],
-              "prediction": "Tarn", "correct": True, "acc_norm": True, "f1": None, "stale": None, "prompt_tokens": 49,
-              "completion_tokens": 0, "retrieved": ["world/docs/n0001.txt"], "gold_rank": 1, "found_relevant": True,
-              "retrieval_ms": 3.5, "latency_ms": 20.0, "gold_known": True}
+OLD_RECORD = {
+    "question_id": "q1",
+    "label": "ft:v3-lora+rag@1",
+    "kind": "mc",
+    "question": "Who?",
+    "answers": ["Tarn"],
+    "prediction": "Tarn",
+    "correct": True,
+    "acc_norm": True,
+    "f1": None,
+    "stale": None,
+    "prompt_tokens": 49,
+    "completion_tokens": 0,
+    "retrieved": ["world/docs/n0001.txt"],
+    "gold_rank": 1,
+    "found_relevant": True,
+    "retrieval_ms": 3.5,
+    "latency_ms": 20.0,
+    "gold_known": True,
+}
 
 
 def _write(folder: Path, summary: dict, records: list[dict]) -> Path:
@@ -97,12 +176,35 @@ def test_a_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_odd_values_read_as_missing_instead_of_failing() -> None:
-    summary = CompareSummary.from_json({"variants": [{"variant": "rag", "k": "three", "accuracy": "n/a", "ci": [0.1],
-                                                      "latency_ms": None, "training": "oops", "retrieval": []},
-                                                     "not a variant", {"variant": "mystery", "accuracy": 0.5}],
-                                        "questions": "free text", "freshness": {"variants": None}, "cost_model": None})
+    summary = CompareSummary.from_json(
+        {
+            "variants": [
+                {
+                    "variant": "rag",
+                    "k": "three",
+                    "accuracy": "n/a",
+                    "ci": [0.1],
+                    "latency_ms": None,
+                    "training": "oops",
+                    "retrieval": [],
+                },
+                "not a variant",
+                {"variant": "mystery", "accuracy": 0.5},
+            ],
+            "questions": "free text",
+            "freshness": {"variants": None},
+            "cost_model": None,
+        }
+    )
     rag, mystery = summary.variants
-    assert (rag.label, rag.kind, rag.k, rag.accuracy, rag.ci, rag.training) == ("rag", Variant.RAG, None, None, None, None)
+    assert (rag.label, rag.kind, rag.k, rag.accuracy, rag.ci, rag.training) == (
+        "rag",
+        Variant.RAG,
+        None,
+        None,
+        None,
+        None,
+    )
     assert mystery.kind is None and mystery.label == "mystery"
     assert summary.questions is not None and summary.questions.name == "free text"
     assert summary.freshness is not None and summary.freshness.variants == ()

@@ -40,10 +40,10 @@ TUNE_CASES = [  # (config, steps)
     (TuneConfig(), 7),
     (TuneConfig(), 100),
     (TuneConfig(method=TuneMethod.FULL), 1234),
-    (TuneConfig(lr=1e-2, warmup_ratio=0.0), 60),           # no warmup
-    (TuneConfig(lr=3e-4, warmup_ratio=1.0), 20),           # warmup == steps
+    (TuneConfig(lr=1e-2, warmup_ratio=0.0), 60),  # no warmup
+    (TuneConfig(lr=3e-4, warmup_ratio=1.0), 20),  # warmup == steps
     (TuneConfig(lr=1e-3, warmup_ratio=0.5, min_lr_ratio=0.0), 9),
-    (TuneConfig(lr=2e-4, warmup_ratio=0.001), 50),         # rounds to 0, floored at 1
+    (TuneConfig(lr=2e-4, warmup_ratio=0.001), 50),  # rounds to 0, floored at 1
     (TuneConfig(lr=5e-5, warmup_ratio=0.1, min_lr_ratio=1.0), 33),
 ]
 
@@ -51,16 +51,16 @@ LAB_CASES = [
     LabTrainConfig.for_lang("en"),
     LabTrainConfig.for_lang("ja"),
     LabTrainConfig(steps=60, lr=3e-3, warmup_steps=5),
-    LabTrainConfig(steps=100, warmup_steps=0),               # no warmup
-    LabTrainConfig(steps=50, warmup_steps=50),               # warmup == steps
-    LabTrainConfig(steps=10, warmup_steps=20),               # warmup longer than the run
+    LabTrainConfig(steps=100, warmup_steps=0),  # no warmup
+    LabTrainConfig(steps=50, warmup_steps=50),  # warmup == steps
+    LabTrainConfig(steps=10, warmup_steps=20),  # warmup longer than the run
     LabTrainConfig(steps=1, warmup_steps=1, min_lr_ratio=0.0),
 ]
 
 
 @pytest.mark.parametrize(("config", "steps"), TUNE_CASES)
 def test_tuning_schedule_is_bit_identical_to_the_old_formula(config: TuneConfig, steps: int) -> None:
-    for step in [*range(steps + 2), steps - 1, steps, steps + 10]:   # every step, the last one, and past the end
+    for step in [*range(steps + 2), steps - 1, steps, steps + 10]:  # every step, the last one, and past the end
         assert tune_lr_at(step, steps, config) == old_tune_lr_at(step, steps, config), (config, steps, step)
 
 
@@ -72,8 +72,8 @@ def test_lab_schedule_is_bit_identical_to_the_old_formula(config: LabTrainConfig
 
 def test_the_schedule_shape() -> None:
     rates = [warmup_cosine(s, peak=1e-3, total=100, warmup=10, min_ratio=0.1) for s in range(101)]
-    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)      # linear warmup to the peak
-    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))                         # then only down
-    assert rates[100] == pytest.approx(1e-4)                                           # to peak * min_ratio
-    assert warmup_cosine(500, peak=1e-3, total=100, warmup=10, min_ratio=0.1) == rates[100]   # flat after the end
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)  # linear warmup to the peak
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))  # then only down
+    assert rates[100] == pytest.approx(1e-4)  # to peak * min_ratio
+    assert warmup_cosine(500, peak=1e-3, total=100, warmup=10, min_ratio=0.1) == rates[100]  # flat after the end
     assert warmup_steps(100, 0.05) == 5 and warmup_steps(100, 0.0) == 0 and warmup_steps(10, 0.01) == 1

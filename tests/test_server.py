@@ -36,7 +36,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_llama_dir: str):
     Workspace.open(root / "ws", create=True).ingest([write_corpus(root / "corpus")])
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "infuse.cli", "-w", str(root / "ws"), "serve", "--model", tiny_chat_llama_dir, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "infuse.cli",
+            "-w",
+            str(root / "ws"),
+            "serve",
+            "--model",
+            tiny_chat_llama_dir,
+            "--port",
+            str(port),
+        ],
         env={**os.environ, "INFUSE_API_KEY": API_KEY, "INFUSE_MODEL__MAX_NEW_TOKENS": "8"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -80,9 +91,11 @@ def test_chat_with_rag_returns_citations_field_and_usage(client: openai.OpenAI) 
 def test_chat_streaming_matches_non_streaming(client: openai.OpenAI, server) -> None:
     messages = [{"role": "user", "content": "Say something about backups"}]
     whole = client.chat.completions.create(model=server[1], messages=messages, max_tokens=8)
-    chunks = list(client.chat.completions.create(
-        model=server[1], messages=messages, max_tokens=8, stream=True, stream_options={"include_usage": True}
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model=server[1], messages=messages, max_tokens=8, stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
@@ -91,15 +104,22 @@ def test_chat_streaming_matches_non_streaming(client: openai.OpenAI, server) -> 
 
 
 def test_rag_chat_streams_too(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model=RAG_MODEL_ID, messages=[{"role": "user", "content": "How often are API keys rotated?"}], max_tokens=4, stream=True
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model=RAG_MODEL_ID,
+            messages=[{"role": "user", "content": "How often are API keys rotated?"}],
+            max_tokens=4,
+            stream=True,
+        )
+    )
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert isinstance(chunks[-1].model_extra["citations"], list)
 
 
 def test_completions_with_echo_and_logprobs(client: openai.OpenAI, server) -> None:
-    response = client.completions.create(model=server[1], prompt="The quick brown fox", max_tokens=0, echo=True, logprobs=1)
+    response = client.completions.create(
+        model=server[1], prompt="The quick brown fox", max_tokens=0, echo=True, logprobs=1
+    )
     choice = response.choices[0]
     assert choice.text == "The quick brown fox"
     logprobs = choice.logprobs

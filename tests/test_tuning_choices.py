@@ -16,8 +16,10 @@ from infuse.tuning.trainer import TuneConfig
 
 
 def test_tuning_does_not_import_the_lab() -> None:
-    code = ("import sys, infuse.tuning.builders, infuse.tuning.registry, infuse.tuning.generators; "
-            "print(sorted(m for m in sys.modules if m.startswith('infuse.lab')))")
+    code = (
+        "import sys, infuse.tuning.builders, infuse.tuning.registry, infuse.tuning.generators; "
+        "print(sorted(m for m in sys.modules if m.startswith('infuse.lab')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -29,7 +31,7 @@ def test_the_lab_registers_its_writer_and_the_first_match_wins(monkeypatch: pyte
     class Templates:
         name = "templates"
 
-    mine = [SimpleNamespace(source_path="/nowhere/docs/a.txt")]   # not a lab world's document
+    mine = [SimpleNamespace(source_path="/nowhere/docs/a.txt")]  # not a lab world's document
     monkeypatch.setattr(generators, "_DETECTORS", list(generators._DETECTORS))
     assert any(getattr(d, "__qualname__", "") == "LabWorldWriter.detect" for d in generators._DETECTORS)
     assert detect_writer(mine) is None

@@ -18,15 +18,48 @@ def _json(result) -> object:
 def test_dataset_tune_adapters_and_ask_by_run_name(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
     runner = CliRunner()
     ws = ["-w", str(lab_ws.path)]
-    built = _json(runner.invoke(app, [*ws, "dataset", "build", "--kind", "paraphrase", "--paraphrases", "2",
-                                      "--model", tiny_lab_model_dir, "--json"]))
+    built = _json(
+        runner.invoke(
+            app,
+            [
+                *ws,
+                "dataset",
+                "build",
+                "--kind",
+                "paraphrase",
+                "--paraphrases",
+                "2",
+                "--model",
+                tiny_lab_model_dir,
+                "--json",
+            ],
+        )
+    )
     assert built["name"] == "paraphrase" and built["manifest"]["generator"] == "lab world templates"
     assert built["manifest"]["tokens"] > 0 and built["manifest"]["rows"] == 3 * 8
     listed = _json(runner.invoke(app, [*ws, "dataset", "list", "--json"]))
     assert [d["name"] for d in listed] == ["paraphrase"]
 
-    run = _json(runner.invoke(app, [*ws, "tune", "--dataset", "paraphrase", "--model", tiny_lab_model_dir, "--max-steps", "3",
-                                    "--seq-len", "128", "--device", "cpu", "--json"]))
+    run = _json(
+        runner.invoke(
+            app,
+            [
+                *ws,
+                "tune",
+                "--dataset",
+                "paraphrase",
+                "--model",
+                tiny_lab_model_dir,
+                "--max-steps",
+                "3",
+                "--seq-len",
+                "128",
+                "--device",
+                "cpu",
+                "--json",
+            ],
+        )
+    )
     assert run["name"] == "paraphrase-lora" and run["status"] == "complete" and run["steps"] == 3
     assert [r["name"] for r in _json(runner.invoke(app, [*ws, "adapters", "list", "--json"]))] == ["paraphrase-lora"]
     shown = _json(runner.invoke(app, [*ws, "adapters", "show", "paraphrase-lora", "--json"]))
@@ -36,8 +69,22 @@ def test_dataset_tune_adapters_and_ask_by_run_name(lab_ws: Workspace, tiny_lab_m
     assert merged["max_logit_difference"] <= merged["tolerance"]
 
     # The run's name works as --adapter, and supplies the base model.
-    answer = _json(runner.invoke(app, [*ws, "ask", "--no-rag", "--adapter", "paraphrase-lora", "--max-tokens", "2",
-                                       "Where was Alda Ashby born?", "--json"]))
+    answer = _json(
+        runner.invoke(
+            app,
+            [
+                *ws,
+                "ask",
+                "--no-rag",
+                "--adapter",
+                "paraphrase-lora",
+                "--max-tokens",
+                "2",
+                "Where was Alda Ashby born?",
+                "--json",
+            ],
+        )
+    )
     assert answer["model"].endswith("+adapter")
 
 

@@ -20,7 +20,9 @@ def _rows(dataset) -> list[dict]:
     return [json.loads(line) for line in dataset.rows_path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_cpt_pieces_cover_each_document_exactly_with_bos_and_eos_at_its_ends(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
+def test_cpt_pieces_cover_each_document_exactly_with_bos_and_eos_at_its_ends(
+    lab_ws: Workspace, tiny_lab_model_dir: str
+) -> None:
     dataset = build_dataset(lab_ws, BuildRequest(DatasetKind.CPT, tokenizer=tiny_lab_model_dir, block_tokens=16))
     rows = _rows(dataset)
     documents = {d.doc_id: d.document.text for d in lab_ws.knowledge_snapshot().iter_documents()}
@@ -28,8 +30,8 @@ def test_cpt_pieces_cover_each_document_exactly_with_bos_and_eos_at_its_ends(lab
     tokenizer = TransformersModel.load(tiny_lab_model_dir, device="cpu").tokenizer
     for doc_id, text in documents.items():
         pieces = [r for r in rows if r["doc_id"] == doc_id]
-        assert len(pieces) > 1                                   # 16-token blocks split every bio
-        assert "".join(p["text"] for p in pieces) == text        # nothing lost, nothing altered
+        assert len(pieces) > 1  # 16-token blocks split every bio
+        assert "".join(p["text"] for p in pieces) == text  # nothing lost, nothing altered
         assert [p["bos"] for p in pieces] == [True] + [False] * (len(pieces) - 1)
         assert [p["eos"] for p in pieces] == [False] * (len(pieces) - 1) + [True]
         for piece in pieces:
@@ -54,7 +56,8 @@ def test_cpt_rows_single_short_document_is_one_piece(tiny_lab_model_dir: str) ->
     tokenizer = TransformersModel.load(tiny_lab_model_dir, device="cpu").tokenizer
     doc = Document("d", "d.txt", FileType.TEXT, "Alda was born in Gorsk.", "h")
     assert cpt_rows([doc], tokenizer, 256) == [
-        {"text": "Alda was born in Gorsk.", "bos": True, "eos": True, "doc_id": "d", "source": "d.txt", "piece": 0}]
+        {"text": "Alda was born in Gorsk.", "bos": True, "eos": True, "doc_id": "d", "source": "d.txt", "piece": 0}
+    ]
 
 
 def test_lab_paraphrases_are_the_worlds_templates_plus_the_original(lab_ws: Workspace) -> None:
@@ -66,11 +69,11 @@ def test_lab_paraphrases_are_the_worlds_templates_plus_the_original(lab_ws: Work
     assert len(rows) == 5 * len(chunks)
     for chunk in chunks:
         texts = [r["text"] for r in rows if r["chunk_id"] == chunk.chunk_id]
-        assert texts[0] == chunk.text and len(set(texts)) == 5          # original + 4 distinct rewrites
+        assert texts[0] == chunk.text and len(set(texts)) == 5  # original + 4 distinct rewrites
         person = writer.person(chunk)
-        for text in texts:                                               # every rewrite keeps every fact
+        for text in texts:  # every rewrite keeps every fact
             assert all(term.text(writer.world.lang) in text for term in person.facts.values())
-    assert dataset.manifest.tokens is None                               # no tokenizer given
+    assert dataset.manifest.tokens is None  # no tokenizer given
 
 
 def test_qa_rows_are_closed_book_chat_rows_with_their_source_chunk(lab_ws: Workspace) -> None:
@@ -87,7 +90,9 @@ def test_qa_rows_are_closed_book_chat_rows_with_their_source_chunk(lab_ws: Works
 
 
 def test_raft_rows_cite_the_oracle_and_leave_it_out_at_the_configured_share(lab_ws: Workspace) -> None:
-    dataset = build_dataset(lab_ws, BuildRequest(DatasetKind.RAFT, questions_per_chunk=5, distractors=2, no_oracle_share=0.3))
+    dataset = build_dataset(
+        lab_ws, BuildRequest(DatasetKind.RAFT, questions_per_chunk=5, distractors=2, no_oracle_share=0.3)
+    )
     rows = _rows(dataset)
     without = [r for r in rows if not r["oracle_included"]]
     assert 0.1 < len(without) / len(rows) < 0.5
@@ -109,32 +114,42 @@ def test_raft_rows_cite_the_oracle_and_leave_it_out_at_the_configured_share(lab_
 def test_raft_takes_questions_from_a_qa_dataset(lab_ws: Workspace) -> None:
     build_dataset(lab_ws, BuildRequest(DatasetKind.QA, name="facts", questions_per_chunk=2))
     dataset = build_dataset(lab_ws, BuildRequest(DatasetKind.RAFT, questions_from="facts", no_oracle_share=0.0))
-    assert {(r["question"], r["answer"]) for r in _rows(dataset)} == {(r["question"], r["answer"]) for r in read_rows(lab_ws.datasets_dir / "facts" / "train.jsonl")}
+    assert {(r["question"], r["answer"]) for r in _rows(dataset)} == {
+        (r["question"], r["answer"]) for r in read_rows(lab_ws.datasets_dir / "facts" / "train.jsonl")
+    }
     with pytest.raises(DatasetError, match="needs a qa dataset"):
         build_dataset(lab_ws, BuildRequest(DatasetKind.RAFT, name="raft-2", questions_from="raft"))
 
 
 def test_replay_rows_make_up_the_requested_share(lab_ws: Workspace, tmp_path: Path) -> None:
     replay = tmp_path / "general.jsonl"
-    replay.write_text("".join(json.dumps({"text": f"General sentence number {i}."}) + "\n" for i in range(10)), encoding="utf-8")
-    dataset = build_dataset(lab_ws, BuildRequest(DatasetKind.PARAPHRASE, paraphrases=1, replay=replay, replay_share=0.2))
+    replay.write_text(
+        "".join(json.dumps({"text": f"General sentence number {i}."}) + "\n" for i in range(10)), encoding="utf-8"
+    )
+    dataset = build_dataset(
+        lab_ws, BuildRequest(DatasetKind.PARAPHRASE, paraphrases=1, replay=replay, replay_share=0.2)
+    )
     rows = _rows(dataset)
     replayed = [r for r in rows if r.get("replay")]
     assert len(replayed) == dataset.manifest.counts["replay_rows"] == round(0.2 / 0.8 * (len(rows) - len(replayed)))
-    assert rows[: len(replayed)] != replayed                     # shuffled in, not appended
+    assert rows[: len(replayed)] != replayed  # shuffled in, not appended
     chat = tmp_path / "chat.jsonl"
-    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    chat.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n"
+    )
     with pytest.raises(DatasetError, match="chat.jsonl:1: replay rows must be text rows"):
         build_dataset(lab_ws, BuildRequest(DatasetKind.PARAPHRASE, name="p2", replay=chat, replay_share=0.2))
 
 
-def test_model_writer_with_a_real_model_dedups_and_never_repeats_the_original(lab_ws: Workspace, tiny_chat_llama_dir: str) -> None:
+def test_model_writer_with_a_real_model_dedups_and_never_repeats_the_original(
+    lab_ws: Workspace, tiny_chat_llama_dir: str
+) -> None:
     model = TransformersModel.load(tiny_chat_llama_dir, device="cpu")
     writer = ModelWriter(model, max_new_tokens=12)
     chunk = next(lab_ws.knowledge_snapshot().iter_chunks())
     texts = writer.paraphrases(chunk, 3, seed=0)
     assert len(texts) <= 3 and len(set(texts)) == len(texts) and chunk.text not in texts
-    assert writer.paraphrases(chunk, 3, seed=0) == texts          # seeded sampling: reproducible
+    assert writer.paraphrases(chunk, 3, seed=0) == texts  # seeded sampling: reproducible
 
 
 def test_a_model_that_writes_no_usable_pairs_gives_a_clear_error(lab_ws: Workspace, tiny_chat_llama_dir: str) -> None:
@@ -152,7 +167,9 @@ def test_plain_knowledge_base_needs_a_model_for_paraphrases(workspace: Workspace
 def test_parse_qa_pairs_accepts_json_lines_lists_and_q_a_lines() -> None:
     reply = 'Sure! Here they are:\n{"question": "Where was Alda born?", "answer": "Gorsk"},\nnot json\n{"question": "", "answer": "x"}'
     assert [(p.question, p.answer) for p in parse_qa_pairs(reply)] == [("Where was Alda born?", "Gorsk")]
-    assert [(p.question, p.answer) for p in parse_qa_pairs('[{"question": "Year?", "answer": 1990}]')] == [("Year?", "1990")]
+    assert [(p.question, p.answer) for p in parse_qa_pairs('[{"question": "Year?", "answer": 1990}]')] == [
+        ("Year?", "1990")
+    ]
     assert [(p.question, p.answer) for p in parse_qa_pairs("Q: 出身地は？ A: ゴルスク")] == [("出身地は？", "ゴルスク")]
     assert parse_qa_pairs("I cannot help with that.") == []
 
@@ -165,14 +182,17 @@ def test_empty_knowledge_base_is_an_error(tmp_path: Path) -> None:
         build_dataset(ws, BuildRequest(DatasetKind.PARAPHRASE))
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "the dataset is empty"),
-    ('{"text": "ok"}\n{"txt": "typo"}\n', r"rows.jsonl:2: missing field \"text\".*found txt"),
-    ('{"text": "ok"}\nnot json\n', r"rows.jsonl:2: not valid JSON"),
-    ('{"messages": [{"role": "user", "content": "q"}]}\n', r"rows.jsonl:1: no assistant message"),
-    ('{"messages": [{"role": "bot", "content": "q"}]}\n', r"rows.jsonl:1: messages\[0\] must be"),
-    ('{"text": "ok", "bos": "yes"}\n', r'rows.jsonl:1: field "bos" must be true or false'),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "the dataset is empty"),
+        ('{"text": "ok"}\n{"txt": "typo"}\n', r"rows.jsonl:2: missing field \"text\".*found txt"),
+        ('{"text": "ok"}\nnot json\n', r"rows.jsonl:2: not valid JSON"),
+        ('{"messages": [{"role": "user", "content": "q"}]}\n', r"rows.jsonl:1: no assistant message"),
+        ('{"messages": [{"role": "bot", "content": "q"}]}\n', r"rows.jsonl:1: messages\[0\] must be"),
+        ('{"text": "ok", "bos": "yes"}\n', r'rows.jsonl:1: field "bos" must be true or false'),
+    ],
+)
 def test_bad_rows_are_named_by_file_line_and_field(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_text(content, encoding="utf-8")

@@ -45,11 +45,14 @@ def test_lora_on_the_new_peoples_documents_lowers_the_loss(lab_cpt: Workspace, t
     log = read_log(run.path)
     assert [e["step"] for e in log] == list(range(1, 61))
     first, last = (sum(e["loss"] for e in part) / 5 for part in (log[:5], log[-5:]))
-    assert last < 0.92 * first                               # about 0.89 measured
+    assert last < 0.92 * first  # about 0.89 measured
     manifest = open_run(lab_cpt, "cpt-lora").manifest
     assert manifest["status"] == "complete" and manifest["steps"] == 60 and manifest["method"] == "lora"
     assert manifest["dataset"]["name"] == "cpt" and manifest["dataset"]["sha256"]
-    assert manifest["hyperparameters"]["learning_rate"] == 1e-2 and manifest["hyperparameters"]["lora_targets"] == "all-linear"
+    assert (
+        manifest["hyperparameters"]["learning_rate"] == 1e-2
+        and manifest["hyperparameters"]["lora_targets"] == "all-linear"
+    )
     for key in ("final_train_loss", "tokens_per_second", "wall_seconds", "peak_memory_mb"):
         assert manifest[key] > 0
     assert (run.path / "adapter" / "adapter_config.json").is_file()
@@ -62,13 +65,19 @@ def test_lora_on_the_new_peoples_documents_lowers_the_loss(lab_cpt: Workspace, t
 
 def test_eval_loss_is_measured_on_held_out_rows(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
     build_dataset(lab_ws, BuildRequest(DatasetKind.PARAPHRASE, paraphrases=4))
-    run = tune(lab_ws, "paraphrase", tiny_lab_model_dir, TuneConfig(max_steps=6, eval_fraction=0.1, eval_every=3, **FAST))
+    run = tune(
+        lab_ws, "paraphrase", tiny_lab_model_dir, TuneConfig(max_steps=6, eval_fraction=0.1, eval_every=3, **FAST)
+    )
     log = read_log(run.path)
     assert [e["step"] for e in log if "eval_loss" in e] == [3, 6]
-    assert run.manifest["eval_rows"] >= 1 and run.manifest["final_eval_loss"] == pytest.approx(log[-1]["eval_loss"], abs=1e-5)
+    assert run.manifest["eval_rows"] >= 1 and run.manifest["final_eval_loss"] == pytest.approx(
+        log[-1]["eval_loss"], abs=1e-5
+    )
 
 
-def test_full_fine_tune_writes_a_model_folder_that_ask_uses_by_name(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
+def test_full_fine_tune_writes_a_model_folder_that_ask_uses_by_name(
+    lab_cpt: Workspace, tiny_lab_model_dir: str
+) -> None:
     run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(method=TuneMethod.FULL, max_steps=3, lr=1e-3, **FAST))
     assert (run.path / "model" / "config.json").is_file() and (run.path / "model" / "tokenizer.json").is_file()
     model, adapters = resolve_for_inference(lab_cpt, None, ["cpt-full"])
@@ -80,28 +89,36 @@ def test_full_fine_tune_writes_a_model_folder_that_ask_uses_by_name(lab_cpt: Wor
 
 def test_chat_rows_train_only_on_the_answers(tiny_lab_model_dir: str) -> None:
     tokenizer = TransformersModel.load(tiny_lab_model_dir, device="cpu").tokenizer
-    row = {"messages": [{"role": "system", "content": "Answer the question concisely."},
-                        {"role": "user", "content": "Where was Alda Ashby born?"},
-                        {"role": "assistant", "content": "Gorsk"}]}
+    row = {
+        "messages": [
+            {"role": "system", "content": "Answer the question concisely."},
+            {"role": "user", "content": "Where was Alda Ashby born?"},
+            {"role": "assistant", "content": "Gorsk"},
+        ]
+    }
     example = encode_row(row, tokenizer)
     targets = [tokenizer.convert_ids_to_tokens(i) for i, t in zip(example.ids, example.target) if t]
     assert targets == ["Gorsk", "</s>"]
 
 
 def test_packing_restarts_positions_and_never_crosses_examples() -> None:
-    examples = [Example([1, 2, 3], [True] * 3), Example([4, 5, 6, 7], [False, False, True, True]), Example([8, 9], [True, True])]
+    examples = [
+        Example([1, 2, 3], [True] * 3),
+        Example([4, 5, 6, 7], [False, False, True, True]),
+        Example([8, 9], [True, True]),
+    ]
     rows = pack_examples(examples, seq_len=8, pad_id=0)
     assert [r.input_ids for r in rows] == [[1, 2, 3, 4, 5, 6, 7, 0], [8, 9, 0, 0, 0, 0, 0, 0]]
     assert rows[0].position_ids == [0, 1, 2, 0, 1, 2, 3, 0]
-    assert rows[0].labels == [2, 3, IGNORE, IGNORE, 6, 7, IGNORE, IGNORE]   # no label crosses 3 -> 4
+    assert rows[0].labels == [2, 3, IGNORE, IGNORE, 6, 7, IGNORE, IGNORE]  # no label crosses 3 -> 4
 
 
 def test_packing_fills_earlier_rows_first() -> None:
     five, three = Example([1] * 5, [True] * 5), Example([2] * 3, [True] * 3)
     rows = pack_examples([five, five, three], seq_len=8, pad_id=0)
-    assert [r.input_ids for r in rows] == [[1] * 5 + [2] * 3, [1] * 5 + [0] * 3]   # the 3 fills the first row
+    assert [r.input_ids for r in rows] == [[1] * 5 + [2] * 3, [1] * 5 + [0] * 3]  # the 3 fills the first row
     long = pack_examples([Example(list(range(1, 12)), [True] * 11)], seq_len=8, pad_id=0)
-    assert [r.position_ids for r in long] == [list(range(8)), [0, 1, 2, 0, 1, 2, 3, 4]]   # split, then padding
+    assert [r.position_ids for r in long] == [list(range(8)), [0, 1, 2, 0, 1, 2, 3, 4]]  # split, then padding
 
 
 def test_merged_model_gives_the_logits_of_base_plus_adapter(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
@@ -121,7 +138,7 @@ def test_merged_model_gives_the_logits_of_base_plus_adapter(lab_cpt: Workspace, 
         expected = [combined(input_ids=i).logits for i in inputs]
         base_logits = [base(input_ids=i).logits for i in inputs]
     assert check_same_logits(expected, merged, inputs, 1e-4, "merge") <= 1e-4
-    assert max(float((a - b).abs().max()) for a, b in zip(expected, base_logits)) > 1e-3    # the adapter mattered
+    assert max(float((a - b).abs().max()) for a, b in zip(expected, base_logits)) > 1e-3  # the adapter mattered
     with pytest.raises(TuneError, match="changed the model: logits differ"):
         check_same_logits(expected, base, inputs, 1e-4, "a broken merge")
     assert open_run(lab_cpt, "cpt-lora").summary()["merged"]
@@ -158,8 +175,20 @@ def test_bad_inputs_give_clear_errors(lab_cpt: Workspace, tiny_lab_model_dir: st
 
 def test_a_plain_jsonl_file_is_a_dataset(lab_ws: Workspace, tiny_lab_model_dir: str, tmp_path: Path) -> None:
     rows = tmp_path / "mine.jsonl"
-    rows.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Where was Alda Ashby born {i}?"},
-                                                     {"role": "assistant", "content": "Gorsk"}]}) + "\n" for i in range(4)))
+    rows.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Where was Alda Ashby born {i}?"},
+                        {"role": "assistant", "content": "Gorsk"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
     run = tune(lab_ws, str(rows), tiny_lab_model_dir, TuneConfig(max_steps=2, **FAST))
     assert run.name == "mine-lora" and run.manifest["dataset"]["kind"] == "imported"
 
@@ -185,8 +214,12 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_kill_9_then_resume_continues_the_same_trajectory(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
     reference = _run(str(lab_cpt.path), tiny_lab_model_dir, "reference")
     assert reference.returncode == 0, reference.stderr
-    victim = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(lab_cpt.path), tiny_lab_model_dir, "victim"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        [sys.executable, "-c", TRAIN_SCRIPT, str(lab_cpt.path), tiny_lab_model_dir, "victim"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = lab_cpt.adapters_dir / "victim" / "train_log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and victim.poll() is None:
@@ -204,22 +237,51 @@ def test_kill_9_then_resume_continues_the_same_trajectory(lab_cpt: Workspace, ti
     assert run.manifest["status"] == "complete" and run.manifest["steps"] == 40
     assert run.manifest["resumed_from_step"] in (15, 20) and run.manifest["resumed_from_step"] <= killed_at
     got, want = read_log(run.path), read_log(lab_cpt.adapters_dir / "reference")
-    assert [e["step"] for e in got] == list(range(1, 41))          # each step once, none lost
-    for a, b in zip(got, want):                                       # same data order, RNG, optimizer state
+    assert [e["step"] for e in got] == list(range(1, 41))  # each step once, none lost
+    for a, b in zip(got, want):  # same data order, RNG, optimizer state
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-4), a["step"]
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process_on_the_same_global_batch(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
-    common = ["-w", str(lab_cpt.path), "tune", "--dataset", "cpt", "--model", tiny_lab_model_dir, "--max-steps", "4",
-              "--seq-len", "128", "--lora-dropout", "0", "--lr", "3e-3", "--device", "cpu"]
+def test_two_process_ddp_matches_one_process_on_the_same_global_batch(
+    lab_cpt: Workspace, tiny_lab_model_dir: str
+) -> None:
+    common = [
+        "-w",
+        str(lab_cpt.path),
+        "tune",
+        "--dataset",
+        "cpt",
+        "--model",
+        tiny_lab_model_dir,
+        "--max-steps",
+        "4",
+        "--seq-len",
+        "128",
+        "--lora-dropout",
+        "0",
+        "--lr",
+        "3e-3",
+        "--device",
+        "cpu",
+    ]
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "infuse", *common, "--batch-size", "2", "--name", "ddp"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    ddp = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "infuse", *common, "--batch-size", "2", "--name", "ddp"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run([sys.executable, "-m", "infuse", *common, "--batch-size", "4", "--name", "single"],
-                            capture_output=True, text=True, timeout=300, env=env)
+    single = subprocess.run(
+        [sys.executable, "-m", "infuse", *common, "--batch-size", "4", "--name", "single"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     assert open_run(lab_cpt, "ddp").manifest["world_size"] == 2
     assert open_run(lab_cpt, "single").manifest["world_size"] == 1

@@ -104,7 +104,9 @@ def test_jsonl_records_sync_by_id_field(workspace: Workspace, tmp_path: Path) ->
     hit = workspace.search("rate limit", k=1)[0]
     assert hit.chunk.doc_id == "b" and hit.chunk.metadata == {"team": "platform"}
 
-    path.write_text('{"id": "a", "text": "Invoices are issued every two weeks.", "team": "billing"}\n', encoding="utf-8")
+    path.write_text(
+        '{"id": "a", "text": "Invoices are issued every two weeks.", "team": "billing"}\n', encoding="utf-8"
+    )
     report = workspace.ingest([path], id_field="id", prune=True)
     assert (report.updated, report.pruned) == (1, 1)
     assert [h.chunk.doc_id for h in workspace.search("rate limit", k=5)] == ["a"]
@@ -203,7 +205,9 @@ def test_search_during_ingest_sees_whole_documents(tmp_path: Path) -> None:
         try:
             for version in ("two", "three", "four"):
                 for i in range(12):
-                    (corpus / f"doc{i}.txt").write_text(f"Version {version} of document {i}. " * (20 + i), encoding="utf-8")
+                    (corpus / f"doc{i}.txt").write_text(
+                        f"Version {version} of document {i}. " * (20 + i), encoding="utf-8"
+                    )
                 ws.ingest([corpus])
         finally:
             done.set()

@@ -19,5 +19,16 @@ from infuse.advice import (
     format_recommendation,
 )
 
-__all__ = ["Approach", "UpdateFrequency", "Criteria", "Recommendation", "Decision", "Reason", "ReasonCode", "advise",
-           "decide", "explain", "format_recommendation"]
+__all__ = [
+    "Approach",
+    "UpdateFrequency",
+    "Criteria",
+    "Recommendation",
+    "Decision",
+    "Reason",
+    "ReasonCode",
+    "advise",
+    "decide",
+    "explain",
+    "format_recommendation",
+]

@@ -152,9 +152,15 @@ class RagSettings(BaseModel):
 class CostSettings(BaseModel):
     """The cost model of ``infuse compare``: machine time, or per-token prices for hosted models."""
 
-    machine_hour_usd: float = Field(default=2.0, ge=0, description="price of one hour of the machine running the model (e.g. a cloud GPU)")
-    input_usd_per_mtok: float | None = Field(default=None, ge=0, description="hosted models: price per million prompt tokens")
-    output_usd_per_mtok: float | None = Field(default=None, ge=0, description="hosted models: price per million completion tokens")
+    machine_hour_usd: float = Field(
+        default=2.0, ge=0, description="price of one hour of the machine running the model (e.g. a cloud GPU)"
+    )
+    input_usd_per_mtok: float | None = Field(
+        default=None, ge=0, description="hosted models: price per million prompt tokens"
+    )
+    output_usd_per_mtok: float | None = Field(
+        default=None, ge=0, description="hosted models: price per million completion tokens"
+    )
 
 
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
@@ -202,7 +208,8 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             where = f"{toml_path}, INFUSE_* variables or flags" if toml_path else "INFUSE_* variables or flags"
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+                for err in exc.errors()
             )
             raise ConfigError(f"bad setting in {where}: {problems}") from exc
         finally:

@@ -52,11 +52,13 @@ def run(workspace_dir: Path, console: Console | None = None) -> list[tuple[str, 
     top: list[tuple[str, str]] = []
     for query, hits in zip(DEMO_QUERIES, ws.search_many(DEMO_QUERIES, k=1)):
         hit = hits[0]
-        name = Path(hit.chunk.source_path).name + (f" ({hit.chunk.doc_id})" if hit.chunk.doc_id != hit.chunk.source_path else "")
+        name = Path(hit.chunk.source_path).name + (
+            f" ({hit.chunk.doc_id})" if hit.chunk.doc_id != hit.chunk.source_path else ""
+        )
         table.add_row(query, name, hit.chunk.text.replace("\n", " ")[:160])
         top.append((query, hit.chunk.doc_id))
     console.print(table)
-    console.print(f"workspace: {ws.path}  (try: infuse -w {ws.path} search \"backup retention\")")
+    console.print(f'workspace: {ws.path}  (try: infuse -w {ws.path} search "backup retention")')
     return top
 
 

@@ -25,8 +25,8 @@ from typing import ClassVar
 class InfuseError(Exception):
     """Base class for errors the CLI prints as a one-line message instead of a traceback."""
 
-    exit_code: ClassVar[int] = 1       # the CLI exits with this status
-    http_status: ClassVar[int] = 400   # the server answers with this status (bad input unless overridden)
+    exit_code: ClassVar[int] = 1  # the CLI exits with this status
+    http_status: ClassVar[int] = 400  # the server answers with this status (bad input unless overridden)
 
 
 class ConfigError(InfuseError):
@@ -45,13 +45,13 @@ class LoadError(InfuseError):
 class EmbedderMismatchError(InfuseError):
     """The knowledge base was built with another embedder than the configured one."""
 
-    http_status = 409   # the request is fine; the knowledge base's state conflicts with it (reindex)
+    http_status = 409  # the request is fine; the knowledge base's state conflicts with it (reindex)
 
 
 class WorkspaceBusyError(InfuseError):
     """Another process holds the workspace's write lock (an ingest or reindex is running)."""
 
-    http_status = 409   # not the caller's fault: retry when the other writer is done
+    http_status = 409  # not the caller's fault: retry when the other writer is done
 
 
 class WorkspaceNotFoundError(InfuseError):
@@ -63,4 +63,4 @@ class WorkspaceNotFoundError(InfuseError):
 class UpstreamError(InfuseError):
     """A server infuse relies on (e.g. an OpenAI-compatible model server) failed or cannot be reached."""
 
-    http_status = 502   # infuse acts as a gateway here: the fault is behind it, not in the request
+    http_status = 502  # infuse acts as a gateway here: the fault is behind it, not in the request

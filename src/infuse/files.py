@@ -132,7 +132,9 @@ class ArtifactFolders:
     def check_name(self, name: str) -> str:
         """`name`, or the error if it is not a safe folder name."""
         if not NAME_PATTERN.match(name):
-            raise self.error(f"{self.kind} name {name!r}: use letters, digits, '.', '_' or '-' (at most 100 characters)")
+            raise self.error(
+                f"{self.kind} name {name!r}: use letters, digits, '.', '_' or '-' (at most 100 characters)"
+            )
         return name
 
     def path(self, name: str) -> Path:
@@ -164,7 +166,9 @@ class ArtifactFolders:
     def refuse_existing(self, name: str) -> None:
         """The error when `name` is taken (any folder of that name, complete or not)."""
         if self.path(name).exists():
-            raise self.error(f"{self.kind} {name!r} already exists in {self.root}; choose another --name or pass --overwrite")
+            raise self.error(
+                f"{self.kind} {name!r} already exists in {self.root}; choose another --name or pass --overwrite"
+            )
 
     def next_free(self, stem: str) -> str:
         """`stem`, or `stem-2`, `stem-3`... whichever is not taken yet."""
@@ -188,5 +192,13 @@ class ArtifactFolders:
         shutil.rmtree(self.require(name))
 
 
-__all__ = ["MANIFEST_FILE", "ArtifactFolders", "read_json", "staged_folder", "utc_now", "utc_stamp", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = [
+    "MANIFEST_FILE",
+    "ArtifactFolders",
+    "read_json",
+    "staged_folder",
+    "utc_now",
+    "utc_stamp",
+    "write_json_atomic",
+    "write_text_atomic",
+]

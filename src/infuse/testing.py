@@ -45,7 +45,9 @@ def build_random_llama(
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     bpe.train_from_iterator((training_text or TOKENIZER_TRAINING_TEXT) * 5, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")  # type: ignore[no-untyped-call]  # unannotated in transformers
@@ -53,9 +55,16 @@ def build_random_llama(
         tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=max_positions,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
     LlamaForCausalLM(config).save_pretrained(root)
@@ -82,13 +91,19 @@ class ScriptedModel:
         return len(text.split())
 
     def _generation(self, prompt: object, text: str) -> model_api.Generation:
-        return model_api.Generation(text, model_api.FinishReason.STOP, self.count_tokens(str(prompt)), self.count_tokens(text), 0.0)
+        return model_api.Generation(
+            text, model_api.FinishReason.STOP, self.count_tokens(str(prompt)), self.count_tokens(text), 0.0
+        )
 
-    def generate(self, prompt: model_api.Prompt, config: model_api.GenerationConfig = model_api.GenerationConfig()) -> model_api.Generation:
+    def generate(
+        self, prompt: model_api.Prompt, config: model_api.GenerationConfig = model_api.GenerationConfig()
+    ) -> model_api.Generation:
         self.prompts.append(prompt)
         return self._generation(prompt, self.reply)
 
-    def stream(self, prompt: model_api.Prompt, config: model_api.GenerationConfig = model_api.GenerationConfig()) -> model_api.GenerationStream:
+    def stream(
+        self, prompt: model_api.Prompt, config: model_api.GenerationConfig = model_api.GenerationConfig()
+    ) -> model_api.GenerationStream:
         self.prompts.append(prompt)
         words = self.reply.split(" ")
         deltas = iter([w if i == 0 else " " + w for i, w in enumerate(words)])

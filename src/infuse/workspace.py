@@ -74,10 +74,13 @@ class KnowledgeBaseManifest:
         store = data.get("store", StoreBackend.LANCEDB.value)
         if store not in set(StoreBackend):
             known = ", ".join(b.value for b in StoreBackend)
-            raise ConfigError(f"{source}: the knowledge base is kept in store {store!r}, which this version of infuse "
-                              f"does not support (it knows {known}); upgrade infuse or rebuild the knowledge base")
-        return cls(EmbedderIdentity.from_dict(data["embedder"]), data["chunks_table"], data["created_at"],
-                   StoreBackend(store))
+            raise ConfigError(
+                f"{source}: the knowledge base is kept in store {store!r}, which this version of infuse "
+                f"does not support (it knows {known}); upgrade infuse or rebuild the knowledge base"
+            )
+        return cls(
+            EmbedderIdentity.from_dict(data["embedder"]), data["chunks_table"], data["created_at"], StoreBackend(store)
+        )
 
 
 @dataclass
@@ -111,10 +114,10 @@ class Workspace:
         self.manifest_path = self.kb_dir / "manifest.json"
         self.last_sync_path = self.kb_dir / "last_sync.json"
         self.lock_path = path / "write.lock"
-        self.datasets_dir = path / "datasets"    # training sets (infuse.tuning.datasets)
-        self.adapters_dir = path / "adapters"    # fine-tuning runs (infuse.tuning.registry)
+        self.datasets_dir = path / "datasets"  # training sets (infuse.tuning.datasets)
+        self.adapters_dir = path / "adapters"  # fine-tuning runs (infuse.tuning.registry)
         self.questions_dir = path / "questions"  # evaluation question sets (infuse.evaluation.questions)
-        self.runs_dir = path / "runs"            # compare runs and reports (infuse.evaluation)
+        self.runs_dir = path / "runs"  # compare runs and reports (infuse.evaluation)
         self.tokenizer = LanguageAwareTokenizer()
         self._stores: dict[tuple[str, int], KnowledgeStore] = {}
 
@@ -202,7 +205,9 @@ class Workspace:
         manifest = self.manifest()
         store = self._snapshot(manifest) if manifest else None
         if store is None or store.count_chunks() == 0:
-            raise InfuseError(f"the knowledge base in {self.path} is empty; add documents with `infuse -w {self.path} ingest PATH`")
+            raise InfuseError(
+                f"the knowledge base in {self.path} is empty; add documents with `infuse -w {self.path} ingest PATH`"
+            )
         return store
 
     def term_statistics(self) -> TermStatistics:
@@ -219,8 +224,15 @@ class Workspace:
 
     def _syncer(self, store: KnowledgeStore | None, **options: Any) -> Syncer:
         """A syncer with this workspace's chunking, embedder, tokenizer and commit size."""
-        return Syncer(store=store, chunker_factory=self._chunker, embedder=self.embedder, tokenizer=self.tokenizer,
-                      pipeline=self.pipeline_fingerprint(), commit_every=self.settings.ingest.commit_every, **options)
+        return Syncer(
+            store=store,
+            chunker_factory=self._chunker,
+            embedder=self.embedder,
+            tokenizer=self.tokenizer,
+            pipeline=self.pipeline_fingerprint(),
+            commit_every=self.settings.ingest.commit_every,
+            **options,
+        )
 
     def _write_lock(self) -> FileLock:
         return FileLock(str(self.lock_path), timeout=self.settings.ingest.lock_timeout)
@@ -284,12 +296,14 @@ class Workspace:
         (e.g. to what one user may read)."""
         return WorkspaceRetriever(self, filters)
 
-    def rag_pipeline(self, model: LanguageModel, generation: GenerationConfig | None = None,
-                     filters: FilterLike = None) -> RagPipeline:
+    def rag_pipeline(
+        self, model: LanguageModel, generation: GenerationConfig | None = None, filters: FilterLike = None
+    ) -> RagPipeline:
         """RAG over this knowledge base with the workspace's settings (``filters``: see :meth:`retriever`)."""
         model_settings = self.settings.model
-        generation = generation or GenerationConfig(max_new_tokens=model_settings.max_new_tokens,
-                                                    temperature=model_settings.temperature)
+        generation = generation or GenerationConfig(
+            max_new_tokens=model_settings.max_new_tokens, temperature=model_settings.temperature
+        )
         return RagPipeline(self.retriever(filters), model, self.settings.rag, self.tokenizer, generation)
 
     def searcher(self, mode: SearchMode | None = None) -> HybridSearcher | None:
@@ -340,9 +354,14 @@ class Workspace:
             chunks=store.count_chunks() if store else 0,
             chunks_by_language=store.chunk_counts_by_language() if store else {},
             embedder=(
-                {"model": manifest.embedder.model, "dimension": manifest.embedder.dimension,
-                 "query_prefix": manifest.embedder.query_prefix, "passage_prefix": manifest.embedder.passage_prefix}
-                if manifest else None
+                {
+                    "model": manifest.embedder.model,
+                    "dimension": manifest.embedder.dimension,
+                    "query_prefix": manifest.embedder.query_prefix,
+                    "passage_prefix": manifest.embedder.passage_prefix,
+                }
+                if manifest
+                else None
             ),
             configured_embedder=self.settings.embedder.model,
             store={

@@ -69,8 +69,19 @@ from infuse.advice.decide import Approach, Criteria, Decision, Reason, ReasonCod
 from infuse.advice.explain import Recommendation, explain, format_recommendation
 from infuse.evaluation.runs import CompareSummary
 
-__all__ = ["Approach", "UpdateFrequency", "Criteria", "Recommendation", "Decision", "Reason", "ReasonCode", "advise",
-           "decide", "explain", "format_recommendation"]
+__all__ = [
+    "Approach",
+    "UpdateFrequency",
+    "Criteria",
+    "Recommendation",
+    "Decision",
+    "Reason",
+    "ReasonCode",
+    "advise",
+    "decide",
+    "explain",
+    "format_recommendation",
+]
 
 
 def advise(criteria: Criteria, summary: CompareSummary | None = None) -> Recommendation:

@@ -15,12 +15,24 @@ from typing import Any
 
 from infuse.evaluation.runs import CompareSummary, DatasetInfo, Freshness, FreshnessRow, Variant, VariantSummary
 
-__all__ = ["Approach", "UpdateFrequency", "Criteria", "Candidate", "ReasonCode", "RuledOut", "Reason", "Decision",
-           "decide", "paraphrase_trend", "FEW_EXAMPLES", "SMALL_RUN"]
+__all__ = [
+    "Approach",
+    "UpdateFrequency",
+    "Criteria",
+    "Candidate",
+    "ReasonCode",
+    "RuledOut",
+    "Reason",
+    "Decision",
+    "decide",
+    "paraphrase_trend",
+    "FEW_EXAMPLES",
+    "SMALL_RUN",
+]
 
 FEW_EXAMPLES = 100
 SMALL_RUN = 50
-_CLOSE = 0.02   # accuracies this close count as overlapping when a variant has no interval
+_CLOSE = 0.02  # accuracies this close count as overlapping when a variant has no interval
 _LEVELS = ["low", "medium", "high"]
 
 
@@ -38,8 +50,12 @@ class UpdateFrequency(StrEnum):
 
 
 _SIMPLICITY = [Approach.BASE, Approach.RAG, Approach.FINE_TUNE, Approach.HYBRID]
-_FAMILY = {Variant.BASE: Approach.BASE, Variant.RAG: Approach.RAG, Variant.FT: Approach.FINE_TUNE,
-           Variant.FT_RAG: Approach.HYBRID}
+_FAMILY = {
+    Variant.BASE: Approach.BASE,
+    Variant.RAG: Approach.RAG,
+    Variant.FT: Approach.FINE_TUNE,
+    Variant.FT_RAG: Approach.HYBRID,
+}
 _TRAINED = (Approach.FINE_TUNE, Approach.HYBRID)
 
 
@@ -47,12 +63,12 @@ _TRAINED = (Approach.FINE_TUNE, Approach.HYBRID)
 class Criteria:
     """What the team knows about its situation; every field is optional."""
 
-    updates: UpdateFrequency | None = None          # how often the knowledge changes
-    latency_ms: float | None = None                 # budget per answer (compared with the median)
-    needs_style: bool = False                       # a strict style or output format is required
-    training_budget_usd: float | None = None        # what one training run may cost
-    training_examples: int | None = None            # labelled examples available
-    privacy_local_only: bool = False                # nothing may leave the machine
+    updates: UpdateFrequency | None = None  # how often the knowledge changes
+    latency_ms: float | None = None  # budget per answer (compared with the median)
+    needs_style: bool = False  # a strict style or output format is required
+    training_budget_usd: float | None = None  # what one training run may cost
+    training_examples: int | None = None  # labelled examples available
+    privacy_local_only: bool = False  # nothing may leave the machine
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,7 +104,7 @@ class Candidate:
     n: int | None
     k: int | None
     adapter: str | None
-    latency_ms: float | None          # median (or mean) per answer
+    latency_ms: float | None  # median (or mean) per answer
     p90_ms: float | None
     cost_per_1k: float | None
     training_cost: float | None
@@ -103,58 +119,69 @@ class Candidate:
         return not (self.misses_latency or self.over_budget)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"approach": str(self.approach), "label": self.label, "accuracy": self.accuracy,
-                "ci": list(self.ci) if self.ci else None, "n": self.n, "k": self.k,
-                "adapter": self.adapter, "latency_ms_median": self.latency_ms, "latency_ms_p90": self.p90_ms,
-                "cost_per_1k_usd": self.cost_per_1k, "training_cost_usd": self.training_cost,
-                "training_seconds": self.training_seconds, "recall_at_k": self.recall,
-                "misses_latency_budget": self.misses_latency, "over_training_budget": self.over_budget}
+        return {
+            "approach": str(self.approach),
+            "label": self.label,
+            "accuracy": self.accuracy,
+            "ci": list(self.ci) if self.ci else None,
+            "n": self.n,
+            "k": self.k,
+            "adapter": self.adapter,
+            "latency_ms_median": self.latency_ms,
+            "latency_ms_p90": self.p90_ms,
+            "cost_per_1k_usd": self.cost_per_1k,
+            "training_cost_usd": self.training_cost,
+            "training_seconds": self.training_seconds,
+            "recall_at_k": self.recall,
+            "misses_latency_budget": self.misses_latency,
+            "over_training_budget": self.over_budget,
+        }
 
 
 class ReasonCode(StrEnum):
     # from the criteria
-    FREQUENT_UPDATES = "frequent_updates"              # updates
+    FREQUENT_UPDATES = "frequent_updates"  # updates
     RARE_UPDATES = "rare_updates"
     STYLE_WITHOUT_TRAINING = "style_without_training"
     STYLE_NEEDS_FINE_TUNE = "style_needs_fine_tune"
-    FEW_EXAMPLES = "few_examples"                      # examples
-    ENOUGH_EXAMPLES = "enough_examples"                # examples
+    FEW_EXAMPLES = "few_examples"  # examples
+    ENOUGH_EXAMPLES = "enough_examples"  # examples
     NO_TRAINING_BUDGET = "no_training_budget"
     LOCAL_ONLY = "local_only"
     NO_MEASURED_VARIANT = "no_measured_variant"
     STYLE_AND_FRESH = "style_and_fresh"
     NOTHING_DECISIVE = "nothing_decisive"
-    CHECK_RAG_LATENCY = "check_rag_latency"            # budget_ms
+    CHECK_RAG_LATENCY = "check_rag_latency"  # budget_ms
     # from a run
-    BEST_MEASURED = "best_measured"                    # variant, count, questions
-    APPROACH_NOT_MEASURED = "approach_not_measured"    # approaches
-    WITHIN_INTERVAL = "within_interval"                # variant, reference, approach
-    CLEARLY_AHEAD = "clearly_ahead"                    # variant, other
-    BASE_WITHIN_INTERVAL = "base_within_interval"      # variant
-    BASE_SCORE = "base_score"                          # variant
-    RULED_OUT = "ruled_out"                            # variant, better (bool), because (RuledOut), updates
-    RAG_OVER_LATENCY_FT_WITHIN = "rag_over_latency_ft_within"   # rag, ft, budget_ms
-    WITHIN_LATENCY = "within_latency"                  # variant, budget_ms
-    ACCURATE_BUT_SLOW = "accurate_but_slow"            # variant, instead, budget_ms
-    OVER_LATENCY = "over_latency"                      # variant, budget_ms
-    NONE_WITHIN_LATENCY = "none_within_latency"        # variant, budget_ms
+    BEST_MEASURED = "best_measured"  # variant, count, questions
+    APPROACH_NOT_MEASURED = "approach_not_measured"  # approaches
+    WITHIN_INTERVAL = "within_interval"  # variant, reference, approach
+    CLEARLY_AHEAD = "clearly_ahead"  # variant, other
+    BASE_WITHIN_INTERVAL = "base_within_interval"  # variant
+    BASE_SCORE = "base_score"  # variant
+    RULED_OUT = "ruled_out"  # variant, better (bool), because (RuledOut), updates
+    RAG_OVER_LATENCY_FT_WITHIN = "rag_over_latency_ft_within"  # rag, ft, budget_ms
+    WITHIN_LATENCY = "within_latency"  # variant, budget_ms
+    ACCURATE_BUT_SLOW = "accurate_but_slow"  # variant, instead, budget_ms
+    OVER_LATENCY = "over_latency"  # variant, budget_ms
+    NONE_WITHIN_LATENCY = "none_within_latency"  # variant, budget_ms
     NO_LATENCY = "no_latency"
-    TRAINING_COST = "training_cost"                    # variant, budget_usd (or None), over (bool)
-    OVER_TRAINING_BUDGET = "over_training_budget"      # variant, budget_usd
-    SERVING_COST = "serving_cost"                      # variant
-    STALE_AFTER_UPDATE = "stale_after_update"          # changed, stale (rows), fresh (rows)
-    UPDATE_TIMES = "update_times"                      # reindex_seconds, label, retrain_seconds
-    PARAPHRASES_HELPED = "paraphrases_helped"          # low, high
-    SMALL_RUN = "small_run"                            # n
-    NOT_MEASURED_AS_SUCH = "not_measured_as_such"      # approach
+    TRAINING_COST = "training_cost"  # variant, budget_usd (or None), over (bool)
+    OVER_TRAINING_BUDGET = "over_training_budget"  # variant, budget_usd
+    SERVING_COST = "serving_cost"  # variant
+    STALE_AFTER_UPDATE = "stale_after_update"  # changed, stale (rows), fresh (rows)
+    UPDATE_TIMES = "update_times"  # reindex_seconds, label, retrain_seconds
+    PARAPHRASES_HELPED = "paraphrases_helped"  # low, high
+    SMALL_RUN = "small_run"  # n
+    NOT_MEASURED_AS_SUCH = "not_measured_as_such"  # approach
 
 
 class RuledOut(StrEnum):
     """Why the criteria set an approach aside."""
 
     NO_TRAINING_BUDGET = "no_training_budget"
-    STALE = "stale"                    # frequent updates; it learns a change only by retraining
-    NO_STYLE = "no_style"              # cannot guarantee a style without fine-tuning
+    STALE = "stale"  # frequent updates; it learns a change only by retraining
+    NO_STYLE = "no_style"  # cannot guarantee a style without fine-tuning
     CRITERIA = "criteria"
 
 
@@ -185,13 +212,13 @@ class Decision:
     """The advisor's verdict as data; :func:`infuse.advice.explain.explain` words it."""
 
     approach: Approach
-    confidence: str                                 # "high" | "medium" | "low"
+    confidence: str  # "high" | "medium" | "low"
     reasons: list[Reason]
     criteria: Criteria
-    candidates: list[Candidate] = field(default_factory=list)   # every measured variant
-    chosen: Candidate | None = None                 # the variant that represents the approach
-    questions: str | None = None                    # the run's question set
-    trend: tuple[Candidate, Candidate] | None = None   # (fewest, most) paraphrases, when more helped
+    candidates: list[Candidate] = field(default_factory=list)  # every measured variant
+    chosen: Candidate | None = None  # the variant that represents the approach
+    questions: str | None = None  # the run's question set
+    trend: tuple[Candidate, Candidate] | None = None  # (fewest, most) paraphrases, when more helped
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
@@ -206,12 +233,21 @@ def _candidate(variant: VariantSummary, criteria: Criteria) -> Candidate | None:
     latency = variant.latency_ms.typical if variant.latency_ms else None
     training = variant.training
     cand = Candidate(
-        approach=approach, label=variant.label, accuracy=variant.accuracy, ci=variant.ci, n=variant.n, k=variant.k,
-        adapter=variant.adapter, latency_ms=latency, p90_ms=variant.latency_ms.p90 if variant.latency_ms else None,
-        cost_per_1k=variant.cost_per_1k_usd, training_cost=training.cost_usd if training else None,
+        approach=approach,
+        label=variant.label,
+        accuracy=variant.accuracy,
+        ci=variant.ci,
+        n=variant.n,
+        k=variant.k,
+        adapter=variant.adapter,
+        latency_ms=latency,
+        p90_ms=variant.latency_ms.p90 if variant.latency_ms else None,
+        cost_per_1k=variant.cost_per_1k_usd,
+        training_cost=training.cost_usd if training else None,
         training_seconds=training.wall_seconds if training else None,
         recall=variant.retrieval.recall_at_k if variant.retrieval else None,
-        dataset=training.dataset if training else None)
+        dataset=training.dataset if training else None,
+    )
     if criteria.latency_ms is not None and latency is not None:
         cand.misses_latency = latency > criteria.latency_ms
     if approach in _TRAINED:
@@ -246,8 +282,11 @@ def _allowed(criteria: Criteria) -> list[Approach]:
 
 def paraphrase_trend(cands: list[Candidate]) -> tuple[Candidate, Candidate] | None:
     """(fewest, most) paraphrases among the fine-tuned-only variants, when more paraphrases helped."""
-    points = [(c.dataset.paraphrase_count, c) for c in cands
-              if c.approach == Approach.FINE_TUNE and c.dataset is not None and c.dataset.paraphrase_count is not None]
+    points = [
+        (c.dataset.paraphrase_count, c)
+        for c in cands
+        if c.approach == Approach.FINE_TUNE and c.dataset is not None and c.dataset.paraphrase_count is not None
+    ]
     if len({x for x, _ in points}) < 2:
         return None
     low = min(points, key=lambda p: (p[0], -p[1].accuracy))
@@ -276,7 +315,9 @@ def _criteria_reasons(criteria: Criteria) -> list[Reason]:
     elif criteria.updates == UpdateFrequency.RARELY:
         reasons.append(Reason(ReasonCode.RARE_UPDATES))
     if criteria.needs_style:
-        reasons.append(Reason(ReasonCode.STYLE_WITHOUT_TRAINING if criteria.no_training else ReasonCode.STYLE_NEEDS_FINE_TUNE))
+        reasons.append(
+            Reason(ReasonCode.STYLE_WITHOUT_TRAINING if criteria.no_training else ReasonCode.STYLE_NEEDS_FINE_TUNE)
+        )
     if criteria.style_fine_tune and criteria.training_examples is not None:
         code = ReasonCode.FEW_EXAMPLES if criteria.few_examples else ReasonCode.ENOUGH_EXAMPLES
         reasons.append(Reason(code, {"examples": criteria.training_examples}))
@@ -305,8 +346,13 @@ def _criteria_only(criteria: Criteria, no_measurements: bool) -> Decision:
     level = 1 if (fresh or style) else 0
     if style and criteria.few_examples:
         level -= 1
-    return Decision(approach=approach, confidence=_LEVELS[max(0, level)], reasons=reasons, criteria=criteria,
-                    evidence={"criteria": criteria.to_dict(), "measured": False})
+    return Decision(
+        approach=approach,
+        confidence=_LEVELS[max(0, level)],
+        reasons=reasons,
+        criteria=criteria,
+        evidence={"criteria": criteria.to_dict(), "measured": False},
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,24 +363,42 @@ def _freshness_reasons(fresh: Freshness | None, evidence: dict[str, Any]) -> lis
     if fresh is None:
         return []
     rows = list(fresh.variants)
-    evidence["freshness"] = {"stale_share": {v.label: v.stale_share for v in rows if v.stale_share is not None},
-                             "changed_facts": fresh.changed_facts, "reindex_seconds": fresh.reindex_seconds,
-                             "retrain_seconds": {v.label: v.retrain_seconds for v in rows if v.retrain_seconds is not None}}
+    evidence["freshness"] = {
+        "stale_share": {v.label: v.stale_share for v in rows if v.stale_share is not None},
+        "changed_facts": fresh.changed_facts,
+        "reindex_seconds": fresh.reindex_seconds,
+        "retrain_seconds": {v.label: v.retrain_seconds for v in rows if v.retrain_seconds is not None},
+    }
     reasons = []
     measured: list[FreshnessRow] = [v for v in rows if v.stale_share is not None]
     stale = [v for v in measured if v.variant == Variant.FT]
     current = [v for v in measured if v.variant != Variant.FT]
     if measured:
-        reasons.append(Reason(ReasonCode.STALE_AFTER_UPDATE, {"changed": fresh.changed_facts, "stale": stale, "fresh": current}))
+        reasons.append(
+            Reason(ReasonCode.STALE_AFTER_UPDATE, {"changed": fresh.changed_facts, "stale": stale, "fresh": current})
+        )
     retrains = [v for v in rows if v.retrain_seconds is not None]
     if fresh.reindex_seconds is not None and retrains:
-        reasons.append(Reason(ReasonCode.UPDATE_TIMES, {"reindex_seconds": fresh.reindex_seconds, "label": retrains[0].label,
-                                                        "retrain_seconds": retrains[0].retrain_seconds}))
+        reasons.append(
+            Reason(
+                ReasonCode.UPDATE_TIMES,
+                {
+                    "reindex_seconds": fresh.reindex_seconds,
+                    "label": retrains[0].label,
+                    "retrain_seconds": retrains[0].retrain_seconds,
+                },
+            )
+        )
     return reasons
 
 
-def _latency_reasons(criteria: Criteria, cands: list[Candidate], reps: dict[Approach, Candidate],
-                     allowed: list[Approach], chosen: Candidate) -> tuple[list[Reason], int]:
+def _latency_reasons(
+    criteria: Criteria,
+    cands: list[Candidate],
+    reps: dict[Approach, Candidate],
+    allowed: list[Approach],
+    chosen: Candidate,
+) -> tuple[list[Reason], int]:
     if criteria.latency_ms is None:
         return [], 0
     budget = criteria.latency_ms
@@ -348,7 +412,11 @@ def _latency_reasons(criteria: Criteria, cands: list[Candidate], reps: dict[Appr
     for a in allowed:
         family = [c for c in cands if c.approach == a]
         if a in reps and family and _best(family) is not reps[a] and _best(family).misses_latency:
-            reasons.append(Reason(ReasonCode.ACCURATE_BUT_SLOW, {"variant": _best(family), "instead": reps[a], "budget_ms": budget}))
+            reasons.append(
+                Reason(
+                    ReasonCode.ACCURATE_BUT_SLOW, {"variant": _best(family), "instead": reps[a], "budget_ms": budget}
+                )
+            )
     for a, c in reps.items():
         if a in allowed and c.misses_latency and c is not chosen and not (a == Approach.RAG and ft_meets):
             reasons.append(Reason(ReasonCode.OVER_LATENCY, {"variant": c, "budget_ms": budget}))
@@ -360,37 +428,55 @@ def _latency_reasons(criteria: Criteria, cands: list[Candidate], reps: dict[Appr
     return reasons, penalties
 
 
-def _training_reasons(criteria: Criteria, reps: dict[Approach, Candidate], chosen: Candidate) -> tuple[list[Reason], int]:
+def _training_reasons(
+    criteria: Criteria, reps: dict[Approach, Candidate], chosen: Candidate
+) -> tuple[list[Reason], int]:
     reasons, penalties = [], 0
     if chosen.approach in _TRAINED and chosen.training_cost is not None:
-        reasons.append(Reason(ReasonCode.TRAINING_COST, {"variant": chosen, "budget_usd": criteria.training_budget_usd,
-                                                         "over": chosen.over_budget}))
+        reasons.append(
+            Reason(
+                ReasonCode.TRAINING_COST,
+                {"variant": chosen, "budget_usd": criteria.training_budget_usd, "over": chosen.over_budget},
+            )
+        )
         if criteria.training_budget_usd is not None and chosen.over_budget:
             penalties += 1
     if not criteria.no_training:
         name = chosen.adapter or chosen.label
-        over = {c.adapter or c.label: c for c in reps.values()
-                if c.over_budget and c.training_cost is not None and (c.adapter or c.label) != name}
-        reasons += [Reason(ReasonCode.OVER_TRAINING_BUDGET, {"variant": c, "budget_usd": criteria.training_budget_usd})
-                    for c in over.values()]
+        over = {
+            c.adapter or c.label: c
+            for c in reps.values()
+            if c.over_budget and c.training_cost is not None and (c.adapter or c.label) != name
+        }
+        reasons += [
+            Reason(ReasonCode.OVER_TRAINING_BUDGET, {"variant": c, "budget_usd": criteria.training_budget_usd})
+            for c in over.values()
+        ]
     return reasons, penalties
 
 
-def _comparison_reasons(reasons: list[Reason], reps: dict[Approach, Candidate], allowed: list[Approach],
-                        chosen: Candidate, top: Candidate, criteria: Criteria) -> int:
+def _comparison_reasons(
+    reasons: list[Reason],
+    reps: dict[Approach, Candidate],
+    allowed: list[Approach],
+    chosen: Candidate,
+    top: Candidate,
+    criteria: Criteria,
+) -> int:
     """Why `chosen` over the others (appended to `reasons`); returns the confidence penalties."""
     approach = chosen.approach
     if chosen is not top:
         reasons.append(Reason(ReasonCode.WITHIN_INTERVAL, {"variant": chosen, "reference": top, "approach": approach}))
     else:
-        for other in (reps[a] for a in _SIMPLICITY[:_SIMPLICITY.index(approach)] if a in reps and a in allowed):
+        for other in (reps[a] for a in _SIMPLICITY[: _SIMPLICITY.index(approach)] if a in reps and a in allowed):
             if other.accuracy >= chosen.accuracy or _overlaps(other, chosen):
-                continue   # set aside for a constraint (latency, training budget), said below
+                continue  # set aside for a constraint (latency, training budget), said below
             reasons.append(Reason(ReasonCode.CLEARLY_AHEAD, {"variant": chosen, "other": other}))
     base = reps.get(Approach.BASE)
     if approach != Approach.BASE and base is not None and base is not chosen:
         quoted = any(r.facts.get("other") is base for r in reasons if r.code == ReasonCode.CLEARLY_AHEAD) or any(
-            r.facts["variant"].label == base.label for r in reasons if r.code == ReasonCode.BEST_MEASURED)
+            r.facts["variant"].label == base.label for r in reasons if r.code == ReasonCode.BEST_MEASURED
+        )
         if _overlaps(base, top):
             reasons.append(Reason(ReasonCode.BASE_WITHIN_INTERVAL, {"variant": base}))
         elif not quoted:
@@ -403,15 +489,29 @@ def _comparison_reasons(reasons: list[Reason], reps: dict[Approach, Candidate], 
     if not (other.accuracy > chosen.accuracy or _overlaps(other, chosen)):
         return 0
     better = not _overlaps(other, chosen)
-    reasons.append(Reason(ReasonCode.RULED_OUT, {"variant": other, "better": better, "updates": criteria.updates,
-                                                 "because": _ruled_out_because(other.approach, criteria)}))
+    reasons.append(
+        Reason(
+            ReasonCode.RULED_OUT,
+            {
+                "variant": other,
+                "better": better,
+                "updates": criteria.updates,
+                "because": _ruled_out_because(other.approach, criteria),
+            },
+        )
+    )
     return 1 if better else 0
 
 
 def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate]) -> Decision:
     qname = summary.questions.name if summary.questions else None
     qcount = summary.questions.count if summary.questions else None
-    evidence: dict[str, Any] = {"criteria": criteria.to_dict(), "measured": True, "run": summary.run, "questions": qname}
+    evidence: dict[str, Any] = {
+        "criteria": criteria.to_dict(),
+        "measured": True,
+        "run": summary.run,
+        "questions": qname,
+    }
     best_any = _best(cands)
     reasons = [Reason(ReasonCode.BEST_MEASURED, {"variant": best_any, "count": qcount, "questions": qname})]
     penalties = 0
@@ -432,7 +532,9 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
     if not pool:
         # the approach the criteria call for was not measured: recommend it, quote what was measured
         decision = _criteria_only(criteria, False)
-        decision.reasons = reasons + [Reason(ReasonCode.APPROACH_NOT_MEASURED, {"approaches": allowed})] + decision.reasons
+        decision.reasons = (
+            reasons + [Reason(ReasonCode.APPROACH_NOT_MEASURED, {"approaches": allowed})] + decision.reasons
+        )
         decision.evidence.update(evidence)
         decision.confidence = "medium" if decision.confidence == "high" else decision.confidence
         decision.candidates, decision.questions, decision.trend = cands, qname, trend
@@ -471,8 +573,17 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
     evidence["chosen"] = chosen.to_dict()
     evidence["reference"] = top.label
     evidence["allowed"] = [str(a) for a in allowed]
-    return Decision(approach=approach, confidence=_LEVELS[max(0, 2 - penalties)], reasons=reasons, criteria=criteria,
-                    candidates=cands, chosen=chosen, questions=qname, trend=trend, evidence=evidence)
+    return Decision(
+        approach=approach,
+        confidence=_LEVELS[max(0, 2 - penalties)],
+        reasons=reasons,
+        criteria=criteria,
+        candidates=cands,
+        chosen=chosen,
+        questions=qname,
+        trend=trend,
+        evidence=evidence,
+    )
 
 
 def decide(criteria: Criteria, summary: CompareSummary | None = None) -> Decision:

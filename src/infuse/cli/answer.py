@@ -12,7 +12,9 @@ from rich.table import Table
 from infuse.cli.common import err, model_overrides, open_workspace, out, print_json
 
 ModelOption = Annotated[str | None, typer.Option(help="Model id or folder (overrides \\[model] name).")]
-AdapterOption = Annotated[list[str] | None, typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")]
+AdapterOption = Annotated[
+    list[str] | None, typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")
+]
 
 
 def ask(
@@ -75,7 +77,9 @@ def serve(
     adapter: AdapterOption = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    api_key: Annotated[str | None, typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")
+    ] = None,
 ) -> None:
     """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn
@@ -86,7 +90,9 @@ def serve(
     ws = open_workspace(create=True, **model_overrides(model, adapter))
     with err.status("loading model…"):
         llm = load_model(ws.settings.model)
-    err.print(f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1")
+    err.print(
+        f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1"
+    )
     uvicorn.run(create_app(ws.rag_pipeline(llm), api_key=api_key), host=host, port=port, log_level="warning")
 
 

@@ -33,8 +33,8 @@ from typer.core import TyperGroup
 from infuse.errors import InfuseError
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
 
-EXIT_ERROR = InfuseError.exit_code   # an error (message on stderr); subclasses may choose their own
-EXIT_PARTIAL = 3                     # ingest finished but some files failed
+EXIT_ERROR = InfuseError.exit_code  # an error (message on stderr); subclasses may choose their own
+EXIT_PARTIAL = 3  # ingest finished but some files failed
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -61,7 +61,9 @@ state = _State()
 def main(
     workspace: Annotated[
         Path | None,
-        typer.Option("-w", "--workspace", envvar="INFUSE_WORKSPACE", help=f"Workspace folder \\[default: ./{DEFAULT_WORKSPACE}]"),
+        typer.Option(
+            "-w", "--workspace", envvar="INFUSE_WORKSPACE", help=f"Workspace folder \\[default: ./{DEFAULT_WORKSPACE}]"
+        ),
     ] = None,
 ) -> None:
     state.workspace = workspace
@@ -111,7 +113,6 @@ class RichProgress:
         if not self._progress.console.is_terminal:  # logs get the status as lines
             stage = self._progress.tasks[self._task].description
             self._progress.console.print(f"{stage}: {text}", markup=False, highlight=False)
-
 
 
 @contextmanager

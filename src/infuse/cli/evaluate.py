@@ -26,8 +26,11 @@ def print_question_set(qset: Any, path: Path, as_json: bool) -> None:
         return
     counts = qset.manifest.get("counts", {})
     skipped = counts.get("skipped", 0)
-    out.print(f"question set [bold]{qset.name}[/]: {len(qset.questions):,} questions {counts.get('by_kind', {})}"
-              + (f", {skipped} rows skipped (see manifest)" if skipped else "") + f" -> {path}")
+    out.print(
+        f"question set [bold]{qset.name}[/]: {len(qset.questions):,} questions {counts.get('by_kind', {})}"
+        + (f", {skipped} rows skipped (see manifest)" if skipped else "")
+        + f" -> {path}"
+    )
 
 
 @questions_app.command("import")
@@ -67,8 +70,7 @@ def questions_generate(
     with err.status("loading model…"):
         llm = load_model(ws.settings.model.model_copy(update={"name": model} if model else {}))
     with progress_bar() as progress:
-        qset = generate_questions(chunks, llm, per_chunk=per_chunk, kind=kind, seed=seed, name=name,
-                                  progress=progress)
+        qset = generate_questions(chunks, llm, per_chunk=per_chunk, kind=kind, seed=seed, name=name, progress=progress)
     print_question_set(qset, save_question_set(ws.questions_dir, qset, overwrite=overwrite), as_json)
 
 
@@ -79,8 +81,15 @@ def questions_list(as_json: Annotated[bool, typer.Option("--json", help="Print J
 
     ws = open_workspace()
     sets = [load_question_set(ws.questions_dir, n) for n in list_question_sets(ws.questions_dir)]
-    rows = [{"name": q.name, "questions": len(q.questions), "format": q.manifest.get("format"),
-             "by_kind": q.manifest.get("counts", {}).get("by_kind")} for q in sets]
+    rows = [
+        {
+            "name": q.name,
+            "questions": len(q.questions),
+            "format": q.manifest.get("format"),
+            "by_kind": q.manifest.get("counts", {}).get("by_kind"),
+        }
+        for q in sets
+    ]
     if as_json:
         print_json(rows)
         return
@@ -106,11 +115,17 @@ def compare(
     questions: Annotated[str, typer.Option(help="Question set name (infuse questions list).")],
     variants: Annotated[str, typer.Option(help="Comma-separated: base, rag, ft, ft+rag.")] = "base,rag",
     adapter: Annotated[list[str] | None, typer.Option(help="Fine-tuning run for ft variants; repeatable.")] = None,
-    k: Annotated[str | None, typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 \\[default: \\[rag] k].")] = None,
-    model: Annotated[str | None, typer.Option(help="Base model \\[default: \\[model] name, else the adapter's base].")] = None,
+    k: Annotated[
+        str | None, typer.Option("-k", help="Passages for rag variants, e.g. 1,3,5 \\[default: \\[rag] k].")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Base model \\[default: \\[model] name, else the adapter's base].")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Use the first N questions.", min=1)] = None,
     update_docs: Annotated[Path | None, typer.Option(help="Freshness: folder of changed documents.")] = None,
-    update_questions: Annotated[str | None, typer.Option(help="Freshness: question set about the changed facts.")] = None,
+    update_questions: Annotated[
+        str | None, typer.Option(help="Freshness: question set about the changed facts.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Run name \\[default: time + question set].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
 ) -> None:
@@ -121,8 +136,9 @@ def compare(
     ws = open_workspace()
     specs = parse_variants(variants, adapters=adapter or [], ks=parse_ks(k) if k else [ws.settings.rag.k])
     qset = load_question_set(ws.questions_dir, questions)
-    request = CompareRequest(specs, model=model, limit=limit, update=update_scenario(ws, update_docs, update_questions),
-                             run_name=name)
+    request = CompareRequest(
+        specs, model=model, limit=limit, update=update_scenario(ws, update_docs, update_questions), run_name=name
+    )
     with progress_bar() as progress:
         run = run_compare(ws, qset, request, progress)
     if as_json:
@@ -178,8 +194,12 @@ def report(
 
 
 def advise(
-    run: Annotated[str | None, typer.Option(help="Compare run to ground the advice in \\[default: the latest, if any].")] = None,
-    updates: Annotated[UpdateFrequency | None, typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")] = None,
+    run: Annotated[
+        str | None, typer.Option(help="Compare run to ground the advice in \\[default: the latest, if any].")
+    ] = None,
+    updates: Annotated[
+        UpdateFrequency | None, typer.Option(help="How often the knowledge changes: daily | weekly | rarely.")
+    ] = None,
     latency_ms: Annotated[float | None, typer.Option(help="Latency budget per answer in ms.", min=0)] = None,
     style: Annotated[bool, typer.Option("--style", help="Answers must follow a strict style or format.")] = False,
     training_budget: Annotated[float | None, typer.Option(help="Training budget in USD.", min=0)] = None,
@@ -194,8 +214,14 @@ def advise(
 
     ws = open_workspace(create=True)
     found = load_run(ws, run) if run else latest_run(ws)
-    criteria = Criteria(updates=updates, latency_ms=latency_ms, needs_style=style, training_budget_usd=training_budget,
-                        training_examples=training_examples, privacy_local_only=local_only)
+    criteria = Criteria(
+        updates=updates,
+        latency_ms=latency_ms,
+        needs_style=style,
+        training_budget_usd=training_budget,
+        training_examples=training_examples,
+        privacy_local_only=local_only,
+    )
     recommendation = recommend(criteria, found.summary if found else None)
     if as_json:
         print_json({"run": found.summary.run if found else None, **recommendation.to_dict()})

@@ -50,7 +50,9 @@ def parse_filters(raw: list[str] | None) -> dict[str, Any] | None:
     for item in raw:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. lang=ja or source_path=/docs/a.md", param_hint="--filter")
+            raise typer.BadParameter(
+                f"{item!r}: expected KEY=VALUE, e.g. lang=ja or source_path=/docs/a.md", param_hint="--filter"
+            )
         filters[key.strip()] = int(value) if key.strip() == "page" and value.isdigit() else value
     return filters
 
@@ -80,7 +82,10 @@ def search(
     query: Annotated[str | None, typer.Argument(help="The query (or use --queries).")] = None,
     k: Annotated[int | None, typer.Option("-k", help="Number of results.", min=1)] = None,
     mode: Annotated[SearchMode | None, typer.Option(help="hybrid, dense or lexical.")] = None,
-    filter_: Annotated[list[str] | None, typer.Option("--filter", help="KEY=VALUE (doc_id, source_path, lang, page, or a metadata field); repeatable.")] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="KEY=VALUE (doc_id, source_path, lang, page, or a metadata field); repeatable."),
+    ] = None,
     queries: Annotated[Path | None, typer.Option(help='JSONL file of {"id", "query"} lines: batch search.')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (JSONL with --queries).")] = False,
 ) -> None:
@@ -92,7 +97,9 @@ def search(
     if queries is not None:
         ids, texts = read_queries(queries)
         for query_id, hits in zip(ids, ws.search_many(texts, k=k, mode=mode, filters=filters)):
-            sys.stdout.write(json.dumps({"id": query_id, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+            sys.stdout.write(
+                json.dumps({"id": query_id, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n"
+            )
         return
     assert query is not None  # exactly one of QUERY and --queries, checked above
     hits = ws.search(query, k=k, mode=mode, filters=filters)
@@ -110,7 +117,9 @@ def hits_table(hits: list[Any]) -> Table:
         table.add_column(column, overflow="fold")
     for hit in hits:
         chunk = hit.chunk
-        where = Path(chunk.source_path).name + (f" p.{chunk.page}" if chunk.page else "") + f" [{chunk.start}:{chunk.end}]"
+        where = (
+            Path(chunk.source_path).name + (f" p.{chunk.page}" if chunk.page else "") + f" [{chunk.start}:{chunk.end}]"
+        )
         if chunk.heading_path:
             where += "\n" + " > ".join(chunk.heading_path)
         if chunk.flags:
@@ -130,7 +139,11 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     for error in (info.last_sync or {}).get("errors", []):
         out.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
     if info.flagged:
-        shown = f"first {len(info.flagged)} of {info.flagged_chunks}" if info.flagged_chunks > len(info.flagged) else str(info.flagged_chunks)
+        shown = (
+            f"first {len(info.flagged)} of {info.flagged_chunks}"
+            if info.flagged_chunks > len(info.flagged)
+            else str(info.flagged_chunks)
+        )
         out.print(f"[yellow]possible prompt injection[/] ({shown} passages):", highlight=False)
         for entry in info.flagged:
             out.print(
@@ -144,11 +157,23 @@ def status_table(info: Any) -> Table:
     table = Table(show_header=False)
     table.add_row("workspace", info.workspace)
     table.add_row("documents", str(info.documents))
-    table.add_row("chunks", f"{info.chunks} " + ", ".join(f"{k}: {v}" for k, v in sorted(info.chunks_by_language.items())))
-    table.add_row("embedder", f"{info.embedder['model']} ({info.embedder['dimension']}d)" if info.embedder else f"(none yet; configured: {info.configured_embedder})")
+    table.add_row(
+        "chunks", f"{info.chunks} " + ", ".join(f"{k}: {v}" for k, v in sorted(info.chunks_by_language.items()))
+    )
+    table.add_row(
+        "embedder",
+        f"{info.embedder['model']} ({info.embedder['dimension']}d)"
+        if info.embedder
+        else f"(none yet; configured: {info.configured_embedder})",
+    )
     table.add_row("store", f"{info.store['backend']} at {info.store['path']}")
     sync = info.last_sync
-    table.add_row("last sync", f"{sync['finished_at']}: +{sync['added']} ~{sync['updated']} ={sync['unchanged']} -{sync['pruned']} failed {sync['failed']}" if sync else "never")
+    table.add_row(
+        "last sync",
+        f"{sync['finished_at']}: +{sync['added']} ~{sync['updated']} ={sync['unchanged']} -{sync['pruned']} failed {sync['failed']}"
+        if sync
+        else "never",
+    )
     table.add_row("ingest running", "yes" if info.ingest_running else "no")
     table.add_row("flagged passages", f"{info.flagged_chunks} (ingest.injection = {info.injection_policy})")
     return table

@@ -12,7 +12,9 @@ from infuse.cli.common import err, print_json, progress_bar
 from infuse.errors import InfuseError
 from infuse.language import Language
 
-lab_app = typer.Typer(help="The knowledge lab: a synthetic world and a tiny model trained from scratch.", no_args_is_help=True)
+lab_app = typer.Typer(
+    help="The knowledge lab: a synthetic world and a tiny model trained from scratch.", no_args_is_help=True
+)
 
 
 @lab_app.command("world")
@@ -37,14 +39,20 @@ def lab_world(
         print_json(world.manifest())
         return
     root = out.resolve()
-    err.print(f"world ({lang.value}, seed {seed}): {len(world.known)} known + {len(world.new)} new people; "
-              f"documents in {root / 'docs'}, questions in {root / 'questions'}, manifest {manifest_path}")
+    err.print(
+        f"world ({lang.value}, seed {seed}): {len(world.known)} known + {len(world.new)} new people; "
+        f"documents in {root / 'docs'}, questions in {root / 'questions'}, manifest {manifest_path}"
+    )
 
 
 @lab_app.command("train")
 def lab_train(
-    out: Annotated[Path | None, typer.Option(help="Cache folder \\[default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps \\[default: the language's configuration].", min=1)] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Cache folder \\[default: $INFUSE_LAB_CACHE or ~/.cache/infuse/lab].")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps \\[default: the language's configuration].", min=1)
+    ] = None,
     lang: Annotated[Language, typer.Option(help="en or ja.")] = Language.EN,
     seed: Annotated[int, typer.Option(help="World seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Retrain even if cached.")] = False,
@@ -57,13 +65,21 @@ def lab_train(
 
     config = LabTrainConfig.for_lang(lang.value, world_seed=seed)
     with progress_bar() as progress:
-        folder = train_lab_model(replace(config, steps=steps) if steps is not None else config, out, force=force,
-                                 progress=progress)
+        folder = train_lab_model(
+            replace(config, steps=steps) if steps is not None else config, out, force=force, progress=progress
+        )
     manifest = read_manifest(folder)
     if as_json:
-        print_json({"folder": str(folder), **{k: manifest[k] for k in ("final_loss", "wall_seconds", "tokens_per_second", "parameters")}})
+        print_json(
+            {
+                "folder": str(folder),
+                **{k: manifest[k] for k in ("final_loss", "wall_seconds", "tokens_per_second", "parameters")},
+            }
+        )
         return
-    err.print(f"final loss {manifest['final_loss']:.3f}, {manifest['parameters']:,} parameters, trained in {manifest['wall_seconds']:.0f}s")
+    err.print(
+        f"final loss {manifest['final_loss']:.3f}, {manifest['parameters']:,} parameters, trained in {manifest['wall_seconds']:.0f}s"
+    )
     sys.stdout.write(f"{folder}\n")
 
 

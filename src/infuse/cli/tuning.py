@@ -33,19 +33,38 @@ adapters_app = typer.Typer(help="Fine-tuning runs: list, show, merge.", no_args_
 def dataset_build(
     kind: Annotated[DatasetKind, typer.Option(help="cpt (continued pretraining) | paraphrase | qa | raft.")],
     name: Annotated[str | None, typer.Option(help="Dataset name \\[default: the kind, then -2, -3...].")] = None,
-    model: Annotated[str | None, typer.Option(help="cpt: whose tokenizer cuts the text; paraphrase/qa/raft: the model that writes "
-                                                   "(lab worlds use their own templates) \\[default: \\[model] name].")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="cpt: whose tokenizer cuts the text; paraphrase/qa/raft: the model that writes "
+            "(lab worlds use their own templates) \\[default: \\[model] name]."
+        ),
+    ] = None,
     paraphrases: Annotated[int, typer.Option(help="paraphrase: rewrites per chunk.", min=1)] = BuildRequest.paraphrases,
     no_original: Annotated[bool, typer.Option("--no-original", help="paraphrase: leave the chunk itself out.")] = False,
-    block_tokens: Annotated[int, typer.Option(help="cpt: tokens per piece (BOS/EOS included).", min=8)] = BuildRequest.block_tokens,
-    per_chunk: Annotated[int, typer.Option(help="qa/raft: questions per chunk.", min=1)] = BuildRequest.questions_per_chunk,
-    distractors: Annotated[int, typer.Option(help="raft: distractor chunks per question.", min=0)] = BuildRequest.distractors,
-    no_oracle_share: Annotated[float, typer.Option(help="raft: share of rows without the oracle chunk.", min=0, max=1)] = BuildRequest.no_oracle_share,
+    block_tokens: Annotated[
+        int, typer.Option(help="cpt: tokens per piece (BOS/EOS included).", min=8)
+    ] = BuildRequest.block_tokens,
+    per_chunk: Annotated[
+        int, typer.Option(help="qa/raft: questions per chunk.", min=1)
+    ] = BuildRequest.questions_per_chunk,
+    distractors: Annotated[
+        int, typer.Option(help="raft: distractor chunks per question.", min=0)
+    ] = BuildRequest.distractors,
+    no_oracle_share: Annotated[
+        float, typer.Option(help="raft: share of rows without the oracle chunk.", min=0, max=1)
+    ] = BuildRequest.no_oracle_share,
     questions_from: Annotated[str | None, typer.Option(help="raft: take questions from this qa dataset.")] = None,
     replay: Annotated[Path | None, typer.Option(help="JSONL rows (general or earlier data) to mix in.")] = None,
-    replay_share: Annotated[float, typer.Option(help="Share of the final rows taken from --replay.", min=0, max=0.95)] = BuildRequest.replay_share,
-    writer: Annotated[WriterChoice, typer.Option(help="paraphrase/qa/raft: auto (a lab world's own templates for lab "
-                                                       "documents, else --model) | model | lab.")] = BuildRequest.writer,
+    replay_share: Annotated[
+        float, typer.Option(help="Share of the final rows taken from --replay.", min=0, max=0.95)
+    ] = BuildRequest.replay_share,
+    writer: Annotated[
+        WriterChoice,
+        typer.Option(
+            help="paraphrase/qa/raft: auto (a lab world's own templates for lab documents, else --model) | model | lab."
+        ),
+    ] = BuildRequest.writer,
     seed: Annotated[int, typer.Option(help="Seed for sampling, shuffling and generation.")] = BuildRequest.seed,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new dataset's name and manifest as JSON.")] = False,
@@ -54,10 +73,21 @@ def dataset_build(
     from infuse.tuning.builders import build_dataset
 
     request = BuildRequest(
-        kind, name=name, model=model, writer=writer, block_tokens=block_tokens, paraphrases=paraphrases,
-        include_original=not no_original, questions_per_chunk=per_chunk, distractors=distractors,
-        no_oracle_share=no_oracle_share, questions_from=questions_from, replay=replay, replay_share=replay_share,
-        seed=seed, overwrite=overwrite,
+        kind,
+        name=name,
+        model=model,
+        writer=writer,
+        block_tokens=block_tokens,
+        paraphrases=paraphrases,
+        include_original=not no_original,
+        questions_per_chunk=per_chunk,
+        distractors=distractors,
+        no_oracle_share=no_oracle_share,
+        questions_from=questions_from,
+        replay=replay,
+        replay_share=replay_share,
+        seed=seed,
+        overwrite=overwrite,
     )
     ws = open_workspace()
     with progress_bar() as progress:
@@ -71,8 +101,10 @@ def render_dataset(dataset: Dataset, as_json: bool) -> None:
         print_json({"name": dataset.manifest.name, "path": str(dataset.rows_path), "manifest": manifest})
         return
     tokens = f", {manifest['tokens']:,} tokens" if manifest["tokens"] is not None else ""
-    out.print(f"dataset [bold]{dataset.manifest.name}[/] ({dataset.manifest.kind}): {manifest['rows']:,} rows{tokens} "
-              f"-> {dataset.rows_path}")
+    out.print(
+        f"dataset [bold]{dataset.manifest.name}[/] ({dataset.manifest.kind}): {manifest['rows']:,} rows{tokens} "
+        f"-> {dataset.rows_path}"
+    )
 
 
 @dataset_app.command("list")
@@ -89,8 +121,14 @@ def dataset_list(as_json: JsonOption = False) -> None:
     for column in ("name", "kind", "rows", "tokens", "generator", "created"):
         table.add_column(column)
     for m in manifests:
-        table.add_row(m["name"], m["kind"], f"{m['rows']:,}", f"{m['tokens']:,}" if m["tokens"] is not None else "-",
-                      m["generator"] or "-", m["created"])
+        table.add_row(
+            m["name"],
+            m["kind"],
+            f"{m['rows']:,}",
+            f"{m['tokens']:,}" if m["tokens"] is not None else "-",
+            m["generator"] or "-",
+            m["created"],
+        )
     out.print(table)
 
 
@@ -102,17 +140,25 @@ def tune_command(
     epochs: Annotated[float, typer.Option(help="Passes over the dataset.", min=0.01)] = TuneConfig.epochs,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides --epochs).", min=1)] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: 2e-4 LoRA, 2e-5 full].")] = None,
-    batch_size: Annotated[int, typer.Option(help="Packed rows per step per process.", min=1)] = TuneConfig.micro_batch_size,
+    batch_size: Annotated[
+        int, typer.Option(help="Packed rows per step per process.", min=1)
+    ] = TuneConfig.micro_batch_size,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.", min=1)] = TuneConfig.grad_accum,
     seq_len: Annotated[int, typer.Option(help="Tokens per packed row.", min=16)] = TuneConfig.seq_len,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.", min=1)] = TuneConfig.lora_r,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.", min=1)] = TuneConfig.lora_alpha,
     lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.", min=0, max=0.9)] = TuneConfig.lora_dropout,
-    lora_targets: Annotated[str | None, typer.Option(help="Comma-separated module names \\[default: all linear layers].")] = None,
-    eval_fraction: Annotated[float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)] = TuneConfig.eval_fraction,
+    lora_targets: Annotated[
+        str | None, typer.Option(help="Comma-separated module names \\[default: all linear layers].")
+    ] = None,
+    eval_fraction: Annotated[
+        float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)
+    ] = TuneConfig.eval_fraction,
     save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = TuneConfig.gradient_checkpointing,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option(help="Trade compute for memory.")
+    ] = TuneConfig.gradient_checkpointing,
     seed: Annotated[int, typer.Option(help="Seed (data order, initialisation).")] = TuneConfig.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps \\[default: best available].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON.")] = False,
@@ -121,14 +167,26 @@ def tune_command(
     from infuse.tuning.registry import tune
 
     config = TuneConfig(
-        method=method, epochs=epochs, max_steps=max_steps, lr=lr, micro_batch_size=batch_size, grad_accum=grad_accum,
-        seq_len=seq_len, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-        lora_targets=TuneConfig.parse_targets(lora_targets), eval_fraction=eval_fraction, save_every=save_every,
-        gradient_checkpointing=gradient_checkpointing, seed=seed, device=device,
+        method=method,
+        epochs=epochs,
+        max_steps=max_steps,
+        lr=lr,
+        micro_batch_size=batch_size,
+        grad_accum=grad_accum,
+        seq_len=seq_len,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_targets=TuneConfig.parse_targets(lora_targets),
+        eval_fraction=eval_fraction,
+        save_every=save_every,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=seed,
+        device=device,
     )
     with progress_bar() as progress:
         run = tune(open_workspace(), dataset, model, config, name=name, resume=resume, progress=progress)
-    if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 reports
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         render_run(run, as_json)
 
 
@@ -138,8 +196,10 @@ def render_run(run: Run, as_json: bool) -> None:
         return
     m = run.manifest
     eval_part = f", eval loss {m['final_eval_loss']:.4f}" if m.get("final_eval_loss") is not None else ""
-    err.print(f"{m['steps']} steps in {m['wall_seconds']:.0f}s ({m['tokens_per_second']:,.0f} tok/s), "
-              f"train loss {m['final_train_loss']:.4f}{eval_part}, peak memory {m['peak_memory_mb']:,.0f} MB")
+    err.print(
+        f"{m['steps']} steps in {m['wall_seconds']:.0f}s ({m['tokens_per_second']:,.0f} tok/s), "
+        f"train loss {m['final_train_loss']:.4f}{eval_part}, peak memory {m['peak_memory_mb']:,.0f} MB"
+    )
     out.print(f"run [bold]{run.name}[/] -> {run.output_dir}  (use it: infuse ask --adapter {run.name} ...)")
 
 
@@ -156,8 +216,16 @@ def adapters_list(as_json: JsonOption = False) -> None:
     for column in ("name", "status", "method", "base model", "dataset", "steps", "train loss", "eval loss"):
         table.add_column(column, overflow="fold")
     for r in runs:
-        table.add_row(r["name"], r["status"], r["method"], r["base_model"], r["dataset"] or "-", str(r["steps"] or "-"),
-                      fmt_loss(r["final_train_loss"]), fmt_loss(r["final_eval_loss"]))
+        table.add_row(
+            r["name"],
+            r["status"],
+            r["method"],
+            r["base_model"],
+            r["dataset"] or "-",
+            str(r["steps"] or "-"),
+            fmt_loss(r["final_train_loss"]),
+            fmt_loss(r["final_eval_loss"]),
+        )
     out.print(table)
 
 
@@ -172,13 +240,17 @@ def adapters_show(name: Annotated[str, typer.Argument(help="Run name.")], as_jso
         print_json(data)
         return
     for key, value in data.items():
-        out.print(f"[bold]{key}[/]: {escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))}")
+        out.print(
+            f"[bold]{key}[/]: {escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))}"
+        )
 
 
 @adapters_app.command("merge")
 def adapters_merge(
     name: Annotated[str, typer.Argument(help="Run name (LoRA or QLoRA).")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the merged model \\[default: the run's merged/].")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the merged model \\[default: the run's merged/].")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write base + adapter as one model folder, verified to give the same logits."""
@@ -189,8 +261,10 @@ def adapters_merge(
     if as_json:
         print_json(report)
         return
-    out.print(f"merged model -> {report['merged']} (max logit difference {report['max_logit_difference']:.2g} "
-              f"on {report['samples']} samples)")
+    out.print(
+        f"merged model -> {report['merged']} (max logit difference {report['max_logit_difference']:.2g} "
+        f"on {report['samples']} samples)"
+    )
 
 
 def register(app: typer.Typer) -> None:

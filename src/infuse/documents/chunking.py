@@ -49,7 +49,9 @@ class HFTokenCounter:
         return [len(ids) for ids in encoded["input_ids"]]
 
     def split(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
-        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+            "offset_mapping"
+        ]
         spans = []
         for i in range(0, len(offsets), max_tokens):
             window = offsets[i : i + max_tokens]

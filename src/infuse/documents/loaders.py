@@ -75,7 +75,9 @@ def discover_files(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple
                 except (OSError, RuntimeError) as exc:  # a symlink loop
                     errors.append(LoadError(str(child), f"cannot resolve path: {exc}"))
                     continue
-                if any(part.startswith(".") for part in rel.parts) or any(e in (resolved, *resolved.parents) for e in excluded):
+                if any(part.startswith(".") for part in rel.parts) or any(
+                    e in (resolved, *resolved.parents) for e in excluded
+                ):
                     continue
                 if child.is_file() and child.suffix.lower() in SUFFIX_TYPES:
                     found[resolved] = None
@@ -86,7 +88,9 @@ def discover_files(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple
                 errors.append(LoadError(str(raw), f"cannot resolve path: {exc}"))
         else:
             supported = ", ".join(sorted(SUFFIX_TYPES))
-            errors.append(LoadError(str(raw), f"unsupported file type {path.suffix or '(none)'!r}; supported: {supported}"))
+            errors.append(
+                LoadError(str(raw), f"unsupported file type {path.suffix or '(none)'!r}; supported: {supported}")
+            )
     return sorted(found), errors
 
 
@@ -118,7 +122,9 @@ def load_file(path: Path, fields: RecordFields = RecordFields()) -> LoadResult:
     return LoadResult(documents=[document])
 
 
-def _file_document(data: bytes, source: str, file_type: FileType, text: str, title: str, sections: list[Section]) -> Document:
+def _file_document(
+    data: bytes, source: str, file_type: FileType, text: str, title: str, sections: list[Section]
+) -> Document:
     return Document(
         doc_id=source,
         source_path=source,
@@ -131,6 +137,7 @@ def _file_document(data: bytes, source: str, file_type: FileType, text: str, tit
 
 
 # --- plain text and Markdown -------------------------------------------------------------------
+
 
 def _load_text(data: bytes, source: str) -> Document:
     return _file_document(data, source, FileType.TEXT, decode_bytes(data, source), "", [])
@@ -177,9 +184,39 @@ def _load_markdown(data: bytes, source: str) -> Document:
 
 _DROP_TAGS = ("script", "style", "noscript", "template", "head", "svg", "iframe", "object")
 _BLOCK_TAGS = {
-    "p", "div", "section", "article", "main", "header", "footer", "nav", "aside", "li", "ul", "ol",
-    "table", "tr", "td", "th", "br", "pre", "blockquote", "dd", "dt", "dl", "figure", "figcaption",
-    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "form", "address",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "nav",
+    "aside",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "br",
+    "pre",
+    "blockquote",
+    "dd",
+    "dt",
+    "dl",
+    "figure",
+    "figcaption",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "form",
+    "address",
 }
 _HEADING_LEVEL = {f"h{i}": i for i in range(1, 7)}
 _ZERO_SIZE = re.compile(r"^[+-]?(?=[\d.])0*(?:\.0+)?(?:px|em|rem|pt|pc|%|vw|vh|ex|ch)?$")
@@ -284,6 +321,7 @@ def _load_html(data: bytes, source: str) -> Document:
 
 # --- PDF -----------------------------------------------------------------------------------------
 
+
 def _load_pdf(data: bytes, source: str) -> Document:
     import logging
 
@@ -322,6 +360,7 @@ def _load_pdf(data: bytes, source: str) -> Document:
 
 
 # --- DOCX ----------------------------------------------------------------------------------------
+
 
 def _load_docx(data: bytes, source: str) -> Document:
     import docx
@@ -377,6 +416,7 @@ _FILE_LOADERS: dict[FileType, Callable[[bytes, str], Document]] = {
 
 # --- JSON and JSONL records ----------------------------------------------------------------------
 
+
 def _load_records(data: bytes, source: str, file_type: FileType, fields: RecordFields) -> LoadResult:
     text = decode_bytes(data, source)
     result = LoadResult()
@@ -430,7 +470,9 @@ def _record_document(record: Any, source: str, where: str, file_type: FileType, 
     else:
         doc_id = f"{source}#{where.split()[-1]}"
     metadata = {
-        key: value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value, ensure_ascii=False)
+        key: value
+        if isinstance(value, (str, int, float, bool)) or value is None
+        else json.dumps(value, ensure_ascii=False)
         for key, value in record.items()
         if key not in (fields.text_field, fields.id_field)
     }

@@ -106,7 +106,9 @@ class PrefixedEmbedder:
         return self._encode(texts, self.settings.query_prefix)
 
 
-def probe_identity(settings: EmbedderSettings, dimension: int, encode: Callable[[list[str]], np.ndarray]) -> EmbedderIdentity:
+def probe_identity(
+    settings: EmbedderSettings, dimension: int, encode: Callable[[list[str]], np.ndarray]
+) -> EmbedderIdentity:
     """The identity of an embedder: its settings and its (unprefixed) vector for the probe text."""
     probe = encode([PROBE_TEXT])[0]
     return EmbedderIdentity(

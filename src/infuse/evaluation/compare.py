@@ -83,8 +83,8 @@ class CompareError(InfuseError):
 @dataclass(frozen=True)
 class VariantSpec:
     variant: Variant
-    adapter: str | None = None   # fine-tuning run name (ft, ft+rag)
-    k: int | None = None         # passages retrieved (rag, ft+rag)
+    adapter: str | None = None  # fine-tuning run name (ft, ft+rag)
+    k: int | None = None  # passages retrieved (rag, ft+rag)
 
     @property
     def label(self) -> str:
@@ -111,7 +111,9 @@ def parse_variants(text: str, adapters: Sequence[str] = (), ks: Sequence[int] = 
         except ValueError:
             raise CompareError(f"unknown variant {name!r}; use base, rag, ft, ft+rag (comma-separated)") from None
         if variant in (Variant.FT, Variant.FT_RAG) and not adapters:
-            raise CompareError(f"variant {name!r} needs a fine-tuned run: pass --adapter NAME (see `infuse adapters list`)")
+            raise CompareError(
+                f"variant {name!r} needs a fine-tuned run: pass --adapter NAME (see `infuse adapters list`)"
+            )
         for adapter in adapters if variant in (Variant.FT, Variant.FT_RAG) else [None]:
             for k in ks if variant in (Variant.RAG, Variant.FT_RAG) else [None]:
                 specs.append(VariantSpec(variant, adapter, k))
@@ -131,9 +133,9 @@ class UpdateScenario:
 @dataclass
 class CompareRequest:
     variants: list[VariantSpec]
-    model: str | None = None                 # base model (default: [model] name, else the first adapter's base)
-    limit: int | None = None                 # first N questions
-    max_new_tokens: int = 64                 # short answers
+    model: str | None = None  # base model (default: [model] name, else the first adapter's base)
+    limit: int | None = None  # first N questions
+    max_new_tokens: int = 64  # short answers
     update: UpdateScenario | None = None
     run_name: str | None = None
     seed: int = 0
@@ -161,12 +163,14 @@ def gold_rank(question: Question, retrieved: Sequence[str]) -> int | None:
     return None
 
 
-def answer_question(pipeline: RagPipeline, question: Question, spec: VariantSpec, generation: GenerationConfig) -> QuestionRecord:
+def answer_question(
+    pipeline: RagPipeline, question: Question, spec: VariantSpec, generation: GenerationConfig
+) -> QuestionRecord:
     """One question through one variant: the result record (see the module docstring)."""
     started = time.perf_counter()
     if question.kind is QuestionKind.MC:
         answer, messages = pipeline.prepare(question.question, spec.k, spec.uses_retrieval, generation=generation)
-        if messages is None:   # nothing relevant retrieved: the options are scored closed book
+        if messages is None:  # nothing relevant retrieved: the options are scored closed book
             _, messages = pipeline.prepare(question.question, None, False, generation=generation)
             assert messages is not None  # without retrieval there is always a prompt
         assert question.answer_index is not None
@@ -185,13 +189,25 @@ def answer_question(pipeline: RagPipeline, question: Question, spec: VariantSpec
         prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
     retrieved = tuple(hit.chunk.source_path for hit in answer.passages)
     return QuestionRecord(
-        question_id=question.id, label=spec.label, kind=str(question.kind), question=question.question,
-        answers=tuple(question.answers), prediction=prediction, correct=correct, acc_norm=acc_norm, f1=f1, stale=stale,
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, retrieved=retrieved,
+        question_id=question.id,
+        label=spec.label,
+        kind=str(question.kind),
+        question=question.question,
+        answers=tuple(question.answers),
+        prediction=prediction,
+        correct=correct,
+        acc_norm=acc_norm,
+        f1=f1,
+        stale=stale,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        retrieved=retrieved,
         gold_rank=gold_rank(question, retrieved) if spec.uses_retrieval else None,
         found_relevant=answer.found_relevant if spec.uses_retrieval else None,
-        retrieval_ms=round(answer.timings.retrieval_ms, 3), latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        gold_known=question.gold_doc is not None)
+        retrieval_ms=round(answer.timings.retrieval_ms, 3),
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        gold_known=question.gold_doc is not None,
+    )
 
 
 # --- aggregation -----------------------------------------------------------------------------
@@ -200,7 +216,9 @@ def answer_question(pipeline: RagPipeline, question: Question, spec: VariantSpec
 def cost_of(seconds: float, prompt_tokens: float, completion_tokens: float, cost: CostSettings) -> float:
     """USD for this much machine time, or these tokens when per-token prices are set."""
     if cost.input_usd_per_mtok is not None or cost.output_usd_per_mtok is not None:
-        return (prompt_tokens * (cost.input_usd_per_mtok or 0) + completion_tokens * (cost.output_usd_per_mtok or 0)) / 1e6
+        return (
+            prompt_tokens * (cost.input_usd_per_mtok or 0) + completion_tokens * (cost.output_usd_per_mtok or 0)
+        ) / 1e6
     return seconds / 3600 * cost.machine_hour_usd
 
 
@@ -214,8 +232,13 @@ def _rounded_ci(correct: Sequence[float], seed: int) -> tuple[float, float]:
     return round(low, 4), round(high, 4)
 
 
-def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: CostSettings, seed: int,
-              training: TrainingInfo | None = None) -> VariantSummary:
+def summarise(
+    spec: VariantSpec,
+    records: list[QuestionRecord],
+    cost: CostSettings,
+    seed: int,
+    training: TrainingInfo | None = None,
+) -> VariantSummary:
     correct = [1.0 if r.correct else 0.0 for r in records]
     latencies = sorted(r.latency_ms or 0.0 for r in records)
     n = len(records)
@@ -231,23 +254,37 @@ def summarise(spec: VariantSpec, records: list[QuestionRecord], cost: CostSettin
             questions=len(with_gold),
             recall_at_k=round(statistics.fmean(recall_at_k(x, gold, spec.k) for x in ranked), 4),
             mrr=round(statistics.fmean(reciprocal_rank(x, gold, spec.k) for x in ranked), 4),
-            ndcg=round(statistics.fmean(ndcg_at_k(x, gold, spec.k) for x in ranked), 4))
+            ndcg=round(statistics.fmean(ndcg_at_k(x, gold, spec.k) for x in ranked), 4),
+        )
     return VariantSummary(
-        label=spec.label, variant=str(spec.variant), adapter=spec.adapter, k=spec.k, n=n,
+        label=spec.label,
+        variant=str(spec.variant),
+        adapter=spec.adapter,
+        k=spec.k,
+        n=n,
         accuracy=round(sum(correct) / n, 4) if n else 0.0,
         ci=_rounded_ci(correct, seed) if n else (0.0, 0.0),
         f1=round(_mean([r.f1 for r in records]), 4) if n and any(r.f1 is not None for r in records) else None,
-        acc_norm=(round(sum(1.0 for r in records if r.acc_norm) / n, 4)
-                  if n and any(r.acc_norm is not None for r in records) else None),
-        latency_ms=LatencyStats(mean=round(statistics.fmean(latencies), 2) if n else 0.0,
-                                median=round(statistics.median(latencies), 2) if n else 0.0,
-                                p90=round(latencies[min(n - 1, int(0.9 * n))], 2) if n else 0.0),
+        acc_norm=(
+            round(sum(1.0 for r in records if r.acc_norm) / n, 4)
+            if n and any(r.acc_norm is not None for r in records)
+            else None
+        ),
+        latency_ms=LatencyStats(
+            mean=round(statistics.fmean(latencies), 2) if n else 0.0,
+            median=round(statistics.median(latencies), 2) if n else 0.0,
+            p90=round(latencies[min(n - 1, int(0.9 * n))], 2) if n else 0.0,
+        ),
         retrieval_ms_mean=round(_mean([r.retrieval_ms for r in records]), 3),
-        prompt_tokens_mean=round(prompt, 1), completion_tokens_mean=round(completion, 1),
+        prompt_tokens_mean=round(prompt, 1),
+        completion_tokens_mean=round(completion, 1),
         retrieval=retrieval,
-        found_relevant_share=(round(sum(1 for r in records if r.found_relevant) / n, 4) if spec.uses_retrieval and n else None),
+        found_relevant_share=(
+            round(sum(1 for r in records if r.found_relevant) / n, 4) if spec.uses_retrieval and n else None
+        ),
         cost_per_1k_usd=round(1000 * cost_of(latency / 1000, prompt, completion, cost), 6),
-        training=training)
+        training=training,
+    )
 
 
 def training_info(workspace: Workspace, adapter: str, cost: CostSettings) -> TrainingInfo:
@@ -263,9 +300,16 @@ def training_info(workspace: Workspace, adapter: str, cost: CostSettings) -> Tra
     paraphrases = parameters.get("paraphrases", 0 if dataset.get("kind") == "cpt" else None)
     wall = float(run.manifest.get("wall_seconds") or 0.0)
     return TrainingInfo(
-        adapter=adapter, method=run.manifest.get("method"), wall_seconds=wall,
-        cost_usd=round(cost_of(wall, 0, 0, cost.model_copy(update={"input_usd_per_mtok": None, "output_usd_per_mtok": None})), 6),
-        dataset=DatasetInfo(name=dataset.get("name"), kind=dataset.get("kind"), paraphrases=paraphrases, rows=dataset.get("rows")))
+        adapter=adapter,
+        method=run.manifest.get("method"),
+        wall_seconds=wall,
+        cost_usd=round(
+            cost_of(wall, 0, 0, cost.model_copy(update={"input_usd_per_mtok": None, "output_usd_per_mtok": None})), 6
+        ),
+        dataset=DatasetInfo(
+            name=dataset.get("name"), kind=dataset.get("kind"), paraphrases=paraphrases, rows=dataset.get("rows")
+        ),
+    )
 
 
 # --- the runner ------------------------------------------------------------------------------
@@ -302,9 +346,14 @@ def base_model_name(workspace: Workspace, request: CompareRequest) -> str:
     raise CompareError("no model to evaluate: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
 
 
-def evaluate_variants(pipeline_for: Callable[[VariantSpec], RagPipeline], questions: Sequence[Question],
-                      specs: Sequence[VariantSpec], generation: GenerationConfig, progress: Progress | None = None,
-                      stage: str = "") -> dict[VariantSpec, list[QuestionRecord]]:
+def evaluate_variants(
+    pipeline_for: Callable[[VariantSpec], RagPipeline],
+    questions: Sequence[Question],
+    specs: Sequence[VariantSpec],
+    generation: GenerationConfig,
+    progress: Progress | None = None,
+    stage: str = "",
+) -> dict[VariantSpec, list[QuestionRecord]]:
     """Every question through every variant's pipeline; one progress stage per variant."""
     progress = or_null(progress)
     out: dict[VariantSpec, list[QuestionRecord]] = {}
@@ -319,7 +368,9 @@ def evaluate_variants(pipeline_for: Callable[[VariantSpec], RagPipeline], questi
     return out
 
 
-def _pipelines(workspace: Workspace, models: _Models, generation: GenerationConfig) -> Callable[[VariantSpec], RagPipeline]:
+def _pipelines(
+    workspace: Workspace, models: _Models, generation: GenerationConfig
+) -> Callable[[VariantSpec], RagPipeline]:
     return lambda spec: workspace.rag_pipeline(models.get(spec.adapter), generation)
 
 
@@ -334,7 +385,9 @@ def apply_update(workspace: Workspace, documents: Path, target: Path) -> tuple[W
     copy = Workspace.open(target)
     started = time.perf_counter()
     names = {p.name for p in (documents.rglob("*") if documents.is_dir() else [documents]) if p.is_file()}
-    replaced = [d.doc_id for d in copy.knowledge_snapshot().iter_documents() if Path(d.document.source_path).name in names]
+    replaced = [
+        d.doc_id for d in copy.knowledge_snapshot().iter_documents() if Path(d.document.source_path).name in names
+    ]
     copy.remove_documents(replaced)
     report = copy.ingest([documents])
     if report.failed:
@@ -344,31 +397,50 @@ def apply_update(workspace: Workspace, documents: Path, target: Path) -> tuple[W
 
 def compare_runs(workspace: Workspace) -> ArtifactFolders:
     """The workspace's compare runs (``WS/runs/NAME/`` with a summary)."""
-    return ArtifactFolders(workspace.runs_dir, kind="compare run", error=CompareError,
-                           hint="make one with `infuse compare --questions SET`", marker=SUMMARY_FILE)
+    return ArtifactFolders(
+        workspace.runs_dir,
+        kind="compare run",
+        error=CompareError,
+        hint="make one with `infuse compare --questions SET`",
+        marker=SUMMARY_FILE,
+    )
 
 
-def run_compare(workspace: Workspace, qset: QuestionSet, request: CompareRequest,
-                progress: Progress | None = None) -> CompareRun:
+def run_compare(
+    workspace: Workspace, qset: QuestionSet, request: CompareRequest, progress: Progress | None = None
+) -> CompareRun:
     """Evaluate every variant on the same questions and write ``WS/runs/NAME/`` (see module docstring)."""
     questions = qset.questions[: request.limit] if request.limit else list(qset.questions)
     if not questions:
         raise CompareError(f"question set {qset.name!r} is empty")
     name = request.run_name or f"{utc_stamp()}-{qset.name}"
     model_name = base_model_name(workspace, request)
-    with compare_runs(workspace).create(name) as staging:   # the run appears complete or not at all
+    with compare_runs(workspace).create(name) as staging:  # the run appears complete or not at all
         return _run(workspace, qset, request, questions, name, model_name, staging, progress)
 
 
-def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, questions: list[Question], name: str,
-         model_name: str, staging: Path, progress: Progress | None) -> CompareRun:
+def _run(
+    workspace: Workspace,
+    qset: QuestionSet,
+    request: CompareRequest,
+    questions: list[Question],
+    name: str,
+    model_name: str,
+    staging: Path,
+    progress: Progress | None,
+) -> CompareRun:
     cost = workspace.settings.cost
     models = _Models(workspace, model_name)
     generation = GenerationConfig(max_new_tokens=request.max_new_tokens, temperature=0.0)
-    by_spec = evaluate_variants(_pipelines(workspace, models, generation), questions, request.variants, generation, progress)
-    variants = tuple(summarise(spec, records, cost, request.seed,
-                               training_info(workspace, spec.adapter, cost) if spec.adapter else None)
-                     for spec, records in by_spec.items())
+    by_spec = evaluate_variants(
+        _pipelines(workspace, models, generation), questions, request.variants, generation, progress
+    )
+    variants = tuple(
+        summarise(
+            spec, records, cost, request.seed, training_info(workspace, spec.adapter, cost) if spec.adapter else None
+        )
+        for spec, records in by_spec.items()
+    )
     kinds = [str(q.kind) for q in questions]
     by_tokens = cost.input_usd_per_mtok is not None or cost.output_usd_per_mtok is not None
     results = [r for records in by_spec.values() for r in records]
@@ -377,40 +449,72 @@ def _run(workspace: Workspace, qset: QuestionSet, request: CompareRequest, quest
         fresh, fresh_results = freshness(workspace, request, models, generation, staging, cost, progress)
         results += fresh_results
     summary = CompareSummary(
-        run=name, created=utc_now(), workspace=str(workspace.path), model=model_name,
+        run=name,
+        created=utc_now(),
+        workspace=str(workspace.path),
+        model=model_name,
         questions=QuestionsInfo(name=qset.name, count=len(questions), kinds={k: kinds.count(k) for k in set(kinds)}),
-        cost_model=CostModel(machine_hour_usd=cost.machine_hour_usd, input_usd_per_mtok=cost.input_usd_per_mtok,
-                             output_usd_per_mtok=cost.output_usd_per_mtok, basis="tokens" if by_tokens else "machine_time"),
-        variants=variants, freshness=fresh)
+        cost_model=CostModel(
+            machine_hour_usd=cost.machine_hour_usd,
+            input_usd_per_mtok=cost.input_usd_per_mtok,
+            output_usd_per_mtok=cost.output_usd_per_mtok,
+            basis="tokens" if by_tokens else "machine_time",
+        ),
+        variants=variants,
+        freshness=fresh,
+    )
     write_run(staging, summary, results)
     return CompareRun(workspace.runs_dir / name, summary, results)
 
 
-def freshness(workspace: Workspace, request: CompareRequest, models: _Models, generation: GenerationConfig, run_dir: Path,
-              cost: CostSettings, progress: Progress | None) -> tuple[Freshness, list[QuestionRecord]]:
+def freshness(
+    workspace: Workspace,
+    request: CompareRequest,
+    models: _Models,
+    generation: GenerationConfig,
+    run_dir: Path,
+    cost: CostSettings,
+    progress: Progress | None,
+) -> tuple[Freshness, list[QuestionRecord]]:
     """Accuracy on changed facts after the update, and the share of answers still giving the old value."""
     assert request.update is not None
     update = request.update
     changed = [q for q in update.questions.questions if q.old_answers or q.old_answer_index is not None]
     if not changed:
-        raise CompareError(f"question set {update.questions.name!r} has no questions with an old answer "
-                           "(old_answer / old_answer_index); it cannot measure freshness")
-    updated, seconds = apply_update(workspace, update.documents, run_dir / "updated-kb")   # kept for inspection
+        raise CompareError(
+            f"question set {update.questions.name!r} has no questions with an old answer "
+            "(old_answer / old_answer_index); it cannot measure freshness"
+        )
+    updated, seconds = apply_update(workspace, update.documents, run_dir / "updated-kb")  # kept for inspection
     specs = list(dict.fromkeys(request.variants))
-    by_spec = evaluate_variants(_pipelines(updated, models, generation), changed, specs, generation, progress, "update ")
+    by_spec = evaluate_variants(
+        _pipelines(updated, models, generation), changed, specs, generation, progress, "update "
+    )
     rows, results = [], []
     for spec, records in by_spec.items():
         n = len(records)
         correct = [1.0 if r.correct else 0.0 for r in records]
-        rows.append(FreshnessRow(
-            label=spec.label, variant=str(spec.variant), adapter=spec.adapter, n=n, accuracy=round(sum(correct) / n, 4),
-            ci=_rounded_ci(correct, request.seed),
-            stale_share=round(sum(1 for r in records if r.stale) / n, 4),
-            retrain_seconds=training_info(workspace, spec.adapter, cost).wall_seconds if spec.adapter else None))
+        rows.append(
+            FreshnessRow(
+                label=spec.label,
+                variant=str(spec.variant),
+                adapter=spec.adapter,
+                n=n,
+                accuracy=round(sum(correct) / n, 4),
+                ci=_rounded_ci(correct, request.seed),
+                stale_share=round(sum(1 for r in records if r.stale) / n, 4),
+                retrain_seconds=training_info(workspace, spec.adapter, cost).wall_seconds if spec.adapter else None,
+            )
+        )
         results += [r.after_update() for r in records]
-    return Freshness(questions=update.questions.name, documents=str(update.documents), changed_facts=len(changed),
-                     reindex_seconds=round(seconds, 3), reindex_cost_usd=round(cost_of(seconds, 0, 0, cost), 6),
-                     variants=tuple(rows)), results
+    return Freshness(
+        questions=update.questions.name,
+        documents=str(update.documents),
+        changed_facts=len(changed),
+        reindex_seconds=round(seconds, 3),
+        reindex_cost_usd=round(cost_of(seconds, 0, 0, cost), 6),
+        variants=tuple(rows),
+    ), results
 
 
 def load_run(workspace: Workspace, name: str) -> CompareRun:
@@ -427,5 +531,17 @@ def latest_run(workspace: Workspace) -> CompareRun | None:
     return read_run(paths[-1]) if paths else None
 
 
-__all__ = ["CompareError", "CompareRequest", "CompareRun", "UpdateScenario", "Variant", "VariantSpec", "apply_update",
-           "compare_runs", "latest_run", "load_run", "parse_variants", "run_compare"]
+__all__ = [
+    "CompareError",
+    "CompareRequest",
+    "CompareRun",
+    "UpdateScenario",
+    "Variant",
+    "VariantSpec",
+    "apply_update",
+    "compare_runs",
+    "latest_run",
+    "load_run",
+    "parse_variants",
+    "run_compare",
+]

@@ -34,18 +34,24 @@ def variants_table(summary: CompareSummary, title: str | None = None) -> Table:
     """One row per variant: accuracy with its interval, F1, median latency, tokens, cost, recall."""
     questions = summary.questions
     if title is None:
-        title = (f"{questions.name if questions else '-'}: {questions.count if questions else '-'} questions, "
-                 f"model {Path(summary.model or '-').name}")
+        title = (
+            f"{questions.name if questions else '-'}: {questions.count if questions else '-'} questions, "
+            f"model {Path(summary.model or '-').name}"
+        )
     table = Table(title=title)
     for column in ("variant", "accuracy (95% CI)", "F1", "median ms", "tokens in/out", "$ / 1k q", "recall@k"):
         table.add_column(column)
     for v in summary.variants:
         latency = v.latency_ms.median if v.latency_ms else None
-        table.add_row(v.label, _accuracy(v.accuracy, v.ci), f"{v.f1:.2f}" if v.f1 is not None else "-",
-                      f"{latency:.0f}" if latency is not None else "-",
-                      f"{v.prompt_tokens_mean or 0:.0f}/{v.completion_tokens_mean or 0:.0f}",
-                      f"{v.cost_per_1k_usd:.4f}" if v.cost_per_1k_usd is not None else "-",
-                      f"{v.retrieval.recall_at_k:.2f}" if v.retrieval and v.retrieval.recall_at_k is not None else "-")
+        table.add_row(
+            v.label,
+            _accuracy(v.accuracy, v.ci),
+            f"{v.f1:.2f}" if v.f1 is not None else "-",
+            f"{latency:.0f}" if latency is not None else "-",
+            f"{v.prompt_tokens_mean or 0:.0f}/{v.completion_tokens_mean or 0:.0f}",
+            f"{v.cost_per_1k_usd:.4f}" if v.cost_per_1k_usd is not None else "-",
+            f"{v.retrieval.recall_at_k:.2f}" if v.retrieval and v.retrieval.recall_at_k is not None else "-",
+        )
     return table
 
 

@@ -194,9 +194,13 @@ def mc_score(loglikelihoods: Sequence[float], choices: Sequence[str], answer_ind
     )
 
 
-def score_multiple_choice_batch(model: LanguageModel, items: Sequence[MCItem], *, separator: str = " ") -> list[MCScore]:
+def score_multiple_choice_batch(
+    model: LanguageModel, items: Sequence[MCItem], *, separator: str = " "
+) -> list[MCScore]:
     """:func:`score_multiple_choice` for many ``(context, choices, answer_index)`` items in one model call."""
-    lls = mc_choice_loglikelihoods_batch(model, [(context, choices) for context, choices, _ in items], separator=separator)
+    lls = mc_choice_loglikelihoods_batch(
+        model, [(context, choices) for context, choices, _ in items], separator=separator
+    )
     return [mc_score(ll, choices, answer) for ll, (_, choices, answer) in zip(lls, items)]
 
 

@@ -138,7 +138,7 @@ def _notes(run: CompareRun) -> list[str]:
 
 
 def _freshness_intro(run: CompareRun, escape: Callable[[object], str]) -> str | None:
-    """"After the update: question set X, N changed facts, re-index 1.2 s ($0.0007)." (or None)."""
+    """ "After the update: question set X, N changed facts, re-index 1.2 s ($0.0007)." (or None)."""
     fresh = run.summary.freshness
     if fresh is None:
         return None
@@ -148,21 +148,23 @@ def _freshness_intro(run: CompareRun, escape: Callable[[object], str]) -> str | 
     if fresh.changed_facts is not None:
         intro.append(f"{escape(fresh.changed_facts)} changed facts")
     if fresh.reindex_seconds is not None:
-        intro.append(f"re-index {escape(fmt_seconds(fresh.reindex_seconds))}"
-                     + (f" ({escape(fmt_usd(fresh.reindex_cost_usd))})" if fresh.reindex_cost_usd is not None else ""))
+        intro.append(
+            f"re-index {escape(fmt_seconds(fresh.reindex_seconds))}"
+            + (f" ({escape(fmt_usd(fresh.reindex_cost_usd))})" if fresh.reindex_cost_usd is not None else "")
+        )
     return "After the update: " + ", ".join(intro) + "." if intro else None
 
 
 def _md_table(table: Table) -> list[str]:
-    lines = ["| " + " | ".join(_md(h) for h in table.header) + " |",
-             "|" + "|".join("---" for _ in table.header) + "|"]
+    lines = ["| " + " | ".join(_md(h) for h in table.header) + " |", "|" + "|".join("---" for _ in table.header) + "|"]
     for row in table.rows:
         lines.append("| " + " | ".join(_md(cell) for cell in row) + " |")
     return lines
 
 
-def _render_markdown(run: CompareRun, plots: list[Plot], table: Table,
-                     fresh_table: Table | None, found: list[Disagreement], total: int) -> str:
+def _render_markdown(
+    run: CompareRun, plots: list[Plot], table: Table, fresh_table: Table | None, found: list[Disagreement], total: int
+) -> str:
     lines = [f"# Compare report: {_md(_run_name(run))}", ""]
     for key, value in _header_facts(run):
         lines.append(f"- **{key}**: {_md(value)}")
@@ -183,14 +185,25 @@ def _render_markdown(run: CompareRun, plots: list[Plot], table: Table,
     if plots:
         lines += ["## Plots", ""]
         for plot in plots:
-            lines += [f"### {plot.title}", "", f"![{_md(plot.title)}](plots/{plot.name}.png)", "",
-                      _md(plot.caption), ""]
+            lines += [
+                f"### {plot.title}",
+                "",
+                f"![{_md(plot.title)}](plots/{plot.name}.png)",
+                "",
+                _md(plot.caption),
+                "",
+            ]
     lines += ["## Where the variants disagree", ""]
     lines += _disagreement_intro(run, found, total)
     for d in found:
         gold = "; ".join(d.answers) if d.answers else "–"
-        lines += [f"**{_md(d.question_id)}**: {_md(d.question)}  ", f"Expected: {_md(gold)}", "",
-                  "| variant | prediction | |", "|---|---|---|"]
+        lines += [
+            f"**{_md(d.question_id)}**: {_md(d.question)}  ",
+            f"Expected: {_md(gold)}",
+            "",
+            "| variant | prediction | |",
+            "|---|---|---|",
+        ]
         for label, prediction, correct, stale in d.answers_by_label:
             lines.append(f"| {_md(label)} | {_md(prediction) or '–'} | {_verdict(correct, stale)} |")
         lines.append("")
@@ -205,8 +218,7 @@ def _disagreement_intro(run: CompareRun, found: list[Disagreement], total: int) 
     if not found:
         return ["The variants agreed on every question (all right or all wrong).", ""]
     shown = f"{len(found)} of {total}" if total > len(found) else f"{total}"
-    return [f"{shown} question(s) where some variants were right and others wrong "
-            f"(most evenly split first).", ""]
+    return [f"{shown} question(s) where some variants were right and others wrong (most evenly split first).", ""]
 
 
 def _verdict(correct: bool | None, stale: bool) -> str:
@@ -236,8 +248,11 @@ figcaption { font-size: .85rem; color: #555; }
 
 
 def _html_table(table: Table) -> list[str]:
-    out = ['<div class="scroll"><table>', "<thead><tr>"
-           + "".join(f"<th>{_h(h)}</th>" for h in table.header) + "</tr></thead>", "<tbody>"]
+    out = [
+        '<div class="scroll"><table>',
+        "<thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in table.header) + "</tr></thead>",
+        "<tbody>",
+    ]
     for row in table.rows:
         cells = []
         for i, cell in enumerate(row):
@@ -248,13 +263,23 @@ def _html_table(table: Table) -> list[str]:
     return out
 
 
-def _render_html(run: CompareRun, plots: list[Plot], table: Table,
-                 fresh_table: Table | None, found: list[Disagreement], total: int) -> str:
+def _render_html(
+    run: CompareRun, plots: list[Plot], table: Table, fresh_table: Table | None, found: list[Disagreement], total: int
+) -> str:
     title = f"Compare report: {_run_name(run)}"
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{_h(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-           f"<h1>{_h(title)}</h1>", '<dl class="facts">']
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_h(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_h(title)}</h1>",
+        '<dl class="facts">',
+    ]
     for key, value in _header_facts(run):
         out.append(f"<dt>{_h(key)}</dt><dd>{_h(value)}</dd>")
     out.append("</dl>")
@@ -272,22 +297,28 @@ def _render_html(run: CompareRun, plots: list[Plot], table: Table,
         out.append("<h2>Plots</h2>")
         for plot in plots:
             encoded = base64.b64encode(plot.png).decode("ascii")
-            out += [f"<figure><h3>{_h(plot.title)}</h3>",
-                    f'<img src="data:image/png;base64,{encoded}" alt="{_h(plot.title)}">',
-                    f"<figcaption>{_h(plot.caption)}</figcaption></figure>"]
+            out += [
+                f"<figure><h3>{_h(plot.title)}</h3>",
+                f'<img src="data:image/png;base64,{encoded}" alt="{_h(plot.title)}">',
+                f"<figcaption>{_h(plot.caption)}</figcaption></figure>",
+            ]
     out.append("<h2>Where the variants disagree</h2>")
     for line in _disagreement_intro(run, found, total):
         if line:
             out.append(f"<p>{_h(line)}</p>")
     for d in found:
         gold = "; ".join(d.answers) if d.answers else "–"
-        out += [f'<p class="question"><strong>{_h(d.question_id)}</strong>: {_h(d.question)}</p>',
-                f'<p class="expected">Expected: {_h(gold)}</p>',
-                "<table><thead><tr><th>variant</th><th>prediction</th><th></th></tr></thead><tbody>"]
+        out += [
+            f'<p class="question"><strong>{_h(d.question_id)}</strong>: {_h(d.question)}</p>',
+            f'<p class="expected">Expected: {_h(gold)}</p>',
+            "<table><thead><tr><th>variant</th><th>prediction</th><th></th></tr></thead><tbody>",
+        ]
         for label, prediction, correct, stale in d.answers_by_label:
             cls = "right" if correct else "wrong" if correct is False else ""
-            out.append(f"<tr><td>{_h(label)}</td><td class=\"pred\">{_h(prediction) or '–'}</td>"
-                       f'<td class="{cls}">{_h(_verdict(correct, stale))}</td></tr>')
+            out.append(
+                f'<tr><td>{_h(label)}</td><td class="pred">{_h(prediction) or "–"}</td>'
+                f'<td class="{cls}">{_h(_verdict(correct, stale))}</td></tr>'
+            )
         out.append("</tbody></table>")
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
@@ -313,7 +344,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     plots_dir = run.path / "plots"
     plots_dir.mkdir(exist_ok=True)
     wanted = {f"{plot.name}.png" for plot in plots}
-    for stale in plots_dir.glob("*.png"):   # plots of an earlier report that no longer apply
+    for stale in plots_dir.glob("*.png"):  # plots of an earlier report that no longer apply
         if stale.name not in wanted:
             stale.unlink(missing_ok=True)
     for plot in plots:
@@ -323,4 +354,3 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     _write_atomic(md_path, _render_markdown(run, plots, table, fresh_table, found, total).encode("utf-8"))
     _write_atomic(html_path, _render_html(run, plots, table, fresh_table, found, total).encode("utf-8"))
     return md_path, html_path
-

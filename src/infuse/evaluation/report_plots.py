@@ -22,8 +22,16 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Plot", "build_plots", "plot_accuracy", "plot_accuracy_vs_k", "plot_latency", "plot_cost", "plot_freshness",
-           "plot_paraphrases"]
+__all__ = [
+    "Plot",
+    "build_plots",
+    "plot_accuracy",
+    "plot_accuracy_vs_k",
+    "plot_latency",
+    "plot_cost",
+    "plot_freshness",
+    "plot_paraphrases",
+]
 
 # Dataset fields that may differ between two datasets of one paraphrase-count family.
 _DATASET_VOLATILE = {"name", "kind", "paraphrases", "rows", "tokens", "sha256", "created", "counts"}
@@ -31,7 +39,7 @@ _DATASET_VOLATILE = {"name", "kind", "paraphrases", "rows", "tokens", "sha256", 
 
 @dataclass
 class Plot:
-    name: str          # file stem under plots/
+    name: str  # file stem under plots/
     title: str
     caption: str
     png: bytes
@@ -47,8 +55,10 @@ def _color(variant: str | None) -> str:
 
 def _error_bars(points: Sequence[tuple[float, tuple[float, float] | None]]) -> list[list[float]]:
     """Lower and upper whisker lengths for (value, interval) points; 0 without an interval."""
-    return [[max(0.0, value - ci[0]) if ci else 0.0 for value, ci in points],
-            [max(0.0, ci[1] - value) if ci else 0.0 for value, ci in points]]
+    return [
+        [max(0.0, value - ci[0]) if ci else 0.0 for value, ci in points],
+        [max(0.0, ci[1] - value) if ci else 0.0 for value, ci in points],
+    ]
 
 
 def _figure(width: float = 7.5, height: float = 4.0) -> Figure:
@@ -71,8 +81,7 @@ def _png(fig: Figure) -> bytes:
 def _label_axis(ax: Axes, labels: Sequence[str]) -> None:
     ax.set_xticks(range(len(labels)))
     rotate = len(labels) > 4 or max((len(s) for s in labels), default=0) > 12
-    ax.set_xticklabels(labels, rotation=30 if rotate else 0, ha="right" if rotate else "center",
-                       fontsize=8)
+    ax.set_xticklabels(labels, rotation=30 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
 
 
 def _accuracy_curve_axes(ax: Axes, xs: set[float], xlabel: str, title: str) -> None:
@@ -106,8 +115,9 @@ def plot_accuracy(variants: Sequence[VariantSummary]) -> Plot | None:
     accs = [v.accuracy or 0.0 for v in points]
     lower, upper = _error_bars([(acc, v.ci) for v, acc in zip(points, accs)])
     xs = range(len(points))
-    ax.bar(xs, accs, color=[_color(v.variant) for v in points], yerr=[lower, upper], capsize=4,
-           error_kw={"elinewidth": 1})
+    ax.bar(
+        xs, accs, color=[_color(v.variant) for v in points], yerr=[lower, upper], capsize=4, error_kw={"elinewidth": 1}
+    )
     for x, acc, up in zip(xs, accs, upper):
         ax.text(x, acc + up + 0.01, f"{100 * acc:.1f}%", ha="center", va="bottom", fontsize=8)
     _label_axis(ax, [v.label for v in points])
@@ -115,8 +125,9 @@ def plot_accuracy(variants: Sequence[VariantSummary]) -> Plot | None:
     ax.set_ylim(0, min(1.15, max(1.0, max(a + u for a, u in zip(accs, upper)) + 0.1)))
     ax.set_title("Accuracy per variant (95% bootstrap interval)")
     ax.grid(axis="y", alpha=0.3)
-    return Plot("accuracy", "Accuracy per variant",
-                "Bars: accuracy; whiskers: 95% bootstrap confidence interval.", _png(fig))
+    return Plot(
+        "accuracy", "Accuracy per variant", "Bars: accuracy; whiskers: 95% bootstrap confidence interval.", _png(fig)
+    )
 
 
 def _k_series(variants: Sequence[VariantSummary]) -> OrderedDict[tuple[str, str | None], list[VariantSummary]]:
@@ -147,16 +158,31 @@ def plot_accuracy_vs_k(variants: Sequence[VariantSummary]) -> Plot | None:
         # the closed-book counterpart: base for rag, the adapter alone for ft+rag
         ref_kind = {"rag": "base", "ft+rag": "ft"}.get(kind)
         for ref in variants:
-            if (ref_kind and ref.variant == ref_kind and ref.adapter == adapter
-                    and ref.k is None and ref.accuracy is not None):
-                ax.axhline(ref.accuracy, color=color, linestyle="--", linewidth=1, alpha=0.7,
-                           label=f"{ref.label} (no retrieval)")
+            if (
+                ref_kind
+                and ref.variant == ref_kind
+                and ref.adapter == adapter
+                and ref.k is None
+                and ref.accuracy is not None
+            ):
+                ax.axhline(
+                    ref.accuracy,
+                    color=color,
+                    linestyle="--",
+                    linewidth=1,
+                    alpha=0.7,
+                    label=f"{ref.label} (no retrieval)",
+                )
                 break
-    _accuracy_curve_axes(ax, {float(p.k or 0) for pts in drawn.values() for p in pts}, "k (passages retrieved)",
-                         "Accuracy vs k")
-    return Plot("accuracy_vs_k", "Accuracy vs k",
-                "One line per series of variants that differ only in k; dashed: the same model "
-                "without retrieval.", _png(fig))
+    _accuracy_curve_axes(
+        ax, {float(p.k or 0) for pts in drawn.values() for p in pts}, "k (passages retrieved)", "Accuracy vs k"
+    )
+    return Plot(
+        "accuracy_vs_k",
+        "Accuracy vs k",
+        "One line per series of variants that differ only in k; dashed: the same model without retrieval.",
+        _png(fig),
+    )
 
 
 def _horizontal_boxes() -> dict[str, Any]:
@@ -179,9 +205,14 @@ def plot_latency(variants: Sequence[VariantSummary], results: Sequence[QuestionR
     fig = _figure(7.5, max(2.5, 0.5 * len(order) + 1.5))
     ax = fig.add_subplot()
     data = [by_label[label] for label in order]
-    box = ax.boxplot(data, patch_artist=True, showfliers=True, flierprops={"markersize": 3, "alpha": 0.5},
-                     medianprops={"color": "black"},
-                     **_horizontal_boxes())
+    box = ax.boxplot(
+        data,
+        patch_artist=True,
+        showfliers=True,
+        flierprops={"markersize": 3, "alpha": 0.5},
+        medianprops={"color": "black"},
+        **_horizontal_boxes(),
+    )
     for patch, label in zip(box["boxes"], order):
         patch.set_facecolor(_color(kinds[label].variant if label in kinds else None))
         patch.set_alpha(0.6)
@@ -194,9 +225,13 @@ def plot_latency(variants: Sequence[VariantSummary], results: Sequence[QuestionR
     ax.set_xlabel("latency per question (ms)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Latency distribution per variant")
-    return Plot("latency", "Latency per question",
-                "Box: quartiles, line: median, whiskers: 1.5 IQR, dots: outliers "
-                "(`latency_ms` of each question in results.jsonl).", _png(fig))
+    return Plot(
+        "latency",
+        "Latency per question",
+        "Box: quartiles, line: median, whiskers: 1.5 IQR, dots: outliers "
+        "(`latency_ms` of each question in results.jsonl).",
+        _png(fig),
+    )
 
 
 def _training_cost(variant: VariantSummary) -> float | None:
@@ -275,8 +310,11 @@ def plot_freshness(fresh: Freshness | None) -> Plot | None:
 
     if times:
         ax = fig.add_subplot(1, panels, 3)
-        ax.barh(range(len(times)), [t for _, t in times],
-                color=["#1f77b4" if name == "re-index" else "#d62728" for name, _ in times])
+        ax.barh(
+            range(len(times)),
+            [t for _, t in times],
+            color=["#1f77b4" if name == "re-index" else "#d62728" for name, _ in times],
+        )
         ax.set_yticks(range(len(times)))
         ax.set_yticklabels([name for name, _ in times], fontsize=8)
         ax.invert_yaxis()
@@ -301,8 +339,11 @@ def _paraphrase_curves(variants: Sequence[VariantSummary]) -> dict[str, list[tup
         if dataset is None or x is None or v.accuracy is None:
             continue
         rest = {k: val for k, val in dataset.extra.items() if k not in _DATASET_VOLATILE}
-        key = json.dumps({"variant": v.variant, "k": v.k, "method": v.training.method if v.training else None,
-                          "dataset": rest}, sort_keys=True, default=str)
+        key = json.dumps(
+            {"variant": v.variant, "k": v.k, "method": v.training.method if v.training else None, "dataset": rest},
+            sort_keys=True,
+            default=str,
+        )
         curves.setdefault(key, []).append((x, v))
     return {key: pts for key, pts in curves.items() if len({x for x, _ in pts}) >= 2}
 
@@ -324,13 +365,22 @@ def plot_paraphrases(variants: Sequence[VariantSummary]) -> Plot | None:
         xs = [x for x, _ in pts]
         accs = [v.accuracy or 0.0 for _, v in pts]
         errs = _error_bars([(a, v.ci) for (_, v), a in zip(pts, accs)]) if all(v.ci for _, v in pts) else None
-        ax.errorbar(xs, accs, yerr=errs, marker="o", capsize=3, label=name,
-                    color=_COLORS.get(str(info["variant"]), None))
-    _accuracy_curve_axes(ax, {x for pts in curves.values() for x, _ in pts}, "paraphrases per chunk",
-                         "Fine-tuning: accuracy vs paraphrases per chunk")
-    return Plot("paraphrases", "Paraphrase count",
-                "Adapters trained on datasets that differ only in paraphrases per chunk "
-                "(continued pretraining on the plain text counts as 0).", _png(fig))
+        ax.errorbar(
+            xs, accs, yerr=errs, marker="o", capsize=3, label=name, color=_COLORS.get(str(info["variant"]), None)
+        )
+    _accuracy_curve_axes(
+        ax,
+        {x for pts in curves.values() for x, _ in pts},
+        "paraphrases per chunk",
+        "Fine-tuning: accuracy vs paraphrases per chunk",
+    )
+    return Plot(
+        "paraphrases",
+        "Paraphrase count",
+        "Adapters trained on datasets that differ only in paraphrases per chunk "
+        "(continued pretraining on the plain text counts as 0).",
+        _png(fig),
+    )
 
 
 def build_plots(run: CompareRun) -> list[Plot]:
@@ -344,5 +394,3 @@ def build_plots(run: CompareRun) -> list[Plot]:
         plot_paraphrases(variants),
     ]
     return [plot for plot in candidates if plot is not None]
-
-

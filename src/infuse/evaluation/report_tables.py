@@ -16,8 +16,19 @@ from typing import Any
 
 from infuse.evaluation.runs import CompareRun, Freshness, QuestionRecord, Variant, VariantSummary
 
-__all__ = ["MAX_DISAGREEMENTS", "Table", "Disagreement", "variants_table", "freshness_table", "disagreements",
-           "fmt_pct", "fmt_acc", "fmt_usd", "fmt_ms", "fmt_seconds"]
+__all__ = [
+    "MAX_DISAGREEMENTS",
+    "Table",
+    "Disagreement",
+    "variants_table",
+    "freshness_table",
+    "disagreements",
+    "fmt_pct",
+    "fmt_acc",
+    "fmt_usd",
+    "fmt_ms",
+    "fmt_seconds",
+]
 
 MAX_DISAGREEMENTS = 10
 _RETRIEVING = (Variant.RAG, Variant.FT_RAG)
@@ -102,6 +113,7 @@ Column = tuple[str, Callable[[VariantSummary], str]]
 
 def variants_table(variants: Sequence[VariantSummary]) -> Table:
     """One row per variant; optional columns only when some variant has a value for them."""
+
     def has(getter: Callable[[VariantSummary], Any]) -> bool:
         return any(getter(v) is not None for v in variants)
 
@@ -119,8 +131,12 @@ def variants_table(variants: Sequence[VariantSummary]) -> Table:
         ("latency p90", lambda v: fmt_ms(v.latency_ms.p90 if v.latency_ms else None)),
     ]
     if has(lambda v: v.retrieval_ms_mean or None):
-        columns.append(("retrieval mean", lambda v: "–" if v.k is None and not v.retrieval_ms_mean
-                        else fmt_ms(v.retrieval_ms_mean)))
+        columns.append(
+            (
+                "retrieval mean",
+                lambda v: "–" if v.k is None and not v.retrieval_ms_mean else fmt_ms(v.retrieval_ms_mean),
+            )
+        )
     columns += [
         ("tokens in / out", lambda v: f"{_tokens(v.prompt_tokens_mean)} / {_tokens(v.completion_tokens_mean)}"),
         ("cost / 1k questions", lambda v: fmt_usd(v.cost_per_1k_usd)),
@@ -134,8 +150,7 @@ def variants_table(variants: Sequence[VariantSummary]) -> Table:
     if has(lambda v: v.training):
         columns.append(("training time", lambda v: fmt_seconds(v.training.wall_seconds if v.training else None)))
         columns.append(("training cost", lambda v: fmt_usd(v.training.cost_usd if v.training else None)))
-    return Table(header=[name for name, _ in columns],
-                 rows=[[getter(v) for _, getter in columns] for v in variants])
+    return Table(header=[name for name, _ in columns], rows=[[getter(v) for _, getter in columns] for v in variants])
 
 
 def freshness_table(fresh: Freshness) -> Table:
@@ -147,8 +162,9 @@ def freshness_table(fresh: Freshness) -> Table:
         elif v.kind in _RETRIEVING and fresh.reindex_seconds is not None:
             update_cost = f"re-index {fmt_seconds(fresh.reindex_seconds)}"
         rows.append([v.label, _count(v.n), fmt_acc(v.accuracy, v.ci), fmt_pct(v.stale_share), update_cost])
-    return Table(header=["variant", "n", "accuracy on changed facts (95% CI)",
-                         "still the old value", "update"], rows=rows)
+    return Table(
+        header=["variant", "n", "accuracy on changed facts (95% CI)", "still the old value", "update"], rows=rows
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +177,7 @@ class Disagreement:
     question: str
     answers: list[str]
     kind: str | None
-    answers_by_label: list[tuple[str, str, bool | None, bool]]   # label, prediction, correct, stale
+    answers_by_label: list[tuple[str, str, bool | None, bool]]  # label, prediction, correct, stale
 
 
 def disagreements(run: CompareRun, limit: int = MAX_DISAGREEMENTS) -> tuple[list[Disagreement], int]:
@@ -182,9 +198,14 @@ def disagreements(run: CompareRun, limit: int = MAX_DISAGREEMENTS) -> tuple[list
         labels = [label for label in order if label in rows] + [label for label in rows if label not in order]
         first = next(iter(rows.values()))
         entry = Disagreement(
-            question_id=qid, question=first.question, answers=list(first.answers), kind=first.kind,
-            answers_by_label=[(label, rows[label].prediction, rows[label].correct, rows[label].stale is True)
-                              for label in labels])
+            question_id=qid,
+            question=first.question,
+            answers=list(first.answers),
+            kind=first.kind,
+            answers_by_label=[
+                (label, rows[label].prediction, rows[label].correct, rows[label].stale is True) for label in labels
+            ],
+        )
         balance = min(right, len(verdicts) - right) / len(verdicts)
         found.append((-balance, position, entry))
     found.sort(key=lambda t: (t[0], t[1]))

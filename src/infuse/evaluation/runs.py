@@ -39,9 +39,27 @@ SCHEMA = "infuse-compare/1"
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.jsonl"
 
-__all__ = ["SCHEMA", "SUMMARY_FILE", "RESULTS_FILE", "Variant", "RunFileError", "LatencyStats", "RetrievalStats",
-           "DatasetInfo", "TrainingInfo", "VariantSummary", "FreshnessRow", "Freshness", "QuestionsInfo", "CostModel",
-           "CompareSummary", "QuestionRecord", "CompareRun", "read_run", "write_run"]
+__all__ = [
+    "SCHEMA",
+    "SUMMARY_FILE",
+    "RESULTS_FILE",
+    "Variant",
+    "RunFileError",
+    "LatencyStats",
+    "RetrievalStats",
+    "DatasetInfo",
+    "TrainingInfo",
+    "VariantSummary",
+    "FreshnessRow",
+    "Freshness",
+    "QuestionsInfo",
+    "CostModel",
+    "CompareSummary",
+    "QuestionRecord",
+    "CompareRun",
+    "read_run",
+    "write_run",
+]
 
 
 class Variant(StrEnum):
@@ -113,8 +131,13 @@ def _text(value: Any) -> str:
 _OMIT_NEVER = object()
 
 
-def _field(read: Callable[[Any], Any], default: Any = None, *, factory: Callable[[], Any] | None = None,
-           omit: Any = _OMIT_NEVER) -> Any:
+def _field(
+    read: Callable[[Any], Any],
+    default: Any = None,
+    *,
+    factory: Callable[[], Any] | None = None,
+    omit: Any = _OMIT_NEVER,
+) -> Any:
     """A record field read from JSON by `read` (lenient: odd values become None); written unless
     its value is `omit` (fields a writer only adds when they apply)."""
     metadata = {"read": read, "omit": omit}
@@ -146,17 +169,25 @@ class _Record:
         return cls(**cls._read_fields(data)) if isinstance(data, Mapping) else None
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]  # as above
-                if "read" in f.metadata and getattr(self, f.name) is not f.metadata["omit"]}
+        return {
+            f.name: _dump(getattr(self, f.name))
+            for f in fields(self)  # type: ignore[arg-type]  # as above
+            if "read" in f.metadata and getattr(self, f.name) is not f.metadata["omit"]
+        }
 
 
 def _records(cls: type[_Record]) -> Callable[[Any], tuple[Any, ...]]:
     """A reader for a list of `cls` objects: entries that are not objects are dropped, and an
     entry without a label is named by its variant, else by its position (``variant-2``)."""
+
     def read(value: Any) -> tuple[Any, ...]:
         items = value if isinstance(value, list) else []
-        return tuple(cls.from_json({**item, "label": _str(item.get("label")) or _str(item.get("variant")) or f"variant-{i + 1}"})
-                     for i, item in enumerate(items) if isinstance(item, Mapping))
+        return tuple(
+            cls.from_json({**item, "label": _str(item.get("label")) or _str(item.get("variant")) or f"variant-{i + 1}"})
+            for i, item in enumerate(items)
+            if isinstance(item, Mapping)
+        )
+
     return read
 
 
@@ -203,7 +234,7 @@ class DatasetInfo(_Record):
 
     name: str | None = _field(_str)
     kind: str | None = _field(_str)
-    paraphrases: float | None = _field(_whole)   # per chunk (paraphrase datasets)
+    paraphrases: float | None = _field(_whole)  # per chunk (paraphrase datasets)
     rows: int | None = _field(_int)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -242,11 +273,11 @@ class _Measured(_Record):
     """A variant's accuracy over a set of questions (the fields a summary row and a freshness row share)."""
 
     label: str = _field(_text, "")
-    variant: str | None = _field(_str)     # "base" | "rag" | "ft" | "ft+rag" (see :attr:`kind`)
+    variant: str | None = _field(_str)  # "base" | "rag" | "ft" | "ft+rag" (see :attr:`kind`)
     adapter: str | None = _field(_str)
     n: int | None = _field(_int)
     accuracy: float | None = _field(_num)
-    ci: tuple[float, float] | None = _field(_interval)   # 95% bootstrap interval of the accuracy
+    ci: tuple[float, float] | None = _field(_interval)  # 95% bootstrap interval of the accuracy
 
     @property
     def kind(self) -> Variant | None:
@@ -279,14 +310,14 @@ class FreshnessRow(_Measured):
     """One variant after the update: accuracy on the changed facts, share of old answers."""
 
     stale_share: float | None = _field(_num)
-    retrain_seconds: float | None = _field(_num, omit=None)   # fine-tuned variants: what retraining took
+    retrain_seconds: float | None = _field(_num, omit=None)  # fine-tuned variants: what retraining took
 
 
 @dataclass(frozen=True)
 class Freshness(_Record):
     """The update scenario: changed documents re-ingested for RAG, adapters kept as trained."""
 
-    questions: str | None = _field(_str)             # the question set about the changed facts
+    questions: str | None = _field(_str)  # the question set about the changed facts
     documents: str | None = _field(_str)
     changed_facts: int | None = _field(_int)
     reindex_seconds: float | None = _field(_num)
@@ -305,7 +336,7 @@ class QuestionsInfo(_Record):
     @classmethod
     def from_json(cls, data: Any) -> Self | None:
         if isinstance(data, str) and data:
-            return cls(name=data)          # a hand-written summary may just name the set
+            return cls(name=data)  # a hand-written summary may just name the set
         return super().from_json(data)
 
 
@@ -316,15 +347,15 @@ class CostModel(_Record):
     machine_hour_usd: float | None = _field(_num)
     input_usd_per_mtok: float | None = _field(_num)
     output_usd_per_mtok: float | None = _field(_num)
-    basis: str | None = _field(_str)                 # "machine_time" | "tokens"
-    gpu_hour_usd: float | None = _field(_num, omit=None)   # the name of machine_hour_usd in early runs
+    basis: str | None = _field(_str)  # "machine_time" | "tokens"
+    gpu_hour_usd: float | None = _field(_num, omit=None)  # the name of machine_hour_usd in early runs
 
 
 @dataclass(frozen=True)
 class CompareSummary(_Record):
     """``summary.json`` of a compare run (see :mod:`infuse.evaluation.compare` for how it is measured)."""
 
-    schema: str = _field(lambda value: SCHEMA, SCHEMA)   # checked by from_json before it is read
+    schema: str = _field(lambda value: SCHEMA, SCHEMA)  # checked by from_json before it is read
     run: str | None = _field(_str)
     created: str | None = _field(_str)
     workspace: str | None = _field(_str)
@@ -342,8 +373,10 @@ class CompareSummary(_Record):
             raise RunFileError(f"{source}: expected a JSON object, found {type(data).__name__}")
         schema = data.get("schema", SCHEMA)
         if schema != SCHEMA:
-            raise RunFileError(f"{source}: schema {schema!r} is not one this infuse reads ({SCHEMA!r}); "
-                               "upgrade infuse to read this run, or run `infuse compare` again with this version")
+            raise RunFileError(
+                f"{source}: schema {schema!r} is not one this infuse reads ({SCHEMA!r}); "
+                "upgrade infuse to read this run, or run `infuse compare` again with this version"
+            )
         return cls(**cls._read_fields(data))
 
     def variant(self, label: str) -> VariantSummary | None:
@@ -358,15 +391,15 @@ class QuestionRecord(_Record):
     """One question through one variant: a line of ``results.jsonl``."""
 
     question_id: str = _field(_text, "")
-    label: str = _field(_text, "")                   # the variant's label; "update:LABEL" after the update
-    kind: str | None = _field(_str)                  # "mc" | "short"
+    label: str = _field(_text, "")  # the variant's label; "update:LABEL" after the update
+    kind: str | None = _field(_str)  # "mc" | "short"
     question: str = _field(_text, "")
     answers: tuple[str, ...] = _field(_texts, ())
     prediction: str = _field(_text, "")
     correct: bool | None = _field(_bool)
-    acc_norm: bool | None = _field(_bool)            # multiple choice: length-normalised log-likelihood right
-    f1: float | None = _field(_num)                  # short answer: token (or character) F1
-    stale: bool | None = _field(_bool)               # answered the old value (update questions)
+    acc_norm: bool | None = _field(_bool)  # multiple choice: length-normalised log-likelihood right
+    f1: float | None = _field(_num)  # short answer: token (or character) F1
+    stale: bool | None = _field(_bool)  # answered the old value (update questions)
     prompt_tokens: int | None = _field(_int)
     completion_tokens: int | None = _field(_int)
     retrieved: tuple[str, ...] = _field(_texts, ())  # source paths, in rank order
@@ -392,8 +425,8 @@ class CompareRun:
     path: Path
     summary: CompareSummary
     records: list[QuestionRecord] = field(default_factory=list)
-    results_missing: bool = False           # no results.jsonl in the folder
-    bad_result_lines: int = 0               # lines of results.jsonl that were not a record
+    results_missing: bool = False  # no results.jsonl in the folder
+    bad_result_lines: int = 0  # lines of results.jsonl that were not a record
 
 
 def write_run(folder: Path, summary: CompareSummary, records: Iterable[QuestionRecord]) -> None:
@@ -401,7 +434,9 @@ def write_run(folder: Path, summary: CompareSummary, records: Iterable[QuestionR
     with (folder / RESULTS_FILE).open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (folder / SUMMARY_FILE).write_text(
+        json.dumps(summary.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
 
 
 def read_run(folder: Path) -> CompareRun:
@@ -412,8 +447,10 @@ def read_run(folder: Path) -> CompareRun:
     if not folder.is_dir():
         raise RunFileError(f"{folder}: no such compare run folder (run `infuse compare` first)")
     if not summary_path.is_file():
-        raise RunFileError(f"{folder}: no summary.json in this folder; is it a compare run? "
-                           f"(run `infuse compare`, or pass the run's folder)")
+        raise RunFileError(
+            f"{folder}: no summary.json in this folder; is it a compare run? "
+            f"(run `infuse compare`, or pass the run's folder)"
+        )
     try:
         data = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -170,7 +170,10 @@ class Syncer:
             for document in result.documents:
                 if document.doc_id in first_source:
                     errors.append(
-                        LoadError(document.source_path, f"duplicate document id {document.doc_id!r} (first seen in {first_source[document.doc_id]})")
+                        LoadError(
+                            document.source_path,
+                            f"duplicate document id {document.doc_id!r} (first seen in {first_source[document.doc_id]})",
+                        )
                     )
                     continue
                 first_source[document.doc_id] = document.source_path

@@ -50,9 +50,13 @@ def run_lab_demo(
     console.print(f"   {folder}  (final loss {manifest['final_loss']:.3f}, trained in {manifest['wall_seconds']:.0f}s)")
 
     world = config.world()
-    console.print(f"[bold]2. world[/]: {len(world.known)} known people (in pretraining), {len(world.new)} new people (never seen)")
+    console.print(
+        f"[bold]2. world[/]: {len(world.known)} known people (in pretraining), {len(world.new)} new people (never seen)"
+    )
     workspace = lab_workspace(world, root)
-    console.print(f"[bold]3. knowledge base[/]: the new people's {len(world.new)} documents ingested into {workspace.path}")
+    console.print(
+        f"[bold]3. knowledge base[/]: the new people's {len(world.new)} documents ingested into {workspace.path}"
+    )
 
     model = TransformersModel.load(str(folder))
     pipeline = workspace.rag_pipeline(model, GENERATION)
@@ -74,8 +78,15 @@ def run_lab_demo(
     answer = pipeline.stream(question.question, k=1, generation=GENERATION).collect()
     cited = answer.citations[0].chunk.source_path if answer.citations else "(no citation)"
     console.print(f"example: {question.question!r} -> {answer.text!r} (expected {question.answer!r}; cites {cited})")
-    console.print(f"workspace: {workspace.path}  (try: infuse -w {workspace.path} ask {question.question!r} --model {folder})")
+    console.print(
+        f"workspace: {workspace.path}  (try: infuse -w {workspace.path} ask {question.question!r} --model {folder})"
+    )
     return LabDemoResult(
-        folder, workspace.path, len(questions), closed.accuracy, grounded.accuracy, baseline,
+        folder,
+        workspace.path,
+        len(questions),
+        closed.accuracy,
+        grounded.accuracy,
+        baseline,
         {"question": question.question, "answer": answer.text, "expected": question.answer, "cites": cited},
     )

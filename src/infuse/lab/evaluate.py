@@ -37,9 +37,9 @@ GENERATION = GenerationConfig(max_new_tokens=4, temperature=0.0)
 class Score:
     correct: int = 0
     total: int = 0
-    cited_right: int = 0        # RAG / oracle: answers citing the passage that holds the fact
+    cited_right: int = 0  # RAG / oracle: answers citing the passage that holds the fact
     seconds: float = 0.0
-    examples: list[dict[str, Any]] = field(default_factory=list)   # the first few wrong ones
+    examples: list[dict[str, Any]] = field(default_factory=list)  # the first few wrong ones
 
     @property
     def accuracy(self) -> float:
@@ -54,8 +54,14 @@ class Score:
         self.cited_right += int(cited_right)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accuracy": round(self.accuracy, 4), "correct": self.correct, "total": self.total,
-                "cited_right": self.cited_right, "seconds": round(self.seconds, 2), "wrong_examples": self.examples}
+        return {
+            "accuracy": round(self.accuracy, 4),
+            "correct": self.correct,
+            "total": self.total,
+            "cited_right": self.cited_right,
+            "seconds": round(self.seconds, 2),
+            "wrong_examples": self.examples,
+        }
 
 
 def chance(world: World) -> float:
@@ -68,8 +74,9 @@ def _questions(world: World, split: str, limit: int | None) -> list[ShortQuestio
     return questions[:limit] if limit else questions
 
 
-def closed_book(pipeline: RagPipeline, questions: Iterable[ShortQuestion],
-                generation: GenerationConfig = GENERATION) -> Score:
+def closed_book(
+    pipeline: RagPipeline, questions: Iterable[ShortQuestion], generation: GenerationConfig = GENERATION
+) -> Score:
     score, started = Score(), time.perf_counter()
     for question in questions:
         text = pipeline.stream(question.question, use_retrieval=False, generation=generation).collect().text
@@ -78,8 +85,9 @@ def closed_book(pipeline: RagPipeline, questions: Iterable[ShortQuestion],
     return score
 
 
-def oracle_open_book(model: LanguageModel, world: World, questions: Iterable[ShortQuestion],
-                     generation: GenerationConfig = GENERATION) -> Score:
+def oracle_open_book(
+    model: LanguageModel, world: World, questions: Iterable[ShortQuestion], generation: GenerationConfig = GENERATION
+) -> Score:
     from infuse.lab.train import passage
 
     score, started = Score(), time.perf_counter()
@@ -93,12 +101,15 @@ def oracle_open_book(model: LanguageModel, world: World, questions: Iterable[Sho
     return score
 
 
-def rag(pipeline: RagPipeline, questions: Iterable[ShortQuestion], k: int,
-        generation: GenerationConfig = GENERATION) -> Score:
+def rag(
+    pipeline: RagPipeline, questions: Iterable[ShortQuestion], k: int, generation: GenerationConfig = GENERATION
+) -> Score:
     score, started = Score(), time.perf_counter()
     for question in questions:
         answer = pipeline.stream(question.question, k=k, generation=generation).collect()
-        right_doc = question.doc and any(c.chunk.source_path.endswith(question.doc.split("/")[-1]) for c in answer.citations)
+        right_doc = question.doc and any(
+            c.chunk.source_path.endswith(question.doc.split("/")[-1]) for c in answer.citations
+        )
         score.add(question, answer.text, cited_right=bool(right_doc))
     score.seconds = time.perf_counter() - started
     return score
@@ -116,9 +127,16 @@ def lab_workspace(world: World, root: str | Path) -> Workspace:
     return workspace
 
 
-def evaluate_lab_model(model: LanguageModel, world: World, root: str | Path, *, ks: Sequence[int] = (1, 3),
-                       limit: int | None = None, known: bool = True,
-                       qa_person_ids: Collection[str] | None = None) -> dict[str, Any]:
+def evaluate_lab_model(
+    model: LanguageModel,
+    world: World,
+    root: str | Path,
+    *,
+    ks: Sequence[int] = (1, 3),
+    limit: int | None = None,
+    known: bool = True,
+    qa_person_ids: Collection[str] | None = None,
+) -> dict[str, Any]:
     """Every accuracy of the lab benchmark for `model` on `world` (a workspace is built under `root`).
 
     `limit` caps the questions per set (None: all of them). `qa_person_ids` (the known people that
@@ -138,8 +156,10 @@ def evaluate_lab_model(model: LanguageModel, world: World, root: str | Path, *, 
         report["closed_book_known"] = closed_book(pipeline, known_questions).to_dict()
         if qa_person_ids is not None:
             ids = set(qa_person_ids)
-            for name, subset in (("qa", [q for q in known_questions if q.person_id in ids]),
-                                 ("bio_only", [q for q in known_questions if q.person_id not in ids])):
+            for name, subset in (
+                ("qa", [q for q in known_questions if q.person_id in ids]),
+                ("bio_only", [q for q in known_questions if q.person_id not in ids]),
+            ):
                 if subset:
                     report[f"closed_book_known_{name}"] = closed_book(pipeline, subset).to_dict()
     report["workspace"] = str(Path(root) / "workspace")
@@ -151,5 +171,14 @@ def summary(report: dict[str, Any]) -> dict[str, float]:
     return {key: value["accuracy"] for key, value in report.items() if isinstance(value, dict) and "accuracy" in value}
 
 
-__all__ = ["GENERATION", "Score", "chance", "closed_book", "evaluate_lab_model", "lab_workspace",
-           "oracle_open_book", "rag", "summary"]
+__all__ = [
+    "GENERATION",
+    "Score",
+    "chance",
+    "closed_book",
+    "evaluate_lab_model",
+    "lab_workspace",
+    "oracle_open_book",
+    "rag",
+    "summary",
+]

@@ -57,8 +57,26 @@ CITATION_TOKENS = tuple(f"[{n}]" for n in range(1, MAX_CITATION + 1))
 #: pre-tokenizer splits them: ``<passage id="1" source="n0001.txt">`` is
 #: ``< passage id =" 1 " source =" [UNK] . txt ">``.
 PROMPT_TOKENS = (
-    "Passages", "Question", "資料", "質問", ":", "<", "passage", "id", '="', '"', "source", ".", "txt",
-    '">', "</", ">", ",", "page", ANSWER_MARKER, *(str(d) for d in range(10)),
+    "Passages",
+    "Question",
+    "資料",
+    "質問",
+    ":",
+    "<",
+    "passage",
+    "id",
+    '="',
+    '"',
+    "source",
+    ".",
+    "txt",
+    '">',
+    "</",
+    ">",
+    ",",
+    "page",
+    ANSWER_MARKER,
+    *(str(d) for d in range(10)),
 )
 
 #: Renders what infuse.rag's message builders produce into the lab model's prompt format.
@@ -86,10 +104,16 @@ def build_tokenizer(lang: Language | str) -> PreTrainedTokenizerFast:
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False) if lang is Language.EN else decoders.Fuse()
     bos_id = core.token_to_id(BOS)
     core.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)])
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+    )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        clean_up_tokenization_spaces=False, model_max_length=1_000_000,
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        clean_up_tokenization_spaces=False,
+        model_max_length=1_000_000,
     )  # type: ignore[no-untyped-call]  # transformers' tokenizer constructor is unannotated
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
@@ -133,10 +157,17 @@ def build_config(tokenizer: PreTrainedTokenizerFast, arch: Architecture) -> Llam
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=arch.d_model, intermediate_size=arch.d_ff,
-        num_hidden_layers=arch.n_layers, num_attention_heads=arch.n_heads, num_key_value_heads=arch.n_heads,
-        max_position_embeddings=arch.max_positions, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=arch.d_model,
+        intermediate_size=arch.d_ff,
+        num_hidden_layers=arch.n_layers,
+        num_attention_heads=arch.n_heads,
+        num_key_value_heads=arch.n_heads,
+        max_position_embeddings=arch.max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
 
 

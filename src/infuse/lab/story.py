@@ -23,7 +23,7 @@ from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import QUESTIONS_DIR, UPDATES_DIR
 from infuse.progress import Progress
 
-STORY_STEPS = 100        # fine-tuning steps per run (matched compute for 1 and 5 variants)
+STORY_STEPS = 100  # fine-tuning steps per run (matched compute for 1 and 5 variants)
 STORY_LR = 3e-3
 
 
@@ -35,9 +35,9 @@ class StoryConfig:
     tune_steps: int = STORY_STEPS
     tune_lr: float = STORY_LR
     batch_rows: int = 8
-    paraphrases: int = 4          # 5 variants per person: the document + 4 paraphrases
+    paraphrases: int = 4  # 5 variants per person: the document + 4 paraphrases
     k: int = 1
-    limit: int | None = None      # questions (None: all of the world's new-people questions)
+    limit: int | None = None  # questions (None: all of the world's new-people questions)
 
 
 @dataclass
@@ -49,8 +49,9 @@ class StoryResult:
     recommendation: dict[str, Any]
 
 
-def run_lab_story(root: Path, config: StoryConfig = StoryConfig(), console: Console | None = None,
-                  progress: Progress | None = None) -> StoryResult:
+def run_lab_story(
+    root: Path, config: StoryConfig = StoryConfig(), console: Console | None = None, progress: Progress | None = None
+) -> StoryResult:
     """Tell the story under `root`; training steps (lab model, fine-tuning) are reported to `progress`."""
     from infuse.advice import Criteria, advise, format_recommendation
     from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
@@ -74,22 +75,47 @@ def run_lab_story(root: Path, config: StoryConfig = StoryConfig(), console: Cons
     updates = import_questions(world_dir / UPDATES_DIR / "questions_mc.jsonl", ImportFormat.MC, name="update_mc")
     save_question_set(workspace.questions_dir, updates, overwrite=True)
     datasets = {
-        "1": build_dataset(workspace, BuildRequest(DatasetKind.CPT, name="variants-1", tokenizer=model, overwrite=True)),
-        "5": build_dataset(workspace, BuildRequest(DatasetKind.PARAPHRASE, name="variants-5", paraphrases=config.paraphrases,
-                                                   tokenizer=model, overwrite=True)),
+        "1": build_dataset(
+            workspace, BuildRequest(DatasetKind.CPT, name="variants-1", tokenizer=model, overwrite=True)
+        ),
+        "5": build_dataset(
+            workspace,
+            BuildRequest(
+                DatasetKind.PARAPHRASE,
+                name="variants-5",
+                paraphrases=config.paraphrases,
+                tokenizer=model,
+                overwrite=True,
+            ),
+        ),
     }
     runs = []
     for label, dataset in datasets.items():
         name = f"ft-{label}"
         _remove_run(workspace.adapters_dir / name)
         console.print(f"fine-tuning (LoRA) on {dataset.manifest.rows} rows: {label} variant(s) per person")
-        tune_config = TuneConfig(method=TuneMethod.LORA, max_steps=config.tune_steps, lr=config.tune_lr, seq_len=256,
-                                 micro_batch_size=config.batch_rows, eval_fraction=0, lora_dropout=0.0)
+        tune_config = TuneConfig(
+            method=TuneMethod.LORA,
+            max_steps=config.tune_steps,
+            lr=config.tune_lr,
+            seq_len=256,
+            micro_batch_size=config.batch_rows,
+            eval_fraction=0,
+            lora_dropout=0.0,
+        )
         runs.append(tune(workspace, dataset.manifest.name, model, tune_config, name=name, progress=progress).name)
-    variants = parse_variants("base,rag", ks=[config.k]) + parse_variants("ft", adapters=runs) \
+    variants = (
+        parse_variants("base,rag", ks=[config.k])
+        + parse_variants("ft", adapters=runs)
         + parse_variants("ft+rag", adapters=[runs[-1]], ks=[config.k])
-    request = CompareRequest(variants, model=model, limit=config.limit,
-                             update=UpdateScenario(world_dir / UPDATES_DIR / "docs", updates), run_name=None)
+    )
+    request = CompareRequest(
+        variants,
+        model=model,
+        limit=config.limit,
+        update=UpdateScenario(world_dir / UPDATES_DIR / "docs", updates),
+        run_name=None,
+    )
     run = run_compare(workspace, questions, request)
     markdown, html = write_report(run.path)
     recommendation = advise(Criteria(), run.summary)
@@ -111,11 +137,17 @@ def _print(console: Console, summary: CompareSummary) -> None:
     table = Table(title=f"{count} multiple-choice questions about new people")
     for column in ("variant", "accuracy (95% CI)", "median ms / question", "$ per 1k questions", "training"):
         table.add_column(column)
-    for v in summary.variants:   # a run this story just wrote: every field is there
-        assert v.accuracy is not None and v.ci is not None and v.latency_ms is not None and v.latency_ms.median is not None
-        table.add_row(v.label, f"{v.accuracy:.1%} ({v.ci[0]:.0%}-{v.ci[1]:.0%})", f"{v.latency_ms.median:.0f}",
-                      f"{v.cost_per_1k_usd or 0:.4f}",
-                      f"{v.training.wall_seconds or 0:.0f}s" if v.training else "-")
+    for v in summary.variants:  # a run this story just wrote: every field is there
+        assert (
+            v.accuracy is not None and v.ci is not None and v.latency_ms is not None and v.latency_ms.median is not None
+        )
+        table.add_row(
+            v.label,
+            f"{v.accuracy:.1%} ({v.ci[0]:.0%}-{v.ci[1]:.0%})",
+            f"{v.latency_ms.median:.0f}",
+            f"{v.cost_per_1k_usd or 0:.4f}",
+            f"{v.training.wall_seconds or 0:.0f}s" if v.training else "-",
+        )
     console.print(table)
     from infuse.evaluation.console import freshness_table
 

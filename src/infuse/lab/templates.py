@@ -68,8 +68,10 @@ class Template:
 
 
 def _build(lang: Language, table: dict[Attribute, list[str]]) -> dict[Attribute, tuple[Template, ...]]:
-    return {attribute: tuple(Template(attribute, lang, pattern) for pattern in patterns)
-            for attribute, patterns in table.items()}
+    return {
+        attribute: tuple(Template(attribute, lang, pattern) for pattern in patterns)
+        for attribute, patterns in table.items()
+    }
 
 
 # --- statements (bio sentences) ----------------------------------------------------------------
@@ -247,8 +249,10 @@ STATEMENTS: dict[Language, dict[Attribute, tuple[Template, ...]]] = {
 }
 
 QUESTIONS: dict[Language, dict[Attribute, tuple[QuestionTemplate, ...]]] = {
-    lang: {attribute: tuple(QuestionTemplate(attribute, lang, p) for p in patterns)
-           for attribute, patterns in table.items()}
+    lang: {
+        attribute: tuple(QuestionTemplate(attribute, lang, p) for p in patterns)
+        for attribute, patterns in table.items()
+    }
     for lang, table in ((Language.EN, _EN_QUESTIONS), (Language.JA, _JA_QUESTIONS))
 }
 

@@ -95,9 +95,11 @@ def lab_tokenize(text: str, lang: Language | str | None = None) -> list[str]:
     return tokens
 
 
-def build_lab_tokenizer(lang: Language | str | None = None,
-                        special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
-                        extra_tokens: tuple[str, ...] = ()) -> Tokenizer:
+def build_lab_tokenizer(
+    lang: Language | str | None = None,
+    special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
+    extra_tokens: tuple[str, ...] = (),
+) -> Tokenizer:
     """A `tokenizers` Tokenizer that splits exactly like :func:`lab_tokenize`.
 
     Ids: `special_tokens` first (one of them must be ``[UNK]``), then `extra_tokens` (e.g.
@@ -111,8 +113,9 @@ def build_lab_tokenizer(lang: Language | str | None = None,
     vocab: dict[str, int] = {}
     for token in (*special_tokens, *extra_tokens, *lab_vocabulary(lang)):
         vocab.setdefault(token, len(vocab))
-    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="",
-                                           max_input_chars_per_word=10_000))
+    tokenizer = Tokenizer(
+        models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="", max_input_chars_per_word=10_000)
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.add_special_tokens(list(special_tokens))
     return tokenizer

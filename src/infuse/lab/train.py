@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-CACHE_FORMAT = "infuse-lab-model/1"   # bump when the data or the training code changes results
+CACHE_FORMAT = "infuse-lab-model/1"  # bump when the data or the training code changes results
 MANIFEST = "lab_manifest.json"
 CACHE_ENV = "INFUSE_LAB_CACHE"
 
@@ -85,9 +85,19 @@ CACHE_ENV = "INFUSE_LAB_CACHE"
 #: attribute and needs more, unmemorisable, single-passage reading lines and more, smaller steps
 #: (see the README's lab benchmark for the measurements).
 LANG_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ja": {"fresh_facts": True, "max_passages": 1, "p_bio": 0.28, "p_qa": 0.17, "p_reading": 0.55,
-           "reading_loss_weight": 2.0, "qa_fraction": 0.85,
-           "lr": 3e-3, "batch_size": 8, "steps": 4400, "warmup_steps": 200},
+    "ja": {
+        "fresh_facts": True,
+        "max_passages": 1,
+        "p_bio": 0.28,
+        "p_qa": 0.17,
+        "p_reading": 0.55,
+        "reading_loss_weight": 2.0,
+        "qa_fraction": 0.85,
+        "lr": 3e-3,
+        "batch_size": 8,
+        "steps": 4400,
+        "warmup_steps": 200,
+    },
 }
 
 
@@ -104,19 +114,19 @@ class LabTrainConfig:
     n_known: int = 200
     n_new: int = 50
     # data
-    n_known_variants: int = 6        # bios per known person
-    qa_fraction: float = 0.8         # known people with closed-book QA lines
-    n_phantoms: int = 600            # reading-only people (capped by the names the world leaves free)
+    n_known_variants: int = 6  # bios per known person
+    qa_fraction: float = 0.8  # known people with closed-book QA lines
+    n_phantoms: int = 600  # reading-only people (capped by the names the world leaves free)
     max_passages: int = 3
     questions_per_line: int = 8
-    cite: bool = True                # answers in reading lines end with [n]
-    fresh_facts: bool = False        # phantoms get new random facts in every reading line
-    single_passage_steps: int = 0    # curriculum: reading lines hold one passage for these first steps
-    known_readers: bool = True       # known people (true facts) appear in reading lines besides phantoms
+    cite: bool = True  # answers in reading lines end with [n]
+    fresh_facts: bool = False  # phantoms get new random facts in every reading line
+    single_passage_steps: int = 0  # curriculum: reading lines hold one passage for these first steps
+    known_readers: bool = True  # known people (true facts) appear in reading lines besides phantoms
     reading_loss_weight: float = 1.0  # weight of reading-line answer tokens in the loss (bios, QA: 1)
-    reading_weight_steps: int = 0     # > 0: that weight only for these first steps, then 1
-    fill_questions: bool = False     # repeat facts (other question templates) up to questions_per_line
-    p_bio: float = 0.45              # document mix (probabilities per document)
+    reading_weight_steps: int = 0  # > 0: that weight only for these first steps, then 1
+    fill_questions: bool = False  # repeat facts (other question templates) up to questions_per_line
+    p_bio: float = 0.45  # document mix (probabilities per document)
     p_qa: float = 0.25
     p_reading: float = 0.30
     # model
@@ -141,8 +151,14 @@ class LabTrainConfig:
     RUNTIME_FIELDS = ("threads",)
     #: Fields added after the first cache format: they enter the cache key only when set away from
     #: their default, so models cached before they existed keep their keys.
-    LATER_FIELDS = ("fresh_facts", "single_passage_steps", "known_readers", "fill_questions", "reading_loss_weight",
-                    "reading_weight_steps")
+    LATER_FIELDS = (
+        "fresh_facts",
+        "single_passage_steps",
+        "known_readers",
+        "fill_questions",
+        "reading_loss_weight",
+        "reading_weight_steps",
+    )
 
     @classmethod
     def for_lang(cls, lang: str = "en", **overrides: Any) -> LabTrainConfig:
@@ -153,16 +169,21 @@ class LabTrainConfig:
         return Architecture(self.d_model, self.n_layers, self.n_heads, self.d_ff, self.max_positions)
 
     def key_fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUNTIME_FIELDS
-                and not (f.name in self.LATER_FIELDS and getattr(self, f.name) == f.default)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in self.RUNTIME_FIELDS
+            and not (f.name in self.LATER_FIELDS and getattr(self, f.name) == f.default)
+        }
 
     def cache_key(self) -> str:
         payload = json.dumps({"format": CACHE_FORMAT, **self.key_fields()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def world(self) -> World:
-        return generate_world(self.world_seed, self.lang, n_known=self.n_known, n_new=self.n_new,
-                              n_known_variants=self.n_known_variants)
+        return generate_world(
+            self.world_seed, self.lang, n_known=self.n_known, n_new=self.n_new, n_known_variants=self.n_known_variants
+        )
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -170,10 +191,10 @@ class LabTrainConfig:
 
 @dataclass
 class TrainDoc:
-    kind: str                   # bio, qa or reading
-    text: str                   # the rendered text (for inspection; ids are what is trained)
+    kind: str  # bio, qa or reading
+    text: str  # the rendered text (for inspection; ids are what is trained)
     ids: list[int]
-    loss: list[bool]            # per token: is it a target?
+    loss: list[bool]  # per token: is it a target?
     people: tuple[str, ...] = ()  # display names of the people it mentions
 
 
@@ -188,8 +209,17 @@ class Phantom:
 
 def passage(source: str, text: str, lang: Language, rank: int = 1) -> SearchHit:
     """A search hit for `text`, as the RAG prompt builder takes it."""
-    chunk = Chunk(chunk_id=source, doc_id=source, source_path=source, file_type=FileType.TEXT, index=0, text=text,
-                  start=0, end=len(text), lang=lang)
+    chunk = Chunk(
+        chunk_id=source,
+        doc_id=source,
+        source_path=source,
+        file_type=FileType.TEXT,
+        index=0,
+        text=text,
+        start=0,
+        end=len(text),
+        lang=lang,
+    )
     return SearchHit(rank=rank, chunk=chunk, score=0.0)
 
 
@@ -208,16 +238,20 @@ class LabData:
         self.world = world or config.world()
         self.lang = Language(config.lang)
         known = list(self.world.known)
-        self.bios = [(bio.text, self.world.name(bio.person_id)) for bio in self.world.known_bios(config.n_known_variants)]
+        self.bios = [
+            (bio.text, self.world.name(bio.person_id)) for bio in self.world.known_bios(config.n_known_variants)
+        ]
         self.qa_people = known[: round(len(known) * config.qa_fraction)]
         taken = {p.name for p in self.world.people}
         free = [n for n in all_names() if n not in taken]
         rng = random.Random(f"lab-phantoms|{config.seed}")
         rng.shuffle(free)
-        self.phantoms = [Phantom(f"p{i:04d}", name, {a: rng.choice(VALUES[a]) for a in ATTRIBUTES})
-                         for i, name in enumerate(free[: config.n_phantoms])]
+        self.phantoms = [
+            Phantom(f"p{i:04d}", name, {a: rng.choice(VALUES[a]) for a in ATTRIBUTES})
+            for i, name in enumerate(free[: config.n_phantoms])
+        ]
         self._phantom_ids = {p.id for p in self.phantoms}
-        self.max_passages = config.max_passages    # the training loop lowers it for a curriculum
+        self.max_passages = config.max_passages  # the training loop lowers it for a curriculum
         self.reading_weight = config.reading_loss_weight  # ... and resets this one
         # Reading passages: phantoms and known people, never new ones.
         self.readers: list[Phantom] = [*self.phantoms]
@@ -267,8 +301,11 @@ class LabData:
             return [passage(f"{p.id}.txt", bio, self.lang, i) for i, (p, bio) in enumerate(zip(people, bios), start=1)]
 
         # Drop passages until the first question (at most ~20 tokens) and its answer fit in a row.
-        while len(people) > 1 and len(self._encode(render_prompt(
-                self.tokenizer, build_messages("", hits(), self.lang)))) + 24 > cfg.seq_len:
+        while (
+            len(people) > 1
+            and len(self._encode(render_prompt(self.tokenizer, build_messages("", hits(), self.lang)))) + 24
+            > cfg.seq_len
+        ):
             people.pop()
             bios.pop()
         passages = hits()
@@ -337,8 +374,8 @@ class LabData:
 class PackedRow(NamedTuple):
     ids: list[int]
     positions: list[int]
-    labels: list[int]       # shifted targets, IGNORE where there is none
-    weights: list[float]    # loss weight per position (0 where the label is IGNORE)
+    labels: list[int]  # shifted targets, IGNORE where there is none
+    weights: list[float]  # loss weight per position (0 where the label is IGNORE)
 
 
 def pack_rows(data: LabData, rng: random.Random, seq_len: int, pad_id: int) -> Iterator[PackedRow]:
@@ -395,7 +432,9 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     flat_logits, flat_labels = logits.view(-1, logits.size(-1)).float(), labels.view(-1)
     targets = labels != IGNORE
     if bool((weights[targets] == 1.0).all()):
-        return F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="sum") / targets.sum().clamp(min=1)
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="sum") / targets.sum().clamp(
+            min=1
+        )
     per_token = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="none")
     return (per_token * weights.view(-1)).sum() / weights.sum().clamp(min=1e-9)
 
@@ -408,17 +447,25 @@ class TrainResult:
     final_loss: float
     wall_seconds: float
     tokens: int
-    losses: list[tuple[int, float]]     # (step, mean loss over the last log interval)
+    losses: list[tuple[int, float]]  # (step, mean loss over the last log interval)
 
 
 def lr_at(step: int, config: LabTrainConfig) -> float:
     """Linear warmup, then cosine decay from lr to lr * min_lr_ratio at the last step
     (:func:`infuse.tuning.schedule.warmup_cosine`)."""
-    return warmup_cosine(step, peak=config.lr, total=config.steps, warmup=config.warmup_steps, min_ratio=config.min_lr_ratio)
+    return warmup_cosine(
+        step, peak=config.lr, total=config.steps, warmup=config.warmup_steps, min_ratio=config.min_lr_ratio
+    )
 
 
-def train(model: PreTrainedModel, data: LabData, config: LabTrainConfig, *, progress: Progress | None = None,
-          log_every: int | None = None) -> TrainResult:
+def train(
+    model: PreTrainedModel,
+    data: LabData,
+    config: LabTrainConfig,
+    *,
+    progress: Progress | None = None,
+    log_every: int | None = None,
+) -> TrainResult:
     """The training loop. Returns the loss curve (a point every `log_every` steps, by default about
     every 5% of the run, at most every 50 steps); the model is trained in place. `progress` gets a
     unit per step and a note per loss point (None: nothing is reported)."""
@@ -435,9 +482,12 @@ def train(model: PreTrainedModel, data: LabData, config: LabTrainConfig, *, prog
     no_decay: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         (no_decay if parameter.ndim < 2 or "norm" in name else decay).append(parameter)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
     losses: list[tuple[int, float]] = []
     window: list[float] = []
     tokens = 0
@@ -455,8 +505,12 @@ def train(model: PreTrainedModel, data: LabData, config: LabTrainConfig, *, prog
         weights = torch.tensor([b[3] for b in batch])
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        logits = model(input_ids=input_ids, position_ids=position_ids,
-                       attention_mask=packed_attention_mask(position_ids), use_cache=False).logits
+        logits = model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=packed_attention_mask(position_ids),
+            use_cache=False,
+        ).logits
         loss = weighted_loss(logits, labels, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
@@ -471,7 +525,9 @@ def train(model: PreTrainedModel, data: LabData, config: LabTrainConfig, *, prog
             mean = sum(window) / len(window)
             losses.append((step + 1, round(mean, 4)))
             window = []
-            report.note(f"step {step + 1}/{config.steps} loss {mean:.4f} {tokens / max(elapsed, 1e-9):,.0f} tok/s {elapsed:.0f}s")
+            report.note(
+                f"step {step + 1}/{config.steps} loss {mean:.4f} {tokens / max(elapsed, 1e-9):,.0f} tok/s {elapsed:.0f}s"
+            )
     model.eval()  # type: ignore[no-untyped-call]  # unannotated in transformers
     return TrainResult(losses[-1][1] if losses else float("nan"), time.perf_counter() - started, tokens, losses)
 
@@ -498,8 +554,13 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def train_lab_model(config: LabTrainConfig | None = None, cache_dir: str | Path | None = None, *,
-                    force: bool = False, progress: Progress | None = None) -> Path:
+def train_lab_model(
+    config: LabTrainConfig | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Path:
     """The folder of the lab model for `config`: trained now, or reused from the cache.
 
     The folder is a normal model folder (config.json, model.safetensors, tokenizer files) plus
@@ -528,8 +589,14 @@ def train_lab_model(config: LabTrainConfig | None = None, cache_dir: str | Path 
         return folder
 
 
-def _manifest(config: LabTrainConfig, world: World, data: LabData, model: PreTrainedModel,
-              tokenizer: PreTrainedTokenizerFast, result: TrainResult) -> dict[str, Any]:
+def _manifest(
+    config: LabTrainConfig,
+    world: World,
+    data: LabData,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    result: TrainResult,
+) -> dict[str, Any]:
     """What ``lab_manifest.json`` records about a trained lab model."""
     import torch
     import transformers
@@ -548,9 +615,13 @@ def _manifest(config: LabTrainConfig, world: World, data: LabData, model: PreTra
         "tokens_per_second": round(result.tokens / max(result.wall_seconds, 1e-9)),
         "threads": torch.get_num_threads(),
         "loss_curve": result.losses,
-        "data": {"known_bios": len(data.bios), "qa_people": len(data.qa_people),
-                 "phantoms": len(data.phantoms), "reading_people": len(data.readers),
-                 "qa_person_ids": [p.id for p in data.qa_people]},
+        "data": {
+            "known_bios": len(data.bios),
+            "qa_people": len(data.qa_people),
+            "phantoms": len(data.phantoms),
+            "reading_people": len(data.readers),
+            "qa_person_ids": [p.id for p in data.qa_people],
+        },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "created": utc_now(),
     }

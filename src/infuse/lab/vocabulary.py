@@ -294,7 +294,6 @@ def all_names() -> list[Name]:
 
 
 def vocabulary_sizes() -> dict[str, int]:
-    sizes = {"given_names": len(GIVEN_NAMES), "surnames": len(SURNAMES),
-             "full_names": len(GIVEN_NAMES) * len(SURNAMES)}
+    sizes = {"given_names": len(GIVEN_NAMES), "surnames": len(SURNAMES), "full_names": len(GIVEN_NAMES) * len(SURNAMES)}
     sizes.update({str(attribute): len(values) for attribute, values in VALUES.items()})
     return sizes

@@ -40,8 +40,8 @@ KNOWN = "known"
 NEW = "new"
 DEFAULT_N_KNOWN = 200
 DEFAULT_N_NEW = 50
-DEFAULT_N_VARIANTS = 8          # fine-tuning paraphrases per new person
-DEFAULT_N_KNOWN_VARIANTS = 6    # pretraining bios per known person
+DEFAULT_N_VARIANTS = 8  # fine-tuning paraphrases per new person
+DEFAULT_N_KNOWN_VARIANTS = 6  # pretraining bios per known person
 MC_OPTIONS = 4
 
 # Files of a written world (relative to its folder). `write(overwrite=True)` removes only these.
@@ -62,7 +62,7 @@ def _rng(seed: int, *parts: object) -> random.Random:
 @dataclass(frozen=True)
 class Person:
     id: str
-    split: str                      # KNOWN or NEW
+    split: str  # KNOWN or NEW
     name: Name
     facts: Mapping[Attribute, Term]
 
@@ -76,8 +76,12 @@ class Person:
         return replace(self, facts={**self.facts, **changes})
 
     def to_dict(self, lang: Language) -> dict[str, Any]:
-        return {"id": self.id, "split": self.split, "name": self.name.text(lang),
-                "facts": {str(a): self.value(a, lang) for a in ATTRIBUTES}}
+        return {
+            "id": self.id,
+            "split": self.split,
+            "name": self.name.text(lang),
+            "facts": {str(a): self.value(a, lang) for a in ATTRIBUTES},
+        }
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,19 @@ class Bio:
     """One rendering of a person's facts: a document, a fine-tuning variant or a pretraining bio."""
 
     person_id: str
-    variant: int                    # -1: the person's document; 0, 1, ...: paraphrases
+    variant: int  # -1: the person's document; 0, 1, ...: paraphrases
     text: str
-    order: tuple[Attribute, ...]    # the attributes in sentence order
-    templates: tuple[int, ...]      # the statement template used for each, same order
+    order: tuple[Attribute, ...]  # the attributes in sentence order
+    templates: tuple[int, ...]  # the statement template used for each, same order
 
     def to_dict(self) -> dict[str, Any]:
-        return {"person_id": self.person_id, "variant": self.variant, "text": self.text,
-                "order": [str(a) for a in self.order], "templates": list(self.templates)}
+        return {
+            "person_id": self.person_id,
+            "variant": self.variant,
+            "text": self.text,
+            "order": [str(a) for a in self.order],
+            "templates": list(self.templates),
+        }
 
 
 @dataclass(frozen=True)
@@ -105,8 +114,12 @@ class Change:
     new: Term
 
     def to_dict(self, lang: Language) -> dict[str, Any]:
-        return {"person_id": self.person_id, "attribute": str(self.attribute),
-                "old": self.old.text(lang), "new": self.new.text(lang)}
+        return {
+            "person_id": self.person_id,
+            "attribute": str(self.attribute),
+            "old": self.old.text(lang),
+            "new": self.new.text(lang),
+        }
 
 
 @dataclass(frozen=True)
@@ -118,9 +131,9 @@ class ShortQuestion:
     attribute: str
     split: str
     lang: str
-    doc: str | None                 # the one document holding the answer (None: known people)
+    doc: str | None  # the one document holding the answer (None: known people)
     template: int
-    old_answer: str | None = None   # update set: the answer before the change
+    old_answer: str | None = None  # update set: the answer before the change
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -264,10 +277,16 @@ class World:
     # --- manifest and files ------------------------------------------------------------------
 
     def generator_args(self) -> dict[str, Any]:
-        return {"seed": self.seed, "lang": str(self.lang), "n_known": len(self.known),
-                "n_new": len(self.new), "n_updated": len(self.updated),
-                "update_attributes": [str(a) for a in self.update_attributes],
-                "n_variants": self.n_variants, "n_known_variants": self.n_known_variants}
+        return {
+            "seed": self.seed,
+            "lang": str(self.lang),
+            "n_known": len(self.known),
+            "n_new": len(self.new),
+            "n_updated": len(self.updated),
+            "update_attributes": [str(a) for a in self.update_attributes],
+            "n_variants": self.n_variants,
+            "n_known_variants": self.n_known_variants,
+        }
 
     def manifest(self) -> dict[str, Any]:
         vocabulary = vocabulary_sizes()
@@ -278,8 +297,13 @@ class World:
             "seed": self.seed,
             "lang": str(self.lang),
             "generator": self.generator_args(),
-            "sizes": {"people": len(self.people), "known": len(self.known), "new": len(self.new),
-                      "updated_people": len(self.updated), "changed_facts": len(self.changes)},
+            "sizes": {
+                "people": len(self.people),
+                "known": len(self.known),
+                "new": len(self.new),
+                "updated_people": len(self.updated),
+                "changed_facts": len(self.changes),
+            },
             "attributes": [str(a) for a in ATTRIBUTES],
             "vocabulary": vocabulary,
             "templates": {
@@ -287,7 +311,7 @@ class World:
                 "questions": {str(a): len(question_templates(self.lang, a)) for a in ATTRIBUTES},
             },
             "tokenizer": "infuse.lab.lab_tokenize: split \\w+|[^\\w\\s]+, then greedy longest match "
-                         "against infuse.lab.lab_vocabulary(lang); every answer is one token",
+            "against infuse.lab.lab_vocabulary(lang); every answer is one token",
             "counts": {
                 "docs": len(self.new),
                 "updated_docs": len(self.updated),
@@ -402,11 +426,17 @@ class World:
         index, question = self._question(person, attribute, "short")
         suffix = "-update" if old is not None else ""
         return ShortQuestion(
-            id=f"{person.id}-{attribute}-short{suffix}", question=question,
-            answer=person.value(attribute, self.lang), person_id=person.id,
-            attribute=str(attribute), split=person.split, lang=str(self.lang),
-            doc=self._doc_for(person, old is not None), template=index,
-            old_answer=None if old is None else old.text(self.lang))
+            id=f"{person.id}-{attribute}-short{suffix}",
+            question=question,
+            answer=person.value(attribute, self.lang),
+            person_id=person.id,
+            attribute=str(attribute),
+            split=person.split,
+            lang=str(self.lang),
+            doc=self._doc_for(person, old is not None),
+            template=index,
+            old_answer=None if old is None else old.text(self.lang),
+        )
 
     def _mc(self, person: Person, attribute: Attribute, old: Term | None = None) -> MCQuestion:
         index, question = self._question(person, attribute, "mc")
@@ -423,20 +453,33 @@ class World:
         texts = tuple(c.text(self.lang) for c in choices)
         suffix = "-update" if old is not None else ""
         return MCQuestion(
-            id=f"{person.id}-{attribute}-mc{suffix}", question=question, choices=texts,
-            answer_index=answer_index, answer=texts[answer_index], person_id=person.id,
-            attribute=str(attribute), split=person.split, lang=str(self.lang),
-            doc=self._doc_for(person, old is not None), template=index,
+            id=f"{person.id}-{attribute}-mc{suffix}",
+            question=question,
+            choices=texts,
+            answer_index=answer_index,
+            answer=texts[answer_index],
+            person_id=person.id,
+            attribute=str(attribute),
+            split=person.split,
+            lang=str(self.lang),
+            doc=self._doc_for(person, old is not None),
+            template=index,
             old_answer=None if old is None else old.text(self.lang),
-            old_answer_index=None if old is None else choices.index(old))
+            old_answer_index=None if old is None else choices.index(old),
+        )
 
 
-def generate_world(seed: int = 0, lang: Language | str = Language.EN, *,
-                   n_known: int = DEFAULT_N_KNOWN, n_new: int = DEFAULT_N_NEW,
-                   n_updated: int | None = None,
-                   update_attributes: Iterable[Attribute | str] = MUTABLE_ATTRIBUTES,
-                   n_variants: int = DEFAULT_N_VARIANTS,
-                   n_known_variants: int = DEFAULT_N_KNOWN_VARIANTS) -> World:
+def generate_world(
+    seed: int = 0,
+    lang: Language | str = Language.EN,
+    *,
+    n_known: int = DEFAULT_N_KNOWN,
+    n_new: int = DEFAULT_N_NEW,
+    n_updated: int | None = None,
+    update_attributes: Iterable[Attribute | str] = MUTABLE_ATTRIBUTES,
+    n_variants: int = DEFAULT_N_VARIANTS,
+    n_known_variants: int = DEFAULT_N_KNOWN_VARIANTS,
+) -> World:
     """Build the lab world for `seed` in `lang`.
 
     `n_known` people are known (for pretraining), `n_new` are new (the knowledge to inject).
@@ -450,8 +493,7 @@ def generate_world(seed: int = 0, lang: Language | str = Language.EN, *,
     if n_known < 0 or n_new < 0:
         raise ValueError("n_known and n_new must not be negative")
     if n_known + n_new > len(names):
-        raise ValueError(f"at most {len(names)} people fit the name vocabulary "
-                         f"(asked for {n_known} + {n_new})")
+        raise ValueError(f"at most {len(names)} people fit the name vocabulary (asked for {n_known} + {n_new})")
     if n_updated is None:
         n_updated = max(1, n_new // 5) if n_new and attributes else 0
     if not 0 <= n_updated <= n_new:
@@ -479,9 +521,15 @@ def generate_world(seed: int = 0, lang: Language | str = Language.EN, *,
             new = rng.choice([v for v in VALUES[attribute] if v != old])
             changes.append(Change(person.id, attribute, old, new))
 
-    return World(seed=seed, lang=lang, people=tuple(people), changes=tuple(changes),
-                 n_variants=n_variants, n_known_variants=n_known_variants,
-                 update_attributes=attributes)
+    return World(
+        seed=seed,
+        lang=lang,
+        people=tuple(people),
+        changes=tuple(changes),
+        n_variants=n_variants,
+        n_known_variants=n_known_variants,
+        update_attributes=attributes,
+    )
 
 
 def load_world(path: str | Path) -> World:

@@ -19,8 +19,17 @@ from infuse.models.base import (
 )
 
 __all__ = [
-    "ChatMessage", "FinishReason", "Generation", "GenerationConfig", "GenerationStream", "LanguageModel",
-    "Loglikelihood", "LoglikelihoodRequest", "ModelError", "ModelServerError", "load_model",
+    "ChatMessage",
+    "FinishReason",
+    "Generation",
+    "GenerationConfig",
+    "GenerationStream",
+    "LanguageModel",
+    "Loglikelihood",
+    "LoglikelihoodRequest",
+    "ModelError",
+    "ModelServerError",
+    "load_model",
 ]
 
 

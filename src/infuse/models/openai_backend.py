@@ -71,7 +71,9 @@ class OpenAICompatibleModel:
         self.name = model
         self.context_length: int | None = None  # not reported by the API; prompts are sent as they are
         self.base_url = base_url.rstrip("/")
-        self.client = OpenAI(base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=max_retries)
+        self.client = OpenAI(
+            base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=max_retries
+        )
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -80,13 +82,21 @@ class OpenAICompatibleModel:
         try:
             yield
         except openai.AuthenticationError as exc:
-            raise ModelServerError(f"{self.base_url} rejected the API key (401); set model.api_key or OPENAI_API_KEY") from exc
+            raise ModelServerError(
+                f"{self.base_url} rejected the API key (401); set model.api_key or OPENAI_API_KEY"
+            ) from exc
         except openai.NotFoundError as exc:
-            raise ModelServerError(f"model {self.name!r} not found on {self.base_url}{self._available()}: {_message(exc)}") from exc
+            raise ModelServerError(
+                f"model {self.name!r} not found on {self.base_url}{self._available()}: {_message(exc)}"
+            ) from exc
         except openai.APITimeoutError as exc:
-            raise ModelServerError(f"{self.base_url} did not answer in time; raise the timeout or check the server") from exc
+            raise ModelServerError(
+                f"{self.base_url} did not answer in time; raise the timeout or check the server"
+            ) from exc
         except openai.APIConnectionError as exc:
-            raise ModelServerError(f"cannot connect to {self.base_url}: is the server running? ({exc.__cause__ or exc})") from exc
+            raise ModelServerError(
+                f"cannot connect to {self.base_url}: is the server running? ({exc.__cause__ or exc})"
+            ) from exc
         except openai.APIStatusError as exc:
             raise ModelServerError(f"{self.base_url} answered {exc.status_code}: {_message(exc)}") from exc
 
@@ -119,7 +129,11 @@ class OpenAICompatibleModel:
         with self._errors():
             if isinstance(prompt, str):
                 completion = self.client.completions.create(prompt=prompt, stream=False, **sampling)
-                text, finish_reason, usage = completion.choices[0].text, completion.choices[0].finish_reason, completion.usage
+                text, finish_reason, usage = (
+                    completion.choices[0].text,
+                    completion.choices[0].finish_reason,
+                    completion.usage,
+                )
             else:
                 chat = self.client.chat.completions.create(messages=_chat_messages(prompt), stream=False, **sampling)
                 message = chat.choices[0].message
@@ -142,7 +156,8 @@ class OpenAICompatibleModel:
                     prompt=prompt, stream=True, stream_options={"include_usage": True}, **sampling
                 )
                 chunks = (
-                    _StreamChunk(c.usage, [(choice.text, choice.finish_reason) for choice in c.choices]) for c in completions
+                    _StreamChunk(c.usage, [(choice.text, choice.finish_reason) for choice in c.choices])
+                    for c in completions
                 )
             else:
                 chat = self.client.chat.completions.create(

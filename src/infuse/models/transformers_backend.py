@@ -50,8 +50,14 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
     """bf16 on GPUs that support it, fp16 on other accelerators, fp32 on CPU."""
     if requested and requested != "auto":
         try:
-            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[requested]
+            return {
+                "float32": torch.float32,
+                "fp32": torch.float32,
+                "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16,
+                "float16": torch.float16,
+                "fp16": torch.float16,
+            }[requested]
         except KeyError as exc:
             raise ModelError(f"unknown dtype {requested!r}; use auto, float32, bfloat16 or float16") from exc
     if device.type == "cuda":
@@ -139,7 +145,9 @@ class TransformersModel:
             return prompt
         messages: list[ChatMessage] = list(prompt)
         if getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template(template_messages(messages), add_generation_prompt=True, tokenize=False)
+            rendered = self.tokenizer.apply_chat_template(
+                template_messages(messages), add_generation_prompt=True, tokenize=False
+            )
             assert isinstance(rendered, str)  # tokenize=False returns the text
             return rendered
         return plain_chat_prompt(messages)
@@ -199,19 +207,19 @@ class TransformersModel:
             if stopped:
                 state.finish = FinishReason.STOP
                 if len(cut) > len(emitted):
-                    yield cut[len(emitted):]
+                    yield cut[len(emitted) :]
                 return
             # Hold back an incomplete character and anything that may be the start of a stop string.
             safe = len(text) - hold if hold else len(text)
             if text.endswith("\ufffd"):
                 safe = min(safe, len(text) - 1)
             if safe > len(emitted):
-                yield text[len(emitted):safe]
+                yield text[len(emitted) : safe]
                 emitted = text[:safe]
             inputs = torch.tensor([[next_id]], device=self.device)
         text = self._decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
-            yield text[len(emitted):]
+            yield text[len(emitted) :]
 
     @staticmethod
     def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator) -> int:
@@ -232,11 +240,13 @@ class TransformersModel:
             continuation = context[-spaces:] + continuation
             context = context[:-spaces]
         if not context:
-            prefix = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            prefix = (
+                self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            )
             return [prefix], self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         whole = self._encode_scored(context + continuation)
         context_ids = self._encode_scored(context)
-        return context_ids, whole[len(context_ids):]
+        return context_ids, whole[len(context_ids) :]
 
     def _encode_scored(self, text: str) -> list[int]:
         """lm-evaluation-harness 0.4's ``HFLM.tok_encode``: the tokenizer's own special tokens
@@ -256,7 +266,7 @@ class TransformersModel:
             sequences = []
             for i in indices:
                 context_ids, continuation_ids = encoded[i]
-                full = (context_ids + continuation_ids)[-(self.max_length + 1):]
+                full = (context_ids + continuation_ids)[-(self.max_length + 1) :]
                 sequences.append(full[:-1])
             width = max(len(s) for s in sequences)
             pad = self.tokenizer.pad_token_id or 0
@@ -318,7 +328,9 @@ def _apply_adapters(model: Network, adapters: Sequence[str]) -> Network:
         if not Path(adapter).expanduser().exists() and "/" not in adapter:
             raise ModelError(f"adapter {adapter!r} not found: give a folder with adapter_config.json or a Hub id")
         try:
-            model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()) if Path(adapter).expanduser().exists() else adapter)
+            model = PeftModel.from_pretrained(
+                model, str(Path(adapter).expanduser()) if Path(adapter).expanduser().exists() else adapter
+            )
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load adapter {adapter!r}: {exc}") from exc
         if len(adapters) > 1:

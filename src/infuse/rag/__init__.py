@@ -16,7 +16,22 @@ from infuse.rag.prompts import (
 from infuse.rag.relevance import RelevanceGate
 
 __all__ = [
-    "CITATION", "CLOSED_BOOK_PROMPTS", "Citation", "FLAGGED_WARNING", "NOT_FOUND", "PASSAGES_LABEL",
-    "QUESTION_LABEL", "RagAnswer", "RagPipeline", "RagStream", "RelevanceGate", "SYSTEM_PROMPTS", "Timings",
-    "build_messages", "closed_book_messages", "escape_passage", "parse_citations", "strip_citations",
+    "CITATION",
+    "CLOSED_BOOK_PROMPTS",
+    "Citation",
+    "FLAGGED_WARNING",
+    "NOT_FOUND",
+    "PASSAGES_LABEL",
+    "QUESTION_LABEL",
+    "RagAnswer",
+    "RagPipeline",
+    "RagStream",
+    "RelevanceGate",
+    "SYSTEM_PROMPTS",
+    "Timings",
+    "build_messages",
+    "closed_book_messages",
+    "escape_passage",
+    "parse_citations",
+    "strip_citations",
 ]

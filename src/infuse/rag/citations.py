@@ -45,8 +45,14 @@ class Citation:
         """The JSON of a citation (a stable interface: ``ask --json`` and the server's ``citations``)."""
         c = self.chunk
         return {
-            "number": self.number, "chunk_id": c.chunk_id, "doc_id": c.doc_id, "source_path": c.source_path,
-            "start": c.start, "end": c.end, "page": c.page, "text": c.text,
+            "number": self.number,
+            "chunk_id": c.chunk_id,
+            "doc_id": c.doc_id,
+            "source_path": c.source_path,
+            "start": c.start,
+            "end": c.end,
+            "page": c.page,
+            "text": c.text,
         }
 
 

@@ -119,7 +119,9 @@ class RagPipeline:
         self.generation = generation or GenerationConfig()
         self.gate = RelevanceGate(tokenizer, settings.min_dense_score, settings.min_keyword_coverage)
 
-    def answer(self, question: str, k: int | None = None, use_retrieval: bool = True, *, filters: FilterLike = None) -> RagAnswer:
+    def answer(
+        self, question: str, k: int | None = None, use_retrieval: bool = True, *, filters: FilterLike = None
+    ) -> RagAnswer:
         return self.stream(question, k, use_retrieval, filters=filters).collect()
 
     def stream(

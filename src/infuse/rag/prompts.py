@@ -57,10 +57,16 @@ def build_messages(
         source = hit.chunk.source_path.rsplit("/", 1)[-1] + (f", page {hit.chunk.page}" if hit.chunk.page else "")
         # In "mark" mode flagged passages still reach the prompt, labelled so the model treats them as suspect data.
         warning = f' warning="{FLAGGED_WARNING[language]}"' if hit.chunk.flags else ""
-        blocks.append(f'<passage id="{number}" source="{source}"{warning}>\n{escape_passage(hit.chunk.text)}\n</passage>')
+        blocks.append(
+            f'<passage id="{number}" source="{source}"{warning}>\n{escape_passage(hit.chunk.text)}\n</passage>'
+        )
     user = f"{PASSAGES_LABEL[language]}:\n" + "\n".join(blocks) + f"\n\n{QUESTION_LABEL[language]}: {question}"
     return [{"role": "system", "content": SYSTEM_PROMPTS[language]}, *history, {"role": "user", "content": user}]
 
 
 def closed_book_messages(question: str, language: Language, history: Sequence[ChatMessage] = ()) -> list[ChatMessage]:
-    return [{"role": "system", "content": CLOSED_BOOK_PROMPTS[language]}, *history, {"role": "user", "content": question}]
+    return [
+        {"role": "system", "content": CLOSED_BOOK_PROMPTS[language]},
+        *history,
+        {"role": "user", "content": question},
+    ]

@@ -57,7 +57,7 @@ class RelevanceGate:
     tokenizer: Tokenizer
     min_dense_score: float
     min_keyword_coverage: float
-    weighted: bool = True   # False: the plain share of keywords (for comparison)
+    weighted: bool = True  # False: the plain share of keywords (for comparison)
 
     def coverage(self, question: str, passage: str, statistics: TermStatistics) -> float:
         wanted, present = self.tokenizer.tokenize(question), self.tokenizer.tokenize(passage)

@@ -66,10 +66,31 @@ class EnglishTokenizer:
 # Sudachi parts of speech that carry no search meaning, and light verbs (normalised forms) that
 # occur in almost every sentence: like English stop words they only add noise to keyword overlap.
 _JAPANESE_SKIP_POS = frozenset({"助詞", "助動詞", "補助記号", "記号", "空白", "代名詞"})
-JAPANESE_STOPWORDS = frozenset({"為る", "居る", "有る", "成る", "出来る", "言う", "此の", "其の", "彼の", "事", "物", "所", "様",
-                                # question words that are not pronouns (those go by part of speech),
-                                # like what/which/how/why in the English list: どの どんな 何(年) 何故 どう 幾(つ)
-                                "どの", "どんな", "何", "何故", "どう", "幾"})
+JAPANESE_STOPWORDS = frozenset(
+    {
+        "為る",
+        "居る",
+        "有る",
+        "成る",
+        "出来る",
+        "言う",
+        "此の",
+        "其の",
+        "彼の",
+        "事",
+        "物",
+        "所",
+        "様",
+        # question words that are not pronouns (those go by part of speech),
+        # like what/which/how/why in the English list: どの どんな 何(年) 何故 どう 幾(つ)
+        "どの",
+        "どんな",
+        "何",
+        "何故",
+        "どう",
+        "幾",
+    }
+)
 # Latin-script morphemes, including multi-word dictionary entries such as "machine learning".
 _LATIN = re.compile(r"^[0-9A-Za-z\u00c0-\u024f'’.+# -]+$")
 

@@ -29,7 +29,9 @@ class CrossEncoderReranker:
         from sentence_transformers import CrossEncoder
 
         try:
-            model: CrossEncoder = CrossEncoder(resolve_model_path(self.model_name), device=self.device or default_device())
+            model: CrossEncoder = CrossEncoder(
+                resolve_model_path(self.model_name), device=self.device or default_device()
+            )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load reranker {self.model_name!r} (search.reranker): {exc}") from exc
         return model

@@ -139,7 +139,9 @@ class HybridSearcher:
     ) -> list[SearchHit]:
         depth = max(k, self.settings.candidates, self.settings.rerank_depth if self.reranker else 0)
         quarantine = self.exclude_flagged
-        dense = self.store.dense_search(vector, depth, filters, exclude_flagged=quarantine) if vector is not None else []
+        dense = (
+            self.store.dense_search(vector, depth, filters, exclude_flagged=quarantine) if vector is not None else []
+        )
         lexical = (
             self.store.lexical_search(self.tokenizer.tokenize(query), depth, filters, exclude_flagged=quarantine)
             if mode in (SearchMode.LEXICAL, SearchMode.HYBRID)

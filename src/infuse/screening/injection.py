@@ -122,8 +122,19 @@ def _is_combining(ch: str) -> bool:
 
 
 __all__ = [
-    "ADDRESSES_AI", "EXFILTRATION", "HIDDEN_HTML_TEXT", "IGNORE_INSTRUCTIONS", "PERSONA_OVERRIDE", "PROMPT_LEAK",
-    "ROLE_MARKER", "RULE_NAMES", "InjectionDetector", "InjectionFinding", "NormalisedText", "normalise", "snippet",
+    "ADDRESSES_AI",
+    "EXFILTRATION",
+    "HIDDEN_HTML_TEXT",
+    "IGNORE_INSTRUCTIONS",
+    "PERSONA_OVERRIDE",
+    "PROMPT_LEAK",
+    "ROLE_MARKER",
+    "RULE_NAMES",
+    "InjectionDetector",
+    "InjectionFinding",
+    "NormalisedText",
+    "normalise",
+    "snippet",
 ]
 
 

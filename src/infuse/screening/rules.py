@@ -48,7 +48,20 @@ _EN_AI_CUE = re.compile(
 )
 _AI_SUBJECT = re.compile(rf"\b{_EN_AI}\b|{_JA_AI}", _I)
 
-_QUOTES = {"\"": "\"", "“": "”", "”": "”", "‘": "’", "'": "'", "「": "」", "『": "』", "`": "`", "«": "»", "【": "】", "(": ")", "（": "）"}
+_QUOTES = {
+    '"': '"',
+    "“": "”",
+    "”": "”",
+    "‘": "’",
+    "'": "'",
+    "「": "」",
+    "『": "』",
+    "`": "`",
+    "«": "»",
+    "【": "】",
+    "(": ")",
+    "（": "）",
+}
 # Words that introduce or follow a quotation of an attack instead of the attack itself.
 _MENTION_BEFORE = re.compile(
     r"(?:\b(?:such\s+as|like|e\.g\.|i\.e\.|for\s+example|for\s+instance|example|examples|phrases?|strings?|words|text|"
@@ -147,9 +160,15 @@ _EN_CONDITION = re.compile(
     r"on\s+(?:windows|macos|mac|linux|ios|android))\b",
     _I,
 )
-_EN_POLITE_IF = re.compile(r"\bif\s+you\s+(?:could|would|can|will|might)\b(?:\s+(?:kindly|please|now|just))?", re.IGNORECASE)
-_EN_CONDITION_AFTER = re.compile(r"^[^.!?\n]{0,30}?\b(?:if|when|unless|in\s+case|for\s+(?:users|customers|those))\b", _I)
-_JA_CONDITION = re.compile(r"場合|なら|ときは|時は|際は|方は|方も|お使いの|ご利用の|ユーザーは|利用者は|皆様は|みなさんは")
+_EN_POLITE_IF = re.compile(
+    r"\bif\s+you\s+(?:could|would|can|will|might)\b(?:\s+(?:kindly|please|now|just))?", re.IGNORECASE
+)
+_EN_CONDITION_AFTER = re.compile(
+    r"^[^.!?\n]{0,30}?\b(?:if|when|unless|in\s+case|for\s+(?:users|customers|those))\b", _I
+)
+_JA_CONDITION = re.compile(
+    r"場合|なら|ときは|時は|際は|方は|方も|お使いの|ご利用の|ユーザーは|利用者は|皆様は|みなさんは"
+)
 
 
 def _not_quoted(text: str, m: re.Match[str]) -> bool:
@@ -183,7 +202,9 @@ def _en_unconditional(text: str, m: re.Match[str]) -> bool:
     left, right = sentence_span(text, m.start(), m.end())
     clause = text[left : m.start()]
     after = text[m.end() : right]
-    clause = _EN_POLITE_IF.sub(" ", clause)  # "we would appreciate it if you could kindly ..." asks, it sets no condition
+    clause = _EN_POLITE_IF.sub(
+        " ", clause
+    )  # "we would appreciate it if you could kindly ..." asks, it sets no condition
     conditional = _EN_CONDITION.search(clause) or _EN_CONDITION_AFTER.search(after)
     if not conditional:
         return True
@@ -228,7 +249,8 @@ _EN_MODEL_DATA = re.compile(
 # Secrets travel to URLs in ordinary API docs ("send the API key to https://api..."): they count
 # only with a cue that a model's context is meant.
 _EN_SECRETS = re.compile(
-    r"\b(?:api\s+keys?|passwords?|credentials|secrets?|tokens?|cookies|session\s+ids?|e-?mails|inbox|answers?|responses?|replies)\b", _I
+    r"\b(?:api\s+keys?|passwords?|credentials|secrets?|tokens?|cookies|session\s+ids?|e-?mails|inbox|answers?|responses?|replies)\b",
+    _I,
 )
 _EN_MODEL_CUE = re.compile(
     r"\b(?:(?:in|from)\s+(?:the|your|this)\s+(?:context|conversation|chat)|without\s+(?:telling|informing|alerting|notifying)|"
@@ -249,9 +271,13 @@ def _en_exfiltrates_model_data(text: str, m: re.Match[str]) -> bool:
     return bool(_EN_SECRETS.search(where) and _EN_MODEL_CUE.search(sentence))
 
 
-_JA_MODEL_DATA = re.compile(r"会話|チャット|やり取り|やりとり|対話|履歴|システムプロンプト|コンテキスト|(?:ユーザー|利用者)の(?:入力|メッセージ|質問)")
+_JA_MODEL_DATA = re.compile(
+    r"会話|チャット|やり取り|やりとり|対話|履歴|システムプロンプト|コンテキスト|(?:ユーザー|利用者)の(?:入力|メッセージ|質問)"
+)
 _JA_SECRETS = re.compile(r"APIキー|パスワード|認証情報|秘密鍵|トークン|クッキー|セッション|メール|受信箱|回答")
-_JA_MODEL_CUE = re.compile(r"コンテキスト|会話|(?:ユーザー|利用者)に(?:は)?(?:知らせ|気づかれ|内緒|伝えず)|アシスタント|AI|あなた|Base64|base64")
+_JA_MODEL_CUE = re.compile(
+    r"コンテキスト|会話|(?:ユーザー|利用者)に(?:は)?(?:知らせ|気づかれ|内緒|伝えず)|アシスタント|AI|あなた|Base64|base64"
+)
 
 
 def _ja_exfiltrates_model_data(text: str, m: re.Match[str]) -> bool:
@@ -317,76 +343,97 @@ _EN_SAFETY = (
 EN_RULES: tuple[Rule, ...] = (
     # ignore/disregard ... previous/your instructions
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
-        rf"\b{_EN_OVERRIDE_VERB}\s+{_EN_DET}(?:{_EN_QUAL}\s+){{1,2}}(?:\w{1,30}\s+)?{_EN_INSTR}\b{_EN_NOT_COMPOUND}",
-        _en_imperative, _en_unconditional,
+        IGNORE_INSTRUCTIONS,
+        "en",
+        rf"\b{_EN_OVERRIDE_VERB}\s+{_EN_DET}(?:{_EN_QUAL}\s+){{1,2}}(?:\w{1, 30}\s+)?{_EN_INSTR}\b{_EN_NOT_COMPOUND}",
+        _en_imperative,
+        _en_unconditional,
     ),
     # "Ignore all instructions." / "Ignore instructions, you are a hacker": unqualified, but nothing follows the object.
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
-        rf"\b{_EN_OVERRIDE_VERB}\s+(?:all|any)\s+(?:of\s+)?(?:the\s+|your\s+)?(?:\w{1,30}\s+)?{_EN_INSTR}"
+        IGNORE_INSTRUCTIONS,
+        "en",
+        rf"\b{_EN_OVERRIDE_VERB}\s+(?:all|any)\s+(?:of\s+)?(?:the\s+|your\s+)?(?:\w{1, 30}\s+)?{_EN_INSTR}"
         r"(?=\s*(?:[.,;:!\]]|and\b|then\b|&|$))|(?:^|(?<=[.!?:\]>]\s)|(?<=[\[>]))\s*(?:please\s+)?(?P<verb2>ignore|disregard|forget)\s+"
         r"(?:the\s+)?(?:instructions|rules|guidelines)(?=\s*[.,;:!])",
-        _en_imperative, _en_unconditional,
+        _en_imperative,
+        _en_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         rf"\b(?:{_EN_OVERRIDE_VERB}|{_EN_STRONG_VERB.replace('?P<verb>', '')}|disable|circumvent|suspend|turn\s+off)\s+(?:{_EN_SAFETY})\b{_EN_NOT_COMPOUND}",
-        _en_imperative, _en_unconditional,
+        _en_imperative,
+        _en_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         r"\b(?P<verb>forget|ignore|disregard)\s+(?:everything|all(?:\s+(?:of\s+)?(?:that|this|the\s+above))?)\s*[,.;:!-]+\s*"
         r"(?:you\s+are|you're|from\s+now|now\s+you|your\s+new|this\s+is\s+your|you\s+will|you\s+must)",
         _en_imperative,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         r"\beven\s+if\s+(?:it|this|that)\s+(?:conflicts?\s+with|violates|goes\s+against|contradicts)\s+(?:your|the|any)\s+"
         r"(?:\w{1,30}\s+){0,2}?(?:guidelines|rules|polic(?:y|ies)|programming|regulations|instructions|training|system\s+prompt)",
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
-        rf"\b{_EN_STRONG_VERB}\s+{_EN_DET}(?:{_EN_TEMPORAL}\s+){{1,2}}(?:\w{1,30}\s+)?{_EN_MODEL_INSTR}\b{_EN_NOT_COMPOUND}",
-        _en_imperative, _en_unconditional,
+        IGNORE_INSTRUCTIONS,
+        "en",
+        rf"\b{_EN_STRONG_VERB}\s+{_EN_DET}(?:{_EN_TEMPORAL}\s+){{1,2}}(?:\w{1, 30}\s+)?{_EN_MODEL_INSTR}\b{_EN_NOT_COMPOUND}",
+        _en_imperative,
+        _en_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
-        rf"\b{_EN_OVERRIDE_VERB}\s+(?:all\s+(?:of\s+)?)?(?:your\s+|the\s+)?(?:\w{1,30}\s+)?{_EN_INSTR}\s+{_EN_SINCE}",
-        _en_imperative, _en_unconditional,
+        IGNORE_INSTRUCTIONS,
+        "en",
+        rf"\b{_EN_OVERRIDE_VERB}\s+(?:all\s+(?:of\s+)?)?(?:your\s+|the\s+)?(?:\w{1, 30}\s+)?{_EN_INSTR}\s+{_EN_SINCE}",
+        _en_imperative,
+        _en_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
-        rf"\b{_EN_OVERRIDE_VERB}\s+(?:all\s+(?:of\s+)?)?your\s+(?:\w{1,30}\s+)?{_EN_INSTR}\b{_EN_NOT_COMPOUND}",
-        _en_imperative, _en_unconditional,
+        IGNORE_INSTRUCTIONS,
+        "en",
+        rf"\b{_EN_OVERRIDE_VERB}\s+(?:all\s+(?:of\s+)?)?your\s+(?:\w{1, 30}\s+)?{_EN_INSTR}\b{_EN_NOT_COMPOUND}",
+        _en_imperative,
+        _en_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         rf"\b{_EN_OVERRIDE_VERB}\s+(?:everything|anything|all)\s+(?:(?:that\s+)?(?:you(?:'ve|\s+have|\s+were|\s+had)?|i|we)"
         r"\s+(?:been\s+)?(?:told|given|instructed|taught|said|wrote|written|read)|(?:written\s+|said\s+|stated\s+)?"
         r"(?:above|before\s+this|previously|so\s+far|prior\s+to\s+this|(?:that\s+)?came\s+before))",
-        _en_imperative, _en_unconditional,
+        _en_imperative,
+        _en_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         rf"\b{_EN_OVERRIDE_VERB}\s+(?:all\s+(?:of\s+)?)?the\s+(?:text\s+|content\s+)?above(?=\s*(?:[,.;:!)]|-->|and\b|$))",
-        _en_imperative, _en_unconditional,
+        _en_imperative,
+        _en_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         rf"\b{_EN_OVERRIDE_VERB}\s+(?:the\s+)?(?:user'?s?\s+|original\s+)?(?:question|query|request|task)\s+"
         r"(?:you\s+(?:were|are|have\s+been)\s+(?:asked|given)|and\s+(?:instead\s+)?(?:reply|respond|answer|output|say|print|write|return|list)|"
         r",?\s*instead\b)",
         _en_imperative,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         rf"\b(?:regardless\s+of|notwithstanding|in\s+spite\s+of|despite|contrary\s+to)\s+{_EN_DET}(?:{_EN_QUAL}\s+){{1,2}}"
         rf"{_EN_MODEL_INSTR}\b{_EN_NOT_COMPOUND}",
         _needs(_EN_AI_CUE),
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         r"\b(?:this|these|the\s+following)\s+(?:message|instructions?|text|note|rules?)\s+(?:takes?|has|have|gets?)\s+"
         r"(?:priority|precedence)\s+over\s+(?:all\s+|any\s+)?(?:your|the|all|any)\s+(?:\w{1,30}\s+)?(?:system\s+prompt|prompt|"
         r"instructions|guidelines|rules|programming)|\b(?:this|these)\s+(?:message|instructions?)\s+(?:overrides?|supersedes?|replaces?)\s+"
@@ -394,25 +441,29 @@ EN_RULES: tuple[Rule, ...] = (
         r"guidelines|rules|programming)",
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "en",
+        IGNORE_INSTRUCTIONS,
+        "en",
         r"\b(?:your|the\s+(?:assistant|model|ai)'?s?)\s+(?:previous|prior|original|old|initial|current)\s+(?:instructions|rules|"
         r"guidelines|prompt|directives|programming)\s+(?:have|has)\s+(?:now\s+)?(?:been\s+)?(?:updated|changed|replaced|revoked|"
         r"cancell?ed|superseded|overridden|deprecated|removed|lifted)",
     ),
     # role markers and fake turns
     _rule(
-        ROLE_MARKER, "any",
+        ROLE_MARKER,
+        "any",
         r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|begin_of_text)\|>|"
         r"\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>",
         _not_followed_by_mention,
     ),
     _rule(
-        ROLE_MARKER, "en",
+        ROLE_MARKER,
+        "en",
         r"^[ \t>]*#{1,6}[ \t]*(?:system|assistant|human|developer|instruction)[ \t]*:",
         _needs(_EN_AI_CUE, window=160),
     ),
     _rule(
-        ROLE_MARKER, "en",
+        ROLE_MARKER,
+        "en",
         r"(?:^|(?<=[.!?]\s)|(?<=-->\s))[ \t>*_#]*(?:\[|<|\(|\*\*|\{\{)?(?:system|developer|admin(?:istrator)?|root|security)"
         r"(?:\s+(?:prompt|message|override|note|override\s+activated))?"
         r"(?:(?:\]|>|\)|\*\*)[ \t]*:?|[ \t]*:)[ \t]*(?=[^\n]{0,60}?\b(?:you|your|the\s+(?:assistant|ai|model|user)|from\s+now|ignore|"
@@ -421,87 +472,112 @@ EN_RULES: tuple[Rule, ...] = (
         r"guidelines|instructions|polic(?:y|ies))\b)",
     ),
     _rule(
-        ROLE_MARKER, "en",
+        ROLE_MARKER,
+        "en",
         r"<\s*/?\s*(?:system|sys|instructions?|admin|developer)\s*>(?=[^\n]{0,80}?\b(?:you|your|the\s+(?:assistant|ai|model|user)|"
         r"from\s+now|ignore|disregard|forget|always|never|must|reveal|respond|reply|answer)\b)|</\s*(?:context|documents?|data|user)\s*>\s*<\s*(?:system|sys|instructions?)\s*>",
     ),
     _rule(ROLE_MARKER, "en", r"\[(?:system|assistant|developer)\]\(#[^)\s]{0,100}\)"),
     _rule(
-        ROLE_MARKER, "en",
+        ROLE_MARKER,
+        "en",
         r"\b(?:new|updated|revised|real|actual|true|secret|hidden|additional|important(?:\s+new)?)\s+(?:system\s+prompt|"
         r"(?:system\s+)?(?:instructions?|directives?|rules|prompt))(?:\s+follow)?\s*:",
-        _needs(re.compile(
-            r"\b(?:previous|prior|above|no\s+longer|ignore|disregard|forget|assistant|model|ai|answer|respond|reply|"
-            r"system\s+prompt|you\s+are|you\s+must|you\s+will)\b", _I), window=120),
+        _needs(
+            re.compile(
+                r"\b(?:previous|prior|above|no\s+longer|ignore|disregard|forget|assistant|model|ai|answer|respond|reply|"
+                r"system\s+prompt|you\s+are|you\s+must|you\s+will)\b",
+                _I,
+            ),
+            window=120,
+        ),
     ),
     _rule(
-        ROLE_MARKER, "en",
+        ROLE_MARKER,
+        "en",
         r"\b(?:this\s+is|i\s+am|i'm|we\s+are|it's)\s+(?:\w{1,30}\s+){0,3}?your\s+(?:developer|creator|administrator|admin|operator|owner|maker|"
         r"programmer|system)\b",
     ),
     # persona / jailbreak
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         r"\bdo\s+anything\s+now\b|\b(?:pretend|act|roleplay)\s+(?:to\s+be\s+|you\s+are\s+|as\s+)(?:an?\s+)?(?-i:DAN)\b|(?-i:\bDAN\b)(?=.{0,40}\b(?:stands\s+for|mode\s+(?:is|enabled|on)|has\s+broken|can\s+do\s+anything|"
         r"(?:does\s+not|doesn't)\s+(?:have\s+to|need\s+to)|has\s+no\s+(?:rules|restrictions|limits|filters)|jailbr))|"
         r"\b(?:you\s+are|act\s+as|become|called|known\s+as)\s+(?:now\s+)?(?-i:DAN|STAN|DUDE|AIM)\b",
         flags=re.IGNORECASE | re.DOTALL,
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         r"\byou(?:'re|\s+are)\s+(?:now\s+)?in\s+(?:an?\s+)?(?:unrestricted|unfiltered|uncensored|developer|god|jailbreak|jailbroken|dan|"
         r"opposite|evil|chaos|no-?limits?)\s+(?:\w{1,30}\s+)?mode\b|\byou\s+(?:now\s+)?have\s+no\s+(?:ethical|moral|content|safety)\s+"
         r"(?:guidelines|restrictions|rules|filters|limits|boundaries|constraints)|\byou\s+(?:now\s+)?have\s+no\s+(?:rules|restrictions|"
         r"limits|filters|guidelines)\s+(?:whatsoever|at\s+all|anymore)",
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         rf"\b(?:from\s+now\s+on|starting\s+now|for\s+(?:this|the\s+rest\s+of\s+this)\s+(?:session|conversation|chat)),?\s+"
         rf"you(?:'re|\s+are|\s+will|\s+shall|\s+must)?\s+(?:going\s+to\s+|now\s+)?(?:be\s+|act(?:ing)?\s+as\s+|pretend|play|"
         rf"roleplay|respond\s+as\s+|answer\s+as\s+)(?=[^.!?\n]{{0,80}}?(?:{_EN_AI}\b|(?-i:DAN)|\bmode\b|unrestricted|no\s+restrictions|"
         rf"developer))",
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         r"\byou\s+are\s+now\s+(?:in\s+)?(?:(?:developer|god|jailbreak|jailbroken|dan|unrestricted|unfiltered|evil|chaos)\s+mode|"
         r"(?:an?\s+|the\s+)?(?:\w{1,30}\s+){0,2}?(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|rogue|evil|unbound)\b|"
         r"(?:free|freed|released|liberated)\s+(?:from|of)\b|no\s+longer\s+(?:an?\s+)?(?:bound|restricted|limited|ai|assistant|"
         r"chatgpt|claude|required))",
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         r"\byou(?:\s+are|'re)?\s+(?:now\s+)?no\s+longer\s+(?:bound\s+by|restricted\s+by|limited\s+by|required\s+to\s+follow|"
         r"subject\s+to)\s+(?:any\s+|your\s+|the\s+)?(?:\w{1,30}\s+)?(?:rules|guidelines|polic(?:y|ies)|restrictions|programming|"
         r"instructions|filters|limitations)|\byou\s+have\s+been\s+(?:freed|released|liberated|unshackled|unchained|jailbroken)\b",
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         rf"\b(?:pretend|imagine|act|behave|roleplay|role-play)\s+(?:to\s+be|that\s+you\s+are|you\s+are|you're|as\s+if\s+you\s+(?:are|were)|as)\s+"
-        rf"(?:an?\s+|the\s+)?(?:\w{1,30}\s+){{0,3}}?{_EN_AI}\s+(?:without|with\s+no|that\s+(?:has|have)\s+no|free\s+(?:of|from)|"
+        rf"(?:an?\s+|the\s+)?(?:\w{1, 30}\s+){{0,3}}?{_EN_AI}\s+(?:without|with\s+no|that\s+(?:has|have)\s+no|free\s+(?:of|from)|"
         r"that\s+(?:ignores|doesn't\s+follow)|who\s+(?:ignores|doesn't\s+follow)|not\s+bound)",
         _en_imperative,
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
-        rf"\b(?:you\s+are|as\s+an?|become\s+an?|act\s+as\s+an?|you're|roleplay\s+as\s+an?|pretend\s+to\s+be\s+an?)\s+(?:\w{1,30}\s+)?"
+        PERSONA_OVERRIDE,
+        "en",
+        rf"\b(?:you\s+are|as\s+an?|become\s+an?|act\s+as\s+an?|you're|roleplay\s+as\s+an?|pretend\s+to\s+be\s+an?)\s+(?:\w{1, 30}\s+)?"
         rf"(?:unfiltered|uncensored|unrestricted|jailbroken|amoral|unaligned)(?:,?\s+\w{{1,30}}){{0,4}}?,?\s+{_EN_AI}\b",
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         r"\b(?:your|the)\s+(?:content\s+|safety\s+|ethical\s+)?(?:filters?|safety\s+(?:polic(?:y|ies)|guidelines|rules|filters?)|"
         r"content\s+polic(?:y|ies)|guardrails|restrictions|ethical\s+guidelines)\s+(?:are|is|have\s+been|has\s+been)\s+(?:now\s+)?"
         r"(?:off|disabled|removed|lifted|suspended|deactivated|turned\s+off|switched\s+off|void|no\s+longer\s+(?:active|apply|in\s+effect))",
-        _needs(re.compile(r"\b(?:your|you|session|conversation|chat|assistant|model|ai|comply|respond|answer|reply)\b", _I)),
+        _needs(
+            re.compile(r"\b(?:your|you|session|conversation|chat|assistant|model|ai|comply|respond|answer|reply)\b", _I)
+        ),
     ),
     _rule(
-        PERSONA_OVERRIDE, "en",
+        PERSONA_OVERRIDE,
+        "en",
         r"\b(?:developer|god|jailbreak|dan|unrestricted)\s+mode\s+(?:is\s+)?(?:now\s+)?(?:enabled|activated|on|engaged)\b"
         r"(?!\s+(?:your|the|my|a|an|this|all|each|every)\b)",
-        _needs(re.compile(r"\b(?:filters?|restrictions|polic(?:y|ies)|guidelines|censorship|safety|content|assistant|model|ai)\b", _I)),
+        _needs(
+            re.compile(
+                r"\b(?:filters?|restrictions|polic(?:y|ies)|guidelines|censorship|safety|content|assistant|model|ai)\b",
+                _I,
+            )
+        ),
     ),
     # asking for the system prompt
     _rule(
-        PROMPT_LEAK, "en",
+        PROMPT_LEAK,
+        "en",
         r"\b(?P<verb>reveal|show|print|output|display|repeat|recite|tell|give|share|leak|dump|expose|write\s+out|write\s+down|paste|"
         r"copy|return|list|spell\s+out|disclose|echo|provide|send)\s+(?:me\s+|us\s+)?(?:back\s+)?(?:all\s+(?:of\s+)?|everything\s+in\s+|"
         r"the\s+(?:(?:full|entire|complete|exact|whole|verbatim)\s+)?(?:text|contents?|wording)\s+of\s+|"
@@ -516,7 +592,8 @@ EN_RULES: tuple[Rule, ...] = (
         _en_imperative,
     ),
     _rule(
-        PROMPT_LEAK, "en",
+        PROMPT_LEAK,
+        "en",
         r"\b(?P<verb>repeat|print|output|recite|copy|write\s+out)\s+(?:all\s+(?:of\s+)?|everything\s+|back\s+)?(?:the\s+)?"
         r"(?:(?:text|words|content|instructions|prompt|message)\s+)?(?:above|before\s+this)\b(?:\s+(?:starting|beginning|verbatim|"
         r"word\s+for\s+word)|[^.!?\n]{0,40}\b(?:you\s+are|verbatim|word\s+for\s+word|everything|exactly|as\s+(?:shown|written|is)|"
@@ -524,7 +601,8 @@ EN_RULES: tuple[Rule, ...] = (
         _en_imperative,
     ),
     _rule(
-        PROMPT_LEAK, "en",
+        PROMPT_LEAK,
+        "en",
         r"\b(?P<verb>reveal|show|print|output|display|leak|dump|expose|disclose)\s+(?:me\s+)?system\s+prompt\b|"
         r"\b(?P<verb2>display|show|print|output|repeat)\s+(?:me\s+)?the\s+(?:full\s+|complete\s+|entire\s+|exact\s+)?system\s+message\s+"
         r"(?:verbatim|word\s+for\s+word|in\s+full|exactly)|"
@@ -536,33 +614,39 @@ EN_RULES: tuple[Rule, ...] = (
         _en_imperative,
     ),
     _rule(
-        PROMPT_LEAK, "en",
+        PROMPT_LEAK,
+        "en",
         r"\bwhat\s+(?:were|are|was|is)\s+(?:the\s+|your\s+)?(?:exact\s+|full\s+|original\s+|initial\s+|hidden\s+|secret\s+)*"
         r"(?:system\s+prompt|instructions|rules|prompt|guidelines)\s+(?:you\s+(?:were|have\s+been|'ve\s+been)\s+given|"
         r"(?:that\s+)?(?:were\s+)?given\s+to\s+you)|\bwhat\s+(?:is|was)\s+your\s+(?:system\s+prompt|initial\s+prompt|system\s+message)\b",
     ),
     # exfiltration
     _rule(
-        EXFILTRATION, "any",
+        EXFILTRATION,
+        "any",
         r"!\[[^\]]{0,100}\]\(\s*https?://[^)\s?&#]{0,300}[?&#][^)\s]{0,300}=(?:\{[^}]{1,40}\}|\[[^\]]{1,40}\]|<[^>]{1,40}>|\$\{?\w{1,40}\}?|%s|\.\.\.)",
     ),
     _rule(
-        EXFILTRATION, "en",
+        EXFILTRATION,
+        "en",
         r"\b(?P<verb>send|post|forward|upload|transmit|exfiltrate|leak|submit|e-?mail|mail|relay|copy|append|encode|embed|attach|"
         r"include)\s+(?P<obj>(?:it|them|this|these|everything|all\s+of\s+(?:it|them))\s+|[^.!?\n]{0,80}?\s)(?:to|into|via|in)\s+"
         r"(?:the\s+)?(?:(?:url|link|endpoint|server|address|webhook|site)\s+)?(?:https?://|www\.|[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}\b)",
-        _en_imperative, _en_exfiltrates_model_data,
+        _en_imperative,
+        _en_exfiltrates_model_data,
     ),
     # instructions addressed to a model that reads the document
     _rule(
-        ADDRESSES_AI, "en",
+        ADDRESSES_AI,
+        "en",
         rf"\b(?:note|message|instructions?|notice|reminder|attention|p\.?s\.?|memo|important)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?"
-        rf"(?:{_EN_AI}\s*(?:\w{1,30}\s+){{0,3}}?(?:reading|processing|screening|summari[sz]ing|parsing|analy[sz]ing|reviewing|"
+        rf"(?:{_EN_AI}\s*(?:\w{1, 30}\s+){{0,3}}?(?:reading|processing|screening|summari[sz]ing|parsing|analy[sz]ing|reviewing|"
         rf"evaluating|crawling|indexing|scanning|handling)\b|(?:ai|llms?|language\s+models?|chat\s*bots?|gpts?|(?:ai|email|virtual)\s+"
         rf"(?:assistants?|agents?|models?))\b)",
     ),
     _rule(
-        ADDRESSES_AI, "en",
+        ADDRESSES_AI,
+        "en",
         r"\b(?:ai|llms?|language\s+models?|chat\s*bots?|bots?|(?:ai|email|virtual)\s+(?:assistants?|agents?)|assistants?|agents?|"
         r"models?|crawlers?)\s+(?:that\s+(?:are\s+|is\s+)?|who\s+(?:are\s+|is\s+)?)?(?:reading|processing|screening|summari[sz]ing|"
         r"parsing|analy[sz]ing|evaluating|crawling|indexing|reads?|process(?:es)?)\s+(?:this|these|the\s+(?:page|text|document|"
@@ -570,16 +654,19 @@ EN_RULES: tuple[Rule, ...] = (
         r"please)\b|:)",
     ),
     _rule(
-        ADDRESSES_AI, "en",
+        ADDRESSES_AI,
+        "en",
         r"[(\[]\s*(?:ai|llm|bot|model)s?\s+(?:readers?|assistants?|agents?|crawlers?)?\s*:",
     ),
     _rule(
-        ADDRESSES_AI, "en",
+        ADDRESSES_AI,
+        "en",
         r"^\s*(?:<!--\s*)?(?:ai|llm|a\.i\.)s?\s*:\s*(?=\S)",
         _needs(_EN_AI_CUE),
     ),
     _rule(
-        ADDRESSES_AI, "en",
+        ADDRESSES_AI,
+        "en",
         r"\bif\s+you\s+are\s+(?:an?\s+)?(?:ai|artificial\s+intelligence|llm|large\s+language\s+model|language\s+model|chat\s*bot|"
         r"bot|gpt|automated\s+(?:system|agent|assistant)|ai\s+(?:language\s+)?(?:model|assistant|agent|system))"
         r"(?:\s+(?:language\s+)?(?:model|assistant|agent))?(?=\s*(?:[,;:)]|reading|processing|that|who|summari|crawling|parsing|$))",
@@ -606,106 +693,137 @@ _JA_IGNORE_VERB = (
 )
 _JA_TE_CHAIN = r"(?:無視|破棄|放念)して(?!は|も|しま|い[るたま]|お[りる])|忘れて(?!は|も|しま|い[るたま]|お[りる])"
 _JA_ALL = r"(?:[はをもにの]|は全て|は、)?(?:すべて|全て|全部|ぜんぶ|一切|完全に|きれいに|いったん|一旦)?[はを]?、?"
-_JA_COSIGNAL = re.compile(r"代わりに|かわりに|次の指示|以下の指示|新しい(?:指示|役割|命令)|あなた|AI|アシスタント|モデル|制限|制約|回答|答え|返答|応答|従って")
+_JA_COSIGNAL = re.compile(
+    r"代わりに|かわりに|次の指示|以下の指示|新しい(?:指示|役割|命令)|あなた|AI|アシスタント|モデル|制限|制約|回答|答え|返答|応答|従って"
+)
 
 JA_RULES: tuple[Rule, ...] = (
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         rf"{_JA_QUAL}{_JA_QUAL_LINK}[^。！？!?\n]{{0,12}}?{_JA_INSTR}{_JA_ALL}{_JA_IGNORE_VERB}",
         _ja_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         rf"{_JA_QUAL}{_JA_QUAL_LINK}[^。！？!?\n]{{0,12}}?{_JA_INSTR}{_JA_ALL}(?:{_JA_TE_CHAIN})",
         _ja_unconditional,
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         rf"(?:^|(?<=[。!?！？\n「」『』\]】]))[ \t]*{_JA_QUAL}{_JA_QUAL_LINK}[^。！？!?\n]{{0,12}}?{_JA_INSTR}{_JA_ALL}(?:無視|破棄)する(?=[。!！\n]|$)",
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         rf"{_JA_QUAL}{_JA_QUAL_LINK}[^。！？!?\n]{{0,12}}?{_JA_INSTR_WEAK}{_JA_ALL}{_JA_IGNORE_VERB}",
-        _ja_unconditional, _needs(_JA_COSIGNAL, window=60),
+        _ja_unconditional,
+        _needs(_JA_COSIGNAL, window=60),
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         rf"(?:あなた|君|きみ|お前|おまえ)(?:の|が(?:受けた|与えられた|持っている)|に(?:与えられた|設定された|渡された|出された))[^。！？!?\n]{{0,8}}?(?:{_JA_INSTR}|ルール|規則|設定|ガイドライン|倫理|制限)"
         rf"{_JA_ALL}{_JA_IGNORE_VERB}",
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         rf"{_JA_QUAL}{_JA_QUAL_LINK}[^。！？!?\n]{{0,12}}?(?:{_JA_INSTR}|ルール|規則)(?:は|も)(?:すべて|全て|全部|もう)?"
         r"(?:無効(?:です|だ|となり|になり|とする|化)|適用されません|適用しない|関係ありません|忘れてよい|従う必要は(?:ありません|ない))",
         _needs(_JA_COSIGNAL, window=60),
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         rf"(?:ユーザー|利用者|ユーザ)の(?:質問|問い|入力|依頼|リクエスト|指示)(?:は|を|には)(?:無視{_JA_SURU_IMP}|無視し|答えず|回答せず|応じず)",
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         r"(?:システム|以前|これまで|今まで|他|ほか|元|最初|開発者)の(?:指示|命令|プロンプト|設定)(?:よりも?|に優先して)[^。\n]{0,16}?(?:を|が)?(?:最?優先|優先(?:して|させ|すること))",
     ),
     _rule(
-        IGNORE_INSTRUCTIONS, "ja",
+        IGNORE_INSTRUCTIONS,
+        "ja",
         r"(?:指示|命令|プロンプト|システムプロンプト)を上書き(?:します|する|して|せよ|しろ)|"
         r"(?:私|わたし|俺|僕)の(?:命令|指示)(?:だけ|のみ)に従",
     ),
     # role markers
     _rule(
-        ROLE_MARKER, "ja",
+        ROLE_MARKER,
+        "ja",
         r"^[ \t>]*#{1,6}[ \t]*(?:システム|指示|命令|アシスタント|ユーザー|開発者)[ \t]*:",
     ),
     _rule(
-        ROLE_MARKER, "ja",
+        ROLE_MARKER,
+        "ja",
         r"(?:^|(?<=[。!?]))[ \t]*(?:(?:【|\[|<|\()(?:システム|システムメッセージ|システムプロンプト|管理者|開発者)(?:】|\]|>|\))[ \t]*:?|"
         r"(?:システム|システムメッセージ|システムプロンプト|管理者|開発者)[ \t]*:)[ \t]*"
         r"(?=[^\n]{0,30}?(?:あなた|これ以降|今から|これから|開発者モード|制限|制約|無視|AI|アシスタント|ユーザーの|指示に従))",
     ),
     _rule(
-        ROLE_MARKER, "ja",
+        ROLE_MARKER,
+        "ja",
         r"(?:新しい|新たな|追加の|最新の|本当の|真の|隠された|秘密の|重要な)(?:指示|命令|システムプロンプト|プロンプト|ルール)[ \t]*:",
-        _needs(re.compile(r"あなた|これまで|以前|回答|答え|無視|AI|アシスタント|モデル|質問|適用されません|何でも|なんでも|制限|制約"), window=80),
+        _needs(
+            re.compile(
+                r"あなた|これまで|以前|回答|答え|無視|AI|アシスタント|モデル|質問|適用されません|何でも|なんでも|制限|制約"
+            ),
+            window=80,
+        ),
     ),
     _rule(
-        ROLE_MARKER, "ja",
+        ROLE_MARKER,
+        "ja",
         r"(?:これは|こちらは)?あなたの(?:開発者|作成者|製作者|開発元|運営者)(?:から|より)の?(?:メッセージ|指示|命令|連絡|お知らせ)",
     ),
     # persona / jailbreak
     _rule(
-        PERSONA_OVERRIDE, "ja",
+        PERSONA_OVERRIDE,
+        "ja",
         r"(?:あなた|君|きみ|お前|おまえ)は(?:今から|これから|今後|以後|これ以降|もう|もはや|今日から|本日から)?(?:は)?、?[^。\n]{0,30}?"
         r"(?:として(?:振る舞|ふるま|ロールプレイ)|になりきっ|を演じ|のふりを|(?:制限|制約|検閲|フィルター|ルール|倫理|ガイドライン)"
         r"(?:の|が)?(?:ない|なし|無い|から解放|に縛られ(?:ない|ず)|に従う必要は(?:ありません|ない)))",
     ),
     _rule(
-        PERSONA_OVERRIDE, "ja",
+        PERSONA_OVERRIDE,
+        "ja",
         rf"(?:あなた|君|お前)は(?:今から|これから|今後)?、?[^。\n]{{0,20}}?{_JA_AI}[^。\n]{{0,10}}?として(?:行動|回答|答え|応答|返答)",
     ),
     _rule(
-        PERSONA_OVERRIDE, "ja",
+        PERSONA_OVERRIDE,
+        "ja",
         r"(?-i:DAN)(?:です|だ|として|モード|は|に(?:なって|なれ))|(?:あなた|君|お前)は(?:今から|これから)?(?-i:DAN)|"
         r"(?:あなた|君|お前)は(?:今から|これから|もう|今後)?、?[^。\n]{0,10}?(?:開発者|脱獄|DAN|ジェイルブレイク|無制限|制限解除)モード",
     ),
     _rule(
-        PERSONA_OVERRIDE, "ja",
+        PERSONA_OVERRIDE,
+        "ja",
         r"(?:開発者|脱獄|DAN|ジェイルブレイク|無制限|制限解除|神)モード(?:で(?:動作|起動|応答|回答)|に(?:入|切り替|移行|な)|を(?:有効|オン|起動)|が(?:有効|オン))",
         _needs(re.compile(r"あなた|AI|アシスタント|安全|フィルター|制限|制約|ポリシー|検閲|倫理")),
     ),
     _rule(
-        PERSONA_OVERRIDE, "ja",
+        PERSONA_OVERRIDE,
+        "ja",
         r"(?:安全|セーフティ|コンテンツ|倫理的な|倫理)?(?:フィルター|フィルタ|ポリシー|ガイドライン|制限|制約|検閲)(?:は|が|も)?"
         r"[^。\n]{0,12}?(?:無効(?:です|化|にな|とな|にされ)|解除(?:され|し)|オフ(?:です|にな)|停止(?:され|中)|適用されません|撤廃)",
-        _needs(re.compile(r"あなた|本セッション|このセッション|この会話|回答|答え|応答|AI|アシスタント|モデル|開発者"), window=60),
+        _needs(
+            re.compile(r"あなた|本セッション|このセッション|この会話|回答|答え|応答|AI|アシスタント|モデル|開発者"),
+            window=60,
+        ),
     ),
     _rule(
-        PERSONA_OVERRIDE, "ja",
+        PERSONA_OVERRIDE,
+        "ja",
         r"(?:一切の|すべての|全ての|何の|いかなる)?(?:制限|制約|検閲|フィルター)(?:なし|無し|のない|を(?:外|解除|無視)して)で?(?:回答|答え|応答|返答|出力)",
     ),
     # prompt leak
     _rule(
-        PROMPT_LEAK, "ja",
+        PROMPT_LEAK,
+        "ja",
         r"(?:システムプロンプト|システム指示|システム設定|初期(?:設定|プロンプト|指示)|(?:最初|初め|元|もと|事前)に(?:与えられた|受けた|設定された|渡された)"
         r"(?:指示|命令|プロンプト|設定)|(?:隠(?:され|し)て?(?:いる|た)?|秘密の)(?:プロンプト|指示)|あなたの(?:指示|命令|設定|プロンプト|ルール|"
         r"ガイドライン|システムメッセージ)|システムメッセージの内容|開発者(?:からの)?(?:指示|メッセージ))"
@@ -714,33 +832,39 @@ JA_RULES: tuple[Rule, ...] = (
         r"(?:繰り返|書き出|明か|話|示)(?:して(?!は|も)|せ|しなさい|すこと)|(?:言|答え)(?:って|て|なさい))",
     ),
     _rule(
-        PROMPT_LEAK, "ja",
+        PROMPT_LEAK,
+        "ja",
         r"(?:^|(?<=[。!?！？\n「」『』]))[ \t]*(?:システムプロンプト|初期プロンプト|あなたの(?:指示|プロンプト|設定))(?:の内容|の全文)?を?(?:すべて|全て|全部)?"
         r"(?:表示する|出力する|見せる|教える|開示する|書け|見せろ|出せ|吐け)(?=[。!！\n]|$)",
     ),
     _rule(
-        PROMPT_LEAK, "ja",
+        PROMPT_LEAK,
+        "ja",
         r"(?:指示|命令|プロンプト|上記の?(?:文章|テキスト|内容))を?(?:一字一句|そのまま|全文)[^。\n]{0,6}?(?:繰り返|復唱|出力|表示|書き出)",
     ),
     # exfiltration
     _rule(
-        EXFILTRATION, "ja",
+        EXFILTRATION,
+        "ja",
         r"(?:https?://\S{1,500}|[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}\b|外部の?(?:サーバー?|URL))[^。\n]{0,20}?(?:に|へ)(?:[^。\n]{0,12}?)"
         r"(?:送信|転送|POST|ポスト|アップロード|送)(?:して(?!は|も)|しろ|せよ|しなさい|すること|って(?:ください|下さい|くれ)?|れ)",
         _ja_exfiltrates_model_data,
     ),
     # addressed to a model
     _rule(
-        ADDRESSES_AI, "ja",
+        ADDRESSES_AI,
+        "ja",
         rf"{_JA_AI}(?:の方)?(?:へ|に)(?:の|対する|向けた|向けて)?(?:注意|注記|指示|メッセージ|お願い|命令|連絡)?[ \t]*:",
     ),
     _rule(
-        ADDRESSES_AI, "ja",
+        ADDRESSES_AI,
+        "ja",
         rf"(?:この|本|当)(?:文書|ページ|レビュー|記事|メール|履歴書|テキスト|サイト|ファイル|資料|段落)を(?:読(?:んでいる|む|み込む)|要約(?:する|している)|"
         rf"処理(?:する|している)|評価(?:する|している)|解析(?:する|している)|審査(?:する|している))[^。\n]{{0,6}}?{_JA_AI}(?:は|へ|に|の方)",
     ),
     _rule(
-        ADDRESSES_AI, "ja",
+        ADDRESSES_AI,
+        "ja",
         rf"(?:もし)?(?:あなた|貴方)が{_JA_AI}[^。、\n]{{0,10}}?(?:であれば|なら|の場合|であるなら|ならば)",
     ),
 )

@@ -37,7 +37,9 @@ class APIError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
 
 
-def _error_body(message: str, code: str, param: str | None = None, kind: str = "invalid_request_error") -> dict[str, Any]:
+def _error_body(
+    message: str, code: str, param: str | None = None, kind: str = "invalid_request_error"
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -58,7 +60,11 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
             if request.headers.get("authorization", "") != f"Bearer {api_key}":
                 return JSONResponse(
                     status_code=401,
-                    content=_error_body("invalid or missing API key (Authorization: Bearer ...)", "invalid_api_key", kind="authentication_error"),
+                    content=_error_body(
+                        "invalid or missing API key (Authorization: Bearer ...)",
+                        "invalid_api_key",
+                        kind="authentication_error",
+                    ),
                 )
         return await call_next(request)
 
@@ -88,7 +94,9 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
             return True
         if name == model.name:
             return False
-        raise APIError(404, f"model {name!r} not found; available: {RAG_MODEL_ID}, {model.name}", "model_not_found", "model")
+        raise APIError(
+            404, f"model {name!r} not found; available: {RAG_MODEL_ID}, {model.name}", "model_not_found", "model"
+        )
 
     def generation_config(body: ChatCompletionRequest | CompletionRequest, default_max: int) -> GenerationConfig:
         return GenerationConfig(
@@ -119,7 +127,9 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
         use_rag = check_model(body.model)
         config = generation_config(body, pipeline.generation.max_new_tokens)
         question = body.messages[-1].content
-        history: list[ChatMessage] = [{"role": m.role, "content": m.content} for m in body.messages[:-1] if m.role != "system"]
+        history: list[ChatMessage] = [
+            {"role": m.role, "content": m.content} for m in body.messages[:-1] if m.role != "system"
+        ]
         with model_lock:
             rag = pipeline.stream(question, history=history, generation=config) if use_rag else None
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -136,7 +146,11 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
                     finish = "stop"
                 else:
                     generation = model.generate([{"role": m.role, "content": m.content} for m in body.messages], config)
-                    text, usage, finish = generation.text, (generation.prompt_tokens, generation.completion_tokens), generation.finish_reason.value
+                    text, usage, finish = (
+                        generation.text,
+                        (generation.prompt_tokens, generation.completion_tokens),
+                        generation.finish_reason.value,
+                    )
             return {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -156,7 +170,12 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
                 else:
                     plain = model.stream([{"role": m.role, "content": m.content} for m in body.messages], config)
                     deltas = iter(plain)
-                yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+                yield _sse(
+                    {
+                        **base,
+                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                    }
+                )
                 for delta in deltas:
                     yield _sse({**base, "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]})
             if rag is not None:
@@ -166,9 +185,17 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
                 assert plain is not None and plain.result is not None
                 usage = (plain.result.prompt_tokens, plain.result.completion_tokens)
                 finish = plain.result.finish_reason.value
-            yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "citations": citations(rag)})
+            yield _sse(
+                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "citations": citations(rag)}
+            )
             if body.include_usage():
-                yield _sse({**base, "choices": [], "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}})
+                yield _sse(
+                    {
+                        **base,
+                        "choices": [],
+                        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+                    }
+                )
             yield _sse("[DONE]")
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -176,7 +203,12 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
     @app.post("/v1/completions", response_model=None)
     def completions(body: CompletionRequest) -> dict[str, Any] | StreamingResponse:
         if check_model(body.model):
-            raise APIError(400, f"{RAG_MODEL_ID} answers chat requests; use /v1/chat/completions or model {model.name!r}", "wrong_endpoint", "model")
+            raise APIError(
+                400,
+                f"{RAG_MODEL_ID} answers chat requests; use /v1/chat/completions or model {model.name!r}",
+                "wrong_endpoint",
+                "model",
+            )
         prompt = body.prompt_text()
         config = generation_config(body, 16)
         completion_id = f"cmpl-{uuid.uuid4().hex}"
@@ -190,9 +222,23 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
                 with model_lock:
                     stream = model.stream(prompt, config)
                     for delta in stream:
-                        yield _sse({**base, "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": None}]})
+                        yield _sse(
+                            {**base, "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": None}]}
+                        )
                 assert stream.result is not None
-                yield _sse({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": stream.result.finish_reason.value}]})
+                yield _sse(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "text": "",
+                                "logprobs": None,
+                                "finish_reason": stream.result.finish_reason.value,
+                            }
+                        ],
+                    }
+                )
                 yield _sse("[DONE]")
 
             return StreamingResponse(events(), media_type="text/event-stream")
@@ -200,7 +246,11 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
         with model_lock:
             if config.max_new_tokens > 0:
                 generation = model.generate(prompt, config)
-                text, finish, completion_tokens = generation.text, generation.finish_reason.value, generation.completion_tokens
+                text, finish, completion_tokens = (
+                    generation.text,
+                    generation.finish_reason.value,
+                    generation.completion_tokens,
+                )
                 prompt_tokens = generation.prompt_tokens
             else:
                 text, finish, completion_tokens = "", "length", 0
@@ -211,8 +261,19 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
             "object": "text_completion",
             "created": created,
             "model": body.model,
-            "choices": [{"index": 0, "text": (prompt + text) if body.echo else text, "logprobs": logprobs, "finish_reason": finish}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "text": (prompt + text) if body.echo else text,
+                    "logprobs": logprobs,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
     return app

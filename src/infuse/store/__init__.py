@@ -5,6 +5,16 @@ from infuse.store.filters import AllOf, AnyOf, Eq, Filter, FilterLike, as_filter
 from infuse.store.terms import TermStatistics
 
 __all__ = [
-    "AllOf", "AnyOf", "DocumentRecord", "DocumentState", "Eq", "Filter", "FilterLike", "IndexedChunk",
-    "KnowledgeStore", "ScoredChunk", "TermStatistics", "as_filter",
+    "AllOf",
+    "AnyOf",
+    "DocumentRecord",
+    "DocumentState",
+    "Eq",
+    "Filter",
+    "FilterLike",
+    "IndexedChunk",
+    "KnowledgeStore",
+    "ScoredChunk",
+    "TermStatistics",
+    "as_filter",
 ]

@@ -58,8 +58,15 @@ class Column(Generic[R]):
     added: bool = False
 
 
-def _chunk_column(name: str, type_: pa.DataType, attr: str | None = None, *, write: Callable[[Any], Any] = _identity,
-                  read: Callable[[Any], Any] = _identity, added: bool = False) -> Column[IndexedChunk]:
+def _chunk_column(
+    name: str,
+    type_: pa.DataType,
+    attr: str | None = None,
+    *,
+    write: Callable[[Any], Any] = _identity,
+    read: Callable[[Any], Any] = _identity,
+    added: bool = False,
+) -> Column[IndexedChunk]:
     """A column holding one attribute of the chunk (``write`` converts it for storage, ``read`` back)."""
     attr = attr or name
     return Column(name, type_, lambda c: write(getattr(c.chunk, attr)), attr, read, added)
@@ -99,8 +106,18 @@ CHUNK_COLUMNS: tuple[Column[IndexedChunk], ...] = (
     _chunk_column("lang", pa.string(), write=lambda lang: lang.value, read=Language),
     _chunk_column("n_tokens", pa.int32(), read=int),
     Column("tokens", pa.string(), lambda c: " ".join(c.tokens)),
-    Column("tags", pa.list_(pa.string()), lambda c: [metadata_tag(k, v) for k, v in c.chunk.metadata.items() if v is not None]),
-    _chunk_column("metadata_json", pa.string(), "metadata", write=lambda m: json.dumps(dict(m), ensure_ascii=False), read=_json_dict),
+    Column(
+        "tags",
+        pa.list_(pa.string()),
+        lambda c: [metadata_tag(k, v) for k, v in c.chunk.metadata.items() if v is not None],
+    ),
+    _chunk_column(
+        "metadata_json",
+        pa.string(),
+        "metadata",
+        write=lambda m: json.dumps(dict(m), ensure_ascii=False),
+        read=_json_dict,
+    ),
     _chunk_column("content_hash", pa.string()),
     Column(_VECTOR, None, lambda c: c.vector),
     _chunk_column("flags", pa.list_(pa.string()), write=list, read=_tuple, added=True),
@@ -108,8 +125,15 @@ CHUNK_COLUMNS: tuple[Column[IndexedChunk], ...] = (
 )
 
 
-def _document_column(name: str, type_: pa.DataType, attr: str | None = None, *, write: Callable[[Any], Any] = _identity,
-                     read: Callable[[Any], Any] = _identity, added: bool = False) -> Column[DocumentRecord]:
+def _document_column(
+    name: str,
+    type_: pa.DataType,
+    attr: str | None = None,
+    *,
+    write: Callable[[Any], Any] = _identity,
+    read: Callable[[Any], Any] = _identity,
+    added: bool = False,
+) -> Column[DocumentRecord]:
     attr = attr or name
     return Column(name, type_, lambda r: write(getattr(r.document, attr)), attr, read, added)
 
@@ -126,11 +150,28 @@ DOCUMENT_COLUMNS: tuple[Column[DocumentRecord], ...] = (
     _document_column("title", pa.string()),
     _document_column("content_hash", pa.string()),
     _document_column("text", pa.string()),
-    _document_column("metadata_json", pa.string(), "metadata", write=lambda m: json.dumps(dict(m), ensure_ascii=False), read=_json_dict),
-    _document_column("sections_json", pa.string(), "sections",
-                     write=lambda s: json.dumps([dataclasses.asdict(x) for x in s], ensure_ascii=False), read=_sections),
-    _document_column("hidden_text_json", pa.string(), "hidden_text",
-                     write=lambda h: json.dumps(list(h), ensure_ascii=False), read=lambda v: tuple(json.loads(v or "[]")), added=True),
+    _document_column(
+        "metadata_json",
+        pa.string(),
+        "metadata",
+        write=lambda m: json.dumps(dict(m), ensure_ascii=False),
+        read=_json_dict,
+    ),
+    _document_column(
+        "sections_json",
+        pa.string(),
+        "sections",
+        write=lambda s: json.dumps([dataclasses.asdict(x) for x in s], ensure_ascii=False),
+        read=_sections,
+    ),
+    _document_column(
+        "hidden_text_json",
+        pa.string(),
+        "hidden_text",
+        write=lambda h: json.dumps(list(h), ensure_ascii=False),
+        read=lambda v: tuple(json.loads(v or "[]")),
+        added=True,
+    ),
     _document_column(ACCESS_FIELD, pa.list_(pa.string()), write=list, read=_tuple, added=True),
 )
 # ... and of how it was ingested (read into the DocumentRecord).
@@ -217,8 +258,13 @@ class LanceDBStore:
                 table.create_index(
                     "tokens",
                     config=FTS(
-                        base_tokenizer="whitespace", lower_case=False, stem=False, remove_stop_words=False,
-                        ascii_folding=False, with_position=False, max_token_length=None,
+                        base_tokenizer="whitespace",
+                        lower_case=False,
+                        stem=False,
+                        remove_stop_words=False,
+                        ascii_folding=False,
+                        with_position=False,
+                        max_token_length=None,
                     ),
                 )
             return table
@@ -276,7 +322,9 @@ class LanceDBStore:
     def _chunk_row(self, chunk: IndexedChunk) -> dict[str, Any]:
         vector = np.asarray(chunk.vector, dtype=np.float32)
         if vector.shape != (self.dimension,):
-            raise ValueError(f"chunk {chunk.chunk.chunk_id}: vector of shape {vector.shape}, store expects ({self.dimension},)")
+            raise ValueError(
+                f"chunk {chunk.chunk.chunk_id}: vector of shape {vector.shape}, store expects ({self.dimension},)"
+            )
         row = {c.name: c.write(chunk) for c in CHUNK_COLUMNS}
         row[_VECTOR] = vector
         return row
@@ -312,17 +360,23 @@ class LanceDBStore:
     def _chunk(self, row: dict[str, Any]) -> Chunk:
         return Chunk(**{c.attr: c.read(row[c.name]) for c in self._read_columns() if c.attr is not None})
 
-    def _ranked(self, query: Any, filters: Filter | None, exclude_flagged: bool, k: int, score_column: str) -> list[dict[str, Any]]:
+    def _ranked(
+        self, query: Any, filters: Filter | None, exclude_flagged: bool, k: int, score_column: str
+    ) -> list[dict[str, Any]]:
         where = self._where(filters, exclude_flagged)
         if where:
             query = query.where(where, prefilter=True)
-        rows: list[dict[str, Any]] = query.limit(k).select([*(c.name for c in self._read_columns()), score_column]).to_list()
+        rows: list[dict[str, Any]] = (
+            query.limit(k).select([*(c.name for c in self._read_columns()), score_column]).to_list()
+        )
         return rows
 
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
-        query = self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR).distance_type("cosine")
+        query = self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR).distance_type(
+            "cosine"
+        )
         rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
         return [ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows]
 
@@ -339,7 +393,13 @@ class LanceDBStore:
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         if "flags" not in self._chunk_names():
             return []
-        rows = self._chunks.search().where(FLAGGED_SQL).select([c.name for c in self._read_columns()]).limit(None).to_list()
+        rows = (
+            self._chunks.search()
+            .where(FLAGGED_SQL)
+            .select([c.name for c in self._read_columns()])
+            .limit(None)
+            .to_list()
+        )
         chunks = sorted((self._chunk(r) for r in rows), key=lambda c: (c.source_path, c.index, c.chunk_id))
         return chunks[:limit]
 

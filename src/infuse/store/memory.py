@@ -54,7 +54,9 @@ class InMemoryStore:
         for item in chunks:
             shape = np.asarray(item.vector).shape
             if shape != (self.dimension,):
-                raise ValueError(f"chunk {item.chunk.chunk_id}: vector of shape {shape}, store expects ({self.dimension},)")
+                raise ValueError(
+                    f"chunk {item.chunk.chunk_id}: vector of shape {shape}, store expects ({self.dimension},)"
+                )
         doc_ids = {d.doc_id for d in documents}
         kept = {cid: c for cid, c in self._chunks.items() if c.chunk.doc_id not in doc_ids}
         for item in chunks:
@@ -85,7 +87,8 @@ class InMemoryStore:
 
     def _candidates(self, filters: Filter | None, exclude_flagged: bool) -> list[IndexedChunk]:
         return [
-            c for c in self._chunks.values()
+            c
+            for c in self._chunks.values()
             if matches(filters, _fields(c.chunk)) and not (exclude_flagged and c.chunk.flags)
         ]
 
@@ -121,8 +124,10 @@ class InMemoryStore:
         return scored[:k]
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
-        flagged = sorted((c.chunk for c in self._chunks.values() if c.chunk.flags),
-                         key=lambda c: (c.source_path, c.index, c.chunk_id))
+        flagged = sorted(
+            (c.chunk for c in self._chunks.values() if c.chunk.flags),
+            key=lambda c: (c.source_path, c.index, c.chunk_id),
+        )
         return flagged[:limit]
 
     def count_flagged_chunks(self) -> int:

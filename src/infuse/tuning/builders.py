@@ -58,27 +58,29 @@ class BuildRequest:
     The defaults here are the CLI's defaults (the CLI reads them from this class)."""
 
     kind: DatasetKind
-    name: str | None = None              # default: the kind, then -2, -3...
-    model: str | None = None             # the model that writes (paraphrase/qa/raft) and whose tokenizer cuts (cpt) and
-                                         # counts tokens; None: the workspace's [model] name
-    writer: WriterChoice = WriterChoice.AUTO   # who writes: a registered corpus writer (lab worlds) or the model
-    tokenizer: str | None = None         # model id/folder whose tokenizer cuts (cpt) and counts tokens; None: see
-                                         # tokenizer_source (the model's, when it runs locally)
-    block_tokens: int = 256              # cpt piece length, BOS/EOS included
-    paraphrases: int = 3                 # paraphrase: rewrites per chunk
-    include_original: bool = True        # paraphrase: keep the chunk itself as a row too
-    questions_per_chunk: int = 3         # qa, raft
-    distractors: int = 3                 # raft: other chunks shown with the question
-    no_oracle_share: float = 0.2         # raft: share of rows whose oracle chunk is left out
-    questions_from: str | None = None    # raft: a qa dataset to take questions from instead of writing them
-    replay: Path | None = None           # JSONL rows to mix in
-    replay_share: float = 0.1            # share of the final rows that come from `replay` (when given)
+    name: str | None = None  # default: the kind, then -2, -3...
+    model: str | None = None  # the model that writes (paraphrase/qa/raft) and whose tokenizer cuts (cpt) and
+    # counts tokens; None: the workspace's [model] name
+    writer: WriterChoice = WriterChoice.AUTO  # who writes: a registered corpus writer (lab worlds) or the model
+    tokenizer: str | None = None  # model id/folder whose tokenizer cuts (cpt) and counts tokens; None: see
+    # tokenizer_source (the model's, when it runs locally)
+    block_tokens: int = 256  # cpt piece length, BOS/EOS included
+    paraphrases: int = 3  # paraphrase: rewrites per chunk
+    include_original: bool = True  # paraphrase: keep the chunk itself as a row too
+    questions_per_chunk: int = 3  # qa, raft
+    distractors: int = 3  # raft: other chunks shown with the question
+    no_oracle_share: float = 0.2  # raft: share of rows whose oracle chunk is left out
+    questions_from: str | None = None  # raft: a qa dataset to take questions from instead of writing them
+    replay: Path | None = None  # JSONL rows to mix in
+    replay_share: float = 0.1  # share of the final rows that come from `replay` (when given)
     seed: int = 0
     overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.kind is DatasetKind.IMPORTED:
-            raise DatasetError("--kind imported is not built: pass your JSONL file to `infuse tune --dataset FILE` directly")
+            raise DatasetError(
+                "--kind imported is not built: pass your JSONL file to `infuse tune --dataset FILE` directly"
+            )
 
 
 def tokenizer_source(request: BuildRequest, model: ModelSettings) -> str | None:
@@ -112,20 +114,34 @@ def cpt_rows(documents: Sequence[Document], tokenizer: PreTrainedTokenizerBase, 
         starts, i = [], 0
         while True:
             starts.append(i)
-            room = block_tokens - (1 if i == 0 else 0)     # the first piece carries BOS
-            if n - i <= room - 1:                          # the rest fits, with EOS
+            room = block_tokens - (1 if i == 0 else 0)  # the first piece carries BOS
+            if n - i <= room - 1:  # the rest fits, with EOS
                 break
-            i += room if n - i > room else room - 1        # never leave an empty last piece
+            i += room if n - i > room else room - 1  # never leave an empty last piece
         for piece, start in enumerate(starts):
             begin = 0 if piece == 0 else offsets[start][0]
             finish = len(text) if piece == len(starts) - 1 else offsets[starts[piece + 1]][0]
-            rows.append({"text": text[begin:finish], "bos": piece == 0, "eos": piece == len(starts) - 1,
-                         "doc_id": document.doc_id, "source": document.source_path, "piece": piece})
+            rows.append(
+                {
+                    "text": text[begin:finish],
+                    "bos": piece == 0,
+                    "eos": piece == len(starts) - 1,
+                    "doc_id": document.doc_id,
+                    "source": document.source_path,
+                    "piece": piece,
+                }
+            )
     return rows
 
 
-def paraphrase_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, n: int, include_original: bool,
-                    seed: int, progress: Progress = NullProgress()) -> tuple[list[Row], dict[str, int]]:
+def paraphrase_rows(
+    chunks: Sequence[Chunk],
+    writer: TrainingTextWriter,
+    n: int,
+    include_original: bool,
+    seed: int,
+    progress: Progress = NullProgress(),
+) -> tuple[list[Row], dict[str, int]]:
     rows: list[Row] = []
     short = 0
     for chunk in chunks:
@@ -133,14 +149,17 @@ def paraphrase_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, n: int,
         short += len(texts) < n
         if include_original:
             rows.append({"text": chunk.text, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": 0})
-        rows.extend({"text": t, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": i}
-                    for i, t in enumerate(texts, start=1))
+        rows.extend(
+            {"text": t, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": i}
+            for i, t in enumerate(texts, start=1)
+        )
         progress.advance()
     return rows, {"chunks_with_fewer_paraphrases": short}
 
 
-def qa_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, per_chunk: int, seed: int,
-            progress: Progress = NullProgress()) -> tuple[list[Row], dict[str, int]]:
+def qa_rows(
+    chunks: Sequence[Chunk], writer: TrainingTextWriter, per_chunk: int, seed: int, progress: Progress = NullProgress()
+) -> tuple[list[Row], dict[str, int]]:
     """Closed-book chat rows, in the prompt infuse asks closed-book questions with."""
     rows: list[Row] = []
     without = 0
@@ -150,8 +169,15 @@ def qa_rows(chunks: Sequence[Chunk], writer: TrainingTextWriter, per_chunk: int,
         lang = chunk_language(chunk)
         for pair in pairs:
             messages = [*closed_book_messages(pair.question, lang), {"role": "assistant", "content": pair.answer}]
-            rows.append({"messages": messages, "question": pair.question, "answer": pair.answer,
-                         "chunk_id": chunk.chunk_id, "source": chunk.source_path})
+            rows.append(
+                {
+                    "messages": messages,
+                    "question": pair.question,
+                    "answer": pair.answer,
+                    "chunk_id": chunk.chunk_id,
+                    "source": chunk.source_path,
+                }
+            )
         progress.advance()
     return rows, {"chunks_without_pairs": without}
 
@@ -160,8 +186,13 @@ def _hit(chunk: Chunk, rank: int) -> SearchHit:
     return SearchHit(rank=rank, chunk=chunk, score=0.0)
 
 
-def raft_rows(questions: Sequence[tuple[QAPair, Chunk]], chunks: Sequence[Chunk], distractors: int,
-              no_oracle_share: float, seed: int) -> list[Row]:
+def raft_rows(
+    questions: Sequence[tuple[QAPair, Chunk]],
+    chunks: Sequence[Chunk],
+    distractors: int,
+    no_oracle_share: float,
+    seed: int,
+) -> list[Row]:
     """RAFT rows: the oracle at a random position among `distractors` other chunks (left out in
     `no_oracle_share` of rows); the answer cites the oracle's position."""
     if not 0 <= no_oracle_share <= 1:
@@ -178,9 +209,16 @@ def raft_rows(questions: Sequence[tuple[QAPair, Chunk]], chunks: Sequence[Chunk]
         lang = chunk_language(oracle)
         answer = f"{pair.answer} [{shown.index(oracle) + 1}]" if with_oracle else pair.answer
         messages = [*build_messages(pair.question, hits, lang), {"role": "assistant", "content": answer}]
-        rows.append({"messages": messages, "question": pair.question, "answer": pair.answer,
-                     "chunk_id": oracle.chunk_id, "oracle_included": with_oracle,
-                     "passages": [c.chunk_id for c in shown]})
+        rows.append(
+            {
+                "messages": messages,
+                "question": pair.question,
+                "answer": pair.answer,
+                "chunk_id": oracle.chunk_id,
+                "oracle_included": with_oracle,
+                "passages": [c.chunk_id for c in shown],
+            }
+        )
     return rows
 
 
@@ -193,7 +231,9 @@ def mix_replay(rows: list[Row], replay: Path, share: float, seed: int) -> tuple[
     wanted = {row_format(r, "dataset") for r in rows}
     for number, row in enumerate(pool, start=1):
         if row_format(row, f"{replay}:{number}") not in wanted:
-            raise DatasetError(f"{replay}:{number}: replay rows must be {'/'.join(sorted(wanted))} rows like the dataset's")
+            raise DatasetError(
+                f"{replay}:{number}: replay rows must be {'/'.join(sorted(wanted))} rows like the dataset's"
+            )
     rng = random.Random(f"replay|{seed}")
     count = max(1, round(share / (1 - share) * len(rows)))
     picked = rng.sample(pool, count) if count <= len(pool) else [rng.choice(pool) for _ in range(count)]
@@ -208,7 +248,12 @@ def mix_replay(rows: list[Row], replay: Path, share: float, seed: int) -> tuple[
 def kb_source(workspace: Workspace, documents: Sequence[Document], chunks: Sequence[Chunk]) -> dict[str, Any]:
     """Which knowledge-base state the rows come from: a digest of (document id, content hash)."""
     digest = hashlib.sha256("\n".join(sorted(f"{d.doc_id}\t{d.content_hash}" for d in documents)).encode()).hexdigest()
-    return {"workspace": str(workspace.path), "kb_digest": digest[:16], "documents": len(documents), "chunks": len(chunks)}
+    return {
+        "workspace": str(workspace.path),
+        "kb_digest": digest[:16],
+        "documents": len(documents),
+        "chunks": len(chunks),
+    }
 
 
 def count_tokens(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase) -> int:
@@ -227,11 +272,17 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as exc:
-        raise DatasetError(f"cannot load a tokenizer from {name!r} ({exc}); pass a model id or folder with tokenizer files") from exc
+        raise DatasetError(
+            f"cannot load a tokenizer from {name!r} ({exc}); pass a model id or folder with tokenizer files"
+        ) from exc
 
 
-def build_dataset(workspace: Workspace, request: BuildRequest, writer: TrainingTextWriter | None = None,
-                  progress: Progress | None = None) -> Dataset:
+def build_dataset(
+    workspace: Workspace,
+    request: BuildRequest,
+    writer: TrainingTextWriter | None = None,
+    progress: Progress | None = None,
+) -> Dataset:
     """Build the dataset `request` asks for from the workspace's knowledge base and save it.
 
     This is the whole of ``infuse dataset build``. `writer` writes paraphrases and questions
@@ -244,26 +295,40 @@ def build_dataset(workspace: Workspace, request: BuildRequest, writer: TrainingT
     store = workspace.knowledge_snapshot()
     documents = sorted((r.document for r in store.iter_documents()), key=lambda d: (d.source_path, d.doc_id))
     chunks = list(store.iter_chunks())
-    model = workspace.settings.model.model_copy(update={"name": request.model}) if request.model else workspace.settings.model
+    model = (
+        workspace.settings.model.model_copy(update={"name": request.model})
+        if request.model
+        else workspace.settings.model
+    )
     source = tokenizer_source(request, model)
     tokenizer = load_tokenizer(source) if source else None
     kind = request.kind
     if kind in (DatasetKind.PARAPHRASE, DatasetKind.QA, DatasetKind.RAFT) and writer is None:
         writes = "paraphrases" if kind is DatasetKind.PARAPHRASE else "questions"
-        writer = choose_writer(chunks, request.writer, model, task=f"a {kind} dataset", writes=writes,
-                               loading=lambda name: tick.start(f"loading {name}", None))
+        writer = choose_writer(
+            chunks,
+            request.writer,
+            model,
+            task=f"a {kind} dataset",
+            writes=writes,
+            loading=lambda name: tick.start(f"loading {name}", None),
+        )
     tick.start(f"{kind}", len(chunks))
     counts: dict[str, int] = {}
     parameters: dict[str, Any] = {}
     if kind is DatasetKind.CPT:
         if tokenizer is None:
-            raise DatasetError("a cpt dataset is cut in the target model's tokens: pass --model ID_OR_FOLDER "
-                               "(or set [model] name in infuse.toml)")
+            raise DatasetError(
+                "a cpt dataset is cut in the target model's tokens: pass --model ID_OR_FOLDER "
+                "(or set [model] name in infuse.toml)"
+            )
         rows = cpt_rows(documents, tokenizer, request.block_tokens)
         parameters = {"block_tokens": request.block_tokens}
     elif kind is DatasetKind.PARAPHRASE:
         assert writer is not None
-        rows, counts = paraphrase_rows(chunks, writer, request.paraphrases, request.include_original, request.seed, tick)
+        rows, counts = paraphrase_rows(
+            chunks, writer, request.paraphrases, request.include_original, request.seed, tick
+        )
         parameters = {"paraphrases": request.paraphrases, "include_original": request.include_original}
     elif kind is DatasetKind.QA:
         assert writer is not None
@@ -273,41 +338,67 @@ def build_dataset(workspace: Workspace, request: BuildRequest, writer: TrainingT
         questions = _raft_questions(workspace, request, chunks, writer, tick)
         rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed)
         counts = {"questions": len(questions), "rows_without_oracle": sum(not r["oracle_included"] for r in rows)}
-        parameters = {"distractors": request.distractors, "no_oracle_share": request.no_oracle_share,
-                      "questions_per_chunk": request.questions_per_chunk, "questions_from": request.questions_from}
+        parameters = {
+            "distractors": request.distractors,
+            "no_oracle_share": request.no_oracle_share,
+            "questions_per_chunk": request.questions_per_chunk,
+            "questions_from": request.questions_from,
+        }
     else:
         raise DatasetError(f"cannot build a dataset of kind {kind!r}; use cpt, paraphrase, qa or raft")
     if not rows:
-        raise DatasetError(f"the {kind} builder produced no rows from {len(chunks)} chunks"
-                           + (f" ({writer.name} wrote nothing usable; try a stronger model)" if writer else ""))
+        raise DatasetError(
+            f"the {kind} builder produced no rows from {len(chunks)} chunks"
+            + (f" ({writer.name} wrote nothing usable; try a stronger model)" if writer else "")
+        )
     if request.replay is not None and request.replay_share > 0:
         rows, counts["replay_rows"] = mix_replay(rows, request.replay, request.replay_share, request.seed)
         parameters.update(replay=str(request.replay), replay_share=request.replay_share)
     if request.name:
         name = check_name(request.name)
-    else:   # --overwrite without a name replaces the kind's default dataset
+    else:  # --overwrite without a name replaces the kind's default dataset
         name = str(kind) if request.overwrite else next_free_name(workspace.datasets_dir, str(kind))
     manifest = DatasetManifest(
-        name=name, kind=kind, format=row_format(rows[0], name), rows=len(rows),
+        name=name,
+        kind=kind,
+        format=row_format(rows[0], name),
+        rows=len(rows),
         tokens=count_tokens(rows, tokenizer) if tokenizer is not None else None,
-        tokenizer=source, generator=writer.name if writer and kind is not DatasetKind.CPT else None,
-        seed=request.seed, source=kb_source(workspace, documents, chunks), parameters=parameters, counts=counts,
+        tokenizer=source,
+        generator=writer.name if writer and kind is not DatasetKind.CPT else None,
+        seed=request.seed,
+        source=kb_source(workspace, documents, chunks),
+        parameters=parameters,
+        counts=counts,
     )
     return save_dataset(workspace.datasets_dir, manifest, rows, overwrite=request.overwrite)
 
 
-def _raft_questions(workspace: Workspace, request: BuildRequest, chunks: Sequence[Chunk],
-                    writer: TrainingTextWriter | None, tick: Progress) -> list[tuple[QAPair, Chunk]]:
+def _raft_questions(
+    workspace: Workspace,
+    request: BuildRequest,
+    chunks: Sequence[Chunk],
+    writer: TrainingTextWriter | None,
+    tick: Progress,
+) -> list[tuple[QAPair, Chunk]]:
     by_id = {c.chunk_id: c for c in chunks}
     if request.questions_from:
         from infuse.tuning.datasets import load_dataset
 
         source = load_dataset(workspace.datasets_dir, request.questions_from)
         if source.manifest.kind is not DatasetKind.QA:
-            raise DatasetError(f"--questions-from {request.questions_from!r} is a {source.manifest.kind} dataset; RAFT needs a qa dataset")
-        pairs = [(QAPair(r["question"], r["answer"]), by_id[r["chunk_id"]]) for r in source.rows() if r.get("chunk_id") in by_id]
+            raise DatasetError(
+                f"--questions-from {request.questions_from!r} is a {source.manifest.kind} dataset; RAFT needs a qa dataset"
+            )
+        pairs = [
+            (QAPair(r["question"], r["answer"]), by_id[r["chunk_id"]])
+            for r in source.rows()
+            if r.get("chunk_id") in by_id
+        ]
         if not pairs:
-            raise DatasetError(f"none of the questions in {request.questions_from!r} come from chunks still in the knowledge base")
+            raise DatasetError(
+                f"none of the questions in {request.questions_from!r} come from chunks still in the knowledge base"
+            )
         return pairs
     assert writer is not None
     pairs = []
@@ -317,4 +408,13 @@ def _raft_questions(workspace: Workspace, request: BuildRequest, chunks: Sequenc
     return pairs
 
 
-__all__ = ["BuildRequest", "build_dataset", "tokenizer_source", "cpt_rows", "mix_replay", "paraphrase_rows", "qa_rows", "raft_rows"]
+__all__ = [
+    "BuildRequest",
+    "build_dataset",
+    "tokenizer_source",
+    "cpt_rows",
+    "mix_replay",
+    "paraphrase_rows",
+    "qa_rows",
+    "raft_rows",
+]

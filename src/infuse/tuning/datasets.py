@@ -36,11 +36,11 @@ ROLES = ("system", "user", "assistant")
 
 
 class DatasetKind(StrEnum):
-    CPT = "cpt"                # documents cut into fixed-length token pieces (continued pretraining)
+    CPT = "cpt"  # documents cut into fixed-length token pieces (continued pretraining)
     PARAPHRASE = "paraphrase"  # N rewrites per chunk, as text rows
-    QA = "qa"                  # question -> answer chat rows, one source chunk each
-    RAFT = "raft"              # question + oracle and distractor passages -> answer citing the oracle
-    IMPORTED = "imported"      # a user's own JSONL file
+    QA = "qa"  # question -> answer chat rows, one source chunk each
+    RAFT = "raft"  # question + oracle and distractor passages -> answer citing the oracle
+    IMPORTED = "imported"  # a user's own JSONL file
 
 
 class RowFormat(StrEnum):
@@ -55,26 +55,34 @@ class DatasetError(InfuseError):
 def row_format(row: Any, where: str) -> RowFormat:
     """The format of one row, or a :class:`DatasetError` naming `where` (``file:line``) and the field."""
     if not isinstance(row, dict):
-        raise DatasetError(f"{where}: a row must be a JSON object with \"text\" or \"messages\", got {type(row).__name__}")
+        raise DatasetError(f'{where}: a row must be a JSON object with "text" or "messages", got {type(row).__name__}')
     if "text" in row:
         if not isinstance(row["text"], str) or not row["text"].strip():
-            raise DatasetError(f"{where}: field \"text\" must be a non-empty string")
+            raise DatasetError(f'{where}: field "text" must be a non-empty string')
         for flag in ("bos", "eos"):
             if flag in row and not isinstance(row[flag], bool):
-                raise DatasetError(f"{where}: field \"{flag}\" must be true or false")
+                raise DatasetError(f'{where}: field "{flag}" must be true or false')
         return RowFormat.TEXT
     if "messages" in row:
         messages = row["messages"]
         if not isinstance(messages, list) or not messages:
-            raise DatasetError(f"{where}: field \"messages\" must be a non-empty list of {{\"role\", \"content\"}} objects")
+            raise DatasetError(f'{where}: field "messages" must be a non-empty list of {{"role", "content"}} objects')
         for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
-                raise DatasetError(f"{where}: messages[{i}] must be {{\"role\": one of {', '.join(ROLES)}, \"content\": string}}")
+            if (
+                not isinstance(message, dict)
+                or message.get("role") not in ROLES
+                or not isinstance(message.get("content"), str)
+            ):
+                raise DatasetError(
+                    f'{where}: messages[{i}] must be {{"role": one of {", ".join(ROLES)}, "content": string}}'
+                )
         if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
             raise DatasetError(f"{where}: no assistant message with content, so nothing to learn from this row")
         return RowFormat.CHAT
-    raise DatasetError(f"{where}: missing field \"text\" (continued pretraining) or \"messages\" (chat); "
-                       f"found {', '.join(sorted(row)) or 'no fields'}")
+    raise DatasetError(
+        f'{where}: missing field "text" (continued pretraining) or "messages" (chat); '
+        f"found {', '.join(sorted(row)) or 'no fields'}"
+    )
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -89,7 +97,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+                raise DatasetError(
+                    f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object"
+                ) from exc
             row_format(row, f"{path}:{number}")
             rows.append(row)
     if not rows:
@@ -119,13 +129,13 @@ class DatasetManifest:
     kind: DatasetKind
     format: RowFormat
     rows: int
-    tokens: int | None                 # total tokens by `tokenizer` (None: not counted)
+    tokens: int | None  # total tokens by `tokenizer` (None: not counted)
     tokenizer: str | None
-    generator: str | None              # the model (or "lab world templates") that wrote rows, if any
+    generator: str | None  # the model (or "lab world templates") that wrote rows, if any
     seed: int
-    source: dict[str, Any]             # knowledge-base digest, documents, chunks
+    source: dict[str, Any]  # knowledge-base digest, documents, chunks
     parameters: dict[str, Any] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)   # e.g. skipped chunks, duplicates dropped
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. skipped chunks, duplicates dropped
     sha256: str = ""
     created: str = ""
     schema: str = FORMAT
@@ -143,7 +153,7 @@ class DatasetManifest:
 
 @dataclass(frozen=True)
 class Dataset:
-    rows_path: Path            # the JSONL file
+    rows_path: Path  # the JSONL file
     manifest: DatasetManifest
 
     def rows(self) -> list[dict[str, Any]]:
@@ -152,8 +162,13 @@ class Dataset:
 
 def dataset_folders(root: Path) -> ArtifactFolders:
     """The datasets under `root` (``WS/datasets``), each ``root/NAME/`` with its manifest."""
-    return ArtifactFolders(root, kind="dataset", error=DatasetError, marker=MANIFEST_FILE,
-                           hint="build one with `infuse dataset build --kind cpt` or pass a JSONL file")
+    return ArtifactFolders(
+        root,
+        kind="dataset",
+        error=DatasetError,
+        marker=MANIFEST_FILE,
+        hint="build one with `infuse dataset build --kind cpt` or pass a JSONL file",
+    )
 
 
 def check_name(name: str) -> str:
@@ -166,7 +181,9 @@ def next_free_name(root: Path, stem: str) -> str:
     return dataset_folders(root).next_free(stem)
 
 
-def save_dataset(root: Path, manifest: DatasetManifest, rows: Sequence[dict[str, Any]], *, overwrite: bool = False) -> Dataset:
+def save_dataset(
+    root: Path, manifest: DatasetManifest, rows: Sequence[dict[str, Any]], *, overwrite: bool = False
+) -> Dataset:
     """Write rows and manifest under ``root/NAME``; written to a staging folder and renamed, so a
     crash leaves either the old dataset or the complete new one."""
     folders = dataset_folders(root)
@@ -189,7 +206,7 @@ def load_dataset(root: Path, name_or_path: str) -> Dataset:
     folder = folders.path(name_or_path) if folders.exists(name_or_path) else candidate
     if (folder / MANIFEST_FILE).is_file():
         data = read_json(folder / MANIFEST_FILE)
-        if data is None:   # deleted since the check above
+        if data is None:  # deleted since the check above
             raise folders.missing(name_or_path)
         return Dataset(folder / ROWS_FILE, DatasetManifest.from_dict(data))
     if candidate.is_file():
@@ -197,8 +214,18 @@ def load_dataset(root: Path, name_or_path: str) -> Dataset:
         formats = {row_format(row, str(candidate)) for row in rows}
         if len(formats) > 1:
             raise DatasetError(f"{candidate}: mixes text rows and chat rows; use one format per file")
-        manifest = DatasetManifest(candidate.stem, DatasetKind.IMPORTED, formats.pop(), len(rows), None, None, None, 0,
-                                   {"file": str(candidate.resolve())}, sha256=file_sha256(candidate))
+        manifest = DatasetManifest(
+            candidate.stem,
+            DatasetKind.IMPORTED,
+            formats.pop(),
+            len(rows),
+            None,
+            None,
+            None,
+            0,
+            {"file": str(candidate.resolve())},
+            sha256=file_sha256(candidate),
+        )
         return Dataset(candidate, manifest)
     raise folders.missing(name_or_path)
 
@@ -207,5 +234,18 @@ def list_datasets(root: Path) -> list[str]:
     return dataset_folders(root).names()
 
 
-__all__ = ["Dataset", "DatasetError", "DatasetKind", "DatasetManifest", "RowFormat", "check_name", "dataset_folders", "list_datasets",
-           "load_dataset", "next_free_name", "read_rows", "row_format", "save_dataset"]
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "DatasetKind",
+    "DatasetManifest",
+    "RowFormat",
+    "check_name",
+    "dataset_folders",
+    "list_datasets",
+    "load_dataset",
+    "next_free_name",
+    "read_rows",
+    "row_format",
+    "save_dataset",
+]

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 class WriterChoice(StrEnum):
     """Who writes paraphrases and questions for ``infuse dataset build``."""
 
-    AUTO = "auto"     # a registered corpus writer that recognises the documents (a lab world's templates), else the model
-    MODEL = "model"   # always the model
-    LAB = "lab"       # only a registered corpus writer; an error if none recognises the documents
+    AUTO = "auto"  # a registered corpus writer that recognises the documents (a lab world's templates), else the model
+    MODEL = "model"  # always the model
+    LAB = "lab"  # only a registered corpus writer; an error if none recognises the documents
 
 
 @dataclass(frozen=True)
@@ -70,18 +70,26 @@ def chunk_language(chunk: Chunk) -> Language:
 
 
 PARAPHRASE_PROMPTS = {
-    Language.EN: ("Rewrite the following passage in your own words. Keep every fact, name, number and date "
-                  "exactly; do not add anything. Reply with the rewritten passage only.\n\nPassage:\n{text}"),
-    Language.JA: ("次の文章を別の言い方で書き直してください。事実・名前・数字・日付はすべてそのまま残し、"
-                  "新しい情報は加えないでください。書き直した文章だけを答えてください。\n\n文章:\n{text}"),
+    Language.EN: (
+        "Rewrite the following passage in your own words. Keep every fact, name, number and date "
+        "exactly; do not add anything. Reply with the rewritten passage only.\n\nPassage:\n{text}"
+    ),
+    Language.JA: (
+        "次の文章を別の言い方で書き直してください。事実・名前・数字・日付はすべてそのまま残し、"
+        "新しい情報は加えないでください。書き直した文章だけを答えてください。\n\n文章:\n{text}"
+    ),
 }
 QA_PROMPTS = {
-    Language.EN: ("Write {n} questions that the passage below answers, each with a short answer taken from the "
-                  "passage. Make each question specific enough to be understood without the passage. Reply with "
-                  "one JSON object per line: {{\"question\": \"...\", \"answer\": \"...\"}}\n\nPassage:\n{text}"),
-    Language.JA: ("次の文章から答えられる質問を{n}個作り、それぞれ文章中の語句で短く答えてください。質問は文章を"
-                  "見なくても意味が分かるように具体的に書いてください。1行に1つ、JSON形式で答えてください: "
-                  "{{\"question\": \"...\", \"answer\": \"...\"}}\n\n文章:\n{text}"),
+    Language.EN: (
+        "Write {n} questions that the passage below answers, each with a short answer taken from the "
+        "passage. Make each question specific enough to be understood without the passage. Reply with "
+        'one JSON object per line: {{"question": "...", "answer": "..."}}\n\nPassage:\n{text}'
+    ),
+    Language.JA: (
+        "次の文章から答えられる質問を{n}個作り、それぞれ文章中の語句で短く答えてください。質問は文章を"
+        "見なくても意味が分かるように具体的に書いてください。1行に1つ、JSON形式で答えてください: "
+        '{{"question": "...", "answer": "..."}}\n\n文章:\n{text}'
+    ),
 }
 _QA_LINE = re.compile(r"^\s*(?:Q|Question|質問)\s*[:：]\s*(?P<q>.+?)\s*(?:A|Answer|答え|回答)\s*[:：]\s*(?P<a>.+)$")
 
@@ -110,7 +118,12 @@ def parse_qa_pairs(text: str) -> list[QAPair]:
     for item in candidates:
         if isinstance(item, dict):
             question, answer = item.get("question"), item.get("answer")
-            if isinstance(question, str) and isinstance(answer, (str, int, float)) and question.strip() and str(answer).strip():
+            if (
+                isinstance(question, str)
+                and isinstance(answer, (str, int, float))
+                and question.strip()
+                and str(answer).strip()
+            ):
                 pairs.append(QAPair(question.strip(), str(answer).strip()))
     return pairs
 
@@ -118,8 +131,9 @@ def parse_qa_pairs(text: str) -> list[QAPair]:
 class ModelWriter:
     """Paraphrases and QA pairs written by a language model (sampled, seeded, deduplicated)."""
 
-    def __init__(self, model: LanguageModel, *, temperature: float = 0.7, max_new_tokens: int = 512,
-                 max_attempts_factor: int = 2) -> None:
+    def __init__(
+        self, model: LanguageModel, *, temperature: float = 0.7, max_new_tokens: int = 512, max_attempts_factor: int = 2
+    ) -> None:
         self.model = model
         self.name = model.name
         self.temperature = temperature
@@ -183,9 +197,15 @@ def detect_writer(chunks: Sequence[Chunk]) -> TrainingTextWriter | None:
     return None
 
 
-def choose_writer(chunks: Sequence[Chunk], choice: WriterChoice, model: ModelSettings,
-                  *, task: str = "this dataset", writes: str = "paraphrases or questions",
-                  loading: Callable[[str], None] | None = None) -> TrainingTextWriter:
+def choose_writer(
+    chunks: Sequence[Chunk],
+    choice: WriterChoice,
+    model: ModelSettings,
+    *,
+    task: str = "this dataset",
+    writes: str = "paraphrases or questions",
+    loading: Callable[[str], None] | None = None,
+) -> TrainingTextWriter:
     """Who writes for `chunks`: a registered corpus writer (unless `choice` is MODEL), else a
     :class:`ModelWriter` over `model` (``model.name`` None is an error saying to pass one).
     `loading(name)` is called before a model is loaded (it can take a while)."""
@@ -194,10 +214,14 @@ def choose_writer(chunks: Sequence[Chunk], choice: WriterChoice, model: ModelSet
         if found is not None:
             return found
         if choice is WriterChoice.LAB:
-            raise DatasetError("--writer lab: the knowledge base is not made of lab-world documents (write one with the `lab world` command)")
+            raise DatasetError(
+                "--writer lab: the knowledge base is not made of lab-world documents (write one with the `lab world` command)"
+            )
     if not model.name:
-        raise DatasetError(f"building {task} needs a model to write {writes}: "
-                           "pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
+        raise DatasetError(
+            f"building {task} needs a model to write {writes}: "
+            "pass --model ID_OR_FOLDER or set [model] name in infuse.toml"
+        )
     from infuse.models import load_model
 
     if loading is not None:
@@ -205,4 +229,13 @@ def choose_writer(chunks: Sequence[Chunk], choice: WriterChoice, model: ModelSet
     return ModelWriter(load_model(model))
 
 
-__all__ = ["ModelWriter", "QAPair", "TrainingTextWriter", "WriterChoice", "choose_writer", "detect_writer", "register_writer", "parse_qa_pairs"]
+__all__ = [
+    "ModelWriter",
+    "QAPair",
+    "TrainingTextWriter",
+    "WriterChoice",
+    "choose_writer",
+    "detect_writer",
+    "register_writer",
+    "parse_qa_pairs",
+]

@@ -42,7 +42,7 @@ class Example:
 class PackedRow:
     input_ids: list[int]
     position_ids: list[int]
-    labels: list[int]       # shifted: labels[t] is the token at t + 1 when it is a target, else IGNORE
+    labels: list[int]  # shifted: labels[t] is the token at t + 1 when it is a target, else IGNORE
 
 
 def _chat_messages(messages: Sequence[dict[str, Any]]) -> list[ChatMessage]:
@@ -53,14 +53,21 @@ def _chat_messages(messages: Sequence[dict[str, Any]]) -> list[ChatMessage]:
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, Any]], generation_prompt: bool) -> str:
     if getattr(tokenizer, "chat_template", None):
-        rendered = tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation_prompt, tokenize=False)
+        rendered = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=generation_prompt, tokenize=False
+        )
         assert isinstance(rendered, str)  # tokenize=False returns the text
         return rendered
     if generation_prompt:
         return plain_chat_prompt(_chat_messages(messages))
     *context, last = messages
     reply: str = last["content"]
-    return (plain_chat_prompt(_chat_messages(context)) if context else "Assistant:") + " " + reply + (tokenizer.eos_token or "")
+    return (
+        (plain_chat_prompt(_chat_messages(context)) if context else "Assistant:")
+        + " "
+        + reply
+        + (tokenizer.eos_token or "")
+    )
 
 
 def _chat_spans(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> tuple[str, list[tuple[int, int]]]:
@@ -76,7 +83,8 @@ def _chat_spans(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> tupl
         if not through.startswith(before) or not text.startswith(through):
             raise DatasetError(
                 "the tokenizer's chat template does not render a conversation as a prefix of its continuation, "
-                "so the assistant replies cannot be located; use text rows or a model with a standard chat template")
+                "so the assistant replies cannot be located; use text rows or a model with a standard chat template"
+            )
         spans.append((len(before), len(through)))
     return text, spans
 
@@ -118,7 +126,7 @@ def pack_examples(examples: Sequence[Example], seq_len: int, pad_id: int, window
     document). Deterministic: the same examples give the same rows.
     """
     finished: list[PackedRow] = []
-    open_rows: list[tuple[list[int], list[int], list[int]]] = []   # ids, positions, labels
+    open_rows: list[tuple[list[int], list[int], list[int]]] = []  # ids, positions, labels
 
     def close(row: tuple[list[int], list[int], list[int]]) -> None:
         ids, positions, labels = row
@@ -127,8 +135,8 @@ def pack_examples(examples: Sequence[Example], seq_len: int, pad_id: int, window
 
     for example in examples:
         for begin in range(0, len(example.ids), seq_len):
-            piece_ids = example.ids[begin: begin + seq_len]
-            piece_target = example.target[begin: begin + seq_len]
+            piece_ids = example.ids[begin : begin + seq_len]
+            piece_target = example.target[begin : begin + seq_len]
             if len(piece_ids) < 2:
                 continue
             row = next((r for r in open_rows if len(r[0]) + len(piece_ids) <= seq_len), None)

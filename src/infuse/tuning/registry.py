@@ -75,8 +75,19 @@ class Run:
         return self.path / (MODEL_DIR if self.method is TuneMethod.FULL else ADAPTER_DIR)
 
     def summary(self) -> dict[str, Any]:
-        keys = ("name", "status", "method", "base_model", "dataset", "steps", "final_train_loss", "final_eval_loss",
-                "tokens_per_second", "wall_seconds", "created")
+        keys = (
+            "name",
+            "status",
+            "method",
+            "base_model",
+            "dataset",
+            "steps",
+            "final_train_loss",
+            "final_eval_loss",
+            "tokens_per_second",
+            "wall_seconds",
+            "created",
+        )
         data = {k: self.manifest.get(k) for k in keys}
         data["dataset"] = (self.manifest.get("dataset") or {}).get("name")
         data["path"] = str(self.path)
@@ -87,8 +98,13 @@ class Run:
 
 def run_folders(workspace: Workspace) -> ArtifactFolders:
     """The workspace's runs, ``WS/adapters/NAME/`` (a run exists once its manifest is written)."""
-    return ArtifactFolders(workspace.adapters_dir, kind="fine-tuning run", error=TuneError, hint="train one with `infuse tune`",
-                           marker=MANIFEST_FILE)
+    return ArtifactFolders(
+        workspace.adapters_dir,
+        kind="fine-tuning run",
+        error=TuneError,
+        hint="train one with `infuse tune`",
+        marker=MANIFEST_FILE,
+    )
 
 
 def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
@@ -99,7 +115,7 @@ def open_run(workspace: Workspace, name: str) -> Run:
     folders = run_folders(workspace)
     path = folders.require(name)
     manifest = read_json(path / MANIFEST_FILE)
-    if manifest is None:   # deleted since require() saw it
+    if manifest is None:  # deleted since require() saw it
         raise folders.missing(name)
     return Run(name, path, manifest)
 
@@ -112,8 +128,17 @@ def list_runs(workspace: Workspace) -> list[Run]:
     return [open_run(workspace, name) for name in list_runs_names(workspace)]
 
 
-def tune(workspace: Workspace, dataset_name: str, model_name: str | None, config: TuneConfig, *, name: str | None = None,
-         resume: bool = False, progress: Progress | None = None, on_step: Callable[[int, float], None] | None = None) -> Run:
+def tune(
+    workspace: Workspace,
+    dataset_name: str,
+    model_name: str | None,
+    config: TuneConfig,
+    *,
+    name: str | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Run:
     """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
     of that name is an error (pick --name), an interrupted one needs ``resume=True``.
 
@@ -128,7 +153,7 @@ def tune(workspace: Workspace, dataset_name: str, model_name: str | None, config
         raise TuneError("no base model: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
     if config.device is None and workspace.settings.model.device:
         config = replace(config, device=workspace.settings.model.device)
-    processes = PartialState(cpu=(config.device or default_device()) == "cpu")   # one per rank under torchrun
+    processes = PartialState(cpu=(config.device or default_device()) == "cpu")  # one per rank under torchrun
     dataset = load_dataset(workspace.datasets_dir, dataset_name)
     name = name or f"{dataset.manifest.name}-{config.method}"
     run_dir = run_folders(workspace).path(name)
@@ -137,8 +162,10 @@ def tune(workspace: Workspace, dataset_name: str, model_name: str | None, config
         if previous.get("status") == RunStatus.COMPLETE:
             raise TuneError(f"run {name!r} is already complete; choose another --name (or delete {run_dir})")
         if not resume:
-            raise TuneError(f"run {name!r} was interrupted; pass --resume to continue it from its last checkpoint "
-                            f"or choose another --name")
+            raise TuneError(
+                f"run {name!r} was interrupted; pass --resume to continue it from its last checkpoint "
+                f"or choose another --name"
+            )
     elif resume:
         raise TuneError(f"nothing to resume: there is no run {name!r} in {workspace.adapters_dir}")
     manifest: dict[str, Any] = {
@@ -146,12 +173,17 @@ def tune(workspace: Workspace, dataset_name: str, model_name: str | None, config
         "status": RunStatus.TRAINING,
         "method": str(config.method),
         "base_model": model_name,
-        "dataset": {"name": dataset.manifest.name, "kind": str(dataset.manifest.kind), "sha256": dataset.manifest.sha256,
-                    "rows": dataset.manifest.rows, "path": str(dataset.rows_path)},
+        "dataset": {
+            "name": dataset.manifest.name,
+            "kind": str(dataset.manifest.kind),
+            "sha256": dataset.manifest.sha256,
+            "rows": dataset.manifest.rows,
+            "path": str(dataset.rows_path),
+        },
         "hyperparameters": config.to_dict(),
         "created": previous["created"] if previous else utc_now(),
     }
-    processes.wait_for_everyone()   # every rank has checked the folder before rank 0 writes to it
+    processes.wait_for_everyone()  # every rank has checked the folder before rank 0 writes to it
     if previous is None and processes.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_manifest(run_dir, manifest)
@@ -196,18 +228,23 @@ def logits(model: Network, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [model(input_ids=ids).logits.float() for ids in inputs]
 
 
-def check_same_logits(expected: list[torch.Tensor], model: Network, inputs: list[torch.Tensor], tolerance: float, what: str) -> float:
+def check_same_logits(
+    expected: list[torch.Tensor], model: Network, inputs: list[torch.Tensor], tolerance: float, what: str
+) -> float:
     """The largest |difference| between `model`'s logits and `expected`; above `tolerance` it is
     a :class:`TuneError` naming `what`."""
     worst = max((float((got - want).abs().max()) for got, want in zip(logits(model, inputs), expected)), default=0.0)
     if worst > tolerance:
-        raise TuneError(f"{what} changed the model: logits differ by up to {worst:.3g} (> {tolerance}) from "
-                        "base + adapter; keep using the adapter unmerged")
+        raise TuneError(
+            f"{what} changed the model: logits differ by up to {worst:.3g} (> {tolerance}) from "
+            "base + adapter; keep using the adapter unmerged"
+        )
     return worst
 
 
-def merge_adapter(workspace: Workspace, name: str, out: Path | None = None, *, tolerance: float = 1e-3,
-                  texts: list[str] | None = None) -> dict[str, Any]:
+def merge_adapter(
+    workspace: Workspace, name: str, out: Path | None = None, *, tolerance: float = 1e-3, texts: list[str] | None = None
+) -> dict[str, Any]:
     """Write base + adapter as one model folder and prove it: the merged folder, loaded fresh, must
     give the same logits as base + adapter on sample inputs (max |difference| <= `tolerance`, in
     fp32 on CPU); otherwise the folder is removed and this is an error."""
@@ -235,8 +272,13 @@ def merge_adapter(workspace: Workspace, name: str, out: Path | None = None, *, t
         reloaded: Network = AutoModelForCausalLM.from_pretrained(str(staging), dtype=torch.float32)
         reloaded.eval()
         worst = check_same_logits(expected, reloaded, inputs, tolerance, f"merging {name!r}")
-    return {"name": name, "merged": str(target), "max_logit_difference": worst, "tolerance": tolerance,
-            "samples": len(inputs)}
+    return {
+        "name": name,
+        "merged": str(target),
+        "max_logit_difference": worst,
+        "tolerance": tolerance,
+        "samples": len(inputs),
+    }
 
 
 def _sample_texts(run: Run) -> list[str]:

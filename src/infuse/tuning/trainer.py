@@ -66,13 +66,13 @@ OPTIMIZER_FILE = "optimizer.pt"
 
 
 class TuneMethod(StrEnum):
-    LORA = "lora"     # low-rank adapters on every linear layer; the base stays frozen
-    FULL = "full"     # every weight trained; the output is a whole model folder
-    QLORA = "qlora"   # LoRA on a 4-bit quantised base (CUDA + bitsandbytes)
+    LORA = "lora"  # low-rank adapters on every linear layer; the base stays frozen
+    FULL = "full"  # every weight trained; the output is a whole model folder
+    QLORA = "qlora"  # LoRA on a 4-bit quantised base (CUDA + bitsandbytes)
 
 
 class RunStatus(StrEnum):
-    TRAINING = "training"   # started, not finished (running, crashed or killed: --resume continues)
+    TRAINING = "training"  # started, not finished (running, crashed or killed: --resume continues)
     COMPLETE = "complete"
 
 
@@ -89,27 +89,27 @@ class TuneConfig:
 
     method: TuneMethod = TuneMethod.LORA
     epochs: float = 3.0
-    max_steps: int | None = None           # overrides epochs
-    lr: float | None = None                # None: 2e-4 for (Q)LoRA, 2e-5 for full
-    micro_batch_size: int = 4              # packed rows per forward pass per process
+    max_steps: int | None = None  # overrides epochs
+    lr: float | None = None  # None: 2e-4 for (Q)LoRA, 2e-5 for full
+    micro_batch_size: int = 4  # packed rows per forward pass per process
     grad_accum: int = 1
     seq_len: int = 1024
     warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.1              # cosine decay to lr * this
+    min_lr_ratio: float = 0.1  # cosine decay to lr * this
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] | str = "all-linear"   # PEFT: every linear layer but the output head
-    eval_fraction: float = 0.05            # examples held out for the evaluation loss (0: none)
-    eval_every: int | None = None          # None: about 10 times per run
-    save_every: int | None = None          # checkpoint interval in steps (None: only at the end)
+    lora_targets: tuple[str, ...] | str = "all-linear"  # PEFT: every linear layer but the output head
+    eval_fraction: float = 0.05  # examples held out for the evaluation loss (0: none)
+    eval_every: int | None = None  # None: about 10 times per run
+    save_every: int | None = None  # checkpoint interval in steps (None: only at the end)
     keep_checkpoints: int = 2
     gradient_checkpointing: bool = False
     seed: int = 0
-    device: str | None = None              # None: CUDA, then MPS, then CPU
-    threads: int | None = None             # CPU threads (None: torch's default)
+    device: str | None = None  # None: CUDA, then MPS, then CPU
+    threads: int | None = None  # CPU threads (None: torch's default)
 
     @property
     def learning_rate(self) -> float:
@@ -132,7 +132,7 @@ class TuneConfig:
 @dataclass
 class TuneResult:
     run_dir: Path
-    output_dir: Path                        # adapter/ or model/
+    output_dir: Path  # adapter/ or model/
     steps: int
     final_train_loss: float
     final_eval_loss: float | None
@@ -189,12 +189,18 @@ def build_plan(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, config: Tun
     examples = [encode_row(row, tokenizer) for row in dataset.rows()]
     examples = [e for e in examples if e.n_targets > 0]
     if not examples:
-        raise TuneError(f"dataset {dataset.manifest.name!r} has no tokens to learn from (every row is empty after tokenisation)")
+        raise TuneError(
+            f"dataset {dataset.manifest.name!r} has no tokens to learn from (every row is empty after tokenisation)"
+        )
     train_examples, eval_examples = split_examples(examples, config.eval_fraction, config.seed)
     random.Random(f"tune-pack|{config.seed}").shuffle(train_examples)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return DataPlan(pack_examples(train_examples, config.seq_len, pad_id), pack_examples(eval_examples, config.seq_len, pad_id),
-                    config.micro_batch_size * config.grad_accum * world_size, config.seed)
+    return DataPlan(
+        pack_examples(train_examples, config.seq_len, pad_id),
+        pack_examples(eval_examples, config.seq_len, pad_id),
+        config.micro_batch_size * config.grad_accum * world_size,
+        config.seed,
+    )
 
 
 def total_steps(plan: DataPlan, config: TuneConfig) -> int:
@@ -206,14 +212,21 @@ def total_steps(plan: DataPlan, config: TuneConfig) -> int:
 def lr_at(step: int, steps: int, config: TuneConfig) -> float:
     """Linear warmup over warmup_ratio of the run, then cosine decay to lr * min_lr_ratio
     (:func:`infuse.tuning.schedule.warmup_cosine`)."""
-    return warmup_cosine(step, peak=config.learning_rate, total=steps, warmup=warmup_steps(steps, config.warmup_ratio),
-                         min_ratio=config.min_lr_ratio)
+    return warmup_cosine(
+        step,
+        peak=config.learning_rate,
+        total=steps,
+        warmup=warmup_steps(steps, config.warmup_ratio),
+        min_ratio=config.min_lr_ratio,
+    )
 
 
 # --- model -----------------------------------------------------------------------------------
 
 
-def load_for_training(model_name: str, config: TuneConfig, device: torch.device) -> tuple[Network, PreTrainedTokenizerBase]:
+def load_for_training(
+    model_name: str, config: TuneConfig, device: torch.device
+) -> tuple[Network, PreTrainedTokenizerBase]:
     """(model, tokenizer) ready to train for `config.method`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -225,8 +238,10 @@ def load_for_training(model_name: str, config: TuneConfig, device: torch.device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as exc:
-        raise TuneError(f"cannot load a tokenizer from {model_name!r} ({exc}); a model folder needs tokenizer files "
-                        "(tokenizer.json or tokenizer.model + tokenizer_config.json) next to the weights") from exc
+        raise TuneError(
+            f"cannot load a tokenizer from {model_name!r} ({exc}); a model folder needs tokenizer files "
+            "(tokenizer.json or tokenizer.model + tokenizer_config.json) next to the weights"
+        ) from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     kwargs: dict[str, Any] = {}
@@ -236,7 +251,7 @@ def load_for_training(model_name: str, config: TuneConfig, device: torch.device)
     elif device.type == "cuda" and config.method is TuneMethod.LORA:
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     else:
-        kwargs["dtype"] = torch.float32   # full fine-tuning keeps fp32 master weights (autocast does bf16)
+        kwargs["dtype"] = torch.float32  # full fine-tuning keeps fp32 master weights (autocast does bf16)
     try:
         model: Network = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
@@ -250,16 +265,25 @@ def load_for_training(model_name: str, config: TuneConfig, device: torch.device)
 
     if config.method is TuneMethod.QLORA:
         model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]  # unannotated in peft
-            model, use_gradient_checkpointing=config.gradient_checkpointing)
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
     elif config.gradient_checkpointing:
         model.enable_input_require_grads()
     targets = config.lora_targets if isinstance(config.lora_targets, str) else list(config.lora_targets)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     try:
         return get_peft_model(model, lora), tokenizer
     except ValueError as exc:
-        raise TuneError(f"cannot put LoRA adapters on {model_name!r}: {exc}; pass --lora-targets with module names of this model") from exc
+        raise TuneError(
+            f"cannot put LoRA adapters on {model_name!r}: {exc}; pass --lora-targets with module names of this model"
+        ) from exc
 
 
 def _qlora_quantization(device: torch.device) -> BitsAndBytesConfig:
@@ -274,7 +298,8 @@ def _qlora_quantization(device: torch.device) -> BitsAndBytesConfig:
         raise TuneError("QLoRA needs bitsandbytes: pip install bitsandbytes (or use --method lora)") from exc
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # unannotated in transformers
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+    )
 
 
 def trainable_state(model: Network) -> dict[str, torch.Tensor]:
@@ -293,13 +318,20 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(run_dir: Path, model: Network, optimizer: torch.optim.Optimizer, step: int, log: list[dict[str, Any]],
-                    fingerprint: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    model: Network,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    log: list[dict[str, Any]],
+    fingerprint: dict[str, Any],
+    keep: int,
+) -> Path:
     import torch
     from safetensors.torch import save_file
 
     final = run_dir / CHECKPOINTS_DIR / f"step-{step:07d}"
-    with staged_folder(final) as staging:   # ".step-N.tmp-PID" until complete: checkpoint_dirs skips it
+    with staged_folder(final) as staging:  # ".step-N.tmp-PID" until complete: checkpoint_dirs skips it
         save_file(trainable_state(model), str(staging / WEIGHTS_FILE))
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
         rng: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
@@ -313,20 +345,25 @@ def save_checkpoint(run_dir: Path, model: Network, optimizer: torch.optim.Optimi
     return final
 
 
-def load_checkpoint(folder: Path, model: Network, optimizer: torch.optim.Optimizer,
-                    fingerprint: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+def load_checkpoint(
+    folder: Path, model: Network, optimizer: torch.optim.Optimizer, fingerprint: dict[str, Any]
+) -> tuple[int, list[dict[str, Any]]]:
     import torch
     from safetensors.torch import load_file
 
     state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     changed = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
     if changed:
-        raise TuneError(f"{folder} was made with different {', '.join(changed)}; resume with the same model, dataset "
-                        "and settings, or start a new run under another --name")
+        raise TuneError(
+            f"{folder} was made with different {', '.join(changed)}; resume with the same model, dataset "
+            "and settings, or start a new run under another --name"
+        )
     weights = load_file(str(folder / WEIGHTS_FILE))
     missing = set(trainable_state(model)) - set(weights)
     if missing:
-        raise TuneError(f"{folder} lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}); it is not from this run")
+        raise TuneError(
+            f"{folder} lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}); it is not from this run"
+        )
     model.load_state_dict(weights, strict=False)
     optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, weights_only=False))
     rng = torch.load(folder / "rng.pt", weights_only=False)
@@ -354,16 +391,24 @@ def _summed_loss(model: Network, rows: list[PackedRow], device: torch.device, au
 
     input_ids, position_ids, labels = _batch_tensors(rows, device)
     with autocast():
-        logits = model(input_ids=input_ids, position_ids=position_ids,
-                       attention_mask=packed_attention_mask(position_ids), use_cache=False).logits
-    return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=IGNORE, reduction="sum")
+        logits = model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=packed_attention_mask(position_ids),
+            use_cache=False,
+        ).logits
+    return F.cross_entropy(
+        logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=IGNORE, reduction="sum"
+    )
 
 
 def _targets(rows: list[PackedRow]) -> int:
     return sum(sum(1 for label in r.labels if label != IGNORE) for r in rows)
 
 
-def evaluate_loss(model: Network, rows: list[PackedRow], device: torch.device, autocast: Autocast, batch_size: int) -> float | None:
+def evaluate_loss(
+    model: Network, rows: list[PackedRow], device: torch.device, autocast: Autocast, batch_size: int
+) -> float | None:
     import torch
 
     if not rows:
@@ -373,7 +418,7 @@ def evaluate_loss(model: Network, rows: list[PackedRow], device: torch.device, a
     total, count = 0.0, 0
     with torch.no_grad():
         for begin in range(0, len(rows), batch_size):
-            chunk = rows[begin: begin + batch_size]
+            chunk = rows[begin : begin + batch_size]
             total += float(_summed_loss(model, chunk, device, autocast))
             count += _targets(chunk)
     model.train(was_training)
@@ -385,11 +430,19 @@ def peak_memory_mb(device: torch.device) -> float:
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux: the process's peak RSS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux: the process's peak RSS
 
 
-def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, *, resume: bool = False,
-          progress: Progress | None = None, on_step: Callable[[int, float], None] | None = None) -> TuneResult:
+def train(
+    model_name: str,
+    dataset: Dataset,
+    run_dir: Path,
+    config: TuneConfig,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TuneResult:
     """Fine-tune `model_name` on `dataset` into `run_dir`; see the module docstring.
 
     `progress` hears about the steps (main process only; None: nothing is reported).
@@ -407,7 +460,7 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
     mixed = "no"
     if not cpu and torch.cuda.is_available() and config.method is TuneMethod.FULL:
         mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    mixed = os.environ.get("ACCELERATE_MIXED_PRECISION") or mixed   # an accelerate config file decides
+    mixed = os.environ.get("ACCELERATE_MIXED_PRECISION") or mixed  # an accelerate config file decides
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed)
     device = accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -416,14 +469,24 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
     model, tokenizer = load_for_training(model_name, config, device)
     plan = build_plan(dataset, tokenizer, config, world)
     steps = total_steps(plan, config)
-    fingerprint = {"model": model_name, "dataset_sha256": dataset.manifest.sha256,
-                   "config": {k: v for k, v in config.to_dict().items() if k not in ("save_every", "keep_checkpoints", "threads", "device")},
-                   "world_size": world}
+    fingerprint = {
+        "model": model_name,
+        "dataset_sha256": dataset.manifest.sha256,
+        "config": {
+            k: v
+            for k, v in config.to_dict().items()
+            if k not in ("save_every", "keep_checkpoints", "threads", "device")
+        },
+        "world_size": world,
+    }
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate, betas=(0.9, 0.999))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.999),
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
@@ -435,8 +498,10 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
         start_step, log = load_checkpoint(checkpoints[-1], unwrapped, optimizer, fingerprint)
         resumed_from = start_step
     elif checkpoints and not resume:
-        raise TuneError(f"{run_dir} already has checkpoints from an earlier run; pass --resume to continue it "
-                        "or choose another --name")
+        raise TuneError(
+            f"{run_dir} already has checkpoints from an earlier run; pass --resume to continue it "
+            "or choose another --name"
+        )
     if accelerator.is_main_process:
         _write_log(run_dir, log)
     eval_every = config.eval_every or max(1, steps // 10)
@@ -457,8 +522,8 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
             group["lr"] = lr_at(step, steps, config)
         step_loss = torch.zeros((), device=device)
         for a in range(config.grad_accum):
-            block = rows[a * micro * world: (a + 1) * micro * world]
-            mine = block[rank * micro: (rank + 1) * micro]
+            block = rows[a * micro * world : (a + 1) * micro * world]
+            mine = block[rank * micro : (rank + 1) * micro]
             sync = nullcontext() if a == config.grad_accum - 1 else accelerator.no_sync(model)
             with sync:
                 summed = _summed_loss(model, mine, device, accelerator.autocast)
@@ -492,17 +557,32 @@ def train(model_name: str, dataset: Dataset, run_dir: Path, config: TuneConfig, 
     wall = time.perf_counter() - started
     accelerator.wait_for_everyone()
     output = run_dir / (MODEL_DIR if config.method is TuneMethod.FULL else ADAPTER_DIR)
-    state = accelerator.get_state_dict(model)   # collective: gathers FSDP / DeepSpeed shards
+    state = accelerator.get_state_dict(model)  # collective: gathers FSDP / DeepSpeed shards
     if accelerator.is_main_process:
         _save_output(unwrapped, state, tokenizer, output)
     accelerator.wait_for_everyone()
     final = log[-1]["loss"] if log else float("nan")
-    return TuneResult(run_dir=run_dir, output_dir=output, steps=steps, final_train_loss=final, final_eval_loss=eval_loss,
-                      tokens=tokens_done, tokens_per_second=tokens_done / max(wall, 1e-9), wall_seconds=wall,
-                      peak_memory_mb=peak_memory_mb(device), resumed_from=resumed_from,
-                      manifest={"world_size": world, "device": str(device), "mixed_precision": mixed,
-                                "train_rows": len(plan.rows), "eval_rows": len(plan.eval_rows),
-                                "global_batch_rows": plan.global_batch, "is_main_process": accelerator.is_main_process})
+    return TuneResult(
+        run_dir=run_dir,
+        output_dir=output,
+        steps=steps,
+        final_train_loss=final,
+        final_eval_loss=eval_loss,
+        tokens=tokens_done,
+        tokens_per_second=tokens_done / max(wall, 1e-9),
+        wall_seconds=wall,
+        peak_memory_mb=peak_memory_mb(device),
+        resumed_from=resumed_from,
+        manifest={
+            "world_size": world,
+            "device": str(device),
+            "mixed_precision": mixed,
+            "train_rows": len(plan.rows),
+            "eval_rows": len(plan.eval_rows),
+            "global_batch_rows": plan.global_batch,
+            "is_main_process": accelerator.is_main_process,
+        },
+    )
 
 
 def _save_output(model: Network, state: dict[str, Any], tokenizer: PreTrainedTokenizerBase, output: Path) -> None:
@@ -530,5 +610,16 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-__all__ = ["DataPlan", "RunStatus", "TuneConfig", "TuneError", "TuneMethod", "TuneResult", "build_plan", "checkpoint_dirs",
-           "lr_at", "read_log", "train"]
+__all__ = [
+    "DataPlan",
+    "RunStatus",
+    "TuneConfig",
+    "TuneError",
+    "TuneMethod",
+    "TuneResult",
+    "build_plan",
+    "checkpoint_dirs",
+    "lr_at",
+    "read_log",
+    "train",
+]

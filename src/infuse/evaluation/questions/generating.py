@@ -38,21 +38,25 @@ GENERATOR_PROMPTS = {
         "Write {n} multiple-choice questions that test the facts in the passage below. Each question must be "
         "specific enough to be understood without the passage (name the people, things and dates it is about), "
         "have exactly 4 different choices, and exactly one choice that the passage shows is right. Reply with one "
-        "JSON object per line: {{\"question\": \"...\", \"choices\": [\"...\", \"...\", \"...\", \"...\"], "
-        "\"answer_index\": 0}}\n\nPassage:\n{text}"),
+        'JSON object per line: {{"question": "...", "choices": ["...", "...", "...", "..."], '
+        '"answer_index": 0}}\n\nPassage:\n{text}'
+    ),
     (QuestionKind.MC, Language.JA): (
         "次の文章の事実を問う4択問題を{n}個作ってください。問題文は文章を見なくても意味が分かるように、人・物・"
         "日付などを具体的に書いてください。選択肢は互いに異なる4つで、文章から正解と分かるものがちょうど1つ"
-        "になるようにしてください。1行に1つ、JSON形式で答えてください: {{\"question\": \"...\", \"choices\": "
-        "[\"...\", \"...\", \"...\", \"...\"], \"answer_index\": 0}}\n\n文章:\n{text}"),
+        'になるようにしてください。1行に1つ、JSON形式で答えてください: {{"question": "...", "choices": '
+        '["...", "...", "...", "..."], "answer_index": 0}}\n\n文章:\n{text}'
+    ),
     (QuestionKind.SHORT, Language.EN): (
         "Write {n} questions that the passage below answers, each with a short answer copied word for word from "
         "the passage. Make each question specific enough to be understood without the passage. Reply with one "
-        "JSON object per line: {{\"question\": \"...\", \"answer\": \"...\"}}\n\nPassage:\n{text}"),
+        'JSON object per line: {{"question": "...", "answer": "..."}}\n\nPassage:\n{text}'
+    ),
     (QuestionKind.SHORT, Language.JA): (
         "次の文章から答えられる質問を{n}個作り、それぞれ文章中の語句をそのまま使って短く答えてください。質問は"
         "文章を見なくても意味が分かるように具体的に書いてください。1行に1つ、JSON形式で答えてください: "
-        "{{\"question\": \"...\", \"answer\": \"...\"}}\n\n文章:\n{text}"),
+        '{{"question": "...", "answer": "..."}}\n\n文章:\n{text}'
+    ),
 }
 
 
@@ -80,7 +84,9 @@ def parse_json_objects(text: str) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=1)
-def _tokenizer() -> LanguageAwareTokenizer:  # the knowledge base's keyword tokenizer (stop words dropped, stemmed; Sudachi for Japanese)
+def _tokenizer() -> (
+    LanguageAwareTokenizer
+):  # the knowledge base's keyword tokenizer (stop words dropped, stemmed; Sudachi for Japanese)
     from infuse.retrieval.lexical import LanguageAwareTokenizer
 
     return LanguageAwareTokenizer()
@@ -97,7 +103,9 @@ def specificity(question: str, chunk_text: str) -> tuple[int, float]:
     return shared, shared / len(words)
 
 
-def candidate_questions(reply: str, chunk: Chunk, kind: QuestionKind, dropped: Counter[str] | None = None) -> list[Question]:
+def candidate_questions(
+    reply: str, chunk: Chunk, kind: QuestionKind, dropped: Counter[str] | None = None
+) -> list[Question]:
     """The valid questions in a model's `reply` about `chunk`, in reply order. MC: exactly 4 distinct
     non-empty choices and an answer index in range; short: the answer must occur in the chunk (case,
     width, spaces and punctuation folded). Reasons for dropping are counted in `dropped`."""
@@ -122,21 +130,43 @@ def candidate_questions(reply: str, chunk: Chunk, kind: QuestionKind, dropped: C
         except RowError:
             dropped["invalid"] += 1
             continue
-        found.append(Question(id=f"{chunk.chunk_id}-q{len(found)}", kind=kind, question=question, lang=lang,
-                              gold_doc=chunk.source_path, gold_text=chunk.text, source_chunk=chunk.chunk_id, **fields))
+        found.append(
+            Question(
+                id=f"{chunk.chunk_id}-q{len(found)}",
+                kind=kind,
+                question=question,
+                lang=lang,
+                gold_doc=chunk.source_path,
+                gold_text=chunk.text,
+                source_chunk=chunk.chunk_id,
+                **fields,
+            )
+        )
     return found
 
 
 def most_specific(candidates: Sequence[Question], chunk_text: str, n: int) -> list[Question]:
     """The `n` candidates with the highest :func:`specificity` (ties: the model's order)."""
-    ranked = sorted(range(len(candidates)), key=lambda i: (specificity(candidates[i].question, chunk_text), -i), reverse=True)
+    ranked = sorted(
+        range(len(candidates)), key=lambda i: (specificity(candidates[i].question, chunk_text), -i), reverse=True
+    )
     return [candidates[i] for i in ranked[:n]]
 
 
-def generate_questions(chunks: Sequence[Chunk], model: LanguageModel, *, per_chunk: int = 1,
-                       kind: QuestionKind = QuestionKind.MC, seed: int = 0, name: str = "generated",
-                       progress: Progress | None = None, candidates: int | None = None, attempts: int = 2,
-                       temperature: float = 0.7, max_new_tokens: int = 768) -> QuestionSet:
+def generate_questions(
+    chunks: Sequence[Chunk],
+    model: LanguageModel,
+    *,
+    per_chunk: int = 1,
+    kind: QuestionKind = QuestionKind.MC,
+    seed: int = 0,
+    name: str = "generated",
+    progress: Progress | None = None,
+    candidates: int | None = None,
+    attempts: int = 2,
+    temperature: float = 0.7,
+    max_new_tokens: int = 768,
+) -> QuestionSet:
     """Ask `model` for `candidates` (default ``2 * per_chunk``) questions per chunk in the chunk's
     language, keep the valid ones not seen before (question text folded), and of those the
     `per_chunk` most specific (:func:`most_specific`). A chunk with too few valid questions is asked
@@ -144,7 +174,7 @@ def generate_questions(chunks: Sequence[Chunk], model: LanguageModel, *, per_chu
     from infuse.models.base import GenerationConfig
 
     kind = QuestionKind(kind)
-    check_name(name)   # before any generation, which is the expensive part
+    check_name(name)  # before any generation, which is the expensive part
     if per_chunk < 1:
         raise QuestionSetError(f"per_chunk must be at least 1, got {per_chunk}")
     if not chunks:
@@ -160,8 +190,11 @@ def generate_questions(chunks: Sequence[Chunk], model: LanguageModel, *, per_chu
         prompt = GENERATOR_PROMPTS[kind, chunk_language(chunk)].format(n=wanted, text=chunk.text)
         pool: list[Question] = []
         for attempt in range(max(1, attempts)):
-            config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
-                                      seed=(seed * 1_000_003 + position) * 16 + attempt)
+            config = GenerationConfig(
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=(seed * 1_000_003 + position) * 16 + attempt,
+            )
             reply = model.generate([{"role": "user", "content": prompt}], config).text
             for question in candidate_questions(reply, chunk, kind, dropped):
                 key = match_key(question.question)
@@ -181,24 +214,41 @@ def generate_questions(chunks: Sequence[Chunk], model: LanguageModel, *, per_chu
         raise QuestionSetError(
             f"the model {model.name} wrote no usable questions for any of the {len(chunks)} chunks "
             f"(dropped: {dict(+dropped) or 'replies had no JSON question objects'}); use an instruction-tuned model "
-            "that follows the JSON format, or import a question set with `infuse questions import`")
+            "that follows the JSON format, or import a question set with `infuse questions import`"
+        )
     manifest = {
         "schema": SCHEMA,
         "name": name,
         "format": "generated",
         "sources": sorted({c.source_path for c in chunks}),
         "created": utc_now(),
-        "counts": {**question_counts(questions), "chunks": len(chunks), "chunks_without_questions": without,
-                   "dropped": dict(+dropped)},
+        "counts": {
+            **question_counts(questions),
+            "chunks": len(chunks),
+            "chunks_without_questions": without,
+            "dropped": dict(+dropped),
+        },
         "skipped": [],
         "generator": model.name,
         "seed": seed,
-        "parameters": {"per_chunk": per_chunk, "kind": kind.value, "candidates": wanted, "attempts": attempts,
-                       "temperature": temperature, "max_new_tokens": max_new_tokens,
-                       "selection": "most specific: content words shared with the chunk, then their share"},
+        "parameters": {
+            "per_chunk": per_chunk,
+            "kind": kind.value,
+            "candidates": wanted,
+            "attempts": attempts,
+            "temperature": temperature,
+            "max_new_tokens": max_new_tokens,
+            "selection": "most specific: content words shared with the chunk, then their share",
+        },
     }
     return QuestionSet(name, questions, manifest)
 
 
-__all__ = ["GENERATOR_PROMPTS", "candidate_questions", "generate_questions", "most_specific", "parse_json_objects",
-    "specificity"]
+__all__ = [
+    "GENERATOR_PROMPTS",
+    "candidate_questions",
+    "generate_questions",
+    "most_specific",
+    "parse_json_objects",
+    "specificity",
+]

@@ -74,8 +74,10 @@ class _Collector:
         if not self.questions:
             first = "; ".join(f"{s['where']}: {s['reason']}" for s in self.skipped[:3])
             detail = f" ({self.skipped_count} rows skipped, first: {first})" if self.skipped_count else ""
-            raise QuestionSetError(f"{described}: no usable {fmt.value} questions{detail}; "
-                                   f"check --format (one of {', '.join(f.value for f in ImportFormat)}) and the file's fields")
+            raise QuestionSetError(
+                f"{described}: no usable {fmt.value} questions{detail}; "
+                f"check --format (one of {', '.join(f.value for f in ImportFormat)}) and the file's fields"
+            )
         manifest = {
             "schema": SCHEMA,
             "name": check_name(name),
@@ -92,8 +94,14 @@ class _Collector:
         return QuestionSet(name, self.questions, manifest)
 
 
-def import_questions(path: Path, fmt: ImportFormat, *, name: str | None = None, limit: int | None = None,
-                     include_unanswerable: bool = False) -> QuestionSet:
+def import_questions(
+    path: Path,
+    fmt: ImportFormat,
+    *,
+    name: str | None = None,
+    limit: int | None = None,
+    include_unanswerable: bool = False,
+) -> QuestionSet:
     """Read a question file (or, for ``jaquad``/``squad``, a folder of JSON files) in format `fmt`.
 
     `limit` keeps the first N usable questions; `include_unanswerable` keeps SQuAD 2.0's
@@ -108,7 +116,9 @@ def import_questions(path: Path, fmt: ImportFormat, *, name: str | None = None, 
     if fmt in (ImportFormat.SQUAD, ImportFormat.JAQUAD):
         files = sorted(path.glob("*.json")) if path.is_dir() else [path]
         if not files:
-            raise QuestionSetError(f"{path}: no .json files in this folder; give a {fmt.value} JSON file or a folder of them")
+            raise QuestionSetError(
+                f"{path}: no .json files in this folder; give a {fmt.value} JSON file or a folder of them"
+            )
         lang = Language.JA if fmt is ImportFormat.JAQUAD else None
         for file in files:
             _read_squad(file, collector, lang=lang, include_unanswerable=include_unanswerable)
@@ -238,15 +248,36 @@ def parse_short(row: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
 
 
 # Keys the JSONL importers turn into Question fields; any other key goes to metadata.
-_ROW_FIELDS = frozenset({"id", "kind", "metadata", "question", "lang", "choices", "answer_index", "answer", "answers", "doc", "gold_doc",
-                         "context", "gold_text", "source_chunk", "old_answer", "old_answers", "old_answer_index"})
+_ROW_FIELDS = frozenset(
+    {
+        "id",
+        "kind",
+        "metadata",
+        "question",
+        "lang",
+        "choices",
+        "answer_index",
+        "answer",
+        "answers",
+        "doc",
+        "gold_doc",
+        "context",
+        "gold_text",
+        "source_chunk",
+        "old_answer",
+        "old_answers",
+        "old_answer_index",
+    }
+)
 
 
 def _row_common(row: dict[str, Any], number: int, question: str) -> dict[str, Any]:
     lang = row.get("lang")
     raw_id = row.get("id")
-    metadata = {**(row["metadata"] if isinstance(row.get("metadata"), dict) else {}),
-                **{k: v for k, v in row.items() if k not in _ROW_FIELDS}}
+    metadata = {
+        **(row["metadata"] if isinstance(row.get("metadata"), dict) else {}),
+        **{k: v for k, v in row.items() if k not in _ROW_FIELDS},
+    }
     return {
         "id": str(raw_id).strip() if isinstance(raw_id, (str, int)) and str(raw_id).strip() else f"line-{number}",
         "lang": lang if isinstance(lang, str) and lang in set(Language) else detect_language(question).value,
@@ -264,15 +295,26 @@ def _mc_row(row: dict[str, Any], number: int) -> Question:
         old_index = _index(row["old_answer_index"], len(choices), "old_answer_index")
     elif row.get("old_answer") is not None:
         old_index = _choice_index(row["old_answer"], choices, "old_answer")
-    return Question(kind=QuestionKind.MC, question=question, choices=choices, answer_index=index,
-                    old_answer_index=old_index, **_row_common(row, number, question))
+    return Question(
+        kind=QuestionKind.MC,
+        question=question,
+        choices=choices,
+        answer_index=index,
+        old_answer_index=old_index,
+        **_row_common(row, number, question),
+    )
 
 
 def _qa_row(row: dict[str, Any], number: int) -> Question:
     question, answers = parse_short(row)
     old = row.get("old_answers", row.get("old_answer"))
-    return Question(kind=QuestionKind.SHORT, question=question, answers=answers,
-                    old_answers=_texts(old, "old_answer") if old is not None else (), **_row_common(row, number, question))
+    return Question(
+        kind=QuestionKind.SHORT,
+        question=question,
+        answers=answers,
+        old_answers=_texts(old, "old_answer") if old is not None else (),
+        **_row_common(row, number, question),
+    )
 
 
 def _realtimeqa_row(row: dict[str, Any], number: int) -> Question:
@@ -284,8 +326,13 @@ def _realtimeqa_row(row: dict[str, Any], number: int) -> Question:
     evidence = row.get("evidence")
     qid = row.get("question_id")
     return Question(
-        id=str(qid) if qid else f"line-{number}", kind=QuestionKind.MC, question=question, choices=choices, answer_index=index,
-        lang=detect_language(question).value, gold_text=html_to_text(evidence) or None if isinstance(evidence, str) else None,
+        id=str(qid) if qid else f"line-{number}",
+        kind=QuestionKind.MC,
+        question=question,
+        choices=choices,
+        answer_index=index,
+        lang=detect_language(question).value,
+        gold_text=html_to_text(evidence) or None if isinstance(evidence, str) else None,
         metadata={k: row[k] for k in ("question_date", "question_source", "question_url") if k in row},
     )
 
@@ -295,7 +342,7 @@ def html_to_text(html: str) -> str:
     from bs4 import BeautifulSoup
 
     text = re.sub(r"\s+", " ", BeautifulSoup(html, "html.parser").get_text(" ")).strip()
-    return re.sub(r" ([,.;:!?)])", r"\1", text)   # the separator put before punctuation after a tag
+    return re.sub(r" ([,.;:!?)])", r"\1", text)  # the separator put before punctuation after a tag
 
 
 def _read_squad(path: Path, collector: _Collector, *, lang: Language | None, include_unanswerable: bool) -> None:
@@ -304,12 +351,14 @@ def _read_squad(path: Path, collector: _Collector, *, lang: Language | None, inc
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise QuestionSetError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); give a SQuAD-format JSON file") from exc
+        raise QuestionSetError(
+            f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); give a SQuAD-format JSON file"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise QuestionSetError(f"{path}: not UTF-8 text; give a SQuAD-format JSON file") from exc
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list):
-        raise QuestionSetError(f"{path}: not SQuAD format (expected {{\"data\": [{{\"title\", \"paragraphs\": [...]}}]}})")
+        raise QuestionSetError(f'{path}: not SQuAD format (expected {{"data": [{{"title", "paragraphs": [...]}}]}})')
     for a, article in enumerate(articles):
         title = str(article.get("title") or f"article-{a}") if isinstance(article, dict) else f"article-{a}"
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
@@ -320,7 +369,9 @@ def _read_squad(path: Path, collector: _Collector, *, lang: Language | None, inc
             context = paragraph.get("context") if isinstance(paragraph, dict) else None
             qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
             if not isinstance(context, str) or not context.strip() or not isinstance(qas, list):
-                collector.skip(f"{path.name}: data[{a}].paragraphs[{p}]", "needs a non-empty 'context' and a 'qas' list")
+                collector.skip(
+                    f"{path.name}: data[{a}].paragraphs[{p}]", "needs a non-empty 'context' and a 'qas' list"
+                )
                 continue
             paragraph_lang = (lang or detect_language(context)).value
             for i, qa in enumerate(qas):
@@ -336,15 +387,24 @@ def _read_squad(path: Path, collector: _Collector, *, lang: Language | None, inc
                     collector.extra["unanswerable_skipped"] += 1
                     continue
                 meta = {"title": title, "paragraph": p, "file": path.name}
-                collector.add(where, partial(_squad_question, qa, answers, unanswerable, f"{title}#{p}", context,
-                                             paragraph_lang, meta))
+                collector.add(
+                    where,
+                    partial(_squad_question, qa, answers, unanswerable, f"{title}#{p}", context, paragraph_lang, meta),
+                )
 
 
-def _squad_question(qa: dict[str, Any], answers: list[Any], unanswerable: bool, gold_doc: str, context: str,
-                    lang: str, metadata: dict[str, Any]) -> Question:
+def _squad_question(
+    qa: dict[str, Any],
+    answers: list[Any],
+    unanswerable: bool,
+    gold_doc: str,
+    context: str,
+    lang: str,
+    metadata: dict[str, Any],
+) -> Question:
     question = _text(qa.get("question"), "question")
     if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
-        raise RowError("field 'answers' must be a list of {\"text\", \"answer_start\"} objects")
+        raise RowError('field \'answers\' must be a list of {"text", "answer_start"} objects')
     texts = () if unanswerable else _texts([a.get("text") for a in answers], "answers[].text")
     extra = {k: qa[k] for k in ("question_type",) if k in qa}
     answer_types = sorted({a["answer_type"] for a in answers if isinstance(a.get("answer_type"), str)})
@@ -352,8 +412,16 @@ def _squad_question(qa: dict[str, Any], answers: list[Any], unanswerable: bool, 
         extra["answer_type"] = answer_types[0] if len(answer_types) == 1 else answer_types
     if unanswerable:
         extra["unanswerable"] = True
-    return Question(id=_text(qa.get("id"), "id"), kind=QuestionKind.SHORT, question=question, lang=lang, answers=texts,
-                    gold_doc=gold_doc, gold_text=context, metadata={**metadata, **extra})
+    return Question(
+        id=_text(qa.get("id"), "id"),
+        kind=QuestionKind.SHORT,
+        question=question,
+        lang=lang,
+        answers=texts,
+        gold_doc=gold_doc,
+        gold_text=context,
+        metadata={**metadata, **extra},
+    )
 
 
 # --- RealTimeQA documents ------------------------------------------------------------------------
@@ -372,8 +440,10 @@ def realtimeqa_documents(qa_path: Path, out_dir: Path) -> list[Path]:
     Returns the files written, ready for ``infuse ingest OUT_DIR``."""
     gcs = realtimeqa_search_results_path(Path(qa_path))
     if gcs is None or not gcs.is_file():
-        raise QuestionSetError(f"{qa_path}: no search results file beside it (expected {gcs or 'YYYYMMDD_gcs.jsonl'}); "
-                               "RealTimeQA publishes YYYYMMDD_qa.jsonl and YYYYMMDD_gcs.jsonl together")
+        raise QuestionSetError(
+            f"{qa_path}: no search results file beside it (expected {gcs or 'YYYYMMDD_gcs.jsonl'}); "
+            "RealTimeQA publishes YYYYMMDD_qa.jsonl and YYYYMMDD_gcs.jsonl together"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     seen: set[str] = set()
@@ -395,5 +465,12 @@ def realtimeqa_documents(qa_path: Path, out_dir: Path) -> list[Path]:
     return written
 
 
-__all__ = ["html_to_text", "import_questions", "match_key", "parse_mc", "parse_short", "realtimeqa_documents",
-    "realtimeqa_search_results_path"]
+__all__ = [
+    "html_to_text",
+    "import_questions",
+    "match_key",
+    "parse_mc",
+    "parse_short",
+    "realtimeqa_documents",
+    "realtimeqa_search_results_path",
+]

@@ -21,21 +21,20 @@ if TYPE_CHECKING:
 SCHEMA = "infuse-questions/1"
 QUESTIONS_FILE = "questions.jsonl"
 MANIFEST_FILE = "manifest.json"
-SKIPPED_LISTED = 20          # skipped rows listed in a manifest (all are counted)
+SKIPPED_LISTED = 20  # skipped rows listed in a manifest (all are counted)
 GENERATED_CHOICES = 4
 
 
-
 class QuestionKind(StrEnum):
-    MC = "mc"          # multiple choice: choices + answer_index
-    SHORT = "short"    # short answer: accepted answers
+    MC = "mc"  # multiple choice: choices + answer_index
+    SHORT = "short"  # short answer: accepted answers
 
 
 class ImportFormat(StrEnum):
-    MC = "mc"                  # JSONL: question, choices, answer_index or answer
-    QA = "qa"                  # JSONL: question, answers or answer
-    SQUAD = "squad"            # SQuAD 2.0 JSON
-    JAQUAD = "jaquad"          # JaQuAD (SQuAD 1.1 JSON + extras): a file or a folder of them
+    MC = "mc"  # JSONL: question, choices, answer_index or answer
+    QA = "qa"  # JSONL: question, answers or answer
+    SQUAD = "squad"  # SQuAD 2.0 JSON
+    JAQUAD = "jaquad"  # JaQuAD (SQuAD 1.1 JSON + extras): a file or a folder of them
     REALTIMEQA = "realtimeqa"  # RealTimeQA YYYYMMDD_qa.jsonl
 
 
@@ -81,7 +80,9 @@ class Question:
             for name, required in (("answer_index", True), ("old_answer_index", False)):
                 index = getattr(self, name)
                 if (index is None and required) or (index is not None and not 0 <= index < len(self.choices)):
-                    raise ValueError(f"question {self.id}: {name} {index} is not an index of its {len(self.choices)} choices")
+                    raise ValueError(
+                        f"question {self.id}: {name} {index} is not an index of its {len(self.choices)} choices"
+                    )
             if not self.answers and self.answer_index is not None:  # not None: checked just above
                 object.__setattr__(self, "answers", (self.choices[self.answer_index],))
             if self.old_answer_index is not None and not self.old_answers:
@@ -97,8 +98,17 @@ class Question:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; fields left at their defaults are omitted."""
         data: dict[str, Any] = {"id": self.id, "kind": self.kind.value, "question": self.question, "lang": self.lang}
-        for name in ("choices", "answer_index", "answers", "gold_doc", "gold_text", "source_chunk",
-                     "old_answers", "old_answer_index", "metadata"):
+        for name in (
+            "choices",
+            "answer_index",
+            "answers",
+            "gold_doc",
+            "gold_text",
+            "source_chunk",
+            "old_answers",
+            "old_answer_index",
+            "metadata",
+        ):
             value = getattr(self, name)
             if value is not None and value != () and value != {}:
                 data[name] = list(value) if isinstance(value, tuple) else value
@@ -135,8 +145,14 @@ def question_counts(questions: Sequence[Question]) -> dict[str, Any]:
 
 def question_set_folders(root: Path) -> ArtifactFolders:
     """The question sets under `root` (``workspace.questions_dir``), each ``root/NAME/``."""
-    return ArtifactFolders(root, kind="question set", error=QuestionSetError, known_label="known sets", marker=MANIFEST_FILE,
-                           hint="create one with `infuse questions import FILE --format ...` or `infuse questions generate`")
+    return ArtifactFolders(
+        root,
+        kind="question set",
+        error=QuestionSetError,
+        known_label="known sets",
+        marker=MANIFEST_FILE,
+        hint="create one with `infuse questions import FILE --format ...` or `infuse questions generate`",
+    )
 
 
 def check_name(name: str) -> str:
@@ -166,8 +182,12 @@ def save_question_set(root: Path, qset: QuestionSet, *, overwrite: bool = False)
         with (staging / QUESTIONS_FILE).open("w", encoding="utf-8") as handle:
             for question in qset.questions:
                 handle.write(json.dumps(question.to_dict(), ensure_ascii=False) + "\n")
-        qset.manifest.update(schema=SCHEMA, name=qset.name, counts={**qset.manifest.get("counts", {}), **question_counts(qset.questions)},
-                             sha256=hashlib.sha256((staging / QUESTIONS_FILE).read_bytes()).hexdigest())
+        qset.manifest.update(
+            schema=SCHEMA,
+            name=qset.name,
+            counts={**qset.manifest.get("counts", {}), **question_counts(qset.questions)},
+            sha256=hashlib.sha256((staging / QUESTIONS_FILE).read_bytes()).hexdigest(),
+        )
         qset.manifest.setdefault("created", utc_now())
         write_json_atomic(staging / MANIFEST_FILE, qset.manifest)
     return folders.path(qset.name)
@@ -179,7 +199,9 @@ def load_question_set(root: Path, name: str) -> QuestionSet:
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise QuestionSetError(f"{folder / MANIFEST_FILE}: not valid JSON ({exc.msg}); import or generate the set again") from exc
+        raise QuestionSetError(
+            f"{folder / MANIFEST_FILE}: not valid JSON ({exc.msg}); import or generate the set again"
+        ) from exc
     questions = []
     path = folder / QUESTIONS_FILE
     with path.open(encoding="utf-8") as handle:
@@ -188,7 +210,9 @@ def load_question_set(root: Path, name: str) -> QuestionSet:
                 try:
                     questions.append(Question.from_dict(json.loads(line)))
                 except (json.JSONDecodeError, TypeError, ValueError) as exc:
-                    raise QuestionSetError(f"{path}:{number}: not a valid question ({exc}); import or generate the set again") from exc
+                    raise QuestionSetError(
+                        f"{path}:{number}: not a valid question ({exc}); import or generate the set again"
+                    ) from exc
     return QuestionSet(name, questions, manifest)
 
 
@@ -210,7 +234,24 @@ def gold_documents(qset: QuestionSet, out_path: Path) -> Path:
     return out_path
 
 
-__all__ = ["GENERATED_CHOICES", "ImportFormat", "MANIFEST_FILE", "QUESTIONS_FILE", "Question", "QuestionKind",
-    "QuestionSet", "QuestionSetError", "RowError", "SCHEMA", "SKIPPED_LISTED", "check_name", "default_name",
-    "gold_documents", "list_question_sets", "load_question_set", "question_counts", "question_set_folders",
-    "save_question_set"]
+__all__ = [
+    "GENERATED_CHOICES",
+    "ImportFormat",
+    "MANIFEST_FILE",
+    "QUESTIONS_FILE",
+    "Question",
+    "QuestionKind",
+    "QuestionSet",
+    "QuestionSetError",
+    "RowError",
+    "SCHEMA",
+    "SKIPPED_LISTED",
+    "check_name",
+    "default_name",
+    "gold_documents",
+    "list_question_sets",
+    "load_question_set",
+    "question_counts",
+    "question_set_folders",
+    "save_question_set",
+]
