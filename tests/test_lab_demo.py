@@ -10,21 +10,9 @@ from typer.testing import CliRunner
 
 from infuse.cli import app
 from infuse.lab.demo import run_lab_demo
-from infuse.lab.train import LabTrainConfig
+from infuse.testing import tiny_lab_config
 
-TINY = LabTrainConfig(
-    n_known=20,
-    n_new=5,
-    n_phantoms=40,
-    d_model=32,
-    n_layers=2,
-    n_heads=2,
-    d_ff=64,
-    steps=30,
-    batch_size=4,
-    seq_len=128,
-    warmup_steps=5,
-)
+TINY = tiny_lab_config(steps=30, n_known_variants=6, lr=0.002, max_positions=1024)
 
 
 def test_lab_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path) -> None:

@@ -35,25 +35,10 @@ from infuse.lab.train import (
 )
 from infuse.language import Language
 from infuse.rag import SYSTEM_PROMPTS, build_messages, closed_book_messages
+from infuse.testing import tiny_lab_config
 from infuse.tuning.packing import IGNORE
 
-TINY = LabTrainConfig(
-    n_known=20,
-    n_new=5,
-    n_known_variants=3,
-    n_phantoms=40,
-    d_model=32,
-    n_layers=2,
-    n_heads=2,
-    d_ff=64,
-    steps=60,
-    batch_size=4,
-    seq_len=128,
-    lr=3e-3,
-    warmup_steps=5,
-    max_positions=512,
-    seed=1,
-)
+TINY = tiny_lab_config(seed=1)
 PASSAGE = re.compile(r'<passage id="(\d+)" source="([^"]+)">\n(.*?)\n</passage>', re.S)
 
 

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"workspace"},
     {"tuning"},
-    {"evaluation", "advisor", "advice"},
+    {"evaluation", "advice"},
     {"lab"},
     {"cli", "server", "demo", "testing", "__main__", "__init__"},
 ]

@@ -7,8 +7,9 @@ import io
 import pytest
 
 from infuse.lab.model import build_model, build_tokenizer
-from infuse.lab.train import LabData, LabTrainConfig, train
+from infuse.lab.train import LabData, train
 from infuse.progress import NullProgress, PrintProgress, Progress
+from infuse.testing import tiny_lab_config
 from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetKind
 from infuse.tuning.registry import tune
@@ -71,21 +72,7 @@ def test_fine_tuning_reports_every_step_and_notes_the_loss(
 
 def test_lab_pretraining_reports_every_step_and_notes_each_loss_point() -> None:
     tokenizer = build_tokenizer("en")
-    config = LabTrainConfig(
-        n_known=20,
-        n_new=5,
-        n_known_variants=3,
-        n_phantoms=40,
-        d_model=32,
-        n_layers=2,
-        n_heads=2,
-        d_ff=64,
-        steps=6,
-        batch_size=2,
-        seq_len=128,
-        max_positions=512,
-        warmup_steps=2,
-    )
+    config = tiny_lab_config(steps=6, batch_size=2, warmup_steps=2, lr=0.002)
     recorder = Recorder()
     result = train(
         build_model(tokenizer, config.architecture()),

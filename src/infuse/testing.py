@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from infuse.models import base as model_api
+
+if TYPE_CHECKING:
+    from infuse.lab.train import LabTrainConfig
 
 TOKENIZER_TRAINING_TEXT = [
     "The quick brown fox jumps over the lazy dog. API keys are rotated every 90 days.",
@@ -111,3 +115,27 @@ class ScriptedModel:
 
     def loglikelihood(self, requests: Sequence[model_api.LoglikelihoodRequest]) -> list[model_api.Loglikelihood]:
         raise NotImplementedError("ScriptedModel only generates; use a tiny random model for scoring tests")
+
+
+def tiny_lab_config(**overrides: Any) -> LabTrainConfig:
+    """A lab configuration that trains in seconds (20 known people, 5 new, a 2-layer 32-wide
+    model): the one place tests and the demo's tests take it from; ``overrides`` set any field."""
+    from infuse.lab.train import LabTrainConfig
+
+    tiny: dict[str, Any] = dict(
+        n_known=20,
+        n_new=5,
+        n_known_variants=3,
+        n_phantoms=40,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        d_ff=64,
+        steps=60,
+        batch_size=4,
+        seq_len=128,
+        lr=3e-3,
+        warmup_steps=5,
+        max_positions=512,
+    )
+    return LabTrainConfig(**{**tiny, **overrides})

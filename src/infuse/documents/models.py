@@ -87,6 +87,25 @@ class Chunk:
     flags: tuple[str, ...] = ()
     access: tuple[str, ...] = ()
 
+    def to_json(self, *names: str) -> dict[str, Any]:
+        """The named fields as JSON values (tuples as lists, enums as their values), in that order:
+        the one mapping of a chunk to the JSON of hits and citations.
+
+        >>> Chunk("d#c0", "d", "/d.md", FileType.MARKDOWN, 0, "Hi.", 0, 3, Language.EN).to_json("chunk_id", "lang")
+        {'chunk_id': 'd#c0', 'lang': 'en'}
+        """
+        out: dict[str, Any] = {}
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[name] = value
+        return out
+
     def embedding_input(self) -> str:
         """Text given to the embedder and the keyword index: the heading path, then the passage."""
         context = " > ".join(self.heading_path)

@@ -34,6 +34,10 @@ def strip_citations(text: str) -> str:
     return _LEADING_SPACE_CITATION.sub("", text).strip()
 
 
+# The chunk fields a citation's JSON shows.
+CITATION_CHUNK_FIELDS = ("chunk_id", "doc_id", "source_path", "start", "end", "page", "text")
+
+
 @dataclass(frozen=True)
 class Citation:
     """A passage the answer cites: ``number`` is the [n] marker used in the answer."""
@@ -43,17 +47,7 @@ class Citation:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of a citation (a stable interface: ``ask --json`` and the server's ``citations``)."""
-        c = self.chunk
-        return {
-            "number": self.number,
-            "chunk_id": c.chunk_id,
-            "doc_id": c.doc_id,
-            "source_path": c.source_path,
-            "start": c.start,
-            "end": c.end,
-            "page": c.page,
-            "text": c.text,
-        }
+        return {"number": self.number, **self.chunk.to_json(*CITATION_CHUNK_FIELDS)}
 
 
 def parse_citations(answer: str, passages: list[SearchHit]) -> tuple[list[Citation], list[int]]:

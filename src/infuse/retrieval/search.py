@@ -19,6 +19,20 @@ from infuse.store.base import KnowledgeStore
 from infuse.store.filters import Filter, FilterLike, as_filter
 from infuse.store.terms import TermStatistics
 
+# The chunk fields a hit's JSON shows (docs/search.md; tests/test_cli.py pins them).
+HIT_CHUNK_FIELDS = (
+    "chunk_id",
+    "doc_id",
+    "source_path",
+    "text",
+    "start",
+    "end",
+    "page",
+    "heading_path",
+    "lang",
+    "metadata",
+)
+
 
 @dataclass
 class SearchHit:
@@ -41,19 +55,9 @@ class SearchHit:
     rerank_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        chunk = self.chunk
         return {
             "rank": self.rank,
-            "chunk_id": chunk.chunk_id,
-            "doc_id": chunk.doc_id,
-            "source_path": chunk.source_path,
-            "text": chunk.text,
-            "start": chunk.start,
-            "end": chunk.end,
-            "page": chunk.page,
-            "heading_path": list(chunk.heading_path),
-            "lang": chunk.lang.value,
-            "metadata": dict(chunk.metadata),
+            **self.chunk.to_json(*HIT_CHUNK_FIELDS),
             "score": self.score,
             "fused_score": self.fused_score,
             "dense_score": self.dense_score,
@@ -62,7 +66,7 @@ class SearchHit:
             "lexical_rank": self.lexical_rank,
             "rerank_score": self.rerank_score,
             # Prompt-injection screening flags of the chunk (rule names, "hidden_html_text"); empty when clean.
-            "flags": list(chunk.flags),
+            **self.chunk.to_json("flags"),
         }
 
 

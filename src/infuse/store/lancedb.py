@@ -58,7 +58,8 @@ class Column(Generic[R]):
     added: bool = False
 
 
-def _chunk_column(
+def _attr_column(
+    part: Callable[[R], Any],
     name: str,
     type_: pa.DataType,
     attr: str | None = None,
@@ -66,10 +67,19 @@ def _chunk_column(
     write: Callable[[Any], Any] = _identity,
     read: Callable[[Any], Any] = _identity,
     added: bool = False,
-) -> Column[IndexedChunk]:
-    """A column holding one attribute of the chunk (``write`` converts it for storage, ``read`` back)."""
+) -> Column[R]:
+    """A column holding one attribute of a record's chunk or document (``part`` picks which);
+    ``write`` converts it for storage, ``read`` back."""
     attr = attr or name
-    return Column(name, type_, lambda c: write(getattr(c.chunk, attr)), attr, read, added)
+    return Column(name, type_, lambda record: write(getattr(part(record), attr)), attr, read, added)
+
+
+def _chunk_column(name: str, type_: pa.DataType, attr: str | None = None, **options: Any) -> Column[IndexedChunk]:
+    return _attr_column(lambda c: c.chunk, name, type_, attr, **options)
+
+
+def _document_column(name: str, type_: pa.DataType, attr: str | None = None, **options: Any) -> Column[DocumentRecord]:
+    return _attr_column(lambda r: r.document, name, type_, attr, **options)
 
 
 def _split_heading(value: str | None) -> tuple[str, ...]:
@@ -123,19 +133,6 @@ CHUNK_COLUMNS: tuple[Column[IndexedChunk], ...] = (
     _chunk_column("flags", pa.list_(pa.string()), write=list, read=_tuple, added=True),
     _chunk_column(ACCESS_FIELD, pa.list_(pa.string()), write=list, read=_tuple, added=True),
 )
-
-
-def _document_column(
-    name: str,
-    type_: pa.DataType,
-    attr: str | None = None,
-    *,
-    write: Callable[[Any], Any] = _identity,
-    read: Callable[[Any], Any] = _identity,
-    added: bool = False,
-) -> Column[DocumentRecord]:
-    attr = attr or name
-    return Column(name, type_, lambda r: write(getattr(r.document, attr)), attr, read, added)
 
 
 def _sections(value: str | None) -> tuple[Section, ...]:
