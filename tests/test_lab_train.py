@@ -26,7 +26,6 @@ from infuse.lab.train import (
     lr_at,
     model_folder,
     pack_rows,
-    packed_attention_mask,
     passage,
     read_manifest,
     train,
@@ -36,7 +35,7 @@ from infuse.lab.train import (
 from infuse.language import Language
 from infuse.rag import SYSTEM_PROMPTS, build_messages, closed_book_messages
 from infuse.testing import tiny_lab_config
-from infuse.tuning.packing import IGNORE
+from infuse.tuning.packing import IGNORE, packed_attention_mask
 
 TINY = tiny_lab_config(seed=1)
 PASSAGE = re.compile(r'<passage id="(\d+)" source="([^"]+)">\n(.*?)\n</passage>', re.S)

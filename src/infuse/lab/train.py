@@ -67,7 +67,7 @@ from infuse.language import Language
 from infuse.progress import Progress, or_null
 from infuse.rag import QUESTION_LABEL, build_messages, closed_book_messages
 from infuse.retrieval.search import SearchHit
-from infuse.tuning.packing import IGNORE, packed_attention_mask
+from infuse.tuning.packing import IGNORE, packed_logits
 from infuse.tuning.schedule import warmup_cosine
 
 if TYPE_CHECKING:
@@ -505,12 +505,7 @@ def train(
         weights = torch.tensor([b[3] for b in batch])
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        logits = model(
-            input_ids=input_ids,
-            position_ids=position_ids,
-            attention_mask=packed_attention_mask(position_ids),
-            use_cache=False,
-        ).logits
+        logits = packed_logits(model, input_ids, position_ids)
         loss = weighted_loss(logits, labels, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch

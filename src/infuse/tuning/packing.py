@@ -174,4 +174,17 @@ def packed_attention_mask(position_ids: torch.Tensor) -> torch.Tensor:
     return ((segments[:, :, None] == segments[:, None, :]) & causal)[:, None]
 
 
-__all__ = ["Example", "IGNORE", "PackedRow", "encode_row", "pack_examples", "packed_attention_mask"]
+__all__ = ["Example", "IGNORE", "PackedRow", "encode_row", "pack_examples", "packed_attention_mask", "packed_logits"]
+
+
+def packed_logits(model: Any, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """Logits for packed rows: every document restarts its positions and attends only to itself
+    (:func:`packed_attention_mask`). `model` is a causal LM (transformers or PEFT-wrapped)."""
+    output = model(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        attention_mask=packed_attention_mask(position_ids),
+        use_cache=False,
+    )
+    logits: torch.Tensor = output.logits
+    return logits

@@ -43,7 +43,14 @@ from infuse.errors import InfuseError
 from infuse.files import staged_folder
 from infuse.progress import Progress, or_null
 from infuse.tuning.datasets import Dataset
-from infuse.tuning.packing import IGNORE, Example, PackedRow, encode_row, pack_examples, packed_attention_mask
+from infuse.tuning.packing import (
+    IGNORE,
+    Example,
+    PackedRow,
+    encode_row,
+    pack_examples,
+    packed_logits,
+)
 from infuse.tuning.schedule import warmup_cosine, warmup_steps
 
 if TYPE_CHECKING:
@@ -391,12 +398,7 @@ def _summed_loss(model: Network, rows: list[PackedRow], device: torch.device, au
 
     input_ids, position_ids, labels = _batch_tensors(rows, device)
     with autocast():
-        logits = model(
-            input_ids=input_ids,
-            position_ids=position_ids,
-            attention_mask=packed_attention_mask(position_ids),
-            use_cache=False,
-        ).logits
+        logits = packed_logits(model, input_ids, position_ids)
     return F.cross_entropy(
         logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=IGNORE, reduction="sum"
     )
