@@ -19,7 +19,7 @@ from infuse.store.base import KnowledgeStore
 from infuse.store.filters import Filter, FilterLike, as_filter
 from infuse.store.terms import TermStatistics
 
-# The chunk fields a hit's JSON shows (docs/search.md; tests/test_cli.py pins them).
+# The chunk fields a hit's JSON shows (README "Search results"; tests/test_cli.py pins them).
 HIT_CHUNK_FIELDS = (
     "chunk_id",
     "doc_id",
@@ -41,7 +41,7 @@ class SearchHit:
     ``score`` is what the ranking used: the rerank score when reranking, else the fused score in
     hybrid mode, else the dense (cosine) or lexical (BM25) score. The per-list scores and ranks
     are null when the chunk was not in that list. The JSON of :meth:`to_dict` is a stable
-    interface (see docs/search.md; ``tests/test_cli.py`` pins its field names).
+    interface (README "Search results"; ``tests/test_cli.py`` pins its field names).
     """
 
     rank: int
