@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import write_corpus
-from infuse.config import EmbedderBackend, EmbedderSettings, RagSettings, SearchMode, SearchSettings
+from infuse.config import EmbedderBackend, EmbedderSettings, ModelSettings, RagSettings, SearchMode, SearchSettings
 from infuse.documents.chunking import Chunker
+from infuse.documents.models import Chunk
 from infuse.embedders import make_embedder
 from infuse.embedders.hashing import HashingEmbedder, WordCounter
 from infuse.errors import ConfigError
@@ -24,6 +25,9 @@ from infuse.retrieval.search import HybridSearcher
 from infuse.store.filters import AnyOf, Eq
 from infuse.store.memory import InMemoryStore
 from infuse.testing import ScriptedModel
+from infuse.tuning.builders import BuildRequest, build_dataset_from
+from infuse.tuning.datasets import DatasetKind
+from infuse.tuning.generators import QAPair
 from infuse.workspace import Workspace
 
 HASHING = EmbedderSettings(backend=EmbedderBackend.HASHING, model="hashing-128")
@@ -166,3 +170,27 @@ def test_a_knowledge_base_in_an_unknown_store_is_refused_by_name(tmp_path: Path,
     ws.manifest_path.write_text(json.dumps({**manifest, "store": "qdrant"}), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"manifest.json: .*store 'qdrant'.*knows lancedb"):
         Workspace.open(ws.path).search("API keys")
+
+
+class _UpperWriter:
+    """A paraphrase writer that shouts: enough to see rows built from a store without a model."""
+
+    name = "upper"
+
+    def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
+        return [chunk.text.upper()][:n]
+
+    def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
+        return []
+
+
+def test_datasets_build_from_a_store_without_a_workspace(store: InMemoryStore, files: Path, tmp_path: Path) -> None:
+    syncer(store).sync([files])
+    request = BuildRequest(DatasetKind.PARAPHRASE, name="shout", paraphrases=1)
+    dataset = build_dataset_from(
+        store, ModelSettings(), tmp_path / "datasets", request, _UpperWriter(), source_label="mem"
+    )
+    rows = list(dataset.rows())
+    assert len(rows) == 2 * len(FILES)  # each chunk itself and its one rewrite
+    assert {r["text"] for r in rows if r["variant"] == 1} == {c.text.upper() for c in store.iter_chunks()}
+    assert dataset.manifest.source["workspace"] == "mem" and dataset.manifest.generator == "upper"

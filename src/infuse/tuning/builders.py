@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from infuse.config import ModelSettings
+    from infuse.store.base import KnowledgeStore
     from infuse.workspace import Workspace
 
 Row = dict[str, Any]
@@ -245,11 +246,12 @@ def mix_replay(rows: list[Row], replay: Path, share: float, seed: int) -> tuple[
 # --- orchestration ---------------------------------------------------------------------------
 
 
-def kb_source(workspace: Workspace, documents: Sequence[Document], chunks: Sequence[Chunk]) -> dict[str, Any]:
-    """Which knowledge-base state the rows come from: a digest of (document id, content hash)."""
+def kb_source(workspace: str, documents: Sequence[Document], chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """Which knowledge-base state the rows come from (`workspace`: where it lives): a digest of
+    (document id, content hash)."""
     digest = hashlib.sha256("\n".join(sorted(f"{d.doc_id}\t{d.content_hash}" for d in documents)).encode()).hexdigest()
     return {
-        "workspace": str(workspace.path),
+        "workspace": workspace,
         "kb_digest": digest[:16],
         "documents": len(documents),
         "chunks": len(chunks),
@@ -283,23 +285,45 @@ def build_dataset(
     writer: TrainingTextWriter | None = None,
     progress: Progress | None = None,
 ) -> Dataset:
-    """Build the dataset `request` asks for from the workspace's knowledge base and save it.
+    """Build the dataset `request` asks for from the workspace's knowledge base and save it in the
+    workspace's datasets folder: :func:`build_dataset_from` with what the workspace holds.
 
-    This is the whole of ``infuse dataset build``. `writer` writes paraphrases and questions
-    (paraphrase, qa, raft); when None, :func:`infuse.tuning.generators.choose_writer` picks one
-    from ``request.writer`` and ``request.model`` (default: the workspace's ``[model]``): a
-    registered corpus writer such as a lab world's templates, else the model.
-    `progress` gets a stage per model load and one for the rows, advanced per chunk.
+    This is the whole of ``infuse dataset build``.
+    """
+    return build_dataset_from(
+        workspace.knowledge_snapshot(),
+        workspace.settings.model,
+        workspace.datasets_dir,
+        request,
+        writer,
+        progress,
+        source_label=str(workspace.path),
+    )
+
+
+def build_dataset_from(
+    store: KnowledgeStore,
+    model_settings: ModelSettings,
+    datasets_dir: Path,
+    request: BuildRequest,
+    writer: TrainingTextWriter | None = None,
+    progress: Progress | None = None,
+    *,
+    source_label: str = "",
+) -> Dataset:
+    """Build the dataset `request` asks for from `store`'s documents and chunks into `datasets_dir`.
+
+    `writer` writes paraphrases and questions (paraphrase, qa, raft); when None,
+    :func:`infuse.tuning.generators.choose_writer` picks one from ``request.writer`` and
+    ``request.model`` (default: `model_settings`, the ``[model]`` section): a registered corpus
+    writer such as a lab world's templates, else the model. `progress` gets a stage per model load
+    and one for the rows, advanced per chunk. `source_label` says where the knowledge base lives
+    (recorded in the manifest).
     """
     tick = or_null(progress)
-    store = workspace.knowledge_snapshot()
     documents = sorted((r.document for r in store.iter_documents()), key=lambda d: (d.source_path, d.doc_id))
     chunks = list(store.iter_chunks())
-    model = (
-        workspace.settings.model.model_copy(update={"name": request.model})
-        if request.model
-        else workspace.settings.model
-    )
+    model = model_settings.model_copy(update={"name": request.model}) if request.model else model_settings
     source = tokenizer_source(request, model)
     tokenizer = load_tokenizer(source) if source else None
     kind = request.kind
@@ -335,7 +359,7 @@ def build_dataset(
         rows, counts = qa_rows(chunks, writer, request.questions_per_chunk, request.seed, tick)
         parameters = {"questions_per_chunk": request.questions_per_chunk}
     elif kind is DatasetKind.RAFT:
-        questions = _raft_questions(workspace, request, chunks, writer, tick)
+        questions = _raft_questions(datasets_dir, request, chunks, writer, tick)
         rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed)
         counts = {"questions": len(questions), "rows_without_oracle": sum(not r["oracle_included"] for r in rows)}
         parameters = {
@@ -357,7 +381,7 @@ def build_dataset(
     if request.name:
         name = check_name(request.name)
     else:  # --overwrite without a name replaces the kind's default dataset
-        name = str(kind) if request.overwrite else next_free_name(workspace.datasets_dir, str(kind))
+        name = str(kind) if request.overwrite else next_free_name(datasets_dir, str(kind))
     manifest = DatasetManifest(
         name=name,
         kind=kind,
@@ -367,15 +391,15 @@ def build_dataset(
         tokenizer=source,
         generator=writer.name if writer and kind is not DatasetKind.CPT else None,
         seed=request.seed,
-        source=kb_source(workspace, documents, chunks),
+        source=kb_source(source_label, documents, chunks),
         parameters=parameters,
         counts=counts,
     )
-    return save_dataset(workspace.datasets_dir, manifest, rows, overwrite=request.overwrite)
+    return save_dataset(datasets_dir, manifest, rows, overwrite=request.overwrite)
 
 
 def _raft_questions(
-    workspace: Workspace,
+    datasets_dir: Path,
     request: BuildRequest,
     chunks: Sequence[Chunk],
     writer: TrainingTextWriter | None,
@@ -385,7 +409,7 @@ def _raft_questions(
     if request.questions_from:
         from infuse.tuning.datasets import load_dataset
 
-        source = load_dataset(workspace.datasets_dir, request.questions_from)
+        source = load_dataset(datasets_dir, request.questions_from)
         if source.manifest.kind is not DatasetKind.QA:
             raise DatasetError(
                 f"--questions-from {request.questions_from!r} is a {source.manifest.kind} dataset; RAFT needs a qa dataset"
