@@ -22,7 +22,7 @@ from infuse.documents.models import Chunk, Document
 from infuse.embedders.base import Embedder
 from infuse.errors import LoadError
 from infuse.files import utc_now
-from infuse.progress import NullProgress, Progress
+from infuse.progress import Progress, or_null
 from infuse.retrieval.lexical import Tokenizer
 from infuse.screening.injection import HIDDEN_HTML_TEXT, InjectionDetector
 from infuse.store.base import DocumentRecord, IndexedChunk, KnowledgeStore
@@ -95,7 +95,7 @@ class Syncer:
         fields: RecordFields = RecordFields(),
         progress: Progress | None = None,
     ) -> IngestReport:
-        progress = progress or NullProgress()
+        progress = or_null(progress)
         report = IngestReport(started_at=utc_now())
         clock = time.perf_counter()
 
@@ -142,7 +142,7 @@ class Syncer:
         report = IngestReport(started_at=utc_now(), updated=len(records))
         clock = time.perf_counter()
         if records:
-            self._write([r.document for r in records], report, progress or NullProgress())
+            self._write([r.document for r in records], report, or_null(progress))
             self._writable_store().optimize()
         report.finished_at = utc_now()
         report.seconds = time.perf_counter() - clock

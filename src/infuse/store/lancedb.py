@@ -354,8 +354,10 @@ class LanceDBStore:
         names = self._chunk_names()
         return [c for c in CHUNK_COLUMNS if c.attr is not None and c.name in names]
 
-    def _chunk(self, row: dict[str, Any]) -> Chunk:
-        return Chunk(**{c.attr: c.read(row[c.name]) for c in self._read_columns() if c.attr is not None})
+    @staticmethod
+    def _chunk(row: dict[str, Any]) -> Chunk:
+        """The chunk of a row read with :meth:`_read_columns` (columns the table lacks keep their default)."""
+        return Chunk(**{c.attr: c.read(row[c.name]) for c in CHUNK_COLUMNS if c.attr is not None and c.name in row})
 
     def _ranked(
         self, query: Any, filters: Filter | None, exclude_flagged: bool, k: int, score_column: str
