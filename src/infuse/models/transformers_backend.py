@@ -33,6 +33,7 @@ from infuse.models.base import (
     template_messages,
     truncate_at_stop,
 )
+from infuse.models.sources import model_source
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -116,7 +117,7 @@ class TransformersModel:
 
         quiet_hf_progress()
         target = pick_device(device)
-        source = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+        source = model_source(model)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError, TypeError) as exc:
@@ -132,7 +133,7 @@ class TransformersModel:
         network.to(target).eval()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        display = name or (Path(source).name if Path(source).exists() else model)
+        display = name or (Path(model).name if Path(model).expanduser().exists() else model)
         if adapters:
             display += "+" + "+".join(Path(a).name for a in adapters)
         return cls(network, tokenizer, display, target)

@@ -268,9 +268,10 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     from infuse.hf_logging import quiet_hf_progress
+    from infuse.models.sources import model_source
 
     quiet_hf_progress()
-    source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+    source = model_source(name)
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as exc:

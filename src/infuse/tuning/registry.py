@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from infuse.devices import default_device
 from infuse.files import ArtifactFolders, read_json, staged_folder, utc_now, write_json_atomic
+from infuse.models.sources import model_source
 from infuse.progress import Progress
 from infuse.tuning.datasets import load_dataset
 from infuse.tuning.trainer import (
@@ -258,7 +259,7 @@ def merge_adapter(
     if run.status is not RunStatus.COMPLETE or not run.output_dir.is_dir():
         raise TuneError(f"run {name!r} has not finished; resume it with `infuse tune --name {name} --resume` first")
     target = Path(out) if out is not None else run.path / MERGED_DIR
-    base_source = _local_or_id(run.base_model)
+    base_source = model_source(run.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(run.output_dir))
     base = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
     with_adapter = PeftModel.from_pretrained(base, str(run.output_dir)).eval()
@@ -290,11 +291,6 @@ def _sample_texts(run: Run) -> list[str]:
         for row in read_rows(path)[:8]:
             texts.append(row["text"] if "text" in row else " ".join(m["content"] for m in row["messages"]))
     return texts or ["The quick brown fox jumps over the lazy dog.", "年次有給休暇は入社6か月後に付与されます。"]
-
-
-def _local_or_id(model: str) -> str:
-    path = Path(model).expanduser()
-    return str(path) if path.exists() else model
 
 
 # --- inference -------------------------------------------------------------------------------

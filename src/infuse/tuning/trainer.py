@@ -239,9 +239,10 @@ def load_for_training(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from infuse.hf_logging import quiet_hf_progress
+    from infuse.models.sources import model_source
 
     quiet_hf_progress()
-    source = str(Path(model_name).expanduser()) if Path(model_name).expanduser().exists() else model_name
+    source = model_source(model_name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as exc:
