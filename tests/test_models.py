@@ -76,6 +76,33 @@ def test_loglikelihood_batching_does_not_change_results(model: TransformersModel
     assert [b.logprob for b in batched] == pytest.approx([s.logprob for s in single], abs=1e-4)
 
 
+def test_choices_sharing_a_context_score_as_if_each_were_alone(tiny_llama_dir: str, tmp_path: Path) -> None:
+    """Multiple-choice options share their context's KV cache: same numbers as one sequence each,
+    with continuations of different lengths (one token, several, none) and through an adapter."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    peft_model.save_pretrained(tmp_path / "adapter")
+    context = "Question: how long are backups kept for in the archive of the company?\nAnswer:"
+    choices = [" 35 days", " a week", " forever and ever, until the heat death of the universe", " x", ""]
+    for loaded in (
+        TransformersModel.load(tiny_llama_dir),
+        TransformersModel.load(tiny_llama_dir, adapters=[str(tmp_path / "adapter")]),
+    ):
+        shared = loaded.loglikelihood([LoglikelihoodRequest(context, c) for c in choices])
+        alone = [loaded.loglikelihood([LoglikelihoodRequest(context, c)])[0] for c in choices]
+        assert [s.n_tokens for s in shared] == [a.n_tokens for a in alone]
+        assert [s.logprob for s in shared] == pytest.approx([a.logprob for a in alone], abs=1e-4)
+        assert [s.is_greedy for s in shared] == [a.is_greedy for a in alone]
+        for choice, score in zip(choices[:-1], shared):
+            assert score.logprob == pytest.approx(_forward_logprob_sum(loaded, context, choice), abs=1e-4)
+        assert shared[-1].n_tokens == 0 and shared[-1].logprob == 0.0
+
+
 def test_trailing_space_moves_to_the_continuation(model: TransformersModel) -> None:
     a = model.loglikelihood([LoglikelihoodRequest("The quick brown ", "fox")])[0]
     b = model.loglikelihood([LoglikelihoodRequest("The quick brown", " fox")])[0]

@@ -22,6 +22,7 @@ new one, never half of it". Written once here, that guarantee is tested once
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -90,6 +91,15 @@ def staged_folder(target: Path) -> Iterator[Path]:
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (model files are gigabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- timestamps -----------------------------------------------------------------------------------

@@ -22,13 +22,12 @@ metadata (see :mod:`infuse.tuning.gguf_export`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from infuse.files import staged_folder, utc_now, write_json_atomic
+from infuse.files import file_sha256, staged_folder, utc_now, write_json_atomic
 from infuse.models.base import ModelError
 from infuse.progress import PrintProgress, Progress
 
@@ -96,14 +95,6 @@ def _download(repo: str, filename: str) -> Path:
             f"cannot fetch {filename!r} from the Hub repo {repo!r} ({type(exc).__name__}: {exc}); "
             "download it yourself and pass the local path"
         ) from exc
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def converted_folder(gguf: GgufFile, cache_dir: Path | None = None, progress: Progress | None = None) -> Path:

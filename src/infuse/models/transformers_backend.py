@@ -195,8 +195,8 @@ class TransformersModel:
         emitted = ""
         hold = max((len(s) for s in config.stop), default=0)
         for _ in range(budget):
-            output = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
-            past = output.past_key_values
+            output = self.model(input_ids=inputs, cache=past, use_cache=True)
+            past = output.cache
             next_id = self._pick(output.logits[0, -1].float(), config, generator)
             if next_id in self.eos_ids:
                 state.finish = FinishReason.STOP
@@ -259,31 +259,95 @@ class TransformersModel:
 
     @torch.inference_mode()
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], batch_size: int = 8) -> list[Loglikelihood]:
+        """Requests that share a context (the choices of a multiple-choice question) are scored
+        with one pass over the context and its KV cache reused for every continuation; the rest
+        in batches of `batch_size`. Only the continuation positions go through the output layer,
+        which is most of the work for large vocabularies (Gemma 3: 262k tokens)."""
         encoded = [self._encode_pair(r.context, r.continuation) for r in requests]
         results: list[Loglikelihood | None] = [None] * len(requests)
-        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (context_ids, _) in enumerate(encoded):
+            groups.setdefault(tuple(context_ids), []).append(i)
+        singles: list[int] = []
+        for context, members in groups.items():
+            longest = max(len(encoded[i][1]) for i in members)
+            if len(members) > 1 and longest and len(context) + longest <= self.max_length:
+                for i, result in zip(
+                    members, self._score_shared_context(list(context), [encoded[i][1] for i in members])
+                ):
+                    results[i] = result
+            else:
+                singles.extend(members)
+        order = sorted(singles, key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            sequences = []
-            for i in indices:
-                context_ids, continuation_ids = encoded[i]
-                full = (context_ids + continuation_ids)[-(self.max_length + 1) :]
-                sequences.append(full[:-1])
-            width = max(len(s) for s in sequences)
-            pad = self.tokenizer.pad_token_id or 0
-            batch = torch.tensor([s + [pad] * (width - len(s)) for s in sequences], device=self.device)
-            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=self.device)
-            logprobs = torch.log_softmax(self.model(input_ids=batch, attention_mask=mask).logits.float(), dim=-1)
-            for row, i in enumerate(indices):
-                continuation_ids = encoded[i][1]
-                length = len(sequences[row])
-                n = len(continuation_ids)
-                scores = logprobs[row, length - n : length]
-                target = torch.tensor(continuation_ids, device=self.device)
-                token_logprobs = scores.gather(1, target.unsqueeze(1)).squeeze(1)
-                greedy = bool((scores.argmax(dim=-1) == target).all()) if n else True
-                results[i] = Loglikelihood(float(token_logprobs.sum()), greedy, n)
+            for i, result in zip(indices, self._score_batch([encoded[i] for i in indices])):
+                results[i] = result
         return [r for r in results if r is not None]
+
+    def _score_batch(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[Loglikelihood]:
+        """Each (context, continuation) as one sequence, right-padded, truncated from the left to
+        the model's length (lm-eval's rule)."""
+        sequences = [
+            (context_ids + continuation_ids)[-(self.max_length + 1) :][:-1] for context_ids, continuation_ids in pairs
+        ]
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id or 0
+        batch = torch.tensor([s + [pad] * (width - len(s)) for s in sequences], device=self.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=self.device)
+        # The positions that predict continuation tokens, over the whole batch.
+        first = min(len(s) - len(pair[1]) for s, pair in zip(sequences, pairs))
+        keep = torch.arange(first, width, device=self.device)
+        logits = self.model(input_ids=batch, attention_mask=mask, logits_to_keep=keep).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        out = []
+        for row, (sequence, (_, continuation_ids)) in enumerate(zip(sequences, pairs)):
+            n = len(continuation_ids)
+            end = len(sequence) - first
+            out.append(self._continuation_score(logprobs[row, end - n : end], continuation_ids))
+        return out
+
+    def _score_shared_context(self, context_ids: list[int], continuations: Sequence[list[int]]) -> list[Loglikelihood]:
+        """One pass over `context_ids`, then all `continuations` at once on copies of its KV cache.
+
+        Same numbers as scoring each ``context + continuation`` sequence on its own (the tests
+        check it against :meth:`_score_batch` and lm-evaluation-harness), for one context pass
+        instead of one per continuation."""
+        prefix = self.model(input_ids=torch.tensor([context_ids], device=self.device), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(prefix.logits[0, -1].float(), dim=-1)
+        if max(len(c) for c in continuations) == 1:
+            return [self._continuation_score(first.unsqueeze(0), c) for c in continuations]
+        cache = prefix.cache
+        cache.batch_repeat_interleave(len(continuations))
+        width = max(len(c) for c in continuations) - 1
+        pad = self.tokenizer.pad_token_id or 0
+        # Each continuation but its last token, right-padded: padding comes after every real
+        # token, so causal attention keeps it out of the positions that are read.
+        inputs = [c[:-1] for c in continuations]  # an empty continuation has no input
+        batch = torch.tensor([i + [pad] * (width - len(i)) for i in inputs], device=self.device)
+        positions = torch.arange(len(context_ids), len(context_ids) + width, device=self.device)
+        rest = self.model(
+            input_ids=batch,
+            cache=cache,
+            use_cache=True,
+            cache_position=positions,
+            position_ids=positions.unsqueeze(0).expand(len(continuations), -1),
+        )
+        rest_logprobs = torch.log_softmax(rest.logits.float(), dim=-1)
+        return [
+            self._continuation_score(torch.cat([first.unsqueeze(0), rest_logprobs[row, : len(c) - 1]]), c)
+            for row, c in enumerate(continuations)
+        ]
+
+    def _continuation_score(self, logprobs: torch.Tensor, continuation_ids: list[int]) -> Loglikelihood:
+        """`logprobs[j]` is the distribution that predicts ``continuation_ids[j]``."""
+        n = len(continuation_ids)
+        if n == 0:
+            return Loglikelihood(0.0, True, 0)
+        target = torch.tensor(continuation_ids, device=logprobs.device)
+        token_logprobs = logprobs.gather(1, target.unsqueeze(1)).squeeze(1)
+        greedy = bool((logprobs.argmax(dim=-1) == target).all())
+        return Loglikelihood(float(token_logprobs.sum()), greedy, n)
 
     @torch.inference_mode()
     def token_logprobs(self, text: str, top: int = 1) -> list[TokenLogprob]:

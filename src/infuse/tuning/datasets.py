@@ -18,7 +18,6 @@ A bad row raises DatasetError naming the file, the line and the field:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.errors import InfuseError
-from infuse.files import ArtifactFolders, read_json, utc_now, write_json_atomic
+from infuse.files import ArtifactFolders, file_sha256, read_json, utc_now, write_json_atomic
 
 ROWS_FILE = "train.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -111,14 +110,6 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
