@@ -117,6 +117,26 @@ def test_realtimeqa_documents_one_file_per_article_deduplicated_by_url(tmp_path:
         realtimeqa_documents(tmp_path / "20990101_qa.jsonl", tmp_path / "x")
 
 
+@needs_data
+def test_realtimeqa_documents_of_some_questions_cut_to_their_lead(tmp_path: Path) -> None:
+    gcs = REALTIMEQA.with_name("20250801_gcs.jsonl")
+    rows = [json.loads(line) for line in gcs.read_text(encoding="utf-8").splitlines()]
+    chosen = {rows[0]["question_id"], rows[1]["question_id"]}
+    urls = {r["url"] for row in rows[:2] for r in row["search_result"] if r["text"].strip()}
+    written = realtimeqa_documents(REALTIMEQA, tmp_path / "news", question_ids=chosen, max_chars=600)
+    assert 0 < len(written) == len(urls) < len(realtimeqa_documents(REALTIMEQA, tmp_path / "all"))
+    for path in written:
+        body = path.read_text(encoding="utf-8").split("\n\n", 1)[1].strip()
+        assert 0 < len(body) <= 600
+        full = next(
+            r["text"]
+            for row in rows[:2]
+            for r in row["search_result"]
+            if r["title"] == path.read_text(encoding="utf-8").splitlines()[0]
+        )
+        assert full.strip().startswith(body[:50])
+
+
 # --- lab worlds ------------------------------------------------------------------------------------
 
 

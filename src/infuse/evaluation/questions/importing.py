@@ -7,7 +7,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -434,9 +434,13 @@ def realtimeqa_search_results_path(qa_path: Path) -> Path | None:
     return qa_path.with_name(qa_path.name[: -len("_qa.jsonl")] + "_gcs.jsonl")
 
 
-def realtimeqa_documents(qa_path: Path, out_dir: Path) -> list[Path]:
+def realtimeqa_documents(
+    qa_path: Path, out_dir: Path, *, question_ids: Collection[str] | None = None, max_chars: int | None = None
+) -> list[Path]:
     """Write the week's search results (``*_gcs.jsonl`` beside `qa_path`) as one ``.txt`` per article
     (title on the first line, then the text), deduplicated by URL; articles without text are left out.
+    `question_ids` keeps only the results of those questions; `max_chars` keeps each article's lead
+    (cut at the last paragraph or sentence end before the limit; news puts the facts first).
     Returns the files written, ready for ``infuse ingest OUT_DIR``."""
     gcs = realtimeqa_search_results_path(Path(qa_path))
     if gcs is None or not gcs.is_file():
@@ -449,6 +453,8 @@ def realtimeqa_documents(qa_path: Path, out_dir: Path) -> list[Path]:
     seen: set[str] = set()
     rows = _Collector(None)
     for _, _, row in _jsonl_rows(gcs, rows):
+        if question_ids is not None and str(row.get("question_id")) not in question_ids:
+            continue
         for result in row.get("search_result") or []:
             if not isinstance(result, dict):
                 continue
@@ -456,6 +462,8 @@ def realtimeqa_documents(qa_path: Path, out_dir: Path) -> list[Path]:
             if not text or not url or url in seen:
                 continue
             seen.add(url)
+            if max_chars is not None:
+                text = lead(text, max_chars)
             slug = re.sub(r"[^A-Za-z0-9]+", "-", title.lower()).strip("-")[:60] or "article"
             target = out_dir / f"{slug}-{hashlib.sha1(url.encode()).hexdigest()[:8]}.txt"
             target.write_text(f"{title or url}\n\n{text}\n", encoding="utf-8")
@@ -465,8 +473,23 @@ def realtimeqa_documents(qa_path: Path, out_dir: Path) -> list[Path]:
     return written
 
 
+def lead(text: str, max_chars: int) -> str:
+    """The start of `text`, at most `max_chars` long, ending at a paragraph or sentence end when
+    one falls in its second half.
+
+    >>> lead("One. Two. Three.", 10)
+    'One. Two.'
+    """
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    cut = max(head.rfind("\n\n"), head.rfind(". ") + 1, head.rfind("。") + 1)
+    return head[:cut].rstrip() if cut > max_chars // 2 else head.rstrip()
+
+
 __all__ = [
     "html_to_text",
+    "lead",
     "import_questions",
     "match_key",
     "parse_mc",
