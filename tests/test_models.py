@@ -3,6 +3,7 @@ log-likelihoods (checked against a plain forward pass), adapters and clear error
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,26 @@ def test_chat_template_or_plain_prompt(tiny_llama_dir: str, tiny_chat_llama_dir:
     assert plain.render(messages) == plain_chat_prompt(messages) and plain.render(messages).endswith("Assistant:")
     chat = TransformersModel.load(tiny_chat_llama_dir)
     assert chat.render(messages) == "<s>system\nBe brief.</s><s>user\nHi</s><s>assistant\n"
+
+
+def test_a_plain_chat_prompt_stops_where_the_next_turn_would_start(
+    tiny_llama_dir: str, tiny_chat_llama_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base model continues "Assistant: ..." with a "User:" line of its own; that ends the answer."""
+    seen: list[tuple[str, ...]] = []
+
+    def record(
+        self: TransformersModel, prompt_ids: list[int], config: GenerationConfig, state: object
+    ) -> Iterator[str]:
+        seen.append(config.stop)
+        yield "ok"
+
+    monkeypatch.setattr(TransformersModel, "_decode_loop", record)
+    messages = [{"role": "user", "content": "Hi"}]
+    TransformersModel.load(tiny_llama_dir).generate(messages, GenerationConfig(stop=("###",)))
+    TransformersModel.load(tiny_llama_dir).generate("Hi", GenerationConfig(stop=("###",)))
+    TransformersModel.load(tiny_chat_llama_dir).generate(messages, GenerationConfig(stop=("###",)))
+    assert seen == [("###", "\nUser:", "\nSystem:"), ("###",), ("###",)]
 
 
 def test_prompt_longer_than_the_context_is_a_clear_error(model: TransformersModel) -> None:

@@ -115,8 +115,13 @@ def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     return [{"role": message["role"], "content": message["content"]} for message in messages]
 
 
+# A model without a chat template (a base model) continues the plain format past its own turn,
+# writing the next "User:" line itself; generation from a plain chat prompt stops there.
+PLAIN_TURN_STOPS = ("\nUser:", "\nSystem:")
+
+
 def plain_chat_prompt(messages: Sequence[ChatMessage]) -> str:
-    """The prompt format for models without a chat template."""
+    """The prompt format for models without a chat template (stop strings: :data:`PLAIN_TURN_STOPS`)."""
     parts = []
     for message in messages:
         role = {"system": "System", "user": "User", "assistant": "Assistant"}[message["role"]]

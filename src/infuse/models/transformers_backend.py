@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -20,6 +20,7 @@ import torch
 from infuse.devices import default_device
 from infuse.hf_logging import quiet_hf_progress
 from infuse.models.base import (
+    PLAIN_TURN_STOPS,
     ChatMessage,
     FinishReason,
     Generation,
@@ -170,6 +171,8 @@ class TransformersModel:
 
     def stream(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> GenerationStream:
         prompt_ids = self._encode_prompt(prompt)
+        if not isinstance(prompt, str) and not getattr(self.tokenizer, "chat_template", None):
+            config = replace(config, stop=(*config.stop, *PLAIN_TURN_STOPS))
         if len(prompt_ids) + 1 > self.max_length:
             raise ModelError(
                 f"the prompt has {len(prompt_ids)} tokens but {self.name} reads at most {self.max_length}; "
