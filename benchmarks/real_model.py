@@ -28,6 +28,7 @@ paraphrases and no other writer exists for news (the lab's writer knows only the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from infuse.config import DEFAULT_CONFIG_TOML
 from infuse.evaluation.compare import CompareRequest, parse_variants, run_compare
@@ -138,7 +140,7 @@ def top_passages(workspace: Workspace, questions: Sequence[Question], out: Path)
 def answered_subset(run: CompareRun, keep: set[str]) -> dict[str, dict[str, float]]:
     """Accuracy per variant over the questions in `keep` (those whose search found an article)."""
     out: dict[str, dict[str, float]] = {}
-    for record in run.results:
+    for record in run.records:
         if record.question_id in keep:
             row = out.setdefault(record.label, {"n": 0, "correct": 0})
             row["n"] += 1
@@ -146,14 +148,14 @@ def answered_subset(run: CompareRun, keep: set[str]) -> dict[str, dict[str, floa
     return {label: row | {"accuracy": round(row["correct"] / row["n"], 4)} for label, row in out.items()}
 
 
-def japanese_check(root: Path, gguf: str, n: int, progress: PrintProgress) -> dict[str, object]:
+def japanese_check(root: Path, gguf: str, n: int, progress: PrintProgress) -> dict[str, Any]:
     """JaQuAD questions through RAG with generated answers: does the Japanese prompt work on Gemma?"""
     qset = import_questions(JAQUAD, ImportFormat.JAQUAD, name="jaquad_sample", limit=n)
     docs = root / "ja_docs"
     docs.mkdir()
     for q in qset.questions:
-        slug = re.sub(r"[^0-9A-Za-z]+", "-", q.gold_doc or q.id)
-        (docs / f"{slug}.txt").write_text(q.gold_text or "", encoding="utf-8")
+        name = hashlib.sha1((q.gold_doc or q.id).encode()).hexdigest()[:12]  # one file per paragraph
+        (docs / f"{name}.txt").write_text(q.gold_text or "", encoding="utf-8")
     workspace = create_workspace(root / "ws_ja", 200, 32)
     save_question_set(workspace.questions_dir, qset)
     workspace.ingest([docs], progress=progress)
@@ -165,7 +167,7 @@ def japanese_check(root: Path, gguf: str, n: int, progress: PrintProgress) -> di
     )
     examples = [
         {"question": r.question, "gold": r.answers[0], "label": r.label, "answer": r.prediction}
-        for r in run.results[: 2 * min(n, 4)]
+        for r in run.records[: 2 * min(n, 4)]
     ]
     return {
         "questions": len(qset.questions),
@@ -347,7 +349,7 @@ def main() -> None:
                 f"Japanese check ({japanese['questions']} JaQuAD questions, generated answers, exact match / F1): "
                 + ", ".join(
                     f"{k} {v['exact_match']:.1%} / {v['f1'] or 0:.2f}" for k, v in japanese["variants"].items()
-                ),  # type: ignore[union-attr]
+                ),
                 "",
             ]
             if japanese

@@ -27,13 +27,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from infuse.files import file_sha256, staged_folder, utc_now, write_json_atomic
+from infuse.files import file_sha256, read_json, staged_folder, utc_now, write_json_atomic
 from infuse.models.base import ModelError
 from infuse.progress import PrintProgress, Progress
 
 CACHE_ENV = "INFUSE_GGUF_CACHE"
 GGUF_SUFFIX = ".gguf"
 PROVENANCE_FILE = "infuse-gguf.json"
+HASH_INDEX = "hashes.json"
 
 
 def supported_architectures() -> list[str]:
@@ -101,8 +102,8 @@ def converted_folder(gguf: GgufFile, cache_dir: Path | None = None, progress: Pr
     """The cached model folder converted from `gguf` (converting it first when needed)."""
     from filelock import FileLock
 
-    digest = file_sha256(gguf.path)
     root = cache_dir or default_cache_dir()
+    digest = _known_digest(gguf.path, root)
     target = root / f"{gguf.path.stem}-{digest[:16]}"
     if (target / PROVENANCE_FILE).is_file():
         return target
@@ -125,6 +126,24 @@ def converted_folder(gguf: GgufFile, cache_dir: Path | None = None, progress: Pr
             )
         progress.note("done")
     return target
+
+
+def _known_digest(path: Path, root: Path) -> str:
+    """The file's SHA-256, remembered per (path, size, mtime) in ``root/hashes.json``: hashing a
+    multi-gigabyte GGUF file on every load would cost seconds each time."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    index_path = root / HASH_INDEX
+    try:
+        index = read_json(index_path) or {}
+    except ValueError:  # unreadable: start afresh (it is only a cache of hashes)
+        index = {}
+    if key not in index:
+        index[key] = file_sha256(path)
+        root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(index_path, index)
+    digest: str = index[key]
+    return digest
 
 
 def _convert(path: Path, out: Path) -> None:
