@@ -14,6 +14,7 @@ from infuse.errors import InfuseError
 from infuse.files import (
     ArtifactFolders,
     read_json,
+    staged_file,
     staged_folder,
     utc_now,
     utc_stamp,
@@ -63,6 +64,23 @@ def test_a_staged_folder_appears_complete_or_not_at_all(tmp_path: Path) -> None:
     with staged_folder(target) as staging:  # success replaces the old folder entirely
         (staging / "b.txt").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+
+
+def test_a_staged_file_appears_checked_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "model.gguf"
+    with staged_file(target) as staging:
+        assert staging.name == "model.gguf" and staging.parent.name.startswith(".model.gguf.tmp-")
+        staging.write_text("v1")
+        assert not target.exists()
+    assert target.read_text() == "v1" and [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
+    with pytest.raises(ValueError, match="check failed"):
+        with staged_file(target) as staging:
+            staging.write_text("v2")
+            raise ValueError("check failed")  # e.g. the exported file does not load back the same
+    assert target.read_text() == "v1" and [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
+    with staged_file(target) as staging:
+        staging.write_text("v3")
+    assert target.read_text() == "v3" and [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
 
 
 def test_utc_timestamps() -> None:

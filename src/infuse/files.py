@@ -9,6 +9,8 @@ new one, never half of it". Written once here, that guarantee is tested once
 * a single file: :func:`write_text_atomic` / :func:`write_json_atomic` (temporary sibling, fsync,
   ``os.replace``);
 * a whole folder: :func:`staged_folder` (a ``.NAME.tmp-PID`` sibling renamed over the target);
+* a large file written by someone else's writer and checked before it counts (an exported GGUF):
+  :func:`staged_file` (written inside a ``.NAME.tmp-PID`` sibling folder, renamed over the target);
 * a parent folder of named artifacts (``WS/datasets/NAME``, ``WS/questions/NAME``,
   ``WS/adapters/NAME``...): :class:`ArtifactFolders` checks names, lists, opens by name with an
   error that lists what exists, and creates through :func:`staged_folder`;
@@ -100,6 +102,23 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def staged_file(target: Path) -> Iterator[Path]:
+    """Yield a path named like `target` inside a temporary folder beside it (``.NAME.tmp-PID/NAME``);
+    when the block succeeds, the file written there replaces `target`; when it fails (a check of the
+    written file included), the folder is deleted. A crash or kill leaves at most the temporary
+    folder, never a half-written or unchecked `target`. The file keeps its name while staged, so
+    readers that go by the suffix (``.gguf``) read it as they will read `target`."""
+    staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging / target.name
+        os.replace(staging / target.name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # --- timestamps -----------------------------------------------------------------------------------
@@ -206,6 +225,7 @@ __all__ = [
     "MANIFEST_FILE",
     "ArtifactFolders",
     "read_json",
+    "staged_file",
     "staged_folder",
     "utc_now",
     "utc_stamp",

@@ -2,6 +2,7 @@
 
 >>> path = build_random_llama(Path("/tmp/tiny-llama"), chat_template=True)  # doctest: +SKIP
 >>> TransformersModel.load(path)  # doctest: +SKIP
+>>> build_random_llama_gguf(Path("/tmp/tiny-gguf"))  # the same model as a GGUF file  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -74,6 +75,60 @@ def build_random_llama(
     LlamaForCausalLM(config).save_pretrained(root)
     tokenizer.save_pretrained(root)
     return str(root)
+
+
+def build_random_llama_gguf(root: Path, **options: Any) -> Path:
+    """:func:`build_random_llama` (``options`` passed on) written as ``root/tiny-llama.gguf``, laid out
+    the way llama.cpp's converter writes a llama (f32 tensors, Q/K rows permuted, the byte-level BPE
+    vocabulary as a ``gpt2`` tokenizer with its merges): a GGUF base that converts, tunes and exports
+    in seconds. The HF folder it came from stays in ``root/hf``."""
+    import json
+
+    import torch
+    from gguf import GGUFValueType
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from infuse.tuning.gguf_export import GgufType, encode, gguf_names, gguf_weights, write_gguf
+
+    folder = build_random_llama(root / "hf", **options)
+    network = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = network.config
+    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    tokens = [token for token, _ in sorted(bpe["vocab"].items(), key=lambda item: item[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    special = set(tokenizer.all_special_ids)
+    u32, f32, text, array = GGUFValueType.UINT32, GGUFValueType.FLOAT32, GGUFValueType.STRING, GGUFValueType.ARRAY
+    metadata = [
+        ("general.name", "tiny random llama", text, None),
+        ("llama.context_length", config.max_position_embeddings, u32, None),
+        ("llama.embedding_length", config.hidden_size, u32, None),
+        ("llama.block_count", config.num_hidden_layers, u32, None),
+        ("llama.feed_forward_length", config.intermediate_size, u32, None),
+        ("llama.attention.head_count", config.num_attention_heads, u32, None),
+        ("llama.attention.head_count_kv", config.num_key_value_heads, u32, None),
+        ("llama.attention.layer_norm_rms_epsilon", config.rms_norm_eps, f32, None),
+        ("llama.rope.freq_base", config.rope_parameters["rope_theta"], f32, None),
+        ("llama.rope.dimension_count", config.hidden_size // config.num_attention_heads, u32, None),
+        ("tokenizer.ggml.model", "gpt2", text, None),
+        ("tokenizer.ggml.tokens", tokens, array, text),
+        (
+            "tokenizer.ggml.token_type",
+            [3 if i in special else 1 for i in range(len(tokens))],
+            array,
+            GGUFValueType.INT32,
+        ),
+        ("tokenizer.ggml.merges", merges, array, text),
+        ("tokenizer.ggml.bos_token_id", tokenizer.bos_token_id, u32, None),
+        ("tokenizer.ggml.eos_token_id", tokenizer.eos_token_id, u32, None),
+        ("tokenizer.ggml.padding_token_id", tokenizer.pad_token_id, u32, None),
+    ]
+    params = network.state_dict()
+    names = {g: h for g, h in gguf_names(network).items() if not (g == "output.weight" and config.tie_word_embeddings)}
+    tensors = ((g, *encode(gguf_weights("llama", g, params[h], config), GgufType.F32)) for g, h in names.items())
+    path = root / "tiny-llama.gguf"
+    write_gguf(path, "llama", iter(metadata), tensors, GgufType.F32)
+    return path
 
 
 class ScriptedModel:

@@ -1,4 +1,4 @@
-"""The fine-tuning commands: ``dataset build|list``, ``tune``, ``adapters list|show|merge``.
+"""The fine-tuning commands: ``dataset build|list``, ``tune``, ``adapters list|show|merge|export``.
 
 Defaults are read from the library's request types (:class:`BuildRequest`, :class:`TuneConfig`),
 so a default changes in one place; which writer writes, whose tokenizer counts, the base model and
@@ -16,17 +16,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infuse.cli.common import err, fmt_loss, open_workspace, out, print_json, progress_bar
+from infuse.cli.common import EXIT_ERROR, err, fmt_loss, open_workspace, out, print_json, progress_bar
 from infuse.tuning.builders import BuildRequest
 from infuse.tuning.datasets import Dataset, DatasetKind
 from infuse.tuning.generators import WriterChoice
+from infuse.tuning.gguf_export import DEFAULT_TYPE, ExportFormat, ExportReport, GgufType
 from infuse.tuning.registry import Run
 from infuse.tuning.trainer import TuneConfig, TuneMethod
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 dataset_app = typer.Typer(help="Fine-tuning datasets built from the knowledge base.", no_args_is_help=True)
-adapters_app = typer.Typer(help="Fine-tuning runs: list, show, merge.", no_args_is_help=True)
+adapters_app = typer.Typer(help="Fine-tuning runs: list, show, merge, export.", no_args_is_help=True)
 
 
 @dataset_app.command("build")
@@ -264,6 +265,57 @@ def adapters_merge(
     out.print(
         f"merged model -> {report['merged']} (max logit difference {report['max_logit_difference']:.2g} "
         f"on {report['samples']} samples)"
+    )
+
+
+@adapters_app.command("export")
+def adapters_export(
+    name: Annotated[str, typer.Argument(help="Run name (LoRA, QLoRA or full).")],
+    export_format: Annotated[ExportFormat, typer.Option("--format", help="gguf (llama.cpp, Ollama, LM Studio).")],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="File, or folder for NAME-TYPE.gguf \\[default: the run's folder]."),
+    ] = None,
+    gguf_type: Annotated[
+        GgufType, typer.Option("--type", help="f32 | f16 | q8_0 (matrices; norms stay f32).")
+    ] = DEFAULT_TYPE,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the tuned model as one GGUF file, verified by loading it back and comparing logits.
+
+    Needs a run whose base model is a GGUF file; for other bases it writes the merged model folder
+    and prints the llama.cpp commands that convert it (exit status 1: no GGUF was written)."""
+    from infuse.tuning.gguf_export import export_gguf
+
+    with err.status(f"exporting {name} as {export_format} ({gguf_type})…"):
+        report = export_gguf(open_workspace(), name, out_file, type=gguf_type)
+    render_export(report, as_json)
+    if report.gguf is None:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def render_export(report: ExportReport, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_dict())
+        return
+    if report.gguf is None:
+        err.print(f"[bold yellow]{escape(report.reason or 'no GGUF written')}[/]")
+        for command in report.commands:
+            out.print(escape(command), highlight=False, soft_wrap=True)
+        return
+    out.print(
+        escape(
+            f"GGUF {report.type} ({(report.bytes or 0) / 1e6:,.0f} MB) -> {report.gguf} (max logit difference "
+            f"{report.max_logit_difference:.2g} <= {report.tolerance}, same top token at "
+            f"{report.top_token_agreement or 0:.1%} of positions, on {report.samples} samples; {report.seconds:.0f}s)"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        escape(f'Ollama: echo "FROM {report.gguf}" > Modelfile && ollama create {report.name} -f Modelfile'),
+        highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -8,6 +8,7 @@ Each run is a folder ``WS/adapters/NAME/``::
     adapter/            the PEFT adapter (LoRA, QLoRA) - or model/ for a full fine-tune
     checkpoints/        step-N/ folders while training (--resume continues from the newest)
     merged/             after `infuse adapters merge`: base + adapter as one model folder
+    NAME-TYPE.gguf      after `infuse adapters export NAME --format gguf` (see :mod:`.gguf_export`)
 
 ``ask``/``serve``/``compare`` take a run's name wherever they take an adapter folder.
 
@@ -74,6 +75,13 @@ class Run:
     @property
     def output_dir(self) -> Path:
         return self.path / (MODEL_DIR if self.method is TuneMethod.FULL else ADAPTER_DIR)
+
+    def require_finished(self) -> None:
+        """The error for a run whose training has not completed (nothing to merge or export yet)."""
+        if self.status is not RunStatus.COMPLETE or not self.output_dir.is_dir():
+            raise TuneError(
+                f"run {self.name!r} has not finished; resume it with `infuse tune --name {self.name} --resume` first"
+            )
 
     def summary(self) -> dict[str, Any]:
         keys = (
@@ -230,17 +238,70 @@ def logits(model: Network, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def check_same_logits(
-    expected: list[torch.Tensor], model: Network, inputs: list[torch.Tensor], tolerance: float, what: str
+    expected: list[torch.Tensor],
+    model: Network,
+    inputs: list[torch.Tensor],
+    tolerance: float,
+    what: str,
+    *,
+    reference: str = "base + adapter",
+    advice: str = "keep using the adapter unmerged",
 ) -> float:
-    """The largest |difference| between `model`'s logits and `expected`; above `tolerance` it is
-    a :class:`TuneError` naming `what`."""
-    worst = max((float((got - want).abs().max()) for got, want in zip(logits(model, inputs), expected)), default=0.0)
+    """The largest |difference| between `model`'s logits and `expected` (those of `reference`);
+    above `tolerance` it is a :class:`TuneError` naming `what` and ending with `advice`."""
+    return require_close_logits(expected, logits(model, inputs), tolerance, what, reference=reference, advice=advice)
+
+
+def require_close_logits(
+    expected: list[torch.Tensor],
+    got: list[torch.Tensor],
+    tolerance: float,
+    what: str,
+    *,
+    reference: str = "base + adapter",
+    advice: str = "keep using the adapter unmerged",
+) -> float:
+    """:func:`check_same_logits` on logits already computed."""
+    worst = max((float((g - want).abs().max()) for g, want in zip(got, expected)), default=0.0)
     if worst > tolerance:
         raise TuneError(
-            f"{what} changed the model: logits differ by up to {worst:.3g} (> {tolerance}) from "
-            "base + adapter; keep using the adapter unmerged"
+            f"{what} changed the model: logits differ by up to {worst:.3g} (> {tolerance}) from {reference}; {advice}"
         )
     return worst
+
+
+@dataclass(frozen=True)
+class TunedNetwork:
+    """A finished run as one network in fp32 on CPU, with the evidence its copies are checked against:
+    `expected` holds the logits of what was trained (base + adapter before merging, or the full
+    fine-tune) on `inputs`, sample rows of the run's own dataset."""
+
+    network: Network
+    tokenizer: PreTrainedTokenizerBase
+    inputs: list[torch.Tensor]
+    expected: list[torch.Tensor]
+
+
+def tuned_network(run: Run, texts: list[str] | None = None) -> TunedNetwork:
+    """`run` as one network: a LoRA/QLoRA adapter merged into its base (loaded in fp32, so QLoRA's
+    4-bit training base is not what is merged into), a full fine-tune as saved. `texts` (default:
+    the first rows of the run's dataset) become the sample inputs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run.require_finished()
+    tokenizer = AutoTokenizer.from_pretrained(str(run.output_dir))
+    inputs = sample_inputs(tokenizer, texts or _sample_texts(run))
+    if run.method is TuneMethod.FULL:
+        network: Network = AutoModelForCausalLM.from_pretrained(str(run.output_dir), dtype=torch.float32)
+        network.eval()
+        return TunedNetwork(network, tokenizer, inputs, logits(network, inputs))
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(model_source(run.base_model), dtype=torch.float32)
+    with_adapter = PeftModel.from_pretrained(base, str(run.output_dir)).eval()
+    expected = logits(with_adapter, inputs)
+    return TunedNetwork(with_adapter.merge_and_unload(), tokenizer, inputs, expected)
 
 
 def merge_adapter(
@@ -250,35 +311,25 @@ def merge_adapter(
     give the same logits as base + adapter on sample inputs (max |difference| <= `tolerance`, in
     fp32 on CPU); otherwise the folder is removed and this is an error."""
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     run = open_run(workspace, name)
     if run.method is TuneMethod.FULL:
         raise TuneError(f"run {name!r} is a full fine-tune: {run.output_dir} already is a complete model folder")
-    if run.status is not RunStatus.COMPLETE or not run.output_dir.is_dir():
-        raise TuneError(f"run {name!r} has not finished; resume it with `infuse tune --name {name} --resume` first")
     target = Path(out) if out is not None else run.path / MERGED_DIR
-    base_source = model_source(run.base_model)
-    tokenizer = AutoTokenizer.from_pretrained(str(run.output_dir))
-    base = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
-    with_adapter = PeftModel.from_pretrained(base, str(run.output_dir)).eval()
-    texts = texts or _sample_texts(run)
-    inputs = sample_inputs(tokenizer, texts)
-    expected = logits(with_adapter, inputs)
-    merged = with_adapter.merge_and_unload()
+    tuned = tuned_network(run, texts)
     with staged_folder(target) as staging:  # a merge that fails the check leaves nothing behind
-        merged.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        tuned.network.save_pretrained(staging)
+        tuned.tokenizer.save_pretrained(staging)
         reloaded: Network = AutoModelForCausalLM.from_pretrained(str(staging), dtype=torch.float32)
         reloaded.eval()
-        worst = check_same_logits(expected, reloaded, inputs, tolerance, f"merging {name!r}")
+        worst = check_same_logits(tuned.expected, reloaded, tuned.inputs, tolerance, f"merging {name!r}")
     return {
         "name": name,
         "merged": str(target),
         "max_logit_difference": worst,
         "tolerance": tolerance,
-        "samples": len(inputs),
+        "samples": len(tuned.inputs),
     }
 
 
@@ -310,8 +361,7 @@ def resolve_for_inference(workspace: Workspace, model: str | None, adapters: lis
             resolved.append(adapter)
             continue
         run = open_run(workspace, adapter)
-        if run.status is not RunStatus.COMPLETE:
-            raise TuneError(f"run {adapter!r} has not finished; resume it with `infuse tune --name {adapter} --resume`")
+        run.require_finished()
         if run.method is TuneMethod.FULL:
             if model and model != run.base_model:
                 raise TuneError(f"run {adapter!r} is a full fine-tune of {run.base_model}; it replaces --model {model}")
@@ -339,4 +389,14 @@ def inference_overrides(workspace: Workspace | None, model: str | None, adapters
     return {"model": overrides} if overrides else {}
 
 
-__all__ = ["Run", "inference_overrides", "list_runs", "merge_adapter", "open_run", "resolve_for_inference", "tune"]
+__all__ = [
+    "Run",
+    "TunedNetwork",
+    "inference_overrides",
+    "list_runs",
+    "merge_adapter",
+    "open_run",
+    "resolve_for_inference",
+    "tune",
+    "tuned_network",
+]
