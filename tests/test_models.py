@@ -11,7 +11,7 @@ import torch
 
 from infuse.config import ModelBackendKind, ModelSettings
 from infuse.models import GenerationConfig, LoglikelihoodRequest, ModelError, load_model
-from infuse.models.base import FinishReason, plain_chat_prompt
+from infuse.models.base import PLAIN_TURN_STOPS, FinishReason, plain_chat_prompt
 from infuse.models.transformers_backend import TransformersModel
 
 
@@ -152,7 +152,8 @@ def test_a_plain_chat_prompt_stops_where_the_next_turn_would_start(
     TransformersModel.load(tiny_llama_dir).generate(messages, GenerationConfig(stop=("###",)))
     TransformersModel.load(tiny_llama_dir).generate("Hi", GenerationConfig(stop=("###",)))
     TransformersModel.load(tiny_chat_llama_dir).generate(messages, GenerationConfig(stop=("###",)))
-    assert seen == [("###", "\nUser:", "\nSystem:"), ("###",), ("###",)]
+    assert seen == [("###", *PLAIN_TURN_STOPS), ("###",), ("###",)]
+    assert "\nUser:" in PLAIN_TURN_STOPS
 
 
 def test_prompt_longer_than_the_context_is_a_clear_error(model: TransformersModel) -> None:

@@ -116,8 +116,9 @@ def template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
 
 
 # A model without a chat template (a base model) continues the plain format past its own turn,
-# writing the next "User:" line itself; generation from a plain chat prompt stops there.
-PLAIN_TURN_STOPS = ("\nUser:", "\nSystem:")
+# writing the next turn itself: a role line, or the "Question:" / "質問:" label of the RAG prompt
+# that it imitates (seen with Gemma 3 270M base). Generation from a plain chat prompt stops there.
+PLAIN_TURN_STOPS = ("\nUser:", "\nSystem:", "\nAssistant:", "\nQuestion:", "\n質問:")
 
 
 def plain_chat_prompt(messages: Sequence[ChatMessage]) -> str:
