@@ -164,7 +164,7 @@ def articles_found(by_file: dict[Path, set[str]]) -> set[str]:
 
 def chunks_under(workspace: Workspace, folder: Path) -> int:
     """Chunks of the knowledge base's documents that came from `folder`."""
-    prefix = str(folder.resolve())
+    prefix = str(folder.resolve()) + os.sep  # not news_aug/ when asked for news/
     return sum(
         r.n_chunks for r in workspace.knowledge_snapshot().iter_documents() if r.document.source_path.startswith(prefix)
     )
