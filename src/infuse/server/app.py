@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from infuse.errors import InfuseError
 from infuse.models.base import ChatMessage, GenerationConfig, GenerationStream, LanguageModel
 from infuse.rag import RagPipeline, RagStream
+from infuse.server.documents import documents_router
 from infuse.server.schemas import ChatCompletionRequest, CompletionRequest
 
 RAG_MODEL_ID = "infuse-rag"
@@ -276,6 +277,7 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
             },
         }
 
+    app.include_router(documents_router(pipeline.retriever))
     return app
 
 
