@@ -277,7 +277,7 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
             },
         }
 
-    app.include_router(documents_router(pipeline.retriever))
+    app.include_router(documents_router(pipeline))
     return app
 
 

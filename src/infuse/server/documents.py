@@ -14,15 +14,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from infuse.retrieval.search import Retriever
+from infuse.rag import RagPipeline
 from infuse.store.filters import combine, parse_filter_items
 from infuse.workspace import WorkspaceRetriever
 
 
-def documents_router(retriever: Retriever) -> APIRouter:
-    """The document routes over the workspace ``retriever`` searches (none when it searches
-    something else, e.g. a bare searcher in tests)."""
+def documents_router(pipeline: RagPipeline) -> APIRouter:
+    """The document routes over the workspace the ``pipeline``'s retriever searches (none when it
+    searches something else: a bare searcher, or a stand-in pipeline without a retriever in tests)."""
     router = APIRouter()
+    retriever = getattr(pipeline, "retriever", None)
     if not isinstance(retriever, WorkspaceRetriever):
         return router
     workspace, visible = retriever.workspace, retriever.filters
