@@ -369,10 +369,10 @@ class Workspace:
 
     def documents(self, filters: FilterLike = None) -> list[DocumentSummary]:
         """The stored documents (with ``filters``: those with a chunk that passes), by source path."""
+        checked = self.validate_filters(filters)
         store = self._read_snapshot()
         if store is None:
             return []
-        checked = self.validate_filters(filters)
         languages: dict[str, Counter[str]] = {}
         for chunk in store.iter_chunks(checked):
             languages.setdefault(chunk.doc_id, Counter())[chunk.lang.value] += 1

@@ -12,7 +12,13 @@ from rich.table import Table
 from infuse.cli.common import FilterOption, err, model_overrides, open_workspace, out, parse_filters, print_json
 from infuse.config import SearchMode
 
-ModelOption = Annotated[str | None, typer.Option(help="Model id, folder or GGUF file (overrides \\[model] name).")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Model id, folder or GGUF file (overrides \\[model] name); a folder or file here always loads "
+        "locally (transformers), whatever \\[model] backend says."
+    ),
+]
 AdapterOption = Annotated[
     list[str] | None, typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")
 ]
