@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from infuse.cli.common import FilterOption, err, model_overrides, open_workspace, out, parse_filters, print_json
+from infuse.cli.common import err, model_overrides, open_workspace, out, print_json
+from infuse.cli.kb import FilterOption, parse_filters
 from infuse.config import SearchMode
 
 ModelOption = Annotated[

@@ -31,7 +31,6 @@ from rich.progress import (
 from typer.core import TyperGroup
 
 from infuse.errors import InfuseError
-from infuse.store.filters import FilterError, filter_keys_help, parse_filter_items
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
 
 EXIT_ERROR = InfuseError.exit_code  # an error (message on stderr); subclasses may choose their own
@@ -80,21 +79,6 @@ def model_overrides(model: str | None, adapters: list[str] | None) -> dict[str, 
     from infuse.tuning.registry import inference_overrides
 
     return inference_overrides(open_workspace(create=True) if adapters else None, model, adapters)
-
-
-# `--filter KEY=VALUE` of search, ask and `documents list`; the keys listed come from the filter schema.
-FilterOption = Annotated[list[str] | None, typer.Option("--filter", help=filter_keys_help())]
-
-
-def parse_filters(raw: list[str] | None) -> dict[str, str] | None:
-    """``--filter KEY=VALUE`` flags as a ``{key: value}`` filter (a malformed flag is a usage
-    error); the library checks keys and converts values (:func:`infuse.store.filters.validate`)."""
-    if not raw:
-        return None
-    try:
-        return parse_filter_items(raw)
-    except FilterError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--filter") from None
 
 
 def print_json(data: Any) -> None:

@@ -15,7 +15,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infuse.cli.common import EXIT_ERROR, FilterOption, err, open_workspace, out, parse_filters, print_json
+from infuse.cli.common import EXIT_ERROR, err, open_workspace, out, print_json
+from infuse.cli.kb import FilterOption, parse_filters
 from infuse.workspace import DocumentSummary
 
 documents_app = typer.Typer(help="List, show and remove the knowledge base's documents.", no_args_is_help=True)

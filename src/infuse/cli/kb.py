@@ -11,17 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infuse.cli.common import (
-    EXIT_PARTIAL,
-    FilterOption,
-    err,
-    open_workspace,
-    out,
-    parse_filters,
-    print_json,
-    progress_bar,
-)
+from infuse.cli.common import EXIT_PARTIAL, err, open_workspace, out, print_json, progress_bar
 from infuse.config import SearchMode
+from infuse.store.filters import FilterError, filter_keys_help, parse_filter_items
 
 
 def ingest(
@@ -49,6 +41,21 @@ def ingest(
             err.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
     if not report.ok:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def parse_filters(raw: list[str] | None) -> dict[str, Any] | None:
+    """``--filter KEY=VALUE`` flags as a filter dict (``page`` as a number)."""
+    if not raw:
+        return None
+    # Values stay text here: the library checks keys and converts values (infuse.store.filters.validate).
+    try:
+        return dict(parse_filter_items(raw))
+    except FilterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--filter") from None
+
+
+# `--filter KEY=VALUE` of search, ask and `documents list`; the keys listed come from the filter schema.
+FilterOption = Annotated[list[str] | None, typer.Option("--filter", help=filter_keys_help())]
 
 
 def read_queries(path: Path) -> tuple[list[str], list[str]]:

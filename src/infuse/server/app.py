@@ -26,7 +26,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from infuse.errors import InfuseError
 from infuse.models.base import ChatMessage, GenerationConfig, GenerationStream, LanguageModel
 from infuse.rag import RagPipeline, RagStream
-from infuse.server.documents import documents_router
 from infuse.server.schemas import ChatCompletionRequest, CompletionRequest
 
 RAG_MODEL_ID = "infuse-rag"
@@ -276,6 +275,8 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+    from infuse.server.documents import documents_router
 
     app.include_router(documents_router(pipeline))
     return app

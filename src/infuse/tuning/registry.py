@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infuse.config import local_model_overrides
 from infuse.devices import default_device
 from infuse.files import ArtifactFolders, read_json, staged_folder, utc_now, write_json_atomic
 from infuse.models.sources import model_source
@@ -383,6 +382,8 @@ def inference_overrides(workspace: Workspace | None, model: str | None, adapters
         if workspace is None:
             raise TuneError("--adapter needs the workspace that holds its fine-tuning runs")
         model, adapters = resolve_for_inference(workspace, model, adapters)
+    from infuse.config import local_model_overrides
+
     overrides = local_model_overrides(model, adapters)
     return {"model": overrides} if overrides else {}
 
