@@ -224,6 +224,12 @@ class StoreContract:
         lexical = sorted(h.chunk.chunk_id for h in corpus.lexical_search(lexical_all, 10, filter_))
         assert dense == lexical == expected
         assert corpus.count_chunks(filter_) == len(expected)
+        assert sorted(c.chunk_id for c in corpus.iter_chunks(filter_)) == expected
+
+    def test_metadata_keys_are_those_of_the_stored_documents(self, corpus: KnowledgeStore) -> None:
+        assert corpus.metadata_keys() == {"team", "year"}
+        corpus.delete_documents(["a", "b"])
+        assert corpus.snapshot().metadata_keys() == {"team"}
 
     def test_access_lists_match_any_of_a_users_principals(self, corpus: KnowledgeStore) -> None:
         alice = AnyOf("access", ["user:alice", "group:legal"])

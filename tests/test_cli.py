@@ -120,3 +120,37 @@ def test_bad_config_names_the_setting(runner: CliRunner, ingested: Path) -> None
 def test_workspace_from_environment(runner: CliRunner, ingested: Path) -> None:
     result = runner.invoke(app, ["status", "--json"], env={"INFUSE_WORKSPACE": str(ingested)})
     assert json.loads(result.stdout)["workspace"] == str(ingested.resolve())
+
+
+def test_ask_takes_filter_and_mode_like_search(
+    runner: CliRunner, ingested: Path, corpus: Path, tiny_chat_llama_dir: str
+) -> None:
+    keys = (corpus / "keys.md").resolve().as_posix()
+    base = ["-w", str(ingested), "ask", "How often are API keys rotated?", "--model", tiny_chat_llama_dir]
+    base += ["--max-tokens", "4", "--json"]
+    result = runner.invoke(app, [*base, "--filter", f"source_path={keys}", "--mode", "lexical"])
+    assert result.exit_code == 0, result.output
+    passages = json.loads(result.stdout)["passages"]
+    assert passages and all(p["source_path"] == keys and p["dense_score"] is None for p in passages)
+    other = runner.invoke(app, [*base, "--filter", "source_path=" + str(corpus / "backups.txt")])
+    assert other.exit_code == 0, other.output
+    assert all(p["source_path"] != keys for p in json.loads(other.stdout)["passages"])
+
+
+def test_model_folder_loads_locally_whatever_the_backend(
+    runner: CliRunner, tmp_path: Path, tiny_chat_llama_dir: str
+) -> None:
+    """A workspace set up for an OpenAI-compatible server (here: nothing listens) still answers
+    with `--model FOLDER` from the folder; a model id that is not a path still goes to the server."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "infuse.toml").write_text(
+        '[model]\nbackend = "openai"\nname = "served"\nbase_url = "http://127.0.0.1:9/v1"\nmax_retries = 0\ntimeout = 2\n',
+        encoding="utf-8",
+    )
+    args = ["-w", str(ws), "ask", "Hello?", "--no-rag", "--max-tokens", "3", "--json"]
+    local = runner.invoke(app, [*args, "--model", tiny_chat_llama_dir])
+    assert local.exit_code == 0, local.output
+    assert json.loads(local.stdout)["model"] == Path(tiny_chat_llama_dir).name
+    served = runner.invoke(app, [*args, "--model", "some-served-model"])
+    assert served.exit_code == 1 and "127.0.0.1:9" in served.output

@@ -13,6 +13,7 @@ from filelock import FileLock
 from conftest import CORPUS, write_corpus
 from infuse.config import SearchMode
 from infuse.errors import EmbedderMismatchError, WorkspaceBusyError, WorkspaceNotFoundError
+from infuse.store.filters import AnyOf, Eq, FilterError
 from infuse.workspace import Workspace
 
 
@@ -135,6 +136,30 @@ def test_filters_on_columns_and_metadata(workspace: Workspace, corpus: Path, tmp
     assert [h.chunk.doc_id for h in workspace.search("start seconds", k=10, filters={"category": "storage"})] == ["p2"]
     source = str((corpus / "keys.md").resolve())
     assert {h.chunk.source_path for h in workspace.search("days", k=10, filters={"source_path": source})} == {source}
+
+
+def test_filters_are_checked_against_the_schema_before_the_store_sees_them(
+    workspace: Workspace, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace.ingest([corpus])
+    with pytest.raises(FilterError, match=r"filter page='abc': page is a whole number"):
+        workspace.search("days", filters={"page": "abc"})
+    with pytest.raises(FilterError, match=r"unknown filter key 'langg'. Did you mean 'lang'\?"):
+        workspace.search("days", filters=Eq("langg", "ja"))
+    with pytest.raises(FilterError, match=r"filter lang='de': lang is one of en, ja"):
+        workspace.retriever(filters=AnyOf("lang", ["en", "de"])).search("days", 3)
+    assert workspace.search("days", filters={"page": "1"}) == []  # a number as text is a number: no pages here
+    monkeypatch.chdir(corpus)
+    relative = workspace.search("API keys", k=10, filters={"source_path": "keys.md"})
+    assert relative and {h.chunk.source_path for h in relative} == {(corpus / "keys.md").resolve().as_posix()}
+
+
+def test_retriever_and_pipeline_take_a_search_mode(workspace: Workspace, corpus: Path) -> None:
+    workspace.ingest([corpus])
+    lexical = workspace.retriever(mode=SearchMode.LEXICAL).search("API keys rotated", 3)
+    assert lexical and all(h.dense_score is None and h.lexical_score is not None for h in lexical)
+    hybrid = workspace.retriever().search("API keys rotated", 3)
+    assert any(h.dense_score is not None for h in hybrid)
 
 
 def test_fused_scores_follow_rrf(workspace: Workspace, corpus: Path) -> None:

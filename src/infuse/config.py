@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import tomllib
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,27 @@ class ModelSettings(BaseModel):
     temperature: float = Field(default=0.0, ge=0)
     timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
+
+
+def local_model_overrides(name: str | None, adapters: Sequence[str] | None = None) -> dict[str, Any]:
+    """``[model]`` overrides for a model named on the command line (``--model``, ``--adapter``).
+
+    A model that is a folder or file on this machine, or adapters applied on top, can only be
+    loaded here: they load with the transformers backend whatever ``[model] backend`` says (an
+    OpenAI-compatible server cannot open a folder on this machine). Other names (a Hub id, a
+    server's model id) keep the configured backend.
+
+    >>> local_model_overrides("Qwen/Qwen2.5-0.5B-Instruct")
+    {'name': 'Qwen/Qwen2.5-0.5B-Instruct'}
+    """
+    overrides: dict[str, Any] = {}
+    if name:
+        overrides["name"] = name
+    if adapters:
+        overrides["adapters"] = list(adapters)
+    if adapters or (name and Path(name).expanduser().exists()):
+        overrides["backend"] = ModelBackendKind.TRANSFORMERS.value
+    return overrides
 
 
 class RagSettings(BaseModel):

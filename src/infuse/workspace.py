@@ -16,6 +16,7 @@ Layout::
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,7 +27,7 @@ from filelock import FileLock, Timeout
 
 from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings, StoreBackend
 from infuse.documents.chunking import Chunker
-from infuse.documents.loaders import RecordFields
+from infuse.documents.loaders import RecordFields, normalise_path
 from infuse.documents.models import Chunk, sha256_hex
 from infuse.embedders import Embedder, EmbedderIdentity, make_embedder
 from infuse.errors import ConfigError, EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
@@ -39,9 +40,9 @@ from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
 from infuse.screening.injection import InjectionDetector, snippet
-from infuse.store.base import KnowledgeStore
+from infuse.store.base import DocumentRecord, KnowledgeStore
 from infuse.store.factory import open_store, store_location
-from infuse.store.filters import FilterLike, combine
+from infuse.store.filters import Eq, Filter, FilterLike, combine, validate
 from infuse.store.terms import TermStatistics
 
 DEFAULT_WORKSPACE = ".infuse"
@@ -102,6 +103,65 @@ class WorkspaceStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class DocumentNotFoundError(InfuseError):
+    """No stored document has the id or source path asked for."""
+
+    http_status = 404
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """A stored document as `infuse documents list` shows it."""
+
+    doc_id: str
+    source_path: str
+    file_type: str
+    title: str
+    lang: str | None  # the language of most of its chunks (None: no chunks)
+    chunks: int
+    access: tuple[str, ...]
+    metadata: dict[str, Any]
+    ingested_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "access": list(self.access)}
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """A stored document's extracted text and its chunks: every chunk's ``start``/``end`` (and so
+    every citation's) index into ``text``, so a viewer can highlight a cited passage in it."""
+
+    record: DocumentRecord
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def text(self) -> str:
+        return self.record.document.text
+
+    def to_dict(self) -> dict[str, Any]:
+        document = self.record.document
+        return {
+            "doc_id": document.doc_id,
+            "source_path": document.source_path,
+            "file_type": document.file_type.value,
+            "title": document.title,
+            "text": document.text,
+            "chunks": [c.to_json("chunk_id", "index", "start", "end", "page", "heading_path") for c in self.chunks],
+        }
+
+
+@dataclass
+class RemovalReport:
+    """What `infuse documents rm` did: the documents removed, and the names that matched none."""
+
+    removed: list[DocumentSummary]
+    not_found: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"removed": [d.to_dict() for d in self.removed], "not_found": self.not_found}
 
 
 class Workspace:
@@ -291,20 +351,115 @@ class Workspace:
         finally:
             lock.release()
 
-    def retriever(self, filters: FilterLike = None) -> WorkspaceRetriever:
+    # --- documents -----------------------------------------------------------------------------
+
+    def _read_snapshot(self) -> KnowledgeStore | None:
+        manifest = self.manifest()
+        return self._snapshot(manifest) if manifest else None
+
+    def validate_filters(self, filters: FilterLike) -> Filter | None:
+        """``filters`` checked against the filter schema and this knowledge base's metadata keys
+        (:func:`infuse.store.filters.validate`): an unknown key or a wrong value is a ``FilterError``."""
+
+        def metadata_keys() -> frozenset[str]:
+            store = self._read_snapshot()
+            return store.metadata_keys() if store else frozenset()
+
+        return validate(filters, metadata_keys)
+
+    def documents(self, filters: FilterLike = None) -> list[DocumentSummary]:
+        """The stored documents (with ``filters``: those with a chunk that passes), by source path."""
+        checked = self.validate_filters(filters)
+        store = self._read_snapshot()
+        if store is None:
+            return []
+        languages: dict[str, Counter[str]] = {}
+        for chunk in store.iter_chunks(checked):
+            languages.setdefault(chunk.doc_id, Counter())[chunk.lang.value] += 1
+        records = [r for r in store.iter_documents() if checked is None or r.doc_id in languages]
+        records.sort(key=lambda r: (r.document.source_path, r.doc_id))
+        return [self._summary(r, languages.get(r.doc_id)) for r in records]
+
+    @staticmethod
+    def _summary(record: DocumentRecord, languages: Counter[str] | None) -> DocumentSummary:
+        document = record.document
+        return DocumentSummary(
+            doc_id=document.doc_id,
+            source_path=document.source_path,
+            file_type=document.file_type.value,
+            title=document.title,
+            lang=languages.most_common(1)[0][0] if languages else None,
+            chunks=record.n_chunks,
+            access=document.access,
+            metadata=dict(document.metadata),
+            ingested_at=record.ingested_at,
+        )
+
+    def _matching_ids(self, store: KnowledgeStore, ref: str) -> list[str]:
+        """The documents ``ref`` names: the one with that id, else all from that source path
+        (a relative path is taken from the current folder, as ingest does)."""
+        states = store.document_states()
+        if ref in states:
+            return [ref]
+        path = normalise_path(Path(ref))
+        return sorted(doc_id for doc_id, state in states.items() if state.source_path == path)
+
+    def document(self, ref: str, filters: FilterLike = None) -> DocumentView:
+        """The document with id (or from source path) ``ref``: its extracted text and chunks.
+
+        With ``filters`` (e.g. what one user may read) a document none of whose chunks pass is
+        not found. A path holding several documents (JSONL records) is an error listing their ids.
+        """
+        store = self._read_snapshot()
+        ids = self._matching_ids(store, ref) if store else []
+        if len(ids) > 1:
+            shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            raise InfuseError(f"{ref} holds {len(ids)} documents (records); name one by id: {shown}")
+        if store is not None and ids:
+            chunks = tuple(store.iter_chunks(combine(Eq("doc_id", ids[0]), self.validate_filters(filters))))
+            record = next((r for r in store.iter_documents() if r.doc_id == ids[0]), None)
+            if record is not None and (chunks or filters is None):
+                return DocumentView(record, chunks)
+        raise DocumentNotFoundError(
+            f"no document {ref!r} in the knowledge base of {self.path}; "
+            f"`infuse -w {self.path} documents list` shows the ids and source paths"
+        )
+
+    def remove(self, refs: Sequence[str]) -> RemovalReport:
+        """Remove documents by id or source path (all documents of that path); names that match
+        no document are reported, not an error, so the others are still removed."""
+        store = self._read_snapshot()
+        found: dict[str, None] = {}
+        not_found: list[str] = []
+        for ref in refs:
+            ids = self._matching_ids(store, ref) if store else []
+            found.update(dict.fromkeys(ids))
+            if not ids:
+                not_found.append(ref)
+        removed = [self._summary(r, None) for r in store.iter_documents() if r.doc_id in found] if store else []
+        self.remove_documents(list(found))
+        return RemovalReport(sorted(removed, key=lambda d: (d.source_path, d.doc_id)), not_found)
+
+    # --- retrieval -----------------------------------------------------------------------------
+
+    def retriever(self, filters: FilterLike = None, mode: SearchMode | None = None) -> WorkspaceRetriever:
         """A retriever over the latest commit at each call; ``filters`` narrow every search
-        (e.g. to what one user may read)."""
-        return WorkspaceRetriever(self, filters)
+        (e.g. to what one user may read); ``mode`` overrides ``[search] mode``."""
+        return WorkspaceRetriever(self, filters, mode)
 
     def rag_pipeline(
-        self, model: LanguageModel, generation: GenerationConfig | None = None, filters: FilterLike = None
+        self,
+        model: LanguageModel,
+        generation: GenerationConfig | None = None,
+        filters: FilterLike = None,
+        mode: SearchMode | None = None,
     ) -> RagPipeline:
-        """RAG over this knowledge base with the workspace's settings (``filters``: see :meth:`retriever`)."""
+        """RAG over this knowledge base with the workspace's settings (``filters``, ``mode``: see :meth:`retriever`)."""
         model_settings = self.settings.model
         generation = generation or GenerationConfig(
             max_new_tokens=model_settings.max_new_tokens, temperature=model_settings.temperature
         )
-        return RagPipeline(self.retriever(filters), model, self.settings.rag, self.tokenizer, generation)
+        return RagPipeline(self.retriever(filters, mode), model, self.settings.rag, self.tokenizer, generation)
 
     def searcher(self, mode: SearchMode | None = None) -> HybridSearcher | None:
         """A searcher over a consistent snapshot of the knowledge base (None when it is empty)."""
@@ -333,10 +488,11 @@ class Workspace:
         self, queries: Sequence[str], k: int | None = None, mode: SearchMode | None = None, filters: FilterLike = None
     ) -> list[list[SearchHit]]:
         mode = mode or self.settings.search.mode
+        checked = self.validate_filters(filters)
         searcher = self.searcher(mode)
         if searcher is None:
             return [[] for _ in queries]
-        return searcher.search_many(list(queries), k or self.settings.search.k, filters, mode)
+        return searcher.search_many(list(queries), k or self.settings.search.k, checked, mode)
 
     def status(self) -> WorkspaceStatus:
         manifest = self.manifest()
@@ -417,12 +573,13 @@ class WorkspaceRetriever:
     """Searches the workspace's latest commit at every call, so a long-running server sees what
     an ingest added since it started; ``filters`` are added to every search's own filters."""
 
-    def __init__(self, workspace: Workspace, filters: FilterLike = None) -> None:
+    def __init__(self, workspace: Workspace, filters: FilterLike = None, mode: SearchMode | None = None) -> None:
         self.workspace = workspace
         self.filters = filters
+        self.mode = mode
 
     def search(self, query: str, k: int, filters: FilterLike = None) -> list[SearchHit]:
-        return self.workspace.search(query, k=k, filters=combine(self.filters, filters))
+        return self.workspace.search(query, k=k, mode=self.mode, filters=combine(self.filters, filters))
 
     def term_statistics(self) -> TermStatistics:
         return self.workspace.term_statistics()

@@ -10,8 +10,16 @@ import typer
 from rich.table import Table
 
 from infuse.cli.common import err, model_overrides, open_workspace, out, print_json
+from infuse.cli.kb import FilterOption, parse_filters
+from infuse.config import SearchMode
 
-ModelOption = Annotated[str | None, typer.Option(help="Model id, folder or GGUF file (overrides \\[model] name).")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Model id, folder or GGUF file (overrides \\[model] name); a folder or file here always loads "
+        "locally (transformers), whatever \\[model] backend says."
+    ),
+]
 AdapterOption = Annotated[
     list[str] | None, typer.Option(help="Fine-tuning run name or PEFT adapter folder; repeatable.")
 ]
@@ -21,6 +29,8 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question, in English or Japanese.")],
     no_rag: Annotated[bool, typer.Option("--no-rag", help="Answer closed-book, without retrieval.")] = False,
     k: Annotated[int | None, typer.Option("-k", help="Passages to retrieve.", min=1)] = None,
+    mode: Annotated[SearchMode | None, typer.Option(help="Retrieval: hybrid, dense or lexical.")] = None,
+    filter_: FilterOption = None,
     model: ModelOption = None,
     adapter: AdapterOption = None,
     max_tokens: Annotated[int | None, typer.Option(help="Maximum new tokens.", min=1)] = None,
@@ -29,13 +39,15 @@ def ask(
     """Answer a question from the knowledge base (streamed), then list the cited sources."""
     from infuse.models import load_model
 
+    filters = parse_filters(filter_)
     overrides = model_overrides(model, adapter)
     if max_tokens is not None:
         overrides.setdefault("model", {})["max_new_tokens"] = max_tokens
     ws = open_workspace(create=no_rag, **overrides)
+    checked = ws.validate_filters(filters)  # a bad filter fails before the model loads
     with err.status("loading model…"):
         llm = load_model(ws.settings.model)
-    stream = ws.rag_pipeline(llm).stream(question, k=k, use_retrieval=not no_rag)
+    stream = ws.rag_pipeline(llm, filters=checked, mode=mode).stream(question, k=k, use_retrieval=not no_rag)
     for delta in stream:
         if not as_json:
             sys.stdout.write(delta)

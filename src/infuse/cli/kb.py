@@ -13,6 +13,7 @@ from rich.table import Table
 
 from infuse.cli.common import EXIT_PARTIAL, err, open_workspace, out, print_json, progress_bar
 from infuse.config import SearchMode
+from infuse.store.filters import FilterError, filter_keys_help, parse_filter_items
 
 
 def ingest(
@@ -46,15 +47,15 @@ def parse_filters(raw: list[str] | None) -> dict[str, Any] | None:
     """``--filter KEY=VALUE`` flags as a filter dict (``page`` as a number)."""
     if not raw:
         return None
-    filters: dict[str, Any] = {}
-    for item in raw:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(
-                f"{item!r}: expected KEY=VALUE, e.g. lang=ja or source_path=/docs/a.md", param_hint="--filter"
-            )
-        filters[key.strip()] = int(value) if key.strip() == "page" and value.isdigit() else value
-    return filters
+    # Values stay text here: the library checks keys and converts values (infuse.store.filters.validate).
+    try:
+        return dict(parse_filter_items(raw))
+    except FilterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--filter") from None
+
+
+# `--filter KEY=VALUE` of search, ask and `documents list`; the keys listed come from the filter schema.
+FilterOption = Annotated[list[str] | None, typer.Option("--filter", help=filter_keys_help())]
 
 
 def read_queries(path: Path) -> tuple[list[str], list[str]]:
@@ -82,10 +83,7 @@ def search(
     query: Annotated[str | None, typer.Argument(help="The query (or use --queries).")] = None,
     k: Annotated[int | None, typer.Option("-k", help="Number of results.", min=1)] = None,
     mode: Annotated[SearchMode | None, typer.Option(help="hybrid, dense or lexical.")] = None,
-    filter_: Annotated[
-        list[str] | None,
-        typer.Option("--filter", help="KEY=VALUE (doc_id, source_path, lang, page, or a metadata field); repeatable."),
-    ] = None,
+    filter_: FilterOption = None,
     queries: Annotated[Path | None, typer.Option(help='JSONL file of {"id", "query"} lines: batch search.')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (JSONL with --queries).")] = False,
 ) -> None:

@@ -276,6 +276,9 @@ def create_app(pipeline: RagPipeline, api_key: str | None = None) -> FastAPI:
             },
         }
 
+    from infuse.server.documents import documents_router
+
+    app.include_router(documents_router(pipeline))
     return app
 
 

@@ -101,8 +101,13 @@ class KnowledgeStore(Protocol):
 
     def chunk_ids(self) -> list[str]: ...
 
-    def iter_chunks(self) -> Iterator[Chunk]:
-        """Every chunk, by source path, document and position: what training data is built from."""
+    def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
+        """Every chunk (passing ``filters``), by source path, document and position: what training
+        data is built from, and what ``infuse documents`` lists and shows."""
+
+    def metadata_keys(self) -> frozenset[str]:
+        """The document metadata keys present in the knowledge base (what a filter may name besides
+        the fixed keys of :data:`infuse.store.filters.FILTER_FIELDS`)."""
 
     def term_statistics(self) -> TermStatistics:
         """Keyword document frequencies over the chunks (the RAG relevance gate weighs words by them)."""

@@ -245,6 +245,7 @@ class LanceDBStore:
         self._documents = self._open_or_create(documents_table, _schema((*DOCUMENT_COLUMNS, *INGEST_COLUMNS)))
         self._read_only = False
         self._term_statistics: dict[int, TermStatistics] = {}  # by chunk table version; shared with snapshots
+        self._metadata_keys: dict[int, frozenset[str]] = {}  # by documents table version; shared with snapshots
 
     def _open_or_create(self, name: str, schema: pa.Schema) -> Any:
         try:
@@ -332,7 +333,7 @@ class LanceDBStore:
         view = object.__new__(LanceDBStore)
         view.path, view.chunks_name, view.documents_name = self.path, self.chunks_name, self.documents_name
         view.dimension, view._db, view._read_only = self.dimension, self._db, True
-        view._term_statistics = self._term_statistics
+        view._term_statistics, view._metadata_keys = self._term_statistics, self._metadata_keys
         view._chunks = self._db.open_table(self.chunks_name)
         view._chunks.checkout(view._chunks.version)
         view._documents = self._db.open_table(self.documents_name)
@@ -434,10 +435,23 @@ class LanceDBStore:
     def chunk_ids(self) -> list[str]:
         return list(self._columns(self._chunks, ["chunk_id"]).column("chunk_id").to_pylist())
 
-    def iter_chunks(self) -> Iterator[Chunk]:
-        rows = self._columns(self._chunks, [c.name for c in self._read_columns()]).to_pylist()
+    def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
+        query = self._chunks.search()
+        where = filter_to_sql(filters, self._chunk_names())
+        if where:
+            query = query.where(where)
+        rows = query.select([c.name for c in self._read_columns()]).limit(None).to_arrow().to_pylist()
         chunks = sorted((self._chunk(row) for row in rows), key=lambda c: (c.source_path, c.doc_id, c.index))
         yield from chunks
+
+    def metadata_keys(self) -> frozenset[str]:
+        """Read once per documents table version (one scan of the metadata column), then reused."""
+        version = self._documents.version
+        if version not in self._metadata_keys:
+            values = self._columns(self._documents, ["metadata_json"]).column("metadata_json").to_pylist()
+            self._metadata_keys.clear()  # only the latest version is asked for again
+            self._metadata_keys[version] = frozenset(key for value in values for key in _json_dict(value))
+        return self._metadata_keys[version]
 
     def term_statistics(self) -> TermStatistics:
         """Counted once per table version (one scan of the tokens column), then reused."""

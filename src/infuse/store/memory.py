@@ -154,8 +154,12 @@ class InMemoryStore:
     def chunk_ids(self) -> list[str]:
         return list(self._chunks)
 
-    def iter_chunks(self) -> Iterator[Chunk]:
-        yield from sorted((c.chunk for c in self._chunks.values()), key=lambda c: (c.source_path, c.doc_id, c.index))
+    def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
+        chunks = (c.chunk for c in self._candidates(filters, exclude_flagged=False))
+        yield from sorted(chunks, key=lambda c: (c.source_path, c.doc_id, c.index))
+
+    def metadata_keys(self) -> frozenset[str]:
+        return frozenset(key for d in self._documents.values() for key in d.document.metadata)
 
     def term_statistics(self) -> TermStatistics:
         return TermStatistics.from_token_lists(c.tokens for c in self._chunks.values())

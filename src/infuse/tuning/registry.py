@@ -376,16 +376,15 @@ def resolve_for_inference(workspace: Workspace, model: str | None, adapters: lis
 def inference_overrides(workspace: Workspace | None, model: str | None, adapters: list[str] | None) -> dict[str, Any]:
     """Workspace settings overrides for ``--model``/``--adapter`` (``Workspace.open(..., **overrides)``),
     with fine-tuning run names resolved to their folders (:func:`resolve_for_inference`); the
-    workspace that holds the runs is needed only when there are adapters."""
+    workspace that holds the runs is needed only when there are adapters. A local model folder
+    or adapters load with the transformers backend (:func:`infuse.config.local_model_overrides`)."""
     if adapters:
         if workspace is None:
             raise TuneError("--adapter needs the workspace that holds its fine-tuning runs")
         model, adapters = resolve_for_inference(workspace, model, adapters)
-    overrides: dict[str, Any] = {}
-    if model:
-        overrides["name"] = model
-    if adapters:
-        overrides["adapters"] = adapters
+    from infuse.config import local_model_overrides
+
+    overrides = local_model_overrides(model, adapters)
     return {"model": overrides} if overrides else {}
 
 
