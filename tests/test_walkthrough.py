@@ -81,7 +81,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "INFUSE_LAB_CACHE": str(tmp_path / "lab-cache"),
-        "OMP_NUM_THREADS": "2",
+        "OMP_NUM_THREADS": "1",
     }
     env.pop("INFUSE_WORKSPACE", None)
     timed = [f"SECONDS=0; {speed_up(line)}; echo \"step {i}: $SECONDS s\" >&2" for i, line in enumerate(steps)]
