@@ -1,4 +1,4 @@
-"""The fine-tuning commands: ``dataset build|list``, ``tune``, ``adapters list|show|merge|export``.
+"""The fine-tuning commands: ``dataset build|list|rm``, ``tune``, ``adapters list|show|rm|merge|export``.
 
 Defaults are read from the library's request types (:class:`BuildRequest`, :class:`TuneConfig`),
 so a default changes in one place; which writer writes, whose tokenizer counts, the base model and
@@ -27,7 +27,7 @@ from infuse.tuning.trainer import TuneConfig, TuneMethod
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 dataset_app = typer.Typer(help="Fine-tuning datasets built from the knowledge base.", no_args_is_help=True)
-adapters_app = typer.Typer(help="Fine-tuning runs: list, show, merge, export.", no_args_is_help=True)
+adapters_app = typer.Typer(help="Fine-tuning runs: list, show, rm, merge, export.", no_args_is_help=True)
 
 
 @dataset_app.command("build")
@@ -133,6 +133,14 @@ def dataset_list(as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+@dataset_app.command("rm")
+def dataset_rm(name: Annotated[str, typer.Argument(help="Dataset name.")], as_json: JsonOption = False) -> None:
+    """Delete a dataset (rows, manifest, and any unfinished build of it)."""
+    from infuse.tuning.datasets import remove_dataset
+
+    render_removed(remove_dataset(open_workspace().datasets_dir, name), as_json)
+
+
 def tune_command(
     dataset: Annotated[str, typer.Option(help="Dataset name (infuse dataset list) or a JSONL file.")],
     method: Annotated[TuneMethod, typer.Option(help="lora | full | qlora (CUDA + bitsandbytes).")] = TuneConfig.method,
@@ -155,8 +163,19 @@ def tune_command(
     eval_fraction: Annotated[
         float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)
     ] = TuneConfig.eval_fraction,
-    save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    save_every: Annotated[
+        int | None, typer.Option(help="Checkpoint every N steps; 0: none \\[default: about 10 per run].", min=0)
+    ] = None,
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option("--keep-checkpoints", help="Keep checkpoints/ once the run is complete (removed by default)."),
+    ] = TuneConfig.keep_final_checkpoints,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="Train on the usable rows when some rows are unusable.")
+    ] = TuneConfig.skip_bad_rows,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted or failed run from its last checkpoint.")
+    ] = False,
     gradient_checkpointing: Annotated[
         bool, typer.Option(help="Trade compute for memory.")
     ] = TuneConfig.gradient_checkpointing,
@@ -181,6 +200,8 @@ def tune_command(
         lora_targets=TuneConfig.parse_targets(lora_targets),
         eval_fraction=eval_fraction,
         save_every=save_every,
+        keep_final_checkpoints=keep_checkpoints,
+        skip_bad_rows=skip_bad_rows,
         gradient_checkpointing=gradient_checkpointing,
         seed=seed,
         device=device,
@@ -244,6 +265,21 @@ def adapters_show(name: Annotated[str, typer.Argument(help="Run name.")], as_jso
         out.print(
             f"[bold]{key}[/]: {escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))}"
         )
+
+
+@adapters_app.command("rm")
+def adapters_rm(name: Annotated[str, typer.Argument(help="Run name.")], as_json: JsonOption = False) -> None:
+    """Delete a fine-tuning run (adapter or model, checkpoints, merged model); refused while it trains."""
+    from infuse.tuning.registry import remove_run
+
+    render_removed(remove_run(open_workspace(), name), as_json)
+
+
+def render_removed(report: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"removed {report['kind']} [bold]{escape(str(report['removed']))}[/] ({escape(str(report['path']))})")
 
 
 @adapters_app.command("merge")

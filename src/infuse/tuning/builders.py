@@ -39,6 +39,7 @@ from infuse.tuning.datasets import (
     read_rows,
     row_format,
     save_dataset,
+    usable_rows,
 )
 from infuse.tuning.generators import QAPair, TrainingTextWriter, WriterChoice, choose_writer, chunk_language
 
@@ -119,19 +120,25 @@ def cpt_rows(documents: Sequence[Document], tokenizer: PreTrainedTokenizerBase, 
             if n - i <= room - 1:  # the rest fits, with EOS
                 break
             i += room if n - i > room else room - 1  # never leave an empty last piece
+        pieces = []
         for piece, start in enumerate(starts):
             begin = 0 if piece == 0 else offsets[start][0]
             finish = len(text) if piece == len(starts) - 1 else offsets[starts[piece + 1]][0]
-            rows.append(
-                {
-                    "text": text[begin:finish],
-                    "bos": piece == 0,
-                    "eos": piece == len(starts) - 1,
-                    "doc_id": document.doc_id,
-                    "source": document.source_path,
-                    "piece": piece,
-                }
-            )
+            pieces.append(text[begin:finish])
+        # A piece of only whitespace (a Markdown file's final "\n", a run of blank lines) teaches
+        # nothing and is an unusable row: it is left out, and BOS/EOS go to the pieces around it.
+        pieces = [p for p in pieces if p.strip()]
+        rows.extend(
+            {
+                "text": piece_text,
+                "bos": piece == 0,
+                "eos": piece == len(pieces) - 1,
+                "doc_id": document.doc_id,
+                "source": document.source_path,
+                "piece": piece,
+            }
+            for piece, piece_text in enumerate(pieces)
+        )
     return rows
 
 
@@ -360,9 +367,12 @@ def build_dataset_from(
         rows, counts = qa_rows(chunks, writer, request.questions_per_chunk, request.seed, tick)
         parameters = {"questions_per_chunk": request.questions_per_chunk}
     elif kind is DatasetKind.RAFT:
-        questions = _raft_questions(datasets_dir, request, chunks, writer, tick)
+        asked = _raft_questions(datasets_dir, request, chunks, writer, tick)
+        questions = [(p, c) for p, c in asked if p.question.strip() and p.answer.strip()]
         rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed)
         counts = {"questions": len(questions), "rows_without_oracle": sum(not r["oracle_included"] for r in rows)}
+        if len(asked) > len(questions):  # a blank answer would still get its "[n]" citation
+            counts["unusable_pairs_dropped"] = len(asked) - len(questions)
         parameters = {
             "distractors": request.distractors,
             "no_oracle_share": request.no_oracle_share,
@@ -371,6 +381,9 @@ def build_dataset_from(
         }
     else:
         raise DatasetError(f"cannot build a dataset of kind {kind!r}; use cpt, paraphrase, qa or raft")
+    rows, unusable = usable_rows(rows)  # the one gate every kind's rows pass: never an empty row
+    if unusable:
+        counts["unusable_rows_dropped"] = unusable
     if not rows:
         raise DatasetError(
             f"the {kind} builder produced no rows from {len(chunks)} chunks"
