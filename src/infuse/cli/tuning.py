@@ -66,11 +66,35 @@ def dataset_build(
             help="paraphrase/qa/raft: auto (a lab world's own templates for lab documents, else --model) | model | lab."
         ),
     ] = BuildRequest.writer,
+    limit_chunks: Annotated[
+        int | None, typer.Option(help="paraphrase/qa/raft: write for the first N chunks only (a trial run).", min=1)
+    ] = BuildRequest.limit_chunks,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="paraphrase/qa/raft: longest reply the model may write \\[default: \\[model] max_new_tokens].", min=1
+        ),
+    ] = BuildRequest.max_new_tokens,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            help="paraphrase/qa/raft: requests in flight (1 for a local model; 8-32 against a vLLM-like server).", min=1
+        ),
+    ] = BuildRequest.concurrency,
+    quality_gate: Annotated[
+        bool,
+        typer.Option(
+            help="Reject model-written text that loses the chunk's key terms or language, or answers off the chunk."
+        ),
+    ] = BuildRequest.quality_gate,
     seed: Annotated[int, typer.Option(help="Seed for sampling, shuffling and generation.")] = BuildRequest.seed,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new dataset's name and manifest as JSON.")] = False,
 ) -> None:
-    """Build a training set (JSONL + manifest) from the knowledge base."""
+    """Build a training set (JSONL + manifest) from the knowledge base.
+
+    A model-written build that is interrupted (even with kill -9) resumes where it stopped when
+    the same command is run again."""
     from infuse.tuning.builders import build_dataset
 
     request = BuildRequest(
@@ -87,6 +111,10 @@ def dataset_build(
         questions_from=questions_from,
         replay=replay,
         replay_share=replay_share,
+        limit_chunks=limit_chunks,
+        max_new_tokens=max_new_tokens,
+        concurrency=concurrency,
+        quality_gate=quality_gate,
         seed=seed,
         overwrite=overwrite,
     )

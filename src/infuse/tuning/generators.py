@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from infuse.documents.models import Chunk
 from infuse.language import Language, detect_language
-from infuse.models.base import GenerationConfig, LanguageModel
+from infuse.models.base import FinishReason, Generation, GenerationConfig, LanguageModel
 from infuse.tuning.datasets import DatasetError
 
 if TYPE_CHECKING:
@@ -139,19 +140,31 @@ class ModelWriter:
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
         self.max_attempts_factor = max_attempts_factor
+        self.cut_off = 0  # paraphrase replies cut off at max_new_tokens (not used), by this writer
+        self._lock = threading.Lock()  # the builder calls a writer from several threads
+
+    def _generate(self, prompt: str, seed: int) -> Generation:
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=seed)
+        return self.model.generate([{"role": "user", "content": prompt}], config)
 
     def _ask(self, prompt: str, seed: int) -> str:
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=seed)
-        return self.model.generate([{"role": "user", "content": prompt}], config).text.strip()
+        return self._generate(prompt, seed).text.strip()
 
     def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
+        """Up to `n` distinct rewrites; a reply cut off at ``max_new_tokens`` is incomplete and
+        not used (counted in :attr:`cut_off`: raise ``--max-new-tokens`` if it is high)."""
         prompt = PARAPHRASE_PROMPTS[chunk_language(chunk)].format(text=chunk.text)
         seen = {normalise_for_dedup(chunk.text)}
         found: list[str] = []
         for attempt in range(n * self.max_attempts_factor):
             if len(found) == n:
                 break
-            text = self._ask(prompt, seed * 1_000 + attempt)
+            reply = self._generate(prompt, seed * 1_000 + attempt)
+            if reply.finish_reason is FinishReason.LENGTH:
+                with self._lock:
+                    self.cut_off += 1
+                continue
+            text = reply.text.strip()
             key = normalise_for_dedup(text)
             if key and key not in seen:
                 seen.add(key)
@@ -207,7 +220,8 @@ def choose_writer(
     loading: Callable[[str], None] | None = None,
 ) -> TrainingTextWriter:
     """Who writes for `chunks`: a registered corpus writer (unless `choice` is MODEL), else a
-    :class:`ModelWriter` over `model` (``model.name`` None is an error saying to pass one).
+    :class:`ModelWriter` over `model` (``model.name`` None is an error saying to pass one) that
+    writes at most ``model.max_new_tokens`` tokens per reply.
     `loading(name)` is called before a model is loaded (it can take a while)."""
     if choice is not WriterChoice.MODEL:
         found = detect_writer(chunks)
@@ -226,7 +240,7 @@ def choose_writer(
 
     if loading is not None:
         loading(model.name)
-    return ModelWriter(load_model(model))
+    return ModelWriter(load_model(model), max_new_tokens=model.max_new_tokens)
 
 
 __all__ = [
