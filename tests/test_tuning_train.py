@@ -320,6 +320,7 @@ def test_kill_9_then_resume_continues_the_same_trajectory(lab_cpt: Workspace, ti
     killed_at = len(log.read_text().splitlines())
     assert 17 <= killed_at < 40, "the run finished before it could be killed"
     assert open_run(lab_cpt, "victim").manifest["status"] == "training"
+    assert open_run(lab_cpt, "victim").status is RunStatus.INTERRUPTED  # nobody holds its lock
     resumed = _run(str(lab_cpt.path), tiny_lab_model_dir, "victim", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     run = open_run(lab_cpt, "victim")
@@ -387,3 +388,65 @@ def test_shipped_accelerate_configs_load(name: str) -> None:
     repo = Path(__file__).resolve().parents[1]
     config = load_config_from_file(str(repo / "configs" / "accelerate" / f"{name}.yaml"))
     assert config.num_processes >= 1 and config.mixed_precision == "bf16"
+
+
+def _tune_cli(ws: Path, model: str, name: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "infuse", "-w", str(ws), "tune", "--dataset", "cpt", "--model", model, "--name", name,
+        "--max-steps", "40", "--save-every", "5", "--seq-len", "128", "--lr", "3e-3", "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_trials_of_the_tune_command(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
+    """`infuse tune` killed with SIGKILL at several points (before the first checkpoint, and
+    between later ones): the run is never corrupt, is listed as interrupted, `--resume` finishes
+    it with every step logged once, and the registry then lists it complete without checkpoints.
+    The counts go into docs/fine-tuning.md ("Reliability")."""
+    from typer.testing import CliRunner
+
+    from conftest import kill_9_when
+    from infuse.cli import app
+    from infuse.tuning.trainer import checkpoint_dirs
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    trials = corrupt = lost = 0
+    for kill_after in (1, 12, 23, 34):  # logged steps when the kill comes
+        name = f"victim-{kill_after}"
+        log = lab_cpt.adapters_dir / name / "train_log.jsonl"
+        victim = subprocess.Popen(
+            _tune_cli(lab_cpt.path, tiny_lab_model_dir, name),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        kill_9_when(
+            victim, lambda log=log, n=kill_after: log.is_file() and len(log.read_text().splitlines()) >= n, what="tune"
+        )
+        trials += 1
+        run = open_run(lab_cpt, name)  # the manifest reads back
+        listed = CliRunner().invoke(app, ["-w", str(lab_cpt.path), "adapters", "list", "--json"])
+        assert {r["name"]: r["status"] for r in json.loads(listed.stdout)}[name] == "interrupted"
+        try:
+            read_log(run.path)
+            for checkpoint in checkpoint_dirs(run.path):  # every complete checkpoint loads
+                json.loads((checkpoint / "trainer_state.json").read_text())
+                assert (checkpoint / "trainable.safetensors").is_file() and (checkpoint / "optimizer.pt").is_file()
+            assert not (run.path / "adapter").exists()  # no half-written output
+        except (ValueError, AssertionError, OSError):
+            corrupt += 1
+            continue
+        resumed = subprocess.run(
+            _tune_cli(lab_cpt.path, tiny_lab_model_dir, name, "--resume"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        steps = [e["step"] for e in read_log(run.path)]
+        lost += len(set(range(1, 41)) - set(steps)) + (len(steps) - len(set(steps)))
+        listed = CliRunner().invoke(app, ["-w", str(lab_cpt.path), "adapters", "show", name, "--json"])
+        shown = json.loads(listed.stdout)
+        assert shown["status"] == "complete" and shown["steps"] == 40 and shown["checkpoints"] == []
+    assert (trials, corrupt, lost) == (4, 0, 0)
