@@ -159,9 +159,9 @@ def cpt_rows(documents: Sequence[Document], tokenizer: PreTrainedTokenizerBase, 
 
 @dataclass
 class ChunkWriting:
-    """How writer calls are made for a build: who writes, the quality gate its text passes (None:
-    trusted, e.g. a lab world's exact templates), where progress is checkpointed, how many
-    requests are in flight, and who hears about each chunk."""
+    """How writer calls are made for a build: who writes, the quality gate a model's text passes
+    attempt by attempt (None: not gated, e.g. a lab world's exact templates), where progress is
+    checkpointed, how many requests are in flight, and who hears about each chunk."""
 
     writer: TrainingTextWriter
     gate: QualityGate | None = None
@@ -183,9 +183,12 @@ class ChunkWriting:
         """Each chunk's usable rewrites (up to `n`)."""
 
         def work(chunk: Chunk) -> Record:
-            texts = self.writer.paraphrases(chunk, n, seed)
-            kept, rejected = self.gate.paraphrases(chunk, texts) if self.gate else (texts, Counter[str]())
-            return {"texts": kept, "rejected": dict(rejected)}
+            if isinstance(self.writer, ModelWriter):  # gated attempt by attempt, so rejects are retried
+                check = self.gate.paraphrase_problem if self.gate else None
+                texts, rejected = self.writer.checked_paraphrases(chunk, n, seed, check)
+            else:
+                texts, rejected = self.writer.paraphrases(chunk, n, seed), Counter[str]()
+            return {"texts": texts, "rejected": dict(rejected)}
 
         return [record["texts"] for record in self.run(chunks, work)]
 
@@ -193,9 +196,12 @@ class ChunkWriting:
         """Each chunk's usable question-answer pairs (up to `n`)."""
 
         def work(chunk: Chunk) -> Record:
-            pairs = self.writer.qa_pairs(chunk, n, seed)
-            kept, rejected = self.gate.qa_pairs(chunk, pairs) if self.gate else (pairs, Counter[str]())
-            return {"pairs": [[p.question, p.answer] for p in kept], "rejected": dict(rejected)}
+            if isinstance(self.writer, ModelWriter):
+                check = self.gate.qa_problem if self.gate else None
+                pairs, rejected = self.writer.checked_qa_pairs(chunk, n, seed, check)
+            else:
+                pairs, rejected = self.writer.qa_pairs(chunk, n, seed), Counter[str]()
+            return {"pairs": [[p.question, p.answer] for p in pairs], "rejected": dict(rejected)}
 
         return [[QAPair(q, a) for q, a in record["pairs"]] for record in self.run(chunks, work)]
 
@@ -474,8 +480,6 @@ def build_dataset_from(
         parameters.update(concurrency=request.concurrency, quality_gate=writing.gate is not None)
         if isinstance(writer, ModelWriter):
             parameters["max_new_tokens"] = writer.max_new_tokens
-            if writer.cut_off:  # this run's replies only (an interrupted build's are not known)
-                counts["rejected_cut_off"] = writer.cut_off
     if request.limit_chunks is not None:
         parameters["limit_chunks"] = request.limit_chunks
     rows, unusable = usable_rows(rows)  # the one gate every kind's rows pass: never an empty row

@@ -102,27 +102,5 @@ class QualityGate:
             return None
         return "answer_not_in_chunk"
 
-    def paraphrases(self, chunk: Chunk, texts: Sequence[str]) -> tuple[list[str], Counter[str]]:
-        """(the usable `texts`, rejections by reason)."""
-        kept, rejected = [], Counter[str]()
-        for text in texts:
-            problem = self.paraphrase_problem(chunk, text)
-            if problem:
-                rejected[problem] += 1
-            else:
-                kept.append(text)
-        return kept, rejected
-
-    def qa_pairs(self, chunk: Chunk, pairs: Sequence[QAPair]) -> tuple[list[QAPair], Counter[str]]:
-        """(the usable `pairs`, rejections by reason)."""
-        kept, rejected = [], Counter[str]()
-        for pair in pairs:
-            problem = self.qa_problem(chunk, pair)
-            if problem:
-                rejected[problem] += 1
-            else:
-                kept.append(pair)
-        return kept, rejected
-
 
 __all__ = ["QualityGate"]
