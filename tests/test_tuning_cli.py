@@ -127,3 +127,26 @@ def test_rm_removes_datasets_and_runs_and_bad_rows_get_one_message(lab_ws: Works
     assert _json(runner.invoke(app, [*ws, "dataset", "list", "--json"])) == []
     plain = runner.invoke(app, [*ws, "dataset", "rm", "qa"])
     assert plain.exit_code == 1 and "no dataset 'qa'" in plain.stderr
+
+
+def test_markdown_corpus_to_cpt_dataset_to_tune(workspace: Workspace, corpus, tiny_llama_dir: str) -> None:
+    """The observed journey: Markdown files end in "\\n", which became a row of its own and made
+    `tune` reject the whole dataset."""
+    runner = CliRunner()
+    ws = ["-w", str(workspace.path)]
+    assert runner.invoke(app, [*ws, "ingest", str(corpus)]).exit_code == 0
+    built = _json(
+        runner.invoke(
+            app, [*ws, "dataset", "build", "--kind", "cpt", "--model", tiny_llama_dir, "--block-tokens", "8", "--json"]
+        )
+    )
+    rows = [json.loads(line) for line in open(built["path"], encoding="utf-8")]
+    assert rows and all(r["text"].strip() for r in rows)
+    run = _json(
+        runner.invoke(
+            app,
+            [*ws, "tune", "--dataset", "cpt", "--model", tiny_llama_dir, "--max-steps", "1", "--seq-len", "64"]
+            + ["--device", "cpu", "--json"],
+        )
+    )
+    assert run["status"] == "complete" and run["dataset"]["bad_rows_skipped"] == 0
