@@ -173,3 +173,54 @@ def test_a_build_killed_with_kill_9_resumes_where_it_stopped(lab_ws: Workspace, 
         lab_ws, BuildRequest(DatasetKind.PARAPHRASE, name="reference", paraphrases=2), ModelWriter(EchoWriterModel())
     )
     assert _texts(dataset) == _texts(reference)  # nothing lost, nothing twice
+
+
+def test_local_batched_generation_matches_one_at_a_time(tiny_chat_llama_dir: str) -> None:
+    from infuse.models.base import GenerationConfig
+    from infuse.models.transformers_backend import TransformersModel
+    from infuse.tuning.writing import BatchedModel
+
+    model = TransformersModel.load(tiny_chat_llama_dir, device="cpu")
+    prompts = [
+        [{"role": "user", "content": "Rewrite: Alda Ashby was born in Gorsk in 1990."}],
+        [{"role": "user", "content": "Hi"}],
+        "A plain prompt of a different length than the others",
+    ]
+    for configs in (
+        [GenerationConfig(max_new_tokens=n) for n in (12, 5, 9)],  # greedy, different budgets
+        [GenerationConfig(max_new_tokens=10, temperature=0.7, seed=s) for s in (1, 2, 3)],  # seeded sampling
+    ):
+        batch = model.generate_batch(prompts, configs)
+        single = [model.generate(p, c) for p, c in zip(prompts, configs)]
+        assert [(g.text, g.finish_reason, g.completion_tokens) for g in batch] == [
+            (g.text, g.finish_reason, g.completion_tokens) for g in single
+        ]
+    # Requests made at once from several threads are decoded together.
+    from concurrent.futures import ThreadPoolExecutor
+
+    configs = [GenerationConfig(max_new_tokens=6, seed=i) for i in range(6)]
+    with BatchedModel(model, max_batch=3, gather_seconds=0.2) as batched:
+        with ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda i: batched.generate(prompts[i % 3], configs[i]), range(6)))
+    assert max(batched.batch_sizes) >= 2 and sum(batched.batch_sizes) == 6
+    assert [g.text for g in got] == [model.generate(prompts[i % 3], configs[i]).text for i in range(6)]
+
+
+def test_a_local_model_writes_in_batches_with_concurrency(lab_ws: Workspace, tiny_chat_llama_dir: str) -> None:
+    from infuse.models.transformers_backend import TransformersModel
+
+    class Recording(TransformersModel):
+        sizes: list[int] = []
+
+        def generate_batch(self, prompts, configs):
+            self.sizes.append(len(prompts))
+            return super().generate_batch(prompts, configs)
+
+    base = TransformersModel.load(tiny_chat_llama_dir, device="cpu")
+    model = Recording(base.model, base.tokenizer, base.name, base.device)
+    writer = ModelWriter(model, max_new_tokens=4)
+    request = BuildRequest(DatasetKind.PARAPHRASE, paraphrases=1, limit_chunks=4, concurrency=4, include_original=False)
+    with pytest.raises(DatasetError, match="rejected: cut_off 8"):  # a random model never stops in 4 tokens
+        build_dataset(lab_ws, request, writer)
+    assert sum(model.sizes) == 8 and max(model.sizes) >= 2
+    assert writer.model is model  # the batching wrapper is gone after the build

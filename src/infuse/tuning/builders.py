@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from infuse.documents.models import Chunk, Document
 from infuse.progress import NullProgress, Progress, or_null
@@ -52,7 +52,7 @@ from infuse.tuning.generators import (
     chunk_language,
 )
 from infuse.tuning.quality import QualityGate
-from infuse.tuning.writing import PartialBuild, Record, write_chunks
+from infuse.tuning.writing import BatchedModel, BatchGenerator, PartialBuild, Record, write_chunks
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -172,6 +172,19 @@ class ChunkWriting:
     rejected: Counter[str] = field(default_factory=Counter)  # rejections by reason, over all chunks
 
     def run(self, chunks: Sequence[Chunk], work: Callable[[Chunk], Record]) -> list[Record]:
+        writer = self.writer
+        if isinstance(writer, ModelWriter) and self.concurrency > 1 and hasattr(writer.model, "generate_batch"):
+            # A local model: the workers' simultaneous requests are decoded together, in batches.
+            local = writer.model
+            with BatchedModel(cast(BatchGenerator, local), max_batch=self.concurrency) as batched:
+                writer.model = batched
+                try:
+                    return self._run(chunks, work)
+                finally:
+                    writer.model = local
+        return self._run(chunks, work)
+
+    def _run(self, chunks: Sequence[Chunk], work: Callable[[Chunk], Record]) -> list[Record]:
         records, self.resumed = write_chunks(
             chunks, work, self.partial, concurrency=self.concurrency, progress=self.progress
         )

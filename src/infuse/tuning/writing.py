@@ -4,9 +4,10 @@ Model-written datasets (``paraphrase``, ``qa``, ``raft`` questions) take one or 
 per chunk: hours for a real corpus against a local model, and a server such as vLLM only goes fast
 when several requests are in flight. So :func:`write_chunks`
 
-* runs the per-chunk work in a thread pool of ``concurrency`` workers (1: one request at a time,
-  right for a local model; 8-32 against an OpenAI-compatible server), in windows so that results
-  are kept in chunk order;
+* runs the per-chunk work in a thread pool of ``concurrency`` workers (1: one request at a time;
+  8-32 against an OpenAI-compatible server, which batches what is in flight itself). For a local
+  transformers model, :class:`BatchedModel` gathers the workers' simultaneous requests into one
+  batched decode (``generate_batch``), so ``concurrency`` is the batch size there;
 * appends each finished chunk's record (the texts written, the rejections by reason) to
   ``chunks.jsonl`` in the dataset's hidden staging folder ``WS/datasets/.NAME.partial/`` and
   fsyncs it, next to ``state.json`` (what is being built: kind, writer, parameters, seed, the
@@ -22,14 +23,26 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from infuse.documents.models import Chunk
 from infuse.files import read_json, write_json_atomic, write_text_atomic
+from infuse.models.base import (
+    Generation,
+    GenerationConfig,
+    GenerationStream,
+    LanguageModel,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    Prompt,
+)
 from infuse.progress import NullProgress, Progress
 
 Record = dict[str, Any]
@@ -79,6 +92,84 @@ class PartialBuild:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class BatchGenerator(LanguageModel, Protocol):
+    """A language model that also decodes several prompts at once (the transformers backend)."""
+
+    def generate_batch(self, prompts: Sequence[Prompt], configs: Sequence[GenerationConfig]) -> list[Generation]: ...
+
+
+class BatchedModel:
+    """A model whose ``generate`` calls, made at once from the writer's threads, run as one batch
+    (``generate_batch`` of the local transformers backend): with ``concurrency`` N, up to N
+    chunks' requests share each forward pass. One worker thread collects what is waiting (up to
+    `max_batch`, after at most `gather_seconds` for more to arrive) and decodes it together.
+
+    >>> with BatchedModel(transformers_model, max_batch=8) as model:      # doctest: +SKIP
+    ...     ModelWriter(model).paraphrases(chunk, 3, seed=0)
+    """
+
+    def __init__(self, model: BatchGenerator, *, max_batch: int, gather_seconds: float = 0.01) -> None:
+        self.model = model
+        self.name = model.name
+        self.context_length = model.context_length
+        self.max_batch = max_batch
+        self.gather_seconds = gather_seconds
+        self.batch_sizes: list[int] = []  # every batch decoded (for tests and the curious)
+        self._queue: queue.Queue[tuple[Prompt, GenerationConfig, Future[Generation]] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._serve, name="infuse-batcher", daemon=True)
+        self._worker.start()
+
+    def generate(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> Generation:
+        future: Future[Generation] = Future()
+        self._queue.put((prompt, config, future))
+        return future.result()
+
+    def stream(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> GenerationStream:
+        return self.model.stream(prompt, config)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        return self.model.loglikelihood(requests)
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.gather_seconds
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self.batch_sizes.append(len(batch))
+            try:
+                results = self.model.generate_batch([p for p, _, _ in batch], [c for _, c, _ in batch])
+            except BaseException as exc:  # the callers see the model's error
+                for _, _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, _, future), result in zip(batch, results):
+                future.set_result(result)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join()
+
+    def __enter__(self) -> BatchedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_chunks(
     chunks: Sequence[Chunk],
     work: Callable[[Chunk], Record],
@@ -126,4 +217,4 @@ def write_chunks(
     return [done[c.chunk_id] for c in chunks], resumed
 
 
-__all__ = ["PartialBuild", "Record", "write_chunks"]
+__all__ = ["BatchedModel", "PartialBuild", "Record", "write_chunks"]
