@@ -1,4 +1,8 @@
-"""Fine-tuning runs in a workspace, by name: run, list, show, merge, and resolve for inference.
+"""Fine-tuning runs in a workspace, by name: run, list, show, remove, merge, and resolve for inference.
+
+A run is training (a live process holds its lock ``WS/adapters/.NAME.lock``), interrupted (its
+manifest says training but nobody holds the lock: killed), failed (the error is in its manifest;
+the name is free for a new run) or complete.
 
 Each run is a folder ``WS/adapters/NAME/``::
 
@@ -6,7 +10,8 @@ Each run is a folder ``WS/adapters/NAME/``::
                         final train/eval loss, tokens/s, wall time, peak memory
     train_log.jsonl     one line per step (loss, lr, eval loss)
     adapter/            the PEFT adapter (LoRA, QLoRA) - or model/ for a full fine-tune
-    checkpoints/        step-N/ folders while training (--resume continues from the newest)
+    checkpoints/        step-N/ folders while training (--resume continues from the newest);
+                        removed when the run completes, unless --keep-checkpoints
     merged/             after `infuse adapters merge`: base + adapter as one model folder
     NAME-TYPE.gguf      after `infuse adapters export NAME --format gguf` (see :mod:`.gguf_export`)
 

@@ -11,9 +11,10 @@ accelerate config file, see ``configs/accelerate/``), mixed precision and gradie
   ``micro_batch_size x grad_accum x world_size`` rows, rank r taking its share of each micro step.
   The loss is summed over target tokens and divided by the step's *global* target count, so one
   process and N processes compute the same gradient for the same global batch.
-* **Checkpoints** every ``save_every`` steps: trainable weights, optimizer, RNG state and the loss
-  log, written to a temporary folder and renamed (a kill leaves the previous checkpoint intact).
-  ``resume=True`` continues from the newest one with the same data order.
+* **Checkpoints** every ``save_every`` steps (default: about ten per run): trainable weights,
+  optimizer, RNG state and the loss log, written to a temporary folder and renamed (a kill leaves
+  the previous checkpoint intact). ``resume=True`` continues from the newest one with the same
+  data order. The registry removes them once the run is complete (``keep_final_checkpoints``).
 * **Progress** goes to a :class:`infuse.progress.Progress` (stage ``tune``, one unit per step, a
   note with loss and tokens/s about every 5% of the run); the loop itself never draws.
 * **Outputs** in the run folder: ``adapter/`` (PEFT) or ``model/`` (full fine-tune),
