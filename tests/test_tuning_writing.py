@@ -224,3 +224,15 @@ def test_a_local_model_writes_in_batches_with_concurrency(lab_ws: Workspace, tin
         build_dataset(lab_ws, request, writer)
     assert sum(model.sizes) == 8 and max(model.sizes) >= 2
     assert writer.model is model  # the batching wrapper is gone after the build
+
+
+def test_english_and_japanese_chunks_written_concurrently_pass_the_gate(workspace: Workspace, corpus: Path) -> None:
+    assert workspace.ingest([corpus]).ok
+    chunks = list(workspace.knowledge_snapshot().iter_chunks())
+    model = EchoWriterModel(delay=0.05)
+    request = BuildRequest(DatasetKind.PARAPHRASE, paraphrases=3, concurrency=4)
+    dataset = build_dataset(workspace, request, ModelWriter(model))
+    rows = [json.loads(line) for line in dataset.rows_path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 4 * len(chunks) and model.max_active >= 2  # every rewrite kept the key terms
+    assert not any(k.startswith("rejected_") for k in dataset.manifest.counts)
+    assert any("年次有給休暇" in r["text"] and r["variant"] > 0 for r in rows)

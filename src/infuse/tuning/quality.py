@@ -25,6 +25,7 @@ Each rejection has a reason (``missing_key_terms``, ``wrong_language``, ``too_sh
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ class QualityGate:
         max_length_ratio: float = 4.0,
     ) -> None:
         self.tokenizer = LanguageAwareTokenizer()
+        self._lock = threading.Lock()
         self.key_terms_per_chunk = key_terms
         self.min_key_share = min_key_share
         self.min_length_ratio = min_length_ratio
@@ -63,7 +65,8 @@ class QualityGate:
             self.document_frequency.update(set(self._terms(chunk.text)))
 
     def _tokenize(self, text: str) -> tuple[str, ...]:
-        return tuple(self.tokenizer.tokenize(text))
+        with self._lock:  # the writer's threads share one Sudachi/Snowball tokenizer, which is not thread-safe
+            return tuple(self.tokenizer.tokenize(text))
 
     def key_terms(self, chunk: Chunk) -> list[str]:
         """The chunk's rarest content terms (fewest chunks holding them first, longer first on ties)."""
