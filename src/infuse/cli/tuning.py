@@ -134,6 +134,14 @@ def render_dataset(dataset: Dataset, as_json: bool) -> None:
         f"dataset [bold]{dataset.manifest.name}[/] ({dataset.manifest.kind}): {manifest['rows']:,} rows{tokens} "
         f"-> {dataset.rows_path}"
     )
+    counts = dataset.manifest.counts
+    rejected = {k.removeprefix("rejected_"): n for k, n in counts.items() if k.startswith("rejected_")}
+    if rejected:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1]))
+        err.print(f"quality gate rejected {sum(rejected.values()):,} model replies: {reasons}")
+    notes = [f"{k.replace('_', ' ')} {n:,}" for k, n in counts.items() if not k.startswith("rejected_") and n]
+    if notes:
+        err.print(escape("; ".join(notes)))
 
 
 @dataset_app.command("list")
