@@ -126,3 +126,18 @@ def lab_ws(lab_workspace_template: Path, tmp_path: Path) -> Workspace:
 
     shutil.copytree(lab_workspace_template, tmp_path / "lab-ws")
     return Workspace.open(tmp_path / "lab-ws")
+
+
+def kill_9_when(process, ready, *, timeout: float = 120, what: str = "the job") -> None:
+    """SIGKILL `process` as soon as `ready()` is true (polled every 20 ms): the crash-safety tests'
+    way to stop a job at a chosen point. Fails if the process ends first or `ready` never comes."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, f"{what} ended before it could be killed; make it longer"
+        assert time.monotonic() < deadline, f"{what} made no progress in {timeout:.0f}s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -101,3 +101,52 @@ def test_cli_errors_are_one_line_messages(lab_ws: Workspace, tiny_lab_model_dir:
     assert qlora.exit_code == 2 and "'qlora4' is not one of" in qlora.stderr
     unknown = runner.invoke(app, [*ws, "adapters", "show", "ghost"])
     assert unknown.exit_code == 1 and "no fine-tuning run 'ghost'" in unknown.stderr
+
+
+def test_rm_removes_datasets_and_runs_and_bad_rows_get_one_message(lab_ws: Workspace, tiny_lab_model_dir: str) -> None:
+    runner = CliRunner()
+    ws = ["-w", str(lab_ws.path)]
+    tune_args = [*ws, "tune", "--model", tiny_lab_model_dir, "--max-steps", "1", "--seq-len", "128", "--device", "cpu"]
+    _json(runner.invoke(app, [*ws, "dataset", "build", "--kind", "qa", "--per-chunk", "1", "--json"]))
+    rows = lab_ws.datasets_dir / "qa" / "train.jsonl"
+    rows.write_text(rows.read_text(encoding="utf-8") + '{"text": "  "}\n', encoding="utf-8")
+    refused = runner.invoke(app, [*tune_args, "--dataset", "qa"])
+    assert refused.exit_code == 1 and "1 of 9 rows are unusable (line 9: " in refused.stderr
+    assert "--skip-bad-rows to train on the other 8" in refused.stderr and "Traceback" not in refused.output
+    run = _json(runner.invoke(app, [*tune_args, "--dataset", "qa", "--skip-bad-rows", "--json"]))
+    assert run["status"] == "complete" and run["dataset"]["bad_rows_skipped"] == 1
+
+    removed = _json(runner.invoke(app, [*ws, "adapters", "rm", "qa-lora", "--json"]))
+    assert removed["removed"] == "qa-lora" and removed["kind"] == "fine-tuning run"
+    assert _json(runner.invoke(app, [*ws, "adapters", "list", "--json"])) == []
+    again = runner.invoke(app, [*ws, "adapters", "rm", "qa-lora"])
+    assert again.exit_code == 1 and "no fine-tuning run 'qa-lora'" in again.stderr
+
+    removed = _json(runner.invoke(app, [*ws, "dataset", "rm", "qa", "--json"]))
+    assert removed["removed"] == "qa" and removed["kind"] == "dataset" and removed["rows"] == 8  # as built
+    assert _json(runner.invoke(app, [*ws, "dataset", "list", "--json"])) == []
+    plain = runner.invoke(app, [*ws, "dataset", "rm", "qa"])
+    assert plain.exit_code == 1 and "no dataset 'qa'" in plain.stderr
+
+
+def test_markdown_corpus_to_cpt_dataset_to_tune(workspace: Workspace, corpus, tiny_llama_dir: str) -> None:
+    """The observed journey: Markdown files end in "\\n", which became a row of its own and made
+    `tune` reject the whole dataset."""
+    runner = CliRunner()
+    ws = ["-w", str(workspace.path)]
+    assert runner.invoke(app, [*ws, "ingest", str(corpus)]).exit_code == 0
+    built = _json(
+        runner.invoke(
+            app, [*ws, "dataset", "build", "--kind", "cpt", "--model", tiny_llama_dir, "--block-tokens", "8", "--json"]
+        )
+    )
+    rows = [json.loads(line) for line in open(built["path"], encoding="utf-8")]
+    assert rows and all(r["text"].strip() for r in rows)
+    run = _json(
+        runner.invoke(
+            app,
+            [*ws, "tune", "--dataset", "cpt", "--model", tiny_llama_dir, "--max-steps", "1", "--seq-len", "64"]
+            + ["--device", "cpu", "--json"],
+        )
+    )
+    assert run["status"] == "complete" and run["dataset"]["bad_rows_skipped"] == 0

@@ -186,11 +186,11 @@ def test_empty_knowledge_base_is_an_error(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("", "the dataset is empty"),
-        ('{"text": "ok"}\n{"txt": "typo"}\n', r"rows.jsonl:2: missing field \"text\".*found txt"),
-        ('{"text": "ok"}\nnot json\n', r"rows.jsonl:2: not valid JSON"),
-        ('{"messages": [{"role": "user", "content": "q"}]}\n', r"rows.jsonl:1: no assistant message"),
-        ('{"messages": [{"role": "bot", "content": "q"}]}\n', r"rows.jsonl:1: messages\[0\] must be"),
-        ('{"text": "ok", "bos": "yes"}\n', r'rows.jsonl:1: field "bos" must be true or false'),
+        ('{"text": "ok"}\n{"txt": "typo"}\n', r"rows.jsonl: 1 of 2 rows .*line 2: missing field \"text\".*found txt"),
+        ('{"text": "ok"}\nnot json\n', r"rows.jsonl: 1 of 2 rows .*line 2: not valid JSON"),
+        ('{"messages": [{"role": "user", "content": "q"}]}\n', r"rows.jsonl: 1 of 1 .*line 1: no assistant message"),
+        ('{"messages": [{"role": "bot", "content": "q"}]}\n', r"rows.jsonl: 1 of 1 .*line 1: messages\[0\] must be"),
+        ('{"text": "ok", "bos": "yes"}\n', r'rows.jsonl: 1 of 1 .*line 1: field "bos" must be true or false'),
     ],
 )
 def test_bad_rows_are_named_by_file_line_and_field(tmp_path: Path, content: str, message: str) -> None:
@@ -216,3 +216,65 @@ def test_an_existing_dataset_is_not_overwritten_silently(lab_ws: Workspace) -> N
 
 def load_world_of(ws: Workspace):
     return LabWorldWriter.detect(list(ws.knowledge_snapshot().iter_chunks())).world
+
+
+# --- no empty rows; every bad row named at once ---------------------------------------------------
+
+
+def test_cpt_never_writes_a_whitespace_only_piece(tiny_llama_dir: str) -> None:
+    """Observed on a real corpus: a Markdown file's last piece was "\n", and tune refused the set."""
+    from infuse.documents.models import Document, FileType
+
+    tokenizer = TransformersModel.load(tiny_llama_dir, device="cpu").tokenizer
+    text = "# Title\n\nword \n\n\n"  # with 8-token pieces the last one was "\n"
+    rows = cpt_rows([Document("d", "d.md", FileType.TEXT, text, "h")], tokenizer, 8)
+    assert len(rows) > 1 and all(r["text"].strip() for r in rows)
+    assert "".join(r["text"] for r in rows).split() == text.split()  # only whitespace is left out
+    assert [r["bos"] for r in rows] == [True] + [False] * (len(rows) - 1)
+    assert [r["eos"] for r in rows] == [False] * (len(rows) - 1) + [True]
+    assert [r["piece"] for r in rows] == list(range(len(rows)))
+
+
+class _SloppyWriter:
+    """A writer that also returns blank rewrites and blank answers (as weak models do)."""
+
+    name = "sloppy"
+
+    def paraphrases(self, chunk, n: int, seed: int) -> list[str]:
+        return ["   ", "\n", f"In other words: {chunk.text}"][:n]
+
+    def qa_pairs(self, chunk, n: int, seed: int):
+        from infuse.tuning.generators import QAPair
+
+        return [QAPair("What is this about?", " "), QAPair("Who is it about?", chunk.text[:20])][:n]
+
+
+@pytest.mark.parametrize("kind", [DatasetKind.PARAPHRASE, DatasetKind.QA, DatasetKind.RAFT])
+def test_no_builder_writes_an_unusable_row(lab_ws: Workspace, kind: DatasetKind) -> None:
+    dataset = build_dataset(
+        lab_ws, BuildRequest(kind, paraphrases=3, questions_per_chunk=2, no_oracle_share=0.0), _SloppyWriter()
+    )
+    rows = read_rows(dataset.rows_path)  # raises on any unusable row
+    assert len(rows) == dataset.manifest.rows
+    for row in rows:
+        if "text" in row:
+            assert row["text"].strip()
+        else:
+            assert row["messages"][-1]["content"].strip(" []0123456789")
+    assert sum(n for key, n in dataset.manifest.counts.items() if key.startswith("unusable")) > 0
+
+
+def test_every_unusable_row_is_counted_and_named_with_a_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    lines = [json.dumps({"text": f"row {i}"}) for i in range(120)]
+    lines[4] = json.dumps({"text": "\n"})
+    lines[8] = "not json"
+    lines[60] = json.dumps({"messages": [{"role": "user", "content": "q"}]})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as caught:
+        read_rows(path, skip_option="--skip-bad-rows")
+    message = str(caught.value)
+    assert message.startswith(f'{path}: 3 of 120 rows are unusable (line 5: field "text" must be a non-empty string;')
+    assert "line 9: not valid JSON" in message and "line 61: no assistant message" in message
+    assert message.endswith("Fix them, or pass --skip-bad-rows to train on the other 117.")
+    assert len(read_rows(path, skip_bad=True)) == 117

@@ -20,15 +20,18 @@ from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetError, DatasetKind
 from infuse.tuning.packing import IGNORE, Example, encode_row, pack_examples
 from infuse.tuning.registry import (
+    RunBusyError,
     check_same_logits,
     list_runs,
     merge_adapter,
     open_run,
+    remove_run,
     resolve_for_inference,
+    run_is_live,
     sample_inputs,
     tune,
 )
-from infuse.tuning.trainer import TuneConfig, TuneError, TuneMethod, read_log
+from infuse.tuning.trainer import RunStatus, TuneConfig, TuneError, TuneMethod, read_log
 from infuse.workspace import Workspace
 
 FAST = dict(seq_len=128, micro_batch_size=4, threads=1, device="cpu")
@@ -169,8 +172,94 @@ def test_bad_inputs_give_clear_errors(lab_cpt: Workspace, tiny_lab_model_dir: st
         tune(lab_cpt, str(empty), tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
     missing = tmp_path / "missing.jsonl"
     missing.write_text('{"prompt": "q", "completion": "a"}\n', encoding="utf-8")
-    with pytest.raises(DatasetError, match=r'missing.jsonl:1: missing field "text".*"messages"'):
+    with pytest.raises(DatasetError, match=r'missing.jsonl: 1 of 1 rows .*line 1: missing field "text".*"messages"'):
         tune(lab_cpt, str(missing), tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
+
+
+def test_bad_rows_are_reported_together_before_a_run_exists_and_can_be_skipped(
+    lab_cpt: Workspace, tiny_lab_model_dir: str
+) -> None:
+    rows_path = lab_cpt.datasets_dir / "cpt" / "train.jsonl"
+    lines = rows_path.read_text(encoding="utf-8").splitlines()
+    lines[1] = json.dumps({"text": "\n", "bos": False, "eos": True})  # what the old cpt builder wrote
+    lines[3] = "{broken"
+    rows_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    good = len(lines) - 2
+    with pytest.raises(DatasetError) as caught:
+        tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
+    message = str(caught.value)
+    assert f"2 of {len(lines)} rows are unusable (line 2: " in message and "line 4: not valid JSON" in message
+    assert message.endswith(f"pass --skip-bad-rows to train on the other {good}.")
+    assert list_runs(lab_cpt) == [] and not (lab_cpt.adapters_dir / "cpt-lora").exists()
+    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=1, skip_bad_rows=True, **FAST))
+    assert run.status is RunStatus.COMPLETE and run.manifest["dataset"]["bad_rows_skipped"] == 2
+
+
+def test_a_failed_run_records_its_error_and_frees_its_name(
+    lab_cpt: Workspace, tiny_lab_model_dir: str, tmp_path: Path
+) -> None:
+    no_tokenizer = tmp_path / "weights-only"
+    shutil.copytree(tiny_lab_model_dir, no_tokenizer)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (no_tokenizer / name).unlink(missing_ok=True)
+    with pytest.raises(TuneError, match="cannot load a tokenizer"):
+        tune(lab_cpt, "cpt", str(no_tokenizer), TuneConfig(max_steps=2, **FAST), name="attempt")
+    failed = open_run(lab_cpt, "attempt")
+    assert failed.status is RunStatus.FAILED and "cannot load a tokenizer" in failed.manifest["error"]
+    assert failed.summary()["status"] == "failed" and failed.summary()["error"] == failed.manifest["error"]
+    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=2, **FAST), name="attempt")  # replaces it
+    assert run.status is RunStatus.COMPLETE and "error" not in run.manifest
+    assert open_run(lab_cpt, "attempt").manifest["base_model"] == tiny_lab_model_dir
+
+
+def test_a_finished_run_drops_its_checkpoints_unless_asked_to_keep_them(
+    lab_cpt: Workspace, tiny_lab_model_dir: str
+) -> None:
+    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=4, save_every=1, **FAST))
+    assert run.manifest["checkpoints_removed"] == 2 and not (run.path / "checkpoints").exists()
+    assert (run.path / "adapter" / "adapter_config.json").is_file()
+    kept = tune(
+        lab_cpt,
+        "cpt",
+        tiny_lab_model_dir,
+        TuneConfig(max_steps=4, save_every=1, keep_final_checkpoints=True, **FAST),
+        name="kept",
+    )
+    assert kept.summary()["checkpoints"] == [2, 3] and "checkpoints_removed" not in kept.manifest
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from infuse.tuning.registry import run_lock
+lock = run_lock(Path(sys.argv[1]))
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_rm_removes_a_run_but_not_one_a_live_process_is_training(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
+    run = tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert run_is_live(run.path)
+        with pytest.raises(RunBusyError, match="being trained by another process"):
+            remove_run(lab_cpt, "cpt-lora")
+        with pytest.raises(RunBusyError):
+            tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
+        assert run.path.is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not run_is_live(run.path)  # a killed holder releases the lock
+    report = remove_run(lab_cpt, "cpt-lora")
+    assert report["removed"] == "cpt-lora" and report["status"] == "complete" and not run.path.exists()
+    assert list_runs(lab_cpt) == []
+    with pytest.raises(TuneError, match="no fine-tuning run 'cpt-lora'"):
+        remove_run(lab_cpt, "cpt-lora")
+    tune(lab_cpt, "cpt", tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))  # the name is free again
 
 
 def test_a_plain_jsonl_file_is_a_dataset(lab_ws: Workspace, tiny_lab_model_dir: str, tmp_path: Path) -> None:
@@ -231,6 +320,7 @@ def test_kill_9_then_resume_continues_the_same_trajectory(lab_cpt: Workspace, ti
     killed_at = len(log.read_text().splitlines())
     assert 17 <= killed_at < 40, "the run finished before it could be killed"
     assert open_run(lab_cpt, "victim").manifest["status"] == "training"
+    assert open_run(lab_cpt, "victim").status is RunStatus.INTERRUPTED  # nobody holds its lock
     resumed = _run(str(lab_cpt.path), tiny_lab_model_dir, "victim", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     run = open_run(lab_cpt, "victim")
@@ -298,3 +388,65 @@ def test_shipped_accelerate_configs_load(name: str) -> None:
     repo = Path(__file__).resolve().parents[1]
     config = load_config_from_file(str(repo / "configs" / "accelerate" / f"{name}.yaml"))
     assert config.num_processes >= 1 and config.mixed_precision == "bf16"
+
+
+def _tune_cli(ws: Path, model: str, name: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "infuse", "-w", str(ws), "tune", "--dataset", "cpt", "--model", model, "--name", name,
+        "--max-steps", "40", "--save-every", "5", "--seq-len", "128", "--lr", "3e-3", "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_trials_of_the_tune_command(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
+    """`infuse tune` killed with SIGKILL at several points (before the first checkpoint, and
+    between later ones): the run is never corrupt, is listed as interrupted, `--resume` finishes
+    it with every step logged once, and the registry then lists it complete without checkpoints.
+    The counts go into docs/fine-tuning.md ("Reliability")."""
+    from typer.testing import CliRunner
+
+    from conftest import kill_9_when
+    from infuse.cli import app
+    from infuse.tuning.trainer import checkpoint_dirs
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    trials = corrupt = lost = 0
+    for kill_after in (1, 12, 23, 34):  # logged steps when the kill comes
+        name = f"victim-{kill_after}"
+        log = lab_cpt.adapters_dir / name / "train_log.jsonl"
+        victim = subprocess.Popen(
+            _tune_cli(lab_cpt.path, tiny_lab_model_dir, name),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        kill_9_when(
+            victim, lambda log=log, n=kill_after: log.is_file() and len(log.read_text().splitlines()) >= n, what="tune"
+        )
+        trials += 1
+        run = open_run(lab_cpt, name)  # the manifest reads back
+        listed = CliRunner().invoke(app, ["-w", str(lab_cpt.path), "adapters", "list", "--json"])
+        assert {r["name"]: r["status"] for r in json.loads(listed.stdout)}[name] == "interrupted"
+        try:
+            read_log(run.path)
+            for checkpoint in checkpoint_dirs(run.path):  # every complete checkpoint loads
+                json.loads((checkpoint / "trainer_state.json").read_text())
+                assert (checkpoint / "trainable.safetensors").is_file() and (checkpoint / "optimizer.pt").is_file()
+            assert not (run.path / "adapter").exists()  # no half-written output
+        except (ValueError, AssertionError, OSError):
+            corrupt += 1
+            continue
+        resumed = subprocess.run(
+            _tune_cli(lab_cpt.path, tiny_lab_model_dir, name, "--resume"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        steps = [e["step"] for e in read_log(run.path)]
+        lost += len(set(range(1, 41)) - set(steps)) + (len(steps) - len(set(steps)))
+        listed = CliRunner().invoke(app, ["-w", str(lab_cpt.path), "adapters", "show", name, "--json"])
+        shown = json.loads(listed.stdout)
+        assert shown["status"] == "complete" and shown["steps"] == 40 and shown["checkpoints"] == []
+    assert (trials, corrupt, lost) == (4, 0, 0)

@@ -1,4 +1,4 @@
-"""The fine-tuning commands: ``dataset build|list``, ``tune``, ``adapters list|show|merge|export``.
+"""The fine-tuning commands: ``dataset build|list|rm``, ``tune``, ``adapters list|show|rm|merge|export``.
 
 Defaults are read from the library's request types (:class:`BuildRequest`, :class:`TuneConfig`),
 so a default changes in one place; which writer writes, whose tokenizer counts, the base model and
@@ -27,7 +27,7 @@ from infuse.tuning.trainer import TuneConfig, TuneMethod
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 dataset_app = typer.Typer(help="Fine-tuning datasets built from the knowledge base.", no_args_is_help=True)
-adapters_app = typer.Typer(help="Fine-tuning runs: list, show, merge, export.", no_args_is_help=True)
+adapters_app = typer.Typer(help="Fine-tuning runs: list, show, rm, merge, export.", no_args_is_help=True)
 
 
 @dataset_app.command("build")
@@ -66,11 +66,35 @@ def dataset_build(
             help="paraphrase/qa/raft: auto (a lab world's own templates for lab documents, else --model) | model | lab."
         ),
     ] = BuildRequest.writer,
+    limit_chunks: Annotated[
+        int | None, typer.Option(help="paraphrase/qa/raft: write for the first N chunks only (a trial run).", min=1)
+    ] = BuildRequest.limit_chunks,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="paraphrase/qa/raft: longest reply the model may write \\[default: \\[model] max_new_tokens].", min=1
+        ),
+    ] = BuildRequest.max_new_tokens,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            help="paraphrase/qa/raft: requests in flight (1 for a local model; 8-32 against a vLLM-like server).", min=1
+        ),
+    ] = BuildRequest.concurrency,
+    quality_gate: Annotated[
+        bool,
+        typer.Option(
+            help="Reject model-written text that loses the chunk's key terms or language, or answers off the chunk."
+        ),
+    ] = BuildRequest.quality_gate,
     seed: Annotated[int, typer.Option(help="Seed for sampling, shuffling and generation.")] = BuildRequest.seed,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new dataset's name and manifest as JSON.")] = False,
 ) -> None:
-    """Build a training set (JSONL + manifest) from the knowledge base."""
+    """Build a training set (JSONL + manifest) from the knowledge base.
+
+    A model-written build that is interrupted (even with kill -9) resumes where it stopped when
+    the same command is run again."""
     from infuse.tuning.builders import build_dataset
 
     request = BuildRequest(
@@ -87,6 +111,10 @@ def dataset_build(
         questions_from=questions_from,
         replay=replay,
         replay_share=replay_share,
+        limit_chunks=limit_chunks,
+        max_new_tokens=max_new_tokens,
+        concurrency=concurrency,
+        quality_gate=quality_gate,
         seed=seed,
         overwrite=overwrite,
     )
@@ -106,6 +134,14 @@ def render_dataset(dataset: Dataset, as_json: bool) -> None:
         f"dataset [bold]{dataset.manifest.name}[/] ({dataset.manifest.kind}): {manifest['rows']:,} rows{tokens} "
         f"-> {dataset.rows_path}"
     )
+    counts = dataset.manifest.counts
+    rejected = {k.removeprefix("rejected_"): n for k, n in counts.items() if k.startswith("rejected_")}
+    if rejected:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1]))
+        err.print(f"quality gate rejected {sum(rejected.values()):,} model replies: {reasons}")
+    notes = [f"{k.replace('_', ' ')} {n:,}" for k, n in counts.items() if not k.startswith("rejected_") and n]
+    if notes:
+        err.print(escape("; ".join(notes)))
 
 
 @dataset_app.command("list")
@@ -133,6 +169,14 @@ def dataset_list(as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+@dataset_app.command("rm")
+def dataset_rm(name: Annotated[str, typer.Argument(help="Dataset name.")], as_json: JsonOption = False) -> None:
+    """Delete a dataset (rows, manifest, and any unfinished build of it)."""
+    from infuse.tuning.datasets import remove_dataset
+
+    render_removed(remove_dataset(open_workspace().datasets_dir, name), as_json)
+
+
 def tune_command(
     dataset: Annotated[str, typer.Option(help="Dataset name (infuse dataset list) or a JSONL file.")],
     method: Annotated[TuneMethod, typer.Option(help="lora | full | qlora (CUDA + bitsandbytes).")] = TuneConfig.method,
@@ -155,8 +199,19 @@ def tune_command(
     eval_fraction: Annotated[
         float, typer.Option(help="Share of examples held out for the eval loss.", min=0, max=0.5)
     ] = TuneConfig.eval_fraction,
-    save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    save_every: Annotated[
+        int | None, typer.Option(help="Checkpoint every N steps; 0: none \\[default: about 10 per run].", min=0)
+    ] = None,
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option("--keep-checkpoints", help="Keep checkpoints/ once the run is complete (removed by default)."),
+    ] = TuneConfig.keep_final_checkpoints,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="Train on the usable rows when some rows are unusable.")
+    ] = TuneConfig.skip_bad_rows,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted or failed run from its last checkpoint.")
+    ] = False,
     gradient_checkpointing: Annotated[
         bool, typer.Option(help="Trade compute for memory.")
     ] = TuneConfig.gradient_checkpointing,
@@ -181,6 +236,8 @@ def tune_command(
         lora_targets=TuneConfig.parse_targets(lora_targets),
         eval_fraction=eval_fraction,
         save_every=save_every,
+        keep_final_checkpoints=keep_checkpoints,
+        skip_bad_rows=skip_bad_rows,
         gradient_checkpointing=gradient_checkpointing,
         seed=seed,
         device=device,
@@ -244,6 +301,21 @@ def adapters_show(name: Annotated[str, typer.Argument(help="Run name.")], as_jso
         out.print(
             f"[bold]{key}[/]: {escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))}"
         )
+
+
+@adapters_app.command("rm")
+def adapters_rm(name: Annotated[str, typer.Argument(help="Run name.")], as_json: JsonOption = False) -> None:
+    """Delete a fine-tuning run (adapter or model, checkpoints, merged model); refused while it trains."""
+    from infuse.tuning.registry import remove_run
+
+    render_removed(remove_run(open_workspace(), name), as_json)
+
+
+def render_removed(report: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"removed {report['kind']} [bold]{escape(str(report['removed']))}[/] ({escape(str(report['path']))})")
 
 
 @adapters_app.command("merge")

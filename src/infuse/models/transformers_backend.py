@@ -225,6 +225,65 @@ class TransformersModel:
         if len(text) > len(emitted):
             yield text[len(emitted) :]
 
+    @torch.inference_mode()
+    def generate_batch(self, prompts: Sequence[Prompt], configs: Sequence[GenerationConfig]) -> list[Generation]:
+        """Several prompts decoded together (left-padded, one forward pass per step for all of
+        them): what a dataset writer with several requests in flight uses. Each prompt keeps its
+        own config (seed, temperature, stop strings, budget); greedy results equal
+        :meth:`generate`'s, sampled ones up to the rounding that padding brings."""
+        started = time.perf_counter()
+        encoded, configs = [], list(configs)
+        for i, prompt in enumerate(prompts):
+            ids = self._encode_prompt(prompt)
+            if not isinstance(prompt, str) and not getattr(self.tokenizer, "chat_template", None):
+                configs[i] = replace(configs[i], stop=(*configs[i].stop, *PLAIN_TURN_STOPS))
+            if len(ids) + 1 > self.max_length:
+                raise ModelError(f"a prompt has {len(ids)} tokens but {self.name} reads at most {self.max_length}")
+            encoded.append(ids)
+        budgets = [min(c.max_new_tokens, self.max_length - len(ids)) for c, ids in zip(configs, encoded)]
+        generators = [torch.Generator(device="cpu") for _ in encoded]
+        for generator, config in zip(generators, configs):
+            if config.seed is not None:
+                generator.manual_seed(config.seed)
+        width, pad = max(len(ids) for ids in encoded), self.tokenizer.pad_token_id or 0
+        inputs = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        generated: list[list[int]] = [[] for _ in encoded]
+        texts = [""] * len(encoded)
+        finish = [FinishReason.LENGTH] * len(encoded)
+        done = [budget <= 0 for budget in budgets]
+        past = None
+        while not all(done):
+            output = self.model(
+                input_ids=inputs, attention_mask=mask, position_ids=positions, cache=past, use_cache=True
+            )
+            past = output.cache
+            next_ids = []
+            for row, config in enumerate(configs):
+                next_id = pad if done[row] else self._pick(output.logits[row, -1].float(), config, generators[row])
+                if not done[row]:
+                    if next_id in self.eos_ids:
+                        done[row], finish[row] = True, FinishReason.STOP
+                    else:
+                        generated[row].append(next_id)
+                        texts[row], stopped = truncate_at_stop(
+                            self._decode(generated[row], skip_special_tokens=True), config.stop
+                        )
+                        if stopped:
+                            done[row], finish[row] = True, FinishReason.STOP
+                        elif len(generated[row]) >= budgets[row]:
+                            done[row] = True
+                next_ids.append(next_id)
+            inputs = torch.tensor([[i] for i in next_ids], device=self.device)
+            mask = torch.cat([mask, torch.ones((len(encoded), 1), dtype=mask.dtype, device=self.device)], dim=1)
+            positions = positions[:, -1:] + 1
+        seconds = time.perf_counter() - started
+        return [
+            Generation(text, reason, len(ids), len(tokens), seconds)
+            for text, reason, ids, tokens in zip(texts, finish, encoded, generated)
+        ]
+
     @staticmethod
     def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator) -> int:
         if config.temperature <= 0:

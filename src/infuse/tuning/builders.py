@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from infuse.documents.models import Chunk, Document
 from infuse.progress import NullProgress, Progress, or_null
@@ -36,11 +37,22 @@ from infuse.tuning.datasets import (
     DatasetManifest,
     check_name,
     next_free_name,
+    partial_folder,
     read_rows,
     row_format,
     save_dataset,
+    usable_rows,
 )
-from infuse.tuning.generators import QAPair, TrainingTextWriter, WriterChoice, choose_writer, chunk_language
+from infuse.tuning.generators import (
+    ModelWriter,
+    QAPair,
+    TrainingTextWriter,
+    WriterChoice,
+    choose_writer,
+    chunk_language,
+)
+from infuse.tuning.quality import QualityGate
+from infuse.tuning.writing import BatchedModel, BatchGenerator, PartialBuild, Record, write_chunks
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -74,6 +86,10 @@ class BuildRequest:
     questions_from: str | None = None  # raft: a qa dataset to take questions from instead of writing them
     replay: Path | None = None  # JSONL rows to mix in
     replay_share: float = 0.1  # share of the final rows that come from `replay` (when given)
+    limit_chunks: int | None = None  # paraphrase/qa/raft: write for the first N chunks only (a trial run)
+    max_new_tokens: int | None = None  # the writer's reply length; None: [model] max_new_tokens
+    concurrency: int = 1  # writer requests in flight (1 for a local model; 8-32 against a vLLM-like server)
+    quality_gate: bool = True  # model-written text must keep the chunk's key terms, language, grounding
     seed: int = 0
     overwrite: bool = False
 
@@ -119,34 +135,103 @@ def cpt_rows(documents: Sequence[Document], tokenizer: PreTrainedTokenizerBase, 
             if n - i <= room - 1:  # the rest fits, with EOS
                 break
             i += room if n - i > room else room - 1  # never leave an empty last piece
+        pieces = []
         for piece, start in enumerate(starts):
             begin = 0 if piece == 0 else offsets[start][0]
             finish = len(text) if piece == len(starts) - 1 else offsets[starts[piece + 1]][0]
-            rows.append(
-                {
-                    "text": text[begin:finish],
-                    "bos": piece == 0,
-                    "eos": piece == len(starts) - 1,
-                    "doc_id": document.doc_id,
-                    "source": document.source_path,
-                    "piece": piece,
-                }
-            )
+            pieces.append(text[begin:finish])
+        # A piece of only whitespace (a Markdown file's final "\n", a run of blank lines) teaches
+        # nothing and is an unusable row: it is left out, and BOS/EOS go to the pieces around it.
+        pieces = [p for p in pieces if p.strip()]
+        rows.extend(
+            {
+                "text": piece_text,
+                "bos": piece == 0,
+                "eos": piece == len(pieces) - 1,
+                "doc_id": document.doc_id,
+                "source": document.source_path,
+                "piece": piece,
+            }
+            for piece, piece_text in enumerate(pieces)
+        )
     return rows
 
 
+@dataclass
+class ChunkWriting:
+    """How writer calls are made for a build: who writes, the quality gate a model's text passes
+    attempt by attempt (None: not gated, e.g. a lab world's exact templates), where progress is
+    checkpointed, how many requests are in flight, and who hears about each chunk."""
+
+    writer: TrainingTextWriter
+    gate: QualityGate | None = None
+    partial: PartialBuild | None = None
+    concurrency: int = 1
+    progress: Progress = field(default_factory=NullProgress)
+    resumed: int = 0  # chunks read back from an interrupted build
+    rejected: Counter[str] = field(default_factory=Counter)  # rejections by reason, over all chunks
+
+    def run(self, chunks: Sequence[Chunk], work: Callable[[Chunk], Record]) -> list[Record]:
+        writer = self.writer
+        if isinstance(writer, ModelWriter) and self.concurrency > 1 and hasattr(writer.model, "generate_batch"):
+            # A local model: the workers' simultaneous requests are decoded together, in batches.
+            local = writer.model
+            with BatchedModel(cast(BatchGenerator, local), max_batch=self.concurrency) as batched:
+                writer.model = batched
+                try:
+                    return self._run(chunks, work)
+                finally:
+                    writer.model = local
+        return self._run(chunks, work)
+
+    def _run(self, chunks: Sequence[Chunk], work: Callable[[Chunk], Record]) -> list[Record]:
+        records, self.resumed = write_chunks(
+            chunks, work, self.partial, concurrency=self.concurrency, progress=self.progress
+        )
+        for record in records:
+            self.rejected.update(record.get("rejected", {}))
+        return records
+
+    def paraphrases(self, chunks: Sequence[Chunk], n: int, seed: int) -> list[list[str]]:
+        """Each chunk's usable rewrites (up to `n`)."""
+
+        def work(chunk: Chunk) -> Record:
+            if isinstance(self.writer, ModelWriter):  # gated attempt by attempt, so rejects are retried
+                check = self.gate.paraphrase_problem if self.gate else None
+                texts, rejected = self.writer.checked_paraphrases(chunk, n, seed, check)
+            else:
+                texts, rejected = self.writer.paraphrases(chunk, n, seed), Counter[str]()
+            return {"texts": texts, "rejected": dict(rejected)}
+
+        return [record["texts"] for record in self.run(chunks, work)]
+
+    def qa_pairs(self, chunks: Sequence[Chunk], n: int, seed: int) -> list[list[QAPair]]:
+        """Each chunk's usable question-answer pairs (up to `n`)."""
+
+        def work(chunk: Chunk) -> Record:
+            if isinstance(self.writer, ModelWriter):
+                check = self.gate.qa_problem if self.gate else None
+                pairs, rejected = self.writer.checked_qa_pairs(chunk, n, seed, check)
+            else:
+                pairs, rejected = self.writer.qa_pairs(chunk, n, seed), Counter[str]()
+            return {"pairs": [[p.question, p.answer] for p in pairs], "rejected": dict(rejected)}
+
+        return [[QAPair(q, a) for q, a in record["pairs"]] for record in self.run(chunks, work)]
+
+    def counts(self) -> dict[str, int]:
+        counts = {f"rejected_{reason}": n for reason, n in sorted(self.rejected.items())}
+        if self.resumed:
+            counts["chunks_resumed"] = self.resumed
+        return counts
+
+
 def paraphrase_rows(
-    chunks: Sequence[Chunk],
-    writer: TrainingTextWriter,
-    n: int,
-    include_original: bool,
-    seed: int,
-    progress: Progress = NullProgress(),
+    chunks: Sequence[Chunk], written: Sequence[Sequence[str]], n: int, include_original: bool
 ) -> tuple[list[Row], dict[str, int]]:
+    """Text rows: each chunk (unless not `include_original`) and its rewrites `written[i]`."""
     rows: list[Row] = []
     short = 0
-    for chunk in chunks:
-        texts = writer.paraphrases(chunk, n, seed)
+    for chunk, texts in zip(chunks, written, strict=True):
         short += len(texts) < n
         if include_original:
             rows.append({"text": chunk.text, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": 0})
@@ -154,18 +239,14 @@ def paraphrase_rows(
             {"text": t, "chunk_id": chunk.chunk_id, "source": chunk.source_path, "variant": i}
             for i, t in enumerate(texts, start=1)
         )
-        progress.advance()
     return rows, {"chunks_with_fewer_paraphrases": short}
 
 
-def qa_rows(
-    chunks: Sequence[Chunk], writer: TrainingTextWriter, per_chunk: int, seed: int, progress: Progress = NullProgress()
-) -> tuple[list[Row], dict[str, int]]:
+def qa_rows(chunks: Sequence[Chunk], written: Sequence[Sequence[QAPair]]) -> tuple[list[Row], dict[str, int]]:
     """Closed-book chat rows, in the prompt infuse asks closed-book questions with."""
     rows: list[Row] = []
     without = 0
-    for chunk in chunks:
-        pairs = writer.qa_pairs(chunk, per_chunk, seed)
+    for chunk, pairs in zip(chunks, written, strict=True):
         without += not pairs
         lang = chunk_language(chunk)
         for pair in pairs:
@@ -179,7 +260,6 @@ def qa_rows(
                     "source": chunk.source_path,
                 }
             )
-        progress.advance()
     return rows, {"chunks_without_pairs": without}
 
 
@@ -323,22 +403,57 @@ def build_dataset_from(
     """
     tick = or_null(progress)
     documents = sorted((r.document for r in store.iter_documents()), key=lambda d: (d.source_path, d.doc_id))
-    chunks = list(store.iter_chunks())
-    model = model_settings.model_copy(update={"name": request.model}) if request.model else model_settings
+    chunks = sorted(store.iter_chunks(), key=lambda c: (c.source_path, c.index, c.chunk_id))
+    if request.limit_chunks is not None and request.limit_chunks < 1:
+        raise DatasetError(f"--limit-chunks must be at least 1, got {request.limit_chunks}")
+    written_from = chunks[: request.limit_chunks]  # the chunks a writer writes for (all without a limit)
+    updates: dict[str, Any] = {"name": request.model} if request.model else {}
+    if request.max_new_tokens is not None:
+        updates["max_new_tokens"] = request.max_new_tokens
+    model = model_settings.model_copy(update=updates) if updates else model_settings
     source = tokenizer_source(request, model)
     tokenizer = load_tokenizer(source) if source else None
     kind = request.kind
-    if kind in (DatasetKind.PARAPHRASE, DatasetKind.QA, DatasetKind.RAFT) and writer is None:
+    if request.name:
+        name = check_name(request.name)
+    else:  # --overwrite without a name replaces the kind's default dataset
+        name = str(kind) if request.overwrite else next_free_name(datasets_dir, str(kind))
+    kb = kb_source(source_label, documents, chunks)
+    writes_text = kind in (DatasetKind.PARAPHRASE, DatasetKind.QA) or (
+        kind is DatasetKind.RAFT and not request.questions_from
+    )
+    if writes_text and writer is None:
         writes = "paraphrases" if kind is DatasetKind.PARAPHRASE else "questions"
         writer = choose_writer(
-            chunks,
+            written_from,
             request.writer,
             model,
             task=f"a {kind} dataset",
             writes=writes,
             loading=lambda name: tick.start(f"loading {name}", None),
         )
-    tick.start(f"{kind}", len(chunks))
+    writing: ChunkWriting | None = None
+    if writes_text:
+        assert writer is not None
+        gate = QualityGate(written_from) if request.quality_gate and isinstance(writer, ModelWriter) else None
+        fingerprint = {
+            "kind": str(kind),
+            "writer": writer.name,
+            "max_new_tokens": getattr(writer, "max_new_tokens", None),
+            "gate": gate is not None,
+            "seed": request.seed,
+            "paraphrases": request.paraphrases if kind is DatasetKind.PARAPHRASE else None,
+            "questions_per_chunk": request.questions_per_chunk if kind is not DatasetKind.PARAPHRASE else None,
+            "kb_digest": kb["kb_digest"],
+        }
+        writing = ChunkWriting(
+            writer,
+            gate,
+            PartialBuild(partial_folder(datasets_dir, name), fingerprint),
+            concurrency=request.concurrency,
+            progress=tick,
+        )
+    tick.start(f"{kind}", len(written_from) if writing else len(chunks))
     counts: dict[str, int] = {}
     parameters: dict[str, Any] = {}
     if kind is DatasetKind.CPT:
@@ -350,19 +465,21 @@ def build_dataset_from(
         rows = cpt_rows(documents, tokenizer, request.block_tokens)
         parameters = {"block_tokens": request.block_tokens}
     elif kind is DatasetKind.PARAPHRASE:
-        assert writer is not None
-        rows, counts = paraphrase_rows(
-            chunks, writer, request.paraphrases, request.include_original, request.seed, tick
-        )
+        assert writing is not None
+        written = writing.paraphrases(written_from, request.paraphrases, request.seed)
+        rows, counts = paraphrase_rows(written_from, written, request.paraphrases, request.include_original)
         parameters = {"paraphrases": request.paraphrases, "include_original": request.include_original}
     elif kind is DatasetKind.QA:
-        assert writer is not None
-        rows, counts = qa_rows(chunks, writer, request.questions_per_chunk, request.seed, tick)
+        assert writing is not None
+        rows, counts = qa_rows(written_from, writing.qa_pairs(written_from, request.questions_per_chunk, request.seed))
         parameters = {"questions_per_chunk": request.questions_per_chunk}
     elif kind is DatasetKind.RAFT:
-        questions = _raft_questions(datasets_dir, request, chunks, writer, tick)
+        asked = _raft_questions(datasets_dir, request, written_from, writing)
+        questions = [(p, c) for p, c in asked if p.question.strip() and p.answer.strip()]
         rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed)
         counts = {"questions": len(questions), "rows_without_oracle": sum(not r["oracle_included"] for r in rows)}
+        if len(asked) > len(questions):  # a blank answer would still get its "[n]" citation
+            counts["unusable_pairs_dropped"] = len(asked) - len(questions)
         parameters = {
             "distractors": request.distractors,
             "no_oracle_share": request.no_oracle_share,
@@ -371,18 +488,28 @@ def build_dataset_from(
         }
     else:
         raise DatasetError(f"cannot build a dataset of kind {kind!r}; use cpt, paraphrase, qa or raft")
+    if writing is not None:
+        counts.update(writing.counts())
+        parameters.update(concurrency=request.concurrency, quality_gate=writing.gate is not None)
+        if isinstance(writer, ModelWriter):
+            parameters["max_new_tokens"] = writer.max_new_tokens
+    if request.limit_chunks is not None:
+        parameters["limit_chunks"] = request.limit_chunks
+    rows, unusable = usable_rows(rows)  # the one gate every kind's rows pass: never an empty row
+    if unusable:
+        counts["unusable_rows_dropped"] = unusable
     if not rows:
+        rejected = ", ".join(
+            f"{k.removeprefix('rejected_')} {v}" for k, v in counts.items() if k.startswith("rejected_")
+        )
         raise DatasetError(
-            f"the {kind} builder produced no rows from {len(chunks)} chunks"
+            f"the {kind} builder produced no rows from {len(written_from)} chunks"
             + (f" ({writer.name} wrote nothing usable; try a stronger model)" if writer else "")
+            + (f"; the quality gate rejected: {rejected}" if rejected else "")
         )
     if request.replay is not None and request.replay_share > 0:
         rows, counts["replay_rows"] = mix_replay(rows, request.replay, request.replay_share, request.seed)
         parameters.update(replay=str(request.replay), replay_share=request.replay_share)
-    if request.name:
-        name = check_name(request.name)
-    else:  # --overwrite without a name replaces the kind's default dataset
-        name = str(kind) if request.overwrite else next_free_name(datasets_dir, str(kind))
     manifest = DatasetManifest(
         name=name,
         kind=kind,
@@ -392,19 +519,21 @@ def build_dataset_from(
         tokenizer=source,
         generator=writer.name if writer and kind is not DatasetKind.CPT else None,
         seed=request.seed,
-        source=kb_source(source_label, documents, chunks),
+        source=kb,
         parameters=parameters,
         counts=counts,
     )
-    return save_dataset(datasets_dir, manifest, rows, overwrite=request.overwrite)
+    dataset = save_dataset(datasets_dir, manifest, rows, overwrite=request.overwrite)
+    if writing is not None and writing.partial is not None:
+        writing.partial.discard()  # the dataset is saved: its progress is no longer needed
+    return dataset
 
 
 def _raft_questions(
     datasets_dir: Path,
     request: BuildRequest,
     chunks: Sequence[Chunk],
-    writer: TrainingTextWriter | None,
-    tick: Progress,
+    writing: ChunkWriting | None,
 ) -> list[tuple[QAPair, Chunk]]:
     by_id = {c.chunk_id: c for c in chunks}
     if request.questions_from:
@@ -425,16 +554,14 @@ def _raft_questions(
                 f"none of the questions in {request.questions_from!r} come from chunks still in the knowledge base"
             )
         return pairs
-    assert writer is not None
-    pairs = []
-    for chunk in chunks:
-        pairs.extend((pair, chunk) for pair in writer.qa_pairs(chunk, request.questions_per_chunk, request.seed))
-        tick.advance()
-    return pairs
+    assert writing is not None
+    written = writing.qa_pairs(chunks, request.questions_per_chunk, request.seed)
+    return [(pair, chunk) for chunk, pairs in zip(chunks, written, strict=True) for pair in pairs]
 
 
 __all__ = [
     "BuildRequest",
+    "ChunkWriting",
     "build_dataset",
     "tokenizer_source",
     "cpt_rows",

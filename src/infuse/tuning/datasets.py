@@ -11,14 +11,17 @@ the formats other tools read too:
 
 Extra keys (``source``, ``chunk_id``, ``replay``...) are kept and ignored by the trainer.
 
-A bad row raises DatasetError naming the file, the line and the field:
+Every row is checked before training; unusable rows raise one DatasetError that counts them and
+names each one's line and field, with the way out (fix them, or ``--skip-bad-rows``):
 
 >>> rows = read_rows(Path("train.jsonl"))  # doctest: +SKIP
+DatasetError: train.jsonl: 2 of 120 rows are unusable (line 5: field "text" must be a non-empty string; ...)
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -84,26 +87,87 @@ def row_format(row: Any, where: str) -> RowFormat:
     )
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """All rows of a JSONL file, validated; errors name the file and line."""
+@dataclass(frozen=True)
+class RowCheck:
+    """Every row of a JSONL file checked: the usable rows, and each unusable one's line and reason."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    bad: list[tuple[int, str]]  # (line number, what is wrong)
+
+    @property
+    def total(self) -> int:
+        return len(self.rows) + len(self.bad)
+
+    def problem(self, way_out: str = "") -> str:
+        """One message for all unusable rows: how many, the first few by line, and `way_out`."""
+        shown = "; ".join(f"line {line}: {reason}" for line, reason in self.bad[:5])
+        more = f"; and {len(self.bad) - 5} more" if len(self.bad) > 5 else ""
+        message = f"{self.path}: {len(self.bad)} of {self.total} rows are unusable ({shown}{more})."
+        return f"{message} {way_out}" if way_out else message
+
+
+def check_rows(path: Path) -> RowCheck:
+    """Read and check every row of a JSONL file (blank lines are not rows); a bad row does not stop
+    the check, so one message can name them all."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
+    bad: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetError(
-                    f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object"
-                ) from exc
-            row_format(row, f"{path}:{number}")
+                bad.append((number, f"not valid JSON ({exc.msg}); each line must be one JSON object"))
+                continue
+            try:
+                row_format(row, "")
+            except DatasetError as exc:
+                bad.append((number, str(exc).removeprefix(": ")))
+                continue
             rows.append(row)
-    if not rows:
-        raise DatasetError(f"{path}: the dataset is empty; build it again or point to a file with rows")
-    return rows
+    return RowCheck(path, rows, bad)
+
+
+SKIP_BAD_ROWS = "--skip-bad-rows"
+
+
+def require_usable(check: RowCheck, *, skip_bad: bool = False, skip_option: str | None = None) -> list[dict[str, Any]]:
+    """The usable rows of `check`. Unusable rows are an error naming their count, lines and
+    reasons; with `skip_bad` they are left out. The error offers `skip_option` (e.g.
+    ``--skip-bad-rows``) as the way out when one is given."""
+    if check.bad and not check.rows:
+        raise DatasetError(check.problem("No row is usable: fix the file or point to another one."))
+    if check.bad and not skip_bad:
+        way_out = (
+            f"Fix them, or pass {skip_option} to train on the other {len(check.rows)}." if skip_option else "Fix them."
+        )
+        raise DatasetError(check.problem(way_out))
+    if not check.rows:
+        raise DatasetError(f"{check.path}: the dataset is empty; build it again or point to a file with rows")
+    return check.rows
+
+
+def read_rows(path: Path, *, skip_bad: bool = False, skip_option: str | None = None) -> list[dict[str, Any]]:
+    """The usable rows of a JSONL file, every row checked (:func:`check_rows`, :func:`require_usable`)."""
+    return require_usable(check_rows(path), skip_bad=skip_bad, skip_option=skip_option)
+
+
+def usable_rows(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """(the rows a trainer can use, how many were left out): builders never write an unusable row."""
+    kept: list[dict[str, Any]] = []
+    dropped = 0
+    for row in rows:
+        try:
+            row_format(row, "row")
+        except DatasetError:
+            dropped += 1
+            continue
+        kept.append(row)
+    return kept, dropped
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -147,8 +211,10 @@ class Dataset:
     rows_path: Path  # the JSONL file
     manifest: DatasetManifest
 
-    def rows(self) -> list[dict[str, Any]]:
-        return read_rows(self.rows_path)
+    def rows(self, *, skip_bad: bool = False) -> list[dict[str, Any]]:
+        """The usable rows; unusable ones are an error offering ``--skip-bad-rows``, or with
+        `skip_bad` left out."""
+        return read_rows(self.rows_path, skip_bad=skip_bad, skip_option=SKIP_BAD_ROWS)
 
 
 def dataset_folders(root: Path) -> ArtifactFolders:
@@ -190,8 +256,9 @@ def save_dataset(
     return Dataset(folders.path(manifest.name) / ROWS_FILE, manifest)
 
 
-def load_dataset(root: Path, name_or_path: str) -> Dataset:
-    """A dataset by name (``WS/datasets/NAME``), by folder, or a plain JSONL file (imported as is)."""
+def load_dataset(root: Path, name_or_path: str, *, skip_bad_rows: bool = False) -> Dataset:
+    """A dataset by name (``WS/datasets/NAME``), by folder, or a plain JSONL file (imported as is;
+    its rows are checked here: unusable ones are an error, or with `skip_bad_rows` left out)."""
     folders = dataset_folders(root)
     candidate = Path(name_or_path).expanduser()
     folder = folders.path(name_or_path) if folders.exists(name_or_path) else candidate
@@ -201,7 +268,7 @@ def load_dataset(root: Path, name_or_path: str) -> Dataset:
             raise folders.missing(name_or_path)
         return Dataset(folder / ROWS_FILE, DatasetManifest.from_dict(data))
     if candidate.is_file():
-        rows = read_rows(candidate)
+        rows = read_rows(candidate, skip_bad=skip_bad_rows, skip_option=SKIP_BAD_ROWS)
         formats = {row_format(row, str(candidate)) for row in rows}
         if len(formats) > 1:
             raise DatasetError(f"{candidate}: mixes text rows and chat rows; use one format per file")
@@ -225,18 +292,41 @@ def list_datasets(root: Path) -> list[str]:
     return dataset_folders(root).names()
 
 
+def remove_dataset(root: Path, name: str) -> dict[str, Any]:
+    """Delete the dataset `name` under `root` (its folder, rows and manifest) and any unfinished
+    build of it (``.NAME.partial``); an unknown name is an error listing the known ones. Runs
+    trained on it keep their adapters, but can no longer be resumed."""
+    folders = dataset_folders(root)
+    path = folders.require(name)
+    rows = (read_json(path / MANIFEST_FILE) or {}).get("rows")
+    folders.remove(name)
+    shutil.rmtree(partial_folder(root, name), ignore_errors=True)
+    return {"removed": name, "kind": "dataset", "path": str(path), "rows": rows}
+
+
+def partial_folder(root: Path, name: str) -> Path:
+    """Where an unfinished build of dataset `name` keeps its progress (hidden: never listed)."""
+    return root / f".{name}.partial"
+
+
 __all__ = [
     "Dataset",
     "DatasetError",
     "DatasetKind",
     "DatasetManifest",
+    "RowCheck",
     "RowFormat",
+    "SKIP_BAD_ROWS",
     "check_name",
+    "check_rows",
     "dataset_folders",
     "list_datasets",
     "load_dataset",
     "next_free_name",
     "read_rows",
     "row_format",
+    "remove_dataset",
+    "require_usable",
     "save_dataset",
+    "usable_rows",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from infuse.documents.models import Chunk
 from infuse.language import Language, detect_language
-from infuse.models.base import GenerationConfig, LanguageModel
+from infuse.models.base import FinishReason, Generation, GenerationConfig, LanguageModel
 from infuse.tuning.datasets import DatasetError
 
 if TYPE_CHECKING:
@@ -140,37 +141,71 @@ class ModelWriter:
         self.max_new_tokens = max_new_tokens
         self.max_attempts_factor = max_attempts_factor
 
-    def _ask(self, prompt: str, seed: int) -> str:
+    def _generate(self, prompt: str, seed: int) -> Generation:
         config = GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=seed)
-        return self.model.generate([{"role": "user", "content": prompt}], config).text.strip()
+        return self.model.generate([{"role": "user", "content": prompt}], config)
+
+    def _ask(self, prompt: str, seed: int) -> str:
+        return self._generate(prompt, seed).text.strip()
 
     def paraphrases(self, chunk: Chunk, n: int, seed: int) -> list[str]:
+        return self.checked_paraphrases(chunk, n, seed)[0]
+
+    def checked_paraphrases(
+        self, chunk: Chunk, n: int, seed: int, problem: Callable[[Chunk, str], str | None] | None = None
+    ) -> tuple[list[str], Counter[str]]:
+        """(up to `n` distinct rewrites, rejections by reason). A reply cut off at
+        ``max_new_tokens`` is incomplete and not used (``cut_off``: raise ``--max-new-tokens``);
+        one that `problem` (the quality gate) finds a reason against is not used either. Each
+        rejection costs one of the ``n x max_attempts_factor`` attempts."""
         prompt = PARAPHRASE_PROMPTS[chunk_language(chunk)].format(text=chunk.text)
         seen = {normalise_for_dedup(chunk.text)}
         found: list[str] = []
+        rejected: Counter[str] = Counter()
         for attempt in range(n * self.max_attempts_factor):
             if len(found) == n:
                 break
-            text = self._ask(prompt, seed * 1_000 + attempt)
+            reply = self._generate(prompt, seed * 1_000 + attempt)
+            if reply.finish_reason is FinishReason.LENGTH:
+                rejected["cut_off"] += 1
+                continue
+            text = reply.text.strip()
             key = normalise_for_dedup(text)
-            if key and key not in seen:
-                seen.add(key)
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            reason = problem(chunk, text) if problem is not None else None
+            if reason:
+                rejected[reason] += 1
+            else:
                 found.append(text)
-        return found
+        return found, rejected
 
     def qa_pairs(self, chunk: Chunk, n: int, seed: int) -> list[QAPair]:
+        return self.checked_qa_pairs(chunk, n, seed)[0]
+
+    def checked_qa_pairs(
+        self, chunk: Chunk, n: int, seed: int, problem: Callable[[Chunk, QAPair], str | None] | None = None
+    ) -> tuple[list[QAPair], Counter[str]]:
+        """(up to `n` pairs with distinct questions, rejections by reason from `problem`)."""
         prompt = QA_PROMPTS[chunk_language(chunk)].format(n=n, text=chunk.text)
         seen: set[str] = set()
         found: list[QAPair] = []
+        rejected: Counter[str] = Counter()
         for attempt in range(self.max_attempts_factor):
             for pair in parse_qa_pairs(self._ask(prompt, seed * 1_000 + attempt)):
                 key = normalise_for_dedup(pair.question)
-                if key not in seen:
-                    seen.add(key)
+                if key in seen:
+                    continue
+                seen.add(key)
+                reason = problem(chunk, pair) if problem is not None else None
+                if reason:
+                    rejected[reason] += 1
+                else:
                     found.append(pair)
             if len(found) >= n:
                 break
-        return found[:n]
+        return found[:n], rejected
 
 
 # --- choosing a writer ------------------------------------------------------------------------
@@ -207,7 +242,8 @@ def choose_writer(
     loading: Callable[[str], None] | None = None,
 ) -> TrainingTextWriter:
     """Who writes for `chunks`: a registered corpus writer (unless `choice` is MODEL), else a
-    :class:`ModelWriter` over `model` (``model.name`` None is an error saying to pass one).
+    :class:`ModelWriter` over `model` (``model.name`` None is an error saying to pass one) that
+    writes at most ``model.max_new_tokens`` tokens per reply.
     `loading(name)` is called before a model is loaded (it can take a while)."""
     if choice is not WriterChoice.MODEL:
         found = detect_writer(chunks)
@@ -226,7 +262,7 @@ def choose_writer(
 
     if loading is not None:
         loading(model.name)
-    return ModelWriter(load_model(model))
+    return ModelWriter(load_model(model), max_new_tokens=model.max_new_tokens)
 
 
 __all__ = [

@@ -1,4 +1,8 @@
-"""Fine-tuning runs in a workspace, by name: run, list, show, merge, and resolve for inference.
+"""Fine-tuning runs in a workspace, by name: run, list, show, remove, merge, and resolve for inference.
+
+A run is training (a live process holds its lock ``WS/adapters/.NAME.lock``), interrupted (its
+manifest says training but nobody holds the lock: killed), failed (the error is in its manifest;
+the name is free for a new run) or complete.
 
 Each run is a folder ``WS/adapters/NAME/``::
 
@@ -6,7 +10,8 @@ Each run is a folder ``WS/adapters/NAME/``::
                         final train/eval loss, tokens/s, wall time, peak memory
     train_log.jsonl     one line per step (loss, lr, eval loss)
     adapter/            the PEFT adapter (LoRA, QLoRA) - or model/ for a full fine-tune
-    checkpoints/        step-N/ folders while training (--resume continues from the newest)
+    checkpoints/        step-N/ folders while training (--resume continues from the newest);
+                        removed when the run completes, unless --keep-checkpoints
     merged/             after `infuse adapters merge`: base + adapter as one model folder
     NAME-TYPE.gguf      after `infuse adapters export NAME --format gguf` (see :mod:`.gguf_export`)
 
@@ -18,16 +23,19 @@ Each run is a folder ``WS/adapters/NAME/``::
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock, Timeout
+
 from infuse.devices import default_device
 from infuse.files import ArtifactFolders, read_json, staged_folder, utc_now, write_json_atomic
 from infuse.models.sources import model_source
 from infuse.progress import Progress
-from infuse.tuning.datasets import load_dataset
+from infuse.tuning.datasets import SKIP_BAD_ROWS, Dataset, check_rows, load_dataset, require_usable
 from infuse.tuning.trainer import (
     ADAPTER_DIR,
     MANIFEST_FILE,
@@ -38,11 +46,13 @@ from infuse.tuning.trainer import (
     TuneMethod,
     TuneResult,
     checkpoint_dirs,
+    remove_checkpoints,
     train,
 )
 
 if TYPE_CHECKING:
     import torch
+    from accelerate import PartialState
     from transformers import PreTrainedTokenizerBase
 
     from infuse.models.transformers_backend import Network
@@ -61,7 +71,12 @@ class Run:
 
     @property
     def status(self) -> RunStatus:
-        return RunStatus(self.manifest.get("status", RunStatus.TRAINING))
+        """The manifest's status, except that a run it calls "training" which no live process
+        holds (killed, or the machine went down) is INTERRUPTED."""
+        status = RunStatus(self.manifest.get("status", RunStatus.TRAINING))
+        if status in (RunStatus.TRAINING, RunStatus.INTERRUPTED):
+            return RunStatus.TRAINING if run_is_live(self.path) else RunStatus.INTERRUPTED
+        return status
 
     @property
     def method(self) -> TuneMethod:
@@ -98,6 +113,8 @@ class Run:
             "created",
         )
         data = {k: self.manifest.get(k) for k in keys}
+        data["status"] = str(self.status)
+        data["error"] = self.manifest.get("error")
         data["dataset"] = (self.manifest.get("dataset") or {}).get("name")
         data["path"] = str(self.path)
         data["checkpoints"] = [int(p.name.split("-")[1]) for p in checkpoint_dirs(self.path)]
@@ -118,6 +135,61 @@ def run_folders(workspace: Workspace) -> ArtifactFolders:
 
 def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+
+
+class RunBusyError(TuneError):
+    """Another live process is training this run."""
+
+    http_status = 409  # not the caller's fault: wait for the other process, or pick another name
+
+
+def run_lock(run_dir: Path) -> FileLock:
+    """The lock a process holds while it trains the run in `run_dir`: ``.NAME.lock`` beside the
+    run's folder (so removing the folder never removes the lock of a live trainer). It is an OS
+    file lock, so a killed process releases it: a run whose manifest says "training" and whose
+    lock is free was interrupted."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(run_dir.parent / f".{run_dir.name}.lock"), timeout=0)
+
+
+def run_is_live(run_dir: Path) -> bool:
+    """Whether a process (this one included) is training the run in `run_dir` now."""
+    lock = run_lock(run_dir)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def _hold(run_dir: Path, name: str) -> FileLock:
+    lock = run_lock(run_dir)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunBusyError(
+            f"run {name!r} is being trained by another process right now; wait for it to finish "
+            "or choose another --name"
+        ) from None
+    return lock
+
+
+def remove_run(workspace: Workspace, name: str) -> dict[str, Any]:
+    """Delete the fine-tuning run `name` (manifest, log, adapter or model, checkpoints, merged
+    model, exports). A run that a live process is training is refused (:class:`RunBusyError`);
+    an unknown name is an error listing the known ones."""
+    folders = run_folders(workspace)
+    path = folders.path(name)
+    if not path.is_dir():
+        raise folders.missing(name)
+    lock = _hold(path, name)
+    try:
+        manifest = read_json(path / MANIFEST_FILE) or {}
+        shutil.rmtree(path)
+    finally:
+        lock.release()
+    return {"removed": name, "kind": "fine-tuning run", "path": str(path), "status": manifest.get("status")}
 
 
 def open_run(workspace: Workspace, name: str) -> Run:
@@ -149,7 +221,11 @@ def tune(
     on_step: Callable[[int, float], None] | None = None,
 ) -> Run:
     """Train and register a run. The default name is ``DATASET-METHOD``; an existing complete run
-    of that name is an error (pick --name), an interrupted one needs ``resume=True``.
+    of that name is an error (pick --name or remove it), an interrupted one needs ``resume=True``,
+    a failed one is replaced (or resumed). Every row of the dataset is checked first: unusable rows
+    are one error naming them, unless ``config.skip_bad_rows``. The run is locked while it trains
+    (:func:`run_is_live`); an exception marks it failed with the error in its manifest. A complete
+    run's checkpoints are removed unless ``config.keep_final_checkpoints``.
 
     `model_name` None is the workspace's ``[model] name``, and ``config.device`` None its
     ``[model] device`` (then the best available)."""
@@ -163,19 +239,51 @@ def tune(
     if config.device is None and workspace.settings.model.device:
         config = replace(config, device=workspace.settings.model.device)
     processes = PartialState(cpu=(config.device or default_device()) == "cpu")  # one per rank under torchrun
-    dataset = load_dataset(workspace.datasets_dir, dataset_name)
+    dataset = load_dataset(workspace.datasets_dir, dataset_name, skip_bad_rows=config.skip_bad_rows)
+    rows = check_rows(dataset.rows_path)  # every row, before anything is created: all bad rows in one message
+    require_usable(rows, skip_bad=config.skip_bad_rows, skip_option=SKIP_BAD_ROWS)
     name = name or f"{dataset.manifest.name}-{config.method}"
     run_dir = run_folders(workspace).path(name)
+    lock = _hold(run_dir, name) if processes.is_main_process else None
+    try:
+        return _tune_locked(
+            workspace, dataset, model_name, config, name, run_dir, len(rows.bad), resume, progress, on_step, processes
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _tune_locked(
+    workspace: Workspace,
+    dataset: Dataset,
+    model_name: str,
+    config: TuneConfig,
+    name: str,
+    run_dir: Path,
+    bad_rows: int,
+    resume: bool,
+    progress: Progress | None,
+    on_step: Callable[[int, float], None] | None,
+    processes: PartialState,
+) -> Run:
     previous = read_json(run_dir / MANIFEST_FILE)
-    if previous is not None:
-        if previous.get("status") == RunStatus.COMPLETE:
-            raise TuneError(f"run {name!r} is already complete; choose another --name (or delete {run_dir})")
-        if not resume:
-            raise TuneError(
-                f"run {name!r} was interrupted; pass --resume to continue it from its last checkpoint "
-                f"or choose another --name"
-            )
-    elif resume:
+    status = previous.get("status") if previous is not None else None
+    if status == RunStatus.COMPLETE:
+        raise TuneError(
+            f"run {name!r} is already complete; choose another --name, or remove it with `infuse adapters rm {name}`"
+        )
+    if status == RunStatus.FAILED and not resume:  # a failed run never blocks its name: start over
+        processes.wait_for_everyone()
+        if processes.is_main_process:
+            shutil.rmtree(run_dir)
+        previous = None
+    elif previous is not None and not resume:
+        raise TuneError(
+            f"run {name!r} was interrupted; pass --resume to continue it from its last checkpoint, choose "
+            f"another --name, or remove it with `infuse adapters rm {name}`"
+        )
+    elif previous is None and resume:
         raise TuneError(f"nothing to resume: there is no run {name!r} in {workspace.adapters_dir}")
     manifest: dict[str, Any] = {
         "name": name,
@@ -188,18 +296,28 @@ def tune(
             "sha256": dataset.manifest.sha256,
             "rows": dataset.manifest.rows,
             "path": str(dataset.rows_path),
+            "bad_rows_skipped": bad_rows,
         },
         "hyperparameters": config.to_dict(),
         "created": previous["created"] if previous else utc_now(),
     }
     processes.wait_for_everyone()  # every rank has checked the folder before rank 0 writes to it
-    if previous is None and processes.is_main_process:
+    if processes.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_manifest(run_dir, manifest)
-    result = train(model_name, dataset, run_dir, config, resume=resume, progress=progress, on_step=on_step)
+        _write_manifest(run_dir, manifest)  # a resumed failed run is "training" again
+    try:
+        result = train(model_name, dataset, run_dir, config, resume=resume, progress=progress, on_step=on_step)
+    except Exception as exc:  # recorded, so the run shows as failed (not "training" forever) and its name is free
+        if processes.is_main_process:
+            manifest.update(status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", failed=utc_now())
+            _write_manifest(run_dir, manifest)
+        raise
     if result.manifest.get("is_main_process", True):
         manifest.update(_result_fields(result))
-        _write_manifest(run_dir, manifest)
+        _write_manifest(run_dir, manifest)  # complete first: a kill now leaves a complete run with checkpoints
+        if not config.keep_final_checkpoints:
+            manifest["checkpoints_removed"] = remove_checkpoints(run_dir)
+            _write_manifest(run_dir, manifest)
     return Run(name, run_dir, manifest)
 
 
@@ -339,7 +457,7 @@ def _sample_texts(run: Run) -> list[str]:
     path = Path((run.manifest.get("dataset") or {}).get("path", ""))
     texts: list[str] = []
     if path.is_file():
-        for row in read_rows(path)[:8]:
+        for row in read_rows(path, skip_bad=True)[:8]:
             texts.append(row["text"] if "text" in row else " ".join(m["content"] for m in row["messages"]))
     return texts or ["The quick brown fox jumps over the lazy dog.", "年次有給休暇は入社6か月後に付与されます。"]
 
@@ -393,8 +511,11 @@ __all__ = [
     "TunedNetwork",
     "inference_overrides",
     "list_runs",
+    "RunBusyError",
     "merge_adapter",
     "open_run",
+    "remove_run",
+    "run_is_live",
     "resolve_for_inference",
     "tune",
     "tuned_network",

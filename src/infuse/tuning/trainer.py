@@ -11,9 +11,10 @@ accelerate config file, see ``configs/accelerate/``), mixed precision and gradie
   ``micro_batch_size x grad_accum x world_size`` rows, rank r taking its share of each micro step.
   The loss is summed over target tokens and divided by the step's *global* target count, so one
   process and N processes compute the same gradient for the same global batch.
-* **Checkpoints** every ``save_every`` steps: trainable weights, optimizer, RNG state and the loss
-  log, written to a temporary folder and renamed (a kill leaves the previous checkpoint intact).
-  ``resume=True`` continues from the newest one with the same data order.
+* **Checkpoints** every ``save_every`` steps (default: about ten per run): trainable weights,
+  optimizer, RNG state and the loss log, written to a temporary folder and renamed (a kill leaves
+  the previous checkpoint intact). ``resume=True`` continues from the newest one with the same
+  data order. The registry removes them once the run is complete (``keep_final_checkpoints``).
 * **Progress** goes to a :class:`infuse.progress.Progress` (stage ``tune``, one unit per step, a
   note with loss and tokens/s about every 5% of the run); the loop itself never draws.
 * **Outputs** in the run folder: ``adapter/`` (PEFT) or ``model/`` (full fine-tune),
@@ -79,7 +80,9 @@ class TuneMethod(StrEnum):
 
 
 class RunStatus(StrEnum):
-    TRAINING = "training"  # started, not finished (running, crashed or killed: --resume continues)
+    TRAINING = "training"  # a live process is training it (it holds the run's lock)
+    INTERRUPTED = "interrupted"  # the manifest says training but no process holds the lock: killed (--resume continues)
+    FAILED = "failed"  # training raised an error (recorded in the manifest); --resume or a new tune replaces it
     COMPLETE = "complete"
 
 
@@ -111,8 +114,10 @@ class TuneConfig:
     lora_targets: tuple[str, ...] | str = "all-linear"  # PEFT: every linear layer but the output head
     eval_fraction: float = 0.05  # examples held out for the evaluation loss (0: none)
     eval_every: int | None = None  # None: about 10 times per run
-    save_every: int | None = None  # checkpoint interval in steps (None: only at the end)
-    keep_checkpoints: int = 2
+    save_every: int | None = None  # checkpoint interval in steps (None: about 10 per run; 0: none, so no --resume)
+    keep_checkpoints: int = 2  # newest checkpoints kept while training
+    keep_final_checkpoints: bool = False  # keep checkpoints/ once the run is complete (default: removed)
+    skip_bad_rows: bool = False  # train on the usable rows when some are unusable (else an error naming them)
     gradient_checkpointing: bool = False
     seed: int = 0
     device: str | None = None  # None: CUDA, then MPS, then CPU
@@ -193,7 +198,7 @@ def split_examples(examples: list[Example], eval_fraction: float, seed: int) -> 
 
 
 def build_plan(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, config: TuneConfig, world_size: int) -> DataPlan:
-    examples = [encode_row(row, tokenizer) for row in dataset.rows()]
+    examples = [encode_row(row, tokenizer) for row in dataset.rows(skip_bad=config.skip_bad_rows)]
     examples = [e for e in examples if e.n_targets > 0]
     if not examples:
         raise TuneError(
@@ -315,6 +320,22 @@ def trainable_state(model: Network) -> dict[str, torch.Tensor]:
 
 
 # --- checkpoints -----------------------------------------------------------------------------
+
+
+def checkpoint_interval(config: TuneConfig, steps: int) -> int:
+    """Steps between checkpoints: ``save_every``, or about ten per run when it is None (a killed
+    run then loses at most a tenth of its steps), 0 for none."""
+    if config.save_every is not None:
+        return config.save_every
+    return max(1, steps // 10)
+
+
+def remove_checkpoints(run_dir: Path) -> int:
+    """Delete a finished run's checkpoints (and any temporary folder of an interrupted save);
+    returns how many complete checkpoints there were."""
+    count = len(checkpoint_dirs(run_dir))
+    shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+    return count
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -478,7 +499,7 @@ def train(
         "config": {
             k: v
             for k, v in config.to_dict().items()
-            if k not in ("save_every", "keep_checkpoints", "threads", "device")
+            if k not in ("save_every", "keep_checkpoints", "keep_final_checkpoints", "threads", "device")
         },
         "world_size": world,
     }
@@ -508,6 +529,7 @@ def train(
     if accelerator.is_main_process:
         _write_log(run_dir, log)
     eval_every = config.eval_every or max(1, steps // 10)
+    save_every = checkpoint_interval(config, steps)
     micro = config.micro_batch_size
     tokens_done = 0
     started = time.perf_counter()
@@ -551,7 +573,7 @@ def train(
         report.advance()
         if (step + 1) % note_every == 0 or step + 1 == steps:
             report.note(f"step {step + 1}/{steps} loss {loss:.4f} {tokens_done / max(elapsed, 1e-9):,.0f} tok/s")
-        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < steps:
+        if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
             if accelerator.is_main_process:
                 save_checkpoint(run_dir, unwrapped, optimizer, step + 1, log, fingerprint, config.keep_checkpoints)
             accelerator.wait_for_everyone()
@@ -622,6 +644,8 @@ __all__ = [
     "TuneResult",
     "build_plan",
     "checkpoint_dirs",
+    "checkpoint_interval",
+    "remove_checkpoints",
     "lr_at",
     "read_log",
     "train",
