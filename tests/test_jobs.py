@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import CORPUS
 from infuse.cli import app
-from infuse.jobs import JobProgress, JobState, list_jobs, running_jobs
+from infuse.jobs import Job, JobProgress, JobState, describe, list_jobs, running_jobs
 from infuse.workspace import Workspace
 
 
@@ -116,3 +116,23 @@ def test_json_commands_print_json_progress_events_on_stderr(corpus: Path, tmp_pa
     assert {e["event"] for e in events} == {"start", "progress"}
     done = [e for e in events if e["event"] == "progress" and e["stage"] == "reading"][-1]
     assert done["done"] == done["total"] == len(CORPUS) and done["eta_s"] == 0.0
+
+
+def test_tune_records_its_job_though_it_opens_the_workspace_inside_the_progress_block(
+    workspace: Workspace, tmp_path: Path, tiny_llama_dir: str
+) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Fact {i}: the sky is blue."}) + "\n" for i in range(8)))
+    command = ["-w", str(workspace.path), "tune", "--dataset", str(data), "--model", tiny_llama_dir]
+    result = CliRunner().invoke(app, [*command, "--max-steps", "3", "--seq-len", "32", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "tune: 3/3 (100%) done in" in result.stderr
+    [job] = list_jobs(workspace.path)
+    assert (job.kind, job.state, job.stage, job.done, job.total) == ("tune", "finished", "tune", 3, 3)
+
+
+def test_describe_reads_well_before_the_first_stage_and_without_a_total() -> None:
+    base = {"id": "x", "kind": "tune", "state": "interrupted", "note": "", "started": "t0", "updated": "t1"}
+    base |= {"finished": None, "pid": 7, "host": "h", "eta_s": None, "done": 0, "total": None}
+    assert describe(Job.from_dict({**base, "stage": ""})).startswith("tune interrupted: starting (loading); pid 7")
+    assert describe(Job.from_dict({**base, "stage": "loading model"})).startswith("tune interrupted: loading model;")

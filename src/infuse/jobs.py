@@ -228,9 +228,14 @@ def describe(job: Job) -> str:
     """One line for a terminal: ``tune running: tune 40/200 (20%), eta 1m35s; pid 4242, since ...``."""
     from infuse.progress import format_seconds
 
-    where = f"{job.stage} {job.done}/{job.total}" if job.total is not None else f"{job.stage} {job.done}"
-    if job.total:
-        where += f" ({min(1.0, job.done / job.total):.0%})"
+    if not job.stage:
+        where = "starting (loading)"
+    elif job.total is None:
+        where = f"{job.stage} {job.done}" if job.done else job.stage
+    else:
+        where = f"{job.stage} {job.done}/{job.total}" + (
+            f" ({min(1.0, job.done / job.total):.0%})" if job.total else ""
+        )
     line = f"{job.kind} {job.state}: {where}"
     if job.state == JobState.RUNNING and job.eta_s is not None:
         line += f", eta {format_seconds(job.eta_s)}"

@@ -176,11 +176,23 @@ def progress_bar() -> Iterator[ProgressProtocol]:
     progress otherwise, JSON events with ``--json``; and a job record in the opened workspace
     (``WS/jobs``; on rank 0 only under torchrun) that ends as finished, failed or interrupted."""
     with _display() as display:
-        if state.opened is None or os.environ.get("RANK", "0") != "0":
+        workspace = job_workspace()
+        if workspace is None or os.environ.get("RANK", "0") != "0":
             yield display
             return
-        with JobProgress(state.opened, command_name() or "job") as job:
+        with JobProgress(workspace, command_name() or "job") as job:
             yield Tee(display, job)
+
+
+def job_workspace() -> Path | None:
+    """Where the running command's job is recorded: the workspace it opened, else the one ``-w``
+    names if it exists (commands may open it inside the progress block); None without one."""
+    if state.opened is None:
+        try:
+            open_workspace()
+        except InfuseError:  # no workspace there (`lab train`), or its settings are broken
+            return None
+    return state.opened
 
 
 @contextmanager
