@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from infuse.hf_logging import QUIET_ENVIRONMENT
 from infuse.workspace import Workspace
 
@@ -39,3 +41,26 @@ def test_a_library_warning_goes_to_the_workspace_log_not_to_stderr(tmp_path: Pat
     assert events[0] == {"event": "start", "stage": "tune", "total": 1}
     assert WARNING_TEXT in (ws / "logs" / "warnings.log").read_text(encoding="utf-8")
     # (the log proves the warning was raised in this run, so the clean stderr is not a vacuous pass)
+
+
+@pytest.mark.slow  # two fresh interpreters importing transformers (about 15 s of CPU)
+def test_the_missing_weights_report_of_transformers_is_not_printed(tmp_path: Path) -> None:
+    """A head missing from a checkpoint (a plain BERT loaded as a classifier, as a cross-encoder
+    reranker folder can be) makes transformers print a load report on stderr; quieted, it does not."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from conftest import MINILM_PATH
+
+    tokenizer = AutoTokenizer.from_pretrained(MINILM_PATH)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    BertModel(config).save_pretrained(tmp_path / "bert")
+    load = (
+        "from transformers import BertForSequenceClassification as B; "
+        f"B.from_pretrained({str(tmp_path / 'bert')!r}, num_labels=1)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENVIRONMENT} | {"OMP_NUM_THREADS": "1"}
+    noisy = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env, timeout=300)
+    assert noisy.returncode == 0 and "classifier.weight" in noisy.stderr  # the noise exists...
+    quiet_load = "from infuse.hf_logging import quiet_library_output; quiet_library_output(); " + load
+    quiet = subprocess.run([sys.executable, "-c", quiet_load], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr  # ...and the CLI's quieting removes it
