@@ -1,36 +1,45 @@
 # Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+# `make demo` installs what infuse needs to run; `make test` (and `make check`) add the dev extras
+# (test tools, lm-eval, linters): two stamps, so a demo never waits for the dev tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test check install clean bench
+.PHONY: demo test check install install-dev clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
 # torch is pinned first: a CPU wheel is provided locally; an unpinned torch would pull CUDA builds.
-$(STAMP): $(BIN)/python pyproject.toml
+$(RUNTIME_STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install "torch==2.13.0"
+	$(BIN)/pip install -e .
+	touch $(RUNTIME_STAMP)
+
+$(DEV_STAMP): $(RUNTIME_STAMP)
 	$(BIN)/pip install -e ".[dev]"
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
-install: $(STAMP)
+install: $(RUNTIME_STAMP)
 
-demo: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+demo: $(RUNTIME_STAMP)
 	$(BIN)/python -m infuse.demo
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
 # Lint, format and type checks (CI runs them with the tests).
-check: $(STAMP)
+check: $(DEV_STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m ruff format --check src tests benchmarks
 	$(BIN)/python -m mypy
 
-bench: $(STAMP)
+bench: $(RUNTIME_STAMP)
 	$(BIN)/python benchmarks/retrieval.py
 
 clean:

@@ -17,7 +17,7 @@ import infuse
 SRC = Path(infuse.__file__).parent
 
 LAYERS: list[set[str]] = [
-    {"language", "errors", "config", "devices", "hf_logging", "files", "progress", "schedules", "staging"},
+    {"language", "errors", "config", "devices", "hf_logging", "files", "progress", "jobs", "schedules", "staging"},
     {"documents"},
     {"models", "embedders", "store", "screening"},
     {"retrieval"},

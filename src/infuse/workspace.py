@@ -7,6 +7,7 @@ Layout::
     WS/kb/lancedb/            the LanceDB tables (chunks, documents)
     WS/kb/last_sync.json      the last ingest's report (counts, failures, times)
     WS/write.lock             held by ingest/reindex; a second writer waits or fails clearly
+    WS/jobs/ID.json           long jobs' progress and end (infuse.jobs), read by `status`
 
 >>> ws = Workspace.open("my-ws", create=True)  # doctest: +SKIP
 >>> ws.ingest(["docs/"])  # doctest: +SKIP
@@ -33,6 +34,7 @@ from infuse.embedders import Embedder, EmbedderIdentity, make_embedder
 from infuse.errors import ConfigError, EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
 from infuse.files import read_json, utc_now, utc_stamp, write_json_atomic, write_text_atomic
 from infuse.ingest.sync import IngestReport, Syncer
+from infuse.jobs import JobState, list_jobs
 from infuse.models.base import GenerationConfig, LanguageModel
 from infuse.progress import Progress
 from infuse.rag.pipeline import RagPipeline
@@ -52,6 +54,8 @@ MANIFEST_VERSION = 1
 PIPELINE_VERSION = "2"
 # How many flagged passages `status` lists (the total is always counted).
 FLAGGED_LIST_LIMIT = 50
+# How many of the newest job records `status` shows (running ones first).
+JOBS_LIST_LIMIT = 5
 
 
 @dataclass
@@ -100,6 +104,9 @@ class WorkspaceStatus:
     injection_policy: str = InjectionPolicy.MARK.value
     flagged_chunks: int = 0
     flagged: list[dict[str, Any]] = field(default_factory=list)
+    # Long jobs (infuse.jobs.Job.to_dict): the running ones, then the newest ended ones, at most
+    # JOBS_LIST_LIMIT; state is running, finished, failed or interrupted (its process is gone).
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -530,7 +537,15 @@ class Workspace:
             injection_policy=self.settings.ingest.injection.value,
             flagged_chunks=store.count_flagged_chunks() if store else 0,
             flagged=[self._flagged_entry(c) for c in store.flagged_chunks(FLAGGED_LIST_LIMIT)] if store else [],
+            jobs=self._jobs(),
         )
+
+    def _jobs(self) -> list[dict[str, Any]]:
+        """Running jobs first, then the newest ended ones (at most JOBS_LIST_LIMIT in all)."""
+        jobs = list_jobs(self.path)
+        running = [job for job in jobs if job.state == JobState.RUNNING]
+        ended = [job for job in jobs if job.state != JobState.RUNNING]
+        return [job.to_dict() for job in (running + ended)[:JOBS_LIST_LIMIT]]
 
     def _flagged_entry(self, chunk: Chunk) -> dict[str, Any]:
         """A flagged chunk for `status`: where it is, why, and the text around the first match."""

@@ -1,5 +1,13 @@
-"""What every command shares: the workspace option, opening it, JSON output, progress bars, and
-the one error handler.
+"""What every command shares: the workspace and verbosity options, opening the workspace, JSON
+output, progress, and the one error handler.
+
+Progress is decided here once, for every command that wraps its library call in
+:func:`progress_bar`: a Rich bar on a terminal, :class:`~infuse.progress.LineProgress` lines when
+stderr is a log or a pipe, :class:`~infuse.progress.JsonProgress` events when the command was given
+``--json``; and, beside the display, a :class:`~infuse.jobs.JobProgress` record in the workspace
+the command opened, which ``infuse status`` reads. Library warnings and Hugging Face bars are kept
+off the terminal (:func:`infuse.hf_logging.quiet_library_output`) unless ``-v`` is given; they go
+to ``WS/logs/warnings.log``.
 
 Errors are handled once, in :class:`InfuseGroup`: any :class:`infuse.errors.InfuseError` a command
 lets through is printed as one line on stderr and the process exits with the error class's
@@ -10,6 +18,7 @@ its exit code (and the server its HTTP status) from its class attributes, not fr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +40,10 @@ from rich.progress import (
 from typer.core import TyperGroup
 
 from infuse.errors import InfuseError
+from infuse.hf_logging import quiet_library_output
+from infuse.jobs import JobProgress
+from infuse.progress import JsonProgress, LineProgress, Tee
+from infuse.progress import Progress as ProgressProtocol
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
 
 EXIT_ERROR = InfuseError.exit_code  # an error (message on stderr); subclasses may choose their own
@@ -53,9 +66,12 @@ class InfuseGroup(TyperGroup):
 
 class _State:
     workspace: Path | None = None
+    opened: Path | None = None  # the workspace this command opened (job records and the warnings log go there)
 
 
 state = _State()
+LOG_DIR = "logs"
+WARNINGS_LOG = "warnings.log"
 
 
 def main(
@@ -65,13 +81,29 @@ def main(
             "-w", "--workspace", envvar="INFUSE_WORKSPACE", help=f"Workspace folder \\[default: ./{DEFAULT_WORKSPACE}]"
         ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v", "--verbose", help=f"Show the libraries' warnings and bars (else in WS/{LOG_DIR}/{WARNINGS_LOG})."
+        ),
+    ] = False,
 ) -> None:
     state.workspace = workspace
+    state.opened = None
+    if not verbose:
+        quiet_library_output(warnings_log)
+
+
+def warnings_log() -> Path | None:
+    """Where library warnings go: the opened workspace's log (None before one is opened: dropped)."""
+    return state.opened / LOG_DIR / WARNINGS_LOG if state.opened is not None else None
 
 
 def open_workspace(create: bool = False, **overrides: Any) -> Workspace:
-    """The workspace named by ``-w``/``$INFUSE_WORKSPACE`` (default ./infuse-workspace)."""
-    return Workspace.open(state.workspace, create=create, **overrides)
+    """The workspace named by ``-w``/``$INFUSE_WORKSPACE`` (default ./.infuse)."""
+    ws = Workspace.open(state.workspace, create=create, **overrides)
+    state.opened = ws.path
+    return ws
 
 
 def model_overrides(model: str | None, adapters: list[str] | None) -> dict[str, Any]:
@@ -91,7 +123,7 @@ def fmt_loss(value: float | None) -> str:
 
 class RichProgress:
     """The library's progress reports (``start``/``advance``/``note``) drawn as one Rich bar per
-    stage on stderr."""
+    stage on a terminal's stderr."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -110,14 +142,67 @@ class RichProgress:
         if self._task is None:
             return
         self._progress.update(self._task, note=text)
-        if not self._progress.console.is_terminal:  # logs get the status as lines
-            stage = self._progress.tasks[self._task].description
-            self._progress.console.print(f"{stage}: {text}", markup=False, highlight=False)
+
+
+def current_context() -> Any:
+    """The running command's context (None outside one). Typer 0.2x runs commands in its own copy
+    of click (``typer._click``), whose context stack is not click's; older Typer uses click."""
+    try:
+        from typer._click import globals as click_globals
+    except ImportError:  # Typer before it vendored click
+        import click as click_globals  # type: ignore[no-redef]
+    return click_globals.get_current_context(silent=True)
+
+
+def command_name() -> str:
+    """The running command without the program name (``dataset build``), or ``""`` outside one."""
+    ctx = current_context()
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def wants_json() -> bool:
+    """Whether the running command was given ``--json`` (every command names that option `as_json`)."""
+    ctx = current_context()
+    return bool(ctx is not None and ctx.params.get("as_json"))
 
 
 @contextmanager
-def progress_bar() -> Iterator[RichProgress]:
-    """A transient progress display on stderr for the duration of the block."""
+def progress_bar() -> Iterator[ProgressProtocol]:
+    """Progress for the duration of the block, on stderr: a transient Rich bar on a terminal, line
+    progress otherwise, JSON events with ``--json``; and a job record in the opened workspace
+    (``WS/jobs``; on rank 0 only under torchrun) that ends as finished, failed or interrupted."""
+    with _display() as display:
+        workspace = job_workspace()
+        if workspace is None or os.environ.get("RANK", "0") != "0":
+            yield display
+            return
+        with JobProgress(workspace, command_name() or "job") as job:
+            yield Tee(display, job)
+
+
+def job_workspace() -> Path | None:
+    """Where the running command's job is recorded: the workspace it opened, else the one ``-w``
+    names if it exists (commands may open it inside the progress block); None without one."""
+    if state.opened is None:
+        try:
+            open_workspace()
+        except InfuseError:  # no workspace there (`lab train`), or its settings are broken
+            return None
+    return state.opened
+
+
+@contextmanager
+def _display() -> Iterator[ProgressProtocol]:
+    if wants_json():
+        yield JsonProgress()
+        return
+    if not err.is_terminal:
+        yield LineProgress()
+        return
     bar = Progress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),

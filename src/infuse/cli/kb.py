@@ -128,12 +128,17 @@ def hits_table(hits: list[Any]) -> Table:
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Documents, chunks, embedder, store, last sync and its failures."""
+    """Documents, chunks, embedder, store, last sync and its failures, running and recent jobs."""
+    from infuse.jobs import Job, JobState, describe
+
     info = open_workspace().status()
     if as_json:
         print_json(info.to_dict())
         return
     out.print(status_table(info))
+    for job in info.jobs:
+        colour = {JobState.RUNNING: "cyan", JobState.FINISHED: "green"}.get(job["state"], "red")
+        out.print(f"[{colour}]job[/] {escape(describe(Job.from_dict(job)))}", highlight=False)
     for error in (info.last_sync or {}).get("errors", []):
         out.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
     if info.flagged:
