@@ -84,11 +84,9 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "OMP_NUM_THREADS": "1",
     }
     env.pop("INFUSE_WORKSPACE", None)
-    timed = [f"SECONDS=0; {speed_up(line)}; echo \"step {i}: $SECONDS s\" >&2" for i, line in enumerate(steps)]
+    timed = [f'SECONDS=0; {speed_up(line)}; echo "step {i}: $SECONDS s" >&2' for i, line in enumerate(steps)]
     script = "set -euo pipefail\n" + "\n".join(timed) + '\necho "MODEL=$MODEL"\n'
-    done = subprocess.run(
-        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200
-    )
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     model = done.stdout.strip().splitlines()[-1].removeprefix("MODEL=")
     assert Path(tmp_path, model).joinpath("config.json").is_file() or Path(model, "config.json").is_file()

@@ -113,6 +113,13 @@ def model_overrides(model: str | None, adapters: list[str] | None) -> dict[str, 
     return inference_overrides(open_workspace(create=True) if adapters else None, model, adapters)
 
 
+def command_line(rest: str) -> str:
+    """``infuse [-w WS] REST``: a command to print for the user, naming the workspace they named."""
+    import shlex
+
+    return f"infuse -w {shlex.quote(str(state.workspace))} {rest}" if state.workspace else f"infuse {rest}"
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infuse.cli.common import EXIT_ERROR, err, fmt_loss, open_workspace, out, print_json, progress_bar
+from infuse.cli.common import EXIT_ERROR, command_line, err, fmt_loss, open_workspace, out, print_json, progress_bar
 from infuse.tuning.builders import BuildRequest
 from infuse.tuning.datasets import Dataset, DatasetKind
 from infuse.tuning.generators import WriterChoice
@@ -258,7 +258,7 @@ def render_run(run: Run, as_json: bool) -> None:
         f"{m['steps']} steps in {m['wall_seconds']:.0f}s ({m['tokens_per_second']:,.0f} tok/s), "
         f"train loss {m['final_train_loss']:.4f}{eval_part}, peak memory {m['peak_memory_mb']:,.0f} MB"
     )
-    out.print(f"run [bold]{run.name}[/] -> {run.output_dir}  (use it: infuse ask --adapter {run.name} ...)")
+    out.print(f"run [bold]{run.name}[/] -> {run.output_dir}  (use it: {command_line(f'ask --adapter {run.name} ...')})")
 
 
 @adapters_app.command("list")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from infuse.config import local_model_overrides
 from infuse.documents.models import Chunk, Document
 from infuse.progress import NullProgress, Progress, or_null
 from infuse.rag import build_messages, closed_book_messages
@@ -407,7 +408,7 @@ def build_dataset_from(
     if request.limit_chunks is not None and request.limit_chunks < 1:
         raise DatasetError(f"--limit-chunks must be at least 1, got {request.limit_chunks}")
     written_from = chunks[: request.limit_chunks]  # the chunks a writer writes for (all without a limit)
-    updates: dict[str, Any] = {"name": request.model} if request.model else {}
+    updates: dict[str, Any] = local_model_overrides(request.model)  # a local --model loads here
     if request.max_new_tokens is not None:
         updates["max_new_tokens"] = request.max_new_tokens
     model = model_settings.model_copy(update=updates) if updates else model_settings
@@ -463,6 +464,7 @@ def build_dataset_from(
                 "(or set [model] name in infuse.toml)"
             )
         rows = cpt_rows(documents, tokenizer, request.block_tokens)
+        tick.advance(len(chunks))
         parameters = {"block_tokens": request.block_tokens}
     elif kind is DatasetKind.PARAPHRASE:
         assert writing is not None
