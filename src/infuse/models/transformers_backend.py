@@ -9,6 +9,7 @@ empty context is replaced by the BOS/EOS token; checked against lm-eval 0.4.13 i
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -184,10 +185,13 @@ class TransformersModel:
         def finish(text: str) -> Generation:
             return Generation(text, state.finish, len(prompt_ids), state.tokens, time.perf_counter() - started)
 
-        return GenerationStream(self._decode_loop(prompt_ids, config, state), finish)
+        cancelled = threading.Event()
+        return GenerationStream(self._decode_loop(prompt_ids, config, state, cancelled), finish, cancelled)
 
     @torch.inference_mode()
-    def _decode_loop(self, prompt_ids: list[int], config: GenerationConfig, state: _DecodeState) -> Iterator[str]:
+    def _decode_loop(
+        self, prompt_ids: list[int], config: GenerationConfig, state: _DecodeState, cancelled: threading.Event
+    ) -> Iterator[str]:
         budget = min(config.max_new_tokens, self.max_length - len(prompt_ids))
         generator = torch.Generator(device="cpu")
         if config.seed is not None:
@@ -198,6 +202,9 @@ class TransformersModel:
         emitted = ""
         hold = max((len(s) for s in config.stop), default=0)
         for _ in range(budget):
+            if cancelled.is_set():  # the stream was cancelled (e.g. from the server's thread): no further step
+                state.finish = FinishReason.CANCELLED
+                return
             output = self.model(input_ids=inputs, cache=past, use_cache=True)
             past = output.cache
             next_id = self._pick(output.logits[0, -1].float(), config, generator)

@@ -1,0 +1,89 @@
+"""The access log: one line per request, as plain ASGI middleware.
+
+Not an ``@app.middleware("http")`` function: a streamed answer ends long after its headers were
+sent, and the log must time (and mark) the whole response, including a stream the client abandoned. The log has one line per request (time, client, method,
+path, status, duration, and ``incomplete`` when the response did not finish) and never headers,
+query strings or bodies, so API keys and questions stay out of it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class AccessLogSink:
+    """Where access lines go: stderr, a file (appended, one flushed line per request), or nowhere."""
+
+    def __init__(self, target: TextIO | None) -> None:
+        self._target = target
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_setting(cls, value: str, root: Path | None = None) -> AccessLogSink:
+        """``stderr``, ``off``, or a file path (relative to ``root``, the workspace folder)."""
+        if value == "off":
+            return cls(None)
+        if value == "stderr":
+            return cls(sys.stderr)
+        path = Path(value).expanduser()
+        if not path.is_absolute() and root is not None:
+            path = root / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(path.open("a", encoding="utf-8", buffering=1))
+
+    def write(self, line: str) -> None:
+        if self._target is None:
+            return
+        with self._lock:
+            self._target.write(line + "\n")
+            self._target.flush()
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A path or method as it may appear in a log line: no control characters, no spaces, bounded."""
+    cleaned = "".join(ch if ch.isprintable() and not ch.isspace() else f"\\x{ord(ch) & 0xFF:02x}" for ch in text)
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "..."
+
+
+class AccessLog:
+    """One line per HTTP request, written when the response has ended (or was abandoned)."""
+
+    def __init__(self, app: ASGIApp, sink: AccessLogSink) -> None:
+        self.app = app
+        self.sink = sink
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        status: int | None = None
+        complete = False
+
+        async def logged_send(message: Message) -> None:
+            nonlocal status, complete
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logged_send)
+        finally:
+            client = scope.get("client")
+            where = f"{client[0]}:{client[1]}" if client else "-"
+            line = (
+                f"{started_at.isoformat(timespec='milliseconds').replace('+00:00', 'Z')} {where} "
+                f"{_printable(str(scope.get('method', '-')), 16)} {_printable(str(scope.get('path', '-')))} "
+                f"{status if status is not None else '-'} {(time.perf_counter() - started) * 1000:.0f}ms"
+            )
+            self.sink.write(line if complete else line + " incomplete")
