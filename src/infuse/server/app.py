@@ -39,7 +39,7 @@ from infuse.config import ServerSettings
 from infuse.errors import InfuseError
 from infuse.models.base import ChatMessage, GenerationConfig, GenerationStream, LanguageModel
 from infuse.rag import RagPipeline, RagStream
-from infuse.server.middleware import AccessLog, AccessLogSink
+from infuse.server.middleware import AccessLog, AccessLogSink, ApiKeyAuth, BodyLimit
 from infuse.server.queue import POLL_SECONDS, ClientGone, ModelQueue, ServerBusy, ServerStopping, Turn
 from infuse.server.schemas import ChatCompletionRequest, CompletionRequest
 
@@ -130,28 +130,12 @@ def create_app(
     model = pipeline.model
     # One generation at a time: a local model is not safe to run from several threads at once.
     queue = ModelQueue(settings.max_waiting)
-    app = FastAPI(
-        title="infuse",
-        description="OpenAI-compatible API over an infuse knowledge base",
-        max_body_size=settings.max_request_bytes,
-    )
+    app = FastAPI(title="infuse", description="OpenAI-compatible API over an infuse knowledge base")
     app.state.queue = queue
+    # The last added is the outermost: every request is logged, 401s and 413s included.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ApiKeyAuth, api_key=api_key)
     app.add_middleware(AccessLog, sink=AccessLogSink.from_setting(settings.access_log, root))
-
-    @app.middleware("http")
-    async def _authenticate(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        if api_key and request.url.path.startswith("/v1"):
-            if request.headers.get("authorization", "") != f"Bearer {api_key}":
-                return JSONResponse(
-                    status_code=401,
-                    content=_error_body(
-                        "invalid or missing API key (Authorization: Bearer ...)",
-                        "invalid_api_key",
-                        kind="authentication_error",
-                    ),
-                )
-        response: Response = await call_next(request)
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -165,15 +149,13 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Unknown routes (404), wrong methods (405), unparsable or too large bodies (400, 413).
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        # Unknown routes (404), wrong methods (405), unparsable bodies (400).
+        codes = {404: "not_found", 405: "method_not_allowed"}
         message = str(exc.detail)
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path} (allowed: {exc.headers and exc.headers.get('Allow')})"
-        elif exc.status_code == 413:
-            message = f"the request body is too large; the limit is {settings.max_request_bytes} bytes ([server] max_request_bytes)"
         return JSONResponse(
             status_code=exc.status_code,
             content=_error_body(message, codes.get(exc.status_code, "invalid_request")),

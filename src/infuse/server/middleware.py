@@ -1,13 +1,17 @@
-"""The access log: one line per request, as plain ASGI middleware.
+"""ASGI layers around the API: the access log, the API key check and the request size limit.
 
-Not an ``@app.middleware("http")`` function: a streamed answer ends long after its headers were
-sent, and the log must time (and mark) the whole response, including a stream the client abandoned. The log has one line per request (time, client, method,
+The access log is plain ASGI middleware, not an ``@app.middleware("http")`` function: a streamed
+answer ends long after its headers were sent, and the log must time (and mark) the whole response,
+including a stream the client abandoned. The size limit answers 413 in the API's own error format
+(Starlette's limit answers in plain text). The log has one line per request (time, client, method,
 path, status, duration, and ``incomplete`` when the response did not finish) and never headers,
 query strings or bodies, so API keys and questions stay out of it.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import sys
 import threading
 import time
@@ -87,3 +91,92 @@ class AccessLog:
                 f"{status if status is not None else '-'} {(time.perf_counter() - started) * 1000:.0f}ms"
             )
             self.sink.write(line if complete else line + " incomplete")
+
+
+def error_body(message: str, code: str, kind: str = "invalid_request_error") -> bytes:
+    """An OpenAI-style error object, as bytes for a response sent from middleware."""
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+
+
+class BodyLimit:
+    """Refuses request bodies over ``max_bytes`` with an OpenAI-style 413, before the app parses them.
+
+    A declared ``Content-Length`` over the limit is refused at once; a chunked body is read here (as
+    the app would read it anyway) and refused as soon as it passes the limit, not once buffered.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, send: Send) -> None:
+        body = error_body(
+            f"the request body is larger than {self.max_bytes} bytes ([server] max_request_bytes in infuse.toml)",
+            "request_too_large",
+        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._too_large(send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before sending the whole body
+                await self.app(scope, _replay(message, receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay(whole, receive), send)
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """A ``receive`` that returns ``first``, then the connection's own messages (e.g. the disconnect)."""
+    pending = [first]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+class ApiKeyAuth:
+    """With a key set, every ``/v1`` request needs ``Authorization: Bearer <key>`` (else 401).
+
+    Plain ASGI, like the others: Starlette's ``BaseHTTPMiddleware`` wraps ``receive`` so that
+    ``request.is_disconnected()`` never sees a client hang up, which the server relies on.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.expected is None or scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1"):
+            await self.app(scope, receive, send)
+            return
+        given = next((value for name, value in scope.get("headers", []) if name == b"authorization"), b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        body = error_body(
+            "invalid or missing API key (Authorization: Bearer ...)", "invalid_api_key", "authentication_error"
+        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
