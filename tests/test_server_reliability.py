@@ -570,3 +570,40 @@ def test_fuzz_malformed_requests_get_4xx_and_never_a_traceback(hashing_ws: Works
     print("\n| case | status |\n|---|---|\n" + "\n".join(f"| {case} | {status} |" for case, status in seen))
     assert [s for _, s in seen] == [expected for *_, expected in FUZZ_CASES] + [400]
     assert all(status < 500 for _, status in seen)
+
+
+# --- cancellation in the model backends -----------------------------------------------------------
+
+
+def test_cancel_stops_a_transformers_generation_within_a_step(slowish_model: TransformersModel) -> None:
+    stream = slowish_model.stream(
+        [{"role": "user", "content": "hello"}], model_api.GenerationConfig(max_new_tokens=LONG)
+    )
+    worker = threading.Thread(target=stream.collect)
+    worker.start()
+    time.sleep(0.3)
+    cancelled_at = time.perf_counter()
+    stream.cancel()  # from another thread, as the server's watcher does
+    worker.join(10)
+    assert not worker.is_alive() and time.perf_counter() - cancelled_at < 0.5
+    assert stream.result is not None and stream.result.finish_reason is model_api.FinishReason.CANCELLED
+    assert 0 < stream.result.completion_tokens < LONG
+
+
+def test_closing_an_openai_backend_stream_frees_the_upstream_model(
+    hashing_ws: Workspace, slowish_model: TransformersModel
+) -> None:
+    from infuse.models.openai_backend import OpenAICompatibleModel
+
+    app = create_app(hashing_ws.rag_pipeline(slowish_model), settings=ServerSettings(access_log="off"))
+    with running(app) as run:
+        remote = OpenAICompatibleModel(slowish_model.name, f"http://127.0.0.1:{run.port}/v1", max_retries=0)
+        stream = remote.stream([{"role": "user", "content": "hello"}], model_api.GenerationConfig(max_new_tokens=LONG))
+        deltas = iter(stream)
+        for _ in range(5):
+            next(deltas)
+        stream.close()  # closes the HTTP response: the upstream server sees a client hang up
+        started = time.perf_counter()
+        answer = remote.generate("hi", model_api.GenerationConfig(max_new_tokens=1))
+        waited = time.perf_counter() - started
+    assert answer.completion_tokens == 1 and waited < 1.5, f"the upstream model was busy for {waited:.2f} s"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -76,6 +76,7 @@ class _DecodeState:
 
     finish: FinishReason = FinishReason.LENGTH
     tokens: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set by GenerationStream.cancel
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,10 @@ class TransformersModel:
         def finish(text: str) -> Generation:
             return Generation(text, state.finish, len(prompt_ids), state.tokens, time.perf_counter() - started)
 
-        cancelled = threading.Event()
-        return GenerationStream(self._decode_loop(prompt_ids, config, state, cancelled), finish, cancelled)
+        return GenerationStream(self._decode_loop(prompt_ids, config, state), finish, state.cancelled)
 
     @torch.inference_mode()
-    def _decode_loop(
-        self, prompt_ids: list[int], config: GenerationConfig, state: _DecodeState, cancelled: threading.Event
-    ) -> Iterator[str]:
+    def _decode_loop(self, prompt_ids: list[int], config: GenerationConfig, state: _DecodeState) -> Iterator[str]:
         budget = min(config.max_new_tokens, self.max_length - len(prompt_ids))
         generator = torch.Generator(device="cpu")
         if config.seed is not None:
@@ -202,7 +200,7 @@ class TransformersModel:
         emitted = ""
         hold = max((len(s) for s in config.stop), default=0)
         for _ in range(budget):
-            if cancelled.is_set():  # the stream was cancelled (e.g. from the server's thread): no further step
+            if state.cancelled.is_set():  # the stream was cancelled (e.g. from the server's thread): no further step
                 state.finish = FinishReason.CANCELLED
                 return
             output = self.model(input_ids=inputs, cache=past, use_cache=True)
