@@ -607,3 +607,30 @@ def test_closing_an_openai_backend_stream_frees_the_upstream_model(
         answer = remote.generate("hi", model_api.GenerationConfig(max_new_tokens=1))
         waited = time.perf_counter() - started
     assert answer.completion_tokens == 1 and waited < 1.5, f"the upstream model was busy for {waited:.2f} s"
+
+
+def test_80_concurrent_requests_are_answered_or_told_when_to_retry(
+    hashing_ws: Workspace, tiny_chat_llama_dir: str
+) -> None:
+    """The audit's load: 80 concurrent chat requests against a tiny model with the default line (16).
+    Each gets 200 or, at once, 503 with Retry-After; none waits behind more than 16 others."""
+    model = TransformersModel.load(tiny_chat_llama_dir)
+    app = create_app(hashing_ws.rag_pipeline(model), settings=ServerSettings(access_log="off"))
+    body = {"model": model.name, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
+
+    def ask() -> tuple[int, dict[str, str], float]:
+        started = time.perf_counter()
+        status, headers, _ = run.request("POST", "/v1/chat/completions", body)
+        return status, headers, time.perf_counter() - started
+
+    with running(app) as run, ThreadPoolExecutor(80) as pool:
+        results = list(pool.map(lambda _: ask(), range(80)))
+    ok = sorted(seconds for status, _, seconds in results if status == 200)
+    busy = sorted(seconds for status, _, seconds in results if status == 503)
+    assert len(ok) + len(busy) == 80 and len(ok) >= 17
+    assert all(int(headers["retry-after"]) >= 1 for status, headers, _ in results if status == 503)
+    p50 = ok[len(ok) // 2]
+    print(
+        f"\n80 concurrent: {len(ok)} answered (p50 {p50 * 1000:.0f} ms, max {ok[-1] * 1000:.0f} ms), "
+        f"{len(busy)} told to retry (max {busy[-1] * 1000 if busy else 0:.0f} ms)"
+    )
