@@ -48,7 +48,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_llama_dir: str):
             "--port",
             str(port),
         ],
-        env={**os.environ, "INFUSE_API_KEY": API_KEY, "INFUSE_MODEL__MAX_NEW_TOKENS": "8"},
+        env={
+            **os.environ,
+            "INFUSE_API_KEY": API_KEY,
+            "INFUSE_MODEL__MAX_NEW_TOKENS": "8",
+            "INFUSE_SERVER__ACCESS_LOG": "logs/access.log",  # relative: inside the workspace
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -65,7 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_llama_dir: str):
             process.kill()
             raise RuntimeError(f"infuse serve did not start: {process.stdout.read().decode()[-2000:]}")
         time.sleep(0.2)
-    yield base_url, Path(tiny_chat_llama_dir).name
+    yield base_url, Path(tiny_chat_llama_dir).name, root / "ws"
     process.terminate()
     process.wait(timeout=30)
 
@@ -171,3 +176,10 @@ def test_openai_backend_errors_are_clear(server) -> None:
         OpenAICompatibleModel("no-such-model", server[0], api_key=API_KEY, max_retries=0).generate("hi")
     with pytest.raises(ModelError, match="cannot connect"):
         OpenAICompatibleModel("m", f"http://127.0.0.1:{_free_port()}/v1", max_retries=0).generate("hi")
+
+
+def test_serve_writes_the_access_log_named_in_settings(client: openai.OpenAI, server) -> None:
+    client.models.list()
+    lines = (server[2] / "logs" / "access.log").read_text().splitlines()
+    assert any(" GET /v1/models 200 " in line for line in lines)
+    assert API_KEY not in "\n".join(lines)
