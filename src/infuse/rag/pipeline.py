@@ -264,4 +264,4 @@ def standalone_query(question: str, history: Sequence[ChatMessage] = ()) -> str:
     parts = [question]
     while earlier and len(parts) < FOLLOW_UP_MAX_TURNS and is_follow_up(parts[0]):
         parts.insert(0, earlier.pop())
-    return " ".join(part.strip() for part in parts)
+    return question if len(parts) == 1 else " ".join(part.strip() for part in parts)
