@@ -634,3 +634,31 @@ def test_80_concurrent_requests_are_answered_or_told_when_to_retry(
         f"\n80 concurrent: {len(ok)} answered (p50 {p50 * 1000:.0f} ms, max {ok[-1] * 1000:.0f} ms), "
         f"{len(busy)} told to retry (max {busy[-1] * 1000 if busy else 0:.0f} ms)"
     )
+
+
+class FailingModel(ScriptedModel):
+    """A model whose server fails after the first delta (as an upstream vLLM that dies mid-answer)."""
+
+    def stream(
+        self, prompt: model_api.Prompt, config: model_api.GenerationConfig = model_api.GenerationConfig()
+    ) -> model_api.GenerationStream:
+        def deltas() -> Iterator[str]:
+            yield "Every"
+            raise model_api.ModelServerError("http://127.0.0.1:9/v1 answered 500: engine died")
+
+        return model_api.GenerationStream(deltas(), lambda text: self._generation(prompt, text))
+
+
+def test_a_model_that_fails_mid_answer_gets_an_error_not_a_500(hashing_ws: Workspace) -> None:
+    app = create_app(
+        hashing_ws.rag_pipeline(FailingModel("x", name="failing")), settings=ServerSettings(access_log="off")
+    )
+    body = {"model": "failing", "messages": [{"role": "user", "content": "hello"}]}
+    with running(app) as run:
+        status, _, answer = run.request("POST", "/v1/chat/completions", body)
+        assert status == 502 and "engine died" in json.loads(answer)["error"]["message"]
+        conn, response = open_stream(run, "/v1/chat/completions", {**body, "stream": True})
+        events = list(sse_events(response))
+        conn.close()
+        assert events[-1] == "[DONE]" and "engine died" in json.loads(events[-2])["error"]["message"]
+        assert run.request("POST", "/v1/chat/completions", body)[0] == 502  # the model was released both times

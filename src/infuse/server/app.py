@@ -74,6 +74,13 @@ SHUTTING_DOWN = _error_body(
 )
 
 
+INTERNAL_ERROR = _error_body("internal error; see the server log", "internal_error", kind="server_error")
+
+
+def _error_kind(exc: InfuseError) -> str:
+    return "server_error" if exc.http_status >= 500 else "invalid_request_error"
+
+
 class _Generation:
     """A started generation (a RAG answer or a plain one), stepped from worker threads."""
 
@@ -169,8 +176,9 @@ def create_app(
     @app.exception_handler(InfuseError)
     async def _infuse_error(_: Request, exc: InfuseError) -> JSONResponse:
         # Each error class carries its status (infuse.errors): bad input 400, busy workspace 409, model server 502...
-        kind = "server_error" if exc.http_status >= 500 else "invalid_request_error"
-        return JSONResponse(status_code=exc.http_status, content=_error_body(str(exc), "infuse_error", kind=kind))
+        return JSONResponse(
+            status_code=exc.http_status, content=_error_body(str(exc), "infuse_error", kind=_error_kind(exc))
+        )
 
     @app.exception_handler(ServerBusy)
     async def _busy(_: Request, exc: ServerBusy) -> JSONResponse:
@@ -192,10 +200,7 @@ def create_app(
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         # A bug: the traceback goes to the server's log, never to the client.
         logger.error("unexpected error", exc_info=exc)
-        return JSONResponse(
-            status_code=500,
-            content=_error_body("internal error; see the server log", "internal_error", kind="server_error"),
-        )
+        return JSONResponse(status_code=500, content=INTERNAL_ERROR)
 
     def check_model(name: str) -> bool:
         """Whether the request asks for the RAG pipeline; unknown ids are a 404 like OpenAI's."""
@@ -241,10 +246,16 @@ def create_app(
                     cancel()
                     return
 
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(watch)
-            result = await anyio.to_thread.run_sync(work)
+            try:
+                result = await anyio.to_thread.run_sync(work)
+            except Exception as exc:  # raised below, as itself (a task group would wrap it in a group)
+                failure = exc
             group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         if stopped_by is not None:
             raise stopped_by("the server is shutting down" if stopped_by is ServerStopping else "")
         return result
@@ -262,7 +273,17 @@ def create_app(
                 yield _sse(SHUTTING_DOWN)
                 yield _sse("[DONE]")
                 return
-            delta = await anyio.to_thread.run_sync(generation.step)
+            try:
+                delta = await anyio.to_thread.run_sync(generation.step)
+            except InfuseError as exc:  # e.g. the model server behind the openai backend failed mid-answer
+                yield _sse(_error_body(str(exc), "infuse_error", kind=_error_kind(exc)))
+                yield _sse("[DONE]")
+                return
+            except Exception as exc:  # a bug: the traceback goes to the server's log, never to the client
+                logger.error("unexpected error while streaming", exc_info=exc)
+                yield _sse(INTERNAL_ERROR)
+                yield _sse("[DONE]")
+                return
             if delta is None:
                 break
             yield _sse(chunk(delta))
