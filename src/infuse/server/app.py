@@ -159,7 +159,9 @@ def create_app(
         # Unknown routes (404), wrong methods (405), unparsable bodies (400).
         codes = {404: "not_found", 405: "method_not_allowed"}
         message = str(exc.detail)
-        if exc.status_code == 404:
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "the request body could not be parsed: send one JSON object, in UTF-8, not nested too deeply"
+        elif exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path} (allowed: {exc.headers and exc.headers.get('Allow')})"
