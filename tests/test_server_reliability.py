@@ -39,7 +39,7 @@ from infuse.models.transformers_backend import TransformersModel
 from infuse.rag import RagPipeline
 from infuse.rag.pipeline import is_follow_up, standalone_query
 from infuse.rag.prompts import SYSTEM_PROMPTS
-from infuse.server import RAG_MODEL_ID, create_app, server
+from infuse.server import RAG_MODEL_ID, create_app, make_server
 from infuse.testing import ScriptedModel, build_random_llama
 from infuse.workspace import Workspace
 
@@ -94,7 +94,7 @@ def _free_port() -> int:
 def running(app: Any, shutdown_timeout: float = 10) -> Iterator[Running]:
     """Serve ``app`` on a free port until the block ends; the server must stop by itself."""
     port = _free_port()
-    uvicorn_server = server(app, "127.0.0.1", port, shutdown_timeout=shutdown_timeout)
+    uvicorn_server = make_server(app, "127.0.0.1", port, shutdown_timeout=shutdown_timeout)
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -484,7 +484,9 @@ class _StoppingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, shutdown_timeout: float = 10.0) -> uvicorn.Server:
+def make_server(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 8000, shutdown_timeout: float = 10.0
+) -> uvicorn.Server:
     """A uvicorn server for an app from :func:`create_app` (``.run()`` it, or ``handle_exit`` to stop it)."""
     config = uvicorn.Config(
         app,
@@ -499,7 +501,7 @@ def server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, shutdown_tim
 
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, shutdown_timeout: float = 10.0) -> None:
     """Serve until Ctrl-C or SIGTERM (see :class:`_StoppingServer`)."""
-    server(app, host, port, shutdown_timeout).run()
+    make_server(app, host, port, shutdown_timeout).run()
 
 
 def _logprobs(model: LanguageModel, prompt: str, completion: str, body: CompletionRequest) -> dict[str, Any]:
