@@ -83,7 +83,7 @@ def serve(
 ) -> None:
     """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions).
 
-    Requests wait for the model in a bounded line ([server] max_waiting); see docs/serving.md."""
+    Requests wait for the model in a bounded line (\\[server] max_waiting); see docs/serving.md."""
     from infuse.models import load_model
     from infuse.server import RAG_MODEL_ID, create_app, serve
 
