@@ -60,7 +60,7 @@ def test_unreachable_model_server_is_a_model_server_error() -> None:
 class _Model:
     name = "plain"
 
-    def generate(self, messages, config):
+    def stream(self, messages, config):  # the server streams (and cancels) every generation
         raise ModelServerError("cannot connect to http://127.0.0.1:9/v1: is the server running?")
 
 
@@ -70,7 +70,7 @@ class _Pipeline:
     model = _Model()
     generation = GenerationConfig()
 
-    def stream(self, question, history=None, generation=None):
+    def stream(self, question, history=None, generation=None, guidance=""):
         raise WorkspaceBusyError("the workspace is locked by another process (an ingest is running); try again")
 
 

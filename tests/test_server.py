@@ -48,7 +48,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_llama_dir: str):
             "--port",
             str(port),
         ],
-        env={**os.environ, "INFUSE_API_KEY": API_KEY, "INFUSE_MODEL__MAX_NEW_TOKENS": "8"},
+        env={
+            **os.environ,
+            "INFUSE_API_KEY": API_KEY,
+            "INFUSE_MODEL__MAX_NEW_TOKENS": "8",
+            "INFUSE_SERVER__ACCESS_LOG": "logs/access.log",  # relative: inside the workspace
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -65,7 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_chat_llama_dir: str):
             process.kill()
             raise RuntimeError(f"infuse serve did not start: {process.stdout.read().decode()[-2000:]}")
         time.sleep(0.2)
-    yield base_url, Path(tiny_chat_llama_dir).name
+    yield base_url, Path(tiny_chat_llama_dir).name, root / "ws"
     process.terminate()
     process.wait(timeout=30)
 
@@ -84,6 +89,7 @@ def test_chat_with_rag_returns_citations_field_and_usage(client: openai.OpenAI) 
         model=RAG_MODEL_ID, messages=[{"role": "user", "content": "How often are API keys rotated?"}], max_tokens=5
     )
     assert response.object == "chat.completion" and response.usage.completion_tokens == 5
+    assert response.choices[0].finish_reason == "length"  # cut off by max_tokens
     assert isinstance(response.choices[0].message.content, str)
     assert isinstance(response.model_extra["citations"], list)
 
@@ -112,7 +118,8 @@ def test_rag_chat_streams_too(client: openai.OpenAI) -> None:
             stream=True,
         )
     )
-    assert chunks[-1].choices[0].finish_reason == "stop"
+    # Cut off by max_tokens: "length", as OpenAI says (it said "stop" before issue 13).
+    assert chunks[-1].choices[0].finish_reason == "length"
     assert isinstance(chunks[-1].model_extra["citations"], list)
 
 
@@ -169,3 +176,10 @@ def test_openai_backend_errors_are_clear(server) -> None:
         OpenAICompatibleModel("no-such-model", server[0], api_key=API_KEY, max_retries=0).generate("hi")
     with pytest.raises(ModelError, match="cannot connect"):
         OpenAICompatibleModel("m", f"http://127.0.0.1:{_free_port()}/v1", max_retries=0).generate("hi")
+
+
+def test_serve_writes_the_access_log_named_in_settings(client: openai.OpenAI, server) -> None:
+    client.models.list()
+    lines = (server[2] / "logs" / "access.log").read_text().splitlines()
+    assert any(" GET /v1/models 200 " in line for line in lines)
+    assert API_KEY not in "\n".join(lines)

@@ -185,6 +185,22 @@ class CostSettings(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    """``infuse serve``: how many requests may wait for the model, request size, and the access log."""
+
+    max_waiting: int = Field(
+        default=16,
+        ge=0,
+        description="requests that may wait for the model while it answers another; more get 503 with Retry-After",
+    )
+    max_request_bytes: int = Field(default=4_000_000, ge=1024, description="larger request bodies get 413")
+    # "stderr", "off", or a file (a relative path is inside the workspace folder): one line per request.
+    access_log: str = "stderr"
+    shutdown_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a stopping server waits for requests to end before cancelling them"
+    )
+
+
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
 
@@ -199,6 +215,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -295,4 +312,10 @@ min_keyword_coverage = 0.5    # share of the question's keywords (weighted by ra
 machine_hour_usd = 2.0        # price of an hour of the machine that runs the model
 # input_usd_per_mtok = 0.15   # hosted models: per-token prices instead of machine time
 # output_usd_per_mtok = 0.60
+
+[server]                      # infuse serve (docs/serving.md)
+max_waiting = 16              # requests that may wait for the model; more are answered 503 with Retry-After
+max_request_bytes = 4000000   # larger request bodies are answered 413
+access_log = "stderr"         # stderr | off | a file (relative paths are inside the workspace)
+shutdown_timeout = 10         # seconds a stopping server waits for requests to end
 """

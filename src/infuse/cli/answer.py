@@ -93,11 +93,11 @@ def serve(
         str | None, typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")
     ] = None,
 ) -> None:
-    """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)."""
-    import uvicorn
+    """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions).
 
+    Requests wait for the model in a bounded line (\\[server] max_waiting); see docs/serving.md."""
     from infuse.models import load_model
-    from infuse.server import RAG_MODEL_ID, create_app
+    from infuse.server import RAG_MODEL_ID, create_app, serve
 
     ws = open_workspace(create=True, **model_overrides(model, adapter))
     with err.status("loading model…"):
@@ -105,7 +105,9 @@ def serve(
     err.print(
         f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1"
     )
-    uvicorn.run(create_app(ws.rag_pipeline(llm), api_key=api_key), host=host, port=port, log_level="warning")
+    settings = ws.settings.server
+    app = create_app(ws.rag_pipeline(llm), api_key=api_key, settings=settings, root=ws.path)
+    serve(app, host=host, port=port, shutdown_timeout=settings.shutdown_timeout)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ PEFT adapters) and :mod:`infuse.models.openai_backend` (any OpenAI-compatible se
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +26,7 @@ Prompt = str | Sequence[ChatMessage]
 class FinishReason(StrEnum):
     STOP = "stop"  # end of sequence or a stop string
     LENGTH = "length"  # max_new_tokens reached
+    CANCELLED = "cancelled"  # stopped by :meth:`GenerationStream.cancel` (a client hung up, the server stops)
 
 
 @dataclass(frozen=True)
@@ -65,22 +67,53 @@ class Loglikelihood:
 class GenerationStream:
     """Text deltas as they are produced; ``result`` holds the whole generation once iterated.
 
+    Generation happens as the stream is iterated. :meth:`cancel` (safe from any thread) stops it
+    within one generation step: a backend checks ``cancelled`` before each step, and the stream
+    itself stops after the current delta; the result then has ``finish_reason`` CANCELLED.
+    :meth:`close` cancels and releases what the backend holds (e.g. an HTTP response).
+
     >>> stream = model.stream("Hello", GenerationConfig(max_new_tokens=8))  # doctest: +SKIP
     >>> for delta in stream: print(delta, end="")  # doctest: +SKIP
     >>> stream.result.completion_tokens  # doctest: +SKIP
     """
 
-    def __init__(self, deltas: Iterator[str], finish: Callable[[str], Generation]) -> None:
+    def __init__(
+        self,
+        deltas: Iterator[str],
+        finish: Callable[[str], Generation],
+        cancelled: threading.Event | None = None,
+    ) -> None:
         self._deltas = deltas
         self._finish = finish
         self._parts: list[str] = []
+        self.cancelled = cancelled or threading.Event()
         self.result: Generation | None = None
 
     def __iter__(self) -> Iterator[str]:
         for delta in self._deltas:
             self._parts.append(delta)
             yield delta
+            if self.cancelled.is_set():
+                break
+        if self.cancelled.is_set():
+            self._close_deltas()
         self.result = self._finish("".join(self._parts))
+        if self.cancelled.is_set():
+            self.result.finish_reason = FinishReason.CANCELLED
+
+    def cancel(self) -> None:
+        """Stop generating at the next step; callable from another thread."""
+        self.cancelled.set()
+
+    def close(self) -> None:
+        """Cancel and release the backend's resources now (call from the thread that iterates, or after it)."""
+        self.cancel()
+        self._close_deltas()
+
+    def _close_deltas(self) -> None:
+        close = getattr(self._deltas, "close", None)
+        if close is not None:
+            close()
 
     def collect(self) -> Generation:
         for _ in self:

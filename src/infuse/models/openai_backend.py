@@ -9,8 +9,9 @@ connection, authentication and unknown-model failures become one-line :class:`Mo
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Required, TypedDict
@@ -155,6 +156,7 @@ class OpenAICompatibleModel:
                 completions = self.client.completions.create(
                     prompt=prompt, stream=True, stream_options={"include_usage": True}, **sampling
                 )
+                close_response: Callable[[], None] = completions.close
                 chunks = (
                     _StreamChunk(c.usage, [(choice.text, choice.finish_reason) for choice in c.choices])
                     for c in completions
@@ -163,24 +165,32 @@ class OpenAICompatibleModel:
                 chat = self.client.chat.completions.create(
                     messages=_chat_messages(prompt), stream=True, stream_options={"include_usage": True}, **sampling
                 )
+                close_response = chat.close
                 chunks = (
                     _StreamChunk(c.usage, [(choice.delta.content or "", choice.finish_reason) for choice in c.choices])
                     for c in chat
                 )
         finish = FinishReason.STOP
         usage: CompletionUsage | None = None
+        cancelled = threading.Event()
 
         def deltas() -> Iterator[str]:
             nonlocal finish, usage
-            with self._errors():
-                for chunk in chunks:
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    for delta, finish_reason in chunk.choices:
-                        if finish_reason == "length":
-                            finish = FinishReason.LENGTH
-                        if delta:
-                            yield delta
+            try:
+                with self._errors():
+                    for chunk in chunks:
+                        if cancelled.is_set():
+                            return
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        for delta, finish_reason in chunk.choices:
+                            if finish_reason == "length":
+                                finish = FinishReason.LENGTH
+                            if delta:
+                                yield delta
+            finally:
+                # Closing the HTTP response tells the model server that nobody reads on: it stops generating.
+                close_response()
 
         def result(text: str) -> Generation:
             return Generation(
@@ -191,7 +201,7 @@ class OpenAICompatibleModel:
                 time.perf_counter() - started,
             )
 
-        return GenerationStream(deltas(), result)
+        return GenerationStream(deltas(), result, cancelled)
 
     # --- scoring -------------------------------------------------------------------------------
 

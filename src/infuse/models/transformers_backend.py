@@ -9,9 +9,10 @@ empty context is replaced by the BOS/EOS token; checked against lm-eval 0.4.13 i
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -75,6 +76,7 @@ class _DecodeState:
 
     finish: FinishReason = FinishReason.LENGTH
     tokens: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set by GenerationStream.cancel
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class TransformersModel:
         def finish(text: str) -> Generation:
             return Generation(text, state.finish, len(prompt_ids), state.tokens, time.perf_counter() - started)
 
-        return GenerationStream(self._decode_loop(prompt_ids, config, state), finish)
+        return GenerationStream(self._decode_loop(prompt_ids, config, state), finish, state.cancelled)
 
     @torch.inference_mode()
     def _decode_loop(self, prompt_ids: list[int], config: GenerationConfig, state: _DecodeState) -> Iterator[str]:
@@ -198,6 +200,9 @@ class TransformersModel:
         emitted = ""
         hold = max((len(s) for s in config.stop), default=0)
         for _ in range(budget):
+            if state.cancelled.is_set():  # the stream was cancelled (e.g. from the server's thread): no further step
+                state.finish = FinishReason.CANCELLED
+                return
             output = self.model(input_ids=inputs, cache=past, use_cache=True)
             past = output.cache
             next_id = self._pick(output.logits[0, -1].float(), config, generator)

@@ -15,11 +15,19 @@ class _Request(BaseModel):
     max_tokens: int | None = Field(None, ge=0)
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(None, description="up to 16 stop strings")
+    # The range torch's generator takes (a larger seed used to fail inside the model with a 500).
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
     n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 16:
+            raise ValueError(f"at most 16 stop strings (got {len(stop)})")
+        return stop
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
