@@ -367,3 +367,11 @@ def test_next_commands_keep_the_workspace():
     assert "=cross-encoder/ms-marco-MiniLM-L-6-v2 infuse -w '/data/my ws' compare" in reranker
     plain = advise(Criteria(), summary)
     assert any(s.startswith("infuse compare") for s in plain.next_steps)
+
+
+def test_a_variant_barely_above_the_floor_is_not_high_confidence():
+    # observed on an untrained lab model: rag@1 at 30.8% (25.2-36.4) on 4-option questions
+    summary = _summary(_v("base", "base", 0.30, [0.244, 0.356]), _v("rag@1", "rag", 0.308, [0.252, 0.364], k=1))
+    rec = advise(Criteria(), summary)
+    assert rec.approach is Approach.RAG and rec.confidence == "medium"
+    assert "rag@1 barely answers" in _text(rec)

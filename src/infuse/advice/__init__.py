@@ -64,6 +64,7 @@ With a run's measurements (``summary``):
    intervals, a constraint the chosen variant misses, an approach recommended without being
    measured, and a clearly better variant the criteria ruled out. A rule that is not measured
    never gives "high": a run scores accuracy, not style, so ``needs_style`` caps it at medium.
+   A chosen variant whose interval reaches below the floor lowers it too (it barely answers).
    Noisy timings (the run's ``timing`` says so: repeats that differ, or a load above the cores)
    add a caveat, and lower the confidence when a latency budget was weighed.
 

@@ -187,6 +187,7 @@ class ReasonCode(StrEnum):
     NOTHING_WORKS = "nothing_works"  # variant (the best), chance, floor
     BELOW_FLOOR = "below_floor"  # variants, chance, floor
     STYLE_NOT_MEASURED = "style_not_measured"
+    BARELY_ANSWERS = "barely_answers"  # variant, floor
     TIMINGS_NOISY = "timings_noisy"  # caveat (the run's sentence), latency_matters (bool)
 
 
@@ -646,6 +647,9 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
         penalties += 1
     if approach != chosen.approach:
         reasons.append(Reason(ReasonCode.NOT_MEASURED_AS_SUCH, {"approach": approach}))
+    if chosen.ci is not None and chosen.ci[0] < floor_for(chance):  # it may well be at the floor
+        penalties += 1
+        reasons.append(Reason(ReasonCode.BARELY_ANSWERS, {"variant": chosen, "floor": floor_for(chance)}))
     if summary.timing is not None and summary.timing.noisy:
         matters = criteria.latency_ms is not None
         reasons.append(

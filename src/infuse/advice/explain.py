@@ -274,6 +274,10 @@ _SENTENCES: dict[ReasonCode, Callable[[dict[str, Any]], str]] = {
         f"Your criteria call for {f['approach']}, which this run did not measure as such."
     ),
     ReasonCode.NOTHING_WORKS: _nothing_works,
+    ReasonCode.BARELY_ANSWERS: lambda f: (
+        f"{f['variant'].label} barely answers: its interval reaches below the floor of {_pct(f['floor'])} "
+        "(confidence lowered); a larger question set or a stronger model would tell."
+    ),
     ReasonCode.TIMINGS_NOISY: lambda f: (
         f["caveat"]
         + (

@@ -141,13 +141,13 @@ def verdict(run: CompareRun, criteria: Criteria | None = None) -> Recommendation
     return advise(criteria or Criteria(), run.summary)
 
 
-def _verdict_lines(rec: Recommendation, stated: bool) -> tuple[str, list[str], str]:
+def _verdict_lines(rec: Recommendation, stated: bool, run_name: str) -> tuple[str, list[str], str]:
     headline = f"Recommendation: {rec.approach} (confidence: {rec.confidence})"
     scope = (
         "For the constraints given."
         if stated
-        else "With no constraints stated; `infuse advise --run RUN` with yours (--updates, --latency-ms, "
-        "--training-budget, --style) may choose differently."
+        else f"With no constraints stated; `infuse advise --run {run_name}` with yours (--updates, "
+        "--latency-ms, --training-budget, --style) may choose differently."
     )
     return headline, rec.reasons[:TOP_REASONS], scope
 
@@ -414,7 +414,7 @@ def write_report(run_dir: Path, criteria: Criteria | None = None) -> tuple[Path,
     Returns the two paths. Raises :class:`ReportError` when the folder has no readable summary.
     """
     run = load_run(Path(run_dir))
-    verdict_lines = _verdict_lines(verdict(run, criteria), criteria is not None)
+    verdict_lines = _verdict_lines(verdict(run, criteria), criteria is not None, _run_name(run))
     plots = build_plots(run)
     table = variants_table(run.summary.variants)
     fresh_table = freshness_table(run.summary.freshness) if run.summary.freshness else None
