@@ -107,6 +107,17 @@ def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_l
             assert all(len(r["retrieved"]) <= variant["k"] for r in records)
         else:
             assert variant["retrieval"] is None and all(r["retrieved"] == [] for r in records)
+    # how the timings were taken, and the chance of guessing (4 options), are in the run
+    timing = summary["timing"]
+    assert timing["warmup"] is True and timing["order"] == "interleaved" and timing["cpu_count"] >= 1
+    assert len(timing["load_before"]) == 3 and len(timing["load_after"]) == 3
+    assert timing["repeats"] == 3 * 6 and timing["repeat_spread"] >= 0
+    assert summary["questions"]["chance"] == 0.25
+    # the passages each retrieval variant saw are kept with the question (their start)
+    for r in main:
+        assert len(r.get("passages", [])) == len(r["retrieved"])
+    assert any(r["passages"] for r in main if r["label"] == "rag@1")
+    assert all(0 < len(text) <= 400 for r in main for text in r.get("passages", []))
     ft = next(v for v in summary["variants"] if v["label"] == "ft:v3-lora")
     assert ft["training"]["dataset"] == {"name": "v3", "kind": "paraphrase", "paraphrases": 2, "rows": 24}
     # Lab retrieval is near perfect: the gold document is retrieved at rank 1 for most questions.

@@ -622,6 +622,9 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
     chosen = next(c for a in _SIMPLICITY for c in (feasible or pool) if c.approach == a and _overlaps(c, top))
     approach = chosen.approach
     penalties += _comparison_reasons(reasons, reps, allowed, chosen, top, criteria)
+    if chosen.ci is not None and chosen.ci[0] < floor_for(chance):  # it may well be at the floor
+        penalties += 1
+        reasons.append(Reason(ReasonCode.BARELY_ANSWERS, {"variant": chosen, "floor": floor_for(chance)}))
     more, extra = _latency_reasons(criteria, working, reps, allowed, chosen)
     reasons += more
     penalties += extra
@@ -647,9 +650,6 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
         penalties += 1
     if approach != chosen.approach:
         reasons.append(Reason(ReasonCode.NOT_MEASURED_AS_SUCH, {"approach": approach}))
-    if chosen.ci is not None and chosen.ci[0] < floor_for(chance):  # it may well be at the floor
-        penalties += 1
-        reasons.append(Reason(ReasonCode.BARELY_ANSWERS, {"variant": chosen, "floor": floor_for(chance)}))
     if summary.timing is not None and summary.timing.noisy:
         matters = criteria.latency_ms is not None
         reasons.append(

@@ -413,7 +413,7 @@ def evaluate_variants(
     for spec in specs:
         answer_question(pipelines[spec], questions[0], spec, generation)  # not timed: first-call costs
         progress.advance()
-    progress.start(f"{stage}answering ({len(specs)} variants interleaved)", len(questions) * len(specs))
+    progress.start(f"{stage}answering ({len(specs)} variants)", len(questions) * len(specs))
     for i, question in enumerate(questions):
         shift = i % len(specs)
         for spec in [*specs[shift:], *specs[:shift]]:
