@@ -80,6 +80,8 @@ def test_runs_list_and_rm(tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     assert [r["run"] for r in json.loads(listed.stdout)] == ["first", "second"]
     assert json.loads(listed.stdout)[0]["variants"] == ["base", "rag@3"]
+    plain = _cli(ws, "runs", "list")
+    assert plain.exit_code == 0 and "first" in plain.stdout and "rag@3" in plain.stdout
     missing = _cli(ws, "runs", "rm", "ghost")
     assert missing.exit_code == 1 and "no compare run 'ghost'" in missing.stderr and "first, second" in missing.stderr
     removed = _cli(ws, "runs", "rm", "first", "--json")
