@@ -109,7 +109,7 @@ def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_l
             assert variant["retrieval"] is None and all(r["retrieved"] == [] for r in records)
     # how the timings were taken, and the chance of guessing (4 options), are in the run
     timing = summary["timing"]
-    assert timing["warmup"] is True and timing["order"] == "interleaved" and timing["cpu_count"] >= 1
+    assert timing["warmup"] is True and timing["order"] == "interleaved in blocks of 10" and timing["cpu_count"] >= 1
     assert len(timing["load_before"]) == 3 and len(timing["load_after"]) == 3
     assert timing["repeats"] == 3 * 6 and timing["repeat_spread"] >= 0
     assert summary["questions"]["chance"] == 0.25
@@ -276,7 +276,8 @@ def test_variants_are_warmed_up_interleaved_and_timed_twice_for_the_noise_check(
         for i in range(4)
     ]
     spreads: list[float] = []
-    out = evaluate_variants(pipeline_for, questions, specs, GenerationConfig(max_new_tokens=4), timing=spreads)
+    gen = GenerationConfig(max_new_tokens=4)
+    out = evaluate_variants(pipeline_for, questions, specs, gen, timing=spreads, block=1)
     labels = [s.label for s in specs]
     # one warm-up per variant, then per question every variant, the order rotated by one each time
     assert log[:3] == labels
@@ -287,10 +288,12 @@ def test_variants_are_warmed_up_interleaved_and_timed_twice_for_the_noise_check(
     assert all(r.latency_ms is not None and r.latency_ms < 200 for records in out.values() for r in records)
     assert [[r.prediction for r in out[s]] for s in specs] == [["Paris"] * 4] * 3
     assert [r.question_id for r in out[specs[0]]] == ["q0", "q1", "q2", "q3"]
+    # blocks of two questions: each variant answers a block in a row, the order rotated per block;
     # without a timing list there is no second pass (the freshness stage)
     log.clear()
-    evaluate_variants(pipeline_for, questions, specs, GenerationConfig(max_new_tokens=4))
-    assert len(log) == 3 + 12
+    evaluate_variants(pipeline_for, questions, specs, gen, block=2)
+    a, b, c = labels
+    assert log[3:] == [a, a, b, b, c, c, b, b, c, c, a, a]
 
 
 def test_timing_record_flags_noise_from_load_or_repeats() -> None:

@@ -371,7 +371,7 @@ class Timing(_Record):
     :func:`infuse.evaluation.compare.evaluate_variants`); absent in runs written before it."""
 
     warmup: bool | None = _field(_bool)  # one untimed answer per variant first
-    order: str | None = _field(_str)  # "interleaved": variants alternate per question
+    order: str | None = _field(_str)  # "interleaved in blocks of 10": variants alternate per block of questions
     cpu_count: int | None = _field(_int)
     load_before: tuple[float, float, float] | None = _field(_load)  # os.getloadavg(): 1, 5, 15 min
     load_after: tuple[float, float, float] | None = _field(_load)
