@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from infuse.advice import Approach, Criteria, Recommendation, UpdateFrequency, advise, format_recommendation
 from infuse.evaluation.runs import CompareSummary
@@ -289,3 +290,88 @@ def test_the_decision_is_data_and_the_prose_is_its_explanation():
     assert rec.to_dict() == advise(Criteria(updates=RARELY, latency_ms=500), summary).to_dict()
     assert rec.decision is decision
     assert json.loads(json.dumps([r.to_dict() for r in decision.reasons]))[0]["code"] == "best_measured"
+
+
+# ---- floors: chance and an absolute floor -----------------------------------------------------
+
+
+def test_when_nothing_beats_chance_the_advisor_says_so():
+    # observed: a model that answered nothing (every variant at chance on 4-option questions) was
+    # recommended as "the base model already answers well enough"
+    summary = CompareSummary.from_json(
+        {
+            "run": "r1",
+            "questions": {"name": "news", "count": 200, "kinds": {"mc": 200}, "chance": 0.25},
+            "variants": [
+                _v("base", "base", 0.25, [0.19, 0.31], n=200),
+                _v("rag@3", "rag", 0.27, [0.21, 0.33], k=3, n=200),
+            ],
+        }
+    )
+    rec = advise(Criteria(), summary)
+    assert rec.approach is Approach.NONE
+    text = _text(rec)
+    assert "None of these answers" in text and "try a stronger model or check the questions" in text
+    assert "chance" in text and "25.0%" in text
+    assert "already answers" not in text and "nothing to inject" not in text
+    assert not any("serve" in s for s in rec.next_steps)
+    assert any("--model" in s for s in rec.next_steps)
+    assert rec.evidence["chance"] == 0.25
+    json.dumps(rec.to_dict())
+
+
+def test_open_questions_have_an_absolute_floor():
+    # short answers: chance is 0, but 1 right of 100 is not "works"
+    summary = CompareSummary.from_json(
+        {
+            "questions": {"name": "qa", "count": 100, "kinds": {"short": 100}},
+            "variants": [_v("base", "base", 0.01, [0.0, 0.03], n=100), _v("rag@3", "rag", 0.02, [0.0, 0.05], k=3)],
+        }
+    )
+    rec = advise(Criteria(updates=RARELY), summary)
+    assert rec.approach is Approach.NONE
+
+
+def test_a_variant_at_chance_is_set_aside_but_a_working_one_wins():
+    # base at chance (4 options, no recorded chance: an older run) within the interval of a
+    # barely working rag: rag is recommended, base is said to be at chance
+    summary = _summary(
+        _v("base", "base", 0.26, [0.20, 0.32]),
+        _v("rag@3", "rag", 0.33, [0.27, 0.39], k=3),
+    )
+    rec = advise(Criteria(), summary)
+    assert rec.approach is Approach.RAG
+    assert "base (26.0%) does not clear" in _text(rec)
+
+
+def test_style_is_not_measured_so_never_high_confidence():
+    summary = _summary(
+        BASE_LOW,
+        _v("rag@3", "rag", 0.55, [0.49, 0.61], k=3),
+        _v(f"ft:{FT5}", "ft", 0.81, [0.76, 0.86], adapter=FT5, training=_train(FT5, 5)),
+    )
+    assert advise(Criteria(updates=RARELY), summary).confidence == "high"
+    rec = advise(Criteria(updates=RARELY, needs_style=True, training_examples=500), summary)
+    assert rec.approach is Approach.FINE_TUNE and rec.confidence == "medium"
+    assert "style" in _text(rec) and "not measured" in _text(rec)
+    assert advise(Criteria(updates=RARELY, needs_style=True, training_examples=500)).confidence != "high"
+
+
+def test_next_commands_keep_the_workspace():
+    summary = _summary(BASE_LOW, _v("rag@3", "rag", 0.78, [0.72, 0.84], k=3))
+    rec = advise(Criteria(), summary, workspace="/data/my ws")
+    commands = [s for s in rec.next_steps if "infuse " in s]
+    assert commands and all("infuse -w '/data/my ws' " in s for s in commands)
+    assert not any(re.search(r"infuse (?!-w)", s) for s in rec.next_steps)
+    reranker = next(s for s in rec.next_steps if "RERANKER" in s)
+    assert "=cross-encoder/ms-marco-MiniLM-L-6-v2 infuse -w '/data/my ws' compare" in reranker
+    plain = advise(Criteria(), summary)
+    assert any(s.startswith("infuse compare") for s in plain.next_steps)
+
+
+def test_a_variant_barely_above_the_floor_is_not_high_confidence():
+    # observed on an untrained lab model: rag@1 at 30.8% (25.2-36.4) on 4-option questions
+    summary = _summary(_v("base", "base", 0.30, [0.244, 0.356]), _v("rag@1", "rag", 0.308, [0.252, 0.364], k=1))
+    rec = advise(Criteria(), summary)
+    assert rec.approach is Approach.RAG and rec.confidence == "medium"
+    assert "rag@1 barely answers" in _text(rec)

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from infuse.cli import app
+from infuse.config import EmbedderBackend, EmbedderSettings
 from infuse.evaluation.compare import (
     CompareError,
     CompareRequest,
     UpdateScenario,
     Variant,
     VariantSpec,
+    evaluate_variants,
     gold_rank,
     parse_variants,
     run_compare,
     strip_citations,
 )
 from infuse.evaluation.questions import ImportFormat, Question, QuestionKind, import_questions, save_question_set
-from infuse.testing import tiny_lab_config
+from infuse.models.base import GenerationConfig
+from infuse.rag import RagPipeline
+from infuse.testing import ScriptedModel, tiny_lab_config
 from infuse.tuning.builders import BuildRequest, build_dataset
 from infuse.tuning.datasets import DatasetKind
 from infuse.tuning.registry import tune
@@ -102,6 +107,17 @@ def test_compare_runs_every_variant_on_the_same_questions(lab_compare_ws, tiny_l
             assert all(len(r["retrieved"]) <= variant["k"] for r in records)
         else:
             assert variant["retrieval"] is None and all(r["retrieved"] == [] for r in records)
+    # how the timings were taken, and the chance of guessing (4 options), are in the run
+    timing = summary["timing"]
+    assert timing["warmup"] is True and timing["order"] == "interleaved in blocks of 10" and timing["cpu_count"] >= 1
+    assert len(timing["load_before"]) == 3 and len(timing["load_after"]) == 3
+    assert timing["repeats"] == 3 * 6 and timing["repeat_spread"] >= 0
+    assert summary["questions"]["chance"] == 0.25
+    # the passages each retrieval variant saw are kept with the question (their start)
+    for r in main:
+        assert len(r.get("passages", [])) == len(r["retrieved"])
+    assert any(r["passages"] for r in main if r["label"] == "rag@1")
+    assert all(0 < len(text) <= 400 for r in main for text in r.get("passages", []))
     ft = next(v for v in summary["variants"] if v["label"] == "ft:v3-lora")
     assert ft["training"]["dataset"] == {"name": "v3", "kind": "paraphrase", "paraphrases": 2, "rows": 24}
     # Lab retrieval is near perfect: the gold document is retrieved at rank 1 for most questions.
@@ -220,3 +236,73 @@ def test_freshness_table_shows_each_variant_and_is_absent_without_an_update() ->
     text = console.export_text()
     assert "after 15 facts changed (re-index 0.4s)" in text
     assert "rag@1" in text and "100.0%" in text and "ft:v4-lora" in text and "86.7%" in text
+
+
+class _FirstCallSlow(ScriptedModel):
+    """Answers at once, except its very first call (a first-call cost: compilation, caches);
+    logs every call's model name in one shared list, so the order of variants can be read."""
+
+    def __init__(self, name: str, log: list[str], first_call_s: float = 0.25) -> None:
+        super().__init__("Paris", name=name)
+        self.log, self.first_call_s, self.called = log, first_call_s, False
+
+    def stream(self, prompt, config=GenerationConfig()):  # type: ignore[no-untyped-def]
+        self.log.append(self.name)
+        if not self.called:
+            self.called = True
+            time.sleep(self.first_call_s)
+        return super().stream(prompt, config)
+
+
+def test_variants_are_warmed_up_interleaved_and_timed_twice_for_the_noise_check() -> None:
+    from infuse.config import RagSettings, SearchSettings
+    from infuse.embedders.hashing import HashingEmbedder
+    from infuse.retrieval.lexical import EnglishTokenizer
+    from infuse.retrieval.search import HybridSearcher
+    from infuse.store.memory import InMemoryStore
+
+    log: list[str] = []
+    specs = [VariantSpec(Variant.BASE), VariantSpec(Variant.FT, adapter="a"), VariantSpec(Variant.FT, adapter="b")]
+    models = {spec: _FirstCallSlow(spec.label, log) for spec in specs}
+    store = InMemoryStore(dimension=128)
+    embedder = HashingEmbedder(EmbedderSettings(backend=EmbedderBackend.HASHING, model="hashing-128"))
+
+    def pipeline_for(spec: VariantSpec) -> RagPipeline:
+        searcher = HybridSearcher(store.snapshot(), embedder, EnglishTokenizer(), SearchSettings())
+        return RagPipeline(searcher, models[spec], RagSettings(), EnglishTokenizer())
+
+    questions = [
+        Question(id=f"q{i}", kind=QuestionKind.SHORT, question=f"Capital number {i}?", lang="en", answers=("Paris",))
+        for i in range(4)
+    ]
+    spreads: list[float] = []
+    gen = GenerationConfig(max_new_tokens=4)
+    out = evaluate_variants(pipeline_for, questions, specs, gen, timing=spreads, block=1)
+    labels = [s.label for s in specs]
+    # one warm-up per variant, then per question every variant, the order rotated by one each time
+    assert log[:3] == labels
+    assert log[3:15] == [*labels, *labels[1:], labels[0], labels[2], *labels[:2], *labels]
+    # then the first questions again for the noise check; every spread is recorded
+    assert log[15:] == labels * 3 and len(spreads) == 9
+    # the first-call cost went to the warm-up, not to whichever variant ran first
+    assert all(r.latency_ms is not None and r.latency_ms < 200 for records in out.values() for r in records)
+    assert [[r.prediction for r in out[s]] for s in specs] == [["Paris"] * 4] * 3
+    assert [r.question_id for r in out[specs[0]]] == ["q0", "q1", "q2", "q3"]
+    # blocks of two questions: each variant answers a block in a row, the order rotated per block;
+    # without a timing list there is no second pass (the freshness stage)
+    log.clear()
+    evaluate_variants(pipeline_for, questions, specs, gen, block=2)
+    a, b, c = labels
+    assert log[3:] == [a, a, b, b, c, c, b, b, c, c, a, a]
+
+
+def test_timing_record_flags_noise_from_load_or_repeats() -> None:
+    from infuse.evaluation.runs import Timing
+
+    quiet = Timing(cpu_count=4, load_before=(0.5, 0.5, 0.5), load_after=(1.0, 0.5, 0.5), repeat_spread=0.1)
+    assert not quiet.noisy and quiet.caveat() is None
+    loaded = Timing(cpu_count=2, load_before=(1.0, 1.0, 1.0), load_after=(3.5, 1.0, 1.0), repeat_spread=0.1)
+    assert loaded.noisy and "load (3.5) was above its 2 cores" in (loaded.caveat() or "")
+    jumpy = Timing(cpu_count=8, repeat_spread=0.8)
+    assert jumpy.noisy and "differed by 80%" in (jumpy.caveat() or "")
+    assert Timing.from_json(loaded.to_json()) == loaded

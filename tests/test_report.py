@@ -364,3 +364,76 @@ def test_missing_summary_is_a_clear_error(tmp_path):
     (run / "summary.json").write_text("{broken", encoding="utf-8")
     with pytest.raises(ReportError, match="summary.json"):
         write_report(run)
+
+
+def test_report_opens_with_the_verdict_and_its_top_reasons(tmp_path):
+    summary = _summary()
+    run = _write_run(tmp_path / "runs" / summary["run"], summary, _results(summary))
+    md_path, html_path = write_report(run)
+    md, page = md_path.read_text(encoding="utf-8"), html_path.read_text(encoding="utf-8")
+    body = page.split("<body>", 1)[1]
+    # the first thing after the title is the recommendation, before the run's facts and tables
+    assert body.index('class="verdict"') < body.index('class="facts"') < body.index("<h2>Variants</h2>")
+    assert re.search(r'<p class="headline">Recommendation: [a-z]', body)
+    assert body.index("Best measured variant: ft:variants-5-lora+rag@3") < body.index('class="facts"')
+    assert len(re.findall(r"<li>", body.split("</section>", 1)[0])) == 3
+    first = md.split("- **run**", 1)[0]
+    assert "**Recommendation: " in first and "Best measured variant" in first and "no constraints stated" in first
+
+
+def test_tables_scroll_inside_themselves(tmp_path):
+    summary = _summary()
+    run = _write_run(tmp_path / "runs" / summary["run"], summary, _results(summary))
+    page = write_report(run)[1].read_text(encoding="utf-8")
+    assert re.search(r"\.scroll \{[^}]*overflow-x: auto", page)
+    tables = page.count("<table>")
+    assert tables >= 3 and page.count('<div class="scroll"><table>') == tables  # disagreements too
+    assert "overflow-wrap: anywhere" in page.split("th, td {", 1)[1].split("}", 1)[0]
+
+
+def test_disagreements_show_the_passages_each_rag_variant_saw(tmp_path):
+    summary = _summary()
+    results = _results(summary)
+    for row in results:
+        if row["question_id"] == "q000" and row["label"] == "rag@1":
+            row["retrieved"], row["passages"] = ["world/p1.md"], ["Tarn <i>Velmora</i> founded it in 1921."]
+        if row["question_id"] == "q000" and row["label"] == "rag@3":
+            row["retrieved"], row["found_relevant"] = [], False
+    run = _write_run(tmp_path / "runs" / summary["run"], summary, results)
+    md_path, html_path = write_report(run)
+    md, page = md_path.read_text(encoding="utf-8"), html_path.read_text(encoding="utf-8")
+    first = page.split('<p class="question">', 2)[1]  # q000: the evenly split question comes first
+    assert "Passages rag@1 saw (1)" in first and "world/p1.md" in first
+    assert "Tarn &lt;i&gt;Velmora&lt;/i&gt; founded it in 1921." in first
+    assert "rag@3: nothing relevant retrieved" in first
+    assert "Passages ft:variants-5-lora+rag@3 saw (3)" in first  # an older record: sources only
+    assert "base saw" not in first  # closed book variants saw nothing
+    assert "Passages rag@1 saw:" in md and "1. `world/p1.md`: Tarn &lt;i&gt;Velmora&lt;/i&gt; founded it" in md
+
+
+def test_update_cost_lists_each_retrain_once():
+    from infuse.evaluation.report_plots import update_times
+    from infuse.evaluation.runs import Freshness
+
+    fresh = Freshness.from_json(
+        {
+            "reindex_seconds": 1.2,
+            "variants": [
+                {"label": "rag@1", "variant": "rag", "accuracy": 0.9},
+                {"label": "ft:a", "variant": "ft", "adapter": "a", "accuracy": 0.1, "retrain_seconds": 40.1},
+                {"label": "ft:a+rag@1", "variant": "ft+rag", "adapter": "a", "accuracy": 0.8, "retrain_seconds": 40.1},
+                {"label": "ft:b", "variant": "ft", "adapter": "b", "accuracy": 0.2, "retrain_seconds": 12.0},
+            ],
+        }
+    )
+    assert fresh is not None
+    assert update_times(fresh) == [("re-index", 1.2), ("retrain a", 40.1), ("retrain b", 12.0)]
+
+
+def test_noisy_timings_are_a_note_in_the_report(tmp_path):
+    summary = _summary()
+    summary["timing"] = {"cpu_count": 2, "load_before": [4.0, 3.0, 2.0], "load_after": [4.5, 3.0, 2.0]}
+    run = _write_run(tmp_path / "runs" / summary["run"], summary, _results(summary))
+    md_path, html_path = write_report(run)
+    for text in (md_path.read_text(encoding="utf-8"), html_path.read_text(encoding="utf-8")):
+        assert "Timings are noisy" in text and "above its 2 cores" in text

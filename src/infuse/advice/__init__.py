@@ -36,6 +36,12 @@ From the criteria alone (no run, or a run without usable variants):
 
 With a run's measurements (``summary``):
 
+0. Every variant is checked against chance (the run's expected accuracy of guessing: 1/options
+   for multiple choice, 0 for open questions) and an absolute floor: it *answers* only when its
+   accuracy is at least ``max(ABSOLUTE_FLOOR, chance + CHANCE_MARGIN)`` (10%; 30% for four
+   options) and its 95% interval lies above chance. Variants that do not are set aside (said in
+   the reasons). When none answers, the advice is **none of these** ("try a stronger model or
+   check the questions"), never "the base model already answers well enough".
 1. The criteria restrict the approaches: style -> fine-tune or hybrid; frequent updates -> no
    fine-tune-only and no bare base model (neither learns a change without retraining).
 2. Each allowed approach is represented by its most accurate variant that meets the latency
@@ -56,7 +62,11 @@ With a run's measurements (``summary``):
    paraphrases (Ovadia et al.: repeating facts in paraphrased forms helps fine-tuning learn them).
 5. Confidence starts high and drops a level for each of: fewer than 50 questions, missing
    intervals, a constraint the chosen variant misses, an approach recommended without being
-   measured, and a clearly better variant the criteria ruled out.
+   measured, and a clearly better variant the criteria ruled out. A rule that is not measured
+   never gives "high": a run scores accuracy, not style, so ``needs_style`` caps it at medium.
+   A chosen variant whose interval reaches below the floor lowers it too (it barely answers).
+   Noisy timings (the run's ``timing`` says so: repeats that differ, or a load above the cores)
+   add a caveat, and lower the confidence when a latency budget was weighed.
 
 >>> rec = advise(Criteria(updates=UpdateFrequency.DAILY))
 >>> rec.approach, rec.confidence
@@ -64,6 +74,8 @@ With a run's measurements (``summary``):
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from infuse.advice.decide import Approach, Criteria, Decision, Reason, ReasonCode, UpdateFrequency, decide
 from infuse.advice.explain import Recommendation, explain, format_recommendation
@@ -84,6 +96,9 @@ __all__ = [
 ]
 
 
-def advise(criteria: Criteria, summary: CompareSummary | None = None) -> Recommendation:
-    """Recommend an approach from the criteria and, when given, a compare run's summary."""
-    return explain(decide(criteria, summary))
+def advise(
+    criteria: Criteria, summary: CompareSummary | None = None, workspace: str | Path | None = None
+) -> Recommendation:
+    """Recommend an approach from the criteria and, when given, a compare run's summary; the next
+    commands carry ``-w WORKSPACE`` when `workspace` (the one the user passed) is given."""
+    return explain(decide(criteria, summary), workspace)

@@ -28,10 +28,19 @@ __all__ = [
     "paraphrase_trend",
     "FEW_EXAMPLES",
     "SMALL_RUN",
+    "ABSOLUTE_FLOOR",
+    "CHANCE_MARGIN",
 ]
 
 FEW_EXAMPLES = 100
 SMALL_RUN = 50
+# A variant "answers" only when it clears both floors: its accuracy is at least chance plus
+# CHANCE_MARGIN and at least ABSOLUTE_FLOOR, and its 95% interval lies above chance. Chance is the
+# run's expected accuracy of guessing (1/options for multiple choice, 0 for open questions), so
+# for open questions the absolute floor is what a variant must reach.
+CHANCE_MARGIN = 0.05
+ABSOLUTE_FLOOR = 0.10
+_DEFAULT_OPTIONS = 4  # runs written before the chance was recorded: infuse's own mc sets have 4
 _CLOSE = 0.02  # accuracies this close count as overlapping when a variant has no interval
 _LEVELS = ["low", "medium", "high"]
 
@@ -41,6 +50,7 @@ class Approach(StrEnum):
     FINE_TUNE = "fine-tune"
     HYBRID = "hybrid (fine-tune + RAG)"
     BASE = "base model"
+    NONE = "none of these"  # no measured variant clears chance and the floor
 
 
 class UpdateFrequency(StrEnum):
@@ -174,6 +184,11 @@ class ReasonCode(StrEnum):
     PARAPHRASES_HELPED = "paraphrases_helped"  # low, high
     SMALL_RUN = "small_run"  # n
     NOT_MEASURED_AS_SUCH = "not_measured_as_such"  # approach
+    NOTHING_WORKS = "nothing_works"  # variant (the best), chance, floor
+    BELOW_FLOOR = "below_floor"  # variants, chance, floor
+    STYLE_NOT_MEASURED = "style_not_measured"
+    BARELY_ANSWERS = "barely_answers"  # variant, floor
+    TIMINGS_NOISY = "timings_noisy"  # caveat (the run's sentence), latency_matters (bool)
 
 
 class RuledOut(StrEnum):
@@ -503,24 +518,86 @@ def _comparison_reasons(
     return 1 if better else 0
 
 
+def chance_of(summary: CompareSummary) -> float:
+    """The accuracy of guessing on the run's questions: recorded by compare (the mean of
+    1/options over multiple-choice questions, 0 for open ones); for older runs, 1/4 for the
+    multiple-choice share of the questions (infuse's own sets have four options)."""
+    info = summary.questions
+    if info is not None and info.chance is not None:
+        return info.chance
+    if info is None or not info.kinds:
+        return 0.0
+    total = sum(info.kinds.values())
+    return info.kinds.get("mc", 0) / total / _DEFAULT_OPTIONS if total else 0.0
+
+
+def floor_for(chance: float) -> float:
+    """The accuracy a variant must reach to count as answering (see :data:`ABSOLUTE_FLOOR`)."""
+    return round(max(ABSOLUTE_FLOOR, chance + CHANCE_MARGIN), 4)
+
+
+def answers(c: Candidate, chance: float) -> bool:
+    """Whether `c` clears the floor and its interval lies above chance."""
+    return c.accuracy >= floor_for(chance) and (c.ci is None or c.ci[0] > chance)
+
+
+def _nothing_works(
+    criteria: Criteria, cands: list[Candidate], reasons: list[Reason], chance: float, evidence: dict[str, Any]
+) -> Decision:
+    """No variant answers: say so (never "the base model is good enough"), with what to check."""
+    best = _best(cands)
+    reasons = reasons + [
+        Reason(ReasonCode.NOTHING_WORKS, {"variant": best, "chance": chance, "floor": floor_for(chance)})
+    ]
+    reasons += _criteria_reasons(criteria)
+    n = best.n
+    small = n is not None and n < SMALL_RUN
+    if small:
+        reasons.append(Reason(ReasonCode.SMALL_RUN, {"n": n}))
+    evidence["answering"] = []
+    return Decision(
+        approach=Approach.NONE,
+        confidence="medium" if small else "high",
+        reasons=reasons,
+        criteria=criteria,
+        candidates=cands,
+        chosen=None,
+        evidence=evidence,
+    )
+
+
 def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate]) -> Decision:
     qname = summary.questions.name if summary.questions else None
     qcount = summary.questions.count if summary.questions else None
+    chance = chance_of(summary)
     evidence: dict[str, Any] = {
         "criteria": criteria.to_dict(),
         "measured": True,
         "run": summary.run,
         "questions": qname,
+        "chance": round(chance, 4),
+        "floor": floor_for(chance),
     }
     best_any = _best(cands)
     reasons = [Reason(ReasonCode.BEST_MEASURED, {"variant": best_any, "count": qcount, "questions": qname})]
+    working = [c for c in cands if answers(c, chance)]
+    if not working:
+        decision = _nothing_works(criteria, cands, reasons, chance, evidence)
+        decision.questions = qname
+        return decision
+    below = [c for c in cands if not answers(c, chance)]
+    if below:
+        reasons.append(
+            Reason(ReasonCode.BELOW_FLOOR, {"variants": below, "chance": chance, "floor": floor_for(chance)})
+        )
+    evidence["answering"] = [c.label for c in working]
     penalties = 0
-    trend = paraphrase_trend(cands)
+    trend = paraphrase_trend(working)
 
-    # one representative per approach: the most accurate that meets the constraints
+    # one representative per approach: the most accurate that answers and meets the constraints
     reps: dict[Approach, Candidate] = {}
     for approach in _SIMPLICITY:
-        family = [c for c in cands if c.approach == approach]
+        family = [c for c in working if c.approach == approach]
         if family:
             ok = [c for c in family if c.feasible]
             reps[approach] = _best(ok) if ok else _best(family)
@@ -545,7 +622,10 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
     chosen = next(c for a in _SIMPLICITY for c in (feasible or pool) if c.approach == a and _overlaps(c, top))
     approach = chosen.approach
     penalties += _comparison_reasons(reasons, reps, allowed, chosen, top, criteria)
-    more, extra = _latency_reasons(criteria, cands, reps, allowed, chosen)
+    if chosen.ci is not None and chosen.ci[0] < floor_for(chance):  # it may well be at the floor
+        penalties += 1
+        reasons.append(Reason(ReasonCode.BARELY_ANSWERS, {"variant": chosen, "floor": floor_for(chance)}))
+    more, extra = _latency_reasons(criteria, working, reps, allowed, chosen)
     reasons += more
     penalties += extra
     more, extra = _training_reasons(criteria, reps, chosen)
@@ -570,6 +650,16 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
         penalties += 1
     if approach != chosen.approach:
         reasons.append(Reason(ReasonCode.NOT_MEASURED_AS_SUCH, {"approach": approach}))
+    if summary.timing is not None and summary.timing.noisy:
+        matters = criteria.latency_ms is not None
+        reasons.append(
+            Reason(ReasonCode.TIMINGS_NOISY, {"caveat": summary.timing.caveat(), "latency_matters": matters})
+        )
+        evidence["timings_noisy"] = True
+        penalties += 1 if matters else 0  # a latency budget was weighed on noisy numbers
+    if criteria.needs_style:  # accuracy says nothing about the style: at most medium
+        reasons.append(Reason(ReasonCode.STYLE_NOT_MEASURED))
+        penalties = max(penalties, 1)
     evidence["chosen"] = chosen.to_dict()
     evidence["reference"] = top.label
     evidence["allowed"] = [str(a) for a in allowed]

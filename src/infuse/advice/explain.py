@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infuse.advice.decide import Approach, Candidate, Criteria, Decision, Reason, ReasonCode, RuledOut
 from infuse.evaluation.runs import FreshnessRow
 
-__all__ = ["Recommendation", "explain", "reason_text", "next_steps", "format_recommendation"]
+__all__ = ["Recommendation", "explain", "reason_text", "next_steps", "format_recommendation", "with_workspace"]
 
 _RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 
@@ -110,6 +112,24 @@ def _ruled_out(f: dict[str, Any]) -> str:
         RuledOut.CRITERIA: "your criteria rule it out",
     }[f["because"]]
     return f"{lead}, but {because}."
+
+
+def _nothing_works(f: dict[str, Any]) -> str:
+    v, chance = f["variant"], f["chance"]
+    against = f"chance is {_pct(chance)}" if chance > 0 else "these are open questions (chance is 0)"
+    return (
+        f"None of these answers; try a stronger model or check the questions (do their answers appear "
+        f"in your documents?). The best, {v.label}, reaches {_acc(v)}; a variant must reach "
+        f"{_pct(f['floor'])} with its interval above chance ({against})."
+    )
+
+
+def _below_floor(f: dict[str, Any]) -> str:
+    listed = ", ".join(f"{v.label} ({_pct(v.accuracy)})" for v in f["variants"])
+    return (
+        f"{listed} {'does' if len(f['variants']) == 1 else 'do'} not clear the floor "
+        f"({_pct(f['floor'])}, interval above chance {_pct(f['chance'])}): set aside."
+    )
 
 
 def _within_latency(f: dict[str, Any]) -> str:
@@ -253,6 +273,24 @@ _SENTENCES: dict[ReasonCode, Callable[[dict[str, Any]], str]] = {
     ReasonCode.NOT_MEASURED_AS_SUCH: lambda f: (
         f"Your criteria call for {f['approach']}, which this run did not measure as such."
     ),
+    ReasonCode.NOTHING_WORKS: _nothing_works,
+    ReasonCode.BARELY_ANSWERS: lambda f: (
+        f"{f['variant'].label} barely answers: its interval reaches below the floor of {_pct(f['floor'])} "
+        "(confidence lowered); a larger question set or a stronger model would tell."
+    ),
+    ReasonCode.TIMINGS_NOISY: lambda f: (
+        f["caveat"]
+        + (
+            " The latency budget was weighed on these numbers, so the confidence is lower."
+            if f["latency_matters"]
+            else ""
+        )
+    ),
+    ReasonCode.BELOW_FLOOR: _below_floor,
+    ReasonCode.STYLE_NOT_MEASURED: lambda f: (
+        "Whether answers follow your style is not measured by this run (it scores accuracy only), "
+        "so the confidence is at most medium: read a sample of answers before deciding."
+    ),
 }
 
 
@@ -316,6 +354,20 @@ def _hybrid_steps(qname: str, chosen: Candidate | None) -> list[str]:
     ]
 
 
+def _none_steps(qname: str, cands: list[Candidate]) -> list[str]:
+    steps = [
+        f"infuse compare --questions {qname} --model STRONGER_MODEL --variants base,rag -k 3   # a stronger model",
+        f"infuse questions list    # check the questions: are {qname}'s answers in your documents?",
+    ]
+    recalls = [c.recall for c in cands if c.recall is not None]
+    if recalls and max(recalls) < 0.5:
+        steps.append(
+            f"retrieval found the gold passage for at most {_pct(max(recalls))} of the questions: "
+            "check what was ingested (infuse status) and the questions' gold documents"
+        )
+    return steps
+
+
 def _approach_steps(
     approach: Approach,
     criteria: Criteria,
@@ -324,6 +376,8 @@ def _approach_steps(
     qname: str,
     trend: tuple[Candidate, Candidate] | None,
 ) -> list[str]:
+    if approach == Approach.NONE:
+        return _none_steps(qname, cands)
     if approach == Approach.BASE:
         steps = [
             "infuse serve      # the base model already answers well enough; nothing to inject",
@@ -361,14 +415,30 @@ def next_steps(decision: Decision) -> list[str]:
 # The recommendation
 
 
-def explain(decision: Decision) -> Recommendation:
-    """The decision in words: one sentence per reason (repeats dropped) and the next steps."""
+_COMMAND = re.compile(r"(^|[\s;&:(])infuse (?=[a-z])")
+
+
+def with_workspace(step: str, workspace: str | Path | None) -> str:
+    """`step` with ``-w WS`` after every ``infuse`` command in it (unchanged without a workspace),
+    so a printed next command runs against the workspace the user passed.
+
+    >>> with_workspace("INFUSE_X=1 infuse compare -k 3 && infuse report", "my ws")
+    "INFUSE_X=1 infuse -w 'my ws' compare -k 3 && infuse -w 'my ws' report"
+    """
+    if workspace is None:
+        return step
+    return _COMMAND.sub(lambda m: f"{m.group(1)}infuse -w {shlex.quote(str(workspace))} ", step)
+
+
+def explain(decision: Decision, workspace: str | Path | None = None) -> Recommendation:
+    """The decision in words: one sentence per reason (repeats dropped) and the next steps (with
+    ``-w WORKSPACE`` in each command when `workspace` is given: the one the user passed)."""
     reasons = list(dict.fromkeys(reason_text(r) for r in decision.reasons))
     return Recommendation(
         approach=decision.approach,
         confidence=decision.confidence,
         reasons=reasons,
-        next_steps=next_steps(decision),
+        next_steps=[with_workspace(step, workspace) for step in next_steps(decision)],
         evidence=decision.evidence,
         decision=decision,
     )

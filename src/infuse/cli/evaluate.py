@@ -1,4 +1,8 @@
-"""The evaluation commands: ``questions import|generate|list``, ``compare``, ``report``, ``advise``."""
+"""The evaluation commands: ``questions import|generate|list|rm``, ``compare``, ``runs list|rm``,
+``report``, ``advise``.
+
+``runs`` is its own group because ``compare`` is one command with options (``infuse compare
+--questions SET``): a subcommand under it would change how every existing compare line parses."""
 
 from __future__ import annotations
 
@@ -7,17 +11,27 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from infuse.advice import UpdateFrequency
-from infuse.cli.common import err, open_workspace, out, print_json, progress_bar
+from infuse.cli.common import err, open_workspace, out, print_json, progress_bar, state
 from infuse.errors import InfuseError
 from infuse.evaluation.questions import ImportFormat, QuestionKind
 from infuse.evaluation.runs import CompareRun
 
-questions_app = typer.Typer(help="Evaluation question sets: import, generate, list.", no_args_is_help=True)
+questions_app = typer.Typer(help="Evaluation question sets: import, generate, list, rm.", no_args_is_help=True)
+runs_app = typer.Typer(help="Compare runs: list, rm.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 OverwriteOption = Annotated[bool, typer.Option(help="Replace a set of the same name.")]
 SetJsonOption = Annotated[bool, typer.Option("--json", help="Print the set's name and manifest as JSON.")]
+
+
+def infuse_command(rest: str) -> str:
+    """An ``infuse`` command line to print, with ``-w WS`` when the user passed a workspace."""
+    from infuse.advice.explain import with_workspace
+
+    return with_workspace(f"infuse {rest}", state.workspace)
 
 
 def print_question_set(qset: Any, path: Path, as_json: bool) -> None:
@@ -31,6 +45,14 @@ def print_question_set(qset: Any, path: Path, as_json: bool) -> None:
         + (f", {skipped} rows skipped (see manifest)" if skipped else "")
         + f" -> {path}"
     )
+    documents = qset.manifest.get("documents") or {}
+    if documents.get("folder"):
+        out.print(
+            f"{documents['files']:,} articles -> {documents['folder']}\n"
+            f"next: {infuse_command('ingest ' + documents['folder'])}",
+            highlight=False,
+            markup=False,
+        )
 
 
 @questions_app.command("import")
@@ -39,6 +61,15 @@ def questions_import(
     format: Annotated[ImportFormat, typer.Option("--format", help="mc | qa | squad | jaquad | realtimeqa.")],
     name: Annotated[str | None, typer.Option(help="Set name \\[default: from the file name].")] = None,
     limit: Annotated[int | None, typer.Option(help="Import at most N questions.", min=1)] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            "--documents",
+            help="realtimeqa: also write the questions' news articles to DIR, one .txt per article "
+            "(stable names), for `infuse ingest DIR`.",
+            metavar="DIR",
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
     as_json: SetJsonOption = False,
 ) -> None:
@@ -46,7 +77,7 @@ def questions_import(
     from infuse.evaluation.questions import import_questions, save_question_set
 
     ws = open_workspace(create=True)
-    qset = import_questions(file, format, name=name, limit=limit)
+    qset = import_questions(file, format, name=name, limit=limit, documents=documents)
     print_question_set(qset, save_question_set(ws.questions_dir, qset, overwrite=overwrite), as_json)
 
 
@@ -99,6 +130,48 @@ def questions_list(as_json: Annotated[bool, typer.Option("--json", help="Print J
     for r in rows:
         table.add_row(r["name"], f"{r['questions']:,}", str(r["format"]), str(r["by_kind"]))
     out.print(table)
+
+
+@questions_app.command("rm")
+def questions_rm(name: Annotated[str, typer.Argument(help="Question set name.")], as_json: JsonOption = False) -> None:
+    """Delete a question set (compare runs that asked it keep their results)."""
+    from infuse.evaluation.questions import remove_question_set
+
+    render_removed(remove_question_set(open_workspace().questions_dir, name), as_json)
+
+
+def render_removed(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"removed {report['kind']} [bold]{escape(str(report['removed']))}[/] ({escape(str(report['path']))})")
+
+
+@runs_app.command("list")
+def runs_list(as_json: JsonOption = False) -> None:
+    """The workspace's compare runs, oldest first."""
+    from infuse.evaluation.compare import list_compare_runs
+
+    rows = list_compare_runs(open_workspace())
+    if as_json:
+        print_json(rows)
+        return
+    table = Table()
+    for column in ("run", "created", "questions", "variants", "model"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["run"], str(r["created"] or "-"), str(r["questions"] or "-"), ", ".join(r["variants"]), str(r["model"])
+        )
+    out.print(table)
+
+
+@runs_app.command("rm")
+def runs_rm(name: Annotated[str, typer.Argument(help="Compare run name.")], as_json: JsonOption = False) -> None:
+    """Delete a compare run (summary, results, report, its updated knowledge base)."""
+    from infuse.evaluation.compare import remove_compare_run
+
+    render_removed(remove_compare_run(open_workspace(), name), as_json)
 
 
 def parse_ks(text: str) -> list[int]:
@@ -166,7 +239,14 @@ def render_compare(run: CompareRun) -> None:
     fresh = freshness_table(run.summary)
     if fresh is not None:
         out.print(fresh)
-    out.print(f"run [bold]{run.summary.run}[/] -> {run.path}  (report: infuse report {run.summary.run})")
+    caveat = run.summary.timing.caveat() if run.summary.timing else None
+    if caveat:
+        err.print(f"[yellow]note:[/] {escape(caveat)}", highlight=False)
+    out.print(
+        f"run [bold]{escape(str(run.summary.run))}[/] -> {escape(str(run.path))}  "
+        f"(report: {escape(infuse_command(f'report {run.summary.run}'))})",
+        highlight=False,
+    )
 
 
 def report(
@@ -222,7 +302,7 @@ def advise(
         training_examples=training_examples,
         privacy_local_only=local_only,
     )
-    recommendation = recommend(criteria, found.summary if found else None)
+    recommendation = recommend(criteria, found.summary if found else None, workspace=state.workspace)
     if as_json:
         print_json({"run": found.summary.run if found else None, **recommendation.to_dict()})
         return
@@ -231,5 +311,6 @@ def advise(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(questions_app, name="questions")
+    app.add_typer(runs_app, name="runs")
     for command in (compare, report, advise):
         app.command()(command)

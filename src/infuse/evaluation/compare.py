@@ -12,9 +12,34 @@ code path users use (:class:`infuse.rag.RagPipeline`):
 * short answer: the generated answer (citations stripped), exact match and token F1 (character
   F1 for Japanese).
 
-Per question and variant the run keeps prediction, correctness, retrieved sources and the gold
-passage's rank, timings and tokens (``results.jsonl``); per variant accuracy with a bootstrap
-interval, latency, tokens, retrieval recall/MRR/nDCG and cost (``summary.json``). The freshness
+Per question and variant the run keeps prediction, correctness, the passages the model saw (source
+paths and the start of each passage's text, :data:`PASSAGE_CHARS`) and the gold passage's rank,
+timings and tokens (``results.jsonl``); per variant accuracy with a bootstrap interval, latency,
+tokens, retrieval recall/MRR/nDCG and cost (``summary.json``), and the chance of guessing (the
+advisor's floor).
+
+Timing fairly (:func:`evaluate_variants`). Latency (and cost, which is machine time) is measured so
+that variants see the same machine:
+
+* a warm-up per variant: one untimed answer before any timed one (first-call costs such as
+  kernel compilation, caches and lazy loading are not charged to whichever variant runs first);
+* variants *interleaved in blocks*: questions 1-10 through every variant, then questions 11-20,
+  with the variant order rotated by one per block (:data:`BLOCK`). Drift in the machine's state
+  (another job starting, thermal throttling) then spreads over all variants instead of landing
+  on the one that happened to run during it. Blocks, not single questions: switching variant at
+  every question made each answer pay the previous variant's cold caches and parked threads,
+  which a deployment serving one variant never pays (measured on the 2-core lab machine: rag@1's
+  median latency rose by half to double, the run took about 20% longer). Interleaving was chosen
+  over repeating each question and taking the median because it costs no extra answers
+  (repeats would multiply the run time) while removing the bias that matters most, the order;
+* a small noise check: a few questions (:data:`REPEATS`) are timed again at the end, and the
+  machine load (``os.getloadavg``, before and after) and the CPU count are recorded in the run
+  (``summary.json: timing``). The report and the advisor add a caveat when the timings are noisy
+  (the repeats differ by more than :data:`~infuse.evaluation.runs.NOISY_SPREAD`, or the load was
+  above the number of cores).
+
+Answers do not depend on the order (greedy decoding, the same retrieval), so a run's accuracies
+are the same as before; only the timings are fairer. The freshness
 scenario applies a document update the way each method would: RAG re-ingests (timed) into a copy
 of the knowledge base, fine-tuned runs keep their adapter; it reports accuracy on the changed
 facts and the share of answers that are still the old value.
@@ -29,13 +54,15 @@ measures and writes them, :func:`load_run` reads them back.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infuse.errors import InfuseError
 from infuse.evaluation.metrics import (
@@ -60,6 +87,7 @@ from infuse.evaluation.runs import (
     QuestionRecord,
     QuestionsInfo,
     RetrievalStats,
+    Timing,
     TrainingInfo,
     Variant,
     VariantSummary,
@@ -74,6 +102,10 @@ from infuse.workspace import Workspace
 
 if TYPE_CHECKING:
     from infuse.config import CostSettings
+
+PASSAGE_CHARS = 400  # of each passage's text kept per question (the report's disagreement section)
+REPEATS = 3  # questions timed a second time at the end of a run, per variant (the noise check)
+BLOCK = 10  # questions a variant answers in a row before the next variant takes over (interleaving)
 
 
 class CompareError(InfuseError):
@@ -202,6 +234,7 @@ def answer_question(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         retrieved=retrieved,
+        passages=tuple(hit.chunk.text[:PASSAGE_CHARS] for hit in answer.passages),
         gold_rank=gold_rank(question, retrieved) if spec.uses_retrieval else None,
         found_relevant=answer.found_relevant if spec.uses_retrieval else None,
         retrieval_ms=round(answer.timings.retrieval_ms, 3),
@@ -346,6 +379,21 @@ def base_model_name(workspace: Workspace, request: CompareRequest) -> str:
     raise CompareError("no model to evaluate: pass --model ID_OR_FOLDER or set [model] name in infuse.toml")
 
 
+def machine_load() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system has none, e.g. Windows)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+def _relative_spread(first: float | None, again: float | None) -> float | None:
+    if not first or not again:
+        return None
+    return abs(first - again) / min(first, again)
+
+
 def evaluate_variants(
     pipeline_for: Callable[[VariantSpec], RagPipeline],
     questions: Sequence[Question],
@@ -353,18 +401,41 @@ def evaluate_variants(
     generation: GenerationConfig,
     progress: Progress | None = None,
     stage: str = "",
+    timing: list[float] | None = None,
+    block: int = BLOCK,
 ) -> dict[VariantSpec, list[QuestionRecord]]:
-    """Every question through every variant's pipeline; one progress stage per variant."""
+    """Every question through every variant's pipeline, timed fairly (module docstring): one
+    untimed warm-up per variant, then the questions in blocks of `block`, each block through
+    every variant (the variant order rotated by one per block), then, when `timing` is given,
+    :data:`REPEATS` questions timed again per variant, the relative spreads between the two
+    timings appended to `timing`."""
     progress = or_null(progress)
-    out: dict[VariantSpec, list[QuestionRecord]] = {}
+    pipelines = {spec: pipeline_for(spec) for spec in specs}
+    out: dict[VariantSpec, list[QuestionRecord]] = {spec: [] for spec in specs}
+    if not questions or not specs:
+        return out
+    repeats = min(REPEATS, len(questions))
+    progress.start(f"{stage}warm-up", len(specs))
     for spec in specs:
-        pipeline = pipeline_for(spec)
-        progress.start(f"{stage}{spec.label}", len(questions))
-        records = []
-        for question in questions:
-            records.append(answer_question(pipeline, question, spec, generation))
+        answer_question(pipelines[spec], questions[0], spec, generation)  # not timed: first-call costs
+        progress.advance()
+    progress.start(f"{stage}answering ({len(specs)} variants)", len(questions) * len(specs))
+    for number, start in enumerate(range(0, len(questions), block)):
+        shift = number % len(specs)
+        for spec in [*specs[shift:], *specs[:shift]]:
+            for question in questions[start : start + block]:
+                out[spec].append(answer_question(pipelines[spec], question, spec, generation))
+                progress.advance()
+    if timing is None:
+        return out
+    progress.start(f"{stage}timing check", repeats * len(specs))
+    for i in range(repeats):
+        for spec in specs:
+            again = answer_question(pipelines[spec], questions[i], spec, generation)
+            spread = _relative_spread(out[spec][i].latency_ms, again.latency_ms)
+            if spread is not None:
+                timing.append(spread)
             progress.advance()
-        out[spec] = records
     return out
 
 
@@ -406,6 +477,46 @@ def compare_runs(workspace: Workspace) -> ArtifactFolders:
     )
 
 
+def list_compare_runs(workspace: Workspace) -> list[dict[str, Any]]:
+    """One row per compare run, oldest first: name, created, question set, variant labels, model
+    (a run whose summary cannot be read is listed with its error)."""
+    runs = compare_runs(workspace)
+    rows: list[dict[str, Any]] = []
+    for name in runs.names():
+        path = runs.root / name / SUMMARY_FILE
+        try:
+            summary = CompareSummary.from_json(json.loads(path.read_text(encoding="utf-8")), path)
+        except (InfuseError, OSError, ValueError) as exc:
+            rows.append(
+                {"run": name, "created": None, "questions": None, "variants": [], "model": None, "error": str(exc)}
+            )
+            continue
+        rows.append(
+            {
+                "run": name,
+                "created": summary.created,
+                "questions": summary.questions.name if summary.questions else None,
+                "variants": [v.label for v in summary.variants],
+                "model": summary.model,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["created"] or "", r["run"]))
+
+
+def remove_compare_run(workspace: Workspace, name: str) -> dict[str, Any]:
+    """Delete the compare run ``WS/runs/NAME`` (summary, results, report, the updated knowledge
+    base of its freshness scenario); an unknown name is an error listing the known ones."""
+    runs = compare_runs(workspace)
+    path = runs.require(name)
+    try:
+        summary = read_run(path).summary
+        questions = summary.questions.name if summary.questions else None
+    except InfuseError:  # an unreadable summary is no reason to keep the folder
+        questions = None
+    runs.remove(name)
+    return {"removed": name, "kind": "compare run", "path": str(path), "questions": questions}
+
+
 def run_compare(
     workspace: Workspace, qset: QuestionSet, request: CompareRequest, progress: Progress | None = None
 ) -> CompareRun:
@@ -432,8 +543,19 @@ def _run(
     cost = workspace.settings.cost
     models = _Models(workspace, model_name)
     generation = GenerationConfig(max_new_tokens=request.max_new_tokens, temperature=0.0)
+    load_before = machine_load()
+    spreads: list[float] = []
     by_spec = evaluate_variants(
-        _pipelines(workspace, models, generation), questions, request.variants, generation, progress
+        _pipelines(workspace, models, generation), questions, request.variants, generation, progress, timing=spreads
+    )
+    timing = Timing(
+        warmup=True,
+        order=f"interleaved in blocks of {BLOCK}",
+        cpu_count=os.cpu_count(),
+        load_before=load_before,
+        load_after=machine_load(),
+        repeats=len(spreads),
+        repeat_spread=round(statistics.median(spreads), 4) if spreads else None,
     )
     variants = tuple(
         summarise(
@@ -442,6 +564,7 @@ def _run(
         for spec, records in by_spec.items()
     )
     kinds = [str(q.kind) for q in questions]
+    chance = statistics.fmean(1 / len(q.choices) if q.kind is QuestionKind.MC and q.choices else 0.0 for q in questions)
     by_tokens = cost.input_usd_per_mtok is not None or cost.output_usd_per_mtok is not None
     results = [r for records in by_spec.values() for r in records]
     fresh = None
@@ -453,7 +576,12 @@ def _run(
         created=utc_now(),
         workspace=str(workspace.path),
         model=model_name,
-        questions=QuestionsInfo(name=qset.name, count=len(questions), kinds={k: kinds.count(k) for k in set(kinds)}),
+        questions=QuestionsInfo(
+            name=qset.name,
+            count=len(questions),
+            kinds={k: kinds.count(k) for k in set(kinds)},
+            chance=round(chance, 4),
+        ),
         cost_model=CostModel(
             machine_hour_usd=cost.machine_hour_usd,
             input_usd_per_mtok=cost.input_usd_per_mtok,
@@ -462,6 +590,7 @@ def _run(
         ),
         variants=variants,
         freshness=fresh,
+        timing=timing,
     )
     write_run(staging, summary, results)
     return CompareRun(workspace.runs_dir / name, summary, results)
@@ -542,6 +671,8 @@ __all__ = [
     "compare_runs",
     "latest_run",
     "load_run",
+    "list_compare_runs",
     "parse_variants",
+    "remove_compare_run",
     "run_compare",
 ]

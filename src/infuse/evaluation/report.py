@@ -25,8 +25,14 @@ Plots (each is skipped when the run has no data for it):
 6. ``paraphrases.png``: accuracy against paraphrases per chunk, when 2+ fine-tuned variants were
    trained on datasets that differ only in their paraphrase count (a ``cpt`` dataset counts as 0).
 
-The report ends with the questions where the variants disagree (some right, some wrong), with each
-variant's prediction, so a reader can see *what* one method gets that the other misses.
+The report opens with the verdict: the advisor's recommendation for the run (:func:`infuse.advice.advise`
+with no stated constraints, or the `criteria` given) and its top reasons, so a reader gets the
+answer before the evidence. It ends with the questions where the variants disagree (some right,
+some wrong), with each variant's prediction and the passages each retrieval variant showed the
+model, so a reader can see *what* one method gets that the other misses, and why.
+
+Tables fit the page: each sits in its own horizontally scrolling box (``overflow-x: auto``) and
+long cells wrap, so a wide table scrolls inside itself instead of widening the page.
 
 The run is read by the one run loader (:func:`infuse.evaluation.runs.read_run`, typed records);
 the tables are built in :mod:`infuse.evaluation.report_tables`, the plots drawn in
@@ -42,6 +48,7 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
+from infuse.advice import Criteria, Recommendation, advise
 from infuse.evaluation.report_plots import Plot, build_plots
 from infuse.evaluation.report_tables import (
     Disagreement,
@@ -54,7 +61,7 @@ from infuse.evaluation.report_tables import (
 )
 from infuse.evaluation.runs import CompareRun, CostModel, QuestionsInfo, RunFileError, read_run
 
-__all__ = ["ReportError", "load_run", "write_report", "disagreements", "Plot", "build_plots"]
+__all__ = ["ReportError", "load_run", "write_report", "verdict", "disagreements", "Plot", "build_plots"]
 
 # A run folder that cannot be reported on is a run folder that cannot be read: one error class.
 ReportError = RunFileError
@@ -126,8 +133,30 @@ def _header_facts(run: CompareRun) -> list[tuple[str, str]]:
     return facts
 
 
+TOP_REASONS = 3  # reasons quoted under the verdict
+
+
+def verdict(run: CompareRun, criteria: Criteria | None = None) -> Recommendation:
+    """The advisor's recommendation for the run (no stated constraints unless `criteria`)."""
+    return advise(criteria or Criteria(), run.summary)
+
+
+def _verdict_lines(rec: Recommendation, stated: bool, run_name: str) -> tuple[str, list[str], str]:
+    headline = f"Recommendation: {rec.approach} (confidence: {rec.confidence})"
+    scope = (
+        "For the constraints given."
+        if stated
+        else f"With no constraints stated; `infuse advise --run {run_name}` with yours (--updates, "
+        "--latency-ms, --training-budget, --style) may choose differently."
+    )
+    return headline, rec.reasons[:TOP_REASONS], scope
+
+
 def _notes(run: CompareRun) -> list[str]:
     notes = []
+    caveat = run.summary.timing.caveat() if run.summary.timing else None
+    if caveat:
+        notes.append(caveat)
     if not run.summary.variants:
         notes.append("The summary lists no variants.")
     if run.results_missing:
@@ -163,9 +192,18 @@ def _md_table(table: Table) -> list[str]:
 
 
 def _render_markdown(
-    run: CompareRun, plots: list[Plot], table: Table, fresh_table: Table | None, found: list[Disagreement], total: int
+    run: CompareRun,
+    plots: list[Plot],
+    table: Table,
+    fresh_table: Table | None,
+    found: list[Disagreement],
+    total: int,
+    verdict_lines: tuple[str, list[str], str],
 ) -> str:
-    lines = [f"# Compare report: {_md(_run_name(run))}", ""]
+    headline, reasons, scope = verdict_lines
+    lines = [f"# Compare report: {_md(_run_name(run))}", "", f"**{_md(headline)}**", ""]
+    lines += [f"- {_md(reason)}" for reason in reasons]
+    lines += ["", f"_{_md(scope)}_", ""]
     for key, value in _header_facts(run):
         lines.append(f"- **{key}**: {_md(value)}")
     lines.append("")
@@ -207,7 +245,14 @@ def _render_markdown(
         for label, prediction, correct, stale in d.answers_by_label:
             lines.append(f"| {_md(label)} | {_md(prediction) or '–'} | {_verdict(correct, stale)} |")
         lines.append("")
+        for label, passages in d.passages_by_label.items():
+            lines.append(f"Passages {_md(label)} saw:" if passages else f"{_md(label)}: {_NOTHING_SEEN}")
+            lines += [f"{i}. `{_md(source)}`: {_md(text) or '–'}" for i, (source, text) in enumerate(passages, 1)]
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+_NOTHING_SEEN = "nothing relevant retrieved; answered closed book"
 
 
 def _disagreement_intro(run: CompareRun, found: list[Disagreement], total: int) -> list[str]:
@@ -234,9 +279,15 @@ h3 { font-size: 1.05rem; margin-bottom: .3rem; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: .5rem 0 1rem; }
 dl.facts dt { font-weight: 600; color: #555; } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .4rem .8rem; margin: .5rem 0; }
-.scroll { overflow-x: auto; }
+.verdict { background: #eef6ff; border-left: 4px solid #2f6fde; padding: .5rem 1rem; margin: .8rem 0 1.2rem; }
+.verdict p.headline { font-size: 1.15rem; font-weight: 700; margin: .2rem 0; } .verdict ul { margin: .3rem 0; }
+.verdict p.scope { font-size: .85rem; color: #555; margin: .2rem 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0 1rem; }
-th, td { border: 1px solid #d0d0d0; padding: .3rem .55rem; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #d0d0d0; padding: .3rem .55rem; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+details.passages { margin: .2rem 0 .8rem; font-size: .85rem; } details.passages ol { margin: .3rem 0; }
+details.passages .src { font-family: ui-monospace, monospace; color: #555; overflow-wrap: anywhere; }
+details.passages .text { white-space: pre-wrap; overflow-wrap: anywhere; }
 th { background: #f3f4f6; } tbody tr:nth-child(even) { background: #fafafa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1rem 0 1.5rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -264,9 +315,16 @@ def _html_table(table: Table) -> list[str]:
 
 
 def _render_html(
-    run: CompareRun, plots: list[Plot], table: Table, fresh_table: Table | None, found: list[Disagreement], total: int
+    run: CompareRun,
+    plots: list[Plot],
+    table: Table,
+    fresh_table: Table | None,
+    found: list[Disagreement],
+    total: int,
+    verdict_lines: tuple[str, list[str], str],
 ) -> str:
     title = f"Compare report: {_run_name(run)}"
+    headline, reasons, scope = verdict_lines
     out = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -278,6 +336,13 @@ def _render_html(
         "</head>",
         "<body>",
         f"<h1>{_h(title)}</h1>",
+        '<section class="verdict">',
+        f'<p class="headline">{_h(headline)}</p>',
+        "<ul>",
+        *[f"<li>{_h(reason)}</li>" for reason in reasons],
+        "</ul>",
+        f'<p class="scope">{_h(scope)}</p>',
+        "</section>",
         '<dl class="facts">',
     ]
     for key, value in _header_facts(run):
@@ -311,7 +376,7 @@ def _render_html(
         out += [
             f'<p class="question"><strong>{_h(d.question_id)}</strong>: {_h(d.question)}</p>',
             f'<p class="expected">Expected: {_h(gold)}</p>',
-            "<table><thead><tr><th>variant</th><th>prediction</th><th></th></tr></thead><tbody>",
+            '<div class="scroll"><table><thead><tr><th>variant</th><th>prediction</th><th></th></tr></thead><tbody>',
         ]
         for label, prediction, correct, stale in d.answers_by_label:
             cls = "right" if correct else "wrong" if correct is False else ""
@@ -319,7 +384,19 @@ def _render_html(
                 f'<tr><td>{_h(label)}</td><td class="pred">{_h(prediction) or "–"}</td>'
                 f'<td class="{cls}">{_h(_verdict(correct, stale))}</td></tr>'
             )
-        out.append("</tbody></table>")
+        out.append("</tbody></table></div>")
+        for label, passages in d.passages_by_label.items():
+            if not passages:
+                out.append(f'<p class="expected">{_h(label)}: {_h(_NOTHING_SEEN)}</p>')
+                continue
+            out.append(
+                f'<details class="passages" open><summary>Passages {_h(label)} saw ({len(passages)})</summary><ol>'
+            )
+            out += [
+                f'<li><span class="src">{_h(source)}</span><br><span class="text">{_h(text) or "–"}</span></li>'
+                for source, text in passages
+            ]
+            out.append("</ol></details>")
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
 
@@ -330,12 +407,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def write_report(run_dir: Path) -> tuple[Path, Path]:
-    """Write ``RUN_DIR/report.md`` (with ``RUN_DIR/plots/*.png``) and ``RUN_DIR/report.html``.
+def write_report(run_dir: Path, criteria: Criteria | None = None) -> tuple[Path, Path]:
+    """Write ``RUN_DIR/report.md`` (with ``RUN_DIR/plots/*.png``) and ``RUN_DIR/report.html``; the
+    verdict at the top is the advice for `criteria` (none stated: the advisor's defaults).
 
     Returns the two paths. Raises :class:`ReportError` when the folder has no readable summary.
     """
     run = load_run(Path(run_dir))
+    verdict_lines = _verdict_lines(verdict(run, criteria), criteria is not None, _run_name(run))
     plots = build_plots(run)
     table = variants_table(run.summary.variants)
     fresh_table = freshness_table(run.summary.freshness) if run.summary.freshness else None
@@ -351,6 +430,8 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         _write_atomic(plots_dir / f"{plot.name}.png", plot.png)
     md_path = run.path / "report.md"
     html_path = run.path / "report.html"
-    _write_atomic(md_path, _render_markdown(run, plots, table, fresh_table, found, total).encode("utf-8"))
-    _write_atomic(html_path, _render_html(run, plots, table, fresh_table, found, total).encode("utf-8"))
+    _write_atomic(
+        md_path, _render_markdown(run, plots, table, fresh_table, found, total, verdict_lines).encode("utf-8")
+    )
+    _write_atomic(html_path, _render_html(run, plots, table, fresh_table, found, total, verdict_lines).encode("utf-8"))
     return md_path, html_path

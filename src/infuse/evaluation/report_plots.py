@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Plot",
     "build_plots",
+    "update_times",
     "plot_accuracy",
     "plot_accuracy_vs_k",
     "plot_latency",
@@ -269,18 +270,26 @@ def plot_cost(variants: Sequence[VariantSummary]) -> Plot | None:
     return Plot("cost", "Cost per 1,000 questions", caption, _png(fig))
 
 
+def update_times(fresh: Freshness) -> list[tuple[str, float]]:
+    """("re-index", s) and ("retrain ADAPTER", s) once per adapter: ``ft:x`` and ``ft:x+rag@k``
+    share one training run, so it is one retrain (listing it per variant showed it twice)."""
+    times: list[tuple[str, float]] = []
+    if fresh.reindex_seconds is not None:
+        times.append(("re-index", fresh.reindex_seconds))
+    for v in fresh.variants:
+        label = f"retrain {v.adapter or v.label}"
+        if v.retrain_seconds is not None and label not in {name for name, _ in times}:
+            times.append((label, v.retrain_seconds))
+    return times
+
+
 def plot_freshness(fresh: Freshness | None) -> Plot | None:
     if fresh is None:
         return None
     rows = [v for v in fresh.variants if v.accuracy is not None or v.stale_share is not None]
     if not rows:
         return None
-    times: list[tuple[str, float]] = []
-    if fresh.reindex_seconds is not None:
-        times.append(("re-index", fresh.reindex_seconds))
-    for v in rows:
-        if v.retrain_seconds is not None:
-            times.append((f"retrain {v.adapter or v.label}", v.retrain_seconds))
+    times = update_times(fresh)
     panels = 3 if times else 2
     fig = _figure(min(15.0, 4.2 * panels), 4.0)
     labels = [v.label for v in rows]

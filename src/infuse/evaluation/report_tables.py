@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from infuse.evaluation.runs import CompareRun, Freshness, QuestionRecord, Variant, VariantSummary
@@ -178,6 +178,19 @@ class Disagreement:
     answers: list[str]
     kind: str | None
     answers_by_label: list[tuple[str, str, bool | None, bool]]  # label, prediction, correct, stale
+    # the passages each retrieval variant showed the model: label -> [(source, start of the text)];
+    # an empty list is a variant that retrieved nothing relevant (answered closed book)
+    passages_by_label: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+def _retrieves(row: QuestionRecord) -> bool:
+    """Whether the record is a retrieval variant's (it has passages, or a retrieval verdict)."""
+    return bool(row.retrieved) or row.found_relevant is not None
+
+
+def _passages(row: QuestionRecord) -> list[tuple[str, str]]:
+    texts = list(row.passages) + [""] * (len(row.retrieved) - len(row.passages))
+    return list(zip(row.retrieved, texts))
 
 
 def disagreements(run: CompareRun, limit: int = MAX_DISAGREEMENTS) -> tuple[list[Disagreement], int]:
@@ -205,6 +218,7 @@ def disagreements(run: CompareRun, limit: int = MAX_DISAGREEMENTS) -> tuple[list
             answers_by_label=[
                 (label, rows[label].prediction, rows[label].correct, rows[label].stale is True) for label in labels
             ],
+            passages_by_label={label: _passages(rows[label]) for label in labels if _retrieves(rows[label])},
         )
         balance = min(right, len(verdicts) - right) / len(verdicts)
         found.append((-balance, position, entry))

@@ -38,6 +38,7 @@ from infuse.errors import InfuseError
 SCHEMA = "infuse-compare/1"
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.jsonl"
+NOISY_SPREAD = 0.5  # repeated timings of one question differing by more than this (relative) are noise
 
 __all__ = [
     "SCHEMA",
@@ -54,6 +55,8 @@ __all__ = [
     "Freshness",
     "QuestionsInfo",
     "CostModel",
+    "Timing",
+    "NOISY_SPREAD",
     "CompareSummary",
     "QuestionRecord",
     "CompareRun",
@@ -332,6 +335,9 @@ class QuestionsInfo(_Record):
     name: str | None = _field(_str)
     count: int | None = _field(_int)
     kinds: Mapping[str, int] = _field(_counts, factory=dict)
+    # the accuracy of guessing: mean of 1/options over mc questions, 0 for open ones (the
+    # advisor's floor); absent in runs written before it was recorded
+    chance: float | None = _field(_num, omit=None)
 
     @classmethod
     def from_json(cls, data: Any) -> Self | None:
@@ -351,6 +357,64 @@ class CostModel(_Record):
     gpu_hour_usd: float | None = _field(_num, omit=None)  # the name of machine_hour_usd in early runs
 
 
+def _load(value: Any) -> tuple[float, float, float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 3:
+        numbers = [_num(v) for v in value]
+        if all(n is not None for n in numbers):
+            return (numbers[0], numbers[1], numbers[2])  # type: ignore[return-value]  # checked above
+    return None
+
+
+@dataclass(frozen=True)
+class Timing(_Record):
+    """How the latencies were measured and how quiet the machine was (see
+    :func:`infuse.evaluation.compare.evaluate_variants`); absent in runs written before it."""
+
+    warmup: bool | None = _field(_bool)  # one untimed answer per variant first
+    order: str | None = _field(_str)  # "interleaved in blocks of 10": variants alternate per block of questions
+    cpu_count: int | None = _field(_int)
+    load_before: tuple[float, float, float] | None = _field(_load)  # os.getloadavg(): 1, 5, 15 min
+    load_after: tuple[float, float, float] | None = _field(_load)
+    repeats: int | None = _field(_int)  # (question, variant) pairs timed twice
+    repeat_spread: float | None = _field(_num)  # median relative difference between the two timings
+
+    @property
+    def peak_load(self) -> float | None:
+        """The higher 1-minute load average of before and after."""
+        loads = [load[0] for load in (self.load_before, self.load_after) if load is not None]
+        return max(loads) if loads else None
+
+    @property
+    def overloaded(self) -> bool:
+        """The load was above the number of cores: other work competed for the CPU."""
+        peak = self.peak_load
+        return peak is not None and self.cpu_count is not None and peak > self.cpu_count
+
+    @property
+    def spread_noisy(self) -> bool:
+        return self.repeat_spread is not None and self.repeat_spread > NOISY_SPREAD
+
+    @property
+    def noisy(self) -> bool:
+        return self.overloaded or self.spread_noisy
+
+    def caveat(self) -> str | None:
+        """One sentence for the report and the advice when the timings are noisy, else None."""
+        if not self.noisy:
+            return None
+        why = []
+        if self.spread_noisy:
+            assert self.repeat_spread is not None
+            why.append(f"the same question timed twice differed by {100 * self.repeat_spread:.0f}% (median)")
+        if self.overloaded:
+            why.append(f"the machine's load ({self.peak_load:g}) was above its {self.cpu_count} cores")
+        return (
+            "Timings are noisy: "
+            + " and ".join(why)
+            + "; treat latency and cost differences with care and re-run compare on a quiet machine."
+        )
+
+
 @dataclass(frozen=True)
 class CompareSummary(_Record):
     """``summary.json`` of a compare run (see :mod:`infuse.evaluation.compare` for how it is measured)."""
@@ -364,6 +428,7 @@ class CompareSummary(_Record):
     cost_model: CostModel | None = _field(CostModel.from_json)
     variants: tuple[VariantSummary, ...] = _field(_records(VariantSummary), ())
     freshness: Freshness | None = _field(Freshness.from_json)
+    timing: Timing | None = _field(Timing.from_json, omit=None)
 
     @classmethod
     def from_json(cls, data: Any, source: Path | str = SUMMARY_FILE) -> Self:
@@ -402,7 +467,8 @@ class QuestionRecord(_Record):
     stale: bool | None = _field(_bool)  # answered the old value (update questions)
     prompt_tokens: int | None = _field(_int)
     completion_tokens: int | None = _field(_int)
-    retrieved: tuple[str, ...] = _field(_texts, ())  # source paths, in rank order
+    retrieved: tuple[str, ...] = _field(_texts, ())  # source paths of the passages the model saw, in rank order
+    passages: tuple[str, ...] = _field(_texts, (), omit=())  # the start of each of those passages' text
     gold_rank: int | None = _field(_int)
     found_relevant: bool | None = _field(_bool)
     retrieval_ms: float | None = _field(_num)

@@ -27,7 +27,8 @@ at all is an error.
 ('France',)
 
 RealTimeQA questions come with the news articles a web search returned for them; write those as
-plain documents and ingest them before asking:
+plain documents and ingest them before asking (the CLI: ``infuse questions import FILE --format
+realtimeqa --documents news/``; the fields of every format: docs/evaluation.md):
 
 >>> realtimeqa_documents(Path("20250801_qa.jsonl"), Path("news/"))   # then `infuse ingest news/`  # doctest: +SKIP
 

@@ -101,13 +101,22 @@ def import_questions(
     name: str | None = None,
     limit: int | None = None,
     include_unanswerable: bool = False,
+    documents: Path | None = None,
 ) -> QuestionSet:
     """Read a question file (or, for ``jaquad``/``squad``, a folder of JSON files) in format `fmt`.
 
     `limit` keeps the first N usable questions; `include_unanswerable` keeps SQuAD 2.0's
-    unanswerable questions (with no accepted answers and ``metadata["unanswerable"]``)."""
+    unanswerable questions (with no accepted answers and ``metadata["unanswerable"]``).
+    `documents` (``realtimeqa`` only) also writes the articles of the imported questions there, one
+    text file per article (:func:`realtimeqa_documents`; the manifest's ``documents`` lists the
+    folder and the file count), so ``infuse ingest DIR`` can follow."""
     path = Path(path).expanduser()
     fmt = ImportFormat(fmt)
+    if documents is not None and fmt is not ImportFormat.REALTIMEQA:
+        raise QuestionSetError(
+            f"--documents writes RealTimeQA's articles; the {fmt.value} format has none to write "
+            "(for squad/jaquad, gold_documents() writes the paragraphs as a JSONL file to ingest)"
+        )
     if not path.exists():
         raise QuestionSetError(f"{path}: no such file; give the path of a {fmt.value} question file")
     collector = _Collector(limit)
@@ -136,9 +145,14 @@ def import_questions(
         gcs = realtimeqa_search_results_path(path)
         extra["documents"] = {
             "search_results": str(gcs.resolve()) if gcs and gcs.is_file() else None,
-            "how": "realtimeqa_documents(QA_FILE, OUT_DIR) writes them as text files; then `infuse ingest OUT_DIR`",
+            "how": "`infuse questions import QA_FILE --format realtimeqa --documents DIR` writes them as "
+            "text files; then `infuse ingest DIR`",
         }
-    return collector.finish(name, fmt, [path], **extra)
+    qset = collector.finish(name, fmt, [path], **extra)
+    if documents is not None:
+        written = realtimeqa_documents(path, Path(documents), question_ids={q.id for q in qset.questions})
+        qset.manifest["documents"].update(folder=str(Path(documents).resolve()), files=len(written))
+    return qset
 
 
 def _jsonl_rows(path: Path, collector: _Collector) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -441,7 +455,9 @@ def realtimeqa_documents(
     (title on the first line, then the text), deduplicated by URL; articles without text are left out.
     `question_ids` keeps only the results of those questions; `max_chars` keeps each article's lead
     (cut at the last paragraph or sentence end before the limit; news puts the facts first).
-    Returns the files written, ready for ``infuse ingest OUT_DIR``."""
+    Returns the files written, ready for ``infuse ingest OUT_DIR``. File names are stable
+    (``TITLE-SLUG-URLHASH.txt``): importing again rewrites the same files, so a re-ingest sees
+    only what changed."""
     gcs = realtimeqa_search_results_path(Path(qa_path))
     if gcs is None or not gcs.is_file():
         raise QuestionSetError(

@@ -216,6 +216,19 @@ def load_question_set(root: Path, name: str) -> QuestionSet:
     return QuestionSet(name, questions, manifest)
 
 
+def remove_question_set(root: Path, name: str) -> dict[str, Any]:
+    """Delete the question set ``root/NAME`` (questions and manifest); an unknown name is an error
+    listing the known ones. Compare runs that asked it keep their results."""
+    folders = question_set_folders(root)
+    path = folders.require(name)
+    try:
+        count = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8")).get("counts", {}).get("questions")
+    except (OSError, ValueError, AttributeError):
+        count = None
+    folders.remove(name)
+    return {"removed": name, "kind": "question set", "path": str(path), "questions": count}
+
+
 def gold_documents(qset: QuestionSet, out_path: Path) -> Path:
     """Write the distinct gold passages of `qset` (``gold_doc`` -> ``gold_text``) as a JSONL file of
     ``{"id", "title", "text"}`` records, so a SQuAD / JaQuAD paragraph pool can be ingested with
@@ -253,5 +266,6 @@ __all__ = [
     "load_question_set",
     "question_counts",
     "question_set_folders",
+    "remove_question_set",
     "save_question_set",
 ]
