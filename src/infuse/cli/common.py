@@ -115,13 +115,21 @@ def model_overrides(model: str | None, adapters: list[str] | None) -> dict[str, 
 
 def command_line(rest: str) -> str:
     """``infuse [-w WS] REST``: a command to print for the user, naming the workspace they named."""
-    import shlex
+    from infuse.advice.explain import with_workspace
 
-    return f"infuse -w {shlex.quote(str(state.workspace))} {rest}" if state.workspace else f"infuse {rest}"
+    return with_workspace(f"infuse {rest}", state.workspace)
 
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def render_removed(report: dict[str, Any], as_json: bool) -> None:
+    """What an ``rm`` command removed: ``{removed, kind, path, ...}`` as JSON or one line."""
+    if as_json:
+        print_json(report)
+        return
+    out.print(f"removed {report['kind']} [bold]{escape(str(report['removed']))}[/] ({escape(str(report['path']))})")
 
 
 def fmt_loss(value: float | None) -> str:

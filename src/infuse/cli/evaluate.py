@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from infuse.advice import UpdateFrequency
-from infuse.cli.common import err, open_workspace, out, print_json, progress_bar, state
+from infuse.cli.common import command_line, err, open_workspace, out, print_json, progress_bar, render_removed, state
 from infuse.errors import InfuseError
 from infuse.evaluation.questions import ImportFormat, QuestionKind
 from infuse.evaluation.runs import CompareRun
@@ -25,13 +25,6 @@ runs_app = typer.Typer(help="Compare runs: list, rm.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 OverwriteOption = Annotated[bool, typer.Option(help="Replace a set of the same name.")]
 SetJsonOption = Annotated[bool, typer.Option("--json", help="Print the set's name and manifest as JSON.")]
-
-
-def infuse_command(rest: str) -> str:
-    """An ``infuse`` command line to print, with ``-w WS`` when the user passed a workspace."""
-    from infuse.advice.explain import with_workspace
-
-    return with_workspace(f"infuse {rest}", state.workspace)
 
 
 def print_question_set(qset: Any, path: Path, as_json: bool) -> None:
@@ -49,7 +42,7 @@ def print_question_set(qset: Any, path: Path, as_json: bool) -> None:
     if documents.get("folder"):
         out.print(
             f"{documents['files']:,} articles -> {documents['folder']}\n"
-            f"next: {infuse_command('ingest ' + documents['folder'])}",
+            f"next: {command_line('ingest ' + documents['folder'])}",
             highlight=False,
             markup=False,
         )
@@ -93,13 +86,14 @@ def questions_generate(
     as_json: SetJsonOption = False,
 ) -> None:
     """Write an evaluation set from the knowledge base's chunks with a model (source chunk recorded)."""
+    from infuse.config import local_model_overrides
     from infuse.evaluation.questions import generate_questions, save_question_set
     from infuse.models import load_model
 
     ws = open_workspace()
     chunks = list(ws.knowledge_snapshot().iter_chunks())[:limit_chunks]
     with err.status("loading model…"):
-        llm = load_model(ws.settings.model.model_copy(update={"name": model} if model else {}))
+        llm = load_model(ws.settings.model.model_copy(update=local_model_overrides(model)))
     with progress_bar() as progress:
         qset = generate_questions(chunks, llm, per_chunk=per_chunk, kind=kind, seed=seed, name=name, progress=progress)
     print_question_set(qset, save_question_set(ws.questions_dir, qset, overwrite=overwrite), as_json)
@@ -138,13 +132,6 @@ def questions_rm(name: Annotated[str, typer.Argument(help="Question set name.")]
     from infuse.evaluation.questions import remove_question_set
 
     render_removed(remove_question_set(open_workspace().questions_dir, name), as_json)
-
-
-def render_removed(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print_json(report)
-        return
-    out.print(f"removed {report['kind']} [bold]{escape(str(report['removed']))}[/] ({escape(str(report['path']))})")
 
 
 @runs_app.command("list")
@@ -244,7 +231,7 @@ def render_compare(run: CompareRun) -> None:
         err.print(f"[yellow]note:[/] {escape(caveat)}", highlight=False)
     out.print(
         f"run [bold]{escape(str(run.summary.run))}[/] -> {escape(str(run.path))}  "
-        f"(report: {escape(infuse_command(f'report {run.summary.run}'))})",
+        f"(report: {escape(command_line(f'report {run.summary.run}'))})",
         highlight=False,
     )
 

@@ -16,7 +16,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infuse.cli.common import EXIT_ERROR, command_line, err, fmt_loss, open_workspace, out, print_json, progress_bar
+from infuse.cli.common import (
+    EXIT_ERROR,
+    command_line,
+    err,
+    fmt_loss,
+    open_workspace,
+    out,
+    print_json,
+    progress_bar,
+    render_removed,
+)
 from infuse.tuning.builders import BuildRequest
 from infuse.tuning.datasets import Dataset, DatasetKind
 from infuse.tuning.generators import WriterChoice
@@ -309,13 +319,6 @@ def adapters_rm(name: Annotated[str, typer.Argument(help="Run name.")], as_json:
     from infuse.tuning.registry import remove_run
 
     render_removed(remove_run(open_workspace(), name), as_json)
-
-
-def render_removed(report: dict[str, object], as_json: bool) -> None:
-    if as_json:
-        print_json(report)
-        return
-    out.print(f"removed {report['kind']} [bold]{escape(str(report['removed']))}[/] ({escape(str(report['path']))})")
 
 
 @adapters_app.command("merge")

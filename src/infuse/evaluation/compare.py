@@ -358,11 +358,14 @@ class _Models:
 
     def get(self, adapter: str | None) -> LanguageModel:
         if adapter not in self._cache:
+            from infuse.config import local_model_overrides
             from infuse.models import load_model
             from infuse.tuning.registry import resolve_for_inference
 
             model, adapters = resolve_for_inference(self.workspace, self.base, [adapter] if adapter else [])
-            settings = self.workspace.settings.model.model_copy(update={"name": model, "adapters": adapters})
+            # a local folder or adapters load here, whatever [model] backend says
+            update = {**local_model_overrides(model, adapters), "adapters": adapters}
+            settings = self.workspace.settings.model.model_copy(update=update)
             self._cache[adapter] = load_model(settings)
         return self._cache[adapter]
 

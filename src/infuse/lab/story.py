@@ -60,7 +60,7 @@ def run_lab_story(
     from infuse.lab.evaluate import lab_workspace
     from infuse.tuning.builders import BuildRequest, build_dataset
     from infuse.tuning.datasets import DatasetKind
-    from infuse.tuning.registry import tune
+    from infuse.tuning.registry import remove_run, tune
     from infuse.tuning.trainer import TuneConfig, TuneMethod
 
     console = console or Console()
@@ -92,7 +92,8 @@ def run_lab_story(
     runs = []
     for label, dataset in datasets.items():
         name = f"ft-{label}"
-        _remove_run(workspace.adapters_dir / name)
+        if (workspace.adapters_dir / name).is_dir():  # the story re-trains its runs (seconds of work)
+            remove_run(workspace, name)
         console.print(f"fine-tuning (LoRA) on {dataset.manifest.rows} rows: {label} variant(s) per person")
         tune_config = TuneConfig(
             method=TuneMethod.LORA,
@@ -118,18 +119,11 @@ def run_lab_story(
     )
     run = run_compare(workspace, questions, request)
     markdown, html = write_report(run.path)
-    recommendation = advise(Criteria(), run.summary)
+    recommendation = advise(Criteria(), run.summary, workspace=workspace.path)
     _print(console, run.summary)
     console.print(format_recommendation(recommendation), soft_wrap=True, highlight=False)
     console.print(f"report: {html}")
     return StoryResult(workspace.path, run.summary, html, markdown, recommendation.to_dict())
-
-
-def _remove_run(path: Path) -> None:
-    """The story re-trains its own two runs on every call (they are seconds of work)."""
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _print(console: Console, summary: CompareSummary) -> None:
