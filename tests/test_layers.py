@@ -18,7 +18,7 @@ SRC = Path(infuse.__file__).parent
 
 LAYERS: list[set[str]] = [
     {"language", "errors", "config", "devices", "hf_logging", "files", "progress", "jobs", "schedules", "staging"},
-    {"documents"},
+    {"documents", "access"},
     {"models", "embedders", "store", "screening"},
     {"retrieval"},
     {"ingest"},
