@@ -138,6 +138,23 @@ def test_a_run_on_a_gguf_base_exports_a_checked_file_with_the_tuned_weights(
 
 
 @needs_gguf
+def test_a_base_gguf_replaced_after_tuning_is_refused(
+    workspace: Workspace, tiny_gguf: Path, gguf_cache: Path, tmp_path: Path
+) -> None:
+    """The tune-time hash decides: a replaced base would otherwise be converted afresh and pass."""
+    base = tmp_path / "base" / "model.gguf"
+    base.parent.mkdir()
+    base.write_bytes(tiny_gguf.read_bytes())
+    run = make_run(workspace, str(base), tmp_path)
+    assert run.manifest["base_gguf"]["path"] == str(base.resolve())
+    other = build_random_llama_gguf(tmp_path / "other", seed=1)
+    base.write_bytes(other.read_bytes())
+    with pytest.raises(TuneError, match=r"model.gguf changed since run '.*' was tuned on it \(SHA-256 differs\)"):
+        export_gguf(workspace, run.name, type=GgufType.F32)
+    assert not list(run.path.glob("*.gguf"))
+
+
+@needs_gguf
 def test_a_wrong_inverse_transform_fails_the_check_and_leaves_no_file(
     workspace: Workspace, tiny_gguf: Path, gguf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

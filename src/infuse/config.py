@@ -156,7 +156,7 @@ def local_model_overrides(name: str | None, adapters: Sequence[str] | None = Non
     if adapters:
         overrides["adapters"] = list(adapters)
     if adapters or (name and Path(name).expanduser().exists()):
-        overrides["backend"] = ModelBackendKind.TRANSFORMERS.value
+        overrides["backend"] = ModelBackendKind.TRANSFORMERS  # an enum member: model_copy() does not validate
     return overrides
 
 

@@ -311,19 +311,24 @@ class ExportReport:
 
 def base_gguf(run: Run) -> Path | None:
     """The GGUF file `run`'s base model was converted from (None when the base is not a GGUF file);
-    an error when that file is gone or changed since (its metadata is what the export copies)."""
-    provenance = gguf_provenance(model_source(run.base_model))
-    if provenance is None:
-        return None
-    path = Path(provenance["gguf"])
+    an error when that file is gone or changed since the run was tuned (its metadata is what the
+    export copies). The file's SHA-256 recorded at tune time decides: re-resolving the reference
+    now would convert a replaced file afresh and compare it with itself."""
+    recorded = run.manifest.get("base_gguf")
+    if recorded is None:  # runs tuned before the hash was recorded: the conversion's own record
+        provenance = gguf_provenance(model_source(run.base_model))
+        if provenance is None:
+            return None
+        recorded = {"path": provenance["gguf"], "sha256": provenance["sha256"]}
+    path = Path(recorded["path"])
     if not path.is_file():
         raise TuneError(
             f"run {run.name!r} was tuned on a model converted from {path}, which is gone; the export "
             "copies that file's metadata (architecture, tokenizer), so put it back"
         )
-    if file_sha256(path) != provenance["sha256"]:
+    if file_sha256(path) != recorded["sha256"]:
         raise TuneError(
-            f"{path} changed since run {run.name!r}'s base was converted from it (SHA-256 differs); "
+            f"{path} changed since run {run.name!r} was tuned on it (SHA-256 differs); "
             "restore the original file to export"
         )
     return path

@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 
 from infuse.devices import default_device
 from infuse.files import ArtifactFolders, read_json, staged_folder, utc_now, write_json_atomic
-from infuse.models.sources import model_source
+from infuse.models.sources import gguf_provenance, is_gguf_reference, model_source
 from infuse.progress import Progress
 from infuse.tuning.datasets import SKIP_BAD_ROWS, Dataset, check_rows, load_dataset, require_usable
 from infuse.tuning.trainer import (
@@ -301,6 +301,10 @@ def _tune_locked(
         "hyperparameters": config.to_dict(),
         "created": previous["created"] if previous else utc_now(),
     }
+    if is_gguf_reference(model_name):  # the export copies this file's metadata: remember which file it was
+        provenance = gguf_provenance(model_source(model_name, progress))
+        if provenance is not None:
+            manifest["base_gguf"] = {"path": provenance["gguf"], "sha256": provenance["sha256"]}
     processes.wait_for_everyone()  # every rank has checked the folder before rank 0 writes to it
     if processes.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
