@@ -38,8 +38,8 @@ class FailedAuthLimiter:
         max_addresses: int = 100_000,
     ) -> None:
         self.max_failures = max_failures
-        self.window = window
-        self.block = block
+        self.window = float(window)
+        self.block = float(block)
         self.max_addresses = max_addresses  # memory bound: a flood of addresses cannot grow it without limit
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
