@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,32 @@ def test_rotation_revocation_and_changes_take_effect_at_once_through_the_cache(t
     assert [u.name for u in admin.list_users()] == ["root"]
     server.close()
     admin.close()
+
+
+def test_threads_authenticating_while_a_key_is_rotated_never_accept_it_afterwards(store: IdentityStore) -> None:
+    key = store.add_user("alice")
+    store.add_user("root", admin=True)
+    rotated = threading.Event()
+    late_successes: list[int] = []
+    calls = [0]
+
+    def ask() -> None:
+        for _ in range(300):
+            after = rotated.is_set()  # read before the call: a call that starts after the rotation
+            caller = store.authenticate_key(key)
+            calls[0] += 1
+            if after and caller is not None:
+                late_successes.append(1)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    store.rotate_key("alice")
+    rotated.set()
+    for thread in threads:
+        thread.join()
+    assert calls[0] == 1800 and late_successes == []
 
 
 def test_warm_authentication_skips_argon2(tmp_path: Path) -> None:
@@ -373,7 +400,8 @@ def test_cli_users_and_keys(cli: tuple[CliRunner, Path]) -> None:
     last = runner.invoke(app, [*w, "users", "remove", "alice"])
     assert last.exit_code == 1 and "last admin" in last.output and "Traceback" not in last.output
     assert runner.invoke(app, [*w, "users", "set", "bob", "--admin"]).exit_code == 0
-    assert runner.invoke(app, [*w, "users", "remove", "alice"]).exit_code == 0
+    removed = runner.invoke(app, [*w, "users", "remove", "alice", "--json"])
+    assert json.loads(removed.stdout) == {"removed": "alice", "kind": "user", "path": str(ws.resolve() / DB_NAME)}
     unknown = runner.invoke(app, [*w, "users", "remove", "carol"])
     assert unknown.exit_code == 1 and "known users: bob" in unknown.output
     bad_group = runner.invoke(app, [*w, "users", "add", "dan", "--group", "nope"])

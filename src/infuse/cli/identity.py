@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infuse.cli.common import command_line, err, open_workspace, out, print_json
+from infuse.cli.common import command_line, err, open_workspace, out, print_json, render_removed
 from infuse.identity import IdentityStore, UserInfo
 
 users_app = typer.Typer(help="Users of the server and their API keys.", no_args_is_help=True)
@@ -86,13 +86,10 @@ def users_list(as_json: JsonOption = False) -> None:
 
 @users_app.command("remove")
 def users_remove(name: UserArg, as_json: JsonOption = False) -> None:
-    """Remove a user, their keys and sessions (the last admin cannot be removed)."""
+    """Remove a user, their keys and sessions, effective at once (the last admin cannot be removed)."""
     with identity() as store:
         store.remove_user(name)
-    if as_json:
-        print_json({"removed": name, "kind": "user"})
-    else:
-        out.print(f"removed user [bold]{escape(name)}[/]; their keys and sessions stopped working", highlight=False)
+    render_removed({"removed": name, "kind": "user", "path": str(store.path)}, as_json)
 
 
 @users_app.command("keys")
@@ -160,10 +157,7 @@ def groups_remove(name: GroupArg, as_json: JsonOption = False) -> None:
     """Remove a group and its memberships (access lists naming it then match nobody)."""
     with identity() as store:
         store.remove_group(name)
-    if as_json:
-        print_json({"removed": name, "kind": "group"})
-    else:
-        out.print(f"removed group [bold]{escape(name)}[/]", highlight=False)
+    render_removed({"removed": name, "kind": "group", "path": str(store.path)}, as_json)
 
 
 @groups_app.command("list")
