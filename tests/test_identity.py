@@ -437,3 +437,15 @@ def test_cli_lists_on_a_workspace_without_users(cli: tuple[CliRunner, Path], tmp
     assert "no users yet" in runner.invoke(app, ["-w", str(ws), "users", "list"]).stdout
     assert json.loads(runner.invoke(app, ["-w", str(ws), "groups", "list", "--json"]).stdout) == []
     assert not (ws / DB_NAME).exists()  # listing creates nothing
+
+
+def test_auth_settings_are_checked(tmp_path: Path) -> None:
+    from infuse.config import Settings
+    from infuse.errors import ConfigError
+
+    (tmp_path / "infuse.toml").write_text("[auth]\nkey_hash_memory_kib = 16\nkey_hash_parallelism = 4\n")
+    with pytest.raises(ConfigError, match=r"auth.key_hash_memory_kib \(16\) must be at least"):
+        Settings.load(tmp_path)
+    (tmp_path / "infuse.toml").write_text("[auth]\nmax_failures = 3\nsession_hours = 1\n")
+    settings = Settings.load(tmp_path).auth
+    assert (settings.max_failures, settings.session_hours, settings.block_seconds) == (3, 1.0, 900.0)

@@ -216,6 +216,15 @@ class AuthSettings(BaseModel):
     key_hash_memory_kib: int = Field(default=65536, ge=8)
     key_hash_parallelism: int = Field(default=4, ge=1)
 
+    @model_validator(mode="after")
+    def _enough_memory_for_the_lanes(self) -> AuthSettings:
+        if self.key_hash_memory_kib < 8 * self.key_hash_parallelism:
+            raise ValueError(
+                f"auth.key_hash_memory_kib ({self.key_hash_memory_kib}) must be at least 8 x "
+                f"auth.key_hash_parallelism ({8 * self.key_hash_parallelism}), as argon2 requires"
+            )
+        return self
+
 
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
