@@ -160,7 +160,28 @@ def test_warm_authentication_skips_argon2(tmp_path: Path) -> None:
         for _ in range(100):
             assert store.authenticate_key(key) is not None
         warm = (time.perf_counter() - start) / 100
+        start = time.perf_counter()
+        assert store.authenticate_key("ifk_0123456789abcdef_" + "x" * 43) is None
+        unknown_id = time.perf_counter() - start
     assert cold > 0.005 and warm < cold / 20, (cold, warm)
+    assert unknown_id > cold / 4, (unknown_id, cold)  # an unknown key id is verified against a dummy hash too
+
+
+def test_keys_are_rehashed_when_the_hash_settings_change(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    with IdentityStore.open(workspace, create=True, settings=LIGHT) as store:
+        key = store.add_user("alice")
+
+    def stored_hash() -> str:
+        return sqlite3.connect(workspace / DB_NAME).execute("SELECT hash FROM api_keys").fetchone()[0]
+
+    assert ",t=1," in stored_hash()
+    stronger = AuthSettings(**{**LIGHT.model_dump(), "key_hash_time_cost": 2})
+    with IdentityStore.open(workspace, settings=stronger) as store:
+        assert store.authenticate_key(key) == Caller("alice")
+        assert ",t=2," in stored_hash()
+        store._cache.clear()
+        assert store.authenticate_key(key) == Caller("alice")
 
 
 def test_sessions_and_csrf(tmp_path: Path) -> None:
@@ -411,6 +432,11 @@ def test_cli_users_and_keys(cli: tuple[CliRunner, Path]) -> None:
     bad_group = runner.invoke(app, [*w, "users", "add", "dan", "--group", "nope"])
     assert bad_group.exit_code == 1 and "groups add nope" in bad_group.output
 
+    with IdentityStore.open(ws, settings=LIGHT) as store:
+        store.record_failure("10.1.2.3", "wrong key", key)
+    failures = json.loads(runner.invoke(app, [*w, "users", "failures", "--json"]).stdout)
+    assert [(f["address"], f["key_id"], f["reason"]) for f in failures] == [("10.1.2.3", key[4:20], "wrong key")]
+
 
 def test_cli_groups(cli: tuple[CliRunner, Path]) -> None:
     runner, ws = cli
@@ -429,14 +455,19 @@ def test_cli_groups(cli: tuple[CliRunner, Path]) -> None:
     assert missing.exit_code == 1 and "known groups: hr, legal" in missing.output
 
 
-def test_cli_lists_on_a_workspace_without_users(cli: tuple[CliRunner, Path], tmp_path: Path) -> None:
+def test_cli_on_a_workspace_without_users(cli: tuple[CliRunner, Path]) -> None:
     from infuse.workspace import Workspace
 
     runner, ws = cli
     Workspace.open(ws, create=True)
     assert "no users yet" in runner.invoke(app, ["-w", str(ws), "users", "list"]).stdout
+    assert "no failed authentications" in runner.invoke(app, ["-w", str(ws), "users", "failures"]).stdout
     assert json.loads(runner.invoke(app, ["-w", str(ws), "groups", "list", "--json"]).stdout) == []
     assert not (ws / DB_NAME).exists()  # listing creates nothing
+    member = runner.invoke(app, ["-w", str(ws), "users", "add", "bob"])
+    assert member.exit_code == 0 and "no admin yet" in member.stderr and "users set NAME --admin" in member.stderr
+    admin = runner.invoke(app, ["-w", str(ws), "users", "add", "alice", "--admin"])
+    assert admin.exit_code == 0 and "no admin yet" not in admin.stderr
 
 
 def test_auth_settings_are_checked(tmp_path: Path) -> None:

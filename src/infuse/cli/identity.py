@@ -62,6 +62,12 @@ def users_add(
     with identity(create=True) as store:
         key = store.add_user(name, admin=admin, groups=group or ())
         show_new_key(store.user(name), key, "added user", as_json)
+        if not any(u.admin and not u.disabled for u in store.list_users()):
+            err.print(
+                f"note: no admin yet; `{escape(command_line('users set NAME --admin'))}` makes one "
+                "(admins manage users and read every document)",
+                highlight=False,
+            )
 
 
 @users_app.command("list")
@@ -139,6 +145,25 @@ def users_set(
     else:
         role = "admin" if user.admin else "member"
         out.print(f"{escape(name)}: {role}{', disabled' if user.disabled else ''}", highlight=False)
+
+
+@users_app.command("failures")
+def users_failures(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Failed authentications the server recorded: time, client address, key id (never the key), reason."""
+    store = existing_identity()
+    records = store.failures(limit) if store else []
+    if as_json:
+        print_json(records)
+    elif not records:
+        out.print("no failed authentications recorded", highlight=False)
+    else:
+        for r in records:
+            out.print(
+                f"{r['time']}  {escape(r['address'])}  {r['key_id'] or '-'}  {escape(r['reason'])}", highlight=False
+            )
 
 
 @groups_app.command("add")
