@@ -211,7 +211,7 @@ class AuthSettings(BaseModel):
     )
     session_hours: float = Field(default=12.0, gt=0, description="web sign-in sessions expire after this long")
     # argon2id parameters for hashing new API keys (RFC 9106 low-memory profile, argon2-cffi's defaults).
-    # Existing keys keep the parameters they were hashed with and are rehashed on their next use.
+    # Existing keys keep the parameters they were hashed with until their next successful use, which rehashes them.
     key_hash_time_cost: int = Field(default=3, ge=1)
     key_hash_memory_kib: int = Field(default=65536, ge=8)
     key_hash_parallelism: int = Field(default=4, ge=1)
