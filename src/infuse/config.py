@@ -201,6 +201,31 @@ class ServerSettings(BaseModel):
     )
 
 
+class AuthSettings(BaseModel):
+    """Users, API keys and sign-in (:mod:`infuse.identity`): failed-auth limits, session lifetime, key hashing."""
+
+    max_failures: int = Field(default=10, ge=1, description="failed sign-ins from one address within failure_window")
+    failure_window: float = Field(default=300.0, gt=0, description="seconds over which failures are counted")
+    block_seconds: float = Field(
+        default=900.0, gt=0, description="how long an address that reached max_failures is refused (429)"
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="web sign-in sessions expire after this long")
+    # argon2id parameters for hashing new API keys (RFC 9106 low-memory profile, argon2-cffi's defaults).
+    # Existing keys keep the parameters they were hashed with until their next successful use, which rehashes them.
+    key_hash_time_cost: int = Field(default=3, ge=1)
+    key_hash_memory_kib: int = Field(default=65536, ge=8)
+    key_hash_parallelism: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _enough_memory_for_the_lanes(self) -> AuthSettings:
+        if self.key_hash_memory_kib < 8 * self.key_hash_parallelism:
+            raise ValueError(
+                f"auth.key_hash_memory_kib ({self.key_hash_memory_kib}) must be at least 8 x "
+                f"auth.key_hash_parallelism ({8 * self.key_hash_parallelism}), as argon2 requires"
+            )
+        return self
+
+
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
 
@@ -216,6 +241,7 @@ class Settings(BaseSettings):
     rag: RagSettings = Field(default_factory=RagSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -318,4 +344,13 @@ max_waiting = 16              # requests that may wait for the model; more are a
 max_request_bytes = 4000000   # larger request bodies are answered 413
 access_log = "stderr"         # stderr | off | a file (relative paths are inside the workspace)
 shutdown_timeout = 10         # seconds a stopping server waits for requests to end
+
+[auth]                        # users, API keys and sign-in (docs/serving.md: Users, groups and keys)
+max_failures = 10             # failed sign-ins from one address within failure_window ...
+failure_window = 300          # ... seconds block that address
+block_seconds = 900           # for this long (answered 429 with Retry-After); counted per server process
+session_hours = 12            # web sign-in sessions expire after this long
+key_hash_time_cost = 3        # argon2id parameters for new API keys (RFC 9106 low-memory profile)
+key_hash_memory_kib = 65536
+key_hash_parallelism = 4
 """
