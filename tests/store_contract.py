@@ -314,6 +314,35 @@ class StoreContract:
             assert len(store.lexical_search(["renewal"], 3, bob)) == 3
             store.optimize()
 
+    def test_set_access_rewrites_only_the_access_of_whole_documents(self, corpus: KnowledgeStore) -> None:
+        before = {h.chunk.chunk_id: h for h in corpus.dense_search(unit(1, 1, 1, 1), 10)}
+        view = corpus.snapshot()
+        corpus.set_access(["a", "c", "absent"], ("user:zoe", "deny:group:legal"))
+        after = {h.chunk.chunk_id: h for h in corpus.dense_search(unit(1, 1, 1, 1), 10)}
+        assert after.keys() == before.keys()
+        for chunk_id, hit in after.items():
+            expected = (
+                ("user:zoe", "deny:group:legal") if hit.chunk.doc_id in ("a", "c") else before[chunk_id].chunk.access
+            )
+            assert hit.chunk == dataclasses.replace(before[chunk_id].chunk, access=expected)
+            assert hit.score == pytest.approx(before[chunk_id].score, abs=1e-6)  # the same vectors
+        records = {r.doc_id: r.document for r in corpus.iter_documents()}
+        assert records["a"].access == records["c"].access == ("user:zoe", "deny:group:legal")
+        assert records["b"].access == ("user:bob", "group:sales", "deny:user:eve")
+        assert corpus.document_states()["c"].access == ("user:zoe", "deny:group:legal")
+        assert corpus.document_states()["a"].content_hash == "h1"
+        zoe = access_filter(Caller("zoe"), DefaultPolicy.ADMINS)
+        for _ in range(2):  # before and after the keyword index is brought up to date
+            assert {h.chunk.doc_id for h in corpus.lexical_search(["renewal", "契約"], 10, zoe)} == {"a", "c"}
+            corpus.optimize()
+        assert {c.access for c in view.iter_chunks()} == {
+            ("group:legal",),
+            ("user:bob", "group:sales", "deny:user:eve"),
+            (),
+        }
+        with pytest.raises(ValueError, match="access column"):
+            corpus.set_access(["a"], ())
+
     # --- screening ----------------------------------------------------------------------------------
 
     def test_flagged_chunks_are_listed_and_can_be_excluded(self, corpus: KnowledgeStore) -> None:

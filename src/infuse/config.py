@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -201,6 +201,28 @@ class ServerSettings(BaseModel):
     )
 
 
+# Who may read a document ingested without an access list (infuse.access.DefaultPolicy's values;
+# config sits below access in the layers, so the values are spelled here and a test keeps them equal).
+DefaultPolicyName = Literal["admins", "everyone"]
+DEFAULT_POLICIES: tuple[str, ...] = get_args(DefaultPolicyName)
+
+
+class AccessSettings(BaseModel):
+    """Document access lists (docs/serving.md, "Who may read what").
+
+    ``default_policy`` decides who reads documents ingested without a list, when a question is
+    asked (not at ingest, so changing it needs no re-ingest). ``admins`` (the default) means the
+    owner and admins only: a server with auth then fails closed, and a document someone forgot to
+    give a list stays private until it gets one, instead of being shown to every signed-in user.
+    ``everyone`` suits a knowledge base that is public inside the team, with lists only on the
+    exceptions. A server without auth answers as the owner and is not filtered.
+    """
+
+    default_policy: DefaultPolicyName = Field(
+        default="admins", description="who may read documents without an access list: admins | everyone"
+    )
+
+
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
 
@@ -216,6 +238,7 @@ class Settings(BaseSettings):
     rag: RagSettings = Field(default_factory=RagSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -318,4 +341,7 @@ max_waiting = 16              # requests that may wait for the model; more are a
 max_request_bytes = 4000000   # larger request bodies are answered 413
 access_log = "stderr"         # stderr | off | a file (relative paths are inside the workspace)
 shutdown_timeout = 10         # seconds a stopping server waits for requests to end
+
+[access]                      # who may read what (docs/serving.md)
+default_policy = "admins"     # documents without an access list: admins (owner and admins only) | everyone
 """

@@ -7,6 +7,9 @@ not tokenise or fuse: tokens come from :mod:`infuse.retrieval.lexical` and fusio
 
 Invariants every implementation keeps (``tests/store_contract.py`` checks them for each engine):
 
+- ``set_access`` rewrites the access list of whole documents (their chunks and document rows)
+  without touching text or vectors, the chunks in one atomic step: a document is never
+  half-changed.
 - ``replace_documents`` is atomic per call: a reader sees all of a document's new chunks and none
   of its old ones, or the state before; a document's chunks are exactly those of its last write.
 - Reads on a :meth:`KnowledgeStore.snapshot` do not move when others write.
@@ -63,6 +66,16 @@ class DocumentState:
     content_hash: str
     pipeline: str
     source_path: str
+    access: tuple[str, ...] = ()  # the stored access column (infuse.access); empty before access lists
+
+
+def access_column(access: Sequence[str]) -> tuple[str, ...]:
+    """``access`` checked as a stored column for :meth:`KnowledgeStore.set_access`: strings, never
+    empty (a document without a list stores :data:`infuse.access.DEFAULT`)."""
+    column = tuple(access)
+    if not column or not all(isinstance(entry, str) for entry in column):
+        raise ValueError(f"set_access: {access!r} is not a stored access column (AccessList.to_column())")
+    return column
 
 
 class KnowledgeStore(Protocol):
@@ -73,6 +86,11 @@ class KnowledgeStore(Protocol):
         """Atomically make ``chunks`` the only chunks of ``documents``, then record the documents."""
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None: ...
+
+    def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
+        """Make ``access`` (a non-empty stored access column, :meth:`infuse.access.AccessList.to_column`)
+        the access list of every chunk of ``doc_ids`` in one atomic step, then of their document
+        rows; text, tokens and vectors are not rewritten. Unknown ids are ignored."""
 
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False

@@ -28,7 +28,7 @@ from lancedb.index import FTS
 
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk
+from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column
 from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue, NoneOf
 from infuse.store.terms import TermStatistics
 
@@ -302,6 +302,21 @@ class LanceDBStore:
             self._chunks.delete(_in_list("doc_id", batch))
             self._documents.delete(_in_list("doc_id", batch))
 
+    def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
+        """One ``update`` commit of the chunks' access column (rows are rewritten with their vectors
+        as stored, nothing is embedded), then one of the document rows; a crash in between leaves
+        only the document rows' copy stale (the chunks are what search filters on), which the next
+        ``set_access`` or ingest of those documents rewrites."""
+        self._check_writable()
+        column = access_column(access)
+        if not doc_ids:
+            return
+        self._add_missing_columns()
+        value = {ACCESS_FIELD: f"[{_sql_list(column)}]"}
+        where = _in_list("doc_id", list(dict.fromkeys(doc_ids)))
+        self._chunks.update(where=where, values_sql=value)
+        self._documents.update(where=where, values_sql=value)
+
     def optimize(self) -> None:
         self._check_writable()
         self._chunks.optimize()
@@ -419,9 +434,13 @@ class LanceDBStore:
         return int(self._documents.count_rows())
 
     def document_states(self) -> dict[str, DocumentState]:
-        table = self._columns(self._documents, ["doc_id", "content_hash", "pipeline", "source_path"])
+        columns = ["doc_id", "content_hash", "pipeline", "source_path"]
+        access = ACCESS_FIELD in self._documents.schema.names
+        table = self._columns(self._documents, [*columns, ACCESS_FIELD] if access else columns)
         return {
-            row["doc_id"]: DocumentState(row["content_hash"], row["pipeline"], row["source_path"])
+            row["doc_id"]: DocumentState(
+                row["content_hash"], row["pipeline"], row["source_path"], _tuple(row.get(ACCESS_FIELD))
+            )
             for row in table.to_pylist()
         }
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from infuse.documents.models import Chunk
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk
+from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column
 from infuse.store.filters import Filter, matches
 from infuse.store.terms import TermStatistics
 
@@ -70,6 +70,21 @@ class InMemoryStore:
         gone = set(doc_ids)
         self._chunks = {cid: c for cid, c in self._chunks.items() if c.chunk.doc_id not in gone}
         self._documents = {did: d for did, d in self._documents.items() if did not in gone}
+
+    def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
+        self._check_writable()
+        column = access_column(access)
+        ids = set(doc_ids)
+        self._chunks = {
+            cid: dataclasses.replace(c, chunk=dataclasses.replace(c.chunk, access=column))
+            if c.chunk.doc_id in ids
+            else c
+            for cid, c in self._chunks.items()
+        }
+        self._documents = {
+            did: dataclasses.replace(d, document=dataclasses.replace(d.document, access=column)) if did in ids else d
+            for did, d in self._documents.items()
+        }
 
     def optimize(self) -> None:
         self._check_writable()
@@ -144,7 +159,7 @@ class InMemoryStore:
 
     def document_states(self) -> dict[str, DocumentState]:
         return {
-            d.doc_id: DocumentState(d.document.content_hash, d.pipeline, d.document.source_path)
+            d.doc_id: DocumentState(d.document.content_hash, d.pipeline, d.document.source_path, d.document.access)
             for d in self._documents.values()
         }
 
