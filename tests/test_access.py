@@ -210,16 +210,24 @@ def test_without_a_source_a_document_keeps_its_stored_list(tmp_path: Path, tree:
     assert access_by_name(ws) == {"d.md": ("group:ops",), "new.md": (DEFAULT,)}
 
 
-def test_documents_stored_before_access_lists_get_the_default_sentinel(tmp_path: Path, tree: Path) -> None:
+@pytest.mark.parametrize("old", ["null column", "no column"])
+def test_documents_stored_before_access_lists_get_the_default_sentinel(tmp_path: Path, tree: Path, old: str) -> None:
     ws = open_ws(tmp_path / "ws")
     ws.ingest([tree / "open"])
     store: Any = ws.store()
     for table in (store._chunks, store._documents):  # as a table from before access lists reads
-        table.update(where="true", values_sql={"access": "NULL"})
+        if old == "null column":
+            table.update(where="true", values_sql={"access": "NULL"})
+        else:
+            table.drop_columns(["access"])
     assert access_by_name(ws) == {"d.md": ()}
+    # Unlisted is not readable until ingest writes the sentinel (fail closed), whatever the policy.
+    everyone = access_filter(Caller("ann"), DefaultPolicy.EVERYONE)
+    assert ws.search("handbook", filters=everyone) == []
     report = ws.ingest([tree / "open"])
     assert (report.chunks_written, report.access_changed) == (0, 1)
     assert access_by_name(ws) == {"d.md": (DEFAULT,)}
+    assert [h.chunk.doc_id.rsplit("/", 1)[-1] for h in ws.search("handbook", filters=everyone)] == ["d.md"]
 
 
 # --- bad input -----------------------------------------------------------------------------------
