@@ -334,6 +334,10 @@ def test_access_cli_show_and_set(tmp_path: Path, tree: Path) -> None:
     assert missing.exit_code == 1 and "no document, file or folder" in missing.output
     bad = run("access", "set", str(tree / "open"), "--access", "grp:x")
     assert bad.exit_code == 1 and "'grp:x'" in bad.output
+    neither = run("access", "set", str(tree / "open"))
+    assert neither.exit_code == 2 and "--access ENTRY... or --default" in neither.output
+    cleared = run("access", "set", str(tree / "open/d.md"), "--default", "--json")
+    assert json.loads(cleared.output)["documents"][0]["uses_default_policy"] is True
     bad_flag = run("ingest", str(tree / "legal"), "--access", "group:")
     assert bad_flag.exit_code == 1 and "--access: access entry 'group:'" in bad_flag.output
     assert "nearest wins" in run("ingest", "--help").output

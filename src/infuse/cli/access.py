@@ -48,8 +48,17 @@ def show(ref: RefArgument, as_json: JsonOption = False) -> None:
 
 
 @access_app.command("set")
-def set_(ref: RefArgument, access: AccessOption = None, as_json: JsonOption = False) -> None:
-    """Give every document PATH_OR_DOC names this access list (no --access: the default policy)."""
+def set_(
+    ref: RefArgument,
+    access: AccessOption = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="Clear the list: [access] default_policy decides who reads.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Give every document PATH_OR_DOC names this access list (a folder: every document below it)."""
+    if bool(access) == default:
+        raise typer.BadParameter("give --access ENTRY... or --default (not both)", param_hint="--access")
     ws = open_workspace()
     render(ws.set_access_at(ref, access or (), known_principals=None), as_json)
 

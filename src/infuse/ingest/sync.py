@@ -90,7 +90,7 @@ class Syncer:
     # included) matches; every chunk of a document whose hidden HTML text reads as instructions to
     # a model also gets "hidden_html_text".
     detector: InjectionDetector = field(default_factory=InjectionDetector)
-    # Which access list each document carries (record field > folder .infuse-access > --access > default).
+    # Which access list each document carries (record field > folder .infuse-access > --access > stored > default).
     access: AccessResolver = field(default_factory=AccessResolver)
 
     def sync(
