@@ -198,6 +198,12 @@ def test_a_changed_record_field_rewrites_access_only(tmp_path: Path) -> None:
     (root / "r.jsonl").write_text(json.dumps({"id": "r1", "text": "Quarterly numbers.", "who": ["group:c"]}))
     report = ws.ingest([root], id_field="id", access_field="who")
     assert report.access_changed == 1 and access_by_name(ws) == {"r1": ("group:c",)}
+    # No access field: "access" is plain metadata again (a changed record: re-embedded, list kept).
+    (root / "r.jsonl").write_text(json.dumps({"id": "r1", "text": "Quarterly numbers.", "access": "public"}))
+    report = ws.ingest([root], id_field="id", access_field="")
+    assert report.ok and report.updated == 1 and access_by_name(ws) == {"r1": ("group:c",)}
+    [record] = ws.knowledge_snapshot().iter_documents()
+    assert record.document.metadata == {"access": "public"}
 
 
 def test_without_a_source_a_document_keeps_its_stored_list(tmp_path: Path, tree: Path) -> None:

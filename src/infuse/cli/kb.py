@@ -38,7 +38,10 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     access: AccessOption = None,
     access_field: Annotated[
-        str, typer.Option(help="JSON(L): field holding a record's access list (a list or comma-separated string).")
+        str,
+        typer.Option(
+            help='JSON(L): field holding a record\'s access list (a list or comma-separated string); "" for none.'
+        ),
     ] = "access",
 ) -> None:
     """Add new files, replace changed ones, skip unchanged ones (re-run any time)."""

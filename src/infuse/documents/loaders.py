@@ -502,12 +502,12 @@ def _record_document(record: Any, source: str, where: str, file_type: FileType, 
 def record_access(record: dict[str, Any], name: str, location: str) -> tuple[str, ...]:
     """The stored access column a record's ``name`` field gives (a list of entries or a
     comma-separated string); empty when the field is absent, null or empty (the record then takes
-    its folder's access file or the ingest's ``--access``).
+    its folder's access file or the ingest's ``--access``) or ``name`` is empty (no access field).
 
     >>> record_access({"access": "group:legal, deny:user:eve"}, "access", "a.jsonl (line 1)")
     ('group:legal', 'deny:user:eve')
     """
-    value = record.get(name)
+    value = record.get(name) if name else None  # "": records carry no access field
     if isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
     if value is None or value == []:
