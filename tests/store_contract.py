@@ -314,6 +314,28 @@ class StoreContract:
             assert len(store.lexical_search(["renewal"], 3, bob)) == 3
             store.optimize()
 
+    def test_keyword_scores_for_a_caller_do_not_reveal_chunks_they_cannot_read(self, store: KnowledgeStore) -> None:
+        # Adding 30 secret chunks full of "merger" must not move Bob's scores: a term's weight in
+        # his view may not reveal chunks he cannot read.
+        mine = [(document(f"m{i}", access=("user:bob",)), unit(1, 0, 0, i)) for i in range(4)]
+        secrets = [
+            (document(f"s{i:02d}", access=("group:board", "deny:user:bob")), unit(0, 1, 0, 0)) for i in range(30)
+        ]
+        write_many(store, mine[:2], text="merger plans and budget for the year")
+        write_many(store, mine[2:], text="budget review")
+        bob = access_filter(Caller("bob"), DefaultPolicy.ADMINS)
+
+        def scores() -> list[tuple[str, float]]:
+            return [(h.chunk.chunk_id, round(h.score, 5)) for h in store.lexical_search(["merger", "budget"], 10, bob)]
+
+        alone = scores()
+        assert len(alone) == 4 and alone[0][1] > alone[-1][1] > 0
+        write_many(store, secrets, text="merger merger terms")
+        assert scores() == alone
+        store.optimize()  # the keyword index now covers every row
+        assert scores() == alone
+        assert len(store.lexical_search(["merger"], 40)) == 32  # an unscoped search sees the secrets
+
     def test_set_access_rewrites_only_the_access_of_whole_documents(self, corpus: KnowledgeStore) -> None:
         before = {h.chunk.chunk_id: h for h in corpus.dense_search(unit(1, 1, 1, 1), 10)}
         view = corpus.snapshot()

@@ -15,6 +15,9 @@ Invariants every implementation keeps (``tests/store_contract.py`` checks them f
 - Reads on a :meth:`KnowledgeStore.snapshot` do not move when others write.
 - Filters (:mod:`infuse.store.filters`) mean what :func:`infuse.store.filters.matches` says.
 - Flagged chunks (prompt-injection screening) are left out only when ``exclude_flagged`` is set.
+- A keyword search whose filter names ``access`` (one caller's view) scores BM25 with the
+  statistics of the chunks passing the filter (:func:`bm25`), so neither its scores nor its order
+  depend on chunks the caller may not read: they cannot reveal that such chunks exist.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import numpy as np
 from infuse.documents.models import Chunk, Document
 from infuse.store.filters import Filter
 from infuse.store.terms import TermStatistics
+
+BM25_K1, BM25_B = 1.2, 0.75
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,15 @@ class DocumentState:
     pipeline: str
     source_path: str
     access: tuple[str, ...] = ()  # the stored access column (infuse.access); empty before access lists
+
+
+def bm25(tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray, average_length: float) -> np.ndarray:
+    """BM25 scores (k1 1.2, b 0.75) of chunks for a query: ``tf[i, j]`` is how often query term ``j``
+    occurs in chunk ``i``, ``lengths[i]`` chunk ``i``'s keyword count, ``idf[j]`` term ``j``'s
+    :meth:`TermStatistics.idf` and ``average_length`` the mean keyword count, over the chunks searched."""
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths / (average_length or 1))
+    scores: np.ndarray = (idf * tf * (BM25_K1 + 1) / (tf + norm[:, None])).sum(axis=1)
+    return scores
 
 
 def access_column(access: Sequence[str]) -> tuple[str, ...]:
