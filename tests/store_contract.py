@@ -10,15 +10,17 @@ reference semantics, so two engines that pass agree on every filter.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from infuse.access import DEFAULT, Caller, DefaultPolicy
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
 from infuse.store.base import DocumentRecord, IndexedChunk, KnowledgeStore
-from infuse.store.filters import AllOf, AnyOf, Eq, Filter, matches
+from infuse.store.filters import AllOf, AnyOf, Eq, Filter, NoneOf, access_filter, matches
 
 DIM = 4
 MakeStore = Callable[[int], KnowledgeStore]
@@ -102,7 +104,49 @@ FILTERS: list[Filter] = [
     AllOf([Eq("lang", "en"), AnyOf("access", ["group:legal", "user:bob"])]),
     AllOf([Eq("team", "legal"), Eq("year", 2024)]),
     AllOf([]),
+    NoneOf("access", ["group:legal"]),
+    NoneOf("access", ["deny:user:eve", "user:nobody"]),
+    NoneOf("access", []),
+    NoneOf("lang", ["ja"]),
+    NoneOf("doc_id", ["a", "b"]),
+    NoneOf("page", [2]),
+    NoneOf("team", ["legal"]),
+    NoneOf("year", [2023, 2024]),
+    AllOf([AnyOf("access", ["group:sales", "user:eve"]), NoneOf("access", ["deny:user:eve"])]),
+    AllOf([AnyOf("access", ["group:sales", "user:bob"]), NoneOf("access", ["deny:user:eve"])]),
 ]
+
+# Principals that random access columns and random callers are drawn from (property tests).
+_USERS = ("alice", "bob", "eve", "mallory")
+_GROUPS = ("legal", "sales", "eng")
+_PRINCIPALS = (*(f"user:{u}" for u in _USERS), *(f"group:{g}" for g in _GROUPS), "everyone")
+
+
+def random_column(rng: random.Random) -> tuple[str, ...]:
+    """An access column as ingest writes one (the default sentinel, or allows and ``deny:`` entries),
+    or an empty one (a row from before access lists)."""
+    roll = rng.random()
+    if roll < 0.15:
+        return (DEFAULT,)
+    if roll < 0.2:
+        return ()
+    allow = rng.sample(_PRINCIPALS, rng.randint(0, 3))
+    deny = [f"deny:{p}" for p in rng.sample(_PRINCIPALS, rng.randint(0, 2))]
+    return tuple(allow + deny) or (DEFAULT,)
+
+
+def random_caller(rng: random.Random) -> Caller:
+    return Caller(rng.choice(_USERS), tuple(rng.sample(_GROUPS, rng.randint(0, 2))), admin=rng.random() < 0.1)
+
+
+def write_many(store: KnowledgeStore, docs: list[tuple[Document, np.ndarray]], text: str = "shared words") -> None:
+    """One chunk per document, all in one write."""
+    records = [DocumentRecord(d, "pipeline-1", 1, "2026-01-01T00:00:00+00:00") for d, _ in docs]
+    indexed = []
+    for d, vector in docs:
+        c = chunk(d, 0, f"{text} {d.doc_id}")
+        indexed.append(IndexedChunk(c, tuple(c.text.lower().split()), vector))
+    store.replace_documents(records, indexed)
 
 
 class StoreContract:
@@ -120,7 +164,7 @@ class StoreContract:
     def corpus(self, store: KnowledgeStore) -> KnowledgeStore:
         """Three documents with metadata, access lists, two languages, pages and one flagged chunk."""
         a = document("a", metadata={"team": "legal", "year": 2024}, access=("group:legal",))
-        b = document("b", metadata={"team": "sales", "year": 2023}, access=("user:bob", "group:sales"))
+        b = document("b", metadata={"team": "sales", "year": 2023}, access=("user:bob", "group:sales", "deny:user:eve"))
         c = document("c", metadata={"team": "legal"})
         write(
             store,
@@ -236,6 +280,90 @@ class StoreContract:
         assert {h.chunk.doc_id for h in corpus.dense_search(unit(1, 1, 1, 1), 10, alice)} == {"a"}
         bob = AnyOf("access", ["user:bob"])
         assert {h.chunk.doc_id for h in corpus.dense_search(unit(1, 1, 1, 1), 10, bob)} == {"b"}
+
+    def test_access_filter_agrees_with_may_read_for_random_columns_and_callers(self, store: KnowledgeStore) -> None:
+        rng = random.Random(14)
+        docs = [
+            (document(f"d{i:02d}", access=random_column(rng)), unit(*(rng.random() + 0.01 for _ in range(DIM))))
+            for i in range(40)
+        ]
+        write_many(store, docs)
+        for view in (store, store.snapshot()):
+            for _ in range(25):
+                caller, policy = random_caller(rng), rng.choice(list(DefaultPolicy))
+                expected = {d.doc_id for d, _ in docs if caller.may_read(d.access, policy)}
+                filter_ = access_filter(caller, policy)
+                dense = {h.chunk.doc_id for h in view.dense_search(unit(1, 1, 1, 1), 100, filter_)}
+                lexical = {h.chunk.doc_id for h in view.lexical_search(["shared"], 100, filter_)}
+                assert dense == lexical == expected, (caller, policy)
+                assert view.count_chunks(filter_) == len(expected)
+                assert {c.doc_id for c in view.iter_chunks(filter_)} == expected
+
+    def test_a_restricted_caller_gets_k_results_when_k_are_readable(self, store: KnowledgeStore) -> None:
+        # 60 documents nearest the question are closed to bob; 5 further away are open to him. A
+        # filter applied after ranking would give him nothing; a prefilter gives him all 5.
+        closed = [(document(f"x{i:02d}", access=("group:legal",)), unit(1, 0.01 * i, 0, 0)) for i in range(60)]
+        open_ = [(document(f"y{i}", access=("user:bob",)), unit(0, 0, 1, 0.1 * i)) for i in range(5)]
+        write_many(store, closed, text="renewal renewal renewal terms")
+        write_many(store, open_, text="renewal and other words that make it rank lower")
+        bob = access_filter(Caller("bob"), DefaultPolicy.ADMINS)
+        for _ in range(2):  # before and after the keyword index covers the rows
+            dense = store.dense_search(unit(1, 0, 0, 0), 5, bob)
+            lexical = store.lexical_search(["renewal"], 5, bob)
+            assert {h.chunk.doc_id for h in dense} == {h.chunk.doc_id for h in lexical} == {d.doc_id for d, _ in open_}
+            assert len(store.lexical_search(["renewal"], 3, bob)) == 3
+            store.optimize()
+
+    def test_keyword_scores_for_a_caller_do_not_reveal_chunks_they_cannot_read(self, store: KnowledgeStore) -> None:
+        # Adding 30 secret chunks full of "merger" must not move Bob's scores: a term's weight in
+        # his view may not reveal chunks he cannot read.
+        mine = [(document(f"m{i}", access=("user:bob",)), unit(1, 0, 0, i)) for i in range(4)]
+        secrets = [
+            (document(f"s{i:02d}", access=("group:board", "deny:user:bob")), unit(0, 1, 0, 0)) for i in range(30)
+        ]
+        write_many(store, mine[:2], text="merger plans and budget for the year")
+        write_many(store, mine[2:], text="budget review")
+        bob = access_filter(Caller("bob"), DefaultPolicy.ADMINS)
+
+        def scores() -> list[tuple[str, float]]:
+            return [(h.chunk.chunk_id, round(h.score, 5)) for h in store.lexical_search(["merger", "budget"], 10, bob)]
+
+        alone = scores()
+        assert len(alone) == 4 and alone[0][1] > alone[-1][1] > 0
+        write_many(store, secrets, text="merger merger terms")
+        assert scores() == alone
+        store.optimize()  # the keyword index now covers every row
+        assert scores() == alone
+        assert len(store.lexical_search(["merger"], 40)) == 32  # an unscoped search sees the secrets
+
+    def test_set_access_rewrites_only_the_access_of_whole_documents(self, corpus: KnowledgeStore) -> None:
+        before = {h.chunk.chunk_id: h for h in corpus.dense_search(unit(1, 1, 1, 1), 10)}
+        view = corpus.snapshot()
+        corpus.set_access(["a", "c", "absent"], ("user:zoe", "deny:group:legal"))
+        after = {h.chunk.chunk_id: h for h in corpus.dense_search(unit(1, 1, 1, 1), 10)}
+        assert after.keys() == before.keys()
+        for chunk_id, hit in after.items():
+            expected = (
+                ("user:zoe", "deny:group:legal") if hit.chunk.doc_id in ("a", "c") else before[chunk_id].chunk.access
+            )
+            assert hit.chunk == dataclasses.replace(before[chunk_id].chunk, access=expected)
+            assert hit.score == pytest.approx(before[chunk_id].score, abs=1e-6)  # the same vectors
+        records = {r.doc_id: r.document for r in corpus.iter_documents()}
+        assert records["a"].access == records["c"].access == ("user:zoe", "deny:group:legal")
+        assert records["b"].access == ("user:bob", "group:sales", "deny:user:eve")
+        assert corpus.document_states()["c"].access == ("user:zoe", "deny:group:legal")
+        assert corpus.document_states()["a"].content_hash == "h1"
+        zoe = access_filter(Caller("zoe"), DefaultPolicy.ADMINS)
+        for _ in range(2):  # before and after the keyword index is brought up to date
+            assert {h.chunk.doc_id for h in corpus.lexical_search(["renewal", "契約"], 10, zoe)} == {"a", "c"}
+            corpus.optimize()
+        assert {c.access for c in view.iter_chunks()} == {
+            ("group:legal",),
+            ("user:bob", "group:sales", "deny:user:eve"),
+            (),
+        }
+        with pytest.raises(ValueError, match="access column"):
+            corpus.set_access(["a"], ())
 
     # --- screening ----------------------------------------------------------------------------------
 
