@@ -387,3 +387,25 @@ def test_a_kill_during_set_access_never_leaves_a_document_half_changed(tmp_path:
             ("group:two", "deny:user:eve"),
             (DEFAULT,),
         }
+
+
+def test_the_cli_checks_access_entries_against_the_workspaces_users_and_groups(tmp_path: Path, tree: Path) -> None:
+    """With users in the workspace, an unknown group or user is refused by ingest and by access set;
+    known ones pass. (Without users any well-formed name is accepted: see the test above.)"""
+    runner = CliRunner()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "infuse.toml").write_text('[embedder]\nbackend = "hashing"\nmodel = "hashing-64"\n', encoding="utf-8")
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, ["-w", str(ws), *args], env={"COLUMNS": "250"})
+
+    assert run("groups", "add", "legal").exit_code == 0
+    assert run("users", "add", "alice", "--admin", "--group", "legal").exit_code == 0
+    unknown = run("ingest", str(tree / "open"), "--access", "group:lgeal")
+    assert unknown.exit_code == 1 and "unknown 'group:lgeal'" in unknown.output
+    known = run("ingest", str(tree / "open"), "--access", "group:legal", "--json")
+    assert known.exit_code == 0, known.output
+    refused = run("access", "set", str(tree / "open"), "--access", "user:bob")
+    assert refused.exit_code == 1 and "unknown 'user:bob'" in refused.output
+    assert run("access", "set", str(tree / "open"), "--access", "user:alice").exit_code == 0

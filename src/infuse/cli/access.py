@@ -17,6 +17,7 @@ from rich.table import Table
 
 from infuse.cli.common import open_workspace, out, print_json
 from infuse.cli.kb import AccessOption
+from infuse.identity import known_principals_of
 from infuse.workspace import DocumentAccess
 
 access_app = typer.Typer(help="Show or change who may read documents (no re-embedding).", no_args_is_help=True)
@@ -60,7 +61,7 @@ def set_(
     if bool(access) == default:
         raise typer.BadParameter("give --access ENTRY... or --default (not both)", param_hint="--access")
     ws = open_workspace()
-    render(ws.set_access_at(ref, access or (), known_principals=None), as_json)
+    render(ws.set_access_at(ref, access or (), known_principals=known_principals_of(ws.path)), as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from infuse.cli.common import EXIT_PARTIAL, err, open_workspace, out, print_json, progress_bar
 from infuse.config import SearchMode
+from infuse.identity import known_principals_of
 from infuse.store.filters import FilterError, filter_keys_help, parse_filter_items
 
 # `--access ENTRY` of ingest and `access set`.
@@ -55,7 +56,7 @@ def ingest(
             progress=progress,
             access=access or (),
             access_field=access_field,
-            known_principals=None,  # the identity store's users and groups, once it is wired
+            known_principals=known_principals_of(ws.path),
         )
     if as_json:
         print_json(report.to_dict())

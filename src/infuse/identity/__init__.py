@@ -19,7 +19,7 @@ from infuse.identity.errors import (
     UnknownUserError,
 )
 from infuse.identity.limiter import FailedAuthLimiter
-from infuse.identity.store import DB_NAME, GroupInfo, IdentityStore, Session, UserInfo
+from infuse.identity.store import DB_NAME, GroupInfo, IdentityStore, Session, UserInfo, known_principals_of
 
 __all__ = [
     "DB_NAME",
@@ -37,4 +37,5 @@ __all__ = [
     "UnknownGroupError",
     "UnknownUserError",
     "UserInfo",
+    "known_principals_of",
 ]

@@ -497,3 +497,15 @@ class IdentityStore:
 
     def _caller(self, conn: sqlite3.Connection, user_id: int, name: str, admin: int) -> Caller:
         return Caller(name, groups=self._groups_by_user(conn, user_id).get(user_id, ()), admin=bool(admin))
+
+
+def known_principals_of(workspace_path: Path) -> set[str] | None:
+    """The users and groups an access list may name in the workspace at `workspace_path`, or None
+    when it has no users yet (then any well-formed name is accepted: a single-user workspace)."""
+    if not (Path(workspace_path) / DB_NAME).exists():
+        return None
+    store = IdentityStore.open(workspace_path)
+    try:
+        return store.known_principals()
+    finally:
+        store.close()
