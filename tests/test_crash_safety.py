@@ -106,3 +106,63 @@ def test_kill_9_at_a_random_moment_never_corrupts(tmp_path: Path, reference) -> 
     ws = Workspace.open(ws_dir, chunking={"size": 64, "overlap": 8})
     assert ws.ingest([corpus]).ok
     assert _state(ws)[0] == expected_chunks
+
+
+# --- reindex -----------------------------------------------------------------------------------
+
+REINDEXED = {"size": 48, "overlap": 8}  # a new chunking, so every chunk of the reindex is new
+
+
+def _table_versions(ws_dir: Path, prefix: str = "chunks_") -> int:
+    """Commits so far to the fresh table(s) a reindex writes."""
+    root = ws_dir / "kb" / "lancedb"
+    return sum(len(list((t / "_versions").glob("*.manifest"))) for t in root.glob(f"{prefix}*.lance"))
+
+
+def _start_reindex(ws_dir: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "INFUSE_INGEST__COMMIT_EVERY": "8",
+        "INFUSE_CHUNKING__SIZE": str(REINDEXED["size"]),
+        "INFUSE_CHUNKING__OVERLAP": str(REINDEXED["overlap"]),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "infuse.cli", "-w", str(ws_dir), "reindex"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_kill_9_mid_reindex_keeps_the_old_knowledge_base_and_a_rerun_completes(tmp_path: Path, reference) -> None:
+    """Killed after 2, 5 and 9 commits to the new table: the old knowledge base stays in service,
+    whole (no duplicate, missing or half-reindexed chunk); the re-run gives exactly what an
+    uninterrupted reindex gives, and the abandoned tables do not pile up on disk."""
+    corpus, (old_chunks, documents) = reference
+    expected_ws = Workspace.open(tmp_path / "expected", create=True, chunking={"size": 64, "overlap": 8})
+    assert expected_ws.ingest([corpus]).ok
+    expected_ws = Workspace.open(tmp_path / "expected", chunking=REINDEXED)
+    expected_ws.reindex()
+    expected_chunks, _ = _state(expected_ws)
+    assert set(expected_chunks) != set(old_chunks)
+
+    ws_dir = tmp_path / "ws"
+    assert Workspace.open(ws_dir, create=True, chunking={"size": 64, "overlap": 8}).ingest([corpus]).ok
+    for commits in (2, 5, 9):
+        process = _start_reindex(ws_dir)
+        deadline = time.monotonic() + 120
+        while _table_versions(ws_dir) < commits:
+            assert process.poll() is None, "reindex finished before it could be killed; make the corpus bigger"
+            assert time.monotonic() < deadline, "reindex made no progress"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        in_service = Workspace.open(ws_dir, chunking={"size": 64, "overlap": 8})
+        assert _state(in_service) == (old_chunks, documents), "the old knowledge base is whole after the kill"
+        assert in_service.search("value of item", k=3)
+
+    finished = Workspace.open(ws_dir, chunking=REINDEXED)
+    finished.reindex()
+    assert _state(finished) == (expected_chunks, documents), "no duplicate, missing or stale chunk"
+    tables = sorted(p.name for p in (ws_dir / "kb" / "lancedb").glob("chunks*.lance"))
+    assert len(tables) == 1, f"abandoned reindex tables left on disk: {tables}"

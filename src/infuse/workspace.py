@@ -672,6 +672,7 @@ class Workspace:
             if old is None:
                 return IngestReport(started_at=utc_now(), finished_at=utc_now())
             old_store = self._store(old)
+            old_store.drop_other_collections()  # tables of reindexes killed before they switched over
             identity = self.embedder.identity()
             table = f"chunks_{utc_stamp().replace('-', '_')}"
             new_manifest = KnowledgeBaseManifest(identity, table, old.created_at, old.store)

@@ -150,5 +150,9 @@ class KnowledgeStore(Protocol):
     def optimize(self) -> None:
         """Bring indexes up to date after writes (cheap when nothing changed)."""
 
+    def drop_other_collections(self) -> list[str]:
+        """Delete chunk collections other than this one (left by a reindex that was killed before it
+        switched over); returns their names."""
+
     def drop(self) -> None:
         """Delete the chunk collection (a reindex replaces it with a new one)."""

@@ -235,6 +235,9 @@ UNFLAGGED_SQL = "coalesce(array_length(flags), 0) = 0"
 FLAGGED_SQL = "array_length(flags) > 0"
 
 
+CHUNK_TABLE_PREFIX = "chunks"  # the workspace names chunk tables "chunks" and "chunks_<stamp>" (reindex)
+
+
 class LanceDBStore:
     """Chunks and documents in two LanceDB tables under ``path``.
 
@@ -325,9 +328,28 @@ class LanceDBStore:
         self._chunks.optimize()
         self._documents.optimize()
 
+    def drop_other_collections(self) -> list[str]:
+        self._check_writable()
+        others = [
+            name for name in self._table_names() if name.startswith(CHUNK_TABLE_PREFIX) and name != self.chunks_name
+        ]
+        for name in others:
+            self._db.drop_table(name)
+        return others
+
     def drop(self) -> None:
         self._check_writable()
         self._db.drop_table(self.chunks_name)
+
+    def _table_names(self) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._db.list_tables(page_token=token, limit=1000)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                return names
 
     def _add_missing_columns(self) -> None:
         """Upgrade tables created by an older infuse (one commit per added column; safe to repeat)."""

@@ -87,6 +87,10 @@ class InMemoryStore:
     def optimize(self) -> None:
         self._check_writable()
 
+    def drop_other_collections(self) -> list[str]:
+        self._check_writable()
+        return []  # one collection per in-memory store
+
     def drop(self) -> None:
         self._check_writable()
         self._chunks = {}
