@@ -231,6 +231,7 @@ class Workspace:
             tokenizer=self.tokenizer,
             pipeline=self.pipeline_fingerprint(),
             commit_every=self.settings.ingest.commit_every,
+            ingest=self.settings.ingest,
             **options,
         )
 
@@ -258,8 +259,11 @@ class Workspace:
         text_field: str = "text",
         id_field: str | None = None,
         progress: Progress | None = None,
+        exclude: Sequence[str] = (),
+        follow_links: bool | None = None,
     ) -> IngestReport:
-        """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones."""
+        """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones
+        (only under ``paths``); ``exclude`` globs and ``follow_links`` as in :meth:`Syncer.sync`."""
         lock = self._locked()
         try:
             manifest = self.manifest()
@@ -270,7 +274,12 @@ class Workspace:
 
             syncer = self._syncer(store, prepare_write=prepare_write, exclude=[self.path])
             report = syncer.sync(
-                [Path(p) for p in paths], prune=prune, fields=RecordFields(text_field, id_field), progress=progress
+                [Path(p) for p in paths],
+                prune=prune,
+                fields=RecordFields(text_field, id_field),
+                progress=progress,
+                exclude=exclude,
+                follow_links=follow_links,
             )
             write_json_atomic(self.last_sync_path, report.to_dict())
             return report

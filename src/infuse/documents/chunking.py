@@ -71,8 +71,10 @@ class _Unit:
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 # End of a sentence: Western punctuation followed by whitespace, Japanese punctuation (with any
-# closing brackets) anywhere, or a line break.
-_SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)|[。！？!?]+[」』）)”’]*|\n")
+# closing brackets) anywhere, or a line break. Linear on any input: the lookbehind starts a try
+# only at the first mark of a run and the possessive runs never backtrack (a line of 60,000
+# dots took 24 s without them).
+_SENTENCE_END = re.compile(r"(?<![.!?])[.!?]++[\"'”’)\]]*+(?=\s)|[。！？!?]++[」』）)”’]*+|\n")
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
