@@ -70,6 +70,17 @@ def worker(kind: str, scale: int) -> None:
     print(json.dumps({"outcome": got, "reason": reason, "seconds": seconds, "peak_mb": peak, "baseline_mb": baseline}))
 
 
+def _high_water_mb(pid: int) -> float | None:
+    """Peak RSS of a running process (Linux ``VmHWM``), for cases killed at the time limit."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_case(kind: str, scale: int, timeout: float, cap_gb: float) -> dict[str, object]:
     def limit() -> None:
         cap = int(cap_gb * 2**30)
@@ -77,23 +88,29 @@ def run_case(kind: str, scale: int, timeout: float, cap_gb: float) -> dict[str, 
 
     command = [sys.executable, __file__, "--worker", kind, "--scale", str(scale)]
     clock = time.perf_counter()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
-    except subprocess.TimeoutExpired:
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    peak: float | None = None
+    while child.poll() is None and time.perf_counter() - clock < timeout:
+        peak = _high_water_mb(child.pid) or peak
+        time.sleep(0.2)
+    if child.poll() is None:
+        child.kill()
+        child.wait()
         return {
             "outcome": f"no answer after {timeout:.0f}s (killed)",
             "reason": "",
             "seconds": timeout,
-            "peak_mb": None,
+            "peak_mb": peak,
         }
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+    stdout, stderr = child.communicate()
+    lines = stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        last = (stderr.strip().splitlines() or ["?"])[-1]
         return {
             "outcome": f"crashed: {last[:80]}",
             "reason": "",
             "seconds": time.perf_counter() - clock,
-            "peak_mb": None,
+            "peak_mb": peak,
         }
     return json.loads(lines[-1])
 

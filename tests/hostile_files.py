@@ -63,17 +63,21 @@ def _replace_part(data: bytes, name: str, write: Callable[[zipfile.ZipFile], Non
 
 
 def docx_bomb(path: Path, expanded_mb: int) -> Path:
-    """A DOCX whose document.xml expands to ``expanded_mb`` MB (about 1,000 times its size)."""
+    """A DOCX whose document.xml expands to ``expanded_mb`` MB of paragraphs (about 1,000 times its size)."""
 
     def write(target: zipfile.ZipFile) -> None:
         info = zipfile.ZipInfo("word/document.xml")
         info.compress_type = zipfile.ZIP_DEFLATED
         with target.open(info, "w", force_zip64=True) as part:
-            part.write(b'<?xml version="1.0"?><w:document xmlns:w="x"><w:body><w:p><w:r><w:t>')
-            block = b" " * MB
+            part.write(
+                b'<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/'
+                b'wordprocessingml/2006/main"><w:body>'
+            )
+            paragraph = b"<w:p><w:r><w:t>lol</w:t></w:r></w:p>"
+            block = paragraph * (MB // len(paragraph))
             for _ in range(expanded_mb):
                 part.write(block)
-            part.write(b"</w:t></w:r></w:p></w:body></w:document>")
+            part.write(b"</w:body></w:document>")
 
     return _write(path, _replace_part(docx_bytes(["x"]), "word/document.xml", write))
 
