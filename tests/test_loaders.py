@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from infuse.documents.discovery import discover_files
 from infuse.documents.encoding import decode_bytes
-from infuse.documents.loaders import RecordFields, discover_files, load_file, markdown_sections
+from infuse.documents.loaders import RecordFields, load_file, markdown_sections
 from infuse.documents.models import Document, FileType
 from infuse.errors import LoadError
 
@@ -199,8 +200,8 @@ def test_html_text_sections_and_removed_elements(tmp_path, suffix):
         assert hidden not in document.text
     assert "Annual leave is twenty days & more." in document.text  # whitespace collapsed, entities decoded
     assert "Call your manager before 9am." in document.text
+    assert "Home" not in document.text  # <nav>: page chrome, not content
     assert section_texts(document) == [
-        ((), "Home\n\n"),
         (("Leave",), "Leave\n\nAnnual leave is twenty days & more.\n\n"),
         (("Leave", "Sick leave"), "Sick leave\n\nCall your manager before 9am.\n\n"),
         (("Travel",), "Travel\n\nEconomy class\n\nBook early"),

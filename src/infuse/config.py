@@ -112,6 +112,14 @@ class IngestSettings(BaseModel):
     commit_every: int = Field(default=256, ge=1, description="chunks per atomic commit")
     lock_timeout: float = Field(default=0.0, ge=0, description="seconds to wait for another ingest")
     injection: InjectionPolicy = InjectionPolicy.MARK  # flagged chunks: mark (searchable, flagged) or quarantine
+    # Hostile-input limits: ingest memory is bounded by these, not by the largest file.
+    max_file_mb: float = Field(default=50.0, gt=0, description="files larger than this fail (raise it here)")
+    max_unzipped_mb: float = Field(
+        default=100.0, gt=0, description="DOCX (zip) files whose parts expand past this fail (decompression bombs)"
+    )
+    max_zip_entries: int = Field(default=10_000, ge=1, description="DOCX (zip) files with more parts than this fail")
+    follow_links: bool = False  # follow symlinks that lead outside the folders given to ingest
+    exclude: list[str] = Field(default_factory=list)  # gitignore-like globs skipped in every ingest (and --exclude)
 
 
 class StoreSettings(BaseModel):

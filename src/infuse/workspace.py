@@ -326,6 +326,7 @@ class Workspace:
             tokenizer=self.tokenizer,
             pipeline=self.pipeline_fingerprint(),
             commit_every=self.settings.ingest.commit_every,
+            ingest=self.settings.ingest,
             **options,
         )
 
@@ -356,8 +357,11 @@ class Workspace:
         access: Sequence[str] = (),
         access_field: str = "access",
         known_principals: Collection[str] | None = None,
+        exclude: Sequence[str] = (),
+        follow_links: bool | None = None,
     ) -> IngestReport:
-        """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones.
+        """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones
+        (only under ``paths``); ``exclude`` globs and ``follow_links`` as in :meth:`Syncer.sync`.
 
         ``access``: entries (``group:legal``, ``deny:user:eve``) for documents that neither their
         record's ``access_field`` nor a folder's ``.infuse-access`` file gives a list
@@ -375,8 +379,14 @@ class Workspace:
                 return self._store(self._checked_manifest())
 
             syncer = self._syncer(store, prepare_write=prepare_write, exclude=[self.path], access=resolver)
-            fields = RecordFields(text_field, id_field, access_field)
-            report = syncer.sync([Path(p) for p in paths], prune=prune, fields=fields, progress=progress)
+            report = syncer.sync(
+                [Path(p) for p in paths],
+                prune=prune,
+                fields=RecordFields(text_field, id_field, access_field),
+                progress=progress,
+                exclude=exclude,
+                follow_links=follow_links,
+            )
             write_json_atomic(self.last_sync_path, report.to_dict())
             return report
         finally:

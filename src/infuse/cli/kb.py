@@ -32,7 +32,24 @@ AccessOption = Annotated[
 
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
-    prune: Annotated[bool, typer.Option(help="Delete documents whose files vanished.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="Delete documents whose files vanished, only under the PATHS of this ingest "
+            "(never under a given folder that is empty or missing, e.g. an unmounted share)."
+        ),
+    ] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Skip files and folders matching this gitignore-like glob (e.g. '*.log', 'drafts/'); "
+            "repeatable. A .infuseignore file at the top of a folder does the same.",
+        ),
+    ] = None,
+    follow_links: Annotated[
+        bool, typer.Option("--follow-links", help="Follow symbolic links that lead outside the PATHS given.")
+    ] = False,
     text_field: Annotated[str, typer.Option(help="JSON(L): field holding the text.")] = "text",
     id_field: Annotated[str | None, typer.Option(help="JSON(L): field holding the document id.")] = None,
     wait: Annotated[float | None, typer.Option(help="Seconds to wait if another ingest is running.")] = None,
@@ -45,7 +62,12 @@ def ingest(
         ),
     ] = "access",
 ) -> None:
-    """Add new files, replace changed ones, skip unchanged ones (re-run any time)."""
+    """Add new files, replace changed ones, skip unchanged ones (re-run any time).
+
+    Every file found ends as ingested, skipped (hidden, excluded, unsupported type, a link leaving
+    the PATHS, a FIFO; with the reason) or failed (with the reason). Files over [ingest]
+    max_file_mb (default 50) fail; raise it in infuse.toml for bigger ones.
+    """
     ws = open_workspace(create=True, **({"ingest": {"lock_timeout": wait}} if wait is not None else {}))
     with progress_bar() as progress:
         report = ws.ingest(
@@ -57,22 +79,43 @@ def ingest(
             access=access or (),
             access_field=access_field,
             known_principals=known_principals_of(ws.path),
+            exclude=exclude or (),
+            follow_links=True if follow_links else None,
         )
     if as_json:
         print_json(report.to_dict())
     else:
         out.print(
             f"[green]added {report.added}[/], updated {report.updated}, unchanged {report.unchanged}, "
-            f"pruned {report.pruned}, [red]failed {report.failed}[/]; {report.chunks_written} chunks written "
-            f"in {report.seconds:.1f}s",
+            f"pruned {report.pruned}, [red]failed {report.failed}[/], {skipped_summary(report.skipped_kinds())}; "
+            f"{report.chunks_written} chunks written in {report.seconds:.1f}s",
             highlight=False,
         )
         if report.access_changed:
             out.print(f"access lists changed (not re-embedded): {report.access_changed}", highlight=False)
+        for entry in report.skipped_files:
+            if not entry["kind"].startswith("."):  # unsupported suffixes: the summary lists them
+                err.print(f"[yellow]skipped:[/] {escape(entry['path'])}: {escape(entry['reason'])}", highlight=False)
+        for warning in report.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning['path'])}: {escape(warning['warning'])}", highlight=False)
         for error in report.errors:
             err.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
     if not report.ok:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def skipped_summary(kinds: dict[str, int]) -> str:
+    """``skipped 3: .xlsx, .png``; a kind seen more than once gets its count (``.png ×2``).
+
+    >>> skipped_summary({".png": 2, "link leaving the corpus": 1})
+    'skipped 3: .png ×2, link leaving the corpus'
+    >>> skipped_summary({})
+    'skipped 0'
+    """
+    total = sum(kinds.values())
+    if not total:
+        return "skipped 0"
+    return f"skipped {total}: " + ", ".join(kind if n == 1 else f"{kind} ×{n}" for kind, n in kinds.items())
 
 
 def parse_filters(raw: list[str] | None) -> dict[str, Any] | None:

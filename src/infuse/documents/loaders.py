@@ -6,17 +6,21 @@ Every failure is reported per file (or per JSONL record) as a :class:`LoadError`
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
+import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+import stat
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infuse.access import AccessError, AccessList
-from infuse.documents.encoding import decode_bytes
-from infuse.documents.models import Document, FileType, Section, sha256_hex
+from infuse.documents.encoding import decode_text
+from infuse.documents.models import Document, FileType, LoadWarning, Section, sha256_hex
 from infuse.errors import LoadError
 
 if TYPE_CHECKING:
@@ -46,10 +50,26 @@ class RecordFields:
     access_field: str = "access"
 
 
+@dataclass(frozen=True)
+class LoadLimits:
+    """Per-file bounds on what loading may hold or unpack (``[ingest]`` settings).
+
+    Memory of an ingest is bounded by these, not by the largest file it meets.
+    """
+
+    max_file_mb: float = 50.0
+    max_unzipped_mb: float = 100.0
+    max_zip_entries: int = 10_000
+    # A zip entry expanding more than this many times (and past 1 MB) is a decompression bomb;
+    # real DOCX parts compress 3-20 times.
+    max_zip_ratio: float = 100.0
+
+
 @dataclass
 class LoadResult:
     documents: list[Document] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
+    warnings: list[LoadWarning] = field(default_factory=list)
 
 
 def normalise_path(path: Path) -> str:
@@ -57,47 +77,7 @@ def normalise_path(path: Path) -> str:
     return path.expanduser().resolve().as_posix()
 
 
-def discover_files(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[Path], list[LoadError]]:
-    """Expand files and folders into the supported files below them, sorted, without duplicates.
-
-    Hidden files and folders (``.git``, ``.infuse``...) and ``exclude`` (the workspace itself) are
-    skipped inside folders; a file named explicitly with an unsupported suffix is an error.
-    """
-    excluded = {p.expanduser().resolve() for p in exclude}
-    found: dict[Path, None] = {}
-    errors: list[LoadError] = []
-    for raw in paths:
-        path = raw.expanduser()
-        if not path.exists():
-            errors.append(LoadError(str(raw), "no such file or folder"))
-        elif path.is_dir():
-            for child in sorted(path.rglob("*")):
-                rel = child.relative_to(path)
-                try:
-                    resolved = child.resolve()
-                except (OSError, RuntimeError) as exc:  # a symlink loop
-                    errors.append(LoadError(str(child), f"cannot resolve path: {exc}"))
-                    continue
-                if any(part.startswith(".") for part in rel.parts) or any(
-                    e in (resolved, *resolved.parents) for e in excluded
-                ):
-                    continue
-                if child.is_file() and child.suffix.lower() in SUFFIX_TYPES:
-                    found[resolved] = None
-        elif path.suffix.lower() in SUFFIX_TYPES:
-            try:
-                found[path.resolve()] = None
-            except (OSError, RuntimeError) as exc:
-                errors.append(LoadError(str(raw), f"cannot resolve path: {exc}"))
-        else:
-            supported = ", ".join(sorted(SUFFIX_TYPES))
-            errors.append(
-                LoadError(str(raw), f"unsupported file type {path.suffix or '(none)'!r}; supported: {supported}")
-            )
-    return sorted(found), errors
-
-
-def load_file(path: Path, fields: RecordFields = RecordFields()) -> LoadResult:
+def load_file(path: Path, fields: RecordFields = RecordFields(), limits: LoadLimits = LoadLimits()) -> LoadResult:
     """Load one file into documents; never raises for bad content, only reports."""
     try:
         source = normalise_path(path)
@@ -107,22 +87,101 @@ def load_file(path: Path, fields: RecordFields = RecordFields()) -> LoadResult:
     if file_type is None:
         return LoadResult(errors=[LoadError(source, f"unsupported file type {path.suffix!r}")])
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return LoadResult(errors=[LoadError(source, f"cannot read file: {exc.strerror or exc}")])
+        data = _read_bounded(Path(source), limits)
+    except LoadError as exc:
+        return LoadResult(errors=[exc])
     if not data.strip():
         return LoadResult(errors=[LoadError(source, "empty file: nothing to ingest")])
+    warnings: list[LoadWarning] = []
     try:
         if file_type in (FileType.JSONL, FileType.JSON):
             return _load_records(data, source, file_type, fields)
-        document = _FILE_LOADERS[file_type](data, source)
+        if file_type is FileType.DOCX:
+            check_zip(data, source, limits)
+        text = decode_text(data, source, warnings) if file_type in _TEXT_TYPES else ""
+        document = _FILE_LOADERS[file_type](data, source, text)
     except LoadError as exc:
         return LoadResult(errors=[exc])
+    except RecursionError:
+        return LoadResult(errors=[LoadError(source, f"{file_type.value.upper()} file nested too deeply to parse")])
     except Exception as exc:  # a third-party parser failing on corrupt input
         return LoadResult(errors=[LoadError(source, f"cannot parse {file_type.value.upper()} file: {exc}")])
     if not document.text.strip():
         return LoadResult(errors=[LoadError(source, "no text found in the file")])
-    return LoadResult(documents=[document])
+    return LoadResult(documents=[document], warnings=warnings)
+
+
+_MB = 1_000_000
+
+
+def _read_bounded(path: Path, limits: LoadLimits) -> bytes:
+    """The bytes of a regular file no larger than ``limits.max_file_mb`` (never opens a FIFO)."""
+    source = path.as_posix()
+    limit = int(limits.max_file_mb * _MB)
+    too_big = (
+        f"over the {limits.max_file_mb:g} MB limit for one file; raise [ingest] max_file_mb in infuse.toml "
+        "(or INFUSE_INGEST__MAX_FILE_MB), or split the file"
+    )
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise LoadError(source, "cannot read file: it is a folder")
+        if not stat.S_ISREG(info.st_mode):
+            raise LoadError(source, "not a regular file (FIFO, socket or device): never read")
+        if info.st_size > limit:
+            raise LoadError(source, f"file is {info.st_size / _MB:.1f} MB, {too_big}")
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)  # the file may have grown since stat
+    except OSError as exc:
+        raise LoadError(source, f"cannot read file: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise LoadError(source, f"file grew past {limits.max_file_mb:g} MB while reading, {too_big}")
+    return data
+
+
+def check_zip(data: bytes, source: str, limits: LoadLimits) -> None:
+    """Refuse a zip-based file (DOCX) whose parts are too many or expand too far.
+
+    The declared sizes are checked first (cheap); then every part is decompressed in pieces and
+    thrown away, counting bytes, so a part whose header lies about its size is caught too.
+    """
+    limit = int(limits.max_unzipped_mb * _MB)
+    raise_it = (
+        f"raise [ingest] max_unzipped_mb (now {limits.max_unzipped_mb:g}) or max_zip_entries "
+        f"(now {limits.max_zip_entries}) in infuse.toml if the file is genuine"
+    )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+            if len(infos) > limits.max_zip_entries:
+                raise LoadError(
+                    source, f"zip archive has {len(infos)} parts (limit {limits.max_zip_entries}); {raise_it}"
+                )
+            declared = sum(info.file_size for info in infos)
+            if declared > limit:
+                raise LoadError(
+                    source,
+                    f"decompression bomb? parts expand to {declared / _MB:.0f} MB (limit {limits.max_unzipped_mb:g} MB); {raise_it}",
+                )
+            for info in infos:
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > _MB and ratio > limits.max_zip_ratio:
+                    raise LoadError(
+                        source,
+                        f"decompression bomb: part {info.filename!r} expands {ratio:.0f} times to {info.file_size / _MB:.0f} MB",
+                    )
+            total = 0
+            for info in infos:
+                with archive.open(info) as part:
+                    while piece := part.read(1 << 20):
+                        total += len(piece)
+                        if total > limit:
+                            raise LoadError(
+                                source,
+                                f"decompression bomb: parts expand past {limits.max_unzipped_mb:g} MB; {raise_it}",
+                            )
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
+        raise LoadError(source, f"corrupt or not a zip-based (DOCX) file: {exc}") from exc
 
 
 def _file_document(
@@ -142,20 +201,44 @@ def _file_document(
 # --- plain text and Markdown -------------------------------------------------------------------
 
 
-def _load_text(data: bytes, source: str) -> Document:
-    return _file_document(data, source, FileType.TEXT, decode_bytes(data, source), "", [])
+def _load_text(data: bytes, source: str, text: str) -> Document:
+    return _file_document(data, source, FileType.TEXT, text, "", [])
 
 
-# CommonMark: a closing run of #s only counts after a space ("# C#" is the heading "C#").
-_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
+# An ATX heading line; its title is cleaned in Python (:func:`_heading_title`): a regex that
+# also strips the closing #s backtracks quadratically on a long run of spaces.
+_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]([^\n]*)", re.MULTILINE)
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+
+
+def _heading_title(rest: str) -> str:
+    """The title of an ATX heading line after its opening #s; CommonMark: a closing run of #s
+    only counts after a space ("# C#" is the heading "C#", "# C# #" too)."""
+    title = rest.strip()
+    without_closing = title.rstrip("#")
+    if without_closing != title and without_closing and without_closing[-1] in " \t":
+        title = without_closing.rstrip()
+    return title
+
+
+# Heading titles (any format) have whitespace runs collapsed and are cut to this length: each is
+# repeated in the heading path of every chunk of its section.
+_MAX_TITLE = 300
 
 
 def markdown_sections(text: str) -> list[Section]:
     """Split Markdown at ATX headings (outside code fences); each section knows its heading path."""
-    fenced = [(m.start(), m.end()) for m in _FENCE.finditer(text)]
-    headings = [m for m in _ATX_HEADING.finditer(text) if not any(a <= m.start() < b for a, b in fenced)]
-    return _sections_from_headings(len(text), [(m.start(), len(m.group(1)), m.group(2).strip()) for m in headings])
+    fence_starts, fence_ends = [], []
+    for m in _FENCE.finditer(text):
+        fence_starts.append(m.start())
+        fence_ends.append(m.end())
+    headings = []
+    for m in _ATX_HEADING.finditer(text):
+        inside = bisect.bisect_right(fence_starts, m.start()) - 1  # fences do not overlap
+        title = _heading_title(m.group(2))
+        if title and not (inside >= 0 and m.start() < fence_ends[inside]):
+            headings.append((m.start(), len(m.group(1)), title))
+    return _sections_from_headings(len(text), headings)
 
 
 def _sections_from_headings(length: int, headings: list[tuple[int, int, str]]) -> list[Section]:
@@ -164,7 +247,8 @@ def _sections_from_headings(length: int, headings: list[tuple[int, int, str]]) -
     path: list[tuple[int, str]] = []
     cursor = 0
     current: tuple[str, ...] = ()
-    for offset, level, title in headings:
+    for offset, level, raw_title in headings:
+        title = " ".join(raw_title.split())[:_MAX_TITLE]
         if offset > cursor:
             sections.append(Section(cursor, offset, current))
         while path and path[-1][0] >= level:
@@ -176,8 +260,7 @@ def _sections_from_headings(length: int, headings: list[tuple[int, int, str]]) -
     return sections
 
 
-def _load_markdown(data: bytes, source: str) -> Document:
-    text = decode_bytes(data, source)
+def _load_markdown(data: bytes, source: str, text: str) -> Document:
     sections = markdown_sections(text)
     title = next((s.heading_path[0] for s in sections if s.heading_path), "")
     return _file_document(data, source, FileType.MARKDOWN, text, title, sections)
@@ -265,67 +348,148 @@ def _hidden_from_readers(tag: Tag) -> bool:
     )
 
 
-def _load_html(data: bytes, source: str) -> Document:
-    from bs4 import BeautifulSoup, Tag
-    from bs4.element import Comment, Doctype, NavigableString, ProcessingInstruction
+def _load_html(data: bytes, source: str, text: str) -> Document:
+    from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_bytes(data, source), "html.parser")
+    soup = BeautifulSoup(text, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup.find_all(_DROP_TAGS):
         tag.decompose()
-    parts: list[str] = []
-    headings: list[tuple[int, int, str]] = []
     hidden: list[str] = []
-    length = 0
-
-    def emit(text: str) -> None:
-        nonlocal length
-        parts.append(text)
-        length += len(text)
-
-    def paragraph_break() -> None:
-        if parts and not parts[-1].endswith("\n\n"):
-            emit("\n\n" if not parts[-1].endswith("\n") else "\n")
-
-    def walk(node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, (Comment, Doctype, ProcessingInstruction)):
-                continue
-            if isinstance(child, NavigableString):
-                text = re.sub(r"\s+", " ", str(child))
-                if text.strip():
-                    if not parts or parts[-1].endswith("\n"):
-                        text = text.lstrip()
-                    emit(text)
-            elif isinstance(child, Tag):
-                if _hidden_from_readers(child):  # kept out of the text, recorded for screening
-                    hidden_text = re.sub(r"\s+", " ", child.get_text(" ", strip=True))
-                    if hidden_text:
-                        hidden.append(hidden_text)
-                    continue
-                is_block = child.name in _BLOCK_TAGS
-                if is_block:
-                    paragraph_break()
-                if child.name in _HEADING_LEVEL:
-                    headings.append((length, _HEADING_LEVEL[child.name], child.get_text(" ", strip=True)))
-                walk(child)
-                if is_block:
-                    paragraph_break()
-
-    walk(soup.body or soup)
-    text = "".join(parts).strip()
-    shift = len("".join(parts)) - len("".join(parts).lstrip())
-    headings = [(max(0, o - shift), lvl, t) for o, lvl, t in headings if t]
+    for tag in soup.find_all(True):  # document order; a hidden element's descendants go with it
+        if not tag.decomposed and _hidden_from_readers(tag):  # kept out of the text, recorded for screening
+            hidden_text = re.sub(r"\s+", " ", tag.get_text(" ", strip=True))
+            if hidden_text:
+                hidden.append(hidden_text)
+            tag.decompose()
+    chrome = _chrome(soup)
+    # A page without chrome is all content; lxml (under trafilatura) stops reading past 255 levels.
+    main = _main_content(soup) if chrome and _depth(soup) < 200 else None
+    if main is None:
+        for tag in chrome:
+            if not tag.decomposed:
+                tag.decompose()
+    text, headings = _html_text(main if main is not None else (soup.body or soup))
     if not title and headings:
         title = headings[0][2]
     document = _file_document(data, source, FileType.HTML, text, title, _sections_from_headings(len(text), headings))
     return replace(document, hidden_text=tuple(hidden))
 
 
+# Page chrome: its presence sends a page through trafilatura; the fallback removes at least these.
+_CHROME_TAGS = ("nav", "header", "footer", "aside")
+_CHROME_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search"}
+_CONSENT = re.compile(r"cookie|consent|gdpr", re.IGNORECASE)
+
+
+def _main_content(soup: Any) -> Tag | None:
+    """The page's main content without navigation, header, footer, cookie banners and other
+    boilerplate, found by trafilatura (as simple HTML). None when it finds no structured main
+    content (short pages, where it falls back to a flat copy of all text): then only the
+    :func:`_chrome` elements are removed."""
+    import logging
+
+    import trafilatura
+    from bs4 import BeautifulSoup
+
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs per page; failures fall back
+    try:
+        extracted = trafilatura.extract(
+            str(soup),
+            output_format="html",
+            include_tables=True,
+            include_comments=False,
+            include_links=False,
+            include_images=False,
+            favor_recall=True,
+            deduplicate=False,
+        )
+    except Exception:  # its parser failing on odd input (e.g. extreme nesting): the fallback
+        return None
+    if not extracted:
+        return None
+    main = BeautifulSoup(extracted, "html.parser")
+    body = main.body or main
+    blocks = body.find_all(True, recursive=False)
+    if len(blocks) <= 1 and "\n" in body.get_text().strip():  # trafilatura's baseline: one flat blob
+        return None
+    return body if body.get_text(strip=True) else None
+
+
+def _depth(soup: Any) -> int:
+    """How deeply the elements nest (an explicit stack: any depth works)."""
+    from bs4 import Tag
+
+    deepest = 0
+    stack = [(soup, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tag))
+    return deepest
+
+
+def _chrome(soup: Any) -> list[Tag]:
+    """Page chrome: navigation, header, footer, sidebars (by element or landmark role) and
+    cookie/consent banners (by id or class)."""
+    found = []
+    for tag in soup.find_all(True):
+        role = str(tag.get("role", "")).lower()
+        marks = " ".join([str(tag.get("id", "")), *(str(c) for c in tag.get("class", []) or [])])
+        if tag.name in _CHROME_TAGS or role in _CHROME_ROLES or (marks.strip() and _CONSENT.search(marks)):
+            found.append(tag)
+    return found
+
+
+def _html_text(root: Tag) -> tuple[str, list[tuple[int, int, str]]]:
+    """The readable text below ``root`` (paragraph breaks at block elements) and its headings
+    as (offset, level, title). Walks with an explicit stack: any nesting depth works."""
+    from bs4 import Tag
+    from bs4.element import Comment, Doctype, NavigableString, ProcessingInstruction
+
+    parts: list[str] = []
+    headings: list[tuple[int, int, str]] = []
+    length = 0
+
+    def emit(piece: str) -> None:
+        nonlocal length
+        parts.append(piece)
+        length += len(piece)
+
+    def paragraph_break() -> None:
+        if parts and not parts[-1].endswith("\n\n"):
+            emit("\n\n" if not parts[-1].endswith("\n") else "\n")
+
+    stack: list[tuple[Any, bool]] = [(child, False) for child in reversed(list(root.children))]
+    while stack:
+        node, closing = stack.pop()
+        if closing:
+            paragraph_break()
+        elif isinstance(node, (Comment, Doctype, ProcessingInstruction)):
+            continue
+        elif isinstance(node, NavigableString):
+            piece = re.sub(r"\s+", " ", str(node))
+            if piece.strip():
+                if not parts or parts[-1].endswith("\n"):
+                    piece = piece.lstrip()
+                emit(piece)
+        elif isinstance(node, Tag):
+            if node.name in _BLOCK_TAGS:
+                paragraph_break()
+                stack.append((node, True))
+            if node.name in _HEADING_LEVEL:
+                headings.append((length, _HEADING_LEVEL[node.name], node.get_text(" ", strip=True)))
+            stack.extend((child, False) for child in reversed(list(node.children)))
+    joined = "".join(parts)
+    text = joined.strip()
+    shift = len(joined) - len(joined.lstrip())
+    return text, [(max(0, o - shift), level, t) for o, level, t in headings if t]
+
+
 # --- PDF -----------------------------------------------------------------------------------------
 
 
-def _load_pdf(data: bytes, source: str) -> Document:
+def _load_pdf(data: bytes, source: str, _text: str) -> Document:
     import logging
 
     from pypdf import PdfReader
@@ -365,7 +529,7 @@ def _load_pdf(data: bytes, source: str) -> Document:
 # --- DOCX ----------------------------------------------------------------------------------------
 
 
-def _load_docx(data: bytes, source: str) -> Document:
+def _load_docx(data: bytes, source: str, _text: str) -> Document:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
@@ -408,7 +572,9 @@ def _docx_heading_level(style: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-_FILE_LOADERS: dict[FileType, Callable[[bytes, str], Document]] = {
+_TEXT_TYPES = (FileType.TEXT, FileType.MARKDOWN, FileType.HTML)
+# Each loader gets the bytes, the source path and (for text types) the decoded text.
+_FILE_LOADERS: dict[FileType, Callable[[bytes, str, str], Document]] = {
     FileType.TEXT: _load_text,
     FileType.MARKDOWN: _load_markdown,
     FileType.HTML: _load_html,
@@ -421,16 +587,21 @@ _FILE_LOADERS: dict[FileType, Callable[[bytes, str], Document]] = {
 
 
 def _load_records(data: bytes, source: str, file_type: FileType, fields: RecordFields) -> LoadResult:
-    text = decode_bytes(data, source)
     result = LoadResult()
+    text = decode_text(data, source, result.warnings)
     for where, record in _iter_records(text, source, file_type, result.errors):
         try:
             result.documents.append(_record_document(record, source, where, file_type, fields))
         except LoadError as exc:
             result.errors.append(exc)
+        except RecursionError:
+            result.errors.append(LoadError(f"{source} ({where})", f"record nested too deeply; {_FIX_LINE}"))
     if not result.documents and not result.errors:
         result.errors.append(LoadError(source, "no records found"))
     return result
+
+
+_FIX_LINE = "fix or remove the line"
 
 
 def _iter_records(text: str, source: str, file_type: FileType, errors: list[LoadError]) -> Iterator[tuple[str, Any]]:
@@ -442,12 +613,17 @@ def _iter_records(text: str, source: str, file_type: FileType, errors: list[Load
             try:
                 yield f"line {number}", json.loads(line)
             except json.JSONDecodeError as exc:
-                errors.append(LoadError(f"{source}:{number}", f"invalid JSON ({exc.msg}); fix or remove the line"))
+                errors.append(LoadError(f"{source}:{number}", f"invalid JSON ({exc.msg}); {_FIX_LINE}"))
+            except RecursionError:
+                errors.append(LoadError(f"{source}:{number}", f"JSON nested too deeply to parse; {_FIX_LINE}"))
         return
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         errors.append(LoadError(source, f"invalid JSON at line {exc.lineno} ({exc.msg})"))
+        return
+    except RecursionError:
+        errors.append(LoadError(source, "JSON nested too deeply to parse"))
         return
     records = parsed if isinstance(parsed, list) else [parsed]
     for index, record in enumerate(records):

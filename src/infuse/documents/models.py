@@ -112,6 +112,14 @@ class Chunk:
         return f"{context}\n{self.text}" if context else self.text
 
 
+@dataclass(frozen=True)
+class LoadWarning:
+    """Something loading did that the user should check (the document was still ingested)."""
+
+    path: str
+    message: str
+
+
 def sha256_hex(data: bytes | str) -> str:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     return hashlib.sha256(raw).hexdigest()

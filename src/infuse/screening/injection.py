@@ -92,6 +92,9 @@ class NormalisedText:
 
 def normalise(text: str) -> NormalisedText:
     """NFKC per base character (with its combining marks), dropping Cf characters."""
+    if text.isascii():  # already NFKC, no format characters: the per-character loop is the slow part
+        identity = tuple(range(len(text)))
+        return NormalisedText(text, identity, identity[1:] + (len(text),) if text else ())
     out: list[str] = []
     origin: list[int] = []
     origin_end: list[int] = []

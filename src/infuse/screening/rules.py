@@ -354,7 +354,7 @@ EN_RULES: tuple[Rule, ...] = (
         IGNORE_INSTRUCTIONS,
         "en",
         rf"\b{_EN_OVERRIDE_VERB}\s+(?:all|any)\s+(?:of\s+)?(?:the\s+|your\s+)?(?:\w{1, 30}\s+)?{_EN_INSTR}"
-        r"(?=\s*(?:[.,;:!\]]|and\b|then\b|&|$))|(?:^|(?<=[.!?:\]>]\s)|(?<=[\[>]))\s*(?:please\s+)?(?P<verb2>ignore|disregard|forget)\s+"
+        r"(?=\s*(?:[.,;:!\]]|and\b|then\b|&|$))|(?:^[^\S\n]*|(?:(?<=[.!?:\]>]\s)|(?<=[\[>]))\s*)(?:please\s+)?(?P<verb2>ignore|disregard|forget)\s+"
         r"(?:the\s+)?(?:instructions|rules|guidelines)(?=\s*[.,;:!])",
         _en_imperative,
         _en_unconditional,
@@ -661,7 +661,7 @@ EN_RULES: tuple[Rule, ...] = (
     _rule(
         ADDRESSES_AI,
         "en",
-        r"^\s*(?:<!--\s*)?(?:ai|llm|a\.i\.)s?\s*:\s*(?=\S)",
+        r"^[^\S\n]*(?:<!--\s*)?(?:ai|llm|a\.i\.)s?\s*:\s*(?=\S)",
         _needs(_EN_AI_CUE),
     ),
     _rule(
