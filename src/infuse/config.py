@@ -199,6 +199,14 @@ class ServerSettings(BaseModel):
     shutdown_timeout: float = Field(
         default=10.0, gt=0, description="seconds a stopping server waits for requests to end before cancelling them"
     )
+    # The audit log (who asked what, which chunks came back): "off", or a JSONL file (relative: in the workspace).
+    audit_log: str = "logs/audit.jsonl"
+    audit_max_bytes: int = Field(default=10_000_000, ge=1024, description="past this size the audit log is rotated")
+    audit_keep: int = Field(default=5, ge=0, description="rotated audit files kept (audit.jsonl.1 ...)")
+    allow_tuned_for_all: bool = Field(
+        default=False,
+        description="serve a fine-tuned model to callers who may not read all of its training documents",
+    )
 
 
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
@@ -318,4 +326,8 @@ max_waiting = 16              # requests that may wait for the model; more are a
 max_request_bytes = 4000000   # larger request bodies are answered 413
 access_log = "stderr"         # stderr | off | a file (relative paths are inside the workspace)
 shutdown_timeout = 10         # seconds a stopping server waits for requests to end
+audit_log = "logs/audit.jsonl"  # who asked what, which chunks came back: off | a JSONL file (in the workspace)
+audit_max_bytes = 10000000    # past this size the audit log is rotated (audit.jsonl.1, .2, ...)
+audit_keep = 5                # rotated audit files kept
+allow_tuned_for_all = false   # serve fine-tuned weights to callers who may not read all their training documents
 """

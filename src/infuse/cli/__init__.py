@@ -19,7 +19,7 @@ from __future__ import annotations
 import typer
 
 import infuse.lab  # noqa: F401  (the lab registers its dataset writer with infuse.tuning)
-from infuse.cli import answer, documents, evaluate, kb, lab, tuning
+from infuse.cli import answer, audit, documents, evaluate, kb, lab, tuning
 from infuse.cli.common import EXIT_ERROR, EXIT_PARTIAL, InfuseGroup, main
 
 app = typer.Typer(
@@ -31,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.callback()(main)
-for group in (kb, documents, answer, tuning, evaluate, lab):
+for group in (kb, documents, answer, tuning, evaluate, lab, audit):
     group.register(app)
 
 __all__ = ["EXIT_ERROR", "EXIT_PARTIAL", "app"]
