@@ -10,15 +10,17 @@ reference semantics, so two engines that pass agree on every filter.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from infuse.access import DEFAULT, Caller, DefaultPolicy
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
 from infuse.store.base import DocumentRecord, IndexedChunk, KnowledgeStore
-from infuse.store.filters import AllOf, AnyOf, Eq, Filter, matches
+from infuse.store.filters import AllOf, AnyOf, Eq, Filter, NoneOf, access_filter, matches
 
 DIM = 4
 MakeStore = Callable[[int], KnowledgeStore]
@@ -102,7 +104,49 @@ FILTERS: list[Filter] = [
     AllOf([Eq("lang", "en"), AnyOf("access", ["group:legal", "user:bob"])]),
     AllOf([Eq("team", "legal"), Eq("year", 2024)]),
     AllOf([]),
+    NoneOf("access", ["group:legal"]),
+    NoneOf("access", ["deny:user:eve", "user:nobody"]),
+    NoneOf("access", []),
+    NoneOf("lang", ["ja"]),
+    NoneOf("doc_id", ["a", "b"]),
+    NoneOf("page", [2]),
+    NoneOf("team", ["legal"]),
+    NoneOf("year", [2023, 2024]),
+    AllOf([AnyOf("access", ["group:sales", "user:eve"]), NoneOf("access", ["deny:user:eve"])]),
+    AllOf([AnyOf("access", ["group:sales", "user:bob"]), NoneOf("access", ["deny:user:eve"])]),
 ]
+
+# Principals that random access columns and random callers are drawn from (property tests).
+_USERS = ("alice", "bob", "eve", "mallory")
+_GROUPS = ("legal", "sales", "eng")
+_PRINCIPALS = (*(f"user:{u}" for u in _USERS), *(f"group:{g}" for g in _GROUPS), "everyone")
+
+
+def random_column(rng: random.Random) -> tuple[str, ...]:
+    """An access column as ingest writes one (the default sentinel, or allows and ``deny:`` entries),
+    or an empty one (a row from before access lists)."""
+    roll = rng.random()
+    if roll < 0.15:
+        return (DEFAULT,)
+    if roll < 0.2:
+        return ()
+    allow = rng.sample(_PRINCIPALS, rng.randint(0, 3))
+    deny = [f"deny:{p}" for p in rng.sample(_PRINCIPALS, rng.randint(0, 2))]
+    return tuple(allow + deny) or (DEFAULT,)
+
+
+def random_caller(rng: random.Random) -> Caller:
+    return Caller(rng.choice(_USERS), tuple(rng.sample(_GROUPS, rng.randint(0, 2))), admin=rng.random() < 0.1)
+
+
+def write_many(store: KnowledgeStore, docs: list[tuple[Document, np.ndarray]], text: str = "shared words") -> None:
+    """One chunk per document, all in one write."""
+    records = [DocumentRecord(d, "pipeline-1", 1, "2026-01-01T00:00:00+00:00") for d, _ in docs]
+    indexed = []
+    for d, vector in docs:
+        c = chunk(d, 0, f"{text} {d.doc_id}")
+        indexed.append(IndexedChunk(c, tuple(c.text.lower().split()), vector))
+    store.replace_documents(records, indexed)
 
 
 class StoreContract:
@@ -120,7 +164,7 @@ class StoreContract:
     def corpus(self, store: KnowledgeStore) -> KnowledgeStore:
         """Three documents with metadata, access lists, two languages, pages and one flagged chunk."""
         a = document("a", metadata={"team": "legal", "year": 2024}, access=("group:legal",))
-        b = document("b", metadata={"team": "sales", "year": 2023}, access=("user:bob", "group:sales"))
+        b = document("b", metadata={"team": "sales", "year": 2023}, access=("user:bob", "group:sales", "deny:user:eve"))
         c = document("c", metadata={"team": "legal"})
         write(
             store,
@@ -236,6 +280,39 @@ class StoreContract:
         assert {h.chunk.doc_id for h in corpus.dense_search(unit(1, 1, 1, 1), 10, alice)} == {"a"}
         bob = AnyOf("access", ["user:bob"])
         assert {h.chunk.doc_id for h in corpus.dense_search(unit(1, 1, 1, 1), 10, bob)} == {"b"}
+
+    def test_access_filter_agrees_with_may_read_for_random_columns_and_callers(self, store: KnowledgeStore) -> None:
+        rng = random.Random(14)
+        docs = [
+            (document(f"d{i:02d}", access=random_column(rng)), unit(*(rng.random() + 0.01 for _ in range(DIM))))
+            for i in range(40)
+        ]
+        write_many(store, docs)
+        for view in (store, store.snapshot()):
+            for _ in range(25):
+                caller, policy = random_caller(rng), rng.choice(list(DefaultPolicy))
+                expected = {d.doc_id for d, _ in docs if caller.may_read(d.access, policy)}
+                filter_ = access_filter(caller, policy)
+                dense = {h.chunk.doc_id for h in view.dense_search(unit(1, 1, 1, 1), 100, filter_)}
+                lexical = {h.chunk.doc_id for h in view.lexical_search(["shared"], 100, filter_)}
+                assert dense == lexical == expected, (caller, policy)
+                assert view.count_chunks(filter_) == len(expected)
+                assert {c.doc_id for c in view.iter_chunks(filter_)} == expected
+
+    def test_a_restricted_caller_gets_k_results_when_k_are_readable(self, store: KnowledgeStore) -> None:
+        # 60 documents nearest the question are closed to bob; 5 further away are open to him. A
+        # filter applied after ranking would give him nothing; a prefilter gives him all 5.
+        closed = [(document(f"x{i:02d}", access=("group:legal",)), unit(1, 0.01 * i, 0, 0)) for i in range(60)]
+        open_ = [(document(f"y{i}", access=("user:bob",)), unit(0, 0, 1, 0.1 * i)) for i in range(5)]
+        write_many(store, closed, text="renewal renewal renewal terms")
+        write_many(store, open_, text="renewal and other words that make it rank lower")
+        bob = access_filter(Caller("bob"), DefaultPolicy.ADMINS)
+        for _ in range(2):  # before and after the keyword index covers the rows
+            dense = store.dense_search(unit(1, 0, 0, 0), 5, bob)
+            lexical = store.lexical_search(["renewal"], 5, bob)
+            assert {h.chunk.doc_id for h in dense} == {h.chunk.doc_id for h in lexical} == {d.doc_id for d, _ in open_}
+            assert len(store.lexical_search(["renewal"], 3, bob)) == 3
+            store.optimize()
 
     # --- screening ----------------------------------------------------------------------------------
 

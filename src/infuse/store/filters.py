@@ -1,13 +1,16 @@
-"""A typed filter language for retrieval: equals, any-of, all-of.
+"""A typed filter language for retrieval: equals, any-of, none-of, all-of.
 
 Why typed: a filter that only says "equals" cannot say "any of the user's groups", which is what
 an access list needs, and a dict of strings cannot say which kind of match is meant. Every store
-translates the same three shapes (LanceDB to SQL, the in-memory store to Python via
+translates the same four shapes (LanceDB to SQL, the in-memory store to Python via
 :func:`matches`), so the store contract suite can check them the same way for every engine.
 
 Fields are chunk columns (:data:`CHUNK_FIELDS`), the chunk's access list (:data:`ACCESS_FIELD`) or
 anything else, which is a key of the document's metadata. A field that holds a list (the access
-list) matches ``Eq`` when it contains the value and ``AnyOf`` when it shares any value.
+list) matches ``Eq`` when it contains the value, ``AnyOf`` when it shares any value and ``NoneOf``
+when it shares none (a missing value shares none). A caller's access is ``AnyOf`` their principals
+and ``NoneOf`` their denials (:func:`access_filter`): stores apply it as a prefilter, so a ranked
+list holds ``k`` readable chunks whenever ``k`` exist and nothing is ranked among unreadable ones.
 
 :data:`FILTER_FIELDS` is the schema of the fixed fields (type, allowed values, what a value
 means); :func:`validate` checks a filter against it and the knowledge base's metadata keys before
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infuse.access import Caller, DefaultPolicy
 from infuse.documents.loaders import normalise_path
 from infuse.documents.models import FileType
 from infuse.errors import InfuseError
@@ -98,6 +102,19 @@ class AnyOf:
 
 
 @dataclass(frozen=True)
+class NoneOf:
+    """``field`` equals none of ``values`` (a list field: shares none of them; a missing value matches).
+    No values: everything matches."""
+
+    field: str
+    values: tuple[FilterValue, ...]
+
+    def __init__(self, field: str, values: Sequence[FilterValue]) -> None:
+        object.__setattr__(self, "field", field)
+        object.__setattr__(self, "values", tuple(values))
+
+
+@dataclass(frozen=True)
 class AllOf:
     """Every clause holds (an empty ``AllOf`` matches everything)."""
 
@@ -107,14 +124,14 @@ class AllOf:
         object.__setattr__(self, "clauses", tuple(clauses))
 
 
-Filter = Eq | AnyOf | AllOf
+Filter = Eq | AnyOf | NoneOf | AllOf
 # What callers may pass: a typed filter, or ``{"field": value}`` meaning all of those equalities.
 FilterLike = Filter | Mapping[str, FilterValue] | None
 
 
 def as_filter(filters: FilterLike) -> Filter | None:
     """A typed filter from a typed filter, a ``{field: value}`` mapping (all must be equal) or None."""
-    if filters is None or isinstance(filters, (Eq, AnyOf, AllOf)):
+    if filters is None or isinstance(filters, (Eq, AnyOf, NoneOf, AllOf)):
         return filters
     if not filters:
         return None
@@ -165,7 +182,25 @@ def matches(filter_: Filter | None, row: Mapping[str, Any]) -> bool:
         return _holds(_field_value(row, filter_.field), (filter_.value,))
     if isinstance(filter_, AnyOf):
         return _holds(_field_value(row, filter_.field), filter_.values)
+    if isinstance(filter_, NoneOf):
+        return not _holds(_field_value(row, filter_.field), filter_.values)
     return all(matches(clause, row) for clause in filter_.clauses)
+
+
+def access_filter(caller: Caller, policy: DefaultPolicy) -> Filter | None:
+    """The prefilter that leaves ``caller`` exactly the chunks :meth:`Caller.may_read` allows (None for
+    an admin, who reads everything): the access column shares one of the caller's principals and
+    none of their denials.
+
+    >>> access_filter(Caller("eve", groups=("legal",)), DefaultPolicy.ADMINS)  # doctest: +NORMALIZE_WHITESPACE
+    AllOf(clauses=(AnyOf(field='access', values=('user:eve', 'group:legal', 'everyone')),
+                   NoneOf(field='access', values=('deny:user:eve', 'deny:group:legal', 'deny:everyone'))))
+    >>> access_filter(Caller("root", admin=True), DefaultPolicy.ADMINS) is None
+    True
+    """
+    if caller.admin:
+        return None
+    return AllOf((AnyOf(ACCESS_FIELD, caller.principals(policy)), NoneOf(ACCESS_FIELD, caller.denials())))
 
 
 def filter_keys_help() -> str:
@@ -267,7 +302,7 @@ def validate(filters: FilterLike, metadata_keys: Callable[[], Collection[str]]) 
             raise _unknown_key(filter_.field, metadata())
         if isinstance(filter_, Eq):
             return Eq(filter_.field, convert(filter_.value))
-        return AnyOf(filter_.field, tuple(convert(v) for v in filter_.values))
+        return type(filter_)(filter_.field, tuple(convert(v) for v in filter_.values))
 
     typed = as_filter(filters)
     return None if typed is None else check(typed)

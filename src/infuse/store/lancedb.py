@@ -29,7 +29,7 @@ from lancedb.index import FTS
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
 from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk
-from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue
+from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue, NoneOf
 from infuse.store.terms import TermStatistics
 
 R = TypeVar("R")
@@ -207,14 +207,20 @@ def filter_to_sql(filter_: Filter | None, columns: frozenset[str] = frozenset({A
         parts = [filter_to_sql(clause, columns) for clause in filter_.clauses]
         return " AND ".join(f"({p})" for p in parts if p) or None
     values = (filter_.value,) if isinstance(filter_, Eq) else filter_.values
-    if not values:
-        return "false"
-    if filter_.field == ACCESS_FIELD:
+    if isinstance(filter_, NoneOf):
+        # Shares none of the values: a null (a row from before the column) shares none.
+        return f"coalesce(NOT ({_any_of_sql(filter_.field, values, columns)}), true)" if values else "true"
+    return _any_of_sql(filter_.field, values, columns) if values else "false"
+
+
+def _any_of_sql(field: str, values: Sequence[FilterValue], columns: frozenset[str]) -> str:
+    """``field`` holds one of ``values`` (not empty); null when the field is null."""
+    if field == ACCESS_FIELD:
         # A table from before access lists has no access column: nobody is listed on any chunk.
         return f"array_has_any({ACCESS_FIELD}, [{_sql_list(values)}])" if ACCESS_FIELD in columns else "false"
-    if filter_.field in CHUNK_FIELDS:
-        return f"{filter_.field} IN ({_sql_list(values)})"
-    tags = [metadata_tag(filter_.field, v) for v in values]
+    if field in CHUNK_FIELDS:
+        return f"{field} IN ({_sql_list(values)})"
+    tags = [metadata_tag(field, v) for v in values]
     return f"array_has_any(tags, [{_sql_list(tags)}])"
 
 
