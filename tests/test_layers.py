@@ -19,7 +19,7 @@ SRC = Path(infuse.__file__).parent
 LAYERS: list[set[str]] = [
     {"language", "errors", "config", "devices", "hf_logging", "files", "progress", "jobs", "schedules", "staging"},
     {"documents", "access"},
-    {"models", "embedders", "store", "screening"},
+    {"models", "embedders", "store", "identity", "screening"},
     {"retrieval"},
     {"ingest"},
     {"rag"},

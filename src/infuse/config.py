@@ -209,6 +209,22 @@ class ServerSettings(BaseModel):
     )
 
 
+class AuthSettings(BaseModel):
+    """Users, API keys and sign-in (:mod:`infuse.identity`): failed-auth limits, session lifetime, key hashing."""
+
+    max_failures: int = Field(default=10, ge=1, description="failed sign-ins from one address within failure_window")
+    failure_window: float = Field(default=300.0, gt=0, description="seconds over which failures are counted")
+    block_seconds: float = Field(
+        default=900.0, gt=0, description="how long an address that reached max_failures is refused (429)"
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="web sign-in sessions expire after this long")
+    # argon2id parameters for hashing new API keys (RFC 9106 low-memory profile, argon2-cffi's defaults).
+    # Existing keys keep the parameters they were hashed with and are rehashed on their next use.
+    key_hash_time_cost: int = Field(default=3, ge=1)
+    key_hash_memory_kib: int = Field(default=65536, ge=8)
+    key_hash_parallelism: int = Field(default=4, ge=1)
+
+
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
 
@@ -224,6 +240,7 @@ class Settings(BaseSettings):
     rag: RagSettings = Field(default_factory=RagSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -330,4 +347,13 @@ audit_log = "logs/audit.jsonl"  # who asked what, which chunks came back: off | 
 audit_max_bytes = 10000000    # past this size the audit log is rotated (audit.jsonl.1, .2, ...)
 audit_keep = 5                # rotated audit files kept
 allow_tuned_for_all = false   # serve fine-tuned weights to callers who may not read all their training documents
+
+[auth]                        # users, API keys and sign-in (docs/serving.md: Users, groups and keys)
+max_failures = 10             # failed sign-ins from one address within failure_window ...
+failure_window = 300          # ... seconds block that address
+block_seconds = 900           # for this long (answered 429 with Retry-After); counted per server process
+session_hours = 12            # web sign-in sessions expire after this long
+key_hash_time_cost = 3        # argon2id parameters for new API keys (RFC 9106 low-memory profile)
+key_hash_memory_kib = 65536
+key_hash_parallelism = 4
 """
