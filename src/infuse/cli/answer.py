@@ -123,6 +123,7 @@ def serve(
     /v1/search, /v1/documents, /admin).
 
     Requests wait for the model in a bounded line (\\[server] max_waiting); see docs/serving.md."""
+    from infuse.access import DefaultPolicy
     from infuse.models import load_model
     from infuse.server import RAG_MODEL_ID, create_app, serve
     from infuse.server.context import TunedWeights
@@ -169,7 +170,7 @@ def serve(
         root=ws.path,
         authenticator=identity,
         limiter=limiter,
-        policy=ws.settings.access.default_policy,
+        policy=DefaultPolicy.ADMINS,  # TODO: [access] default_policy once it exists
         tuned=tuned,
         allow_tuned_for_all=allow,
         identity=identity,

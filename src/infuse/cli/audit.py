@@ -16,7 +16,9 @@ from rich.table import Table
 
 from infuse.cli.common import open_workspace, out, print_json
 
-audit_app = typer.Typer(help="Read the server's audit log (who asked what, which passages came back).", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Read the server's audit log (who asked what, which passages came back).", no_args_is_help=True
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (a list of records).")]
 

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from infuse.access import DefaultPolicy
 from infuse.config import ServerSettings
 from infuse.errors import InfuseError
+from infuse.identity import IdentityStore
 from infuse.rag import RagPipeline
 from infuse.server.admin import admin_router
 from infuse.server.audit import AuditLog, AuditMiddleware, audit_path
@@ -64,7 +65,7 @@ def create_app(
     policy: DefaultPolicy = DefaultPolicy.ADMINS,
     tuned: TunedWeights | None = None,
     allow_tuned_for_all: bool | None = None,
-    identity: Any = None,
+    identity: IdentityStore | None = None,
 ) -> FastAPI:
     """The API app over ``pipeline`` (its model is shared; its retriever is narrowed per caller).
 
@@ -208,7 +209,6 @@ def make_server(
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, shutdown_timeout: float = 10.0) -> None:
     """Serve until Ctrl-C or SIGTERM (see :class:`_StoppingServer`)."""
     make_server(app, host, port, shutdown_timeout).run()
-
 
 
 __all__ = ["RAG_MODEL_ID", "create_app", "make_server", "serve"]

@@ -176,7 +176,7 @@ class Gate:
 
 
 class SignIn(BaseModel):
-    key: str = Field(..., min_length=1, description="an API key, as `infuse users add` printed it")
+    key: str = Field("", description="an API key, as `infuse users add` printed it")
 
 
 def _secure(request: Request) -> bool:
@@ -194,7 +194,7 @@ def session_router(gate: Gate) -> APIRouter:
     @router.post("/auth/session")
     async def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
         gate.check_limit(request)
-        caller = await anyio.to_thread.run_sync(authenticator.authenticate_key, body.key)
+        caller = await anyio.to_thread.run_sync(authenticator.authenticate_key, body.key) if body.key else None
         grant: SessionGrant | None = None
         if caller is not None:
             try:

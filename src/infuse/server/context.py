@@ -23,14 +23,8 @@ from infuse.rag import RagPipeline
 from infuse.server.auth import Gate
 from infuse.server.common import APIError
 from infuse.server.queue import ModelQueue
-from infuse.store.filters import Filter, combine
+from infuse.store.filters import Filter, access_filter, combine
 from infuse.workspace import Workspace, WorkspaceRetriever
-
-
-def access_filter(caller: Caller, policy: DefaultPolicy) -> Filter | None:  # TEMP until acl is merged
-    if caller.admin:
-        return None
-    raise NotImplementedError
 
 
 @dataclass(frozen=True)

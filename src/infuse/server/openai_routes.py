@@ -86,7 +86,6 @@ class _TurnStreamingResponse(StreamingResponse):
             self._turn.release()
 
 
-
 def openai_router(ctx: ServerContext) -> APIRouter:
     """The OpenAI-compatible routes over ``ctx`` (every one behind the auth dependency)."""
     gate = ctx.gate
