@@ -314,6 +314,57 @@ class StoreContract:
             assert len(store.lexical_search(["renewal"], 3, bob)) == 3
             store.optimize()
 
+    def test_keyword_scores_for_a_caller_do_not_reveal_chunks_they_cannot_read(self, store: KnowledgeStore) -> None:
+        # Adding 30 secret chunks full of "merger" must not move Bob's scores: a term's weight in
+        # his view may not reveal chunks he cannot read.
+        mine = [(document(f"m{i}", access=("user:bob",)), unit(1, 0, 0, i)) for i in range(4)]
+        secrets = [
+            (document(f"s{i:02d}", access=("group:board", "deny:user:bob")), unit(0, 1, 0, 0)) for i in range(30)
+        ]
+        write_many(store, mine[:2], text="merger plans and budget for the year")
+        write_many(store, mine[2:], text="budget review")
+        bob = access_filter(Caller("bob"), DefaultPolicy.ADMINS)
+
+        def scores() -> list[tuple[str, float]]:
+            return [(h.chunk.chunk_id, round(h.score, 5)) for h in store.lexical_search(["merger", "budget"], 10, bob)]
+
+        alone = scores()
+        assert len(alone) == 4 and alone[0][1] > alone[-1][1] > 0
+        write_many(store, secrets, text="merger merger terms")
+        assert scores() == alone
+        store.optimize()  # the keyword index now covers every row
+        assert scores() == alone
+        assert len(store.lexical_search(["merger"], 40)) == 32  # an unscoped search sees the secrets
+
+    def test_set_access_rewrites_only_the_access_of_whole_documents(self, corpus: KnowledgeStore) -> None:
+        before = {h.chunk.chunk_id: h for h in corpus.dense_search(unit(1, 1, 1, 1), 10)}
+        view = corpus.snapshot()
+        corpus.set_access(["a", "c", "absent"], ("user:zoe", "deny:group:legal"))
+        after = {h.chunk.chunk_id: h for h in corpus.dense_search(unit(1, 1, 1, 1), 10)}
+        assert after.keys() == before.keys()
+        for chunk_id, hit in after.items():
+            expected = (
+                ("user:zoe", "deny:group:legal") if hit.chunk.doc_id in ("a", "c") else before[chunk_id].chunk.access
+            )
+            assert hit.chunk == dataclasses.replace(before[chunk_id].chunk, access=expected)
+            assert hit.score == pytest.approx(before[chunk_id].score, abs=1e-6)  # the same vectors
+        records = {r.doc_id: r.document for r in corpus.iter_documents()}
+        assert records["a"].access == records["c"].access == ("user:zoe", "deny:group:legal")
+        assert records["b"].access == ("user:bob", "group:sales", "deny:user:eve")
+        assert corpus.document_states()["c"].access == ("user:zoe", "deny:group:legal")
+        assert corpus.document_states()["a"].content_hash == "h1"
+        zoe = access_filter(Caller("zoe"), DefaultPolicy.ADMINS)
+        for _ in range(2):  # before and after the keyword index is brought up to date
+            assert {h.chunk.doc_id for h in corpus.lexical_search(["renewal", "契約"], 10, zoe)} == {"a", "c"}
+            corpus.optimize()
+        assert {c.access for c in view.iter_chunks()} == {
+            ("group:legal",),
+            ("user:bob", "group:sales", "deny:user:eve"),
+            (),
+        }
+        with pytest.raises(ValueError, match="access column"):
+            corpus.set_access(["a"], ())
+
     # --- screening ----------------------------------------------------------------------------------
 
     def test_flagged_chunks_are_listed_and_can_be_excluded(self, corpus: KnowledgeStore) -> None:

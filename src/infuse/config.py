@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -225,6 +225,28 @@ class AuthSettings(BaseModel):
     key_hash_parallelism: int = Field(default=4, ge=1)
 
 
+# Who may read a document ingested without an access list (infuse.access.DefaultPolicy's values;
+# config sits below access in the layers, so the values are spelled here and a test keeps them equal).
+DefaultPolicyName = Literal["admins", "everyone"]
+DEFAULT_POLICIES: tuple[str, ...] = get_args(DefaultPolicyName)
+
+
+class AccessSettings(BaseModel):
+    """Document access lists (docs/serving.md, "Who may read what").
+
+    ``default_policy`` decides who reads documents ingested without a list, when a question is
+    asked (not at ingest, so changing it needs no re-ingest). ``admins`` (the default) means the
+    owner and admins only: a server with auth then fails closed, and a document someone forgot to
+    give a list stays private until it gets one, instead of being shown to every signed-in user.
+    ``everyone`` suits a knowledge base that is public inside the team, with lists only on the
+    exceptions. A server without auth answers as the owner and is not filtered.
+    """
+
+    default_policy: DefaultPolicyName = Field(
+        default="admins", description="who may read documents without an access list: admins | everyone"
+    )
+
+
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("infuse_toml_path", default=None)
 
 
@@ -241,6 +263,7 @@ class Settings(BaseSettings):
     cost: CostSettings = Field(default_factory=CostSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -356,4 +379,7 @@ session_hours = 12            # web sign-in sessions expire after this long
 key_hash_time_cost = 3        # argon2id parameters for new API keys (RFC 9106 low-memory profile)
 key_hash_memory_kib = 65536
 key_hash_parallelism = 4
+
+[access]                      # who may read what (docs/serving.md)
+default_policy = "admins"     # documents without an access list: admins (owner and admins only) | everyone
 """

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from infuse.access import AccessList, DefaultPolicy
 from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings, StoreBackend
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, normalise_path
@@ -34,6 +35,7 @@ from infuse.documents.models import Chunk, sha256_hex
 from infuse.embedders import Embedder, EmbedderIdentity, make_embedder
 from infuse.errors import ConfigError, EmbedderMismatchError, InfuseError, WorkspaceBusyError, WorkspaceNotFoundError
 from infuse.files import read_json, utc_now, utc_stamp, write_json_atomic, write_text_atomic
+from infuse.ingest.access_sources import AccessResolver, check_known
 from infuse.ingest.sync import IngestReport, Syncer
 from infuse.jobs import JobState, list_jobs
 from infuse.models.base import GenerationConfig, LanguageModel
@@ -110,6 +112,8 @@ class WorkspaceStatus:
     # Long jobs (infuse.jobs.Job.to_dict): the running ones, then the newest ended ones, at most
     # JOBS_LIST_LIMIT; state is running, finished, failed or interrupted (its process is gone).
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    # Who may read documents without an access list ([access] default_policy): admins | everyone.
+    access_default_policy: str = "admins"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -160,6 +164,30 @@ class DocumentView:
             "title": document.title,
             "text": document.text,
             "chunks": [c.to_json("chunk_id", "index", "start", "end", "page", "heading_path") for c in self.chunks],
+        }
+
+
+@dataclass(frozen=True)
+class DocumentAccess:
+    """Who may read one stored document, as `infuse access show|set` reports it.
+
+    ``governed_by``: the ``.infuse-access`` file that decides the list at the next ingest of the
+    document's file (None: none does; a record's own access field is not looked for).
+    """
+
+    doc_id: str
+    source_path: str
+    access: AccessList
+    governed_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "source_path": self.source_path,
+            "allow": list(self.access.allow),
+            "deny": list(self.access.deny),
+            "uses_default_policy": self.access.is_default,
+            "governed_by": self.governed_by,
         }
 
 
@@ -357,8 +385,19 @@ class Workspace:
         text_field: str = "text",
         id_field: str | None = None,
         progress: Progress | None = None,
+        access: Sequence[str] = (),
+        access_field: str = "access",
+        known_principals: Collection[str] | None = None,
     ) -> IngestReport:
-        """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones."""
+        """Add new files, replace changed ones, skip unchanged ones; ``prune`` drops vanished ones.
+
+        ``access``: entries (``group:legal``, ``deny:user:eve``) for documents that neither their
+        record's ``access_field`` nor a folder's ``.infuse-access`` file gives a list
+        (:mod:`infuse.ingest.access_sources` has the precedence); checked against
+        ``known_principals`` (the users and groups that exist) when given. An unchanged document
+        whose list changed has its access column rewritten, not re-embedded.
+        """
+        resolver = AccessResolver.for_flag(access, known_principals)
         lock = self._locked()
         try:
             manifest = self.manifest()
@@ -367,10 +406,9 @@ class Workspace:
             def prepare_write() -> KnowledgeStore:
                 return self._store(self._checked_manifest())
 
-            syncer = self._syncer(store, prepare_write=prepare_write, exclude=[self.path])
-            report = syncer.sync(
-                [Path(p) for p in paths], prune=prune, fields=RecordFields(text_field, id_field), progress=progress
-            )
+            syncer = self._syncer(store, prepare_write=prepare_write, exclude=[self.path], access=resolver)
+            fields = RecordFields(text_field, id_field, access_field)
+            report = syncer.sync([Path(p) for p in paths], prune=prune, fields=fields, progress=progress)
             write_json_atomic(self.last_sync_path, report.to_dict())
             return report
         finally:
@@ -389,6 +427,69 @@ class Workspace:
             return len(doc_ids)
         finally:
             lock.release()
+
+    def set_access(self, doc_ids: Sequence[str], access: AccessList) -> None:
+        """Make ``access`` the list of these documents: only their access column is rewritten (no
+        re-embedding), each document's chunks at once, under the write lock. It lasts until an
+        ingest finds a source that speaks for the document (record field, folder file, --access)."""
+        if not doc_ids:
+            return
+        lock = self._locked()
+        try:
+            manifest = self.manifest()
+            if manifest is not None:
+                store = self._store(manifest)
+                store.set_access(list(doc_ids), access.to_column())
+                store.optimize()
+        finally:
+            lock.release()
+
+    def documents_at(self, ref: str) -> list[str]:
+        """The ids of the documents ``ref`` names: a document id, a source path (all its records),
+        or a folder (every document below it); :class:`DocumentNotFoundError` when none."""
+        store = self._read_snapshot()
+        ids = self._matching_ids(store, ref) if store else []
+        if store is not None and not ids:
+            folder = normalise_path(Path(ref)).rstrip("/") + "/"
+            ids = sorted(d for d, state in store.document_states().items() if state.source_path.startswith(folder))
+        if not ids:
+            raise DocumentNotFoundError(
+                f"no document, file or folder {ref!r} in the knowledge base of {self.path}; "
+                f"`infuse -w {self.path} documents list` shows the ids and source paths"
+            )
+        return ids
+
+    def document_access(self, ref: str) -> list[DocumentAccess]:
+        """Who may read each document ``ref`` names (see :meth:`documents_at`), by source path."""
+        ids = set(self.documents_at(ref))
+        store = self._read_snapshot()
+        records = [r for r in store.iter_documents() if r.doc_id in ids] if store else []
+        resolver = AccessResolver()
+        found = []
+        for record in sorted(records, key=lambda r: (r.document.source_path, r.doc_id)):
+            governing = resolver.governing_file(record.document.source_path)
+            found.append(
+                DocumentAccess(
+                    record.doc_id,
+                    record.document.source_path,
+                    AccessList.from_column(record.document.access),
+                    governing.as_posix() if governing else None,
+                )
+            )
+        return found
+
+    def set_access_at(
+        self, ref: str, entries: Sequence[str], known_principals: Collection[str] | None = None
+    ) -> list[DocumentAccess]:
+        """``infuse access set``: give every document ``ref`` names the list of ``entries`` (none:
+        the default policy), checked against ``known_principals`` when given; returns the result."""
+        access = check_known(AccessList.parse(entries), known_principals, "--access")
+        self.set_access(self.documents_at(ref), access)
+        return self.document_access(ref)
+
+    def default_policy(self) -> DefaultPolicy:
+        """Who may read documents without an access list (``[access] default_policy``)."""
+        return DefaultPolicy(self.settings.access.default_policy)
 
     # --- documents -----------------------------------------------------------------------------
 
@@ -570,6 +671,7 @@ class Workspace:
             flagged_chunks=store.count_flagged_chunks() if store else 0,
             flagged=[self._flagged_entry(c) for c in store.flagged_chunks(FLAGGED_LIST_LIMIT)] if store else [],
             jobs=self._jobs(),
+            access_default_policy=self.settings.access.default_policy,
         )
 
     def _jobs(self) -> list[dict[str, Any]]:

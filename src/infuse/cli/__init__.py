@@ -3,7 +3,7 @@
 Each command parses its options, makes one library call and renders the result; decisions
 (defaults, which writer, run names) live in the library so a web UI can make the same call.
 One module per command group: :mod:`~infuse.cli.kb` (ingest, search, status, reindex),
-:mod:`~infuse.cli.documents` (documents list, show, rm),
+:mod:`~infuse.cli.documents` (documents list, show, rm), :mod:`~infuse.cli.access` (access show, set),
 :mod:`~infuse.cli.answer` (ask, serve), :mod:`~infuse.cli.tuning` (dataset, tune, adapters),
 :mod:`~infuse.cli.evaluate` (questions, compare, report, advise), :mod:`~infuse.cli.lab`; shared
 pieces (workspace option, JSON output, progress bars, the one error handler) in
@@ -19,7 +19,7 @@ from __future__ import annotations
 import typer
 
 import infuse.lab  # noqa: F401  (the lab registers its dataset writer with infuse.tuning)
-from infuse.cli import answer, audit, documents, evaluate, kb, lab, tuning
+from infuse.cli import access, answer, audit, documents, evaluate, kb, lab, tuning
 from infuse.cli.common import EXIT_ERROR, EXIT_PARTIAL, InfuseGroup, main
 
 app = typer.Typer(
@@ -31,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.callback()(main)
-for group in (kb, documents, answer, tuning, evaluate, lab, audit):
+for group in (kb, documents, access, answer, tuning, evaluate, lab, audit):
     group.register(app)
 
 __all__ = ["EXIT_ERROR", "EXIT_PARTIAL", "app"]

@@ -15,6 +15,19 @@ from infuse.cli.common import EXIT_PARTIAL, err, open_workspace, out, print_json
 from infuse.config import SearchMode
 from infuse.store.filters import FilterError, filter_keys_help, parse_filter_items
 
+# `--access ENTRY` of ingest and `access set`.
+AccessOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--access",
+        metavar="ENTRY",
+        help="Who may read (repeatable): user:NAME, group:NAME, everyone, or deny:... (deny wins). At ingest "
+        "it applies to documents whose JSON record (--access-field) and folder (.infuse-access file, nearest "
+        "wins) give no list; without any source a document keeps its stored list, or a new one gets the "
+        "[access] default_policy. See docs/serving.md.",
+    ),
+]
+
 
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
@@ -23,11 +36,27 @@ def ingest(
     id_field: Annotated[str | None, typer.Option(help="JSON(L): field holding the document id.")] = None,
     wait: Annotated[float | None, typer.Option(help="Seconds to wait if another ingest is running.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    access: AccessOption = None,
+    access_field: Annotated[
+        str,
+        typer.Option(
+            help='JSON(L): field holding a record\'s access list (a list or comma-separated string); "" for none.'
+        ),
+    ] = "access",
 ) -> None:
     """Add new files, replace changed ones, skip unchanged ones (re-run any time)."""
     ws = open_workspace(create=True, **({"ingest": {"lock_timeout": wait}} if wait is not None else {}))
     with progress_bar() as progress:
-        report = ws.ingest(paths, prune=prune, text_field=text_field, id_field=id_field, progress=progress)
+        report = ws.ingest(
+            paths,
+            prune=prune,
+            text_field=text_field,
+            id_field=id_field,
+            progress=progress,
+            access=access or (),
+            access_field=access_field,
+            known_principals=None,  # the identity store's users and groups, once it is wired
+        )
     if as_json:
         print_json(report.to_dict())
     else:
@@ -37,6 +66,8 @@ def ingest(
             f"in {report.seconds:.1f}s",
             highlight=False,
         )
+        if report.access_changed:
+            out.print(f"access lists changed (not re-embedded): {report.access_changed}", highlight=False)
         for error in report.errors:
             err.print(f"[red]failed:[/] {escape(error['path'])}: {escape(error['error'])}", highlight=False)
     if not report.ok:
@@ -179,6 +210,8 @@ def status_table(info: Any) -> Table:
     )
     table.add_row("ingest running", "yes" if info.ingest_running else "no")
     table.add_row("flagged passages", f"{info.flagged_chunks} (ingest.injection = {info.injection_policy})")
+    readers = {"admins": "owner and admins only", "everyone": "every user"}.get(info.access_default_policy, "?")
+    table.add_row("unlisted documents", f"{readers} (access.default_policy = {info.access_default_policy})")
     return table
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infuse.access import AccessError, AccessList
 from infuse.documents.encoding import decode_bytes
 from infuse.documents.models import Document, FileType, Section, sha256_hex
 from infuse.errors import LoadError
@@ -37,10 +38,12 @@ SUFFIX_TYPES: dict[str, FileType] = {
 
 @dataclass(frozen=True)
 class RecordFields:
-    """Which JSON fields hold a record's text and (optionally) its identity."""
+    """Which JSON fields hold a record's text, (optionally) its identity, and who may read it."""
 
     text_field: str = "text"
     id_field: str | None = None
+    # A list of access entries or a comma-separated string (infuse.access); not metadata, not hashed.
+    access_field: str = "access"
 
 
 @dataclass
@@ -474,7 +477,7 @@ def _record_document(record: Any, source: str, where: str, file_type: FileType, 
         if isinstance(value, (str, int, float, bool)) or value is None
         else json.dumps(value, ensure_ascii=False)
         for key, value in record.items()
-        if key not in (fields.text_field, fields.id_field)
+        if key not in (fields.text_field, fields.id_field, fields.access_field)
     }
     title = record.get("title")
     if not isinstance(title, str):
@@ -484,7 +487,35 @@ def _record_document(record: Any, source: str, where: str, file_type: FileType, 
         source_path=source,
         file_type=file_type,
         text=text,
-        content_hash=sha256_hex(json.dumps(record, sort_keys=True, ensure_ascii=False)),
+        # Without the access field: a changed list is rewritten in place, not re-embedded.
+        content_hash=sha256_hex(
+            json.dumps(
+                {k: v for k, v in record.items() if k != fields.access_field}, sort_keys=True, ensure_ascii=False
+            )
+        ),
         title=title,
         metadata=metadata,
+        access=record_access(record, fields.access_field, location),
     )
+
+
+def record_access(record: dict[str, Any], name: str, location: str) -> tuple[str, ...]:
+    """The stored access column a record's ``name`` field gives (a list of entries or a
+    comma-separated string); empty when the field is absent, null or empty (the record then takes
+    its folder's access file or the ingest's ``--access``) or ``name`` is empty (no access field).
+
+    >>> record_access({"access": "group:legal, deny:user:eve"}, "access", "a.jsonl (line 1)")
+    ('group:legal', 'deny:user:eve')
+    """
+    value = record.get(name) if name else None  # "": records carry no access field
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if value is None or value == []:
+        return ()
+    hint = 'give a list such as ["group:legal", "deny:user:eve"] or a comma-separated string, or rename the field with --access-field'
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        raise LoadError(location, f"access field {name!r} is {json.dumps(value, ensure_ascii=False)[:200]}: {hint}")
+    try:
+        return AccessList.parse(value).to_column()
+    except AccessError as exc:
+        raise LoadError(location, f"access field {name!r}: {exc}") from None

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infuse.access import AccessError
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, discover_files, load_file
 from infuse.documents.models import Chunk, Document
 from infuse.embedders.base import Embedder
 from infuse.errors import LoadError
 from infuse.files import utc_now
+from infuse.ingest.access_sources import AccessResolver
 from infuse.progress import Progress, or_null
 from infuse.retrieval.lexical import Tokenizer
 from infuse.screening.injection import HIDDEN_HTML_TEXT, InjectionDetector
@@ -43,6 +45,7 @@ class IngestReport:
     started_at: str = ""
     finished_at: str = ""
     seconds: float = 0.0
+    access_changed: int = 0  # unchanged documents whose access list was rewritten (no re-embedding)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +64,7 @@ class IngestReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "seconds": round(self.seconds, 3),
+            "access_changed": self.access_changed,
         }
 
 
@@ -86,6 +90,8 @@ class Syncer:
     # included) matches; every chunk of a document whose hidden HTML text reads as instructions to
     # a model also gets "hidden_html_text".
     detector: InjectionDetector = field(default_factory=InjectionDetector)
+    # Which access list each document carries (record field > folder .infuse-access > --access > stored > default).
+    access: AccessResolver = field(default_factory=AccessResolver)
 
     def sync(
         self,
@@ -105,16 +111,25 @@ class Syncer:
         states = self.store.document_states() if self.store is not None else {}
 
         pending: list[Document] = []
+        access_changes: dict[tuple[str, ...], list[str]] = {}
         for document in documents:
             state = states.get(document.doc_id)
+            try:
+                document = self.access.resolve(document, state.access if state else ())
+            except AccessError as exc:  # this document keeps what is stored (and is not pruned)
+                errors.append(LoadError(document.source_path, str(exc)))
+                continue
             if state is None:
                 report.added += 1
             elif (state.content_hash, state.pipeline) != (document.content_hash, self.pipeline):
                 report.updated += 1
             else:
                 report.unchanged += 1
+                if state.access != document.access:
+                    access_changes.setdefault(document.access, []).append(document.doc_id)
                 continue
             pending.append(document)
+        report.access_changed = self._set_access(access_changes)
 
         if pending:
             self._write(pending, report, progress)
@@ -128,7 +143,7 @@ class Syncer:
             if vanished:
                 self._writable_store().delete_documents(vanished)
                 report.pruned = len(vanished)
-        if pending or report.pruned:
+        if pending or report.pruned or report.access_changed:
             self._writable_store().optimize()
 
         report.errors = [{"path": e.path, "error": e.reason} for e in errors]
@@ -147,6 +162,13 @@ class Syncer:
         report.finished_at = utc_now()
         report.seconds = time.perf_counter() - clock
         return report
+
+    def _set_access(self, changes: dict[tuple[str, ...], list[str]]) -> int:
+        """Rewrite the access column of unchanged documents whose list changed: one atomic store
+        write per distinct list, so no document is ever half-changed. Returns how many changed."""
+        for column, doc_ids in changes.items():
+            self._writable_store().set_access(doc_ids, column)
+        return sum(len(doc_ids) for doc_ids in changes.values())
 
     def _writable_store(self) -> KnowledgeStore:
         if self.prepare_write is not None:

@@ -7,11 +7,17 @@ not tokenise or fuse: tokens come from :mod:`infuse.retrieval.lexical` and fusio
 
 Invariants every implementation keeps (``tests/store_contract.py`` checks them for each engine):
 
+- ``set_access`` rewrites the access list of whole documents (their chunks and document rows)
+  without touching text or vectors, the chunks in one atomic step: a document is never
+  half-changed.
 - ``replace_documents`` is atomic per call: a reader sees all of a document's new chunks and none
   of its old ones, or the state before; a document's chunks are exactly those of its last write.
 - Reads on a :meth:`KnowledgeStore.snapshot` do not move when others write.
 - Filters (:mod:`infuse.store.filters`) mean what :func:`infuse.store.filters.matches` says.
 - Flagged chunks (prompt-injection screening) are left out only when ``exclude_flagged`` is set.
+- A keyword search whose filter names ``access`` (one caller's view) scores BM25 with the
+  statistics of the chunks passing the filter (:func:`bm25`), so neither its scores nor its order
+  depend on chunks the caller may not read: they cannot reveal that such chunks exist.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import numpy as np
 from infuse.documents.models import Chunk, Document
 from infuse.store.filters import Filter
 from infuse.store.terms import TermStatistics
+
+BM25_K1, BM25_B = 1.2, 0.75
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,25 @@ class DocumentState:
     content_hash: str
     pipeline: str
     source_path: str
+    access: tuple[str, ...] = ()  # the stored access column (infuse.access); empty before access lists
+
+
+def bm25(tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray, average_length: float) -> np.ndarray:
+    """BM25 scores (k1 1.2, b 0.75) of chunks for a query: ``tf[i, j]`` is how often query term ``j``
+    occurs in chunk ``i``, ``lengths[i]`` chunk ``i``'s keyword count, ``idf[j]`` term ``j``'s
+    :meth:`TermStatistics.idf` and ``average_length`` the mean keyword count, over the chunks searched."""
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths / (average_length or 1))
+    scores: np.ndarray = (idf * tf * (BM25_K1 + 1) / (tf + norm[:, None])).sum(axis=1)
+    return scores
+
+
+def access_column(access: Sequence[str]) -> tuple[str, ...]:
+    """``access`` checked as a stored column for :meth:`KnowledgeStore.set_access`: strings, never
+    empty (a document without a list stores :data:`infuse.access.DEFAULT`)."""
+    column = tuple(access)
+    if not column or not all(isinstance(entry, str) for entry in column):
+        raise ValueError(f"set_access: {access!r} is not a stored access column (AccessList.to_column())")
+    return column
 
 
 class KnowledgeStore(Protocol):
@@ -73,6 +100,11 @@ class KnowledgeStore(Protocol):
         """Atomically make ``chunks`` the only chunks of ``documents``, then record the documents."""
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None: ...
+
+    def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
+        """Make ``access`` (a non-empty stored access column, :meth:`infuse.access.AccessList.to_column`)
+        the access list of every chunk of ``doc_ids`` in one atomic step, then of their document
+        rows; text, tokens and vectors are not rewritten. Unknown ids are ignored."""
 
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False

@@ -187,6 +187,16 @@ def matches(filter_: Filter | None, row: Mapping[str, Any]) -> bool:
     return all(matches(clause, row) for clause in filter_.clauses)
 
 
+def names_field(filter_: Filter | None, field: str) -> bool:
+    """Whether any clause of ``filter_`` is about ``field`` (e.g. whether a search is scoped to
+    what one caller may read, so keyword statistics must be too)."""
+    if filter_ is None:
+        return False
+    if isinstance(filter_, AllOf):
+        return any(names_field(clause, field) for clause in filter_.clauses)
+    return filter_.field == field
+
+
 def access_filter(caller: Caller, policy: DefaultPolicy) -> Filter | None:
     """The prefilter that leaves ``caller`` exactly the chunks :meth:`Caller.may_read` allows (None for
     an admin, who reads everything): the access column shares one of the caller's principals and

@@ -24,17 +24,19 @@ from typing import Any, Generic, TypeVar
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from lancedb.index import FTS
 
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk
-from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue, NoneOf
+from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column, bm25
+from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue, NoneOf, names_field
 from infuse.store.terms import TermStatistics
 
 R = TypeVar("R")
 _HEADING_SEPARATOR = " > "
 _VECTOR = "vector"  # its type depends on the store's dimension
+SCOPES_CACHED = 256  # filters (callers' views) whose keyword statistics are kept per table version
 
 
 def _identity(value: Any) -> Any:
@@ -252,6 +254,7 @@ class LanceDBStore:
         self._read_only = False
         self._term_statistics: dict[int, TermStatistics] = {}  # by chunk table version; shared with snapshots
         self._metadata_keys: dict[int, frozenset[str]] = {}  # by documents table version; shared with snapshots
+        self._scopes: dict[tuple[int, str | None], tuple[int, float]] = {}  # see _scope; shared with snapshots
 
     def _open_or_create(self, name: str, schema: pa.Schema) -> Any:
         try:
@@ -302,6 +305,21 @@ class LanceDBStore:
             self._chunks.delete(_in_list("doc_id", batch))
             self._documents.delete(_in_list("doc_id", batch))
 
+    def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
+        """One ``update`` commit of the chunks' access column (rows are rewritten with their vectors
+        as stored, nothing is embedded), then one of the document rows; a crash in between leaves
+        only the document rows' copy stale (the chunks are what search filters on), which the next
+        ``set_access`` or ingest of those documents rewrites."""
+        self._check_writable()
+        column = access_column(access)
+        if not doc_ids:
+            return
+        self._add_missing_columns()
+        value = {ACCESS_FIELD: f"[{_sql_list(column)}]"}
+        where = _in_list("doc_id", list(dict.fromkeys(doc_ids)))
+        self._chunks.update(where=where, values_sql=value)
+        self._documents.update(where=where, values_sql=value)
+
     def optimize(self) -> None:
         self._check_writable()
         self._chunks.optimize()
@@ -340,6 +358,7 @@ class LanceDBStore:
         view.path, view.chunks_name, view.documents_name = self.path, self.chunks_name, self.documents_name
         view.dimension, view._db, view._read_only = self.dimension, self._db, True
         view._term_statistics, view._metadata_keys = self._term_statistics, self._metadata_keys
+        view._scopes = self._scopes
         view._chunks = self._db.open_table(self.chunks_name)
         view._chunks.checkout(view._chunks.version)
         view._documents = self._db.open_table(self.documents_name)
@@ -393,8 +412,63 @@ class LanceDBStore:
         if not unique:
             return []
         query = self._chunks.search(" ".join(unique), query_type="fts", fts_columns="tokens")
+        if names_field(filters, ACCESS_FIELD):
+            return self._scoped_lexical(query, unique, k, self._where(filters, exclude_flagged))
         rows = self._ranked(query, filters, exclude_flagged, k, "_score")
         return [ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows]
+
+    def _scoped_lexical(self, query: Any, terms: list[str], k: int, where: str | None) -> list[ScoredChunk]:
+        """BM25 over the chunks passing ``where`` only (one caller's view): LanceDB's own scores use
+        statistics of every chunk, so a term's weight would reveal chunks the caller cannot read.
+        The index finds the matches (prefiltered); infuse scores them (:func:`bm25`, vectorised
+        over the ids and keyword tokens), then reads the top ``k`` whole."""
+        n_chunks, average = self._scope(where)
+        if not n_chunks:
+            return []
+        if where:
+            query = query.where(where, prefilter=True)
+        found = query.limit(n_chunks).select(["chunk_id", "tokens", "_score"]).to_arrow()
+        if not found.num_rows:
+            return []
+        split = pc.split_pattern(pc.fill_null(found.column("tokens"), ""), pattern=" ")
+        lengths = np.asarray(pc.list_value_length(split).to_numpy(zero_copy_only=False), dtype=np.float64)
+        rows = np.asarray(pc.list_parent_indices(split).to_numpy(zero_copy_only=False))
+        which = pc.fill_null(pc.index_in(pc.list_flatten(split), value_set=pa.array(terms)), -1)
+        term_of = np.asarray(which.to_numpy(zero_copy_only=False))
+        hit = term_of >= 0
+        tf = np.zeros((found.num_rows, len(terms)))
+        np.add.at(tf, (rows[hit], term_of[hit]), 1)
+        stats = TermStatistics(n_chunks, dict(zip(terms, (int(n) for n in (tf > 0).sum(axis=0)))))
+        scores = bm25(tf, lengths, np.array([stats.idf(t) for t in terms]), average)
+        ids = found.column("chunk_id").to_pylist()
+        best = sorted((-score, chunk_id) for chunk_id, score in zip(ids, scores.tolist()) if score > 0)[:k]
+        if not best:
+            return []
+        wanted = [chunk_id for _, chunk_id in best]
+        rows_read = (
+            self._chunks.search()
+            .where(_in_list("chunk_id", wanted))
+            .select([c.name for c in self._read_columns()])
+            .limit(len(wanted))
+            .to_list()
+        )
+        chunks = {row["chunk_id"]: self._chunk(row) for row in rows_read}
+        return [ScoredChunk(chunks[chunk_id], -negative) for negative, chunk_id in best if chunk_id in chunks]
+
+    def _scope(self, where: str | None) -> tuple[int, float]:
+        """How many chunks pass ``where`` and their average keyword count; counted once per table
+        version and filter (a server's callers each have one), then reused."""
+        key = (self._chunks.version, where)
+        if key not in self._scopes:
+            query = self._chunks.search()
+            if where:
+                query = query.where(where)
+            tokens = query.select(["tokens"]).limit(None).to_arrow().column("tokens").to_pylist()
+            lengths = [len(str(t or "").split()) for t in tokens]
+            if len(self._scopes) >= SCOPES_CACHED or any(v != key[0] for v, _ in self._scopes):
+                self._scopes.clear()  # only the latest version is asked for again
+            self._scopes[key] = (len(lengths), sum(lengths) / len(lengths) if lengths else 0.0)
+        return self._scopes[key]
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         if "flags" not in self._chunk_names():
@@ -419,9 +493,13 @@ class LanceDBStore:
         return int(self._documents.count_rows())
 
     def document_states(self) -> dict[str, DocumentState]:
-        table = self._columns(self._documents, ["doc_id", "content_hash", "pipeline", "source_path"])
+        columns = ["doc_id", "content_hash", "pipeline", "source_path"]
+        access = ACCESS_FIELD in self._documents.schema.names
+        table = self._columns(self._documents, [*columns, ACCESS_FIELD] if access else columns)
         return {
-            row["doc_id"]: DocumentState(row["content_hash"], row["pipeline"], row["source_path"])
+            row["doc_id"]: DocumentState(
+                row["content_hash"], row["pipeline"], row["source_path"], _tuple(row.get(ACCESS_FIELD))
+            )
             for row in table.to_pylist()
         }
 

@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 
 from infuse.documents.models import Chunk
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk
-from infuse.store.filters import Filter, matches
+from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column, bm25
+from infuse.store.filters import ACCESS_FIELD, Filter, matches, names_field
 from infuse.store.terms import TermStatistics
-
-_K1, _B = 1.2, 0.75
 
 
 def _fields(chunk: Chunk) -> dict[str, Any]:
@@ -71,6 +69,21 @@ class InMemoryStore:
         self._chunks = {cid: c for cid, c in self._chunks.items() if c.chunk.doc_id not in gone}
         self._documents = {did: d for did, d in self._documents.items() if did not in gone}
 
+    def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
+        self._check_writable()
+        column = access_column(access)
+        ids = set(doc_ids)
+        self._chunks = {
+            cid: dataclasses.replace(c, chunk=dataclasses.replace(c.chunk, access=column))
+            if c.chunk.doc_id in ids
+            else c
+            for cid, c in self._chunks.items()
+        }
+        self._documents = {
+            did: dataclasses.replace(d, document=dataclasses.replace(d.document, access=column)) if did in ids else d
+            for did, d in self._documents.items()
+        }
+
     def optimize(self) -> None:
         self._check_writable()
 
@@ -108,18 +121,19 @@ class InMemoryStore:
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
         terms = list(dict.fromkeys(t for t in tokens if t.strip()))
-        if not terms or not self._chunks:
+        candidates = self._candidates(filters, exclude_flagged)
+        # One caller's view (a filter on access) is scored as if it were the whole knowledge base.
+        scope = candidates if names_field(filters, ACCESS_FIELD) else list(self._chunks.values())
+        if not terms or not scope:
             return []
-        everything = list(self._chunks.values())
-        stats = TermStatistics.from_token_lists(c.tokens for c in everything)
-        average = sum(len(c.tokens) for c in everything) / len(everything)
-        scored = []
-        for item in self._candidates(filters, exclude_flagged):
-            counts = Counter(item.tokens)
-            norm = _K1 * (1 - _B + _B * len(item.tokens) / (average or 1))
-            score = sum(stats.idf(t) * counts[t] * (_K1 + 1) / (counts[t] + norm) for t in terms if counts[t])
-            if score > 0:
-                scored.append(ScoredChunk(item.chunk, score))
+        stats = TermStatistics.from_token_lists(c.tokens for c in scope)
+        average = sum(len(c.tokens) for c in scope) / len(scope)
+        counts = [Counter(item.tokens) for item in candidates]
+        tf = np.array([[c[t] for t in terms] for c in counts], dtype=np.float64).reshape(len(candidates), len(terms))
+        lengths = np.array([len(item.tokens) for item in candidates], dtype=np.float64)
+        idf = np.array([stats.idf(t) for t in terms])
+        scores = bm25(tf, lengths, idf, average)
+        scored = [ScoredChunk(item.chunk, float(score)) for item, score in zip(candidates, scores) if score > 0]
         scored.sort(key=lambda s: (-s.score, s.chunk.chunk_id))
         return scored[:k]
 
@@ -144,7 +158,7 @@ class InMemoryStore:
 
     def document_states(self) -> dict[str, DocumentState]:
         return {
-            d.doc_id: DocumentState(d.document.content_hash, d.pipeline, d.document.source_path)
+            d.doc_id: DocumentState(d.document.content_hash, d.pipeline, d.document.source_path, d.document.access)
             for d in self._documents.values()
         }
 
