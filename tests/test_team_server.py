@@ -38,7 +38,6 @@ from infuse.language import Language
 from infuse.server import RAG_MODEL_ID, create_app
 from infuse.server.audit import AuditLog, read_records
 from infuse.server.context import TunedWeights
-from infuse.store.base import IndexedChunk
 from infuse.store.filters import access_filter
 from infuse.testing import ScriptedModel
 from infuse.tuning.builders import kb_source
@@ -61,7 +60,11 @@ DOCS: dict[str, tuple[list[str], str]] = {
         ["group:legal"],
         "# Merger\n\nThe merger with Acme closes in March after the antitrust review. Codeword blueheron.",
     ),
-    "legal/litigation.md": (
+    "legal/contracts/acme-nda.md": (
+        ["group:legal"],  # no access file in contracts/: inherited from legal/
+        "# NDA\n\nThe nondisclosure agreement with Acme lasts five years. Codeword harborseal.",
+    ),
+    "legal/litigation/hold.md": (
         ["group:legal", "deny:user:eve"],
         "# Litigation\n\nThe litigation hold covers all email sent since 2024. Codeword crimsonlynx.",
     ),
@@ -82,7 +85,17 @@ DOCS: dict[str, tuple[list[str], str]] = {
         "# Parking\n\nParking permits renew every January at the front desk. Codeword frostmoth.",
     ),
 }
+# The .infuse-access files that give DOCS their lists at ingest (nested: the nearest file wins).
+FOLDER_ACCESS: dict[str, list[str]] = {
+    "public": ["everyone"],
+    "legal": ["group:legal"],
+    "legal/litigation": ["group:legal", "deny:user:eve"],
+    "hr": ["group:hr"],
+    "hr/reviews": ["user:bob"],
+    "exec": ["group:exec", "deny:group:hr"],
+}
 QUESTIONS = [
+    "How long does the nondisclosure agreement with Acme last?",
     "When does the cafeteria open?",
     "When does the merger with Acme close?",
     "What does the litigation hold cover?",
@@ -105,33 +118,26 @@ USERS: dict[str, tuple[bool, list[str]]] = {
 }
 
 
-def write_docs(root: Path, docs: dict[str, tuple[list[str], str]]) -> Path:
+def write_docs(root: Path, docs: dict[str, tuple[list[str], str]], folders: dict[str, list[str]] | None = None) -> Path:
+    """The documents, and an ``.infuse-access`` file in each of ``folders`` that holds some."""
     for name, (_, text) in docs.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    for folder, entries in (folders or {}).items():
+        if (root / folder).is_dir():
+            allow = [e for e in entries if not e.startswith("deny:")]
+            deny = [e.removeprefix("deny:") for e in entries if e.startswith("deny:")]
+            (root / folder / ".infuse-access").write_text(f"allow = {json.dumps(allow)}\ndeny = {json.dumps(deny)}\n")
     return root
 
 
 def set_access(ws: Workspace, labels: dict[str, list[str]]) -> None:
-    """Rewrite the access lists of the documents whose source path ends with a key of ``labels``
-    (the test's own writer: the same chunks, re-stored with another access column)."""
-    store = ws.store()
-    assert store is not None
-    chunks = list(store.iter_chunks())
-    documents, indexed = [], []
-    for record in store.iter_documents():
-        entries = next((v for k, v in labels.items() if record.document.source_path.endswith(k)), None)
-        if entries is None:
-            continue
-        column = AccessList.parse(entries).to_column()
-        documents.append(dataclasses.replace(record, document=dataclasses.replace(record.document, access=column)))
-        for chunk in (c for c in chunks if c.doc_id == record.doc_id):
-            relabelled = dataclasses.replace(chunk, access=column)
-            text = relabelled.embedding_input()
-            vector = ws.embedder.embed_passages([text])[0]
-            indexed.append(IndexedChunk(relabelled, tuple(ws.tokenizer.tokenize(text)), vector))
-    store.replace_documents(documents, indexed)
+    """``infuse access set``: the documents whose source path ends with a key of ``labels`` get its list."""
+    for record in ws.documents():
+        entries = next((v for k, v in labels.items() if record.source_path.endswith(k)), None)
+        if entries is not None:
+            ws.set_access([record.doc_id], AccessList.parse(entries))
 
 
 @dataclass
@@ -166,7 +172,8 @@ class Team:
 
 def make_team(root: Path, docs: dict[str, tuple[list[str], str]], **app_options: Any) -> Team:
     ws = Workspace.open(root / "ws", create=True, embedder=HASHING)
-    ws.ingest([write_docs(root / "corpus", docs)])
+    report = ws.ingest([write_docs(root / "corpus", docs, FOLDER_ACCESS)])
+    assert not report.failed
     identity = IdentityStore.open(ws.path, create=True, settings=FAST_KEYS)
     groups = sorted({g for _, gs in USERS.values() for g in gs} | {"exec", "hr", "legal"})
     for group in groups:
@@ -189,7 +196,9 @@ def make_team(root: Path, docs: dict[str, tuple[list[str], str]], **app_options:
         chunks = [c for c in store.iter_chunks() if c.source_path.endswith(name)]
         team.chunk_ids[name] = [c.chunk_id for c in chunks]
         team.paths[name] = chunks[0].source_path
-    team.relabel({name: entries for name, (entries, _) in docs.items()})
+        # The folder files gave every document its list (nested folders: the nearest file wins).
+        team.access[name] = AccessList.parse(docs[name][0]).to_column()
+        assert {c.access for c in chunks} == {team.access[name]}, name
     return team
 
 
@@ -454,7 +463,7 @@ def test_gate_statistics_count_only_what_the_caller_may_read(team: Team, tmp_pat
     mine = team.ws.term_statistics(visible)
     # Exactly the statistics of a knowledge base holding only what carol may read.
     alone = Workspace.open(tmp_path / "alone", create=True, embedder=HASHING)
-    alone.ingest([write_docs(tmp_path / "corpus", {f: DOCS[f] for f in readable})])
+    alone.ingest([write_docs(tmp_path / "corpus", {f: DOCS[f] for f in readable}, FOLDER_ACCESS)])
     assert mine == alone.term_statistics()
     everything = team.ws.term_statistics()
     assert "blueheron" in everything.document_frequency and "blueheron" not in mine.document_frequency

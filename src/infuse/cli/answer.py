@@ -123,7 +123,6 @@ def serve(
     /v1/search, /v1/documents, /admin).
 
     Requests wait for the model in a bounded line (\\[server] max_waiting); see docs/serving.md."""
-    from infuse.access import DefaultPolicy
     from infuse.models import load_model
     from infuse.server import RAG_MODEL_ID, create_app, serve
     from infuse.server.context import TunedWeights
@@ -170,7 +169,7 @@ def serve(
         root=ws.path,
         authenticator=identity,
         limiter=limiter,
-        policy=DefaultPolicy.ADMINS,  # TODO: [access] default_policy once it exists
+        policy=ws.default_policy(),
         tuned=tuned,
         allow_tuned_for_all=allow,
         identity=identity,
