@@ -280,6 +280,29 @@ def test_admin_routes_reject_members_with_403(team: Team) -> None:
     assert team.client.get("/admin/users", headers=team.headers("root")).status_code == 200
 
 
+def test_admins_manage_users_groups_and_keys_over_http(tmp_path: Path) -> None:
+    team = make_team(tmp_path, {k: DOCS[k] for k in ("public/cafeteria.md", "legal/merger.md")})
+    root = team.headers("root")
+    with TestClient(team.app) as client:
+        assert client.post("/admin/groups", json={"name": "audit"}, headers=root).status_code == 200
+        made = client.post("/admin/users", json={"name": "gina", "groups": ["legal"]}, headers=root).json()
+        assert made["user"]["name"] == "gina"
+        gina = {"Authorization": f"Bearer {made['key']}"}
+        search = {"query": "blueheron", "mode": "lexical"}
+        assert len(client.post("/v1/search", json=search, headers=gina).json()["hits"]) == 1
+        assert client.delete("/admin/groups/legal/members/gina", headers=root).json()["removed"] is True
+        assert client.post("/v1/search", json=search, headers=gina).json()["hits"] == []  # at once
+        rotated = client.post("/admin/users/gina/keys", headers=root).json()["key"]
+        assert client.get("/v1/models", headers=gina).status_code == 401  # the old key, at once
+        assert client.get("/v1/models", headers={"Authorization": f"Bearer {rotated}"}).status_code == 200
+        names = [u["name"] for u in client.get("/admin/users", headers=root).json()["data"]]
+        assert "gina" in names
+        assert client.delete("/admin/users/gina", headers=root).status_code == 200
+        assert client.get("/v1/models", headers={"Authorization": f"Bearer {rotated}"}).status_code == 401
+        unknown = client.delete("/admin/users/nobody", headers=root)
+        assert unknown.status_code >= 400 and "nobody" in unknown.json()["error"]["message"]
+
+
 # --- the leak probe -------------------------------------------------------------------------------------
 
 
