@@ -475,6 +475,24 @@ def test_new_access_takes_effect_at_once_and_readers_see_their_documents(team: T
     assert [h["source_path"] for h in root.json()["hits"]] == [team.paths["misc/parking.md"]]  # admins read all
 
 
+def test_filter_errors_name_only_metadata_keys_the_caller_may_see(tmp_path: Path) -> None:
+    deals = '{"text": "The Falcon deal closes soon. Codeword ivoryfinch.", "deal_code": "falcon"}\n'
+    team = make_team(
+        tmp_path, {"public/cafeteria.md": DOCS["public/cafeteria.md"], "legal/deals.jsonl": (["group:legal"], deals)}
+    )
+    with TestClient(team.app) as client:
+        for user, shown in (("carol", False), ("alice", True)):
+            wrong = client.post(
+                "/v1/search", json={"query": "deal", "filters": {"deal_cod": "x"}}, headers=team.headers(user)
+            )
+            assert wrong.status_code == 400
+            assert ("deal_code" in wrong.json()["error"]["message"]) is shown, (user, wrong.text)
+            listed = client.get("/v1/documents", params={"filter": "deal_code=falcon"}, headers=team.headers(user))
+            assert listed.status_code == (200 if shown else 400)
+            # carol's own key is echoed back, but the knowledge base's keys she may not see are not listed.
+            assert shown or "document metadata keys: none" in listed.json()["error"]["message"]
+
+
 # --- the relevance gate's statistics -----------------------------------------------------------------
 
 
@@ -673,6 +691,12 @@ def test_without_auth_the_single_user_is_an_admin_and_the_api_key_is_checked(tea
         assert client.get("/v1/status", headers={"Authorization": "Bearer sk-one"}).json()["user"] == "local"
         assert client.post("/auth/session", json={"key": "sk-one"}).status_code == 404  # no sessions without --auth
         assert client.get("/ready").json() == {"status": "ready"}
+
+
+def test_serve_auth_without_users_says_how_to_add_the_first_admin(tmp_path: Path) -> None:
+    Workspace.open(tmp_path / "ws", create=True)
+    result = CliRunner().invoke(cli_app, ["-w", str(tmp_path / "ws"), "serve", "--auth"])
+    assert result.exit_code != 0 and "users add" in result.output and "--admin" in result.output
 
 
 # --- 20 users at once -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from infuse.rag import RagPipeline
 from infuse.server.auth import Gate
 from infuse.server.common import APIError
 from infuse.server.queue import ModelQueue
-from infuse.store.filters import Filter, access_filter, combine
+from infuse.store.filters import Filter, FilterLike, access_filter, combine, validate
 from infuse.workspace import Workspace, WorkspaceRetriever
 
 
@@ -81,6 +81,21 @@ class ServerContext:
         """What ``caller`` may see: the base pipeline's filters and the caller's access."""
         base = self.retriever.filters if self.retriever is not None else None
         return combine(base, access_filter(caller, self.policy))
+
+    def request_filters(self, caller: Caller, filters: FilterLike) -> Filter | None:
+        """A client's own ``filters`` checked against the metadata keys of the documents ``caller``
+        may read (not the whole knowledge base's: an error listing keys, or suggesting one, must
+        not reveal a restricted document's metadata)."""
+        workspace = self.workspace
+        if filters is None or workspace is None:
+            return None
+        if caller.admin:
+            return workspace.validate_filters(filters)
+
+        def visible_keys() -> frozenset[str]:
+            return frozenset(key for d in workspace.documents(self.visible(caller)) for key in d.metadata)
+
+        return validate(filters, visible_keys)
 
     def pipeline_for(self, caller: Caller) -> RagPipeline:
         """The caller's pipeline: the shared model over a retriever that sees only what they may read."""

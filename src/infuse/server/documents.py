@@ -57,8 +57,11 @@ def documents_router(ctx: ServerContext) -> APIRouter:
         filter_: Annotated[list[str] | None, Query(alias="filter", description="KEY=VALUE, repeatable")] = None,
         caller: Caller = Depends(ctx.gate),
     ) -> dict[str, Any]:
-        filters = combine(ctx.visible(caller), parse_filter_items(filter_ or []))
-        documents = await anyio.to_thread.run_sync(workspace.documents, filters)
+        def documents() -> list[Any]:
+            asked = ctx.request_filters(caller, parse_filter_items(filter_ or []) or None)
+            return workspace.documents(combine(ctx.visible(caller), asked))
+
+        documents = await anyio.to_thread.run_sync(documents)
         return {"object": "list", "data": [d.to_dict() for d in documents]}
 
     @router.get("/v1/documents/{doc_id:path}")

@@ -41,8 +41,12 @@ def knowledge_router(ctx: ServerContext) -> APIRouter:
     @router.post("/v1/search")
     async def search(body: SearchRequest, request: Request, caller: Caller = Depends(ctx.gate)) -> dict[str, Any]:
         note(request, question=body.query)
-        filters = combine(ctx.visible(caller), body.filters)
-        hits = await anyio.to_thread.run_sync(lambda: workspace.search(body.query, body.k, body.mode, filters))
+
+        def find() -> list[Any]:
+            filters = combine(ctx.visible(caller), ctx.request_filters(caller, body.filters))
+            return workspace.search(body.query, body.k, body.mode, filters)
+
+        hits = await anyio.to_thread.run_sync(find)
         note(request, chunks=[hit.chunk.chunk_id for hit in hits])
         return {"query": body.query, "hits": [hit.to_dict() for hit in hits]}
 
