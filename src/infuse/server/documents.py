@@ -22,7 +22,7 @@ from infuse.documents.loaders import normalise_path
 from infuse.errors import InfuseError
 from infuse.server.context import ServerContext
 from infuse.store.filters import Filter, combine, parse_filter_items
-from infuse.workspace import DocumentNotFoundError, DocumentView, Workspace
+from infuse.workspace import DocumentNotFoundError, DocumentSummary, DocumentView, Workspace
 
 
 def _visible_document(workspace: Workspace, ref: str, visible: Filter) -> DocumentView:
@@ -57,12 +57,12 @@ def documents_router(ctx: ServerContext) -> APIRouter:
         filter_: Annotated[list[str] | None, Query(alias="filter", description="KEY=VALUE, repeatable")] = None,
         caller: Caller = Depends(ctx.gate),
     ) -> dict[str, Any]:
-        def documents() -> list[Any]:
+        def listed() -> list[DocumentSummary]:
             asked = ctx.request_filters(caller, parse_filter_items(filter_ or []) or None)
             return workspace.documents(combine(ctx.visible(caller), asked))
 
-        documents = await anyio.to_thread.run_sync(documents)
-        return {"object": "list", "data": [d.to_dict() for d in documents]}
+        summaries = await anyio.to_thread.run_sync(listed)
+        return {"object": "list", "data": [d.to_dict() for d in summaries]}
 
     @router.get("/v1/documents/{doc_id:path}")
     async def get_document(doc_id: str, caller: Caller = Depends(ctx.gate)) -> dict[str, Any]:
