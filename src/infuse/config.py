@@ -207,6 +207,14 @@ class ServerSettings(BaseModel):
     shutdown_timeout: float = Field(
         default=10.0, gt=0, description="seconds a stopping server waits for requests to end before cancelling them"
     )
+    # The audit log (who asked what, which chunks came back): "off", or a JSONL file (relative: in the workspace).
+    audit_log: str = "logs/audit.jsonl"
+    audit_max_bytes: int = Field(default=10_000_000, ge=1024, description="past this size the audit log is rotated")
+    audit_keep: int = Field(default=5, ge=0, description="rotated audit files kept (audit.jsonl.1 ...)")
+    allow_tuned_for_all: bool = Field(
+        default=False,
+        description="serve a fine-tuned model to callers who may not read all of its training documents",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -272,7 +280,6 @@ class Settings(BaseSettings):
     cost: CostSettings = Field(default_factory=CostSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-
     access: AccessSettings = Field(default_factory=AccessSettings)
 
     @classmethod
@@ -376,6 +383,10 @@ max_waiting = 16              # requests that may wait for the model; more are a
 max_request_bytes = 4000000   # larger request bodies are answered 413
 access_log = "stderr"         # stderr | off | a file (relative paths are inside the workspace)
 shutdown_timeout = 10         # seconds a stopping server waits for requests to end
+audit_log = "logs/audit.jsonl"  # who asked what, which chunks came back: off | a JSONL file (in the workspace)
+audit_max_bytes = 10000000    # past this size the audit log is rotated (audit.jsonl.1, .2, ...)
+audit_keep = 5                # rotated audit files kept
+allow_tuned_for_all = false   # serve fine-tuned weights to callers who may not read all their training documents
 
 [auth]                        # users, API keys and sign-in (docs/serving.md: Users, groups and keys)
 max_failures = 10             # failed sign-ins from one address within failure_window ...

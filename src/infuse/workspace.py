@@ -17,6 +17,7 @@ Layout::
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ PIPELINE_VERSION = "2"
 FLAGGED_LIST_LIMIT = 50
 # How many of the newest job records `status` shows (running ones first).
 JOBS_LIST_LIMIT = 5
+# How many filters (distinct callers' access) keep their own term statistics (the oldest is dropped).
+FILTERED_STATISTICS_CACHED = 256
 
 
 @dataclass
@@ -215,6 +218,8 @@ class Workspace:
         self.runs_dir = path / "runs"  # compare runs and reports (infuse.evaluation)
         self.tokenizer = LanguageAwareTokenizer()
         self._stores: dict[tuple[str, int], KnowledgeStore] = {}
+        self._filtered_statistics: dict[tuple[str, Filter], tuple[TermStatistics, TermStatistics]] = {}
+        self._statistics_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> Workspace:
@@ -305,10 +310,37 @@ class Workspace:
             )
         return store
 
-    def term_statistics(self) -> TermStatistics:
-        """Keyword document frequencies of the latest commit (empty before the first ingest)."""
+    def term_statistics(self, filters: FilterLike = None) -> TermStatistics:
+        """Keyword document frequencies of the latest commit (empty before the first ingest).
+
+        With ``filters`` (what one caller may read) they are counted over the chunks that pass
+        only, so the relevance gate's weights do not depend on (and so cannot reveal) documents
+        the caller may not read. Counted once per filter and knowledge-base version, then reused
+        (:data:`FILTERED_STATISTICS_CACHED` filters are kept).
+        """
         manifest = self.manifest()
-        return self._snapshot(manifest).term_statistics() if manifest else TermStatistics(0)
+        if manifest is None:
+            return TermStatistics(0)
+        store = self._snapshot(manifest)
+        everything = store.term_statistics()
+        checked = self.validate_filters(filters)
+        if checked is None:
+            return everything
+        # The store's statistics object changes exactly when its chunk table does (a new version:
+        # an ingest, a removal, an access change), so it is the version the cache is keyed by;
+        # holding it in the entry keeps that identity from being reused.
+        key = (manifest.chunks_table, checked)
+        with self._statistics_lock:
+            cached = self._filtered_statistics.get(key)
+        if cached is not None and cached[0] is everything:
+            return cached[1]
+        tokenize = self.tokenizer.tokenize  # what ingest stored as each chunk's keyword tokens
+        counted = TermStatistics.from_token_lists(tokenize(c.embedding_input()) for c in store.iter_chunks(checked))
+        with self._statistics_lock:
+            if len(self._filtered_statistics) >= FILTERED_STATISTICS_CACHED:
+                self._filtered_statistics.pop(next(iter(self._filtered_statistics)))
+            self._filtered_statistics[key] = (everything, counted)
+        return counted
 
     def pipeline_fingerprint(self) -> str:
         chunking = self.settings.chunking
@@ -710,4 +742,5 @@ class WorkspaceRetriever:
         return self.workspace.search(query, k=k, mode=self.mode, filters=combine(self.filters, filters))
 
     def term_statistics(self) -> TermStatistics:
-        return self.workspace.term_statistics()
+        """Over what this retriever's ``filters`` let through (everything without filters)."""
+        return self.workspace.term_statistics(self.filters)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import typer
 
 import infuse.lab  # noqa: F401  (the lab registers its dataset writer with infuse.tuning)
-from infuse.cli import access, answer, documents, evaluate, identity, kb, lab, tuning
+from infuse.cli import access, answer, audit, documents, evaluate, identity, kb, lab, tuning
 from infuse.cli.common import EXIT_ERROR, EXIT_PARTIAL, InfuseGroup, main
 
 app = typer.Typer(
@@ -31,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.callback()(main)
-for group in (kb, documents, access, answer, tuning, evaluate, lab, identity):
+for group in (kb, documents, access, answer, tuning, evaluate, lab, identity, audit):
     group.register(app)
 
 __all__ = ["EXIT_ERROR", "EXIT_PARTIAL", "app"]

@@ -84,29 +84,96 @@ def sources_table(answer: Any) -> Table:
     return table
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(
     model: ModelOption = None,
     adapter: AdapterOption = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     api_key: Annotated[
-        str | None, typer.Option(envvar="INFUSE_API_KEY", help="Require this bearer token on /v1 requests.")
+        str | None,
+        typer.Option(envvar="INFUSE_API_KEY", help="Without --auth: require this bearer token on every route."),
     ] = None,
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth", help="Serve a team: every route needs a user's API key or session (`infuse users add`)."
+        ),
+    ] = False,
+    allow_tuned_for_all: Annotated[
+        bool,
+        typer.Option(
+            "--allow-tuned-for-all",
+            help="Serve fine-tuned weights to every user, also those who may not read all of their training "
+            "documents (knowledge in weights cannot be filtered per user).",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions).
+    """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions,
+    /v1/search, /v1/documents, /admin).
 
     Requests wait for the model in a bounded line (\\[server] max_waiting); see docs/serving.md."""
     from infuse.models import load_model
     from infuse.server import RAG_MODEL_ID, create_app, serve
+    from infuse.server.context import TunedWeights
+    from infuse.tuning.registry import training_access
 
     ws = open_workspace(create=True, **model_overrides(model, adapter))
+    identity: Any = None
+    limiter: Any = None
+    if auth:
+        from infuse.identity import FailedAuthLimiter, IdentityStore
+
+        if api_key:
+            raise typer.BadParameter("--api-key is for a single-user server; with --auth every user has their own key")
+        identity = IdentityStore.open(ws.path)
+        limiter = FailedAuthLimiter.from_settings(identity.settings)
+    elif not _is_loopback(host):
+        err.print(
+            f"[bold red]WARNING: serving {host}:{port} without --auth: anyone who can reach it "
+            f"{'and has the --api-key ' if api_key else ''}reads every document as an admin. "
+            "Use --auth to give each person their own key and access.[/]"
+        )
+    tuned = TunedWeights.from_runs(training_access(ws, ws.settings.model.name, ws.settings.model.adapters))
     with err.status("loading model…"):
         llm = load_model(ws.settings.model)
     err.print(
         f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1"
+        + (" for the users of this workspace (--auth)" if auth else "")
     )
     settings = ws.settings.server
-    app = create_app(ws.rag_pipeline(llm), api_key=api_key, settings=settings, root=ws.path)
+    allow = allow_tuned_for_all or settings.allow_tuned_for_all
+    if tuned is not None:
+        err.print(
+            f"the model is fine-tuned (run {', '.join(tuned.runs)}): "
+            + (
+                "served to every user (--allow-tuned-for-all)"
+                if allow
+                else "refused to users who may not read all of its training documents"
+            )
+        )
+    app = create_app(
+        ws.rag_pipeline(llm),
+        api_key=api_key,
+        settings=settings,
+        root=ws.path,
+        authenticator=identity,
+        limiter=limiter,
+        policy=ws.default_policy(),
+        tuned=tuned,
+        allow_tuned_for_all=allow,
+        identity=identity,
+    )
     serve(app, host=host, port=port, shutdown_timeout=settings.shutdown_timeout)
 
 

@@ -1,125 +1,57 @@
-"""OpenAI-compatible API over infuse: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+"""The server's app factory: FastAPI routers per area, one auth dependency, errors in one shape.
 
-Two model ids are served: ``infuse-rag`` answers from the knowledge base (citations in an extra
-``citations`` field that standard clients ignore), and the model's own name answers without
-retrieval. ``/v1/completions`` scores and continues raw text; with ``echo`` and ``logprobs`` it
-returns prompt log-probabilities, which infuse's own ``openai`` backend uses for multiple-choice
-scoring.
+Areas (each its own router module): the OpenAI-compatible routes (:mod:`.openai_routes`:
+``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``), search and status
+(:mod:`.knowledge`), documents (:mod:`.documents`), sign-in sessions (:mod:`.auth`, with
+``--auth``), admin (:mod:`.admin`) and health (:mod:`.health`: ``/health`` and ``/ready``, the only
+routes without auth). Every other route depends on :class:`~infuse.server.auth.Gate`, which gives
+it the :class:`~infuse.access.Caller`; the pipeline is built per request from that caller
+(:class:`~infuse.server.context.ServerContext`), over one shared model.
 
 The model answers one request at a time; the others wait in a bounded FIFO line
-(:mod:`infuse.server.queue`; a full line is a 503 with ``Retry-After``). Generation runs one step
-at a time in a worker thread, so it stops within a step when the client hangs up (a stream's
-client, or a non-streaming client that leaves while waiting) or the server stops (:func:`serve`):
-the model is then free for the next request instead of finishing an answer nobody reads.
-Every error is an OpenAI-style JSON object; bodies never carry tracebacks.
+(:mod:`infuse.server.queue`). :func:`serve` stops running generations within a step on Ctrl-C or
+SIGTERM. Every error is an OpenAI-style JSON object; bodies never carry tracebacks. Each request is
+logged twice: a line in the access log (no questions, no keys) and a record in the audit log
+(:mod:`infuse.server.audit`: who asked what, which chunks came back).
 
 >>> app = create_app(workspace.rag_pipeline(model), settings=workspace.settings.server)  # doctest: +SKIP
+>>> app = create_app(pipeline, authenticator=IdentityStore.open(ws.path), root=ws.path)  # doctest: +SKIP
 >>> serve(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
 
+from infuse.access import DefaultPolicy
 from infuse.config import ServerSettings
 from infuse.errors import InfuseError
-from infuse.models.base import ChatMessage, GenerationConfig, GenerationStream, LanguageModel
-from infuse.rag import RagPipeline, RagStream
-from infuse.server.middleware import AccessLog, AccessLogSink, ApiKeyAuth, BodyLimit
-from infuse.server.queue import POLL_SECONDS, ClientGone, ModelQueue, ServerBusy, ServerStopping, Turn
-from infuse.server.schemas import ChatCompletionRequest, CompletionRequest
+from infuse.identity import IdentityStore
+from infuse.rag import RagPipeline
+from infuse.server.admin import admin_router
+from infuse.server.audit import AuditLog, AuditMiddleware, audit_path
+from infuse.server.auth import Authenticator, Gate, Limiter, session_router
+from infuse.server.common import INTERNAL_ERROR, RAG_MODEL_ID, SHUTTING_DOWN, APIError, error_body, error_kind
+from infuse.server.context import ServerContext, TunedWeights
+from infuse.server.documents import documents_router
+from infuse.server.health import health_router
+from infuse.server.knowledge import knowledge_router
+from infuse.server.middleware import AccessLog, AccessLogSink, BodyLimit
+from infuse.server.openai_routes import openai_router
+from infuse.server.queue import ClientGone, ModelQueue, ServerBusy, ServerStopping
 
-RAG_MODEL_ID = "infuse-rag"
 # nginx's code for "the client closed the request": only the access log sees it, the client has gone.
 CLIENT_CLOSED_REQUEST = 499
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class APIError(Exception):
-    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-
-
-def _error_body(
-    message: str, code: str, param: str | None = None, kind: str = "invalid_request_error"
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def _sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-SHUTTING_DOWN = _error_body(
-    "the server is shutting down; generation was stopped (retry against a running server)",
-    "server_shutting_down",
-    kind="server_error",
-)
-
-
-INTERNAL_ERROR = _error_body("internal error; see the server log", "internal_error", kind="server_error")
-
-
-def _error_kind(exc: InfuseError) -> str:
-    return "server_error" if exc.http_status >= 500 else "invalid_request_error"
-
-
-class _Generation:
-    """A started generation (a RAG answer or a plain one), stepped from worker threads."""
-
-    def __init__(self, stream: RagStream | GenerationStream) -> None:
-        self.stream = stream
-        self._deltas: Iterator[str] = iter(stream)
-
-    def step(self) -> str | None:
-        """The next delta, or None at the end (runs one or more model steps: call it in a worker thread)."""
-        return next(self._deltas, None)
-
-    def close(self) -> None:
-        """Stop generating and release the model's resources (never while a step runs)."""
-        self.stream.close()
-        close = getattr(self._deltas, "close", None)
-        if close is not None:
-            close()
-
-
-class _TurnStreamingResponse(StreamingResponse):
-    """A streamed answer that, however it ends (done, client gone, server stopping), closes its
-    generation and only then passes the model to the next request in line."""
-
-    def __init__(self, content: AsyncIterator[str], generation: _Generation, turn: Turn) -> None:
-        super().__init__(content, media_type="text/event-stream")
-        self._content = content
-        self._generation = generation
-        self._turn = turn
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                aclose = getattr(self._content, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            self._generation.close()
-            self._turn.release()
 
 
 def create_app(
@@ -127,21 +59,50 @@ def create_app(
     api_key: str | None = None,
     settings: ServerSettings | None = None,
     root: Path | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    limiter: Limiter | None = None,
+    policy: DefaultPolicy = DefaultPolicy.ADMINS,
+    tuned: TunedWeights | None = None,
+    allow_tuned_for_all: bool | None = None,
+    identity: IdentityStore | None = None,
 ) -> FastAPI:
-    """The API app; with ``api_key`` every /v1 request needs ``Authorization: Bearer <api_key>``.
+    """The API app over ``pipeline`` (its model is shared; its retriever is narrowed per caller).
 
-    ``settings`` ([server]) bound the line of waiting requests and the request size and choose the
-    access log; a relative access-log path is inside ``root`` (the workspace folder).
+    Without ``authenticator`` the server has one user, an admin (``api_key``: the bearer token it
+    must send). With one (``serve --auth``), every route but health needs a key or a session, and
+    ``limiter`` counts failed attempts. ``policy`` decides who reads documents without an access
+    list; ``tuned`` lists the fine-tuning runs in the served weights (refused to callers who may not
+    read their training documents unless ``allow_tuned_for_all``, default ``[server]
+    allow_tuned_for_all``). ``identity`` (the identity store) backs the admin routes for users,
+    groups and keys. ``settings`` ([server]) bound the line and the request size and choose the
+    access and audit logs; relative log paths are inside ``root`` (default: the workspace folder).
     """
     settings = settings or ServerSettings()
-    model = pipeline.model
+    gate = Gate(authenticator, api_key, limiter)
     # One generation at a time: a local model is not safe to run from several threads at once.
     queue = ModelQueue(settings.max_waiting)
+    ctx = ServerContext(
+        pipeline,
+        queue,
+        gate,
+        policy=policy,
+        tuned=tuned,
+        allow_tuned_for_all=settings.allow_tuned_for_all if allow_tuned_for_all is None else allow_tuned_for_all,
+    )
+    if authenticator is not None and ctx.workspace is None:
+        raise InfuseError("a server with --auth needs a workspace pipeline (its retriever filters per caller)")
+    root = root or (ctx.workspace.path if ctx.workspace is not None else None)
+    audit_file = audit_path(settings.audit_log, root) if root is not None else None
+    audit = AuditLog(audit_file, settings.audit_max_bytes, settings.audit_keep) if audit_file is not None else None
+
     app = FastAPI(title="infuse", description="OpenAI-compatible API over an infuse knowledge base")
     app.state.queue = queue
+    app.state.context = ctx
+    app.state.audit_path = audit_file
     # The last added is the outermost: every request is logged, 401s and 413s included.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(ApiKeyAuth, api_key=api_key)
+    app.add_middleware(AuditMiddleware, log=audit)
     app.add_middleware(AccessLog, sink=AccessLogSink.from_setting(settings.access_log, root))
 
     @app.exception_handler(RequestValidationError)
@@ -152,7 +113,7 @@ def create_app(
             location = ".".join(str(p) for p in error["loc"] if p != "body")
             param = param or location
             problems.append(f"{location or 'body'}: {error['msg']}")
-        return JSONResponse(status_code=400, content=_error_body("; ".join(problems), "invalid_request", param))
+        return JSONResponse(status_code=400, content=error_body("; ".join(problems), "invalid_request", param))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -167,26 +128,28 @@ def create_app(
             message = f"{request.method} is not allowed on {request.url.path} (allowed: {exc.headers and exc.headers.get('Allow')})"
         return JSONResponse(
             status_code=exc.status_code,
-            content=_error_body(message, codes.get(exc.status_code, "invalid_request")),
+            content=error_body(message, codes.get(exc.status_code, "invalid_request")),
             headers=exc.headers,
         )
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content=_error_body(exc.message, exc.code, exc.param))
+        return JSONResponse(
+            status_code=exc.status, content=error_body(exc.message, exc.code, exc.param, exc.kind), headers=exc.headers
+        )
 
     @app.exception_handler(InfuseError)
     async def _infuse_error(_: Request, exc: InfuseError) -> JSONResponse:
         # Each error class carries its status (infuse.errors): bad input 400, busy workspace 409, model server 502...
         return JSONResponse(
-            status_code=exc.http_status, content=_error_body(str(exc), "infuse_error", kind=_error_kind(exc))
+            status_code=exc.http_status, content=error_body(str(exc), "infuse_error", kind=error_kind(exc))
         )
 
     @app.exception_handler(ServerBusy)
     async def _busy(_: Request, exc: ServerBusy) -> JSONResponse:
         return JSONResponse(
             status_code=503,
-            content=_error_body(str(exc), "server_busy", kind="server_error"),
+            content=error_body(str(exc), "server_busy", kind="server_error"),
             headers={"Retry-After": str(exc.retry_after)},
         )
 
@@ -204,272 +167,13 @@ def create_app(
         logger.error("unexpected error", exc_info=exc)
         return JSONResponse(status_code=500, content=INTERNAL_ERROR)
 
-    def check_model(name: str) -> bool:
-        """Whether the request asks for the RAG pipeline; unknown ids are a 404 like OpenAI's."""
-        if name == RAG_MODEL_ID:
-            return True
-        if name == model.name:
-            return False
-        raise APIError(
-            404, f"model {name!r} not found; available: {RAG_MODEL_ID}, {model.name}", "model_not_found", "model"
-        )
-
-    def generation_config(body: ChatCompletionRequest | CompletionRequest, default_max: int) -> GenerationConfig:
-        return GenerationConfig(
-            max_new_tokens=body.max_tokens if body.max_tokens is not None else default_max,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            stop=body.stop_list(),
-            seed=body.seed,
-        )
-
-    async def start(request: Request, begin: Callable[[], T]) -> tuple[Turn, T]:
-        """Wait for the model in line, then run ``begin`` (retrieval, prompt) in a worker thread."""
-        turn = await queue.acquire(request.is_disconnected)
-        try:
-            return turn, await anyio.to_thread.run_sync(begin)
-        except BaseException:
-            turn.release()
-            raise
-
-    async def run_watched(request: Request, work: Callable[[], T], cancel: Callable[[], None]) -> T:
-        """Run ``work`` in a worker thread; ``cancel`` it when the client hangs up or the server stops."""
-        stopped_by: type[Exception] | None = None
-
-        async def watch() -> None:
-            nonlocal stopped_by
-            while True:
-                await anyio.sleep(POLL_SECONDS)
-                if queue.stopping.is_set():
-                    stopped_by = ServerStopping
-                elif await request.is_disconnected():
-                    stopped_by = ClientGone
-                if stopped_by is not None:
-                    cancel()
-                    return
-
-        failure: Exception | None = None
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch)
-            try:
-                result = await anyio.to_thread.run_sync(work)
-            except Exception as exc:  # raised below, as itself (a task group would wrap it in a group)
-                failure = exc
-            group.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-        if stopped_by is not None:
-            raise stopped_by("the server is shutting down" if stopped_by is ServerStopping else "")
-        return result
-
-    async def stream_events(
-        generation: _Generation, chunk: Callable[[str], dict[str, Any]], first: list[str], last: Callable[[], list[str]]
-    ) -> AsyncIterator[str]:
-        """SSE lines: ``first``, one chunk per delta (each model step in a worker thread), then ``last()``.
-        A stopping server ends the stream with an error event; a client that hangs up cancels it."""
-        for line in first:
-            yield line
-        while True:
-            if queue.stopping.is_set():
-                generation.stream.cancel()
-                yield _sse(SHUTTING_DOWN)
-                yield _sse("[DONE]")
-                return
-            try:
-                delta = await anyio.to_thread.run_sync(generation.step)
-            except InfuseError as exc:  # e.g. the model server behind the openai backend failed mid-answer
-                yield _sse(_error_body(str(exc), "infuse_error", kind=_error_kind(exc)))
-                yield _sse("[DONE]")
-                return
-            except Exception as exc:  # a bug: the traceback goes to the server's log, never to the client
-                logger.error("unexpected error while streaming", exc_info=exc)
-                yield _sse(INTERNAL_ERROR)
-                yield _sse("[DONE]")
-                return
-            if delta is None:
-                break
-            yield _sse(chunk(delta))
-        for line in last():
-            yield line
-
-    def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-
-    @app.get("/v1/models")
-    def list_models() -> dict[str, Any]:
-        created = int(time.time())
-        return {
-            "object": "list",
-            "data": [
-                {"id": RAG_MODEL_ID, "object": "model", "created": created, "owned_by": "infuse"},
-                {"id": model.name, "object": "model", "created": created, "owned_by": "infuse"},
-            ],
-        }
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {
-            "status": "stopping" if queue.stopping.is_set() else "ok",
-            "model": model.name,
-            "queue": {"busy": queue.busy, "waiting": queue.waiting, "max_waiting": queue.max_waiting},
-        }
-
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> dict[str, Any] | Response:
-        use_rag = check_model(body.model)
-        config = generation_config(body, pipeline.generation.max_new_tokens)
-        messages: list[ChatMessage] = [{"role": m.role, "content": m.content} for m in body.messages]
-        # The client's system messages are kept as guidance below infuse's own rules (rag/prompts.py).
-        guidance = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        history = [m for m in messages[:-1] if m["role"] != "system"]
-
-        def begin() -> _Generation:
-            if use_rag:
-                return _Generation(
-                    pipeline.stream(messages[-1]["content"], history=history, generation=config, guidance=guidance)
-                )
-            return _Generation(model.stream(messages, config))
-
-        turn, generation = await start(request, begin)
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        stream = generation.stream
-
-        def outcome() -> tuple[str, tuple[int, int], list[dict[str, Any]]]:
-            """Finish reason, usage and citations, once the generation has ended."""
-            if isinstance(stream, RagStream):
-                answer = stream.answer
-                citations = [c.to_dict() for c in answer.citations]
-                return answer.finish_reason.value, (answer.prompt_tokens, answer.completion_tokens), citations
-            assert stream.result is not None
-            result = stream.result
-            return result.finish_reason.value, (result.prompt_tokens, result.completion_tokens), []
-
-        if not body.stream:
-            try:
-                text = await run_watched(request, lambda: "".join(iter(generation.step, None)), stream.cancel)
-            finally:
-                generation.close()
-                turn.release()
-            if isinstance(stream, RagStream):
-                text = stream.answer.text
-            finish, usage, citations = outcome()
-            return {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": body.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                "usage": usage_dict(*usage),
-                "citations": citations,
-            }
-
-        base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model}
-
-        def delta_chunk(delta: str) -> dict[str, Any]:
-            return {**base, "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]}
-
-        def last() -> list[str]:
-            finish, usage, citations = outcome()
-            lines = [
-                _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "citations": citations})
-            ]
-            if body.include_usage():
-                lines.append(_sse({**base, "choices": [], "usage": usage_dict(*usage)}))
-            return [*lines, _sse("[DONE]")]
-
-        first = [
-            _sse(
-                {
-                    **base,
-                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
-                }
-            )
-        ]
-        return _TurnStreamingResponse(stream_events(generation, delta_chunk, first, last), generation, turn)
-
-    @app.post("/v1/completions", response_model=None)
-    async def completions(body: CompletionRequest, request: Request) -> dict[str, Any] | Response:
-        if check_model(body.model):
-            raise APIError(
-                400,
-                f"{RAG_MODEL_ID} answers chat requests; use /v1/chat/completions or model {model.name!r}",
-                "wrong_endpoint",
-                "model",
-            )
-        if body.stream and (body.logprobs is not None or body.echo):
-            raise APIError(400, "logprobs and echo are not supported with stream=true", "unsupported", "stream")
-        prompt = body.prompt_text()
-        config = generation_config(body, 16)
-        completion_id = f"cmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        base = {"id": completion_id, "object": "text_completion", "created": created, "model": body.model}
-
-        if body.stream:
-            turn, generation = await start(request, lambda: _Generation(model.stream(prompt, config)))
-            plain = generation.stream
-            assert isinstance(plain, GenerationStream)
-
-            def text_chunk(delta: str) -> dict[str, Any]:
-                return {**base, "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": None}]}
-
-            def last() -> list[str]:
-                assert plain.result is not None
-                finish = plain.result.finish_reason.value
-                end = {**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": finish}]}
-                return [_sse(end), _sse("[DONE]")]
-
-            return _TurnStreamingResponse(stream_events(generation, text_chunk, [], last), generation, turn)
-
-        def begin() -> _Generation | None:
-            return _Generation(model.stream(prompt, config)) if config.max_new_tokens > 0 else None
-
-        turn, pending = await start(request, begin)
-
-        def work() -> tuple[str, str, int, int, dict[str, Any] | None]:
-            if pending is not None:
-                result = pending.stream
-                assert isinstance(result, GenerationStream)
-                done = result.collect()
-                text, finish, completion_tokens, prompt_tokens = (
-                    done.text,
-                    done.finish_reason.value,
-                    done.completion_tokens,
-                    done.prompt_tokens,
-                )
-            else:
-                text, finish, completion_tokens = "", "length", 0
-                prompt_tokens = model.count_tokens(prompt)
-            logprobs = _logprobs(model, prompt, text, body) if body.logprobs is not None else None
-            return text, finish, completion_tokens, prompt_tokens, logprobs
-
-        try:
-            cancel = pending.stream.cancel if pending is not None else (lambda: None)
-            text, finish, completion_tokens, prompt_tokens, logprobs = await run_watched(request, work, cancel)
-        finally:
-            if pending is not None:
-                pending.close()
-            turn.release()
-        return {
-            **base,
-            "choices": [
-                {
-                    "index": 0,
-                    "text": (prompt + text) if body.echo else text,
-                    "logprobs": logprobs,
-                    "finish_reason": finish,
-                }
-            ],
-            "usage": usage_dict(prompt_tokens, completion_tokens),
-        }
-
-    from infuse.server.documents import documents_router
-
-    app.include_router(documents_router(pipeline))
+    app.include_router(health_router(ctx))
+    app.include_router(openai_router(ctx))
+    app.include_router(knowledge_router(ctx))
+    app.include_router(documents_router(ctx))
+    if authenticator is not None:
+        app.include_router(session_router(gate))
+    app.include_router(admin_router(ctx, audit_file, identity))
     return app
 
 
@@ -507,17 +211,4 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, shutdown_time
     make_server(app, host, port, shutdown_timeout).run()
 
 
-def _logprobs(model: LanguageModel, prompt: str, completion: str, body: CompletionRequest) -> dict[str, Any]:
-    """OpenAI's legacy logprobs object; offsets index the echoed text (prompt + completion)."""
-    scorer = getattr(model, "token_logprobs", None)
-    if scorer is None:
-        raise APIError(400, f"model {model.name!r} cannot return log-probabilities", "unsupported", "logprobs")
-    tokens = scorer(prompt + completion, top=max(1, body.logprobs or 1))
-    if not body.echo:
-        tokens = [t for t in tokens if t.offset >= len(prompt)]
-    return {
-        "tokens": [t.token for t in tokens],
-        "token_logprobs": [t.logprob for t in tokens],
-        "top_logprobs": [t.top or None for t in tokens],
-        "text_offset": [t.offset for t in tokens],
-    }
+__all__ = ["RAG_MODEL_ID", "create_app", "make_server", "serve"]

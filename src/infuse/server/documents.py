@@ -2,41 +2,75 @@
 
 Why: a citation (``citations`` in a chat completion) carries ``doc_id``, ``start`` and ``end``;
 for HTML, PDF and DOCX those offsets index the text infuse extracted, not the file, so a client
-that wants to highlight a cited passage fetches that text here. The routes sit under ``/v1`` and
-so need the same API key as the others; they show only what the pipeline's retriever may search
-(its filters, e.g. a user's access list, apply: a document none of whose chunks pass is a 404).
+that wants to highlight a cited passage fetches that text here. The routes take the caller from
+the auth dependency and show only what the caller may read (the base pipeline's filters and the
+caller's access list): a document none of whose chunks the caller may read is a 404 worded exactly
+like one that does not exist, so the answer does not reveal that it exists.
 Errors are the app's OpenAI-style errors (an unknown document 404, a bad ``filter`` 400).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+import anyio
+from fastapi import APIRouter, Depends, Query
 
-from infuse.rag import RagPipeline
-from infuse.store.filters import combine, parse_filter_items
-from infuse.workspace import WorkspaceRetriever
+from infuse.access import Caller
+from infuse.documents.loaders import normalise_path
+from infuse.errors import InfuseError
+from infuse.server.context import ServerContext
+from infuse.store.filters import Filter, combine, parse_filter_items
+from infuse.workspace import DocumentNotFoundError, DocumentSummary, DocumentView, Workspace
 
 
-def documents_router(pipeline: RagPipeline) -> APIRouter:
-    """The document routes over the workspace the ``pipeline``'s retriever searches (none when it
-    searches something else: a bare searcher, or a stand-in pipeline without a retriever in tests)."""
-    router = APIRouter()
-    retriever = getattr(pipeline, "retriever", None)
-    if not isinstance(retriever, WorkspaceRetriever):
+def _visible_document(workspace: Workspace, ref: str, visible: Filter) -> DocumentView:
+    """The document ``ref`` (an id or a source path) names among those ``visible`` lets through.
+
+    Resolved among the visible documents only: a path holding several records lists only the
+    readable ones' ids, and an unreadable document is "not found" in the same words as a missing one.
+    """
+    path = normalise_path(Path(ref))
+    ids = [d.doc_id for d in workspace.documents(visible) if d.doc_id == ref or d.source_path == path]
+    if len(ids) > 1:
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        raise InfuseError(f"{ref} holds {len(ids)} documents (records); name one by id: {shown}")
+    if not ids:
+        raise DocumentNotFoundError(
+            f"no document {ref!r} in the knowledge base of {workspace.path}; "
+            f"`infuse -w {workspace.path} documents list` shows the ids and source paths"
+        )
+    return workspace.document(ids[0], visible)
+
+
+def documents_router(ctx: ServerContext) -> APIRouter:
+    """The document routes over the workspace the base pipeline's retriever searches (none when it
+    searches something else: a stand-in pipeline without a workspace in tests)."""
+    router = APIRouter(dependencies=[Depends(ctx.gate)], tags=["documents"])
+    workspace = ctx.workspace
+    if workspace is None:
         return router
-    workspace, visible = retriever.workspace, retriever.filters
 
     @router.get("/v1/documents")
-    def list_documents(
+    async def list_documents(
         filter_: Annotated[list[str] | None, Query(alias="filter", description="KEY=VALUE, repeatable")] = None,
+        caller: Caller = Depends(ctx.gate),
     ) -> dict[str, Any]:
-        filters = combine(visible, parse_filter_items(filter_ or []))
-        return {"object": "list", "data": [d.to_dict() for d in workspace.documents(filters)]}
+        def listed() -> list[DocumentSummary]:
+            asked = ctx.request_filters(caller, parse_filter_items(filter_ or []) or None)
+            return workspace.documents(combine(ctx.visible(caller), asked))
+
+        summaries = await anyio.to_thread.run_sync(listed)
+        return {"object": "list", "data": [d.to_dict() for d in summaries]}
 
     @router.get("/v1/documents/{doc_id:path}")
-    def get_document(doc_id: str) -> dict[str, Any]:
-        return {"object": "document", **workspace.document(doc_id, visible).to_dict()}
+    async def get_document(doc_id: str, caller: Caller = Depends(ctx.gate)) -> dict[str, Any]:
+        visible = ctx.visible(caller)
+        if visible is None:
+            view = await anyio.to_thread.run_sync(workspace.document, doc_id)
+        else:
+            view = await anyio.to_thread.run_sync(_visible_document, workspace, doc_id, visible)
+        return {"object": "document", **view.to_dict()}
 
     return router

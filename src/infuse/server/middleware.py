@@ -1,4 +1,4 @@
-"""ASGI layers around the API: the access log, the API key check and the request size limit.
+"""ASGI layers around the API: the access log and the request size limit (auth is a dependency: server/auth.py).
 
 The access log is plain ASGI middleware, not an ``@app.middleware("http")`` function: a streamed
 answer ends long after its headers were sent, and the log must time (and mark) the whole response,
@@ -10,7 +10,6 @@ query strings or bodies, so API keys and questions stay out of it.
 
 from __future__ import annotations
 
-import hmac
 import json
 import sys
 import threading
@@ -153,30 +152,3 @@ def _replay(first: Message, receive: Receive) -> Receive:
         return pending.pop() if pending else await receive()
 
     return replayed
-
-
-class ApiKeyAuth:
-    """With a key set, every ``/v1`` request needs ``Authorization: Bearer <key>`` (else 401).
-
-    Plain ASGI, like the others: Starlette's ``BaseHTTPMiddleware`` wraps ``receive`` so that
-    ``request.is_disconnected()`` never sees a client hang up, which the server relies on.
-    """
-
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
-        self.app = app
-        self.expected = f"Bearer {api_key}".encode() if api_key else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.expected is None or scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1"):
-            await self.app(scope, receive, send)
-            return
-        given = next((value for name, value in scope.get("headers", []) if name == b"authorization"), b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
-            return
-        body = error_body(
-            "invalid or missing API key (Authorization: Bearer ...)", "invalid_api_key", "authentication_error"
-        )
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})

@@ -329,13 +329,17 @@ def mix_replay(rows: list[Row], replay: Path, share: float, seed: int) -> tuple[
 
 def kb_source(workspace: str, documents: Sequence[Document], chunks: Sequence[Chunk]) -> dict[str, Any]:
     """Which knowledge-base state the rows come from (`workspace`: where it lives): a digest of
-    (document id, content hash)."""
+    (document id, content hash), and every distinct access list its documents and chunks carried
+    (``access``): a model trained on them knows them, whoever asks it, so a server refuses the
+    model to a caller who may not read all of them (:mod:`infuse.server.context`)."""
     digest = hashlib.sha256("\n".join(sorted(f"{d.doc_id}\t{d.content_hash}" for d in documents)).encode()).hexdigest()
+    access = {tuple(d.access) for d in documents} | {tuple(c.access) for c in chunks}
     return {
         "workspace": workspace,
         "kb_digest": digest[:16],
         "documents": len(documents),
         "chunks": len(chunks),
+        "access": [list(column) for column in sorted(access)],
     }
 
 

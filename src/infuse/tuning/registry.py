@@ -24,7 +24,7 @@ Each run is a folder ``WS/adapters/NAME/``::
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -298,6 +298,8 @@ def _tune_locked(
             "path": str(dataset.rows_path),
             "bad_rows_skipped": bad_rows,
         },
+        # The access lists of the training documents (None: the dataset recorded none); see training_access.
+        "training_access": dataset.manifest.source.get("access"),
         "hyperparameters": config.to_dict(),
         "created": previous["created"] if previous else utc_now(),
     }
@@ -495,6 +497,27 @@ def resolve_for_inference(workspace: Workspace, model: str | None, adapters: lis
     return model, resolved
 
 
+def training_access(workspace: Workspace, model: str | None, adapters: Sequence[str]) -> list[dict[str, Any]]:
+    """The fine-tuning runs of this workspace that a served model is made of (``model`` and
+    ``adapters`` as folders, e.g. ``settings.model.name``/``.adapters`` after
+    :func:`inference_overrides`): a run's adapter, full model, merged folder or GGUF file. Each is
+    ``{"run", "access"}``: the access lists its training documents carried (None: not recorded).
+    Weights from elsewhere (another workspace, the Hub) are not recognised."""
+    runs_root = workspace.adapters_dir.resolve()
+    found: dict[str, dict[str, Any]] = {}
+    for served in [model, *adapters]:
+        if not served:
+            continue
+        path = Path(served).expanduser().resolve()
+        if not path.is_relative_to(runs_root) or path == runs_root:
+            continue
+        name = path.relative_to(runs_root).parts[0]
+        if name not in found:
+            run = open_run(workspace, name)
+            found[name] = {"run": name, "access": run.manifest.get("training_access")}
+    return list(found.values())
+
+
 def inference_overrides(workspace: Workspace | None, model: str | None, adapters: list[str] | None) -> dict[str, Any]:
     """Workspace settings overrides for ``--model``/``--adapter`` (``Workspace.open(..., **overrides)``),
     with fine-tuning run names resolved to their folders (:func:`resolve_for_inference`); the
@@ -521,6 +544,7 @@ __all__ = [
     "remove_run",
     "run_is_live",
     "resolve_for_inference",
+    "training_access",
     "tune",
     "tuned_network",
 ]
