@@ -151,10 +151,10 @@ class _Throttled:
 
     def __init__(
         self,
-        stream: TextIO | None,
-        every_fraction: float,
-        every_seconds: float,
-        clock: Callable[[], float],
+        stream: TextIO | None = None,
+        every_fraction: float = 0.05,
+        every_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
         min_seconds: float = 1.0,
     ) -> None:
         self.stream = stream
@@ -226,15 +226,6 @@ class LineProgress(_Throttled):
     tune: step 40/200 loss 2.3100 2,900 tok/s
     """
 
-    def __init__(
-        self,
-        stream: TextIO | None = None,
-        every_fraction: float = 0.05,
-        every_seconds: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(stream, every_fraction, every_seconds, clock)
-
     def _report_start(self) -> None:
         t = self.tracker
         self._write(f"{t.stage}: 0/{t.total}" if t.total is not None else f"{t.stage}: started")
@@ -258,15 +249,6 @@ class JsonProgress(_Throttled):
     """Progress as JSON lines for programs (stderr by default), in the rhythm of
     :class:`LineProgress`: ``{"event": "start", "stage", "total"}``, then ``{"event": "progress",
     "stage", "done", "total", "eta_s", "elapsed_s"}``, and ``{"event": "note", "stage", "text"}``."""
-
-    def __init__(
-        self,
-        stream: TextIO | None = None,
-        every_fraction: float = 0.05,
-        every_seconds: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(stream, every_fraction, every_seconds, clock)
 
     def _event(self, event: str, **fields: Any) -> None:
         self._write(json.dumps({"event": event, "stage": self.tracker.stage, **fields}, ensure_ascii=False))
