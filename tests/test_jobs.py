@@ -102,10 +102,10 @@ def test_ingest_without_a_terminal_prints_line_progress_and_records_the_job(corp
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     n = len(CORPUS)
-    assert lines[0] == f"reading: 0/{n}" and f"reading: {n}/{n} (100%) done in" in result.stderr
-    assert any(line.startswith("embedding: ") and "(100%) done in" in line for line in lines), lines
+    assert lines[0] == f"ingesting: 0/{n}" and f"ingesting: {n}/{n} (100%) done in" in result.stderr
+    assert any(line.startswith("ingesting: ") and "chunks written" in line for line in lines), lines
     [job] = list_jobs(ws)
-    assert (job.kind, job.state, job.stage) == ("ingest", "finished", "embedding") and job.done == job.total
+    assert (job.kind, job.state, job.stage) == ("ingest", "finished", "ingesting") and job.done == job.total
 
 
 def test_json_commands_print_json_progress_events_on_stderr(corpus: Path, tmp_path: Path) -> None:
@@ -113,8 +113,8 @@ def test_json_commands_print_json_progress_events_on_stderr(corpus: Path, tmp_pa
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == len(CORPUS)  # stdout stays the one JSON document
     events = [json.loads(line) for line in result.stderr.splitlines()]
-    assert {e["event"] for e in events} == {"start", "progress"}
-    done = [e for e in events if e["event"] == "progress" and e["stage"] == "reading"][-1]
+    assert {e["event"] for e in events} == {"start", "progress", "note"}  # notes: chunks written so far
+    done = [e for e in events if e["event"] == "progress" and e["stage"] == "ingesting"][-1]
     assert done["done"] == done["total"] == len(CORPUS) and done["eta_s"] == 0.0
 
 
