@@ -539,7 +539,7 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_unsafe_methods_need_csrf(team
         assert plain.post("/auth/session", json={"key": "infuse_nope"}).status_code == 401
 
 
-def test_failed_attempts_are_rate_limited_with_429_and_retry_after(tmp_path: Path) -> None:
+def test_failed_attempts_are_rate_limited_with_429_and_retry_after_and_recorded_for_admins(tmp_path: Path) -> None:
     team = make_team(tmp_path, {"public/cafeteria.md": DOCS["public/cafeteria.md"]})
     team.app = create_app(
         team.ws.rag_pipeline(team.model),
@@ -554,6 +554,9 @@ def test_failed_attempts_are_rate_limited_with_429_and_retry_after(tmp_path: Pat
         assert blocked.status_code == 429 and 1 <= int(blocked.headers["retry-after"]) <= 30
         assert client.post("/auth/session", json={"key": team.keys["alice"]}).status_code == 429
         assert client.get("/health").status_code == 200
+    recorded = team.identity.failures()
+    assert len(recorded) == 3 and all(f["reason"] == "bad key" for f in recorded)
+    assert "infuse_wrong" not in repr(recorded)  # the key's id at most, never the key
 
 
 # --- the openai SDK ------------------------------------------------------------------------------------

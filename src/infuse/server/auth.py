@@ -55,6 +55,10 @@ class Authenticator(Protocol):
 
     def authenticate_key(self, key: str) -> Caller | None: ...
 
+    def record_failure(self, address: str, reason: str, key: str | None = None) -> None:
+        """Keep a record of a failed authentication (the key's id only, never the key)."""
+        ...
+
     def create_session(self, key: str) -> SessionGrant:
         """A new session for a valid key; an invalid one raises an ``InfuseError``."""
         ...
@@ -128,9 +132,12 @@ class Gate:
                 headers={"Retry-After": str(seconds)},
             )
 
-    def failed(self, request: Request) -> None:
+    async def failed(self, request: Request, reason: str, key: str | None) -> None:
+        """Count a failure against the client's address and record it for admins (``users failures``)."""
         if self.limiter is not None:
             self.limiter.failure(_client(request))
+        if self.authenticator is not None:
+            await anyio.to_thread.run_sync(self.authenticator.record_failure, _client(request), reason, key)
 
     def succeeded(self, request: Request) -> None:
         if self.limiter is not None:
@@ -169,7 +176,7 @@ class Gate:
         self.check_limit(request)
         caller = await anyio.to_thread.run_sync(authenticator.authenticate_key, key) if key else None
         if caller is None:
-            self.failed(request)
+            await self.failed(request, "bad key" if key else "no key", key)
             raise unauthorized()
         self.succeeded(request)
         return caller
@@ -202,7 +209,7 @@ def session_router(gate: Gate) -> APIRouter:
             except InfuseError:  # the key was rotated or revoked in between
                 grant = None
         if caller is None or grant is None:
-            gate.failed(request)
+            await gate.failed(request, "sign-in with a bad key", body.key)
             raise unauthorized("invalid API key")
         gate.succeeded(request)
         note(request, user=caller.name)
