@@ -227,3 +227,30 @@ def test_japanese_light_verbs_and_pronouns_are_stop_words() -> None:
     tokens = JapaneseTokenizer().tokenize("私はそこに何があるかを調べている。")
     assert "私" not in tokens and "有る" not in tokens and "居る" not in tokens and "何" not in tokens
     assert "調べる" in tokens
+
+
+def test_one_tokenizer_serves_many_threads_at_once() -> None:
+    """The server tokenizes searches in worker threads with the workspace's one tokenizer; a Sudachi
+    tokenizer (and a PyStemmer stemmer) refuses concurrent use, so each thread gets its own."""
+    import threading
+
+    from infuse.retrieval.lexical import LanguageAwareTokenizer
+
+    tokenizer = LanguageAwareTokenizer()
+    text = "東京大学で機械学習を研究した。Running fast"
+    expected = tokenizer.tokenize(text)
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            for _ in range(100):
+                assert tokenizer.tokenize(text) == expected
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and expected == ["東京", "大学", "機械", "学習", "研究", "run", "fast"]

@@ -12,10 +12,11 @@ mixed text, and pure-English text takes the fast path.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 import unicodedata
-from functools import cached_property
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import Stemmer
 
@@ -46,7 +47,14 @@ class EnglishTokenizer:
     """
 
     def __init__(self) -> None:
-        self._stemmer = Stemmer.Stemmer("english")
+        self._local = threading.local()  # PyStemmer objects are not thread-safe: one per thread
+
+    @property
+    def _stemmer(self) -> Any:
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None:
+            stemmer = self._local.stemmer = Stemmer.Stemmer("english")
+        return stemmer
 
     def normalise_word(self, word: str) -> str | None:
         word = word.lower().replace("’", "'")
@@ -105,12 +113,14 @@ class JapaneseTokenizer:
     def __init__(self, english: EnglishTokenizer | None = None, mode: str = "A") -> None:
         self._english = english or EnglishTokenizer()
         self._mode = mode
+        self._local = threading.local()  # a Sudachi tokenizer refuses concurrent use: one per thread
 
-    @cached_property
+    @property
     def _sudachi(self) -> SudachiTokenizer:
-        from sudachipy import Dictionary, SplitMode
-
-        return Dictionary(dict="core").tokenizer(mode=getattr(SplitMode, self._mode))
+        tokenizer: SudachiTokenizer | None = getattr(self._local, "sudachi", None)
+        if tokenizer is None:
+            tokenizer = self._local.sudachi = _sudachi_dictionary().create(mode=_split_mode(self._mode))
+        return tokenizer
 
     def tokenize(self, text: str) -> list[str]:
         tokens: list[str] = []
@@ -131,6 +141,20 @@ class JapaneseTokenizer:
                 elif form.strip():
                     tokens.append(form.lower())
         return tokens
+
+
+@functools.cache
+def _sudachi_dictionary() -> Any:
+    """The Sudachi dictionary, loaded once (tens of MB); each thread makes its own tokenizer from it."""
+    from sudachipy import Dictionary
+
+    return Dictionary(dict="core")
+
+
+def _split_mode(name: str) -> Any:
+    from sudachipy import SplitMode
+
+    return getattr(SplitMode, name)
 
 
 def _pieces(text: str, size: int) -> list[str]:
