@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,9 @@ class LanceDBStore:
         self._term_statistics: dict[int, TermStatistics] = {}  # by chunk table version; shared with snapshots
         self._metadata_keys: dict[int, frozenset[str]] = {}  # by documents table version; shared with snapshots
         self._scopes: dict[tuple[int, str | None], tuple[int, float]] = {}  # see _scope; shared with snapshots
+        # Server threads share these caches: every look-up and update happens under this lock (the
+        # scan itself runs outside it; two threads may both count, one result is kept).
+        self._cache_lock = threading.Lock()
 
     def _open_or_create(self, name: str, schema: pa.Schema) -> Any:
         try:
@@ -380,7 +384,7 @@ class LanceDBStore:
         view.path, view.chunks_name, view.documents_name = self.path, self.chunks_name, self.documents_name
         view.dimension, view._db, view._read_only = self.dimension, self._db, True
         view._term_statistics, view._metadata_keys = self._term_statistics, self._metadata_keys
-        view._scopes = self._scopes
+        view._scopes, view._cache_lock = self._scopes, self._cache_lock
         view._chunks = self._db.open_table(self.chunks_name)
         view._chunks.checkout(view._chunks.version)
         view._documents = self._db.open_table(self.documents_name)
@@ -481,16 +485,21 @@ class LanceDBStore:
         """How many chunks pass ``where`` and their average keyword count; counted once per table
         version and filter (a server's callers each have one), then reused."""
         key = (self._chunks.version, where)
-        if key not in self._scopes:
-            query = self._chunks.search()
-            if where:
-                query = query.where(where)
-            tokens = query.select(["tokens"]).limit(None).to_arrow().column("tokens").to_pylist()
-            lengths = [len(str(t or "").split()) for t in tokens]
+        with self._cache_lock:
+            cached = self._scopes.get(key)
+        if cached is not None:
+            return cached
+        query = self._chunks.search()
+        if where:
+            query = query.where(where)
+        tokens = query.select(["tokens"]).limit(None).to_arrow().column("tokens").to_pylist()
+        lengths = [len(str(t or "").split()) for t in tokens]
+        scope = (len(lengths), sum(lengths) / len(lengths) if lengths else 0.0)
+        with self._cache_lock:
             if len(self._scopes) >= SCOPES_CACHED or any(v != key[0] for v, _ in self._scopes):
                 self._scopes.clear()  # only the latest version is asked for again
-            self._scopes[key] = (len(lengths), sum(lengths) / len(lengths) if lengths else 0.0)
-        return self._scopes[key]
+            self._scopes[key] = scope
+        return scope
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         if "flags" not in self._chunk_names():
@@ -553,20 +562,30 @@ class LanceDBStore:
     def metadata_keys(self) -> frozenset[str]:
         """Read once per documents table version (one scan of the metadata column), then reused."""
         version = self._documents.version
-        if version not in self._metadata_keys:
-            values = self._columns(self._documents, ["metadata_json"]).column("metadata_json").to_pylist()
+        with self._cache_lock:
+            cached = self._metadata_keys.get(version)
+        if cached is not None:
+            return cached
+        values = self._columns(self._documents, ["metadata_json"]).column("metadata_json").to_pylist()
+        keys = frozenset(key for value in values for key in _json_dict(value))
+        with self._cache_lock:
             self._metadata_keys.clear()  # only the latest version is asked for again
-            self._metadata_keys[version] = frozenset(key for value in values for key in _json_dict(value))
-        return self._metadata_keys[version]
+            self._metadata_keys[version] = keys
+        return keys
 
     def term_statistics(self) -> TermStatistics:
         """Counted once per table version (one scan of the tokens column), then reused."""
         version = self._chunks.version
-        if version not in self._term_statistics:
-            tokens = self._columns(self._chunks, ["tokens"]).column("tokens").to_pylist()
+        with self._cache_lock:
+            cached = self._term_statistics.get(version)
+        if cached is not None:
+            return cached
+        tokens = self._columns(self._chunks, ["tokens"]).column("tokens").to_pylist()
+        statistics = TermStatistics.from_token_lists(t.split() for t in tokens)
+        with self._cache_lock:
             self._term_statistics.clear()  # only the latest version is asked for again
-            self._term_statistics[version] = TermStatistics.from_token_lists(t.split() for t in tokens)
-        return self._term_statistics[version]
+            self._term_statistics[version] = statistics
+        return statistics
 
     def chunk_counts_by_language(self) -> dict[str, int]:
         langs = self._columns(self._chunks, ["lang"]).column("lang").to_pylist()
