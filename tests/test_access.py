@@ -409,3 +409,25 @@ def test_the_cli_checks_access_entries_against_the_workspaces_users_and_groups(t
     refused = run("access", "set", str(tree / "open"), "--access", "user:bob")
     assert refused.exit_code == 1 and "unknown 'user:bob'" in refused.output
     assert run("access", "set", str(tree / "open"), "--access", "user:alice").exit_code == 0
+
+
+def test_a_crash_between_set_access_commits_cannot_undo_it(tmp_path: Path) -> None:
+    """A crash after set_access committed the chunks but not the document rows leaves the rows with
+    the old, wider list. Before, the next ingest kept that stored list (and a reindex rebuilt chunks
+    from the rows), giving back access that had been taken away; now writers reconcile first."""
+    docs = write(tmp_path / "docs", {"memo.md": "# Memo\n\nThe merger with Acme closes in May.\n"})
+    ws = open_ws(tmp_path / "ws")
+    ws.ingest([docs], access=["everyone"])
+    [doc_id] = ws.documents_at(str(docs / "memo.md"))
+    store: Any = ws.store()
+    # The crash: the chunks' commit of set_access happened, the document rows' did not.
+    store._chunks.update(where=f"doc_id = '{doc_id}'", values_sql={"access": "['user:ceo']"})
+    assert store.document_states()[doc_id].access == ("everyone",)
+    ws.ingest([docs])  # no source speaks for the memo: it keeps what is stored
+    assert access_by_name(ws)["memo.md"] == ("user:ceo",)
+    assert ws.store().document_states()[doc_id].access == ("user:ceo",)
+    ws_again = Workspace.open(ws.path, embedder=HASHING, chunking={"size": 40, "overlap": 4})
+    ws_again.reindex()
+    assert access_by_name(ws_again)["memo.md"] == ("user:ceo",)
+    reader = access_filter(Caller("ann"), DefaultPolicy.ADMINS)
+    assert ws_again.search("merger", k=5, filters=reader) == []

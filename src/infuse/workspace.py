@@ -406,6 +406,8 @@ class Workspace:
         try:
             manifest = self.manifest()
             store: KnowledgeStore | None = self._store(manifest) if manifest else None
+            if store is not None:
+                store.reconcile_access()  # a crash inside an earlier set_access must not undo it
 
             def prepare_write() -> KnowledgeStore:
                 return self._store(self._checked_manifest())
@@ -449,6 +451,7 @@ class Workspace:
             manifest = self.manifest()
             if manifest is not None:
                 store = self._store(manifest)
+                store.reconcile_access()
                 store.set_access(list(doc_ids), access.to_column())
                 store.optimize()
         finally:
@@ -715,6 +718,7 @@ class Workspace:
                 return IngestReport(started_at=utc_now(), finished_at=utc_now())
             old_store = self._store(old)
             old_store.drop_other_collections()  # tables of reindexes killed before they switched over
+            old_store.reconcile_access()  # the new chunks take their lists from the document rows
             identity = self.embedder.identity()
             table = f"chunks_{utc_stamp().replace('-', '_')}"
             new_manifest = KnowledgeBaseManifest(identity, table, old.created_at, old.store)

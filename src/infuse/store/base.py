@@ -106,6 +106,13 @@ class KnowledgeStore(Protocol):
         the access list of every chunk of ``doc_ids`` in one atomic step, then of their document
         rows; text, tokens and vectors are not rewritten. Unknown ids are ignored."""
 
+    def reconcile_access(self) -> int:
+        """Give every document row the access list its chunks carry, where the two differ (a crash
+        between :meth:`set_access`'s two commits); returns how many rows were rewritten. The chunks
+        are what search filters on, so they decide; writers call this first, so neither a re-ingest
+        (which keeps the stored list) nor a reindex (which rebuilds chunks from the document rows)
+        can bring back a list that was replaced."""
+
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:

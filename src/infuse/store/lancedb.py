@@ -315,8 +315,8 @@ class LanceDBStore:
     def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
         """One ``update`` commit of the chunks' access column (rows are rewritten with their vectors
         as stored, nothing is embedded), then one of the document rows; a crash in between leaves
-        only the document rows' copy stale (the chunks are what search filters on), which the next
-        ``set_access`` or ingest of those documents rewrites."""
+        only the document rows' copy stale (the chunks are what search filters on), which
+        :meth:`reconcile_access` (called by every writer first) rewrites from the chunks."""
         self._check_writable()
         column = access_column(access)
         if not doc_ids:
@@ -326,6 +326,25 @@ class LanceDBStore:
         where = _in_list("doc_id", list(dict.fromkeys(doc_ids)))
         self._chunks.update(where=where, values_sql=value)
         self._documents.update(where=where, values_sql=value)
+
+    def reconcile_access(self) -> int:
+        self._check_writable()
+        if ACCESS_FIELD not in self._chunk_names() or ACCESS_FIELD not in self._documents.schema.names:
+            return 0
+        by_chunks = {
+            row["doc_id"]: _tuple(row[ACCESS_FIELD])
+            for row in self._columns(self._chunks, ["doc_id", ACCESS_FIELD]).to_pylist()
+        }
+        stale: dict[tuple[str, ...], list[str]] = {}
+        for row in self._columns(self._documents, ["doc_id", ACCESS_FIELD]).to_pylist():
+            column = by_chunks.get(row["doc_id"])
+            if column is not None and column != _tuple(row[ACCESS_FIELD]):
+                stale.setdefault(column, []).append(row["doc_id"])
+        for column, doc_ids in stale.items():
+            self._documents.update(
+                where=_in_list("doc_id", doc_ids), values_sql={ACCESS_FIELD: f"[{_sql_list(column)}]"}
+            )
+        return sum(len(ids) for ids in stale.values())
 
     def optimize(self) -> None:
         self._check_writable()

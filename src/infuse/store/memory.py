@@ -69,6 +69,10 @@ class InMemoryStore:
         self._chunks = {cid: c for cid, c in self._chunks.items() if c.chunk.doc_id not in gone}
         self._documents = {did: d for did, d in self._documents.items() if did not in gone}
 
+    def reconcile_access(self) -> int:
+        self._check_writable()
+        return 0  # set_access replaces both dictionaries in one step: they never differ
+
     def set_access(self, doc_ids: Sequence[str], access: Sequence[str]) -> None:
         self._check_writable()
         column = access_column(access)
