@@ -206,3 +206,15 @@ def test_cli_summary_counts_skipped_kinds_and_lists_reasons(tmp_path: Path, hash
 def test_ingest_help_says_prune_is_scoped() -> None:
     result = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"})
     assert "only under the PATHS of this ingest" in " ".join(result.output.split())
+
+
+def test_a_bad_exclude_pattern_is_one_clear_error_naming_it(tmp_path: Path) -> None:
+    from infuse.errors import InfuseError
+
+    root = tmp_path / "corpus"
+    write(root / "keep.md")
+    with pytest.raises(InfuseError, match=r"exclude pattern '\[z-a\]\.md' is not a valid glob"):
+        ingest(root, exclude=["[z-a].md"])
+    write(root / ".infuseignore", "[z-a].md\n")
+    with pytest.raises(InfuseError, match=r"\.infuseignore: exclude pattern '\[z-a\]\.md' is not a valid glob"):
+        ingest(root)

@@ -280,6 +280,22 @@ def test_admin_routes_reject_members_with_403(team: Team) -> None:
     assert team.client.get("/admin/users", headers=team.headers("root")).status_code == 200
 
 
+def test_hostile_document_refs_and_filter_values_get_4xx_and_members_see_no_access_lists(team: Team) -> None:
+    for ref in ("~nosuchuser/x.md", "a%00b.md"):
+        response = team.client.get(f"/v1/documents/{ref}", headers=team.headers("carol"))
+        assert response.status_code == 404 and "Traceback" not in response.text, (ref, response.text)
+        assert str(team.ws.path) not in response.text  # no server paths in a member's errors
+    for page in ("1e30", "99999999999999999999999999"):
+        response = team.client.post(
+            "/v1/search", json={"query": "merger", "filters": {"page": page}}, headers=team.headers("carol")
+        )
+        assert response.status_code == 400, (page, response.text)
+    listed = team.client.get("/v1/documents", headers=team.headers("carol")).json()["data"]
+    assert listed and all("access" not in row for row in listed)
+    as_admin = team.client.get("/v1/documents", headers=team.headers("root")).json()["data"]
+    assert all("access" in row for row in as_admin)
+
+
 def test_admins_manage_users_groups_and_keys_over_http(tmp_path: Path) -> None:
     team = make_team(tmp_path, {k: DOCS[k] for k in ("public/cafeteria.md", "legal/merger.md")})
     root = team.headers("root")
@@ -675,6 +691,7 @@ def test_audit_log_rotates_by_size_and_reads_back_in_order(tmp_path: Path) -> No
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
     assert all((tmp_path / name).stat().st_size <= 2048 for name in files)
+    assert {(tmp_path / name).stat().st_mode & 0o777 for name in files} == {0o600}  # every user's questions
     numbers = [r["n"] for r in read_records(tmp_path / "audit.jsonl")]
     assert numbers == sorted(numbers) and numbers[-1] == 199 and len(numbers) < 200  # the oldest were dropped
     assert [r["n"] for r in read_records(tmp_path / "audit.jsonl", last=3)] == [197, 198, 199]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infuse.documents.loaders import SUFFIX_TYPES
-from infuse.errors import LoadError
+from infuse.errors import InfuseError, LoadError
 
 IGNORE_FILE = ".infuseignore"
 
@@ -117,7 +117,13 @@ class GlobSet:
             pattern = pattern.rstrip("/")
             anchored = "/" in pattern
             body = _glob_regex(pattern.lstrip("/"))
-            regexes.append((re.compile(("" if anchored else "(?:.*/)?") + body + r"\Z", re.DOTALL), dir_only))
+            try:
+                regex = re.compile(("" if anchored else "(?:.*/)?") + body + r"\Z", re.DOTALL)
+            except re.error as exc:  # e.g. a character class [z-a]
+                raise InfuseError(
+                    f"exclude pattern {raw.strip()!r} is not a valid glob ({exc}); fix or remove it"
+                ) from None
+            regexes.append((regex, dir_only))
         self._regexes = regexes
 
     def matches(self, relative: str, is_dir: bool) -> bool:
@@ -126,9 +132,13 @@ class GlobSet:
     @classmethod
     def from_file(cls, path: Path) -> GlobSet:
         try:
-            return cls(path.read_text(encoding="utf-8", errors="replace").splitlines())
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             return cls([])
+        try:
+            return cls(lines)
+        except InfuseError as exc:
+            raise InfuseError(f"{path}: {exc}") from None
 
 
 def _within(path: Path, roots: Sequence[Path]) -> bool:

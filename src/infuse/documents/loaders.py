@@ -73,16 +73,20 @@ class LoadResult:
 
 
 def normalise_path(path: Path) -> str:
-    """A document's identity for file sources: the absolute, resolved POSIX path."""
-    return path.expanduser().resolve().as_posix()
+    """A document's identity for file sources: the absolute, resolved POSIX path; a path that cannot
+    be resolved (``~nosuchuser``, a NUL byte, a link loop) is a :class:`LoadError` naming it."""
+    try:
+        return path.expanduser().resolve().as_posix()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise LoadError(str(path), f"cannot resolve path: {exc}") from None
 
 
 def load_file(path: Path, fields: RecordFields = RecordFields(), limits: LoadLimits = LoadLimits()) -> LoadResult:
     """Load one file into documents; never raises for bad content, only reports."""
     try:
         source = normalise_path(path)
-    except (OSError, RuntimeError) as exc:
-        return LoadResult(errors=[LoadError(str(path), f"cannot resolve path: {exc}")])
+    except LoadError as exc:
+        return LoadResult(errors=[exc])
     file_type = SUFFIX_TYPES.get(path.suffix.lower())
     if file_type is None:
         return LoadResult(errors=[LoadError(source, f"unsupported file type {path.suffix!r}")])

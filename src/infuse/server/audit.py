@@ -19,6 +19,7 @@ probes are not recorded.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -50,14 +51,16 @@ class AuditLog:
         self.max_bytes = max_bytes
         self.keep = keep
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
             if self.path.exists() and self.path.stat().st_size + len(line.encode()) > self.max_bytes:
                 self._rotate()
-            with self.path.open("a", encoding="utf-8") as target:
+            # Every user's questions are in it: readable by the server's account only (rotation keeps the mode).
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as target:
                 target.write(line)
 
     def _rotate(self) -> None:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Query
 
 from infuse.access import Caller
 from infuse.documents.loaders import normalise_path
-from infuse.errors import InfuseError
+from infuse.errors import InfuseError, LoadError
 from infuse.server.context import ServerContext
 from infuse.store.filters import Filter, combine, parse_filter_items
 from infuse.workspace import DocumentNotFoundError, DocumentSummary, DocumentView, Workspace
@@ -31,15 +31,17 @@ def _visible_document(workspace: Workspace, ref: str, visible: Filter) -> Docume
     Resolved among the visible documents only: a path holding several records lists only the
     readable ones' ids, and an unreadable document is "not found" in the same words as a missing one.
     """
-    path = normalise_path(Path(ref))
+    try:
+        path: str | None = normalise_path(Path(ref))
+    except LoadError:  # "~nosuchuser", a NUL byte: no document can have that path
+        path = None
     ids = [d.doc_id for d in workspace.documents(visible) if d.doc_id == ref or d.source_path == path]
     if len(ids) > 1:
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         raise InfuseError(f"{ref} holds {len(ids)} documents (records); name one by id: {shown}")
     if not ids:
         raise DocumentNotFoundError(
-            f"no document {ref!r} in the knowledge base of {workspace.path}; "
-            f"`infuse -w {workspace.path} documents list` shows the ids and source paths"
+            f"no document {ref!r}; GET /v1/documents lists the ids and source paths you may read"
         )
     return workspace.document(ids[0], visible)
 
@@ -62,7 +64,11 @@ def documents_router(ctx: ServerContext) -> APIRouter:
             return workspace.documents(combine(ctx.visible(caller), asked))
 
         summaries = await anyio.to_thread.run_sync(listed)
-        return {"object": "list", "data": [d.to_dict() for d in summaries]}
+        data = [d.to_dict() for d in summaries]
+        if not caller.admin:  # who else may read a document (names, groups, denials) is the admins' business
+            for row in data:
+                row.pop("access", None)
+        return {"object": "list", "data": data}
 
     @router.get("/v1/documents/{doc_id:path}")
     async def get_document(doc_id: str, caller: Caller = Depends(ctx.gate)) -> dict[str, Any]:

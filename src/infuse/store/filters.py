@@ -38,7 +38,7 @@ from typing import Any
 from infuse.access import Caller, DefaultPolicy
 from infuse.documents.loaders import normalise_path
 from infuse.documents.models import FileType
-from infuse.errors import InfuseError
+from infuse.errors import InfuseError, LoadError
 from infuse.language import Language
 
 FilterValue = str | int | float | bool
@@ -247,14 +247,20 @@ def _check_value(field: FilterField, value: FilterValue) -> FilterValue:
             raise FilterError(
                 f"filter {shown}: {field.name} is a whole number ({field.description}), e.g. {field.name}=3"
             )
-        return int(value)
+        number = int(value)
+        if not -(2**31) <= number < 2**31:  # the column is 32-bit: the engine rejects a larger literal
+            raise FilterError(f"filter {shown}: {field.name} must be between {-(2**31)} and {2**31 - 1}")
+        return number
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise FilterError(f"filter {shown}: {field.name} is text ({field.description})")
     text = str(value)
     if field.choices and text not in field.choices:
         raise FilterError(f"filter {shown}: {field.name} is one of {', '.join(field.choices)}")
     if field.is_path and text:
-        return normalise_path(Path(text))
+        try:
+            return normalise_path(Path(text))
+        except LoadError as exc:
+            raise FilterError(f"filter {shown}: {exc.reason}") from None
     return text
 
 
