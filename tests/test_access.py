@@ -431,3 +431,18 @@ def test_a_crash_between_set_access_commits_cannot_undo_it(tmp_path: Path) -> No
     assert access_by_name(ws_again)["memo.md"] == ("user:ceo",)
     reader = access_filter(Caller("ann"), DefaultPolicy.ADMINS)
     assert ws_again.search("merger", k=5, filters=reader) == []
+
+
+def test_an_access_file_anyone_may_write_is_refused(tmp_path: Path) -> None:
+    """The lookup walks above the folders given to ingest, so a world-writable file (a shared /tmp)
+    must not decide who reads: the documents it would govern fail, naming it; nothing is opened."""
+    docs = write(tmp_path / "shared" / "hr", {"salaries.md": "# Salaries\n\nBands for 2026.\n"})
+    planted = tmp_path / "shared" / ACCESS_FILE
+    planted.write_text('allow = ["everyone"]\n', encoding="utf-8")
+    planted.chmod(0o666)
+    ws = open_ws(tmp_path / "ws")
+    report = ws.ingest([docs], access=["group:hr"])
+    assert report.added == 0 and "anyone may write it" in report.errors[0]["error"]
+    assert str(planted) in report.errors[0]["error"]
+    planted.chmod(0o644)
+    assert ws.ingest([docs], access=["group:hr"]).added == 1  # now the (owner's) file decides, as documented

@@ -7,7 +7,8 @@ answer with one precedence, the same for every loader. A document takes the firs
    the loader has already put in ``Document.access``;
 2. the nearest access file: ``.infuse-access`` in the document's folder, else in its parent, and so
    on up to the filesystem root (subfolders inherit, the nearest file wins, as file-share
-   permissions map onto folders; lookups are cached per folder). TOML::
+   permissions map onto folders; lookups are cached per folder; a file anyone may write is an
+   error, never obeyed). TOML::
 
        allow = ["group:legal", "user:bob"]
        deny = ["user:eve"]
@@ -51,8 +52,17 @@ def check_known(access: AccessList, known: Collection[str] | None, where: str) -
 
 
 def read_access_file(path: Path, known: Collection[str] | None = None) -> AccessList:
-    """The list an ``.infuse-access`` file gives (TOML ``allow``/``deny`` lists of principals)."""
+    """The list an ``.infuse-access`` file gives (TOML ``allow``/``deny`` lists of principals).
+
+    A file anyone may write is refused: the lookup walks up past the folders given to ingest (a
+    parent's file governs its subfolders), so a world-writable one (in ``/tmp``, a shared mount)
+    would let anyone decide who reads the documents below it."""
     try:
+        if path.stat().st_mode & 0o002:
+            raise AccessError(
+                f"access file {path}: anyone may write it, so it cannot decide who reads documents; "
+                f"make it writable by its owner only (chmod o-w {path}) or remove it"
+            )
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise AccessError(f"access file {path}: cannot read it ({exc})") from None
