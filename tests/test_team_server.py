@@ -662,6 +662,7 @@ def test_audit_log_records_who_asked_what_and_which_chunks_came_back(tmp_path: P
     assert chat["question"] == "When does the merger close?" and chat["model"] == RAG_MODEL_ID
     assert chat["chunks"] == [c["chunk_id"] for c in answer["citations"]] and chat["chunks"]
     assert stream["chunks"] == chat["chunks"]  # a streamed answer's citations are recorded too
+    assert set(chat["chunks"]) <= set(chat["passages"]) and stream["passages"] == chat["passages"]
     assert search["user"] == "carol" and search["chunks"] == [h["chunk_id"] for h in hits]
     assert refused["user"] is None and refused["status"] == 401
     assert all(r["route"] != "GET /health" for r in records)

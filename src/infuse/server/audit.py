@@ -7,7 +7,9 @@ the local CLI (``infuse audit tail|search``). It lives in the workspace (``[serv
 default ``logs/audit.jsonl``) and is rotated by size: past ``audit_max_bytes`` the file becomes
 ``audit.jsonl.1`` (older ones shift to ``.2``...; ``audit_keep`` are kept).
 
-A record: ``{"time", "user", "route", "status", "question", "chunks", "model", "client"}``;
+A record: ``{"time", "user", "route", "status", "question", "chunks", "passages", "model", "client"}``:
+``chunks`` are the chunks returned to the client (hits, citations), ``passages`` every passage put
+in a RAG prompt (cited or not; recorded as soon as retrieval is done, so an abandoned stream has them);
 ``user`` is null when the request was refused before anyone was recognised. The record is written
 when the response has ended, so a streamed answer's citations are in it. Health and readiness
 probes are not recorded.
@@ -149,6 +151,7 @@ class AuditMiddleware:
             "status": None,
             "question": None,
             "chunks": [],
+            "passages": [],
             "model": None,
         }
         scope.setdefault("state", {})["audit"] = record

@@ -216,9 +216,11 @@ def openai_router(ctx: ServerContext) -> APIRouter:
 
         def begin() -> _Generation:
             if use_rag:
-                return _Generation(
-                    pipeline.stream(messages[-1]["content"], history=history, generation=config, guidance=guidance)
-                )
+                rag = pipeline.stream(messages[-1]["content"], history=history, generation=config, guidance=guidance)
+                # Audited as soon as they are retrieved: every passage put in the prompt (cited or not),
+                # so a stream the client abandons is on record too.
+                note(request, passages=[p.chunk.chunk_id for p in rag.answer.passages])
+                return _Generation(rag)
             return _Generation(model.stream(messages, config))
 
         turn, generation = await start(request, begin)
