@@ -236,3 +236,22 @@ def test_english_and_japanese_chunks_written_concurrently_pass_the_gate(workspac
     assert len(rows) == 4 * len(chunks) and model.max_active >= 2  # every rewrite kept the key terms
     assert not any(k.startswith("rejected_") for k in dataset.manifest.counts)
     assert any("年次有給休暇" in r["text"] and r["variant"] > 0 for r in rows)
+
+
+def test_a_batch_with_a_missing_answer_or_a_closed_batcher_raises_instead_of_hanging(tmp_path: Path) -> None:
+    from typing import Any
+
+    from infuse.tuning.writing import BatchedModel
+
+    class ShortBatches:  # a backend whose generate_batch drops the last answer
+        name, context_length = "short", 512
+
+        def generate_batch(self, prompts: Any, configs: Any) -> list[Any]:
+            return [object() for _ in prompts][:-1]
+
+    batcher = BatchedModel(ShortBatches(), max_batch=4)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="returned 0 results for 1 prompts"):
+        batcher.generate("a prompt")
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.generate("after close")

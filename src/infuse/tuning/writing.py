@@ -120,6 +120,8 @@ class BatchedModel:
         self._worker.start()
 
     def generate(self, prompt: Prompt, config: GenerationConfig = GenerationConfig()) -> Generation:
+        if not self._worker.is_alive():  # closed: nobody would answer
+            raise RuntimeError("BatchedModel is closed; generate() after close() has no worker to answer it")
         future: Future[Generation] = Future()
         self._queue.put((prompt, config, future))
         return future.result()
@@ -155,6 +157,11 @@ class BatchedModel:
             except BaseException as exc:  # the callers see the model's error
                 for _, _, future in batch:
                     future.set_exception(exc)
+                continue
+            if len(results) != len(batch):  # a caller must never wait forever for a missing answer
+                error = RuntimeError(f"generate_batch returned {len(results)} results for {len(batch)} prompts")
+                for _, _, future in batch:
+                    future.set_exception(error)
                 continue
             for (_, _, future), result in zip(batch, results):
                 future.set_result(result)
