@@ -393,5 +393,8 @@ class StoreContract:
         stats = corpus.term_statistics()
         assert stats.n_chunks == 5
         assert stats.document_frequency["renewal"] == 3 and stats.document_frequency["契約"] == 1
+        only_a = corpus.term_statistics(Eq("doc_id", "a"))  # one caller's view: a's two chunks
+        assert only_a.n_chunks == 2 and only_a.document_frequency["renewal"] == 2
+        assert "契約" not in only_a.document_frequency and "sales" not in only_a.document_frequency
         corpus.delete_documents(["c"])
         assert corpus.term_statistics().document_frequency["renewal"] == 2

@@ -334,8 +334,7 @@ class Workspace:
             cached = self._filtered_statistics.get(key)
         if cached is not None and cached[0] is everything:
             return cached[1]
-        tokenize = self.tokenizer.tokenize  # what ingest stored as each chunk's keyword tokens
-        counted = TermStatistics.from_token_lists(tokenize(c.embedding_input()) for c in store.iter_chunks(checked))
+        counted = store.term_statistics(checked)  # from the keyword tokens ingest stored
         with self._statistics_lock:
             if len(self._filtered_statistics) >= FILTERED_STATISTICS_CACHED:
                 self._filtered_statistics.pop(next(iter(self._filtered_statistics)))

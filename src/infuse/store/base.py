@@ -148,8 +148,10 @@ class KnowledgeStore(Protocol):
         """The document metadata keys present in the knowledge base (what a filter may name besides
         the fixed keys of :data:`infuse.store.filters.FILTER_FIELDS`)."""
 
-    def term_statistics(self) -> TermStatistics:
-        """Keyword document frequencies over the chunks (the RAG relevance gate weighs words by them)."""
+    def term_statistics(self, filters: Filter | None = None) -> TermStatistics:
+        """Keyword document frequencies over the chunks (the RAG relevance gate weighs words by them),
+        from the keyword tokens stored at ingest; ``filters``: over the chunks passing them only (one
+        caller's view, so a restricted chunk does not change a word's weight)."""
 
     def snapshot(self) -> KnowledgeStore:
         """A read-only view pinned to the current version: dense and lexical lists agree."""

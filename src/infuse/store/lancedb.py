@@ -592,8 +592,16 @@ class LanceDBStore:
             self._metadata_keys[version] = keys
         return keys
 
-    def term_statistics(self) -> TermStatistics:
-        """Counted once per table version (one scan of the tokens column), then reused."""
+    def term_statistics(self, filters: Filter | None = None) -> TermStatistics:
+        """Counted once per table version (one scan of the tokens column), then reused; with
+        ``filters`` counted over the chunks passing them (the caller caches, see Workspace)."""
+        if filters is not None:
+            query = self._chunks.search()
+            where = filter_to_sql(filters, self._chunk_names())
+            if where:
+                query = query.where(where)
+            tokens = query.select(["tokens"]).limit(None).to_arrow().column("tokens").to_pylist()
+            return TermStatistics.from_token_lists(str(t or "").split() for t in tokens)
         version = self._chunks.version
         with self._cache_lock:
             cached = self._term_statistics.get(version)

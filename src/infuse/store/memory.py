@@ -183,5 +183,7 @@ class InMemoryStore:
     def metadata_keys(self) -> frozenset[str]:
         return frozenset(key for d in self._documents.values() for key in d.document.metadata)
 
-    def term_statistics(self) -> TermStatistics:
-        return TermStatistics.from_token_lists(c.tokens for c in self._chunks.values())
+    def term_statistics(self, filters: Filter | None = None) -> TermStatistics:
+        return TermStatistics.from_token_lists(
+            c.tokens for c in self._chunks.values() if filters is None or matches(filters, _fields(c.chunk))
+        )
