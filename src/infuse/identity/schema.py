@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from infuse.identity.errors import IdentityDatabaseError
@@ -82,7 +83,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(conn)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across application crashes, one fsync per checkpoint
     except sqlite3.DatabaseError as exc:
@@ -91,6 +92,21 @@ def connect(path: Path) -> sqlite3.Connection:
             f"{path} is not an infuse identity database ({exc}); move it away and add the users again"
         ) from exc
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file: switching the
+    journal needs an exclusive lock and SQLite answers "database is locked" at once, without its busy
+    handler (two processes opening a new database together both try to switch)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def version(conn: sqlite3.Connection) -> int:
