@@ -20,6 +20,8 @@ from typing import TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from infuse.server.common import error_body
+
 
 class AccessLogSink:
     """Where access lines go: stderr, a file (appended, one flushed line per request), or nowhere."""
@@ -92,9 +94,10 @@ class AccessLog:
             self.sink.write(line if complete else line + " incomplete")
 
 
-def error_body(message: str, code: str, kind: str = "invalid_request_error") -> bytes:
-    """An OpenAI-style error object, as bytes for a response sent from middleware."""
-    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+def error_bytes(message: str, code: str, kind: str = "invalid_request_error") -> bytes:
+    """The app's OpenAI-style error object (:func:`infuse.server.common.error_body`), as bytes for a
+    response sent from middleware."""
+    return json.dumps(error_body(message, code, kind=kind)).encode()
 
 
 class BodyLimit:
@@ -109,7 +112,7 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def _too_large(self, send: Send) -> None:
-        body = error_body(
+        body = error_bytes(
             f"the request body is larger than {self.max_bytes} bytes ([server] max_request_bytes in infuse.toml)",
             "request_too_large",
         )
