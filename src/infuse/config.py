@@ -202,6 +202,9 @@ class ServerSettings(BaseModel):
         description="requests that may wait for the model while it answers another; more get 503 with Retry-After",
     )
     max_request_bytes: int = Field(default=4_000_000, ge=1024, description="larger request bodies get 413")
+    max_upload_bytes: int = Field(
+        default=50_000_000, ge=1024, description="the web UI's file uploads (all files of one upload together)"
+    )
     # "stderr", "off", or a file (a relative path is inside the workspace folder): one line per request.
     access_log: str = "stderr"
     shutdown_timeout: float = Field(

@@ -36,6 +36,9 @@ from infuse.progress import StageTracker
 
 JOBS_DIR = "jobs"
 KEEP_JOBS = 50  # job records kept per workspace (older ones that are no longer running are removed)
+# A process started for a known job (the web UI's background jobs) records under this id, so the
+# page that started it can follow it before the process has written anything.
+JOB_ID_ENV = "INFUSE_JOB_ID"
 
 
 class JobState:
@@ -133,12 +136,13 @@ class JobProgress:
         *,
         every_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        job_id: str | None = None,
     ) -> None:
         self.kind = kind
         self.every_seconds = every_seconds
         self.tracker = StageTracker(clock)
         self.pid = os.getpid()
-        self.id = _new_id(kind, self.pid)
+        self.id = job_id or new_job_id(kind, self.pid)
         self.path = jobs_dir(workspace_path) / f"{self.id}.json"
         self.started = utc_now()
         self.state = JobState.RUNNING
@@ -210,7 +214,7 @@ class JobProgress:
             pass  # a full or read-only disk must not fail the job itself; status just lacks it
 
 
-def _new_id(kind: str, pid: int) -> str:
+def new_job_id(kind: str, pid: int) -> str:
     """``20261202-170512.345-4242-tune``: sorts by start time (to the millisecond), unique per process."""
     now = datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S}.{now.microsecond // 1000:03d}-{pid}-{kind.replace(' ', '-')}"
@@ -252,4 +256,14 @@ def describe(job: Job) -> str:
     return line
 
 
-__all__ = ["Job", "JobProgress", "JobState", "describe", "list_jobs", "pid_alive", "running_jobs"]
+__all__ = [
+    "JOB_ID_ENV",
+    "Job",
+    "JobProgress",
+    "new_job_id",
+    "JobState",
+    "describe",
+    "list_jobs",
+    "pid_alive",
+    "running_jobs",
+]

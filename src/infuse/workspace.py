@@ -138,6 +138,7 @@ class DocumentSummary:
     access: tuple[str, ...]
     metadata: dict[str, Any]
     ingested_at: str
+    flagged: int = 0  # chunks the injection screen flagged (counted when the listing reads chunks)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "access": list(self.access)}
@@ -216,6 +217,8 @@ class Workspace:
         self.adapters_dir = path / "adapters"  # fine-tuning runs (infuse.tuning.registry)
         self.questions_dir = path / "questions"  # evaluation question sets (infuse.evaluation.questions)
         self.runs_dir = path / "runs"  # compare runs and reports (infuse.evaluation)
+        # Files colleagues upload in the web UI: the one part of the workspace that ingest reads.
+        self.uploads_dir = path / "uploads"
         self.tokenizer = LanguageAwareTokenizer()
         self._stores: dict[tuple[str, int], KnowledgeStore] = {}
         self._filtered_statistics: dict[tuple[str, Filter], tuple[TermStatistics, TermStatistics]] = {}
@@ -411,7 +414,7 @@ class Workspace:
             def prepare_write() -> KnowledgeStore:
                 return self._store(self._checked_manifest())
 
-            syncer = self._syncer(store, prepare_write=prepare_write, exclude=[self.path], access=resolver)
+            syncer = self._syncer(store, prepare_write=prepare_write, exclude=self._own_state(), access=resolver)
             report = syncer.sync(
                 [Path(p) for p in paths],
                 prune=prune,
@@ -424,6 +427,12 @@ class Workspace:
             return report
         finally:
             lock.release()
+
+    def _own_state(self) -> list[Path]:
+        """What ingest never reads: the workspace itself, but for its uploads folder."""
+        if not self.uploads_dir.is_dir():
+            return [self.path]
+        return [p for p in self.path.iterdir() if p != self.uploads_dir]
 
     def remove_documents(self, doc_ids: Sequence[str]) -> int:
         """Delete documents and their chunks by id (e.g. ones a changed version replaces that
@@ -526,14 +535,16 @@ class Workspace:
         if store is None:
             return []
         languages: dict[str, Counter[str]] = {}
+        flagged: Counter[str] = Counter()
         for chunk in store.iter_chunks(checked):
             languages.setdefault(chunk.doc_id, Counter())[chunk.lang.value] += 1
+            flagged[chunk.doc_id] += bool(chunk.flags)
         records = [r for r in store.iter_documents() if checked is None or r.doc_id in languages]
         records.sort(key=lambda r: (r.document.source_path, r.doc_id))
-        return [self._summary(r, languages.get(r.doc_id)) for r in records]
+        return [self._summary(r, languages.get(r.doc_id), flagged[r.doc_id]) for r in records]
 
     @staticmethod
-    def _summary(record: DocumentRecord, languages: Counter[str] | None) -> DocumentSummary:
+    def _summary(record: DocumentRecord, languages: Counter[str] | None, flagged: int = 0) -> DocumentSummary:
         document = record.document
         return DocumentSummary(
             doc_id=document.doc_id,
@@ -545,6 +556,7 @@ class Workspace:
             access=document.access,
             metadata=dict(document.metadata),
             ingested_at=record.ingested_at,
+            flagged=flagged,
         )
 
     def _matching_ids(self, store: KnowledgeStore, ref: str) -> list[str]:

@@ -41,7 +41,7 @@ from typer.core import TyperGroup
 
 from infuse.errors import InfuseError
 from infuse.hf_logging import quiet_library_output
-from infuse.jobs import JobProgress
+from infuse.jobs import JOB_ID_ENV, JobProgress
 from infuse.progress import JsonProgress, LineProgress, Tee
 from infuse.progress import Progress as ProgressProtocol
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
@@ -195,7 +195,7 @@ def progress_bar() -> Iterator[ProgressProtocol]:
         if workspace is None or os.environ.get("RANK", "0") != "0":
             yield display
             return
-        with JobProgress(workspace, command_name() or "job") as job:
+        with JobProgress(workspace, command_name() or "job", job_id=os.environ.get(JOB_ID_ENV) or None) as job:
             yield Tee(display, job)
 
 

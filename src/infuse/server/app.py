@@ -3,8 +3,9 @@
 Areas (each its own router module): the OpenAI-compatible routes (:mod:`.openai_routes`:
 ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``), search and status
 (:mod:`.knowledge`), documents (:mod:`.documents`), sign-in sessions (:mod:`.auth`, with
-``--auth``), admin (:mod:`.admin`) and health (:mod:`.health`: ``/health`` and ``/ready``, the only
-routes without auth). Every other route depends on :class:`~infuse.server.auth.Gate`, which gives
+``--auth``), admin (:mod:`.admin`), the web UI under ``/ui`` (:mod:`.web`) and health
+(:mod:`.health`: ``/health`` and ``/ready``, the only routes without auth besides the UI's sign-in
+page and its static files). Every other route depends on :class:`~infuse.server.auth.Gate`, which gives
 it the :class:`~infuse.access.Caller`; the pipeline is built per request from that caller
 (:class:`~infuse.server.context.ServerContext`), over one shared model.
 
@@ -39,14 +40,25 @@ from infuse.rag import RagPipeline
 from infuse.server.admin import admin_router
 from infuse.server.audit import AuditLog, AuditMiddleware, audit_path
 from infuse.server.auth import Authenticator, Gate, Limiter, session_router
+from infuse.server.background import JobLauncher
 from infuse.server.common import INTERNAL_ERROR, RAG_MODEL_ID, SHUTTING_DOWN, APIError, error_body, error_kind
 from infuse.server.context import ServerContext, TunedWeights
+from infuse.server.conversations import ConversationStore
 from infuse.server.documents import documents_router
 from infuse.server.health import health_router
 from infuse.server.knowledge import knowledge_router
 from infuse.server.middleware import AccessLog, AccessLogSink, BodyLimit
 from infuse.server.openai_routes import openai_router
 from infuse.server.queue import ClientGone, ModelQueue, ServerBusy, ServerStopping
+from infuse.server.web import (
+    UPLOAD_ROUTE,
+    SignInRequired,
+    error_page,
+    mount_static,
+    sign_in_redirect,
+    wants_page,
+    web_router,
+)
 
 # nginx's code for "the client closed the request": only the access log sees it, the client has gone.
 CLIENT_CLOSED_REQUEST = 499
@@ -90,6 +102,8 @@ def create_app(
         tuned=tuned,
         allow_tuned_for_all=settings.allow_tuned_for_all if allow_tuned_for_all is None else allow_tuned_for_all,
     )
+    if ctx.workspace is not None:
+        ctx.conversations = ConversationStore.in_workspace(ctx.workspace.path)
     if authenticator is not None and ctx.workspace is None:
         raise InfuseError("a server with --auth needs a workspace pipeline (its retriever filters per caller)")
     root = root or (ctx.workspace.path if ctx.workspace is not None else None)
@@ -101,7 +115,9 @@ def create_app(
     app.state.context = ctx
     app.state.audit_path = audit_file
     # The last added is the outermost: every request is logged, 401s and 413s included.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_request_bytes, uploads=(UPLOAD_ROUTE, settings.max_upload_bytes)
+    )
     app.add_middleware(AuditMiddleware, log=audit)
     app.add_middleware(AccessLog, sink=AccessLogSink.from_setting(settings.access_log, root))
 
@@ -133,14 +149,18 @@ def create_app(
         )
 
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        if wants_page(request):
+            return error_page(request, exc.status, exc.message)
         return JSONResponse(
             status_code=exc.status, content=error_body(exc.message, exc.code, exc.param, exc.kind), headers=exc.headers
         )
 
     @app.exception_handler(InfuseError)
-    async def _infuse_error(_: Request, exc: InfuseError) -> JSONResponse:
+    async def _infuse_error(request: Request, exc: InfuseError) -> Response:
         # Each error class carries its status (infuse.errors): bad input 400, busy workspace 409, model server 502...
+        if wants_page(request):
+            return error_page(request, exc.http_status, str(exc))
         return JSONResponse(
             status_code=exc.http_status, content=error_body(str(exc), "infuse_error", kind=error_kind(exc))
         )
@@ -156,6 +176,10 @@ def create_app(
     @app.exception_handler(ServerStopping)
     async def _stopping(_: Request, exc: ServerStopping) -> JSONResponse:
         return JSONResponse(status_code=503, content=SHUTTING_DOWN, headers={"Retry-After": "5"})
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(_: Request, exc: SignInRequired) -> Response:
+        return sign_in_redirect(exc)
 
     @app.exception_handler(ClientGone)
     async def _gone(_: Request, exc: ClientGone) -> Response:
@@ -174,6 +198,9 @@ def create_app(
     if authenticator is not None:
         app.include_router(session_router(gate))
     app.include_router(admin_router(ctx, audit_file, identity))
+    launcher = JobLauncher(ctx.workspace.path) if ctx.workspace is not None else None
+    app.include_router(web_router(ctx, identity=identity, audit_file=audit_file, launcher=launcher))
+    mount_static(app)
     return app
 
 

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from infuse.errors import InfuseError
 
 UNAUDITED_PATHS = frozenset({"/health", "/ready"})
+STATIC_PREFIX = "/ui/static/"  # the web UI's stylesheet and scripts: no data, not worth a record
 MAX_QUESTION_CHARS = 4000
 
 
@@ -141,7 +142,8 @@ class AuditMiddleware:
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.log is None or scope["type"] != "http" or scope.get("path") in UNAUDITED_PATHS:
+        path = scope.get("path", "")
+        if self.log is None or scope["type"] != "http" or path in UNAUDITED_PATHS or path.startswith(STATIC_PREFIX):
             await self.app(scope, receive, send)
             return
         record: dict[str, Any] = {

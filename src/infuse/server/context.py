@@ -22,6 +22,7 @@ from infuse.access import Caller, DefaultPolicy
 from infuse.rag import RagPipeline
 from infuse.server.auth import Gate
 from infuse.server.common import APIError
+from infuse.server.conversations import ConversationStore
 from infuse.server.queue import ModelQueue
 from infuse.store.filters import Filter, FilterLike, access_filter, combine, validate
 from infuse.workspace import Workspace, WorkspaceRetriever
@@ -61,6 +62,7 @@ class ServerContext:
     policy: DefaultPolicy = DefaultPolicy.ADMINS
     tuned: TunedWeights | None = None
     allow_tuned_for_all: bool = False
+    conversations: ConversationStore | None = None  # each user's chat history (the web UI); None: not kept
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

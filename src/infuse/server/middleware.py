@@ -107,13 +107,19 @@ class BodyLimit:
     the app would read it anyway) and refused as soon as it passes the limit, not once buffered.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: tuple[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = uploads  # (path, limit): the one route that takes files ([server] max_upload_bytes)
 
-    async def _too_large(self, send: Send) -> None:
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        if self.uploads is not None and scope.get("path") == self.uploads[0]:
+            return self.uploads[1], "max_upload_bytes"
+        return self.max_bytes, "max_request_bytes"
+
+    async def _too_large(self, send: Send, limit: int, setting: str) -> None:
         body = error_bytes(
-            f"the request body is larger than {self.max_bytes} bytes ([server] max_request_bytes in infuse.toml)",
+            f"the request body is larger than {limit} bytes ([server] {setting} in infuse.toml)",
             "request_too_large",
         )
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -124,9 +130,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self._limit(scope)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._too_large(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._too_large(send, limit, setting)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -137,8 +144,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > limit:
+                await self._too_large(send, limit, setting)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -34,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 from infuse.access import Caller
 from infuse.errors import InfuseError
 from infuse.models.base import ChatMessage, GenerationConfig, GenerationStream, LanguageModel
-from infuse.rag import RagStream
+from infuse.rag import Citation, RagStream
 from infuse.server.auth import note
 from infuse.server.common import INTERNAL_ERROR, RAG_MODEL_ID, SHUTTING_DOWN, APIError, error_body, error_kind, sse
 from infuse.server.context import ServerContext
@@ -228,6 +228,12 @@ def openai_router(ctx: ServerContext) -> APIRouter:
         created = int(time.time())
         stream = generation.stream
 
+        def sources() -> list[dict[str, Any]]:
+            """Every passage the prompt held, numbered as the model saw them (cited or not)."""
+            if not isinstance(stream, RagStream):
+                return []
+            return [Citation(n, p.chunk).to_dict() for n, p in enumerate(stream.answer.passages, start=1)]
+
         def outcome() -> tuple[str, tuple[int, int], list[dict[str, Any]]]:
             """Finish reason, usage and citations, once the generation has ended."""
             if isinstance(stream, RagStream):
@@ -239,6 +245,14 @@ def openai_router(ctx: ServerContext) -> APIRouter:
             result = stream.result
             return result.finish_reason.value, (result.prompt_tokens, result.completion_tokens), []
 
+        def keep(text: str, citations: list[dict[str, Any]], passages: list[dict[str, Any]]) -> None:
+            """Record the finished turn in the caller's conversation (``conversation``, the web UI)."""
+            if body.conversation is None or ctx.conversations is None:
+                return
+            answer: dict[str, Any] = {"role": "assistant", "content": text, "model": body.model}
+            answer |= {"citations": citations, "sources": passages} if use_rag else {}
+            ctx.conversations.append(caller.name, body.conversation, [dict(messages[-1]), answer])
+
         if not body.stream:
             try:
                 text = await run_watched(request, lambda: "".join(iter(generation.step, None)), stream.cancel)
@@ -248,6 +262,8 @@ def openai_router(ctx: ServerContext) -> APIRouter:
             if isinstance(stream, RagStream):
                 text = stream.answer.text
             finish, usage, citations = outcome()
+            passages = sources()
+            await anyio.to_thread.run_sync(keep, text, citations, passages)
             return {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -256,17 +272,25 @@ def openai_router(ctx: ServerContext) -> APIRouter:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
                 "usage": usage_dict(*usage),
                 "citations": citations,
+                **({"sources": passages} if use_rag else {}),
             }
 
         base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model}
 
+        streamed: list[str] = []
+
         def delta_chunk(delta: str) -> dict[str, Any]:
+            streamed.append(delta)
             return {**base, "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]}
 
         def last() -> list[str]:
             finish, usage, citations = outcome()
+            passages = sources()
+            text = stream.answer.text if isinstance(stream, RagStream) else "".join(streamed)
+            keep(text, citations, passages)
+            end = {"index": 0, "delta": {}, "finish_reason": finish}
             lines = [
-                sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "citations": citations})
+                sse({**base, "choices": [end], "citations": citations, **({"sources": passages} if use_rag else {})})
             ]
             if body.include_usage():
                 lines.append(sse({**base, "choices": [], "usage": usage_dict(*usage)}))

@@ -58,6 +58,11 @@ class Message(BaseModel):
 
 class ChatCompletionRequest(_Request):
     messages: list[Message] = Field(..., min_length=1)
+    conversation: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{6,64}$",
+        description="infuse extension: keep this turn in the caller's conversation with this id (the web UI's chat)",
+    )
 
     @field_validator("messages")
     @classmethod
