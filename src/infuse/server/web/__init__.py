@@ -278,11 +278,14 @@ def web_router(
         return t("chat.tuned_alone", runs=", ".join(tuned.runs)) if tuned is not None else t("chat.without_rag")
 
     def turns_of(conversation: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """A conversation as turns: a question and the answers that followed it (RAG, model alone)."""
+        """A conversation as turns: a question and the answers that followed it (RAG, model alone).
+        The comparison toggle asks the same question twice in a row: one turn with both answers."""
         turns: list[dict[str, Any]] = []
         for message in (conversation or {}).get("messages", []):
             if message.get("role") == "user":
-                turns.append({"question": message.get("content", ""), "rag": None, "alone": None})
+                question = message.get("content", "")
+                if not (turns and turns[-1]["question"] == question and turns[-1]["alone"] is None):
+                    turns.append({"question": question, "rag": None, "alone": None})
             elif turns:
                 slot = "rag" if message.get("model") == RAG_MODEL_ID else "alone"
                 turns[-1][slot] = message

@@ -64,6 +64,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "chat.no_sources": ("No passage was found for this question.", "この質問に合う文書は見つかりませんでした。"),
     "chat.thinking": ("Answering…", "回答中…"),
     "chat.error": ("The answer failed", "回答に失敗しました"),
+    "chat.no_answer": ("(no answer: the model stopped at once)", "（回答なし：モデルがすぐに生成を終えました）"),
     "chat.delete": ("Delete conversation", "会話を削除"),
     "chat.empty": (
         "Ask anything your documents answer. Numbers like [1] link to the passage.",
@@ -146,7 +147,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "eval.next": ("Next steps", "次の手順"),
     "eval.col.run": ("Run", "実行名"),
     "eval.col.created": ("Created", "作成日時"),
-    "eval.col.questions": ("Questions", "質問数"),
+    "eval.col.questions": ("Question set", "質問セット"),
     "eval.col.variants": ("Variants", "方式"),
     "eval.col.name": ("Name", "名前"),
     "admin.title": ("Admin", "管理"),

@@ -80,7 +80,9 @@
       const link = document.createElement("a");
       link.className = "source";
       link.href = sourceUrl(source);
-      link.textContent = source.source_path + (source.page ? " · " + labels.page.replace("{page}", source.page) : "");
+      link.title = source.source_path;
+      const name = source.source_path.split("/").pop();
+      link.textContent = name + (source.page ? " · " + labels.page.replace("{page}", source.page) : "");
       const snippet = document.createElement("span");
       snippet.className = "snippet";
       snippet.textContent = source.text.slice(0, 160) + (source.text.length > 160 ? "…" : "");
@@ -158,7 +160,7 @@
     const labels = {
       rag: form.dataset.labelRag, alone: form.dataset.labelAlone, sources: form.dataset.labelSources,
       nosources: form.dataset.labelNosources, thinking: form.dataset.labelThinking, error: form.dataset.labelError,
-      page: form.dataset.labelPage,
+      page: form.dataset.labelPage, empty: form.dataset.labelEmpty,
     };
     const question = document.getElementById("question");
     const send = document.getElementById("send");
@@ -214,7 +216,12 @@
             const messages = [...(kind === "rag" ? previous : []), { role: "user", content: asked }];
             const { text, final } = await streamAnswer({ model, stream: true, conversation, messages }, box);
             const sources = (final && final.sources) || [];
-            renderText(box.text, text, sources);
+            if (text.trim()) {
+              renderText(box.text, text, sources);
+            } else {
+              box.text.textContent = labels.empty;
+              box.text.classList.add("muted");
+            }
             if (kind === "rag") renderSources(box.article, sources, labels);
           } catch (error) {
             box.text.textContent = `${labels.error}: ${error.message}`;
