@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test check install install-dev clean bench
+.PHONY: demo test check install install-dev clean bench browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,18 @@ install-dev: $(DEV_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(BIN)/python -m infuse.demo
 
-test: $(DEV_STAMP)
+# The web UI's browser tests (tests/test_web_browser.py) drive Debian's Chromium through Playwright.
+# Installed with apt where this runs as root; elsewhere those tests are skipped, saying why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "browser tests: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get install -y chromium fonts-ipafont-gothic >/dev/null 2>&1 \
+	   || (apt-get update >/dev/null 2>&1 && apt-get install -y chromium fonts-ipafont-gothic >/dev/null 2>&1)) \
+	  && echo "browser tests: installed chromium" \
+	  || echo "note: apt could not install chromium; the browser tests will be skipped"; \
+	else echo "note: no chromium, and installing it needs root and apt; the browser tests will be skipped"; fi
+
+test: $(DEV_STAMP) browser
 	$(BIN)/python -m pytest
 
 # Lint, format and type checks (CI runs them with the tests).

@@ -312,3 +312,14 @@ def test_model_text_is_escaped_and_only_known_citation_numbers_link() -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert html.count('class="cite"') == 2 and "7</a>" not in html and ", 7]" in html
     assert 'href="/ui/documents/a.md?chunk=a.md%23c0#cited"' in html
+
+
+def test_a_reader_opens_the_original_file_of_a_document_they_may_read_and_nothing_else(team: Team) -> None:
+    carol = browser(team, "carol")
+    public = team.paths["public/cafeteria.md"]
+    original = carol.get(f"/ui/documents-file/{public}")
+    assert original.status_code == 200 and "Codeword amberfox" in original.text
+    assert "/ui/documents-file/" in carol.get(f"/ui/documents/{public}").text  # the page links it
+    for doc in forbidden_strings(team, "carol"):
+        hidden = carol.get(f"/ui/documents-file/{team.paths[doc]}")
+        assert hidden.status_code == 404 and "Codeword" not in hidden.text, doc

@@ -120,7 +120,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the RAG pipeline as an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions,
-    /v1/search, /v1/documents, /admin).
+    /v1/search, /v1/documents, /admin) and a web UI for colleagues (/ui: chat, documents, evaluate, admin).
 
     Requests wait for the model in a bounded line (\\[server] max_waiting); see docs/serving.md."""
     from infuse.models import load_model
@@ -151,6 +151,7 @@ def serve(
         f"serving [bold]{RAG_MODEL_ID}[/] (with retrieval) and [bold]{llm.name}[/] (without) at http://{host}:{port}/v1"
         + (" for the users of this workspace (--auth)" if auth else "")
     )
+    err.print(f"web UI: http://{host}:{port}/ui" + (" (sign in with a key from `infuse users add`)" if auth else ""))
     settings = ws.settings.server
     allow = allow_tuned_for_all or settings.allow_tuned_for_all
     if tuned is not None:

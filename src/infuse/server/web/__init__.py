@@ -55,6 +55,7 @@ from infuse.server.conversations import check_id
 from infuse.server.documents import _visible_document
 from infuse.server.web.i18n import LANG_COOKIE, Translator, UILanguage, pick_language
 from infuse.store.filters import Eq, combine
+from infuse.workspace import DocumentView
 
 HERE = Path(__file__).parent
 UPLOAD_ROUTE = "/ui/library/upload"
@@ -339,11 +340,7 @@ def web_router(
     ) -> HTMLResponse:
         if workspace is None:
             raise no_workspace()
-        visible = ctx.visible(caller)
-        if visible is None:
-            view = await run(lambda: workspace.document(doc_id))
-        else:
-            view = await run(lambda: _visible_document(workspace, doc_id, visible))
+        view = await visible_view(doc_id, caller)
         note(request, chunks=[chunk] if chunk else [])
         text = view.text
         cited = next((c for c in view.chunks if c.chunk_id == chunk), None)
@@ -359,18 +356,39 @@ def web_router(
             cited=cited,
             parts=parts,
             flagged=flagged,
-            original=caller.admin and Path(view.record.document.source_path).is_file(),
+            original=await run(lambda: original_of(view, caller)) is not None,
         )
 
-    @router.get("/documents-file/{doc_id:path}", response_model=None)
-    async def original_file(doc_id: str, caller: Caller = Depends(admin_of)) -> FileResponse:
-        """The original file of a document (admins: the server's own files), e.g. a PDF at its page."""
-        if workspace is None:
-            raise no_workspace()
-        view = await run(lambda: workspace.document(doc_id))
+    def original_of(view: DocumentView, caller: Caller) -> Path | None:
+        """The document's original file, when the caller may have it: it still exists, and it holds
+        this document alone (a JSONL file holds records other people may not read: admins only)."""
+        assert workspace is not None
         path = Path(view.record.document.source_path)
         if not path.is_file():
-            raise APIError(404, f"the original file {path} is no longer on the server", "not_found")
+            return None
+        if caller.admin:
+            return path
+        sharing = workspace.documents(Eq("source_path", view.record.document.source_path))
+        return path if len(sharing) == 1 else None
+
+    async def visible_view(doc_id: str, caller: Caller) -> DocumentView:
+        assert workspace is not None
+        visible = ctx.visible(caller)
+        if visible is None:
+            return await run(lambda: workspace.document(doc_id))
+        return await run(lambda: _visible_document(workspace, doc_id, visible))
+
+    @router.get("/documents-file/{doc_id:path}", response_model=None)
+    async def original_file(doc_id: str, caller: Caller = Depends(caller_of)) -> FileResponse:
+        """A document's original file (e.g. a PDF, opened at the cited page), for those who may read it."""
+        if workspace is None:
+            raise no_workspace()
+        view = await visible_view(doc_id, caller)
+        path = await run(lambda: original_of(view, caller))
+        if path is None:
+            raise APIError(
+                404, "the original file is not available: it moved, or it holds other documents too", "not_found"
+            )
         return FileResponse(path)
 
     # --- library ----------------------------------------------------------------------------------
@@ -545,8 +563,9 @@ def web_router(
         from infuse.advice import Criteria, advise
         from infuse.evaluation.compare import latest_run, list_compare_runs, load_run
         from infuse.evaluation.questions import list_question_sets
+        from infuse.tuning.datasets import list_datasets
         from infuse.tuning.registry import list_runs
-        from infuse.tuning.trainer import RunStatus
+        from infuse.tuning.trainer import RunStatus, TuneMethod
 
         def gather() -> dict[str, Any]:
             runs = list_compare_runs(workspace)
@@ -558,6 +577,8 @@ def web_router(
                 "advice": recommendation,
                 "question_sets": list_question_sets(workspace.questions_dir),
                 "adapters": [r.name for r in list_runs(workspace) if r.status is RunStatus.COMPLETE],
+                "datasets": list_datasets(workspace.datasets_dir),
+                "methods": [m.value for m in TuneMethod],
             }
 
         return render(request, caller, "evaluate.html", jobs=await run(lambda: jobs_for(caller)), **await run(gather))
@@ -586,6 +607,21 @@ def web_router(
         if adapter:
             args += ["--adapter", adapter]
         job_id = launcher.start("compare", args, caller.name)
+        return render(request, caller, "_jobs.html", jobs=jobs_for(caller), follow=job_id)
+
+    @router.post("/evaluate/tune", response_model=None, dependencies=[Depends(from_this_ui)])
+    async def start_tune(
+        request: Request,
+        dataset: Annotated[str, Form()],
+        method: Annotated[str, Form()] = "lora",
+        name: Annotated[str, Form()] = "",
+        caller: Caller = Depends(admin_of),
+    ) -> HTMLResponse:
+        """Fine-tune the served workspace's model ([model] name) on a dataset, as `infuse tune`."""
+        if launcher is None:
+            raise no_workspace()
+        args = ["tune", "--dataset", dataset, "--method", method] + (["--name", name.strip()] if name.strip() else [])
+        job_id = launcher.start("tune", args, caller.name)
         return render(request, caller, "_jobs.html", jobs=jobs_for(caller), follow=job_id)
 
     @router.get("/evaluate/runs/{name}/report", response_model=None)
