@@ -143,6 +143,25 @@ class Gate:
         if self.limiter is not None:
             self.limiter.success(_client(request))
 
+    async def sign_in(self, request: Request, key: str) -> tuple[Caller, SessionGrant]:
+        """A new session for a valid key: 429 past the failure limit, 401 for a bad key (counted)."""
+        assert self.authenticator is not None
+        authenticator = self.authenticator
+        self.check_limit(request)
+        caller = await anyio.to_thread.run_sync(authenticator.authenticate_key, key) if key else None
+        grant: SessionGrant | None = None
+        if caller is not None:
+            try:
+                grant = await anyio.to_thread.run_sync(authenticator.create_session, key)
+            except InfuseError:  # the key was rotated or revoked in between
+                grant = None
+        if caller is None or grant is None:
+            await self.failed(request, "sign-in with a bad key", key)
+            raise unauthorized("invalid API key")
+        self.succeeded(request)
+        note(request, user=caller.name)
+        return caller, grant
+
     async def __call__(self, request: Request) -> Caller:
         caller = await self._caller(request)
         note(request, user=caller.name)
@@ -182,6 +201,19 @@ class Gate:
         return caller
 
 
+def set_session_cookie(response: Response, request: Request, grant: SessionGrant) -> None:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure when the client came over HTTPS."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        grant.token,
+        max_age=grant.max_age,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path="/",
+    )
+
+
 class SignIn(BaseModel):
     key: str = Field("", description="an API key, as `infuse users add` printed it")
 
@@ -200,28 +232,8 @@ def session_router(gate: Gate) -> APIRouter:
 
     @router.post("/auth/session")
     async def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
-        gate.check_limit(request)
-        caller = await anyio.to_thread.run_sync(authenticator.authenticate_key, body.key) if body.key else None
-        grant: SessionGrant | None = None
-        if caller is not None:
-            try:
-                grant = await anyio.to_thread.run_sync(authenticator.create_session, body.key)
-            except InfuseError:  # the key was rotated or revoked in between
-                grant = None
-        if caller is None or grant is None:
-            await gate.failed(request, "sign-in with a bad key", body.key)
-            raise unauthorized("invalid API key")
-        gate.succeeded(request)
-        note(request, user=caller.name)
-        response.set_cookie(
-            SESSION_COOKIE,
-            grant.token,
-            max_age=grant.max_age,
-            httponly=True,
-            samesite="strict",
-            secure=_secure(request),
-            path="/",
-        )
+        caller, grant = await gate.sign_in(request, body.key)
+        set_session_cookie(response, request, grant)
         return {"user": caller.name, "admin": caller.admin, "groups": list(caller.groups), "csrf_token": grant.csrf}
 
     @router.get("/auth/session")

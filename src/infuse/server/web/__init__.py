@@ -43,11 +43,10 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from infuse.access import EVERYONE, AccessList, Caller
-from infuse.errors import InfuseError
 from infuse.identity import IdentityStore
 from infuse.jobs import JobState
 from infuse.server.audit import read_records
-from infuse.server.auth import SAFE_METHODS, SESSION_COOKIE, note
+from infuse.server.auth import SAFE_METHODS, SESSION_COOKIE, note, set_session_cookie
 from infuse.server.background import BackgroundJob, JobLauncher
 from infuse.server.common import RAG_MODEL_ID, APIError
 from infuse.server.context import ServerContext
@@ -229,29 +228,18 @@ def web_router(
         t = translator(request)
         if gate.authenticator is None:
             return RedirectResponse(target, status_code=303)
-        authenticator = gate.authenticator
         try:
-            gate.check_limit(request)
+            caller, grant = await gate.sign_in(request, key)
         except APIError as exc:
-            seconds = (exc.headers or {}).get("Retry-After", "60")
-            return render(request, None, "login.html", 429, next=target, error=t("login.limited", seconds=seconds))
-        caller = await run(lambda: authenticator.authenticate_key(key)) if key else None
-        grant = None
-        if caller is not None:
-            try:
-                grant = await run(lambda: authenticator.create_session(key))
-            except InfuseError:
-                grant = None
-        if caller is None or grant is None:
-            await gate.failed(request, "web sign-in with a bad key", key or None)
+            if exc.status == 429:
+                seconds = (exc.headers or {}).get("Retry-After", "60")
+                return render(request, None, "login.html", 429, next=target, error=t("login.limited", seconds=seconds))
             return render(request, None, "login.html", 401, next=target, error=t("login.bad"))
-        gate.succeeded(request)
-        note(request, user=caller.name)
         response = RedirectResponse(target, status_code=303)
-        secure = request.url.scheme == "https"
-        common = {"max_age": grant.max_age, "samesite": "strict", "secure": secure, "path": "/"}
-        response.set_cookie(SESSION_COOKIE, grant.token, httponly=True, **common)  # type: ignore[arg-type]
-        response.set_cookie(CSRF_COOKIE, grant.csrf, httponly=False, **common)  # type: ignore[arg-type]
+        set_session_cookie(response, request, grant)
+        # The CSRF token for the page's script (double submit: the server checks it against the session).
+        csrf_cookie = {"max_age": grant.max_age, "samesite": "strict", "secure": request.url.scheme == "https"}
+        response.set_cookie(CSRF_COOKIE, grant.csrf, httponly=False, path="/", **csrf_cookie)  # type: ignore[arg-type]
         return response
 
     @router.post("/logout", response_model=None, dependencies=[Depends(from_this_ui)])
