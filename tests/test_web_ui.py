@@ -323,3 +323,17 @@ def test_a_reader_opens_the_original_file_of_a_document_they_may_read_and_nothin
     for doc in forbidden_strings(team, "carol"):
         hidden = carol.get(f"/ui/documents-file/{team.paths[doc]}")
         assert hidden.status_code == 404 and "Codeword" not in hidden.text, doc
+
+
+def test_a_cited_pdf_passage_shows_its_page_and_opens_the_original_there(team: Team, tmp_path: Path) -> None:
+    from test_documents_cli import write_pdf
+
+    pdf = tmp_path / "manual.pdf"
+    write_pdf(pdf, ["The first page is about the lobby.", "The second page explains the vault codeword orchid."])
+    assert not team.ws.ingest([pdf], access=["everyone"]).failed
+    chunk = next(c for c in team.ws.store().iter_chunks() if c.source_path.endswith("manual.pdf") and c.page == 2)  # type: ignore[union-attr]
+    page = browser(team, "carol").get(f"/ui/documents/{chunk.doc_id}", params={"chunk": chunk.chunk_id})
+    assert page.status_code == 200 and 'id="cited-page">page 2<' in page.text
+    cited = re.search(r'<mark id="cited" tabindex="-1">([^<]*)</mark>', page.text)
+    assert cited is not None and "vault codeword orchid" in cited.group(1)
+    assert f"/ui/documents-file/{chunk.doc_id}#page=2" in page.text.replace("%2F", "/")
