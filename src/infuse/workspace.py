@@ -273,7 +273,9 @@ class Workspace:
                 f"{configured.value!r}; set store.backend back to {manifest.store.value!r} (moving a knowledge base "
                 "between stores is not supported yet: ingest the documents into a new workspace)"
             )
-        return open_store(manifest.store, self.kb_dir, manifest.chunks_table, manifest.embedder.dimension)
+        return open_store(
+            manifest.store, self.kb_dir, manifest.chunks_table, manifest.embedder.dimension, self.settings.store
+        )
 
     def _write_manifest(self, manifest: KnowledgeBaseManifest) -> None:
         write_json_atomic(self.manifest_path, manifest.to_dict())

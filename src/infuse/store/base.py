@@ -83,6 +83,28 @@ def bm25(tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray, average_length: f
     return scores
 
 
+def best_first(hits: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """A ranked list in the order every store returns: by score, equal scores by chunk id (so two
+    engines that score alike also order ties alike)."""
+    return sorted(hits, key=lambda s: (-s.score, s.chunk.chunk_id))
+
+
+def ranked_lists_separately(
+    store: KnowledgeStore,
+    vector: np.ndarray | None,
+    tokens: Sequence[str] | None,
+    k: int,
+    filters: Filter | None = None,
+    *,
+    exclude_flagged: bool = False,
+) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+    """:meth:`KnowledgeStore.ranked_lists` for a store whose snapshot already pins both lists to one
+    version: one dense and one keyword search."""
+    dense = store.dense_search(vector, k, filters, exclude_flagged=exclude_flagged) if vector is not None else []
+    lexical = store.lexical_search(tokens, k, filters, exclude_flagged=exclude_flagged) if tokens else []
+    return dense, lexical
+
+
 def access_column(access: Sequence[str]) -> tuple[str, ...]:
     """``access`` checked as a stored column for :meth:`KnowledgeStore.set_access`: strings, never
     empty (a document without a list stores :data:`infuse.access.DEFAULT`)."""
@@ -94,7 +116,7 @@ def access_column(access: Sequence[str]) -> tuple[str, ...]:
 
 class KnowledgeStore(Protocol):
     """Storage backend. Implementations: :class:`infuse.store.lancedb.LanceDBStore`,
-    :class:`infuse.store.memory.InMemoryStore` (tests); made by :func:`infuse.store.factory.open_store`."""
+    :class:`infuse.store.qdrant.QdrantStore`, :class:`infuse.store.memory.InMemoryStore` (tests); made by :func:`infuse.store.factory.open_store`."""
 
     def replace_documents(self, documents: Sequence[DocumentRecord], chunks: Sequence[IndexedChunk]) -> None:
         """Atomically make ``chunks`` the only chunks of ``documents``, then record the documents."""
@@ -122,6 +144,18 @@ class KnowledgeStore(Protocol):
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
         """Top ``k`` by BM25 over the stored keyword tokens."""
+
+    def ranked_lists(
+        self,
+        vector: np.ndarray | None,
+        tokens: Sequence[str] | None,
+        k: int,
+        filters: Filter | None = None,
+        *,
+        exclude_flagged: bool = False,
+    ) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+        """The dense list (``vector`` None: empty) and the keyword list (``tokens`` None or empty:
+        empty) of one search, computed together (what hybrid search fuses)."""
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         """Chunks with screening flags, by source path and position (at most ``limit``)."""

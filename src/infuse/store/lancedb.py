@@ -30,7 +30,16 @@ from lancedb.index import FTS
 
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column, bm25
+from infuse.store.base import (
+    DocumentRecord,
+    DocumentState,
+    IndexedChunk,
+    ScoredChunk,
+    access_column,
+    best_first,
+    bm25,
+    ranked_lists_separately,
+)
 from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue, NoneOf, names_field
 from infuse.store.terms import TermStatistics
 
@@ -441,6 +450,17 @@ class LanceDBStore:
         )
         return rows
 
+    def ranked_lists(
+        self,
+        vector: np.ndarray | None,
+        tokens: Sequence[str] | None,
+        k: int,
+        filters: Filter | None = None,
+        *,
+        exclude_flagged: bool = False,
+    ) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+        return ranked_lists_separately(self, vector, tokens, k, filters, exclude_flagged=exclude_flagged)
+
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
@@ -448,7 +468,7 @@ class LanceDBStore:
             "cosine"
         )
         rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
-        return [ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows]
+        return best_first([ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows])
 
     def lexical_search(
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
@@ -460,7 +480,7 @@ class LanceDBStore:
         if names_field(filters, ACCESS_FIELD):
             return self._scoped_lexical(query, unique, k, self._where(filters, exclude_flagged))
         rows = self._ranked(query, filters, exclude_flagged, k, "_score")
-        return [ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows]
+        return best_first([ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows])
 
     def _scoped_lexical(self, query: Any, terms: list[str], k: int, where: str | None) -> list[ScoredChunk]:
         """BM25 over the chunks passing ``where`` only (one caller's view): LanceDB's own scores use

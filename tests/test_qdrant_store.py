@@ -1,0 +1,95 @@
+"""The KnowledgeStore contract against the Qdrant store in qdrant-client's local mode (the same
+client and request objects as against a server), plus what only this store promises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("qdrant_client")
+
+from infuse.config import QdrantSettings  # noqa: E402
+from infuse.store.base import KnowledgeStore  # noqa: E402
+from infuse.store.memory import InMemoryStore  # noqa: E402
+from infuse.store.qdrant import QdrantStore  # noqa: E402
+from store_contract import DIM, MakeStore, StoreContract, chunk, document, unit, write  # noqa: E402
+
+
+class TestQdrantStore(StoreContract):
+    PINNED_SNAPSHOTS = False  # Qdrant has no point-in-time reads (docs/qdrant.md)
+
+    @pytest.fixture
+    def make_store(self, tmp_path: Path) -> MakeStore:
+        return lambda dimension: QdrantStore(QdrantSettings(exact=True), "chunks", dimension, local_path=tmp_path / "q")
+
+
+class _Observed:
+    """The store's client, running ``check`` after every write request (upsert, delete, ...): what a
+    concurrent reader would see between the requests of one replace."""
+
+    WRITES = ("upsert", "delete", "set_payload", "update_vectors")
+
+    def __init__(self, client: object, check: Callable[[], None]) -> None:
+        self._client, self._check = client, check
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if name not in self.WRITES:
+            return method
+
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            self._check()
+            return result
+
+        return observed
+
+
+def test_a_reader_between_the_requests_of_a_replace_never_sees_a_chunk_twice(tmp_path: Path) -> None:
+    store = QdrantStore(QdrantSettings(), "chunks", DIM, local_path=tmp_path / "q")
+    a, b = document("a"), document("b")
+    write(store, a, *((chunk(a, i, f"renewal old {i}"), unit(1, i, 0, 0)) for i in range(5)))
+    write(store, b, (chunk(b, 0, "renewal other"), unit(0, 1, 0, 0)))
+    seen: list[list[str]] = []
+
+    def check() -> None:
+        dense, lexical = store.ranked_lists(unit(1, 1, 0, 0), ["renewal"], 20)
+        for hits in (dense, lexical):
+            ids = [h.chunk.chunk_id for h in hits]
+            assert len(ids) == len(set(ids)), ids
+            assert {h.chunk.doc_id for h in hits} == {"a", "b"}  # a document never vanishes mid-replace
+        listed = [c.chunk_id for c in store.iter_chunks()]
+        assert len(listed) == len(set(listed)) == store.count_chunks()
+        seen.append(sorted(listed))
+
+    store._client = _Observed(store._client, check)  # type: ignore[assignment]
+    a2 = document("a", content_hash="h2")
+    write(store, a2, *((chunk(a2, i, f"renewal new {i}"), unit(1, 0, i, 0)) for i in range(3)))
+    # After the upsert the reader sees a's three rewritten chunks and the two the new version lacks
+    # (documented); after the delete exactly the new version.
+    assert seen[0] == ["a#c0", "a#c1", "a#c2", "a#c3", "a#c4", "b#c0"]
+    assert seen[1] == seen[-1] == ["a#c0", "a#c1", "a#c2", "b#c0"]
+    assert {c.text for c in store.iter_chunks() if c.doc_id == "a"} == {f"renewal new {i}" for i in range(3)}
+
+
+def test_optimize_makes_keyword_scores_exact_bm25_after_the_average_length_moves(tmp_path: Path) -> None:
+    # The first write fixes the average keyword count in the weights; a second write of much longer
+    # chunks moves it. Before optimize the scores use the old average, after it they are BM25's.
+    memory, store = InMemoryStore(DIM), QdrantStore(QdrantSettings(), "chunks", DIM, local_path=tmp_path / "q")
+    a, b = document("a"), document("b")
+    short = [(chunk(a, i, f"renewal terms {i}"), unit(1, i, 0, 0)) for i in range(3)]
+    long = [(chunk(b, i, "renewal " + " ".join(f"w{j}" for j in range(20 + i))), unit(0, 1, i, 0)) for i in range(3)]
+    for target in (memory, store):
+        write(target, a, *short)
+        write(target, b, *long)
+
+    def scores(target: KnowledgeStore) -> dict[str, float]:
+        return {h.chunk.chunk_id: h.score for h in target.lexical_search(["renewal", "w3"], 10)}
+
+    expected = scores(memory)
+    assert scores(store) != pytest.approx(expected, rel=1e-4)
+    store.optimize()
+    assert scores(store) == pytest.approx(expected, rel=1e-4)
