@@ -228,6 +228,14 @@ class StoreContract:
         assert corpus.count_chunks() == 5
         assert corpus.chunk_counts_by_language() == {"en": 4, "ja": 1}
 
+    def test_indexed_chunks_come_back_with_their_tokens_and_vectors(self, corpus: KnowledgeStore) -> None:
+        indexed = {c.chunk.chunk_id: c for c in corpus.iter_indexed()}
+        assert sorted(indexed) == ["a#c0", "a#c1", "b#c0", "c#c0", "c#c1"]
+        assert indexed["c#c1"].tokens == ("renewal", "fees")
+        assert np.allclose(indexed["c#c1"].vector, unit(0, 0, 1, 1), atol=1e-6)
+        assert indexed["a#c1"].chunk == next(c for c in corpus.iter_chunks() if c.chunk_id == "a#c1")
+        assert {c.chunk.chunk_id for c in corpus.iter_indexed(Eq("lang", "ja"))} == {"c#c0"}
+
     def test_a_vector_of_the_wrong_size_is_refused(self, store: KnowledgeStore) -> None:
         doc = document("a")
         with pytest.raises(ValueError, match="shape"):

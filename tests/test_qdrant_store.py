@@ -11,10 +11,12 @@ import pytest
 
 pytest.importorskip("qdrant_client")
 
-from infuse.config import QdrantSettings  # noqa: E402
+from infuse.config import QdrantSettings, StoreBackend  # noqa: E402
+from infuse.errors import ConfigError  # noqa: E402
 from infuse.store.base import KnowledgeStore  # noqa: E402
 from infuse.store.memory import InMemoryStore  # noqa: E402
 from infuse.store.qdrant import QdrantStore  # noqa: E402
+from infuse.workspace import Workspace, migrate_workspace  # noqa: E402
 from store_contract import DIM, MakeStore, StoreContract, chunk, document, unit, write  # noqa: E402
 
 
@@ -93,3 +95,26 @@ def test_optimize_makes_keyword_scores_exact_bm25_after_the_average_length_moves
     assert scores(store) != pytest.approx(expected, rel=1e-4)
     store.optimize()
     assert scores(store) == pytest.approx(expected, rel=1e-4)
+
+
+def test_migrate_copies_a_knowledge_base_both_ways_without_embedding_again(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashing = {"backend": "hashing", "model": "hashing-64"}
+    ws = Workspace.open(tmp_path / "ws", create=True, embedder=hashing)
+    assert ws.ingest([corpus]).ok
+    questions = ["API keys rotated", "backups kept", "リモートワーク 承認"]
+    before = {q: [h.chunk.chunk_id for h in ws.search(q, k=3)] for q in questions}
+    with pytest.raises(ConfigError, match="store.backend = 'qdrant'"):
+        migrate_workspace(ws, StoreBackend.QDRANT)
+
+    def embedding_forbidden(*args: Any) -> Any:
+        raise AssertionError("migrate embedded a passage")
+
+    for to in (StoreBackend.QDRANT, StoreBackend.LANCEDB):
+        moved = Workspace.open(tmp_path / "ws", embedder=hashing, store={"backend": to.value})
+        monkeypatch.setattr(type(moved.embedder), "embed_passages", embedding_forbidden)
+        report = migrate_workspace(moved, to)
+        assert (report.documents, report.chunks) == (5, moved.status().chunks)
+        assert moved.status().store["backend"] == to.value and moved.manifest().store is to  # type: ignore[union-attr]
+        assert {q: [h.chunk.chunk_id for h in moved.search(q, k=3)] for q in questions} == before

@@ -33,6 +33,7 @@ from infuse.store.filters import Filter
 from infuse.store.terms import TermStatistics
 
 BM25_K1, BM25_B = 1.2, 0.75
+TIE_DECIMALS = 5
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,11 @@ def bm25(tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray, average_length: f
 
 
 def best_first(hits: Sequence[ScoredChunk]) -> list[ScoredChunk]:
-    """A ranked list in the order every store returns: by score, equal scores by chunk id (so two
-    engines that score alike also order ties alike)."""
-    return sorted(hits, key=lambda s: (-s.score, s.chunk.chunk_id))
+    """A ranked list in the order every store returns: by score, ties by chunk id, so two engines
+    that score alike also order ties alike. Scores that agree to :data:`TIE_DECIMALS` decimals are
+    ties: engines compute in float32 in different orders (a cosine of 0 comes back as 1e-8 from
+    one and -1e-9 from another)."""
+    return sorted(hits, key=lambda s: (-round(s.score, TIE_DECIMALS), s.chunk.chunk_id))
 
 
 def ranked_lists_separately(
@@ -173,6 +176,10 @@ class KnowledgeStore(Protocol):
     def iter_documents(self) -> Iterator[DocumentRecord]: ...
 
     def chunk_ids(self) -> list[str]: ...
+
+    def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
+        """Every chunk (passing ``filters``) with its keyword tokens and vector, in no set order: what
+        :mod:`infuse.store.migrate` copies into another store without embedding again."""
 
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
         """Every chunk (passing ``filters``), by source path, document and position: what training

@@ -589,6 +589,17 @@ class LanceDBStore:
     def chunk_ids(self) -> list[str]:
         return list(self._columns(self._chunks, ["chunk_id"]).column("chunk_id").to_pylist())
 
+    def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
+        query = self._chunks.search()
+        where = filter_to_sql(filters, self._chunk_names())
+        if where:
+            query = query.where(where)
+        columns = [*(c.name for c in self._read_columns()), "tokens", _VECTOR]
+        for batch in query.select(columns).limit(None).to_batches(1024):
+            for row in batch.to_pylist():
+                tokens = tuple(str(row["tokens"] or "").split())
+                yield IndexedChunk(self._chunk(row), tokens, np.asarray(row[_VECTOR], dtype=np.float32))
+
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
         query = self._chunks.search()
         where = filter_to_sql(filters, self._chunk_names())

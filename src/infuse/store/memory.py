@@ -194,6 +194,9 @@ class InMemoryStore:
     def chunk_ids(self) -> list[str]:
         return list(self._chunks)
 
+    def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
+        yield from (c for c in list(self._chunks.values()) if matches(filters, _fields(c.chunk)))
+
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
         chunks = (c.chunk for c in self._candidates(filters, exclude_flagged=False))
         yield from sorted(chunks, key=lambda c: (c.source_path, c.doc_id, c.index))

@@ -40,6 +40,7 @@ What Qdrant does not give, and what this store does instead:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import threading
@@ -83,6 +84,15 @@ _NAMESPACE = uuid.UUID("6f1d3c52-8b0e-4c7a-9a51-2f0c1e7d9b44")
 _KEYWORD_FIELDS = (*CHUNK_FIELDS, ACCESS_FIELD, "tags", "tokens", "flags", "chunk_id")
 _CLIENTS: dict[str, QdrantClient] = {}  # local mode: one client per folder and process (it locks the folder)
 _CLIENTS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_clients() -> None:
+    """Close local-mode clients while the interpreter can still run their clean-up."""
+    with _CLIENTS_LOCK:
+        for client in _CLIENTS.values():
+            client.close()
+        _CLIENTS.clear()
 
 
 def term_id(token: str) -> int:
@@ -398,11 +408,18 @@ class QdrantStore:
         view._read_only = True
         return view
 
-    def _records(self, collection: str, payload: list[str] | bool, filter_: qm.Filter | None = None) -> Iterator[Any]:
+    def _records(
+        self,
+        collection: str,
+        payload: list[str] | bool,
+        filter_: qm.Filter | None = None,
+        *,
+        vectors: list[str] | bool = False,
+    ) -> Iterator[Any]:
         offset = None
         while True:
             records, offset = self._client.scroll(
-                collection, scroll_filter=filter_, limit=PAGE, offset=offset, with_payload=payload
+                collection, scroll_filter=filter_, limit=PAGE, offset=offset, with_payload=payload, with_vectors=vectors
             )
             yield from records
             if offset is None:
@@ -529,6 +546,11 @@ class QdrantStore:
 
     def chunk_ids(self) -> list[str]:
         return [p["chunk_id"] for p in self._scroll(self._c.chunks, ["chunk_id"])]
+
+    def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
+        for record in self._records(self._c.chunks, True, to_qdrant(filters), vectors=[DENSE]):
+            payload, vectors = record.payload or {}, record.vector or {}
+            yield IndexedChunk(_chunk(payload), tuple(payload["tokens"]), np.asarray(vectors[DENSE], dtype=np.float32))
 
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
         chunks = [_chunk(p) for p in self._scroll(self._c.chunks, _CHUNK_FIELD_NAMES, to_qdrant(filters))]
