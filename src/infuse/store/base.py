@@ -34,6 +34,7 @@ from infuse.store.terms import TermStatistics
 
 BM25_K1, BM25_B = 1.2, 0.75
 TIE_DECIMALS = 5
+TIE_MARGIN = 8  # see best_first
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,13 @@ def bm25(tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray, average_length: f
     return scores
 
 
-def best_first(hits: Sequence[ScoredChunk]) -> list[ScoredChunk]:
-    """A ranked list in the order every store returns: by score, ties by chunk id, so two engines
-    that score alike also order ties alike. Scores that agree to :data:`TIE_DECIMALS` decimals are
-    ties: engines compute in float32 in different orders (a cosine of 0 comes back as 1e-8 from
-    one and -1e-9 from another)."""
-    return sorted(hits, key=lambda s: (-round(s.score, TIE_DECIMALS), s.chunk.chunk_id))
+def best_first(hits: Sequence[ScoredChunk], k: int | None = None) -> list[ScoredChunk]:
+    """The first ``k`` of a ranked list in the order every store returns: by score, ties by chunk
+    id, so two engines that score alike also order ties alike. Scores that agree to
+    :data:`TIE_DECIMALS` decimals are ties: engines compute in float32 in different orders (a
+    cosine of 0 comes back as 1e-8 from one and -1e-9 from another). Engines fetch
+    :data:`TIE_MARGIN` more than ``k``, so a tie across the cut is broken the same way too."""
+    return sorted(hits, key=lambda s: (-round(s.score, TIE_DECIMALS), s.chunk.chunk_id))[:k]
 
 
 def ranked_lists_separately(

@@ -31,6 +31,7 @@ from lancedb.index import FTS
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
 from infuse.store.base import (
+    TIE_MARGIN,
     DocumentRecord,
     DocumentState,
     IndexedChunk,
@@ -446,7 +447,7 @@ class LanceDBStore:
         if where:
             query = query.where(where, prefilter=True)
         rows: list[dict[str, Any]] = (
-            query.limit(k).select([*(c.name for c in self._read_columns()), score_column]).to_list()
+            query.limit(k + TIE_MARGIN).select([*(c.name for c in self._read_columns()), score_column]).to_list()
         )
         return rows
 
@@ -468,7 +469,7 @@ class LanceDBStore:
             "cosine"
         )
         rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
-        return best_first([ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows])
+        return best_first([ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows], k)
 
     def lexical_search(
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
@@ -480,7 +481,7 @@ class LanceDBStore:
         if names_field(filters, ACCESS_FIELD):
             return self._scoped_lexical(query, unique, k, self._where(filters, exclude_flagged))
         rows = self._ranked(query, filters, exclude_flagged, k, "_score")
-        return best_first([ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows])
+        return best_first([ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows], k)
 
     def _scoped_lexical(self, query: Any, terms: list[str], k: int, where: str | None) -> list[ScoredChunk]:
         """BM25 over the chunks passing ``where`` only (one caller's view): LanceDB's own scores use

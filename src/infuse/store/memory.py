@@ -142,7 +142,7 @@ class InMemoryStore:
         for item in self._candidates(filters, exclude_flagged):
             norm = float(np.linalg.norm(item.vector)) or 1.0
             scored.append(ScoredChunk(item.chunk, float(np.dot(query, item.vector)) / (query_norm * norm)))
-        return best_first(scored)[:k]
+        return best_first(scored, k)
 
     def lexical_search(
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
@@ -161,7 +161,7 @@ class InMemoryStore:
         idf = np.array([stats.idf(t) for t in terms])
         scores = bm25(tf, lengths, idf, average)
         scored = [ScoredChunk(item.chunk, float(score)) for item, score in zip(candidates, scores) if score > 0]
-        return best_first(scored)[:k]
+        return best_first(scored, k)
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         flagged = sorted(

@@ -59,6 +59,7 @@ from infuse.language import Language
 from infuse.store.base import (
     BM25_B,
     BM25_K1,
+    TIE_MARGIN,
     DocumentRecord,
     DocumentState,
     IndexedChunk,
@@ -436,7 +437,7 @@ class QdrantStore:
             query=np.asarray(vector, dtype=np.float32).tolist(),
             using=DENSE,
             filter=filter_,
-            limit=k,
+            limit=k + TIE_MARGIN,
             params=qm.SearchParams(exact=True) if self.settings.exact and self.settings.url else None,
             with_payload=True,
         )
@@ -444,8 +445,8 @@ class QdrantStore:
     def _where(self, filters: Filter | None, exclude_flagged: bool) -> qm.Filter | None:
         return _with(to_qdrant(filters), _UNFLAGGED if exclude_flagged else None)
 
-    def _scored(self, points: Sequence[Any]) -> list[ScoredChunk]:
-        return best_first([ScoredChunk(_chunk(p.payload or {}), float(p.score)) for p in points])
+    def _scored(self, points: Sequence[Any], k: int) -> list[ScoredChunk]:
+        return best_first([ScoredChunk(_chunk(p.payload or {}), float(p.score)) for p in points], k)
 
     def ranked_lists(
         self,
@@ -466,10 +467,12 @@ class QdrantStore:
             requests.append(self._dense_request(vector, k, where))
         if terms and not scoped:
             requests.append(
-                qm.QueryRequest(query=query_vector(terms), using=KEYWORDS, filter=where, limit=k, with_payload=True)
+                qm.QueryRequest(
+                    query=query_vector(terms), using=KEYWORDS, filter=where, limit=k + TIE_MARGIN, with_payload=True
+                )
             )
         answers = (
-            [self._scored(r.points) for r in self._client.query_batch_points(self._c.chunks, requests)]
+            [self._scored(r.points, k) for r in self._client.query_batch_points(self._c.chunks, requests)]
             if requests
             else []
         )
@@ -506,7 +509,7 @@ class QdrantStore:
             tf, np.array([p["n_keywords"] for p in found], dtype=np.float64), idf, sum(lengths) / len(lengths)
         )
         hits = [ScoredChunk(_chunk(p), float(s)) for p, s in zip(found, scores) if s > 0]
-        return best_first(hits)[:k]
+        return best_first(hits, k)
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         flagged = qm.Filter(must_not=[_UNFLAGGED])
