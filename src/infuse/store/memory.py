@@ -122,16 +122,7 @@ class InMemoryStore:
             if matches(filters, _fields(c.chunk)) and not (exclude_flagged and c.chunk.flags)
         ]
 
-    def ranked_lists(
-        self,
-        vector: np.ndarray | None,
-        tokens: Sequence[str] | None,
-        k: int,
-        filters: Filter | None = None,
-        *,
-        exclude_flagged: bool = False,
-    ) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
-        return ranked_lists_separately(self, vector, tokens, k, filters, exclude_flagged=exclude_flagged)
+    ranked_lists = ranked_lists_separately  # the snapshot pins both lists to one version
 
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
