@@ -3,6 +3,7 @@ client and request objects as against a server), plus what only this store promi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,23 @@ def test_migrate_copies_a_knowledge_base_both_ways_without_embedding_again(
         assert (report.documents, report.chunks) == (5, moved.status().chunks)
         assert moved.status().store["backend"] == to.value and moved.manifest().store is to  # type: ignore[union-attr]
         assert {q: [h.chunk.chunk_id for h in moved.search(q, k=3)] for q in questions} == before
+
+
+def test_the_migrate_command_says_what_it_copied(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from infuse.cli import app
+
+    ws = tmp_path / "ws"
+    Workspace.open(ws, create=True)
+    (ws / "infuse.toml").write_text('[embedder]\nbackend = "hashing"\nmodel = "hashing-64"\n', encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["-w", str(ws), "ingest", str(corpus)]).exit_code == 0
+    refused = runner.invoke(app, ["-w", str(ws), "migrate", "--to", "qdrant"])
+    assert refused.exit_code == 1 and "set store.backend = 'qdrant'" in refused.output
+    monkeypatch.setenv("INFUSE_STORE__BACKEND", "qdrant")
+    result = runner.invoke(app, ["-w", str(ws), "migrate", "--to", "qdrant", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["documents"] == 5
+    hits = json.loads(runner.invoke(app, ["-w", str(ws), "search", "API keys rotated", "--json"]).output)
+    assert hits and "keys.md" in json.dumps(hits)
