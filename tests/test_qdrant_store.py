@@ -16,7 +16,8 @@ from infuse.config import QdrantSettings, StoreBackend  # noqa: E402
 from infuse.errors import ConfigError  # noqa: E402
 from infuse.store.base import KnowledgeStore  # noqa: E402
 from infuse.store.memory import InMemoryStore  # noqa: E402
-from infuse.store.qdrant import QdrantStore  # noqa: E402
+from infuse.store.migrate import copy_store  # noqa: E402
+from infuse.store.qdrant import QdrantStore, qm  # noqa: E402
 from infuse.workspace import Workspace, migrate_workspace  # noqa: E402
 from store_contract import DIM, MakeStore, StoreContract, chunk, document, unit, write  # noqa: E402
 
@@ -139,3 +140,17 @@ def test_the_migrate_command_says_what_it_copied(tmp_path: Path, corpus: Path, m
     assert json.loads(result.output)["documents"] == 5
     hits = json.loads(runner.invoke(app, ["-w", str(ws), "search", "API keys rotated", "--json"]).output)
     assert hits and "keys.md" in json.dumps(hits)
+
+
+def test_a_migration_killed_between_chunks_and_documents_is_simply_run_again(tmp_path: Path) -> None:
+    source, target = InMemoryStore(DIM), QdrantStore(QdrantSettings(), "chunks", DIM, local_path=tmp_path / "q")
+    a, b = document("a"), document("b")
+    write(source, a, (chunk(a, 0, "renewal terms"), unit(1, 0, 0, 0)))
+    write(source, b, (chunk(b, 0, "sales targets"), unit(0, 1, 0, 0)))
+    # What a kill leaves: chunks of a document whose row was never written, and a stale document.
+    orphan = document("gone")
+    write(target, orphan, (chunk(orphan, 0, "old"), unit(0, 0, 1, 0)))
+    target._client.delete(target._c.documents, qm.FilterSelector(filter=qm.Filter()), wait=True)
+    report = copy_store(source, target)
+    assert (report.documents, report.chunks) == (2, 2)
+    assert sorted(target.chunk_ids()) == ["a#c0", "b#c0"]

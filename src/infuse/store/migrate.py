@@ -47,8 +47,10 @@ def copy_store(
     """Copy every document and its chunks (vectors as stored) from ``source`` into ``target``,
     then verify; ``on_batch(n)`` is called after each batch of ``n`` documents."""
     clock = time.perf_counter()
-    # The target is not in service yet: clear what an earlier (killed or older) copy left there.
-    target.delete_documents(list(target.document_states()))
+    # The target is not in service yet: clear what an earlier (killed or older) copy left there,
+    # chunks written before their document row included.
+    left = set(target.document_states()) | {c.doc_id for c in target.iter_chunks()}
+    target.delete_documents(sorted(left))
     records = list(source.iter_documents())
     for start in range(0, len(records), BATCH_DOCUMENTS):
         batch = records[start : start + BATCH_DOCUMENTS]

@@ -360,7 +360,9 @@ class QdrantStore:
             if column is not None and column != tuple(p.get(ACCESS_FIELD) or ()):
                 stale.setdefault(column, []).append(p["doc_id"])
         for column, ids in stale.items():
-            self._client.set_payload(self._c.documents, {ACCESS_FIELD: list(column)}, points=_doc_filter(ids))
+            self._client.set_payload(
+                self._c.documents, {ACCESS_FIELD: list(column)}, points=_doc_filter(ids), wait=True
+            )
         return sum(len(ids) for ids in stale.values())
 
     def optimize(self) -> None:
