@@ -219,18 +219,37 @@ class Connection:
     prefix: str
 
 
+class _OneCallAtATime:
+    """A local-mode client whose calls never overlap: local mode is plain Python dictionaries and
+    SQLite, not made for a server's threads reading while an ingest writes."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client, self._lock = client, threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
+
+
 def connect(settings: QdrantSettings, local_path: Path | None) -> QdrantClient:
     """A client for the server at ``settings.url``, else local mode in ``local_path`` (one per
-    folder and process: local mode locks its folder)."""
+    folder and process: local mode locks its folder; its calls are serialised)."""
     if settings.url:
         return QdrantClient(url=settings.url, api_key=settings.api_key or os.environ.get("QDRANT_API_KEY"))
     if local_path is None:
-        return QdrantClient(location=":memory:")
+        return _OneCallAtATime(QdrantClient(location=":memory:"))  # type: ignore[return-value]
     key = str(local_path.resolve())
     with _CLIENTS_LOCK:
         if key not in _CLIENTS:
             local_path.mkdir(parents=True, exist_ok=True)
-            _CLIENTS[key] = QdrantClient(path=key)
+            _CLIENTS[key] = _OneCallAtATime(QdrantClient(path=key))  # type: ignore[assignment]
         return _CLIENTS[key]
 
 
