@@ -210,10 +210,9 @@ def _with(filter_: qm.Filter | None, *conditions: Any) -> qm.Filter | None:
 
 
 @dataclass(frozen=True)
-class Connection:
-    """A client and the collections of one knowledge base."""
+class Collections:
+    """The names of one knowledge base's collections."""
 
-    client: QdrantClient
     chunks: str
     documents: str
     prefix: str
@@ -266,14 +265,13 @@ class QdrantStore:
         dimension: int,
         *,
         local_path: Path | None = None,
-        client: QdrantClient | None = None,
     ) -> None:
         self.settings = settings
         self.dimension = dimension
         self.chunks_name = chunks_table
         prefix = settings.collection
-        self._client = client or connect(settings, local_path)
-        self._c = Connection(self._client, f"{prefix}_{chunks_table}", f"{prefix}_documents", prefix)
+        self._client = connect(settings, local_path)
+        self._c = Collections(f"{prefix}_{chunks_table}", f"{prefix}_documents", prefix)
         self._read_only = False
         self._create_collections()
 
