@@ -3,7 +3,7 @@
 qdrant-client's local mode (tests/test_qdrant_store.py) is a Python re-implementation; qdrant-edge-py
 runs Qdrant's own engine (Rust segments, sparse index, IDF, optimizers) in-process. Here the very
 objects the store sends (points from ``QdrantStore._point``, filters from ``to_qdrant``, the
-keyword query vector) are translated field by field into qdrant-edge's classes and run there:
+keyword query vector) are translated field by field into qdrant-edge's classes (infuse.store.qdrant_edge) and run there:
 filters must mean what :func:`infuse.store.filters.matches` says, keyword scores must be infuse's
 BM25, fused lists must equal the store's. The known difference is pinned, not hidden: the engine's
 IDF keeps counting deleted points until their segment is vacuumed (qdrant/qdrant#6735).
@@ -14,96 +14,31 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 q = pytest.importorskip("qdrant_edge")
 
-from qdrant_client import models as qm  # noqa: E402
 
 from infuse.config import QdrantSettings  # noqa: E402
 from infuse.documents.models import Chunk  # noqa: E402
 from infuse.language import Language  # noqa: E402
 from infuse.retrieval.fusion import reciprocal_rank_fusion  # noqa: E402
-from infuse.store.base import TIE_DECIMALS, TIE_MARGIN, DocumentRecord, IndexedChunk, bm25  # noqa: E402
+from infuse.store.base import DocumentRecord, IndexedChunk, ScoredChunk, bm25  # noqa: E402
 from infuse.store.filters import AnyOf, Filter, matches  # noqa: E402
-from infuse.store.qdrant import DENSE, KEYWORDS, QdrantStore, query_vector, to_qdrant  # noqa: E402
+from infuse.store.qdrant import QdrantStore  # noqa: E402
+from infuse.store.qdrant_edge import EdgeEngine  # noqa: E402
 from infuse.store.terms import TermStatistics  # noqa: E402
 from store_contract import DIM, FILTERS, chunk, document, unit  # noqa: E402
 
 
-def edge_condition(condition: Any) -> Any:
-    """qdrant-client's filter objects as qdrant-edge's (the kinds ``to_qdrant`` and the store use)."""
-    if isinstance(condition, qm.Filter):
-        return q.Filter(
-            must=[edge_condition(c) for c in condition.must or []] or None,
-            must_not=[edge_condition(c) for c in condition.must_not or []] or None,
-        )
-    if isinstance(condition, qm.FieldCondition):
-        assert isinstance(condition.match, qm.MatchAny)
-        return q.FieldCondition(condition.key, match=q.MatchAny(list(condition.match.any)))
-    if isinstance(condition, qm.IsEmptyCondition):
-        return q.IsEmptyCondition(condition.is_empty.key)
-    raise AssertionError(f"no qdrant-edge translation for {condition!r}")
+def engine(path: Path, settings: QdrantSettings | None = None) -> EdgeEngine:
+    return EdgeEngine(path, settings or QdrantSettings(), DIM)
 
 
-def edge_point(point: qm.PointStruct) -> Any:
-    vectors: dict[str, Any] = dict(point.vector)  # type: ignore[arg-type]
-    sparse = vectors[KEYWORDS]
-    return q.Point(
-        point.id, {DENSE: vectors[DENSE], KEYWORDS: q.SparseVector(sparse.indices, sparse.values)}, point.payload
-    )
-
-
-class Engine:
-    """One qdrant-edge shard configured as QdrantStore configures its chunk collection."""
-
-    def __init__(self, path: Path, settings: QdrantSettings, local: QdrantStore) -> None:
-        config = q.EdgeConfig(
-            vectors={DENSE: q.EdgeVectorParams(size=DIM, distance=q.Distance.Cosine)},
-            sparse_vectors={KEYWORDS: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
-            optimizers=q.EdgeOptimizersConfig(
-                deleted_threshold=settings.vacuum_deleted_threshold,
-                vacuum_min_vector_number=settings.vacuum_min_vector_number,
-            ),
-        )
-        self.shard = q.EdgeShard.create(str(path), config)
-        self.local = local  # builds the points exactly as the store writes them
-
-    def write(self, items: list[IndexedChunk], average: float) -> None:
-        points = [edge_point(self.local._point(item, average)) for item in items]
-        self.shard.update(q.UpdateOperation.upsert_points(points))
-
-    def delete(self, filter_: Filter) -> None:
-        self.shard.update(q.UpdateOperation.delete_points_by_filter(edge_condition(to_qdrant(filter_))))
-
-    @staticmethod
-    def _best_first(points: list[Any], k: int) -> list[tuple[str, float]]:
-        """The store's order (infuse.store.base.best_first) over the engine's ``k + TIE_MARGIN``."""
-        hits = sorted((-round(p.score, TIE_DECIMALS), p.payload["chunk_id"], p.score) for p in points)
-        return [(chunk_id, score) for _, chunk_id, score in hits[:k]]
-
-    def dense(self, vector: np.ndarray, k: int, filter_: Filter | None = None) -> list[tuple[str, float]]:
-        qf = to_qdrant(filter_)
-        request = q.QueryRequest(
-            limit=k + TIE_MARGIN,
-            query=q.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=DENSE),
-            filter=edge_condition(qf) if qf is not None else None,
-            with_payload=True,
-        )
-        return self._best_first(self.shard.query(request), k)
-
-    def keywords(self, tokens: list[str], k: int, filter_: Filter | None = None) -> list[tuple[str, float]]:
-        vector, qf = query_vector(tokens), to_qdrant(filter_)
-        request = q.QueryRequest(
-            limit=k + TIE_MARGIN,
-            query=q.Query.Nearest(q.SparseVector(vector.indices, vector.values), using=KEYWORDS),
-            filter=edge_condition(qf) if qf is not None else None,
-            with_payload=True,
-        )
-        return self._best_first(self.shard.query(request), k)
+def ids_scores(hits: list[ScoredChunk]) -> list[tuple[str, float]]:
+    return [(h.chunk.chunk_id, h.score) for h in hits]
 
 
 @pytest.fixture
@@ -127,16 +62,14 @@ def contract_corpus() -> list[IndexedChunk]:
 
 
 @pytest.mark.parametrize("filter_", FILTERS, ids=repr)
-def test_filters_in_the_engine_mean_what_the_reference_says(
-    tmp_path: Path, local: QdrantStore, filter_: Filter
-) -> None:
-    engine = Engine(tmp_path / "edge", QdrantSettings(), local)
+def test_filters_in_the_engine_mean_what_the_reference_says(tmp_path: Path, filter_: Filter) -> None:
+    edge = engine(tmp_path / "edge")
     items = contract_corpus()
-    engine.write(items, average=3.0)
+    edge.write(items, 3.0)
     expected = sorted(i.chunk.chunk_id for i in items if matches(filter_, dataclasses.asdict(i.chunk)))
-    assert sorted(cid for cid, _ in engine.dense(unit(1, 1, 1, 1), 10, filter_)) == expected
+    assert sorted(cid for cid, _ in ids_scores(edge.dense_search(unit(1, 1, 1, 1), 10, filter_))) == expected
     every_word = sorted({t for i in items for t in i.tokens})
-    assert sorted(cid for cid, _ in engine.keywords(every_word, 10, filter_)) == expected
+    assert sorted(cid for cid, _ in ids_scores(edge.lexical_search(every_word, 10, filter_))) == expected
 
 
 def random_corpus(rng: random.Random, n: int) -> list[IndexedChunk]:
@@ -162,14 +95,14 @@ def reference_bm25(
     return {i.chunk.chunk_id: float(s) for i, s in zip(items, scores) if s > 0}
 
 
-def test_keyword_scores_in_the_engine_are_infuses_bm25(tmp_path: Path, local: QdrantStore) -> None:
+def test_keyword_scores_in_the_engine_are_infuses_bm25(tmp_path: Path) -> None:
     items = random_corpus(random.Random(3), 120)
     average = float(np.mean([len(i.tokens) for i in items]))
-    engine = Engine(tmp_path / "edge", QdrantSettings(), local)
-    engine.write(items, average)
+    edge = engine(tmp_path / "edge")
+    edge.write(items, average)
     for terms in (["w0"], ["w3", "w17"], ["w1", "w2", "w29", "absent"]):
         expected = reference_bm25(items, terms, items)
-        got = dict(engine.keywords(terms, 200))
+        got = dict(ids_scores(edge.lexical_search(terms, 200)))
         assert got.keys() == expected.keys()
         assert got == pytest.approx(expected, rel=1e-4)
 
@@ -182,12 +115,12 @@ def test_dense_and_keyword_lists_and_their_fusion_match_local_mode(tmp_path: Pat
     local.optimize()
     average = local._average_length()
     assert average is not None
-    engine = Engine(tmp_path / "edge", QdrantSettings(), local)
-    engine.write(items, average)
+    edge = engine(tmp_path / "edge")
+    edge.write(items, average)
     for _ in range(10):
         vector, terms = unit(*(rng.random() for _ in range(DIM))), rng.sample([f"w{i}" for i in range(30)], 3)
         dense, lexical = local.ranked_lists(vector, terms, 20)
-        edge_dense, edge_lexical = engine.dense(vector, 20), engine.keywords(terms, 20)
+        edge_dense, edge_lexical = ids_scores(edge.dense_search(vector, 20)), ids_scores(edge.lexical_search(terms, 20))
         assert [h.chunk.chunk_id for h in dense] == [cid for cid, _ in edge_dense]
         assert [h.score for h in dense] == pytest.approx([s for _, s in edge_dense], abs=1e-5)
         assert {h.chunk.chunk_id: h.score for h in lexical} == pytest.approx(dict(edge_lexical), rel=1e-4)
@@ -196,7 +129,7 @@ def test_dense_and_keyword_lists_and_their_fusion_match_local_mode(tmp_path: Pat
         assert [c for c, _ in fused][:10] == [c for c, _ in edge_fused][:10]
 
 
-def test_pinned_idf_counts_deleted_points_until_their_segment_is_vacuumed(tmp_path: Path, local: QdrantStore) -> None:
+def test_pinned_idf_counts_deleted_points_until_their_segment_is_vacuumed(tmp_path: Path) -> None:
     # The known difference (qdrant/qdrant#6735): after a delete, the engine's IDF still counts the
     # deleted points, so keyword scores are those of the corpus *before* the delete, until the
     # optimizer vacuums the segment (deleted_threshold, vacuum_min_vector_number); then they are
@@ -204,18 +137,18 @@ def test_pinned_idf_counts_deleted_points_until_their_segment_is_vacuumed(tmp_pa
     items = random_corpus(random.Random(9), 60)
     average = float(np.mean([len(i.tokens) for i in items]))
     settings = QdrantSettings(vacuum_deleted_threshold=0.2, vacuum_min_vector_number=10)
-    engine = Engine(tmp_path / "edge", settings, local)
-    engine.write(items, average)
-    engine.delete(AnyOf("access", ["group:b"]))
+    edge = engine(tmp_path / "edge", settings)
+    edge.write(items, average)
+    edge.delete(AnyOf("access", ["group:b"]))
     kept = [i for i in items if i.chunk.access == ("group:a",)]
     assert 10 < len(kept) < 50
     terms = ["w2", "w5"]
-    stale = dict(engine.keywords(terms, 100))
+    stale = dict(ids_scores(edge.lexical_search(terms, 100)))
     # IDF over every point ever written (deleted ones included); the length weights are as written.
     assert stale == pytest.approx(reference_bm25(kept, terms, items), rel=1e-4)
     assert stale != pytest.approx(reference_bm25(kept, terms, kept), rel=1e-3)
-    assert engine.shard.optimize()  # the vacuum: more than 20% of the segment's points are deleted
-    fresh = dict(engine.keywords(terms, 100))
+    assert edge.shard.optimize()  # the vacuum: more than 20% of the segment's points are deleted
+    fresh = dict(ids_scores(edge.lexical_search(terms, 100)))
     expected_idf = reference_bm25(kept, terms, kept)
     # IDF now counts the kept chunks only; the weights still use the average written with them,
     # so compare with that average (QdrantStore.optimize rewrites weights when it moves).

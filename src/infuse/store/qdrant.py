@@ -156,7 +156,8 @@ _DOCUMENT_FIELD_NAMES = [f.name for f in fields(Document)]
 _INGEST_FIELDS = ("pipeline", "n_chunks", "ingested_at")
 
 
-def _chunk(payload: dict[str, Any]) -> Chunk:
+def chunk_from_payload(payload: dict[str, Any]) -> Chunk:
+    """The chunk a point's payload holds."""
     return Chunk(**{n: _CHUNK_READ.get(n, _same)(payload[n]) for n in _CHUNK_FIELD_NAMES if n in payload})
 
 
@@ -465,7 +466,7 @@ class QdrantStore:
         return _with(to_qdrant(filters), _UNFLAGGED if exclude_flagged else None)
 
     def _scored(self, points: Sequence[Any], k: int) -> list[ScoredChunk]:
-        return best_first([ScoredChunk(_chunk(p.payload or {}), float(p.score)) for p in points], k)
+        return best_first([ScoredChunk(chunk_from_payload(p.payload or {}), float(p.score)) for p in points], k)
 
     def ranked_lists(
         self,
@@ -527,13 +528,13 @@ class QdrantStore:
         scores = bm25(
             tf, np.array([p["n_keywords"] for p in found], dtype=np.float64), idf, sum(lengths) / len(lengths)
         )
-        hits = [ScoredChunk(_chunk(p), float(s)) for p, s in zip(found, scores) if s > 0]
+        hits = [ScoredChunk(chunk_from_payload(p), float(s)) for p, s in zip(found, scores) if s > 0]
         return best_first(hits, k)
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         flagged = qm.Filter(must_not=[_UNFLAGGED])
         chunks = sorted(
-            (_chunk(p) for p in self._scroll(self._c.chunks, True, flagged)),
+            (chunk_from_payload(p) for p in self._scroll(self._c.chunks, True, flagged)),
             key=lambda c: (c.source_path, c.index, c.chunk_id),
         )
         return chunks[:limit]
@@ -572,10 +573,12 @@ class QdrantStore:
     def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
         for record in self._records(self._c.chunks, True, to_qdrant(filters), vectors=[DENSE]):
             payload, vectors = record.payload or {}, record.vector or {}
-            yield IndexedChunk(_chunk(payload), tuple(payload["tokens"]), np.asarray(vectors[DENSE], dtype=np.float32))
+            yield IndexedChunk(
+                chunk_from_payload(payload), tuple(payload["tokens"]), np.asarray(vectors[DENSE], dtype=np.float32)
+            )
 
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
-        chunks = [_chunk(p) for p in self._scroll(self._c.chunks, _CHUNK_FIELD_NAMES, to_qdrant(filters))]
+        chunks = [chunk_from_payload(p) for p in self._scroll(self._c.chunks, _CHUNK_FIELD_NAMES, to_qdrant(filters))]
         yield from sorted(chunks, key=lambda c: (c.source_path, c.doc_id, c.index))
 
     def metadata_keys(self) -> frozenset[str]:
