@@ -4,9 +4,9 @@
 Qdrant's sparse ``modifier: idf`` counts a segment's deleted points in the IDF until the
 optimizer vacuums the segment (qdrant/qdrant#6735). This runs the real Qdrant engine in-process
 (qdrant-edge-py) on the SQuAD 2.0 dev chunks of the cached retrieval workspace (the points the
-Qdrant store writes: ``QdrantStore._point``), deletes a share of the documents, and compares the
+Qdrant store writes, through ``infuse.store.qdrant_edge.EdgeEngine``), deletes a share of the documents, and compares the
 keyword top-10 and scores of sample questions with exact BM25 over the kept chunks (infuse's
-in-memory store), before and after the optimizer ran, for two vacuum settings: Qdrant's defaults
+``bm25``), before and after the optimizer ran, for two vacuum settings: Qdrant's defaults
 (deleted_threshold 0.2, vacuum_min_vector_number 1000) and infuse's (0.05, 100).
 
 Usage::
@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import qdrant_edge as q
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import retrieval as rb  # noqa: E402
 from infuse.config import QdrantSettings  # noqa: E402
 from infuse.store.base import IndexedChunk, ScoredChunk, best_first, bm25  # noqa: E402
-from infuse.store.memory import InMemoryStore  # noqa: E402
-from infuse.store.qdrant import DENSE, KEYWORDS, QdrantStore, query_vector  # noqa: E402
+from infuse.store.filters import AnyOf  # noqa: E402
+from infuse.store.qdrant_edge import EdgeEngine  # noqa: E402
 from infuse.store.terms import TermStatistics  # noqa: E402
 
 SHARES = [0.02, 0.1, 0.3]
@@ -42,32 +41,14 @@ VACUUM = {"qdrant defaults (0.2, 1000)": (0.2, 1000), "infuse defaults (0.05, 10
 QUESTIONS = 300
 
 
-def edge_shard(path: Path, dimension: int, threshold: float, minimum: int) -> Any:
-    shutil.rmtree(path, ignore_errors=True)
-    config = q.EdgeConfig(
-        vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine)},
-        sparse_vectors={KEYWORDS: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
-        optimizers=q.EdgeOptimizersConfig(deleted_threshold=threshold, vacuum_min_vector_number=minimum),
-    )
-    return q.EdgeShard.create(str(path), config)
-
-
-def keyword_top(shard: Any, tokens: list[str], k: int = 10) -> dict[str, float]:
-    vector = query_vector(tokens)
-    request = q.QueryRequest(
-        limit=k, query=q.Query.Nearest(q.SparseVector(vector.indices, vector.values), using=KEYWORDS), with_payload=True
-    )
-    return {p.payload["chunk_id"]: p.score for p in shard.query(request)}
-
-
 class FixedAverage:
     """Exact BM25 over the kept chunks, with the average keyword count the weights were written with."""
 
-    def __init__(self, exact: InMemoryStore, average: float) -> None:
-        self.exact, self.average = exact, average
+    def __init__(self, kept: list[IndexedChunk], average: float) -> None:
+        self.kept, self.average = kept, average
 
-    def lexical_search(self, tokens: list[str], k: int) -> list[Any]:
-        chunks = list(self.exact.iter_indexed())
+    def lexical_search(self, tokens: list[str], k: int) -> list[ScoredChunk]:
+        chunks = self.kept
         terms = list(dict.fromkeys(tokens))
         stats = TermStatistics.from_token_lists(c.tokens for c in chunks)
         tf = np.array([[c.tokens.count(t) for t in terms] for c in chunks], dtype=np.float64)
@@ -76,10 +57,10 @@ class FixedAverage:
         return best_first([ScoredChunk(c.chunk, float(s)) for c, s in zip(chunks, scores) if s > 0], k)
 
 
-def compare(shard: Any, exact: FixedAverage, queries: list[list[str]]) -> dict[str, float]:
+def compare(engine: EdgeEngine, exact: FixedAverage, queries: list[list[str]]) -> dict[str, float]:
     same, overlap, errors = 0, [], []
     for tokens in queries:
-        got = keyword_top(shard, tokens)
+        got = {h.chunk.chunk_id: h.score for h in engine.lexical_search(tokens, 10)}
         expected = {h.chunk.chunk_id: h.score for h in exact.lexical_search(tokens, 10)}
         same += list(got) == list(expected)
         overlap.append(len(set(got) & set(expected)) / max(len(expected), 1))
@@ -98,19 +79,11 @@ def main() -> int:
     store = ws.store()
     assert store is not None
     items: list[IndexedChunk] = list(store.iter_indexed())
-    records = {r.doc_id: r for r in store.iter_documents()}
     dimension = len(items[0].vector)
     average = float(np.mean([len(i.tokens) for i in items]))
-    writer = QdrantStore(QdrantSettings(), "chunks", dimension, local_path=None)  # builds points only
-    points = [writer._point(i, average) for i in items]
-    edge_points = []
-    for p in points:
-        sparse = p.vector[KEYWORDS]  # type: ignore[index]
-        vectors = {DENSE: p.vector[DENSE], KEYWORDS: q.SparseVector(sparse.indices, sparse.values)}  # type: ignore[index]
-        edge_points.append(q.Point(p.id, vectors, p.payload))
     questions = rb.limit_questions(squad.questions, QUESTIONS)
     queries = [ws.tokenizer.tokenize(question.text) for question in questions]
-    doc_ids = sorted(records)
+    doc_ids = sorted({i.chunk.doc_id for i in items})
     results: dict[str, Any] = {
         "command": "benchmarks/qdrant_idf_deletes.py",
         "engine": "qdrant-edge-py (Qdrant's engine in-process), one shard",
@@ -122,23 +95,23 @@ def main() -> int:
     for share in SHARES:
         gone = set(random.Random(0).sample(doc_ids, int(len(doc_ids) * share)))
         kept = [i for i in items if i.chunk.doc_id not in gone]
-        exact = InMemoryStore(dimension)
-        exact.replace_documents([records[d] for d in doc_ids if d not in gone], kept)
         # Exact BM25 with the weights' average as written (the store's optimize would rewrite them):
         # what differs below is the IDF only.
-        exact_written = FixedAverage(exact, average)
+        exact_written = FixedAverage(kept, average)
         for name, (threshold, minimum) in VACUUM.items():
-            shard = edge_shard(rb.CACHE / "qdrant-edge-idf", dimension, threshold, minimum)
-            shard.update(q.UpdateOperation.upsert_points(edge_points))
-            shard.optimize()
-            ids = [p.id for p in points if p.payload["doc_id"] in gone]  # type: ignore[index]
-            shard.update(q.UpdateOperation.delete_points(ids))
-            before = compare(shard, exact_written, queries)
-            vacuumed = shard.optimize()
-            after = compare(shard, exact_written, queries)
+            folder = rb.CACHE / "qdrant-edge-idf"
+            shutil.rmtree(folder, ignore_errors=True)
+            settings = QdrantSettings(vacuum_deleted_threshold=threshold, vacuum_min_vector_number=minimum)
+            engine = EdgeEngine(folder, settings, dimension)
+            engine.write(items, average)
+            engine.shard.optimize()
+            engine.delete(AnyOf("doc_id", sorted(gone)))
+            before = compare(engine, exact_written, queries)
+            vacuumed = engine.shard.optimize()
+            after = compare(engine, exact_written, queries)
             run = {
                 "deleted_share": share,
-                "deleted_chunks": len(ids),
+                "deleted_chunks": len(items) - len(kept),
                 "vacuum": name,
                 "before_optimize": before,
                 "optimizer_vacuumed": vacuumed,
@@ -146,7 +119,7 @@ def main() -> int:
             }
             results["runs"].append(run)
             rb.log(json.dumps(run))
-            shard.close()
+            engine.shard.close()
     results["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
     out = rb.DEFAULT_OUT
     (out / "qdrant_idf_deletes.json").write_text(json.dumps(results, indent=2) + "\n")

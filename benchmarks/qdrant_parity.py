@@ -10,9 +10,12 @@ settings (dense, keyword and hybrid modes). Reported per dataset and mode:
   split into "ties only" (both lists have the same scores, position by position, to 4 decimals:
   they differ only in the order of equally scored chunks) and real differences (shown);
 - nDCG@10 of the gold paragraph (documents, as in retrieval.py) on each store and the difference;
-- per-query latency of the store's ranked lists (dense + keyword, one query, vectors and tokens
-  computed beforehand) on each store: LanceDB embedded (Rust) vs **qdrant-client local mode**
-  (pure Python and numpy, exact search, not Qdrant's engine: not representative of a server).
+- the same for **Qdrant's engine** in-process (qdrant-edge-py, one shard, HNSW as configured by
+  default, fed the very points and queries the store sends: ``infuse.store.qdrant_edge``);
+- per-query latency of the ranked lists (dense + keyword, one query, vectors and tokens computed
+  beforehand): LanceDB embedded (Rust), **qdrant-client local mode** (pure Python and numpy, exact
+  search: not representative of anything but itself) and qdrant-edge (Qdrant's Rust engine, in
+  the same process: no network, no server; a server adds a round trip).
 
 Usage::
 
@@ -44,6 +47,7 @@ from infuse.retrieval.search import HybridSearcher, SearchHit  # noqa: E402
 from infuse.store.base import KnowledgeStore  # noqa: E402
 from infuse.store.migrate import copy_store  # noqa: E402
 from infuse.store.qdrant import QdrantStore  # noqa: E402
+from infuse.store.qdrant_edge import EdgeEngine  # noqa: E402
 from infuse.workspace import Workspace  # noqa: E402
 
 TOP = 10
@@ -62,7 +66,7 @@ class FixedQueries:
 
 
 def searcher(ws: Workspace, store: KnowledgeStore, embedder: FixedQueries) -> HybridSearcher:
-    return HybridSearcher(store, embedder, ws.tokenizer, ws.settings.search)  # type: ignore[arg-type]
+    return HybridSearcher(store, embedder, ws.tokenizer, ws.settings.search)
 
 
 def compare_top(a: list[SearchHit], b: list[SearchHit]) -> str:
@@ -108,8 +112,15 @@ def run_dataset(dataset: rb.Dataset, limit: int | None, latency_queries: int) ->
     shutil.rmtree(folder, ignore_errors=True)
     qdrant = QdrantStore(QdrantSettings(exact=True), "chunks", manifest.embedder.dimension, local_path=folder)
     clock = time.perf_counter()
-    copied = copy_store(ws.store(), qdrant)  # type: ignore[arg-type]
+    copied = copy_store(ws.store(), qdrant)
     rb.log(f"{dataset.name}: copied {copied.chunks} chunks into Qdrant local mode in {copied.seconds:.1f}s")
+    shutil.rmtree(folder.with_name(folder.name + "-edge"), ignore_errors=True)
+    engine = EdgeEngine(folder.with_name(folder.name + "-edge"), QdrantSettings(), manifest.embedder.dimension)
+    average = qdrant._average_length()
+    assert average is not None
+    engine.write(list(lance.iter_indexed()), average)
+    engine.shard.optimize()  # builds the HNSW index, as a server does in the background
+    stores: dict[str, Any] = {"lancedb": lance, "qdrant-local": qdrant, "qdrant-edge": engine}
     questions = rb.limit_questions(dataset.questions, limit)
     texts = [q.text for q in questions]
     embedder = FixedQueries(ws.embedder, texts)
@@ -122,46 +133,49 @@ def run_dataset(dataset: rb.Dataset, limit: int | None, latency_queries: int) ->
         "modes": {},
     }
     for mode in MODES:
-        per_store = {}
-        for name, store in (("lancedb", lance), ("qdrant", qdrant)):
-            per_store[name] = searcher(ws, store, embedder).search_many(texts, k_chunks, mode=mode)
-        outcomes = {"identical": 0, "ties_only": 0, "different": 0}
-        examples = []
-        for question, a, b in zip(questions, per_store["lancedb"], per_store["qdrant"]):
-            outcome = compare_top(a[:TOP], b[:TOP])
-            outcomes[outcome] += 1
-            if outcome == "different" and len(examples) < 5:
-                examples.append(
-                    {
-                        "question": question.text,
-                        "lancedb": [(h.chunk.chunk_id.rsplit("-", 1)[-1], round(h.score, 5)) for h in a[:TOP]],
-                        "qdrant": [(h.chunk.chunk_id.rsplit("-", 1)[-1], round(h.score, 5)) for h in b[:TOP]],
-                    }
-                )
+        per_store = {
+            name: searcher(ws, store, embedder).search_many(texts, k_chunks, mode=mode)
+            for name, store in stores.items()
+        }
         ranks = {
             name: [doc_rank(hits, q.gold) for q, hits in zip(questions, lists)] for name, lists in per_store.items()
         }
         ndcg = {name: rb.metrics(r)["ndcg@10"] for name, r in ranks.items()}
-        n = len(questions)
-        result["modes"][mode.value] = {
-            "same_top10_share": round(outcomes["identical"] / n, 4),
-            "ties_only_share": round(outcomes["ties_only"] / n, 4),
-            "different_share": round(outcomes["different"] / n, 4),
-            "counts": outcomes,
-            "ndcg@10": {name: round(v, 4) for name, v in ndcg.items()},
-            "ndcg@10_difference": round(ndcg["qdrant"] - ndcg["lancedb"], 5),
-            "different_examples": examples,
-        }
-        rb.log(f"{dataset.name} {mode.value}: {outcomes}, nDCG@10 {ndcg}")
+        result["modes"][mode.value] = {"ndcg@10": {name: round(v, 5) for name, v in ndcg.items()}}
+        for name in ("qdrant-local", "qdrant-edge"):
+            outcomes = {"identical": 0, "ties_only": 0, "different": 0}
+            examples: list[dict[str, Any]] = []
+            for question, a, b in zip(questions, per_store["lancedb"], per_store[name]):
+                outcome = compare_top(a[:TOP], b[:TOP])
+                outcomes[outcome] += 1
+                if outcome == "different" and len(examples) < 5:
+                    examples.append(
+                        {
+                            "question": question.text,
+                            "lancedb": [(h.chunk.chunk_id.rsplit("-", 1)[-1], round(h.score, 5)) for h in a[:TOP]],
+                            name: [(h.chunk.chunk_id.rsplit("-", 1)[-1], round(h.score, 5)) for h in b[:TOP]],
+                        }
+                    )
+            n = len(questions)
+            result["modes"][mode.value][name] = {
+                "same_top10_share": round(outcomes["identical"] / n, 4),
+                "ties_only_share": round(outcomes["ties_only"] / n, 4),
+                "different_share": round(outcomes["different"] / n, 4),
+                "counts": outcomes,
+                "ndcg@10_difference": round(ndcg[name] - ndcg["lancedb"], 5),
+                "different_examples": examples,
+            }
+            rb.log(f"{dataset.name} {mode.value} {name}: {outcomes}, nDCG@10 {ndcg}")
     sample = texts[:latency_queries]
     vectors = [embedder.embed_queries([t])[0] for t in sample]
     tokens = [ws.tokenizer.tokenize(t) for t in sample]
     depth = max(k_chunks, ws.settings.search.candidates)
     result["latency_ranked_lists"] = {
         "lancedb (embedded LanceDB engine)": latency(lance, vectors, tokens, depth),
-        "qdrant (qdrant-client local mode: pure Python, not the Qdrant engine)": latency(
+        "qdrant-local (qdrant-client local mode: pure Python, not the Qdrant engine)": latency(
             qdrant, vectors, tokens, depth
         ),
+        "qdrant-edge (Qdrant's engine in-process, one shard, no network)": latency(engine, vectors, tokens, depth),
         "depth": depth,
     }
     return result
@@ -173,20 +187,24 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results['command']}`; machine: {results['machine']['cpu_model']}, {os.cpu_count()} cores, load {results['load_avg_1min_before']} before.",
         "",
-        "Top-10 chunks per query compared as ordered lists; *ties only*: the same scores position by "
-        "position (4 decimals), differing only in the order of equally scored chunks. Qdrant here is "
-        "qdrant-client's local mode with exact search.",
+        "Top-10 chunks per query compared with LanceDB's as ordered lists; *ties only*: the same scores "
+        "position by position (4 decimals), differing only in the order of equally scored chunks. "
+        "qdrant-local: qdrant-client's local mode (exact search); qdrant-edge: Qdrant's engine in-process "
+        "(HNSW for dense search, as a server uses by default).",
         "",
-        "| dataset | mode | queries | same top-10 | ties only | different | nDCG@10 LanceDB | nDCG@10 Qdrant | difference |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | mode | Qdrant engine | queries | same top-10 | ties only | different "
+        "| nDCG@10 LanceDB | nDCG@10 Qdrant | difference |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, data in results["datasets"].items():
         for mode, m in data["modes"].items():
-            lines.append(
-                f"| {name} | {mode} | {data['questions']} | {m['same_top10_share']:.2%} | {m['ties_only_share']:.2%} "
-                f"| {m['different_share']:.2%} | {m['ndcg@10']['lancedb']:.4f} | {m['ndcg@10']['qdrant']:.4f} "
-                f"| {m['ndcg@10_difference']:+.5f} |"
-            )
+            for engine in ("qdrant-local", "qdrant-edge"):
+                e = m[engine]
+                lines.append(
+                    f"| {name} | {mode} | {engine} | {data['questions']} | {e['same_top10_share']:.2%} "
+                    f"| {e['ties_only_share']:.2%} | {e['different_share']:.2%} | {m['ndcg@10']['lancedb']:.4f} "
+                    f"| {m['ndcg@10'][engine]:.4f} | {e['ndcg@10_difference']:+.5f} |"
+                )
     lines += ["", "## Latency of one query's ranked lists (dense + keyword, depth shown)", ""]
     lines += ["| dataset | engine | median ms | p95 ms | queries | load after |", "|---|---|---|---|---|---|"]
     for name, data in results["datasets"].items():
