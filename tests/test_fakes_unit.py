@@ -167,8 +167,8 @@ def test_a_knowledge_base_in_an_unknown_store_is_refused_by_name(tmp_path: Path,
     ws.ingest([files])
     manifest = json.loads(ws.manifest_path.read_text(encoding="utf-8"))
     assert manifest["store"] == "lancedb"
-    ws.manifest_path.write_text(json.dumps({**manifest, "store": "qdrant"}), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"manifest.json: .*store 'qdrant'.*knows lancedb"):
+    ws.manifest_path.write_text(json.dumps({**manifest, "store": "milvus"}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"manifest.json: .*store 'milvus'.*knows lancedb, qdrant"):
         Workspace.open(ws.path).search("API keys")
 
 

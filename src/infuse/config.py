@@ -36,6 +36,7 @@ class SearchMode(StrEnum):
 
 class StoreBackend(StrEnum):
     LANCEDB = "lancedb"
+    QDRANT = "qdrant"  # pip install infuse[qdrant]; settings in [store.qdrant]
 
 
 class EmbedderBackend(StrEnum):
@@ -122,8 +123,27 @@ class IngestSettings(BaseModel):
     exclude: list[str] = Field(default_factory=list)  # gitignore-like globs skipped in every ingest (and --exclude)
 
 
+class QdrantSettings(BaseModel):
+    """``[store.qdrant]``: where the Qdrant store keeps a knowledge base (docs/qdrant.md)."""
+
+    url: str | None = None  # e.g. http://qdrant:6333; None: local mode, files under the workspace's kb folder
+    api_key: str | None = None  # server mode; falls back to $QDRANT_API_KEY
+    collection: str = "infuse"  # prefix of the collections: <collection>_documents, <collection>_<chunk table>
+    shards: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=1)
+    # Vacuum: a segment is rewritten without its deleted points (which still count in its IDF) once
+    # this share of its points is deleted and it holds at least this many (Qdrant's optimizer settings).
+    vacuum_deleted_threshold: float = Field(default=0.05, gt=0, le=1)
+    vacuum_min_vector_number: int = Field(default=100, ge=0)
+    exact: bool = False  # exact (brute-force) dense search instead of HNSW: same results as LanceDB, slower
+    # Keyword weights use the average keyword count when they were written; optimize() rewrites
+    # them when the live average moved by more than this share (0: always exact BM25 after optimize).
+    length_drift: float = Field(default=0.02, ge=0)
+
+
 class StoreSettings(BaseModel):
     backend: StoreBackend = StoreBackend.LANCEDB
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
 
 
 class ModelBackendKind(StrEnum):

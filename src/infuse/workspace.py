@@ -16,6 +16,7 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import Counter
@@ -48,6 +49,7 @@ from infuse.screening.injection import InjectionDetector, snippet
 from infuse.store.base import DocumentRecord, KnowledgeStore
 from infuse.store.factory import open_store, store_location
 from infuse.store.filters import Eq, Filter, FilterLike, combine, validate
+from infuse.store.migrate import MigrationReport
 from infuse.store.terms import TermStatistics
 
 DEFAULT_WORKSPACE = ".infuse"
@@ -270,10 +272,12 @@ class Workspace:
         if manifest.store is not configured:
             raise ConfigError(
                 f"the knowledge base in {self.path} is kept in store {manifest.store.value!r} but store.backend is "
-                f"{configured.value!r}; set store.backend back to {manifest.store.value!r} (moving a knowledge base "
-                "between stores is not supported yet: ingest the documents into a new workspace)"
+                f"{configured.value!r}; set store.backend back to {manifest.store.value!r}, or run "
+                f"`infuse migrate --to {configured.value}` to copy the knowledge base into {configured.value!r}"
             )
-        return open_store(manifest.store, self.kb_dir, manifest.chunks_table, manifest.embedder.dimension)
+        return open_store(
+            manifest.store, self.kb_dir, manifest.chunks_table, manifest.embedder.dimension, self.settings.store
+        )
 
     def _write_manifest(self, manifest: KnowledgeBaseManifest) -> None:
         write_json_atomic(self.manifest_path, manifest.to_dict())
@@ -742,6 +746,36 @@ class Workspace:
             return report
         finally:
             lock.release()
+
+
+def migrate_workspace(ws: Workspace, to: StoreBackend) -> MigrationReport:
+    """Copy the knowledge base into store ``to`` (configured as ``store.backend``, with its
+    settings) without embedding again, verify it, then switch the manifest to it; the old store's
+    data is left in place (delete it once the new one serves). Holds the write lock."""
+    from infuse.store.migrate import copy_store
+
+    if ws.settings.store.backend is not to:
+        raise ConfigError(
+            f"infuse migrate --to {to.value}: set store.backend = {to.value!r} in {ws.path / CONFIG_FILE_NAME} first "
+            f"(it is {ws.settings.store.backend.value!r}), with the new store's settings"
+        )
+    lock = ws._locked()
+    try:
+        manifest = ws.manifest()
+        if manifest is None:
+            raise ConfigError(f"{ws.path} has no knowledge base yet: ingest documents instead of migrating")
+        if manifest.store is to:
+            raise ConfigError(f"the knowledge base in {ws.path} is already kept in store {to.value!r}")
+        dimension = manifest.embedder.dimension
+        source = open_store(manifest.store, ws.kb_dir, manifest.chunks_table, dimension, ws.settings.store)
+        source.reconcile_access()
+        target = open_store(to, ws.kb_dir, manifest.chunks_table, dimension, ws.settings.store)
+        report = copy_store(source, target)
+        ws._write_manifest(dataclasses.replace(manifest, store=to))
+        ws._stores.clear()  # open views are on the old store
+        return report
+    finally:
+        lock.release()
 
 
 class WorkspaceRetriever:

@@ -1,4 +1,4 @@
-"""The knowledge-base commands: ``ingest``, ``search``, ``status``, ``reindex``."""
+"""The knowledge-base commands: ``ingest``, ``search``, ``status``, ``reindex``, ``migrate``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from infuse.cli.common import EXIT_PARTIAL, err, open_workspace, out, print_json, progress_bar
-from infuse.config import SearchMode
+from infuse.config import SearchMode, StoreBackend
 from infuse.identity import known_principals_of
 from infuse.store.filters import FilterError, filter_keys_help, parse_filter_items
 
@@ -270,6 +270,23 @@ def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the repo
         out.print(f"reindexed {report.updated} documents, {report.chunks_written} chunks in {report.seconds:.1f}s")
 
 
+def migrate(
+    to: Annotated[StoreBackend, typer.Option("--to", help="The store to copy the knowledge base into.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Copy the knowledge base into another store (vectors reused, nothing embedded again), verify
+    the counts, then switch to it. Set store.backend (and its settings) to the new store first."""
+    from infuse.workspace import migrate_workspace
+
+    report = migrate_workspace(open_workspace(), to)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out.print(
+            f"copied {report.documents} documents, {report.chunks} chunks into {to.value} in {report.seconds:.1f}s"
+        )
+
+
 def register(app: typer.Typer) -> None:
-    for command in (ingest, search, status, reindex):
+    for command in (ingest, search, status, reindex, migrate):
         app.command()(command)

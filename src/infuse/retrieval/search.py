@@ -143,14 +143,8 @@ class HybridSearcher:
     ) -> list[SearchHit]:
         depth = max(k, self.settings.candidates, self.settings.rerank_depth if self.reranker else 0)
         quarantine = self.exclude_flagged
-        dense = (
-            self.store.dense_search(vector, depth, filters, exclude_flagged=quarantine) if vector is not None else []
-        )
-        lexical = (
-            self.store.lexical_search(self.tokenizer.tokenize(query), depth, filters, exclude_flagged=quarantine)
-            if mode in (SearchMode.LEXICAL, SearchMode.HYBRID)
-            else []
-        )
+        tokens = self.tokenizer.tokenize(query) if mode in (SearchMode.LEXICAL, SearchMode.HYBRID) else None
+        dense, lexical = self.store.ranked_lists(vector, tokens, depth, filters, exclude_flagged=quarantine)
         by_id: dict[str, Chunk] = {s.chunk.chunk_id: s.chunk for s in [*lexical, *dense]}
         dense_rank = {s.chunk.chunk_id: (r, s.score) for r, s in enumerate(dense, start=1)}
         lexical_rank = {s.chunk.chunk_id: (r, s.score) for r, s in enumerate(lexical, start=1)}

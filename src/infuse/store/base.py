@@ -33,6 +33,8 @@ from infuse.store.filters import Filter
 from infuse.store.terms import TermStatistics
 
 BM25_K1, BM25_B = 1.2, 0.75
+TIE_DECIMALS = 5
+TIE_MARGIN = 8  # see best_first
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,31 @@ def bm25(tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray, average_length: f
     return scores
 
 
+def best_first(hits: Sequence[ScoredChunk], k: int | None = None) -> list[ScoredChunk]:
+    """The first ``k`` of a ranked list in the order every store returns: by score, ties by chunk
+    id, so two engines that score alike also order ties alike. Scores that agree to
+    :data:`TIE_DECIMALS` decimals are ties: engines compute in float32 in different orders (a
+    cosine of 0 comes back as 1e-8 from one and -1e-9 from another). Engines fetch
+    :data:`TIE_MARGIN` more than ``k``, so a tie across the cut is broken the same way too."""
+    return sorted(hits, key=lambda s: (-round(s.score, TIE_DECIMALS), s.chunk.chunk_id))[:k]
+
+
+def ranked_lists_separately(
+    store: KnowledgeStore,
+    vector: np.ndarray | None,
+    tokens: Sequence[str] | None,
+    k: int,
+    filters: Filter | None = None,
+    *,
+    exclude_flagged: bool = False,
+) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+    """:meth:`KnowledgeStore.ranked_lists` for a store whose snapshot already pins both lists to one
+    version: one dense and one keyword search."""
+    dense = store.dense_search(vector, k, filters, exclude_flagged=exclude_flagged) if vector is not None else []
+    lexical = store.lexical_search(tokens, k, filters, exclude_flagged=exclude_flagged) if tokens else []
+    return dense, lexical
+
+
 def access_column(access: Sequence[str]) -> tuple[str, ...]:
     """``access`` checked as a stored column for :meth:`KnowledgeStore.set_access`: strings, never
     empty (a document without a list stores :data:`infuse.access.DEFAULT`)."""
@@ -94,7 +121,7 @@ def access_column(access: Sequence[str]) -> tuple[str, ...]:
 
 class KnowledgeStore(Protocol):
     """Storage backend. Implementations: :class:`infuse.store.lancedb.LanceDBStore`,
-    :class:`infuse.store.memory.InMemoryStore` (tests); made by :func:`infuse.store.factory.open_store`."""
+    :class:`infuse.store.qdrant.QdrantStore`, :class:`infuse.store.memory.InMemoryStore` (tests); made by :func:`infuse.store.factory.open_store`."""
 
     def replace_documents(self, documents: Sequence[DocumentRecord], chunks: Sequence[IndexedChunk]) -> None:
         """Atomically make ``chunks`` the only chunks of ``documents``, then record the documents."""
@@ -123,6 +150,18 @@ class KnowledgeStore(Protocol):
     ) -> list[ScoredChunk]:
         """Top ``k`` by BM25 over the stored keyword tokens."""
 
+    def ranked_lists(
+        self,
+        vector: np.ndarray | None,
+        tokens: Sequence[str] | None,
+        k: int,
+        filters: Filter | None = None,
+        *,
+        exclude_flagged: bool = False,
+    ) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+        """The dense list (``vector`` None: empty) and the keyword list (``tokens`` None or empty:
+        empty) of one search, computed together (what hybrid search fuses)."""
+
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         """Chunks with screening flags, by source path and position (at most ``limit``)."""
 
@@ -139,6 +178,10 @@ class KnowledgeStore(Protocol):
     def iter_documents(self) -> Iterator[DocumentRecord]: ...
 
     def chunk_ids(self) -> list[str]: ...
+
+    def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
+        """Every chunk (passing ``filters``) with its keyword tokens and vector, in no set order: what
+        :mod:`infuse.store.migrate` copies into another store without embedding again."""
 
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
         """Every chunk (passing ``filters``), by source path, document and position: what training

@@ -10,26 +10,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from infuse.config import StoreBackend
+from infuse.config import StoreBackend, StoreSettings
 from infuse.store.base import KnowledgeStore
 
 
-def _lancedb(kb_dir: Path, chunks_table: str, dimension: int) -> KnowledgeStore:
+def _lancedb(kb_dir: Path, chunks_table: str, dimension: int, settings: StoreSettings) -> KnowledgeStore:
     from infuse.store.lancedb import LanceDBStore
 
     return LanceDBStore(kb_dir / "lancedb", chunks_table, dimension)
 
 
+def _qdrant(kb_dir: Path, chunks_table: str, dimension: int, settings: StoreSettings) -> KnowledgeStore:
+    from infuse.store.qdrant import QdrantStore
+
+    return QdrantStore(settings.qdrant, chunks_table, dimension, local_path=kb_dir / "qdrant")
+
+
 # backend -> (open the store, where it keeps its data under the workspace's kb folder)
-BACKENDS: dict[StoreBackend, tuple[Callable[[Path, str, int], KnowledgeStore], str]] = {
+BACKENDS: dict[StoreBackend, tuple[Callable[[Path, str, int, StoreSettings], KnowledgeStore], str]] = {
     StoreBackend.LANCEDB: (_lancedb, "lancedb"),
+    StoreBackend.QDRANT: (_qdrant, "qdrant"),  # local mode; a server when [store.qdrant] url is set
 }
 
 
-def open_store(backend: StoreBackend, kb_dir: Path, chunks_table: str, dimension: int) -> KnowledgeStore:
-    """The store for a knowledge base in ``kb_dir`` (created when missing)."""
+def open_store(
+    backend: StoreBackend, kb_dir: Path, chunks_table: str, dimension: int, settings: StoreSettings | None = None
+) -> KnowledgeStore:
+    """The store for a knowledge base in ``kb_dir`` (created when missing), configured by ``settings``."""
     opener, _ = BACKENDS[backend]
-    return opener(kb_dir, chunks_table, dimension)
+    return opener(kb_dir, chunks_table, dimension, settings or StoreSettings(backend=backend))
 
 
 def store_location(backend: StoreBackend, kb_dir: Path) -> Path:

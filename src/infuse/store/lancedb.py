@@ -30,7 +30,17 @@ from lancedb.index import FTS
 
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column, bm25
+from infuse.store.base import (
+    TIE_MARGIN,
+    DocumentRecord,
+    DocumentState,
+    IndexedChunk,
+    ScoredChunk,
+    access_column,
+    best_first,
+    bm25,
+    ranked_lists_separately,
+)
 from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue, NoneOf, names_field
 from infuse.store.terms import TermStatistics
 
@@ -437,9 +447,11 @@ class LanceDBStore:
         if where:
             query = query.where(where, prefilter=True)
         rows: list[dict[str, Any]] = (
-            query.limit(k).select([*(c.name for c in self._read_columns()), score_column]).to_list()
+            query.limit(k + TIE_MARGIN).select([*(c.name for c in self._read_columns()), score_column]).to_list()
         )
         return rows
+
+    ranked_lists = ranked_lists_separately  # the snapshot pins both lists to one version
 
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
@@ -448,7 +460,7 @@ class LanceDBStore:
             "cosine"
         )
         rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
-        return [ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows]
+        return best_first([ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows], k)
 
     def lexical_search(
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
@@ -460,7 +472,7 @@ class LanceDBStore:
         if names_field(filters, ACCESS_FIELD):
             return self._scoped_lexical(query, unique, k, self._where(filters, exclude_flagged))
         rows = self._ranked(query, filters, exclude_flagged, k, "_score")
-        return [ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows]
+        return best_first([ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows], k)
 
     def _scoped_lexical(self, query: Any, terms: list[str], k: int, where: str | None) -> list[ScoredChunk]:
         """BM25 over the chunks passing ``where`` only (one caller's view): LanceDB's own scores use
@@ -568,6 +580,17 @@ class LanceDBStore:
 
     def chunk_ids(self) -> list[str]:
         return list(self._columns(self._chunks, ["chunk_id"]).column("chunk_id").to_pylist())
+
+    def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
+        query = self._chunks.search()
+        where = filter_to_sql(filters, self._chunk_names())
+        if where:
+            query = query.where(where)
+        columns = [*(c.name for c in self._read_columns()), "tokens", _VECTOR]
+        for batch in query.select(columns).limit(None).to_batches(1024):
+            for row in batch.to_pylist():
+                tokens = tuple(str(row["tokens"] or "").split())
+                yield IndexedChunk(self._chunk(row), tokens, np.asarray(row[_VECTOR], dtype=np.float32))
 
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
         query = self._chunks.search()

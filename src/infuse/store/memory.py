@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from infuse.documents.models import Chunk
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column, bm25
+from infuse.store.base import (
+    DocumentRecord,
+    DocumentState,
+    IndexedChunk,
+    ScoredChunk,
+    access_column,
+    best_first,
+    bm25,
+    ranked_lists_separately,
+)
 from infuse.store.filters import ACCESS_FIELD, Filter, matches, names_field
 from infuse.store.terms import TermStatistics
 
@@ -113,6 +122,8 @@ class InMemoryStore:
             if matches(filters, _fields(c.chunk)) and not (exclude_flagged and c.chunk.flags)
         ]
 
+    ranked_lists = ranked_lists_separately  # the snapshot pins both lists to one version
+
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
@@ -122,8 +133,7 @@ class InMemoryStore:
         for item in self._candidates(filters, exclude_flagged):
             norm = float(np.linalg.norm(item.vector)) or 1.0
             scored.append(ScoredChunk(item.chunk, float(np.dot(query, item.vector)) / (query_norm * norm)))
-        scored.sort(key=lambda s: (-s.score, s.chunk.chunk_id))
-        return scored[:k]
+        return best_first(scored, k)
 
     def lexical_search(
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
@@ -142,8 +152,7 @@ class InMemoryStore:
         idf = np.array([stats.idf(t) for t in terms])
         scores = bm25(tf, lengths, idf, average)
         scored = [ScoredChunk(item.chunk, float(score)) for item, score in zip(candidates, scores) if score > 0]
-        scored.sort(key=lambda s: (-s.score, s.chunk.chunk_id))
-        return scored[:k]
+        return best_first(scored, k)
 
     def flagged_chunks(self, limit: int | None = None) -> list[Chunk]:
         flagged = sorted(
@@ -175,6 +184,9 @@ class InMemoryStore:
 
     def chunk_ids(self) -> list[str]:
         return list(self._chunks)
+
+    def iter_indexed(self, filters: Filter | None = None) -> Iterator[IndexedChunk]:
+        yield from (c for c in list(self._chunks.values()) if matches(filters, _fields(c.chunk)))
 
     def iter_chunks(self, filters: Filter | None = None) -> Iterator[Chunk]:
         chunks = (c.chunk for c in self._candidates(filters, exclude_flagged=False))
