@@ -122,8 +122,36 @@ class IngestSettings(BaseModel):
     exclude: list[str] = Field(default_factory=list)  # gitignore-like globs skipped in every ingest (and --exclude)
 
 
+class VectorIndexKind(StrEnum):
+    """The approximate-nearest-neighbour index LanceDB builds on the vectors (docs/scale.md)."""
+
+    IVF_PQ = "ivf_pq"  # partitions + product quantisation; exact re-ranking of refine_factor x k candidates
+    IVF_HNSW_SQ = "ivf_hnsw_sq"  # partitions, each an HNSW graph over 8-bit scalar-quantised vectors
+    NONE = "none"  # always exact (flat) search
+
+
+class IndexSettings(BaseModel):
+    """When the store builds its vector index and how searches use it (``[store.index]``).
+
+    Below ``min_rows`` chunks a flat scan is exact and fast enough, so no vector index is built;
+    past it, ``optimize`` (after every ingest, and ``infuse optimize``) builds one, then adds new
+    rows to it incrementally, and retrains it once the table has grown ``retrain_growth`` times
+    past the rows it was trained on. The keyword index is kept current by the same call.
+    """
+
+    vector: VectorIndexKind = VectorIndexKind.IVF_PQ
+    min_rows: int = Field(default=50_000, ge=256, description="chunks before a vector index is built")
+    nprobes: int = Field(default=20, ge=1, description="IVF partitions searched per query")
+    refine_factor: int = Field(
+        default=10, ge=1, description="IVF-PQ: exact cosine re-ranking of refine_factor x k candidates"
+    )
+    ef: int = Field(default=100, ge=1, description="HNSW: candidate list size per query")
+    retrain_growth: float = Field(default=2.0, gt=1, description="retrain once rows exceed this x the trained rows")
+
+
 class StoreSettings(BaseModel):
     backend: StoreBackend = StoreBackend.LANCEDB
+    index: IndexSettings = Field(default_factory=IndexSettings)
 
 
 class ModelBackendKind(StrEnum):
@@ -361,6 +389,12 @@ injection = "mark"    # chunks that read as prompt injection: mark (searchable, 
 
 [store]
 backend = "lancedb"
+
+[store.index]                 # LanceDB indexes (docs/scale.md)
+vector = "ivf_pq"             # ivf_pq | ivf_hnsw_sq | none (always exact search)
+min_rows = 50000              # chunks before a vector index is built (below: exact search)
+nprobes = 20                  # partitions searched per query
+refine_factor = 10            # ivf_pq: exact re-ranking of refine_factor x k candidates
 
 [model]
 # name = "Qwen/Qwen2.5-0.5B-Instruct"   # Hugging Face id or local folder; --model overrides it

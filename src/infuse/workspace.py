@@ -45,7 +45,7 @@ from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
 from infuse.screening.injection import InjectionDetector, snippet
-from infuse.store.base import DocumentRecord, KnowledgeStore
+from infuse.store.base import DocumentRecord, IndexState, KnowledgeStore
 from infuse.store.factory import open_store, store_location
 from infuse.store.filters import Eq, Filter, FilterLike, combine, validate
 from infuse.store.terms import TermStatistics
@@ -114,6 +114,10 @@ class WorkspaceStatus:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     # Who may read documents without an access list ([access] default_policy): admins | everyone.
     access_default_policy: str = "admins"
+    # The store's search indexes (IndexState.to_dict): kind (None: not built, rows are scanned),
+    # indexed and unindexed rows; and the chunk count at which a vector index is built.
+    indexes: list[dict[str, Any]] = field(default_factory=list)
+    vector_index_min_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -273,7 +277,9 @@ class Workspace:
                 f"{configured.value!r}; set store.backend back to {manifest.store.value!r} (moving a knowledge base "
                 "between stores is not supported yet: ingest the documents into a new workspace)"
             )
-        return open_store(manifest.store, self.kb_dir, manifest.chunks_table, manifest.embedder.dimension)
+        return open_store(
+            manifest.store, self.kb_dir, manifest.chunks_table, manifest.embedder.dimension, self.settings.store
+        )
 
     def _write_manifest(self, manifest: KnowledgeBaseManifest) -> None:
         write_json_atomic(self.manifest_path, manifest.to_dict())
@@ -462,6 +468,20 @@ class Workspace:
                 store.reconcile_access()
                 store.set_access(list(doc_ids), access.to_column())
                 store.optimize()
+        finally:
+            lock.release()
+
+    def optimize(self) -> list[IndexState]:
+        """Bring the knowledge base's indexes up to date now (what every ingest does at its end):
+        unindexed rows join them, a vector index is built or retrained when due. Returns their state."""
+        lock = self._locked()
+        try:
+            manifest = self.manifest()
+            if manifest is None:
+                return []
+            store = self._store(manifest)
+            store.optimize()
+            return store.index_states()
         finally:
             lock.release()
 
@@ -696,6 +716,8 @@ class Workspace:
             flagged=[self._flagged_entry(c) for c in store.flagged_chunks(FLAGGED_LIST_LIMIT)] if store else [],
             jobs=self._jobs(),
             access_default_policy=self.settings.access.default_policy,
+            indexes=[state.to_dict() for state in store.index_states()] if store else [],
+            vector_index_min_rows=self.settings.store.index.min_rows,
         )
 
     def _jobs(self) -> list[dict[str, Any]]:

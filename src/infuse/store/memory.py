@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 
 from infuse.documents.models import Chunk
-from infuse.store.base import DocumentRecord, DocumentState, IndexedChunk, ScoredChunk, access_column, bm25
+from infuse.store.base import (
+    DocumentRecord,
+    DocumentState,
+    IndexedChunk,
+    IndexState,
+    ScoredChunk,
+    access_column,
+    bm25,
+)
 from infuse.store.filters import ACCESS_FIELD, Filter, matches, names_field
 from infuse.store.terms import TermStatistics
 
@@ -90,6 +98,9 @@ class InMemoryStore:
 
     def optimize(self) -> None:
         self._check_writable()
+
+    def index_states(self) -> list[IndexState]:
+        return []  # every search scans every chunk, exactly
 
     def drop_other_collections(self) -> list[str]:
         self._check_writable()
