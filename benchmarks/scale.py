@@ -315,8 +315,9 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     found: list[list[str]] = []
     for name, run in modes.items():
-        single, lists = measure(run, n, 1)
-        concurrent, _ = measure(run, n, CONCURRENCY)
+        count = min(n, args.restricted_queries) if name == "hybrid_restricted" else n
+        single, lists = measure(run, count, 1)
+        concurrent, _ = measure(run, count, CONCURRENCY)
         results[name] = {"single": single, f"concurrent_{CONCURRENCY}": concurrent}
         if name == "dense":
             found = lists
@@ -338,9 +339,12 @@ def run_child(args: argparse.Namespace, size: int, step: str) -> dict[str, Any]:
         f"--{step}",
         str(size),
         *("--data", str(args.data), "--cache", str(args.cache), "--index", args.index),
-        *("--queries", str(args.queries), "--nprobes", str(args.nprobes), "--refine", str(args.refine)),
+        *("--queries", str(args.queries), "--restricted-queries", str(args.restricted_queries)),
+        *("--nprobes", str(args.nprobes), "--refine", str(args.refine)),
     ]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -381,7 +385,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--index", default=VectorIndexKind.IVF_PQ.value, choices=[k.value for k in VectorIndexKind])
+    parser.add_argument("--restricted-queries", type=int, default=50, help="of them, as a restricted caller")
+    parser.add_argument("--index", default=IndexSettings().vector.value, choices=[k.value for k in VectorIndexKind])
     parser.add_argument("--nprobes", type=int, default=IndexSettings().nprobes)
     parser.add_argument("--refine", type=int, default=IndexSettings().refine_factor)
     parser.add_argument("--data", type=Path, default=DATA)
@@ -416,6 +421,7 @@ def main() -> None:
         "corpus": {"sentences": len(sentences), "dimension": DIMENSION, "embedder": f"hashing-{DIMENSION}"},
         "index": {"vector": args.index, "nprobes": args.nprobes, "refine_factor": args.refine},
         "queries": args.queries,
+        "restricted_queries": min(args.queries, args.restricted_queries),
         "sizes": by_size,
         "growth": ratios,
         "targets_met": targets(by_size, ratios),

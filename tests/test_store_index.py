@@ -57,7 +57,7 @@ def test_vector_index_is_built_past_min_rows_kept_current_and_retrained(tmp_path
     assert states(store)["tokens"].unindexed_rows == 120  # written since the last optimize
     store.optimize()
     vector = states(store)["vector"]
-    assert (vector.kind, vector.indexed_rows, vector.unindexed_rows) == ("IVF_PQ", 320, 0)
+    assert (vector.kind, vector.indexed_rows, vector.unindexed_rows) == ("IVF_SQ", 320, 0)
     assert trained_rows(store) == 320
 
     fill(store, 320, 400, rng)  # 400 <= 1.5 x 320: new rows join the index, no retraining
@@ -85,7 +85,7 @@ def test_no_vector_index_when_switched_off(tmp_path: Path) -> None:
     store = LanceDBStore(tmp_path / "lancedb", "chunks", DIM, index=IndexSettings(min_rows=256))
     fill(store, 0, 260, np.random.default_rng(1))
     store.optimize()
-    assert states(store)["vector"].kind == "IVF_PQ"
+    assert states(store)["vector"].kind == "IVF_SQ"
     off = LanceDBStore(
         tmp_path / "lancedb", "chunks", DIM, index=IndexSettings(min_rows=256, vector=VectorIndexKind.NONE)
     )

@@ -33,7 +33,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import FTS, IvfHnswSq, IvfPq
+from lancedb.index import FTS, IvfHnswSq, IvfPq, IvfSq
 
 from infuse.config import IndexSettings, VectorIndexKind
 from infuse.documents.models import Chunk, Document, FileType, Section
@@ -397,8 +397,7 @@ class LanceDBStore:
         rows = int(self._chunks.count_rows())
         if rows < 256:
             raise ValueError(f"a vector index needs at least 256 chunks to train on; the table has {rows}")
-        config = IvfPq(distance_type="cosine") if kind is VectorIndexKind.IVF_PQ else IvfHnswSq(distance_type="cosine")
-        self._chunks.create_index(_VECTOR, config=config, name=VECTOR_INDEX, replace=True)
+        self._chunks.create_index(_VECTOR, config=_INDEX_CONFIGS[kind](), name=VECTOR_INDEX, replace=True)
         self._chunks.update_field_metadata({"path": _VECTOR, "metadata": {TRAINED_ROWS_KEY: str(rows)}})
 
     def index_states(self) -> list[IndexState]:
@@ -519,7 +518,7 @@ class LanceDBStore:
             .minimum_nprobes(self.index.nprobes)
             .maximum_nprobes(0)  # a narrow filter probes on until it has k rows
             .refine_factor(self.index.refine_factor)
-            .ef(max(self.index.ef, k))
+            .ef(max(self.index.ef, k * self.index.refine_factor))  # HNSW needs ef >= the candidates refined
         )
         rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
         return [ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows]
@@ -696,8 +695,14 @@ class LanceDBStore:
         return counts
 
 
-# The index type LanceDB reports for each kind infuse builds.
+# How each kind is built, and the index type LanceDB then reports.
+_INDEX_CONFIGS: dict[VectorIndexKind, Callable[[], Any]] = {
+    VectorIndexKind.IVF_SQ: lambda: IvfSq(distance_type="cosine"),
+    VectorIndexKind.IVF_PQ: lambda: IvfPq(distance_type="cosine"),
+    VectorIndexKind.IVF_HNSW_SQ: lambda: IvfHnswSq(distance_type="cosine"),
+}
 _INDEX_TYPES: dict[VectorIndexKind, str] = {
+    VectorIndexKind.IVF_SQ: "IVF_SQ",
     VectorIndexKind.IVF_PQ: "IVF_PQ",
     VectorIndexKind.IVF_HNSW_SQ: "IVF_HNSW_SQ",
 }
