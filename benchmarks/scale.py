@@ -248,7 +248,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def store_path(args: argparse.Namespace) -> Path:
-    return args.cache / f"store-{args.size}-{args.index}"
+    cache: Path = args.cache
+    return cache / f"store-{args.size}-{args.index}"
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -150,9 +150,47 @@ class IndexSettings(BaseModel):
     retrain_growth: float = Field(default=2.0, gt=1, description="retrain once rows exceed this x the trained rows")
 
 
+class ObjectStoreSettings(BaseModel):
+    """How LanceDB reaches S3-compatible object storage when ``[store] uri`` is ``s3://...``
+    (``[store.s3]``; docs/deploy.md). Unset fields fall back to the standard ``AWS_*`` environment
+    variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``);
+    keep secrets in the environment (``INFUSE_STORE__S3__SECRET_ACCESS_KEY`` works too), not in
+    infuse.toml."""
+
+    endpoint: str | None = None  # e.g. http://127.0.0.1:8333 (SeaweedFS, MinIO); None: AWS
+    region: str | None = None
+    allow_http: bool = False  # a plain-http endpoint (a test server or a private network)
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+    def storage_options(self) -> dict[str, str]:
+        """LanceDB's ``storage_options`` for these settings (only the fields that are set)."""
+        options = {
+            "aws_endpoint": self.endpoint,
+            "aws_region": self.region,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key.get_secret_value() if self.secret_access_key else None,
+        }
+        found = {key: value for key, value in options.items() if value}
+        if self.allow_http:
+            found["allow_http"] = "true"
+        return found
+
+
 class StoreSettings(BaseModel):
     backend: StoreBackend = StoreBackend.LANCEDB
     index: IndexSettings = Field(default_factory=IndexSettings)
+    # Scale-out (docs/deploy.md): where the knowledge base lives and how readers follow it.
+    uri: str | None = Field(
+        default=None,
+        description="the knowledge base's location, e.g. s3://bucket/kb (shared by replicas); None: in the workspace",
+    )
+    s3: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
+    refresh_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="readers keep the version they opened this long before looking for new commits (0: every read)",
+    )
 
 
 class ModelBackendKind(StrEnum):
@@ -390,6 +428,14 @@ injection = "mark"    # chunks that read as prompt injection: mark (searchable, 
 
 [store]
 backend = "lancedb"
+
+# uri = "s3://bucket/kb"      # a knowledge base on object storage, shared by replicas (docs/deploy.md)
+refresh_seconds = 0           # readers keep the version they opened this long (0: look for new commits at every read)
+
+[store.s3]                    # with an s3:// uri; unset fields come from AWS_* variables
+# endpoint = "http://127.0.0.1:8333"
+# region = "us-east-1"
+allow_http = false
 
 [store.index]                 # LanceDB indexes (docs/scale.md)
 vector = "ivf_sq"             # ivf_sq | ivf_pq | ivf_hnsw_sq | none (always exact search)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
 from infuse.screening.injection import InjectionDetector, snippet
 from infuse.store.base import DocumentRecord, IndexState, KnowledgeStore
-from infuse.store.factory import open_store, store_location
+from infuse.store.factory import open_store, read_shared_manifest, store_location, write_shared_manifest
 from infuse.store.filters import Eq, Filter, FilterLike, combine, validate
 from infuse.store.terms import TermStatistics
 
@@ -227,6 +228,10 @@ class Workspace:
         self._stores: dict[tuple[str, int], KnowledgeStore] = {}
         self._filtered_statistics: dict[tuple[str, Filter], tuple[TermStatistics, TermStatistics]] = {}
         self._statistics_lock = threading.Lock()
+        # Pinned reads ([store] refresh_seconds): the manifest and a snapshot per chunk table, with when.
+        self._pins_lock = threading.Lock()
+        self._pinned_manifest: tuple[KnowledgeBaseManifest | None, float] | None = None
+        self._pinned: dict[tuple[str, int], tuple[KnowledgeStore, float]] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> Workspace:
@@ -260,8 +265,32 @@ class Workspace:
         return CrossEncoderReranker(model, self.settings.embedder.device) if model else None
 
     def manifest(self) -> KnowledgeBaseManifest | None:
-        data = read_json(self.manifest_path)
-        return KnowledgeBaseManifest.from_dict(data, self.manifest_path) if data else None
+        """The knowledge base's manifest: in the workspace, or with a knowledge base at ``[store] uri``
+        (read again after ``[store] refresh_seconds`` or :meth:`refresh_knowledge`)."""
+        uri = self.settings.store.uri
+        if not uri:
+            data = read_json(self.manifest_path)
+            return KnowledgeBaseManifest.from_dict(data, self.manifest_path) if data else None
+        with self._pins_lock:
+            pinned = self._pinned_manifest
+        if pinned is not None and self._fresh(pinned[1]):
+            return pinned[0]
+        data = read_shared_manifest(self.settings.store)
+        manifest = KnowledgeBaseManifest.from_dict(data, Path(uri)) if data else None
+        with self._pins_lock:
+            self._pinned_manifest = (manifest, time.monotonic())
+        return manifest
+
+    def _fresh(self, pinned_at: float) -> bool:
+        refresh = self.settings.store.refresh_seconds
+        return refresh > 0 and time.monotonic() - pinned_at < refresh
+
+    def refresh_knowledge(self) -> None:
+        """Readers move to the knowledge base's latest commit now (a replica told that an ingest
+        finished), instead of when ``[store] refresh_seconds`` runs out."""
+        with self._pins_lock:
+            self._pinned_manifest = None
+            self._pinned.clear()
 
     def store(self) -> KnowledgeStore | None:
         """A writable store on the live chunk table (None before the first ingest). Writers hold
@@ -282,14 +311,28 @@ class Workspace:
         )
 
     def _write_manifest(self, manifest: KnowledgeBaseManifest) -> None:
-        write_json_atomic(self.manifest_path, manifest.to_dict())
+        if self.settings.store.uri:
+            write_shared_manifest(self.settings.store, manifest.to_dict())
+            self.refresh_knowledge()
+        else:
+            write_json_atomic(self.manifest_path, manifest.to_dict())
 
     def _snapshot(self, manifest: KnowledgeBaseManifest) -> KnowledgeStore:
-        """A read-only view of the latest committed state; the connection is reused across calls."""
+        """A read-only view of the latest committed state; the connection is reused across calls.
+        With ``[store] refresh_seconds`` the view is pinned: reads within that time share one
+        version (a replica does not look for new commits at every request)."""
         key = (manifest.chunks_table, manifest.embedder.dimension)
+        with self._pins_lock:
+            pinned = self._pinned.get(key)
+        if pinned is not None and self._fresh(pinned[1]):
+            return pinned[0]
         if key not in self._stores:
             self._stores[key] = self._store(manifest)
-        return self._stores[key].snapshot()
+        view = self._stores[key].snapshot()
+        if self.settings.store.refresh_seconds > 0:
+            with self._pins_lock:
+                self._pinned[key] = (view, time.monotonic())
+        return view
 
     def _checked_manifest(self) -> KnowledgeBaseManifest:
         """The manifest, after checking that the configured embedder is the one that built the KB."""
@@ -430,6 +473,7 @@ class Workspace:
                 follow_links=follow_links,
             )
             write_json_atomic(self.last_sync_path, report.to_dict())
+            self.refresh_knowledge()  # this process's readers see what it wrote
             return report
         finally:
             lock.release()
@@ -450,6 +494,7 @@ class Workspace:
             manifest = self.manifest()
             if manifest is not None:
                 self._store(manifest).delete_documents(list(doc_ids))
+                self.refresh_knowledge()
             return len(doc_ids)
         finally:
             lock.release()
@@ -468,6 +513,7 @@ class Workspace:
                 store.reconcile_access()
                 store.set_access(list(doc_ids), access.to_column())
                 store.optimize()
+                self.refresh_knowledge()
         finally:
             lock.release()
 
@@ -706,7 +752,11 @@ class Workspace:
             configured_embedder=self.settings.embedder.model,
             store={
                 "backend": self.settings.store.backend.value,
-                "path": str(store_location(manifest.store if manifest else self.settings.store.backend, self.kb_dir)),
+                "path": str(
+                    store_location(
+                        manifest.store if manifest else self.settings.store.backend, self.kb_dir, self.settings.store
+                    )
+                ),
                 "chunks_table": manifest.chunks_table if manifest else None,
             },
             last_sync=read_json(self.last_sync_path),

@@ -267,19 +267,21 @@ class LanceDBStore:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         chunks_table: str,
         dimension: int,
         documents_table: str = "documents",
         index: IndexSettings | None = None,
+        storage_options: dict[str, str] | None = None,
     ) -> None:
+        """``path``: a folder, or an object-store URI (``s3://bucket/kb``) reached with
+        ``storage_options`` (:meth:`infuse.config.ObjectStoreSettings.storage_options`)."""
         self.path = path
         self.chunks_name = chunks_table
         self.documents_name = documents_table
         self.dimension = dimension
         self.index = index or IndexSettings()
-        path.mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(str(path))
+        self._db = connect(path, storage_options)
         self._chunks = self._open_or_create(chunks_table, _schema(CHUNK_COLUMNS, dimension))
         self._documents = self._open_or_create(documents_table, _schema((*DOCUMENT_COLUMNS, *INGEST_COLUMNS)))
         self._read_only = False
@@ -722,3 +724,44 @@ def _create_keyword_index(table: Any) -> None:
             max_token_length=None,
         ),
     )
+
+
+def is_remote(location: Path | str) -> bool:
+    """Whether ``location`` is an object-store URI (``s3://...``) rather than a folder."""
+    return isinstance(location, str) and "://" in location
+
+
+def connect(location: Path | str, storage_options: dict[str, str] | None = None) -> Any:
+    """A LanceDB connection to a folder (created when missing) or an object-store URI.
+
+    On S3 every commit is a conditional put of the next version's manifest: of two writers
+    committing at once one wins and the other re-reads, checks for conflicts and retries, so
+    concurrent ingests lose nothing (``tests/test_s3_store.py`` runs two against SeaweedFS).
+    """
+    if is_remote(location):
+        return lancedb.connect(str(location), storage_options=storage_options or {})
+    Path(location).mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(location))
+
+
+MANIFEST_TABLE = "kb_manifest"
+
+
+def read_manifest_record(location: Path | str, storage_options: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The knowledge-base manifest kept beside the tables of a remote knowledge base (a one-row
+    table, so every replica and ingest worker reads the same one); None before the first ingest."""
+    db = connect(location, storage_options)
+    try:
+        table = db.open_table(MANIFEST_TABLE)
+    except (ValueError, FileNotFoundError):
+        return None
+    rows = table.search().select(["json"]).limit(1).to_list()
+    return json.loads(rows[0]["json"]) if rows else None
+
+
+def write_manifest_record(
+    location: Path | str, record: dict[str, Any], storage_options: dict[str, str] | None = None
+) -> None:
+    """Replace the remote manifest in one commit (an overwrite: readers see the old or the new one)."""
+    data = pa.table({"json": [json.dumps(record, ensure_ascii=False)]})
+    connect(location, storage_options).create_table(MANIFEST_TABLE, data, mode="overwrite")
