@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from infuse.config import SearchMode
+from infuse.config import SearchMode, ServerSettings
+from infuse.server.app import create_app
 from infuse.store.lancedb import LanceDBStore
+from infuse.testing import ScriptedModel
 from infuse.workspace import Workspace
 from seaweed import BUCKET, S3Server, s3_server  # noqa: F401  (the fixture)
 from store_contract import MakeStore, StoreContract
@@ -93,7 +96,11 @@ def test_a_replica_reads_a_pinned_version_until_it_refreshes(tmp_path: Path, s3_
     writer.ingest([corpus(tmp_path, "second", 2)])
     assert replica.status().documents == 3  # pinned: the replica has not looked for new commits
     assert not replica.search("secondmarker1", mode=SearchMode.LEXICAL)
-    replica.refresh_knowledge()
+    with TestClient(
+        create_app(replica.rag_pipeline(ScriptedModel("ok")), settings=ServerSettings(access_log="off"))
+    ) as client:
+        response = client.post("/admin/refresh")  # an ingest worker tells the replica it finished
+    assert response.status_code == 200 and response.json()["documents"] == 5
     assert replica.status().documents == 5
     assert replica.search("secondmarker1", mode=SearchMode.LEXICAL)
     follower = workspace(tmp_path / "follower", s3_server, uri)  # refresh_seconds 0: every read is the latest
