@@ -128,7 +128,7 @@ def chunk_vectors(cache: Path, counts: np.ndarray, n_chunks: int) -> np.ndarray:
     """The normalised chunk vectors (a memory map), computed once for the largest size asked."""
     path = cache / "vectors.npy"
     if path.exists():
-        vectors = np.load(path, mmap_mode="r")
+        vectors: np.ndarray = np.load(path, mmap_mode="r")
         if len(vectors) >= n_chunks:
             return vectors
     picks, lengths = plan(n_chunks, len(counts))
@@ -143,7 +143,8 @@ def chunk_vectors(cache: Path, counts: np.ndarray, n_chunks: int) -> np.ndarray:
     out.flush()
     del out
     path.with_suffix(".tmp.npy").rename(path)
-    return np.load(path, mmap_mode="r")
+    written: np.ndarray = np.load(path, mmap_mode="r")
+    return written
 
 
 def batches(
