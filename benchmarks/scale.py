@@ -383,6 +383,33 @@ def targets(by_size: dict[str, Any], ratios: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def table(report: dict[str, Any]) -> str:
+    """The results as the Markdown table docs/scale.md shows."""
+    sizes = sorted(report["sizes"], key=int)
+    lines = ["| | " + " | ".join(f"{int(n):,}" for n in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+
+    def row(label: str, value: Callable[[dict[str, Any]], Any]) -> None:
+        lines.append(f"| {label} | " + " | ".join(str(value(report["sizes"][n])) for n in sizes) + " |")
+
+    def latency(mode: str, how: str) -> Callable[[dict[str, Any]], str]:
+        return lambda r: (
+            "{p50_ms} / {p95_ms}".format(**r[mode][how])
+            + (f", {r[mode][how]['queries_per_s']}" if how != "single" else "")
+        )
+
+    for mode in ("dense", "keyword", "hybrid", "hybrid_restricted"):
+        name = "hybrid, restricted caller" if mode == "hybrid_restricted" else mode
+        row(f"{name} p50 / p95 ms", latency(mode, "single"))
+        row(f"{name}, {CONCURRENCY} at once: p50 / p95 ms, queries/s", latency(mode, f"concurrent_{CONCURRENCY}"))
+    row("dense recall@10 vs exact", lambda r: r["dense_recall_at_10"])
+    row("vector index", lambda r: next((i["kind"] or "none (exact)") for i in r["indexes"] if i["column"] == "vector"))
+    row("write s (chunks/s)", lambda r: f"{r['write_s']} ({r['write_chunks_per_s']:,})")
+    row("keyword index s / vector index s", lambda r: f"{r['keyword_index_s']} / {r['vector_index_s']}")
+    row("disk MB", lambda r: r["disk_mb"])
+    row("peak RSS MB: build / search", lambda r: f"{r['build_peak_rss_mb']} / {r['search_peak_rss_mb']}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -397,7 +424,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "scale.json")
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # child: build one size
     parser.add_argument("--search", type=int, help=argparse.SUPPRESS)  # child: search one size
+    parser.add_argument("--table", action="store_true", help="print --out as a Markdown table and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.out.read_text(encoding="utf-8"))))
+        return
     if args.build or args.search:
         args.size = args.build or args.search
         print(json.dumps(build(args) if args.build else search(args)))
@@ -430,6 +461,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(table(report))
     print(json.dumps({"growth": ratios, "targets_met": report["targets_met"]}, indent=2))
 
 
