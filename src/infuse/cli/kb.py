@@ -283,7 +283,7 @@ def indexes_summary(indexes: list[dict[str, Any]], min_rows: int) -> str:
 def optimize(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Bring the search indexes up to date now (every ingest does this at its end): rows written
     since join the keyword and vector indexes; the vector index is built once the knowledge base
-    reaches [store.index] min_rows chunks, and retrained when it has outgrown it."""
+    reaches store.index.min_rows chunks, and retrained when it has outgrown it."""
     ws = open_workspace()
     states = [state.to_dict() for state in ws.optimize()]
     if as_json:
