@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +47,8 @@ from infuse.retrieval.lexical import LanguageAwareTokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.retrieval.search import HybridSearcher, SearchHit
 from infuse.screening.injection import InjectionDetector, snippet
-from infuse.store.base import DocumentRecord, KnowledgeStore
-from infuse.store.factory import open_store, store_location
+from infuse.store.base import DocumentRecord, IndexState, KnowledgeStore
+from infuse.store.factory import open_store, read_shared_manifest, store_location, write_shared_manifest
 from infuse.store.filters import Eq, Filter, FilterLike, combine, validate
 from infuse.store.migrate import MigrationReport
 from infuse.store.terms import TermStatistics
@@ -116,6 +117,10 @@ class WorkspaceStatus:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     # Who may read documents without an access list ([access] default_policy): admins | everyone.
     access_default_policy: str = "admins"
+    # The store's search indexes (IndexState.to_dict): kind (None: not built, rows are scanned),
+    # indexed and unindexed rows; and the chunk count at which a vector index is built.
+    indexes: list[dict[str, Any]] = field(default_factory=list)
+    vector_index_min_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -225,6 +230,10 @@ class Workspace:
         self._stores: dict[tuple[str, int], KnowledgeStore] = {}
         self._filtered_statistics: dict[tuple[str, Filter], tuple[TermStatistics, TermStatistics]] = {}
         self._statistics_lock = threading.Lock()
+        # Pinned reads ([store] refresh_seconds): the manifest and a snapshot per chunk table, with when.
+        self._pins_lock = threading.Lock()
+        self._pinned_manifest: tuple[KnowledgeBaseManifest | None, float] | None = None
+        self._pinned: dict[tuple[str, int], tuple[KnowledgeStore, float]] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> Workspace:
@@ -258,8 +267,32 @@ class Workspace:
         return CrossEncoderReranker(model, self.settings.embedder.device) if model else None
 
     def manifest(self) -> KnowledgeBaseManifest | None:
-        data = read_json(self.manifest_path)
-        return KnowledgeBaseManifest.from_dict(data, self.manifest_path) if data else None
+        """The knowledge base's manifest: in the workspace, or with a knowledge base at ``[store] uri``
+        (read again after ``[store] refresh_seconds`` or :meth:`refresh_knowledge`)."""
+        uri = self.settings.store.uri
+        if not uri:
+            data = read_json(self.manifest_path)
+            return KnowledgeBaseManifest.from_dict(data, self.manifest_path) if data else None
+        with self._pins_lock:
+            pinned = self._pinned_manifest
+        if pinned is not None and self._fresh(pinned[1]):
+            return pinned[0]
+        data = read_shared_manifest(self.settings.store)
+        manifest = KnowledgeBaseManifest.from_dict(data, Path(uri)) if data else None
+        with self._pins_lock:
+            self._pinned_manifest = (manifest, time.monotonic())
+        return manifest
+
+    def _fresh(self, pinned_at: float) -> bool:
+        refresh = self.settings.store.refresh_seconds
+        return refresh > 0 and time.monotonic() - pinned_at < refresh
+
+    def refresh_knowledge(self) -> None:
+        """Readers move to the knowledge base's latest commit now (a replica told that an ingest
+        finished), instead of when ``[store] refresh_seconds`` runs out."""
+        with self._pins_lock:
+            self._pinned_manifest = None
+            self._pinned.clear()
 
     def store(self) -> KnowledgeStore | None:
         """A writable store on the live chunk table (None before the first ingest). Writers hold
@@ -280,14 +313,28 @@ class Workspace:
         )
 
     def _write_manifest(self, manifest: KnowledgeBaseManifest) -> None:
-        write_json_atomic(self.manifest_path, manifest.to_dict())
+        if self.settings.store.uri:
+            write_shared_manifest(self.settings.store, manifest.to_dict())
+            self.refresh_knowledge()
+        else:
+            write_json_atomic(self.manifest_path, manifest.to_dict())
 
     def _snapshot(self, manifest: KnowledgeBaseManifest) -> KnowledgeStore:
-        """A read-only view of the latest committed state; the connection is reused across calls."""
+        """A read-only view of the latest committed state; the connection is reused across calls.
+        With ``[store] refresh_seconds`` the view is pinned: reads within that time share one
+        version (a replica does not look for new commits at every request)."""
         key = (manifest.chunks_table, manifest.embedder.dimension)
+        with self._pins_lock:
+            pinned = self._pinned.get(key)
+        if pinned is not None and self._fresh(pinned[1]):
+            return pinned[0]
         if key not in self._stores:
             self._stores[key] = self._store(manifest)
-        return self._stores[key].snapshot()
+        view = self._stores[key].snapshot()
+        if self.settings.store.refresh_seconds > 0:
+            with self._pins_lock:
+                self._pinned[key] = (view, time.monotonic())
+        return view
 
     def _checked_manifest(self) -> KnowledgeBaseManifest:
         """The manifest, after checking that the configured embedder is the one that built the KB."""
@@ -428,6 +475,7 @@ class Workspace:
                 follow_links=follow_links,
             )
             write_json_atomic(self.last_sync_path, report.to_dict())
+            self.refresh_knowledge()  # this process's readers see what it wrote
             return report
         finally:
             lock.release()
@@ -448,6 +496,7 @@ class Workspace:
             manifest = self.manifest()
             if manifest is not None:
                 self._store(manifest).delete_documents(list(doc_ids))
+                self.refresh_knowledge()
             return len(doc_ids)
         finally:
             lock.release()
@@ -466,6 +515,21 @@ class Workspace:
                 store.reconcile_access()
                 store.set_access(list(doc_ids), access.to_column())
                 store.optimize()
+                self.refresh_knowledge()
+        finally:
+            lock.release()
+
+    def optimize(self) -> list[IndexState]:
+        """Bring the knowledge base's indexes up to date now (what every ingest does at its end):
+        unindexed rows join them, a vector index is built or retrained when due. Returns their state."""
+        lock = self._locked()
+        try:
+            manifest = self.manifest()
+            if manifest is None:
+                return []
+            store = self._store(manifest)
+            store.optimize()
+            return store.index_states()
         finally:
             lock.release()
 
@@ -690,7 +754,11 @@ class Workspace:
             configured_embedder=self.settings.embedder.model,
             store={
                 "backend": self.settings.store.backend.value,
-                "path": str(store_location(manifest.store if manifest else self.settings.store.backend, self.kb_dir)),
+                "path": str(
+                    store_location(
+                        manifest.store if manifest else self.settings.store.backend, self.kb_dir, self.settings.store
+                    )
+                ),
                 "chunks_table": manifest.chunks_table if manifest else None,
             },
             last_sync=read_json(self.last_sync_path),
@@ -700,6 +768,8 @@ class Workspace:
             flagged=[self._flagged_entry(c) for c in store.flagged_chunks(FLAGGED_LIST_LIMIT)] if store else [],
             jobs=self._jobs(),
             access_default_policy=self.settings.access.default_policy,
+            indexes=[state.to_dict() for state in store.index_states()] if store else [],
+            vector_index_min_rows=self.settings.store.index.min_rows,
         )
 
     def _jobs(self) -> list[dict[str, Any]]:

@@ -256,7 +256,42 @@ def status_table(info: Any) -> Table:
     table.add_row("flagged passages", f"{info.flagged_chunks} (ingest.injection = {info.injection_policy})")
     readers = {"admins": "owner and admins only", "everyone": "every user"}.get(info.access_default_policy, "?")
     table.add_row("unlisted documents", f"{readers} (access.default_policy = {info.access_default_policy})")
+    if info.indexes:
+        table.add_row("indexes", indexes_summary(info.indexes, info.vector_index_min_rows))
     return table
+
+
+def indexes_summary(indexes: list[dict[str, Any]], min_rows: int) -> str:
+    """One line per search index: its kind and the rows searches still scan.
+
+    >>> print(indexes_summary([{"column": "vector", "kind": None, "indexed_rows": 0, "unindexed_rows": 10},
+    ...     {"column": "tokens", "kind": "FTS", "indexed_rows": 8, "unindexed_rows": 2}], 50000))
+    vector: none (exact search of 10 rows; built at 50,000)
+    keyword: FTS, 8 rows indexed, 2 unindexed (run infuse optimize)
+    """
+    lines = []
+    for index in indexes:
+        name = "keyword" if index["column"] == "tokens" else index["column"]
+        if index["kind"] is None:
+            lines.append(f"{name}: none (exact search of {index['unindexed_rows']:,} rows; built at {min_rows:,})")
+            continue
+        line = f"{name}: {index['kind']}, {index['indexed_rows']:,} rows indexed, {index['unindexed_rows']:,} unindexed"
+        lines.append(line + (" (run infuse optimize)" if index["unindexed_rows"] else ""))
+    return "\n".join(lines)
+
+
+def optimize(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Bring the search indexes up to date now (every ingest does this at its end): rows written
+    since join the keyword and vector indexes; the vector index is built once the knowledge base
+    reaches store.index.min_rows chunks, and retrained when it has outgrown it."""
+    ws = open_workspace()
+    states = [state.to_dict() for state in ws.optimize()]
+    if as_json:
+        print_json({"indexes": states})
+    elif not states:
+        out.print("no knowledge base yet")
+    else:
+        out.print(indexes_summary(states, ws.settings.store.index.min_rows), highlight=False)
 
 
 def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
@@ -288,5 +323,5 @@ def migrate(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (ingest, search, status, reindex, migrate):
+    for command in (ingest, search, status, reindex, migrate, optimize):
         app.command()(command)

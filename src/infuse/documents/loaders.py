@@ -115,6 +115,81 @@ def load_file(path: Path, fields: RecordFields = RecordFields(), limits: LoadLim
     return LoadResult(documents=[document], warnings=warnings)
 
 
+def stream_file(
+    path: Path, fields: RecordFields = RecordFields(), limits: LoadLimits = LoadLimits()
+) -> Iterator[Document | LoadError | LoadWarning]:
+    """Load one file as :func:`load_file` does, yielding documents, errors and warnings as they come.
+
+    A JSONL file larger than ``limits.max_file_mb`` is not refused but read one record at a time
+    (UTF-8, each line at most ``max_file_mb``), so an ingest holds one record and one batch, not
+    the file: a corpus larger than memory goes in as one JSONL file. Other files are read whole,
+    within the limits.
+    """
+    if path.suffix.lower() == ".jsonl":
+        try:
+            source = normalise_path(path)
+            size = os.stat(source).st_size
+        except (LoadError, OSError):
+            size = 0  # load_file reports the problem
+        if size > limits.max_file_mb * _MB:
+            yield from _stream_jsonl(Path(source), fields, limits)
+            return
+    result = load_file(path, fields, limits)
+    yield from result.warnings
+    yield from result.errors
+    yield from result.documents
+
+
+def _stream_jsonl(path: Path, fields: RecordFields, limits: LoadLimits) -> Iterator[Document | LoadError]:
+    source = path.as_posix()
+    limit = int(limits.max_file_mb * _MB)
+    found = False
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            yield LoadError(source, "not a regular file (FIFO, socket or device): never read")
+            return
+        with open(path, "rb") as handle:
+            number = 0
+            while line := handle.readline(limit + 1):
+                number += 1
+                where = f"{source}:{number}"
+                if len(line) > limit and not line.endswith(b"\n"):
+                    yield LoadError(where, f"line over the {limits.max_file_mb:g} MB limit; {_FIX_LINE}")
+                    while line and not line.endswith(b"\n"):  # skip the rest of it
+                        line = handle.readline(limit + 1)
+                    continue
+                try:
+                    text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    yield LoadError(
+                        where,
+                        f"not UTF-8 ({exc.reason} at byte {exc.start}): a JSONL file over the "
+                        f"{limits.max_file_mb:g} MB limit is read line by line and must be UTF-8; {_FIX_LINE}",
+                    )
+                    continue
+                if not text.strip():
+                    continue
+                try:
+                    record = json.loads(text)
+                    document = _record_document(record, source, f"line {number}", FileType.JSONL, fields)
+                except json.JSONDecodeError as exc:
+                    yield LoadError(where, f"invalid JSON ({exc.msg}); {_FIX_LINE}")
+                    continue
+                except RecursionError:
+                    yield LoadError(where, f"JSON nested too deeply to parse; {_FIX_LINE}")
+                    continue
+                except LoadError as exc:
+                    yield exc
+                    continue
+                found = True
+                yield document
+    except OSError as exc:
+        yield LoadError(source, f"cannot read file: {exc.strerror or exc}")
+        return
+    if not found:
+        yield LoadError(source, "no records found")
+
+
 _MB = 1_000_000
 
 

@@ -64,12 +64,19 @@ class HashingEmbedder(PrefixedEmbedder):
         trigrams = [w[i : i + 3] for w in words if len(w) > 3 for i in range(len(w) - 2)]
         return words + trigrams
 
-    def _vector(self, text: str) -> np.ndarray:
+    def feature_counts(self, text: str) -> np.ndarray:
+        """The signed feature counts behind a passage's vector, before normalisation. Features are
+        words and their trigrams, so the counts of texts joined by spaces are the sum of theirs
+        (``benchmarks/scale.py`` builds a million chunk vectors from its sentences' counts)."""
         vector = np.zeros(self.dimension, dtype=np.float32)
         for feature in self._features(text):
             digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
             bucket = int.from_bytes(digest[:4], "little") % self.dimension
             vector[bucket] += 1.0 if digest[4] & 1 else -1.0
+        return vector
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = self.feature_counts(text)
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector
 

@@ -5,7 +5,12 @@ A document's identity is its normalised source path (or its JSON id field); its 
 time; new and changed documents are chunked as they are read, then tokenised, embedded and
 written in batches, each batch one atomic commit, so a kill at any moment loses at most the batch
 in flight, which the next run redoes, and memory holds one file plus one batch (files larger than
-``[ingest] max_file_mb`` fail with a message naming the limit).
+``[ingest] max_file_mb`` fail with a message naming the limit, but for JSONL files, which are then
+read one record at a time: memory holds one record plus one batch, whatever the corpus size).
+
+Resuming: a killed ingest run again skips every document a committed batch recorded (same content
+hash and pipeline), so a very long run continues where it stopped, re-reading but not
+re-embedding what is done; the report's ``unchanged`` counts them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from infuse.access import AccessError
 from infuse.config import IngestSettings
 from infuse.documents.chunking import Chunker
 from infuse.documents.discovery import discover
-from infuse.documents.loaders import LoadLimits, RecordFields, load_file
+from infuse.documents.loaders import LoadLimits, RecordFields, stream_file
 from infuse.documents.models import Chunk, Document, LoadWarning
 from infuse.embedders.base import Embedder
 from infuse.errors import LoadError
@@ -191,10 +196,15 @@ class Syncer:
         loaded_sources: set[str] = set()
         progress.start("ingesting", len(found.files))
         for path in found.files:
-            result = load_file(path, fields, limits)
-            errors.extend(result.errors)
-            warnings.extend(result.warnings)
-            for document in result.documents:
+            loaded: str | None = None
+            for document in stream_file(path, fields, limits):
+                if isinstance(document, LoadError):
+                    errors.append(document)
+                    continue
+                if isinstance(document, LoadWarning):
+                    warnings.append(document)
+                    continue
+                loaded = document.source_path
                 if document.doc_id in first_source:
                     errors.append(
                         LoadError(
@@ -221,9 +231,8 @@ class Syncer:
                     continue
                 writer.add(document)
             # A JSONL file with some bad records still counts as loaded: its vanished records prune.
-            if result.documents:
-                loaded_sources.add(result.documents[0].source_path)
-            del result
+            if loaded is not None:
+                loaded_sources.add(loaded)
             progress.advance()
         writer.flush()
         report.access_changed = self._set_access(access_changes)

@@ -1,4 +1,4 @@
-"""Admin routes: ``/admin/...`` (users, groups, API keys, the audit log), for admins only (403 for members).
+"""Admin routes: ``/admin/...`` (users, groups, API keys, the audit log, refreshing a replica), for admins only (403 for members).
 
 Why routes at all: the CLI (``infuse users|groups|audit``) needs a shell on the server's machine;
 a team's admin (and the web UI) manages people over HTTP instead, with the same library calls.
@@ -58,6 +58,18 @@ def admin_router(ctx: ServerContext, audit_path: Path | None, identity: Identity
             lambda: read_records(audit_path, user=user, since=since, text=text, last=n)
         )
         return {"object": "list", "data": records}
+
+    @router.post("/refresh")
+    async def refresh() -> dict[str, Any]:
+        """Read the knowledge base's latest commit now (a replica pinned by ``[store] refresh_seconds``,
+        told by an ingest worker that it finished)."""
+        workspace = ctx.workspace
+        if workspace is None:
+            raise APIError(
+                404, "this server serves no workspace: there is no knowledge base to refresh", "no_workspace"
+            )
+        await anyio.to_thread.run_sync(workspace.refresh_knowledge)
+        return {"object": "refresh", "documents": (await anyio.to_thread.run_sync(workspace.status)).documents}
 
     if identity is None:
         return router

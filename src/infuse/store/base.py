@@ -22,9 +22,10 @@ Invariants every implementation keeps (``tests/store_contract.py`` checks them f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,6 +75,22 @@ class DocumentState:
     pipeline: str
     source_path: str
     access: tuple[str, ...] = ()  # the stored access column (infuse.access); empty before access lists
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """One search index of a store, as ``infuse status`` shows it: ``kind`` is the engine's name for
+    it (``IVF_PQ``, ``FTS``...) or ``None`` while none is built (searches scan every row, exactly);
+    ``unindexed_rows`` are rows written since the index was last brought up to date (searched by
+    scanning them; :meth:`KnowledgeStore.optimize` adds them)."""
+
+    column: str  # what it indexes: "vector" or "tokens"
+    kind: str | None
+    indexed_rows: int
+    unindexed_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def bm25(tf: np.ndarray, lengths: np.ndarray, idf: np.ndarray, average_length: float) -> np.ndarray:
@@ -200,7 +217,13 @@ class KnowledgeStore(Protocol):
         """A read-only view pinned to the current version: dense and lexical lists agree."""
 
     def optimize(self) -> None:
-        """Bring indexes up to date after writes (cheap when nothing changed)."""
+        """Bring indexes up to date after writes (cheap when nothing changed): new rows join the
+        keyword and vector indexes, a vector index is built once the store is large enough for
+        one (and retrained when it has outgrown it)."""
+
+    def index_states(self) -> list[IndexState]:
+        """The store's search indexes and how many rows each leaves to scanning (empty: the engine
+        keeps no indexes and always scans)."""
 
     def drop_other_collections(self) -> list[str]:
         """Delete chunk collections other than this one (left by a reindex that was killed before it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from infuse.config import StoreBackend, StoreSettings
 from infuse.store.base import KnowledgeStore
@@ -17,7 +18,10 @@ from infuse.store.base import KnowledgeStore
 def _lancedb(kb_dir: Path, chunks_table: str, dimension: int, settings: StoreSettings) -> KnowledgeStore:
     from infuse.store.lancedb import LanceDBStore
 
-    return LanceDBStore(kb_dir / "lancedb", chunks_table, dimension)
+    location = settings.uri or kb_dir / "lancedb"
+    return LanceDBStore(
+        location, chunks_table, dimension, index=settings.index, storage_options=settings.s3.storage_options()
+    )
 
 
 def _qdrant(kb_dir: Path, chunks_table: str, dimension: int, settings: StoreSettings) -> KnowledgeStore:
@@ -36,11 +40,31 @@ BACKENDS: dict[StoreBackend, tuple[Callable[[Path, str, int, StoreSettings], Kno
 def open_store(
     backend: StoreBackend, kb_dir: Path, chunks_table: str, dimension: int, settings: StoreSettings | None = None
 ) -> KnowledgeStore:
-    """The store for a knowledge base in ``kb_dir`` (created when missing), configured by ``settings``."""
+    """The store for a knowledge base in ``kb_dir`` (created when missing); ``settings``: the
+    workspace's ``[store]`` section (indexes, location), defaults when omitted."""
     opener, _ = BACKENDS[backend]
     return opener(kb_dir, chunks_table, dimension, settings or StoreSettings(backend=backend))
 
 
-def store_location(backend: StoreBackend, kb_dir: Path) -> Path:
-    """Where ``backend`` keeps a knowledge base's data (what ``infuse status`` shows)."""
+def store_location(backend: StoreBackend, kb_dir: Path, settings: StoreSettings | None = None) -> Path | str:
+    """Where ``backend`` keeps a knowledge base's data (what ``infuse status`` shows): ``[store] uri``
+    when set (object storage), else a folder under the workspace's kb folder."""
+    if settings is not None and settings.uri:
+        return settings.uri
     return kb_dir / BACKENDS[backend][1]
+
+
+def read_shared_manifest(settings: StoreSettings) -> dict[str, Any] | None:
+    """The knowledge-base manifest kept with a knowledge base at ``[store] uri`` (so replicas and
+    ingest workers on other machines share it); None before the first ingest."""
+    from infuse.store.lancedb import read_manifest_record
+
+    assert settings.uri, "read_shared_manifest: [store] uri is not set"
+    return read_manifest_record(settings.uri, settings.s3.storage_options())
+
+
+def write_shared_manifest(settings: StoreSettings, record: dict[str, Any]) -> None:
+    from infuse.store.lancedb import write_manifest_record
+
+    assert settings.uri, "write_shared_manifest: [store] uri is not set"
+    write_manifest_record(settings.uri, record, settings.s3.storage_options())

@@ -8,6 +8,13 @@ search uses LanceDB's BM25 full-text index over the project's own tokens (whites
 with LanceDB's own text processing switched off; rows written since the last index update are
 still searched (unindexed rows are scanned).
 
+Indexes keep up (:meth:`LanceDBStore.optimize`, called after every ingest): new rows join the
+keyword index and the vector index incrementally; the vector index (``[store.index] vector``) is
+built once the table reaches ``min_rows`` (below that an exact scan is fast) and retrained when
+the table outgrows the rows it was trained on by ``retrain_growth`` (the count is kept in the
+vector column's field metadata, committed with the table). Dense searches on an indexed table
+probe at least ``nprobes`` partitions and more when a filter leaves fewer than ``k`` rows in them.
+
 One column table per collection (:data:`CHUNK_COLUMNS`, :data:`DOCUMENT_COLUMNS`) drives the
 schema, the rows written and the records read back: a new chunk attribute is one line there.
 """
@@ -26,14 +33,16 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import FTS
+from lancedb.index import FTS, IvfHnswSq, IvfPq, IvfSq
 
+from infuse.config import IndexSettings, VectorIndexKind
 from infuse.documents.models import Chunk, Document, FileType, Section
 from infuse.language import Language
 from infuse.store.base import (
     TIE_MARGIN,
     DocumentRecord,
     DocumentState,
+    IndexState,
     IndexedChunk,
     ScoredChunk,
     access_column,
@@ -47,6 +56,9 @@ from infuse.store.terms import TermStatistics
 R = TypeVar("R")
 _HEADING_SEPARATOR = " > "
 _VECTOR = "vector"  # its type depends on the store's dimension
+_TOKENS = "tokens"
+VECTOR_INDEX = "vector_idx"
+TRAINED_ROWS_KEY = "infuse.vector_index_trained_rows"  # vector field metadata: rows the index was trained on
 SCOPES_CACHED = 256  # filters (callers' views) whose keyword statistics are kept per table version
 
 
@@ -128,7 +140,7 @@ CHUNK_COLUMNS: tuple[Column[IndexedChunk], ...] = (
     _chunk_column("heading_path", pa.string(), write=_HEADING_SEPARATOR.join, read=_split_heading),
     _chunk_column("lang", pa.string(), write=lambda lang: lang.value, read=Language),
     _chunk_column("n_tokens", pa.int32(), read=int),
-    Column("tokens", pa.string(), lambda c: " ".join(c.tokens)),
+    Column(_TOKENS, pa.string(), lambda c: " ".join(c.tokens)),
     Column(
         "tags",
         pa.list_(pa.string()),
@@ -256,13 +268,23 @@ class LanceDBStore:
     >>> store.dense_search(vector, k=5)  # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, chunks_table: str, dimension: int, documents_table: str = "documents") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        chunks_table: str,
+        dimension: int,
+        documents_table: str = "documents",
+        index: IndexSettings | None = None,
+        storage_options: dict[str, str] | None = None,
+    ) -> None:
+        """``path``: a folder, or an object-store URI (``s3://bucket/kb``) reached with
+        ``storage_options`` (:meth:`infuse.config.ObjectStoreSettings.storage_options`)."""
         self.path = path
         self.chunks_name = chunks_table
         self.documents_name = documents_table
         self.dimension = dimension
-        path.mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(str(path))
+        self.index = index or IndexSettings()
+        self._db = connect(path, storage_options)
         self._chunks = self._open_or_create(chunks_table, _schema(CHUNK_COLUMNS, dimension))
         self._documents = self._open_or_create(documents_table, _schema((*DOCUMENT_COLUMNS, *INGEST_COLUMNS)))
         self._read_only = False
@@ -279,18 +301,7 @@ class LanceDBStore:
         except (ValueError, FileNotFoundError):
             table = self._db.create_table(name, schema=schema, exist_ok=True)
             if name == self.chunks_name and not table.list_indices():
-                table.create_index(
-                    "tokens",
-                    config=FTS(
-                        base_tokenizer="whitespace",
-                        lower_case=False,
-                        stem=False,
-                        remove_stop_words=False,
-                        ascii_folding=False,
-                        with_position=False,
-                        max_token_length=None,
-                    ),
-                )
+                _create_keyword_index(table)
             return table
 
     # --- writes --------------------------------------------------------------------------------
@@ -357,9 +368,61 @@ class LanceDBStore:
         return sum(len(ids) for ids in stale.values())
 
     def optimize(self) -> None:
+        """Compact, add new rows to the keyword and vector indexes (incremental), then build or
+        retrain the vector index where :class:`~infuse.config.IndexSettings` ask for it."""
         self._check_writable()
+        if not any(_TOKENS in i.columns for i in self._chunks.list_indices()):
+            _create_keyword_index(self._chunks)  # a table whose first index build was interrupted
         self._chunks.optimize()
+        self._maintain_vector_index()
         self._documents.optimize()
+
+    def _maintain_vector_index(self) -> None:
+        current = self._vector_index_type()
+        wanted = self.index.vector
+        if wanted is VectorIndexKind.NONE:
+            if current is not None:
+                self._chunks.drop_index(VECTOR_INDEX)
+            return
+        rows = int(self._chunks.count_rows())
+        if rows < self.index.min_rows:
+            return  # an index built earlier is kept (and kept current) when rows are deleted
+        trained = int((self._chunks.schema.field(_VECTOR).metadata or {}).get(TRAINED_ROWS_KEY.encode(), b"0"))
+        if current == _INDEX_TYPES[wanted] and rows <= self.index.retrain_growth * trained:
+            return
+        self.build_vector_index()
+
+    def build_vector_index(self) -> None:
+        """(Re)train the vector index on every row now (``infuse optimize --retrain``); the new
+        index replaces the old one in one commit, so searches use one or the other."""
+        self._check_writable()
+        kind = self.index.vector
+        if kind is VectorIndexKind.NONE:
+            raise ValueError('store.index.vector is "none": there is no vector index to build')
+        rows = int(self._chunks.count_rows())
+        if rows < 256:
+            raise ValueError(f"a vector index needs at least 256 chunks to train on; the table has {rows}")
+        self._chunks.create_index(_VECTOR, config=_INDEX_CONFIGS[kind](), name=VECTOR_INDEX, replace=True)
+        self._chunks.update_field_metadata({"path": _VECTOR, "metadata": {TRAINED_ROWS_KEY: str(rows)}})
+
+    def index_states(self) -> list[IndexState]:
+        by_column = {tuple(config.columns): config.name for config in self._chunks.list_indices()}
+        states = []
+        for column in (_VECTOR, _TOKENS):
+            name = by_column.get((column,))
+            stats = self._chunks.index_stats(name) if name else None
+            if stats is None:
+                states.append(IndexState(column, None, 0, int(self._chunks.count_rows())))
+            else:
+                states.append(IndexState(column, stats.index_type, stats.num_indexed_rows, stats.num_unindexed_rows))
+        return states
+
+    def _vector_index_type(self) -> str | None:
+        for config in self._chunks.list_indices():
+            if config.name == VECTOR_INDEX:
+                stats = self._chunks.index_stats(VECTOR_INDEX)
+                return stats.index_type if stats else None
+        return None
 
     def drop_other_collections(self) -> list[str]:
         self._check_writable()
@@ -411,7 +474,7 @@ class LanceDBStore:
     def snapshot(self) -> LanceDBStore:
         view = object.__new__(LanceDBStore)
         view.path, view.chunks_name, view.documents_name = self.path, self.chunks_name, self.documents_name
-        view.dimension, view._db, view._read_only = self.dimension, self._db, True
+        view.dimension, view._db, view._read_only, view.index = self.dimension, self._db, True, self.index
         view._term_statistics, view._metadata_keys = self._term_statistics, self._metadata_keys
         view._scopes, view._cache_lock = self._scopes, self._cache_lock
         view._chunks = self._db.open_table(self.chunks_name)
@@ -456,8 +519,13 @@ class LanceDBStore:
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
-        query = self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR).distance_type(
-            "cosine"
+        query = (
+            self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR)
+            .distance_type("cosine")
+            .minimum_nprobes(self.index.nprobes)
+            .maximum_nprobes(0)  # a narrow filter probes on until it has k rows
+            .refine_factor(self.index.refine_factor)
+            .ef(max(self.index.ef, k * self.index.refine_factor))  # HNSW needs ef >= the candidates refined
         )
         rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
         return best_first([ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows], k)
@@ -643,3 +711,73 @@ class LanceDBStore:
         for lang in langs:
             counts[lang] = counts.get(lang, 0) + 1
         return counts
+
+
+# How each kind is built, and the index type LanceDB then reports.
+_INDEX_CONFIGS: dict[VectorIndexKind, Callable[[], Any]] = {
+    VectorIndexKind.IVF_SQ: lambda: IvfSq(distance_type="cosine"),
+    VectorIndexKind.IVF_PQ: lambda: IvfPq(distance_type="cosine"),
+    VectorIndexKind.IVF_HNSW_SQ: lambda: IvfHnswSq(distance_type="cosine"),
+}
+_INDEX_TYPES: dict[VectorIndexKind, str] = {
+    VectorIndexKind.IVF_SQ: "IVF_SQ",
+    VectorIndexKind.IVF_PQ: "IVF_PQ",
+    VectorIndexKind.IVF_HNSW_SQ: "IVF_HNSW_SQ",
+}
+
+
+def _create_keyword_index(table: Any) -> None:
+    """The BM25 index over infuse's own tokens (whitespace-joined): LanceDB's text processing off."""
+    table.create_index(
+        _TOKENS,
+        config=FTS(
+            base_tokenizer="whitespace",
+            lower_case=False,
+            stem=False,
+            remove_stop_words=False,
+            ascii_folding=False,
+            with_position=False,
+            max_token_length=None,
+        ),
+    )
+
+
+def is_remote(location: Path | str) -> bool:
+    """Whether ``location`` is an object-store URI (``s3://...``) rather than a folder."""
+    return isinstance(location, str) and "://" in location
+
+
+def connect(location: Path | str, storage_options: dict[str, str] | None = None) -> Any:
+    """A LanceDB connection to a folder (created when missing) or an object-store URI.
+
+    On S3 every commit is a conditional put of the next version's manifest: of two writers
+    committing at once one wins and the other re-reads, checks for conflicts and retries, so
+    concurrent ingests lose nothing (``tests/test_s3_store.py`` runs two against SeaweedFS).
+    """
+    if is_remote(location):
+        return lancedb.connect(str(location), storage_options=storage_options or {})
+    Path(location).mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(location))
+
+
+MANIFEST_TABLE = "kb_manifest"
+
+
+def read_manifest_record(location: Path | str, storage_options: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The knowledge-base manifest kept beside the tables of a remote knowledge base (a one-row
+    table, so every replica and ingest worker reads the same one); None before the first ingest."""
+    db = connect(location, storage_options)
+    try:
+        table = db.open_table(MANIFEST_TABLE)
+    except (ValueError, FileNotFoundError):
+        return None
+    rows = table.search().select(["json"]).limit(1).to_list()
+    return json.loads(rows[0]["json"]) if rows else None
+
+
+def write_manifest_record(
+    location: Path | str, record: dict[str, Any], storage_options: dict[str, str] | None = None
+) -> None:
+    """Replace the remote manifest in one commit (an overwrite: readers see the old or the new one)."""
+    data = pa.table({"json": [json.dumps(record, ensure_ascii=False)]})
+    connect(location, storage_options).create_table(MANIFEST_TABLE, data, mode="overwrite")

@@ -25,6 +25,7 @@ from infuse.store.base import (
     DocumentRecord,
     DocumentState,
     IndexedChunk,
+    IndexState,
     ScoredChunk,
     access_column,
     best_first,
@@ -99,6 +100,9 @@ class InMemoryStore:
 
     def optimize(self) -> None:
         self._check_writable()
+
+    def index_states(self) -> list[IndexState]:
+        return []  # every search scans every chunk, exactly
 
     def drop_other_collections(self) -> list[str]:
         self._check_writable()

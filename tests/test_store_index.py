@@ -1,0 +1,117 @@
+"""LanceDB indexes keep up with writes: the vector index is built past ``min_rows``, new rows join
+both indexes incrementally on ``optimize``, the index is retrained when the table outgrows it, and
+``infuse status`` / ``infuse optimize`` show the state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from infuse.cli import app
+from infuse.config import IndexSettings, VectorIndexKind
+from infuse.store.base import DocumentRecord, IndexedChunk, IndexState
+from infuse.store.filters import Eq
+from infuse.store.lancedb import TRAINED_ROWS_KEY, VECTOR_INDEX, LanceDBStore
+from store_contract import chunk, document
+
+DIM = 32
+
+
+def fill(store: LanceDBStore, start: int, stop: int, rng: np.random.Generator) -> np.ndarray:
+    """One document per chunk, ``doc<i>``, with a random unit vector; returns the vectors."""
+    vectors = rng.standard_normal((stop - start, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records, rows = [], []
+    for offset, i in enumerate(range(start, stop)):
+        doc = document(f"doc{i}", metadata={"bucket": str(i % 50)})
+        records.append(DocumentRecord(doc, "pipeline-1", 1, "2026-01-01T00:00:00+00:00"))
+        rows.append(IndexedChunk(chunk(doc, 0, f"word{i} shared"), (f"word{i}", "shared"), vectors[offset]))
+    store.replace_documents(records, rows)  # one commit, as an ingest batch
+    return vectors
+
+
+def states(store: LanceDBStore) -> dict[str, IndexState]:
+    return {s.column: s for s in store.index_states()}
+
+
+def trained_rows(store: LanceDBStore) -> int:
+    metadata = store._chunks.schema.field("vector").metadata or {}
+    return int(metadata.get(TRAINED_ROWS_KEY.encode(), b"0"))
+
+
+def test_vector_index_is_built_past_min_rows_kept_current_and_retrained(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store = LanceDBStore(
+        tmp_path / "lancedb", "chunks", DIM, index=IndexSettings(min_rows=300, nprobes=4, retrain_growth=1.5)
+    )
+    fill(store, 0, 200, rng)
+    store.optimize()
+    assert states(store)["vector"] == IndexState("vector", None, 0, 200)  # below min_rows: exact scans
+    assert states(store)["tokens"].unindexed_rows == 0
+
+    vectors = fill(store, 200, 320, rng)
+    assert states(store)["tokens"].unindexed_rows == 120  # written since the last optimize
+    store.optimize()
+    vector = states(store)["vector"]
+    assert (vector.kind, vector.indexed_rows, vector.unindexed_rows) == ("IVF_SQ", 320, 0)
+    assert trained_rows(store) == 320
+
+    fill(store, 320, 400, rng)  # 400 <= 1.5 x 320: new rows join the index, no retraining
+    assert states(store)["vector"].unindexed_rows == 80
+    store.optimize()
+    assert (states(store)["vector"].indexed_rows, states(store)["vector"].unindexed_rows) == (400, 0)
+    assert states(store)["tokens"] == IndexState("tokens", "FTS", 400, 0)
+    assert trained_rows(store) == 320
+
+    fill(store, 400, 500, rng)  # 500 > 1.5 x 320: retrained on every row
+    store.optimize()
+    assert trained_rows(store) == 500 and states(store)["vector"].indexed_rows == 500
+
+    # The indexed search finds a stored vector first (exact re-ranking of the PQ candidates), a
+    # snapshot sees the same index, and a narrow filter still gets k rows (probing goes on).
+    hits = store.dense_search(vectors[5], 3)
+    assert hits[0].chunk.doc_id == "doc205" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert store.snapshot().dense_search(vectors[5], 1)[0].chunk.doc_id == "doc205"
+    narrow = store.dense_search(vectors[5], 10, Eq("bucket", "7"))
+    assert len(narrow) == 10 and all(h.chunk.metadata["bucket"] == "7" for h in narrow)
+    assert [h.chunk.doc_id for h in store.lexical_search(["word333"], 5)] == ["doc333"]
+
+
+def test_no_vector_index_when_switched_off(tmp_path: Path) -> None:
+    store = LanceDBStore(tmp_path / "lancedb", "chunks", DIM, index=IndexSettings(min_rows=256))
+    fill(store, 0, 260, np.random.default_rng(1))
+    store.optimize()
+    assert states(store)["vector"].kind == "IVF_SQ"
+    off = LanceDBStore(
+        tmp_path / "lancedb", "chunks", DIM, index=IndexSettings(min_rows=256, vector=VectorIndexKind.NONE)
+    )
+    off.optimize()  # the operator switched the index off: it is dropped, searches are exact again
+    assert states(off)["vector"].kind is None
+    assert VECTOR_INDEX not in {i.name for i in off._chunks.list_indices()}
+    with pytest.raises(ValueError, match='"none"'):
+        off.build_vector_index()
+
+
+def test_status_and_optimize_commands_show_the_indexes(tmp_path: Path, corpus: Path) -> None:
+    runner = CliRunner()
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["-w", str(ws), "ingest", str(corpus)]).exit_code == 0
+    status = json.loads(runner.invoke(app, ["-w", str(ws), "status", "--json"]).stdout)
+    indexes = {i["column"]: i for i in status["indexes"]}
+    assert indexes["vector"]["kind"] is None and indexes["vector"]["unindexed_rows"] == status["chunks"]
+    assert indexes["tokens"] == {
+        "column": "tokens",
+        "kind": "FTS",
+        "indexed_rows": status["chunks"],
+        "unindexed_rows": 0,  # ingest ends by bringing the keyword index up to date
+    }
+    table = runner.invoke(app, ["-w", str(ws), "status"]).stdout
+    assert "vector: none (exact search of" in table and "keyword: FTS" in table
+    result = runner.invoke(app, ["-w", str(ws), "optimize", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {i["column"] for i in json.loads(result.stdout)["indexes"]} == {"vector", "tokens"}
+    assert "keyword: FTS" in runner.invoke(app, ["-w", str(ws), "optimize"]).stdout
