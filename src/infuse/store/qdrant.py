@@ -63,6 +63,7 @@ from infuse.store.base import (
     DocumentRecord,
     DocumentState,
     IndexedChunk,
+    IndexState,
     ScoredChunk,
     access_column,
     best_first,
@@ -403,6 +404,16 @@ class QdrantStore:
                 batch = []
         if batch:
             self._client.update_vectors(self._c.chunks, batch, wait=True)
+
+    def index_states(self) -> list[IndexState]:
+        """The dense vectors' HNSW index as the engine reports it. Qdrant builds it per segment once
+        a segment passes its indexing threshold and searches smaller segments by scanning; local
+        mode keeps no index at all (kind None: every search scans). The keyword (sparse) vectors
+        are always in an inverted index, so they are not listed."""
+        info = self._client.get_collection(self._c.chunks)
+        points = info.points_count or 0
+        indexed = min(info.indexed_vectors_count or 0, points)
+        return [IndexState("vector", "HNSW" if indexed else None, indexed, points - indexed)]
 
     def drop_other_collections(self) -> list[str]:
         self._check_writable()
