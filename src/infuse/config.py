@@ -136,9 +136,10 @@ class QdrantSettings(BaseModel):
     vacuum_deleted_threshold: float = Field(default=0.05, gt=0, le=1)
     vacuum_min_vector_number: int = Field(default=100, ge=0)
     exact: bool = False  # exact (brute-force) dense search instead of HNSW: same results as LanceDB, slower
-    # Keyword weights use the average keyword count when they were written; optimize() rewrites
-    # them when the live average moved by more than this share (0: always exact BM25 after optimize).
-    length_drift: float = Field(default=0.02, ge=0)
+    # Keyword weights use the average keyword count when they were written; optimize() (after every
+    # ingest) rewrites them when the live average moved by more than this share. 0: exact BM25 after
+    # every ingest, at the cost of one pass over the chunks; raise it (0.02) for large collections.
+    length_drift: float = Field(default=0.0, ge=0)
 
 
 class VectorIndexKind(StrEnum):
