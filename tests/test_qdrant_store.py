@@ -154,3 +154,17 @@ def test_a_migration_killed_between_chunks_and_documents_is_simply_run_again(tmp
     report = copy_store(source, target)
     assert (report.documents, report.chunks) == (2, 2)
     assert sorted(target.chunk_ids()) == ["a#c0", "b#c0"]
+
+
+def test_status_shows_where_each_store_keeps_the_knowledge_base(tmp_path: Path) -> None:
+    from infuse.config import QdrantSettings, StoreBackend, StoreSettings
+    from infuse.store.factory import store_location
+
+    local = StoreSettings(backend=StoreBackend.QDRANT)
+    server = StoreSettings(backend=StoreBackend.QDRANT, qdrant=QdrantSettings(url="http://qdrant:6333"))
+    assert store_location(StoreBackend.QDRANT, tmp_path, local) == tmp_path / "qdrant"
+    assert store_location(StoreBackend.QDRANT, tmp_path, server) == "http://qdrant:6333"
+    s3 = StoreSettings(uri="s3://bucket/kb")
+    assert store_location(StoreBackend.LANCEDB, tmp_path, s3) == "s3://bucket/kb"
+    with pytest.raises(ValueError, match=r"store.uri \(s3://bucket/kb\) is where the LanceDB store"):
+        StoreSettings(backend=StoreBackend.QDRANT, uri="s3://bucket/kb")  # a Qdrant server is qdrant.url

@@ -213,6 +213,15 @@ class StoreSettings(BaseModel):
         description="readers keep the version they opened this long before looking for new commits (0: every read)",
     )
 
+    @model_validator(mode="after")
+    def _uri_is_lancedb_s(self) -> StoreSettings:
+        if self.uri and self.backend is not StoreBackend.LANCEDB:
+            raise ValueError(
+                f'store.uri ({self.uri}) is where the LanceDB store keeps a knowledge base; store.backend is "'
+                f'{self.backend.value}": remove store.uri (a Qdrant server is store.qdrant.url)'
+            )
+        return self
+
 
 class ModelBackendKind(StrEnum):
     TRANSFORMERS = "transformers"  # a local Hugging Face model (id or folder), PEFT adapters on top

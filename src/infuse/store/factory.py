@@ -47,10 +47,13 @@ def open_store(
 
 
 def store_location(backend: StoreBackend, kb_dir: Path, settings: StoreSettings | None = None) -> Path | str:
-    """Where ``backend`` keeps a knowledge base's data (what ``infuse status`` shows): ``[store] uri``
-    when set (object storage), else a folder under the workspace's kb folder."""
-    if settings is not None and settings.uri:
-        return settings.uri
+    """Where ``backend`` keeps a knowledge base's data (what ``infuse status`` shows): LanceDB's
+    ``[store] uri`` when set (object storage), a Qdrant server's ``[store.qdrant] url`` when set,
+    else a folder under the workspace's kb folder."""
+    if settings is not None:
+        remote = settings.uri if backend is StoreBackend.LANCEDB else settings.qdrant.url
+        if remote:
+            return remote
     return kb_dir / BACKENDS[backend][1]
 
 
