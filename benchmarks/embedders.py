@@ -181,6 +181,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Command: `nice -n 10 .venv/bin/python benchmarks/embedders.py "
         + (f"--embedders {','.join(results['embedders'])}" if results["embedders"] else "")
+        + f" --datasets {','.join(results['quality_datasets'])}"
         + (f" --limit-questions {results['limit_questions']}" if results["limit_questions"] else "")
         + "`",
         "",
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "embedders": names,
         "configs": {n: CONFIGS[n] for n in names},
         "limit_questions": args.limit_questions,
+        "quality_datasets": [d.name for d in datasets],
         "k_chunks": args.k_chunks,
         "cutoff_documents": CUTOFF,
         "today_heldout_ndcg@10": TODAY_HELDOUT,
