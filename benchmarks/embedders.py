@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -52,6 +51,7 @@ from retrieval import (  # benchmarks/retrieval.py (this folder is on sys.path w
     metrics,
     paired_delta,
     subset,
+    timed_first_ingest,
     write_corpus,
 )
 
@@ -100,30 +100,8 @@ def ingest(name: str, dataset: Dataset, corpus: Path) -> tuple[Workspace, dict[s
     path = CACHE / "embedders" / f"{name}--{dataset.name}"
     shutil.rmtree(path, ignore_errors=True)
     ws = Workspace.open(path, create=True, embedder=embedder_overrides(name))
-    clock = time.perf_counter()
-    ws.embedder.embed_passages(["warm-up: load the model before the clock starts"])
-    ws.tokenizer.tokenize("東京で機械学習を研究した。The runners were running.")
-    load_seconds = time.perf_counter() - clock
-    load_before = os.getloadavg()[0]
-    cpu, clock = time.process_time(), time.perf_counter()
-    report = ws.ingest([corpus], id_field="id")
-    seconds = time.perf_counter() - clock
-    cpu = time.process_time() - cpu
-    if not report.ok:
-        raise SystemExit(f"{name}/{dataset.name}: ingest failed: {report.errors[:5]}")
-    info = {
-        "model_load_seconds": round(load_seconds, 2),
-        "seconds": round(seconds, 2),
-        "documents": report.added,
-        "chunks": report.chunks_written,
-        "chunks_per_second": round(report.chunks_written / seconds, 2),
-        "documents_per_second": round(report.added / seconds, 2),
-        "cpu_utilisation": round(cpu / seconds, 2),
-        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-    }
-    log(
-        f"{name}/{dataset.name}: {report.chunks_written} chunks in {seconds:.1f}s ({info['chunks_per_second']} chunks/s)"
-    )
+    load_seconds, info = timed_first_ingest(ws, corpus, f"{name}/{dataset.name}")
+    info["model_load_seconds"] = load_seconds
     return ws, info
 
 
@@ -234,7 +212,7 @@ def markdown(results: dict[str, Any]) -> str:
             base = results["ingest"].get(BASELINE, {}).get(ds)
             ratio = f"{base['seconds'] / i['seconds']:.2f}x" if base else "–"
             lines.append(
-                f"| {name} | {ds} | {i['documents']} | {i['chunks']} | {i['seconds']} | {i['chunks_per_second']} | "
+                f"| {name} | {ds} | {i['documents_added']} | {i['chunks_written']} | {i['seconds']} | {i['chunks_per_second']} | "
                 f"{i['documents_per_second']} | {ratio} | {i['cpu_utilisation']} | "
                 f"{i['load_average_1min_before_after'][0]} / {i['load_average_1min_before_after'][1]} |"
             )

@@ -225,14 +225,11 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
     @cached_property
     def token_counter(self) -> HFTokenCounter:
         """The model's tokenizer (from the model folder: chunking needs no export)."""
-        from transformers import AutoTokenizer
+        from infuse.embedders.sentence_transformers import folder_token_counter
 
         if "tokenizer" in self.__dict__:
             return HFTokenCounter(self.tokenizer)
-        try:
-            return HFTokenCounter(AutoTokenizer.from_pretrained(self.model_path))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load the tokenizer of embedder {self.settings.model!r}: {exc}") from exc
+        return folder_token_counter(self.model_path, self.settings.model)
 
     @property
     def dimension(self) -> int:
