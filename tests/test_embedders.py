@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infuse.config import EmbedderBackend, EmbedderRuntime, EmbedderSettings
+from infuse.config import EmbedderBackend, EmbedderRuntime, EmbedderSettings, language_profile
 from infuse.embedders import Embedder, make_embedder
 from infuse.embedders.onnx_runtime import INT8_FILE, OnnxSentenceTransformerEmbedder, export_folder
 from infuse.embedders.sentence_transformers import SentenceTransformerEmbedder
@@ -210,7 +210,7 @@ def test_lang_ja_creates_a_usem3_workspace_whose_dense_search_crosses_languages(
     assert result.exit_code == 0, result.output
     ws = Workspace.open(tmp_path / "ws")
     assert (ws.settings.embedder.backend, ws.settings.embedder.model) == (EmbedderBackend.USEM3, "usem3")
-    assert ws.settings.search.weights[Language.JA].dense > 0
+    assert ws.settings.search.weights == language_profile(Language.JA).weights
     assert ws.status().embedder["model"] == "usem3"  # recorded in the knowledge base's manifest
     # A Japanese question about an English passage: no keyword in common, the dense list finds it.
     hits = ws.search("データベースのバックアップは何時間ごとですか？", k=1, mode=SearchMode.DENSE)
