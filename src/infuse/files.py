@@ -121,6 +121,15 @@ def staged_file(target: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+# --- caches -------------------------------------------------------------------------------------
+
+
+def user_cache_dir(kind: str, env: str) -> Path:
+    """Where infuse caches derived model files of one kind: ``$ENV`` if set, else
+    ``~/.cache/infuse/KIND`` (converted GGUF models, ONNX exports)."""
+    return Path(os.environ.get(env) or Path.home() / ".cache" / "infuse" / kind).expanduser()
+
+
 # --- timestamps -----------------------------------------------------------------------------------
 
 

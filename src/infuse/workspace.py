@@ -30,7 +30,15 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from infuse.access import AccessList, DefaultPolicy
-from infuse.config import CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML, InjectionPolicy, SearchMode, Settings, StoreBackend
+from infuse.config import (
+    CONFIG_FILE_NAME,
+    InjectionPolicy,
+    SearchMode,
+    Settings,
+    StoreBackend,
+    default_config_toml,
+    language_profile,
+)
 from infuse.documents.chunking import Chunker
 from infuse.documents.loaders import RecordFields, normalise_path
 from infuse.documents.models import Chunk, sha256_hex
@@ -40,6 +48,7 @@ from infuse.files import read_json, utc_now, utc_stamp, write_json_atomic, write
 from infuse.ingest.access_sources import AccessResolver, check_known
 from infuse.ingest.sync import IngestReport, Syncer
 from infuse.jobs import JobState, list_jobs
+from infuse.language import Language
 from infuse.models.base import GenerationConfig, LanguageModel
 from infuse.progress import Progress
 from infuse.rag.pipeline import RagPipeline
@@ -236,11 +245,15 @@ class Workspace:
         self._pinned: dict[tuple[str, int], tuple[KnowledgeStore, float]] = {}
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, create: bool = False, **overrides: Any) -> Workspace:
+    def open(
+        cls, path: str | Path | None = None, *, create: bool = False, lang: Language | None = None, **overrides: Any
+    ) -> Workspace:
         """Open (or with ``create=True`` create) the workspace at ``path``.
 
         ``path`` defaults to ``$INFUSE_WORKSPACE`` or ``./.infuse``; ``overrides`` are settings
-        given as flags, e.g. ``search={"k": 10}``.
+        given as flags, e.g. ``search={"k": 10}``. ``lang`` is the corpus language a new
+        workspace's settings are written for (embedder and fusion weights; default English);
+        for an existing workspace it must match the embedder it was created with.
         """
         resolved = Path(path or os.environ.get("INFUSE_WORKSPACE") or DEFAULT_WORKSPACE).expanduser().resolve()
         if not (resolved / CONFIG_FILE_NAME).exists():
@@ -248,8 +261,21 @@ class Workspace:
                 raise WorkspaceNotFoundError(
                     f"no infuse workspace at {resolved}; create one with `infuse -w {resolved} ingest PATH`"
                 )
-            write_text_atomic(resolved / CONFIG_FILE_NAME, DEFAULT_CONFIG_TOML)
-        return cls(resolved, Settings.load(resolved, **overrides))
+            write_text_atomic(resolved / CONFIG_FILE_NAME, default_config_toml(lang or Language.EN))
+        settings = Settings.load(resolved, **overrides)
+        if lang is not None:
+            profile = language_profile(lang)
+            if (settings.embedder.backend, settings.embedder.model) != (
+                profile.embedder_backend,
+                profile.embedder_model,
+            ):
+                raise ConfigError(
+                    f"the workspace {resolved} exists with embedder {settings.embedder.model!r}; --lang {lang.value} "
+                    f"applies when a workspace is created (it would choose {profile.embedder_model!r}). To switch, set "
+                    f'[embedder] backend = "{profile.embedder_backend.value}" and model = "{profile.embedder_model}" '
+                    f"in {resolved / CONFIG_FILE_NAME} and run `infuse -w {resolved} reindex`, or drop --lang"
+                )
+        return cls(resolved, settings)
 
     # --- components ----------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from typer.core import TyperGroup
 from infuse.errors import InfuseError
 from infuse.hf_logging import quiet_library_output
 from infuse.jobs import JOB_ID_ENV, JobProgress
+from infuse.language import Language
 from infuse.progress import JsonProgress, LineProgress, Tee
 from infuse.progress import Progress as ProgressProtocol
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
@@ -99,9 +100,9 @@ def warnings_log() -> Path | None:
     return state.opened / LOG_DIR / WARNINGS_LOG if state.opened is not None else None
 
 
-def open_workspace(create: bool = False, **overrides: Any) -> Workspace:
+def open_workspace(create: bool = False, lang: Language | None = None, **overrides: Any) -> Workspace:
     """The workspace named by ``-w``/``$INFUSE_WORKSPACE`` (default ./.infuse)."""
-    ws = Workspace.open(state.workspace, create=create, **overrides)
+    ws = Workspace.open(state.workspace, create=create, lang=lang, **overrides)
     state.opened = ws.path
     return ws
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from infuse.cli.common import EXIT_PARTIAL, err, open_workspace, out, print_json, progress_bar
 from infuse.config import SearchMode, StoreBackend
 from infuse.identity import known_principals_of
+from infuse.language import Language
 from infuse.store.filters import FilterError, filter_keys_help, parse_filter_items
 
 # `--access ENTRY` of ingest and `access set`.
@@ -61,6 +62,15 @@ def ingest(
             help='JSON(L): field holding a record\'s access list (a list or comma-separated string); "" for none.'
         ),
     ] = "access",
+    lang: Annotated[
+        Language | None,
+        typer.Option(
+            "--lang",
+            help="Language of the corpus, for a new workspace: en (default; all-MiniLM-L6-v2) or ja (Japanese or "
+            "mixed Japanese/English; the multilingual USE-m3 embedder). It chooses the embedder and fusion weights "
+            "written to infuse.toml; an existing workspace keeps its own (see docs/retrieval.md).",
+        ),
+    ] = None,
 ) -> None:
     """Add new files, replace changed ones, skip unchanged ones (re-run any time).
 
@@ -68,7 +78,7 @@ def ingest(
     the PATHS, a FIFO; with the reason) or failed (with the reason). Files over [ingest]
     max_file_mb (default 50) fail; raise it in infuse.toml for bigger ones.
     """
-    ws = open_workspace(create=True, **({"ingest": {"lock_timeout": wait}} if wait is not None else {}))
+    ws = open_workspace(create=True, lang=lang, **({"ingest": {"lock_timeout": wait}} if wait is not None else {}))
     with progress_bar() as progress:
         report = ws.ingest(
             paths,

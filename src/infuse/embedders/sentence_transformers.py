@@ -41,6 +41,16 @@ def resolve_model_path(name: str) -> str:
     return str(expanded.resolve()) if expanded.exists() else name
 
 
+def folder_token_counter(model_path: str, name: str) -> HFTokenCounter:
+    """The tokenizer of a model folder (or id) alone, for chunking: no weights are loaded."""
+    from transformers import AutoTokenizer
+
+    try:
+        return HFTokenCounter(AutoTokenizer.from_pretrained(model_path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the tokenizer of embedder {name!r}: {exc}") from exc
+
+
 class SentenceTransformerEmbedder(PrefixedEmbedder):
     """Embeds passages and queries with normalised vectors (cosine = dot product).
 
@@ -76,12 +86,7 @@ class SentenceTransformerEmbedder(PrefixedEmbedder):
         """The embedder's tokenizer, without loading the model weights when they are not needed."""
         if "model" in self.__dict__:
             return HFTokenCounter(self.model.tokenizer)
-        from transformers import AutoTokenizer
-
-        try:
-            return HFTokenCounter(AutoTokenizer.from_pretrained(self.model_path))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load the tokenizer of embedder {self.settings.model!r}: {exc}") from exc
+        return folder_token_counter(self.model_path, self.settings.model)
 
     @property
     def max_tokens(self) -> int:

@@ -23,11 +23,10 @@ metadata (see :mod:`infuse.tuning.gguf_export`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from infuse.files import file_sha256, read_json, staged_folder, utc_now, write_json_atomic
+from infuse.files import file_sha256, read_json, staged_folder, user_cache_dir, utc_now, write_json_atomic
 from infuse.models.base import ModelError
 from infuse.progress import PrintProgress, Progress
 
@@ -53,7 +52,7 @@ class GgufFile:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "infuse" / "gguf").expanduser()
+    return user_cache_dir("gguf", CACHE_ENV)
 
 
 def is_gguf_reference(name: str) -> bool:
