@@ -115,3 +115,45 @@ def test_status_and_optimize_commands_show_the_indexes(tmp_path: Path, corpus: P
     assert result.exit_code == 0, result.output
     assert {i["column"] for i in json.loads(result.stdout)["indexes"]} == {"vector", "tokens"}
     assert "keyword: FTS" in runner.invoke(app, ["-w", str(ws), "optimize"]).stdout
+
+
+def test_a_maintenance_step_preempted_by_another_writer_runs_again_on_the_latest_version() -> None:
+    # Two ingest workers compacting one table at once: LanceDB fails the later rewrite with a
+    # retryable commit conflict (seen in test_two_ingest_processes_on_one_s3_table_lose_nothing).
+    from infuse.store.lancedb import COMMIT_ATTEMPTS, retry_commit_conflicts
+
+    class Table:
+        refreshed = 0
+
+        def checkout_latest(self) -> None:
+            self.refreshed += 1
+
+    failures = iter([True, True, False])
+    calls: list[int] = []
+
+    def step() -> None:
+        calls.append(1)
+        if next(failures):
+            raise RuntimeError("lance error: Retryable commit conflict for version 22: preempted")
+
+    table = Table()
+    retry_commit_conflicts(step, table)
+    assert len(calls) == 3 and table.refreshed == 2
+
+    def other_error() -> None:
+        calls.append(1)
+        raise RuntimeError("lance error: not found")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="not found"):
+        retry_commit_conflicts(other_error, table)
+    assert len(calls) == 1  # only conflicts are retried
+
+    def always() -> None:
+        calls.append(1)
+        raise RuntimeError("Retryable commit conflict")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="Retryable commit conflict"):
+        retry_commit_conflicts(always, table)
+    assert len(calls) == COMMIT_ATTEMPTS  # then the conflict is reported

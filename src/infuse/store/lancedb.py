@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,9 +375,9 @@ class LanceDBStore:
         self._check_writable()
         if not any(_TOKENS in i.columns for i in self._chunks.list_indices()):
             _create_keyword_index(self._chunks)  # a table whose first index build was interrupted
-        self._chunks.optimize()
-        self._maintain_vector_index()
-        self._documents.optimize()
+        retry_commit_conflicts(self._chunks.optimize, self._chunks)
+        retry_commit_conflicts(self._maintain_vector_index, self._chunks)
+        retry_commit_conflicts(self._documents.optimize, self._documents)
 
     def _maintain_vector_index(self) -> None:
         current = self._vector_index_type()
@@ -740,6 +742,28 @@ def _create_keyword_index(table: Any) -> None:
             max_token_length=None,
         ),
     )
+
+
+COMMIT_ATTEMPTS = 6
+
+
+def retry_commit_conflicts(action: Callable[[], object], table: Any) -> None:
+    """Run a maintenance step on ``table`` again when another process committed first.
+
+    Two ingest workers on one knowledge base (object storage) both compact and index after their
+    writes; LanceDB cannot merge two concurrent rewrites of the same files, so the later one fails
+    with a *retryable commit conflict*. Its data was committed before, so the step is simply run
+    again on the latest version, after a short randomised pause (``tests/test_s3_store.py``).
+    """
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            action()
+            return
+        except RuntimeError as error:
+            if "retryable commit conflict" not in str(error).lower() or attempt == COMMIT_ATTEMPTS - 1:
+                raise
+        time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+        table.checkout_latest()
 
 
 def is_remote(location: Path | str) -> bool:
