@@ -191,3 +191,49 @@ def test_compare_measures_style_and_leaks_for_every_variant(styled_ws: Workspace
     markdown, _ = write_report(run.path)
     text = markdown.read_text(encoding="utf-8")
     assert "lab style adherence (95% CI)" in text and "leak rate for guest (10 unreadable; 95% CI)" in text
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_house_style_examples_are_about_known_people_and_follow_the_style(lang: str) -> None:
+    from infuse.lab.style import house_style_rows
+
+    world = generate_world(0, lang, n_known=12, n_new=8)
+    rows = house_style_rows(world, people=6)
+    assert len(rows) == 6 * 5 * 2
+    new_names = [world.name(p) for p in world.new]
+    with_passages = 0
+    for row in rows:
+        prompt, reply = row["messages"][-2]["content"], row["messages"][-1]["content"]
+        assert LAB_HOUSE_STYLE.follows(reply, lang)
+        assert not any(name in prompt for name in new_names)  # behaviour only: no new fact is taught
+        with_passages += "[" in reply
+    assert with_passages == 6 * 5  # half the rows cite a passage
+
+
+# --- RAFT's measure: reading with k passages, with and without the oracle ---------------------
+
+
+def test_reading_passages_hold_the_oracle_exactly_when_asked(
+    lab_ws: Workspace, lab_workspace_template: Path, tiny_lab_model_dir: str
+) -> None:
+    from infuse.evaluation.compare import gold_rank, load_variant_model
+    from infuse.lab.reading import measure_reading, passages_for
+
+    world = lab_workspace_template.parent / "world"
+    questions = import_questions(world / "questions/new_mc.jsonl", ImportFormat.MC).questions[:12]
+    for k in (1, 3, 5):
+        for oracle in (True, False):
+            shown = passages_for(lab_ws, questions, k, oracle)
+            for question, hits in zip(questions, shown):
+                sources = [h.chunk.source_path for h in hits]
+                assert len(hits) == k and len(set(sources)) == k and [h.rank for h in hits] == list(range(1, k + 1))
+                assert (gold_rank(question, sources) is not None) == oracle
+    # the oracle's position is drawn, not always first
+    positions = {
+        gold_rank(q, [h.chunk.source_path for h in hits])
+        for q, hits in zip(questions, passages_for(lab_ws, questions, 5, True))
+    }
+    assert len(positions) > 1
+    cells = measure_reading(load_variant_model(lab_ws, tiny_lab_model_dir), lab_ws, questions, ks=(1, 3))
+    assert [(c.k, c.oracle) for c in cells] == [(1, True), (1, False), (3, True), (3, False)]
+    assert all(c.n == 12 and c.ci[0] <= c.accuracy <= c.ci[1] for c in cells)

@@ -460,16 +460,20 @@ class _Models:
 
     def get(self, adapter: str | None) -> LanguageModel:
         if adapter not in self._cache:
-            from infuse.config import local_model_overrides
-            from infuse.models import load_model
-            from infuse.tuning.registry import resolve_for_inference
-
-            model, adapters = resolve_for_inference(self.workspace, self.base, [adapter] if adapter else [])
-            # a local folder or adapters load here, whatever [model] backend says
-            update = {**local_model_overrides(model, adapters), "adapters": adapters}
-            settings = self.workspace.settings.model.model_copy(update=update)
-            self._cache[adapter] = load_model(settings)
+            self._cache[adapter] = load_variant_model(self.workspace, self.base, adapter)
         return self._cache[adapter]
+
+
+def load_variant_model(workspace: Workspace, base: str, adapter: str | None = None) -> LanguageModel:
+    """The model a variant answers with: `base`, with the workspace's fine-tuning run `adapter` on it."""
+    from infuse.config import local_model_overrides
+    from infuse.models import load_model
+    from infuse.tuning.registry import resolve_for_inference
+
+    model, adapters = resolve_for_inference(workspace, base, [adapter] if adapter else [])
+    # a local folder or adapters load here, whatever [model] backend says
+    update = {**local_model_overrides(model, adapters), "adapters": adapters}
+    return load_model(workspace.settings.model.model_copy(update=update))
 
 
 def base_model_name(workspace: Workspace, request: CompareRequest) -> str:
@@ -802,6 +806,7 @@ __all__ = [
     "latest_run",
     "load_run",
     "list_compare_runs",
+    "load_variant_model",
     "parse_variants",
     "remove_compare_run",
     "run_compare",
