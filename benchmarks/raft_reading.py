@@ -2,7 +2,7 @@
 """RAFT measured on the lab: accuracy vs the number of passages k (1, 3, 5), with and without the
 oracle passage, for the base lab reader and a RAFT-trained one.
 
-    nice -n 10 .venv/bin/python benchmarks/raft_reading.py [--lang en] [--steps 150]
+    nice -n 10 .venv/bin/python benchmarks/raft_reading.py [--lang en] [--steps 100]
 
 The RAFT reader is the lab model with a LoRA adapter trained on ``infuse dataset build --kind
 raft`` rows (the lab world's questions, the oracle among 2 and among 4 distractors, 20% of rows
@@ -46,7 +46,8 @@ TRAIN_DIR = "raft-train"  # under the world folder, so the lab writer recognises
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lang", choices=["en", "ja"], default="en")
-    parser.add_argument("--steps", type=int, default=150, help="RAFT fine-tuning steps")
+    parser.add_argument("--steps", type=int, default=100, help="RAFT fine-tuning steps")
+    parser.add_argument("--batch", type=int, default=4, help="rows of 512 tokens per step")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
@@ -87,7 +88,7 @@ def main() -> None:
         max_steps=args.steps,
         lr=args.lr,
         seq_len=512,
-        micro_batch_size=8,
+        micro_batch_size=args.batch,
         eval_fraction=0,
         lora_dropout=0.0,
     )
@@ -113,6 +114,7 @@ def main() -> None:
         "train_rows": len(rows),
         "steps": args.steps,
         "lr": args.lr,
+        "batch": args.batch,
         "train_seconds": run.manifest.get("wall_seconds"),
         "seconds": round(time.perf_counter() - started, 1),
         "cells": {name: [c.to_dict() for c in found] for name, found in cells.items()},
@@ -130,7 +132,7 @@ def main() -> None:
         "",
         f"{result['date']} · {result['machine']} · load {result['load_after'][0]:.1f} · {len(questions)} 4-option "
         f"questions about {len(test_people)} new people whose documents the RAFT reader never saw (chance 25%); "
-        f"RAFT: LoRA, {args.steps} steps x 8 x 512 tokens on {len(rows)} rows about the other {len(train_people)} "
+        f"RAFT: LoRA, {args.steps} steps x {args.batch} x 512 tokens on {len(rows)} rows about the other {len(train_people)} "
         f"people (oracle among {' and '.join(map(str, DISTRACTORS))} distractors, 20% without it)",
         "",
         "| passages k | oracle among them | base reader (95% CI) | RAFT reader (95% CI) | gain |",

@@ -237,3 +237,20 @@ def test_reading_passages_hold_the_oracle_exactly_when_asked(
     cells = measure_reading(load_variant_model(lab_ws, tiny_lab_model_dir), lab_ws, questions, ks=(1, 3))
     assert [(c.k, c.oracle) for c in cells] == [(1, True), (1, False), (3, True), (3, False)]
     assert all(c.n == 12 and c.ci[0] <= c.accuracy <= c.ci[1] for c in cells)
+
+
+def test_cli_builds_a_styled_dataset_and_rejects_a_malformed_style(lab_ws: Workspace) -> None:
+    from typer.testing import CliRunner
+
+    from infuse.cli import app
+    from infuse.tuning.datasets import load_dataset
+
+    runner = CliRunner()
+    base = ["-w", str(lab_ws.path), "dataset", "build", "--kind", "qa", "--per-chunk", "2", "--name", "styled"]
+    done = runner.invoke(app, [*base, "--style", "en={answer}{source}, that is all."])
+    assert done.exit_code == 0, done.output
+    dataset = load_dataset(lab_ws.datasets_dir, "styled")
+    assert dataset.manifest.parameters["style"] == "house"
+    assert all(LAB_HOUSE_STYLE.follows(r["messages"][-1]["content"], "en") for r in dataset.rows())
+    bad = runner.invoke(app, [*base, "--overwrite", "--style", "fr={answer}."])
+    assert bad.exit_code == 1 and "LANG en or ja" in bad.output

@@ -16,11 +16,20 @@ from rich.table import Table
 
 from infuse.access import Caller, check_name
 from infuse.advice import UpdateFrequency
-from infuse.cli.common import command_line, err, open_workspace, out, print_json, progress_bar, render_removed, state
+from infuse.cli.common import (
+    command_line,
+    err,
+    open_workspace,
+    out,
+    parse_style,
+    print_json,
+    progress_bar,
+    render_removed,
+    state,
+)
 from infuse.errors import InfuseError
 from infuse.evaluation.questions import ImportFormat, QuestionKind
 from infuse.evaluation.runs import CompareRun
-from infuse.rag.style import HouseStyle
 
 questions_app = typer.Typer(help="Evaluation question sets: import, generate, list, rm.", no_args_is_help=True)
 runs_app = typer.Typer(help="Compare runs: list, rm.", no_args_is_help=True)
@@ -228,17 +237,6 @@ def compare(
         print_json(run.summary.to_json())
     else:
         render_compare(run)
-
-
-def parse_style(entries: list[str]) -> HouseStyle:
-    """``--style LANG=TEMPLATE`` options as one house style named "house"."""
-    templates = {}
-    for entry in entries:
-        lang, sep, template = entry.partition("=")
-        if not sep or lang.strip() not in ("en", "ja"):
-            raise InfuseError(f"--style {entry!r}: write LANG=TEMPLATE with LANG en or ja")
-        templates[lang.strip()] = template
-    return HouseStyle("house", templates)
 
 
 def update_scenario(ws: Any, docs: Path | None, questions: str | None) -> Any:
