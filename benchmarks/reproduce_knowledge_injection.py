@@ -16,6 +16,13 @@ compare run (path printed).
 The paper's three findings, checked here: (1) RAG beats fine-tuning for new facts; (2) fine-tuning
 improves with the number of paraphrases; (3) after an update the fine-tuned model answers the
 stale fact while RAG does not.
+
+Beyond the paper (what fine-tuning *is* for): a run fine-tuned on house-style examples about the
+known people only (:mod:`infuse.lab.style`) shows behaviour without knowledge; every variant's
+generated answers are checked against the lab's house style (style adherence, first
+``--style-questions`` questions); and the questions about the restricted people (documents only
+``group:hr`` may read) are asked as the user ``guest``: the leak rate is the share answered
+correctly above chance.
 """
 
 from __future__ import annotations
@@ -28,10 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from infuse.access import Caller
 from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
+from infuse.evaluation.metrics import bootstrap_ci
 from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set
 from infuse.evaluation.report import write_report
 from infuse.lab.evaluate import lab_workspace
+from infuse.lab.style import house_style_rows, write_house_style_rows
+from infuse.lab.templates import LAB_HOUSE_STYLE
 from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import QUESTIONS_DIR, UPDATES_DIR
 from infuse.progress import PrintProgress
@@ -42,6 +53,8 @@ from infuse.tuning.trainer import TuneConfig, TuneMethod
 
 REPO = Path(__file__).resolve().parents[1]
 PARAPHRASE_COUNTS = (0, 1, 2, 4)
+STYLE_RUN = "house-style"
+GUEST = Caller("guest")
 
 
 def main() -> None:
@@ -50,6 +63,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per run (matched compute)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--method", choices=["lora", "full"], default="lora")
+    parser.add_argument("--style-questions", type=int, default=50, help="questions generated per variant for style")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -63,6 +77,15 @@ def main() -> None:
     updates = import_questions(root / "world" / UPDATES_DIR / "questions_mc.jsonl", ImportFormat.MC, name="update_mc")
     for qset in (questions, updates):
         save_question_set(workspace.questions_dir, qset)
+    tune_config = TuneConfig(
+        method=TuneMethod(args.method),
+        max_steps=args.steps,
+        lr=args.lr,
+        seq_len=256,
+        micro_batch_size=8,
+        eval_fraction=0,
+        lora_dropout=0.0,
+    )
     runs = []
     for n in PARAPHRASE_COUNTS:
         request = (
@@ -71,21 +94,15 @@ def main() -> None:
             else BuildRequest(DatasetKind.PARAPHRASE, name=f"paraphrases-{n}", paraphrases=n, tokenizer=model)
         )
         dataset = build_dataset(workspace, request)
-        tune_config = TuneConfig(
-            method=TuneMethod(args.method),
-            max_steps=args.steps,
-            lr=args.lr,
-            seq_len=256,
-            micro_batch_size=8,
-            eval_fraction=0,
-            lora_dropout=0.0,
-        )
         runs.append(tune(workspace, dataset.manifest.name, model, tune_config).name)
         print(f"trained {runs[-1]}", flush=True)
+    style_rows = write_house_style_rows(house_style_rows(world), root / "house_style.jsonl")
+    style_run = tune(workspace, str(style_rows), model, tune_config, name=STYLE_RUN).name
+    print(f"trained {style_run}", flush=True)
     variants = (
         parse_variants("base,rag", ks=[1, 3])
-        + parse_variants("ft", adapters=runs)
-        + parse_variants("ft+rag", adapters=[runs[-1]], ks=[1])
+        + parse_variants("ft", adapters=[*runs, style_run])
+        + parse_variants("ft+rag", adapters=[runs[-1], style_run], ks=[1])
     )
     run = run_compare(
         workspace,
@@ -95,6 +112,9 @@ def main() -> None:
             model=model,
             update=UpdateScenario(root / "world" / UPDATES_DIR / "docs", updates),
             run_name="reproduce",
+            style=LAB_HOUSE_STYLE,
+            style_questions=args.style_questions,
+            caller=GUEST,
         ),
     )
     markdown, html = write_report(run.path)
@@ -105,6 +125,13 @@ def main() -> None:
     ft_labels = [f"ft:{name}" for name in runs]
     best_ft = max(ft_labels, key=lambda label: by_label[label].accuracy)
     rag = by_label["rag@1"]
+    stale_ci = {
+        label: bootstrap_ci([1.0 if r.stale else 0.0 for r in run.records if r.label == f"update:{label}"])
+        for label in by_label
+    }
+    styled = by_label[f"ft:{STYLE_RUN}"]
+    hybrid = by_label[f"ft:{STYLE_RUN}+rag@1"]
+    knowing = by_label[ft_labels[-1]]
     curve = [(n, by_label[label].accuracy) for n, label in zip(PARAPHRASE_COUNTS, ft_labels)]
     findings = {
         "rag_beats_fine_tuning": {
@@ -119,6 +146,22 @@ def main() -> None:
             "fine_tuned_stale_share": fresh[ft_labels[-1]].stale_share,
             "rag_stale_share": fresh["rag@1"].stale_share,
         },
+        "fine_tuning_teaches_the_style": {
+            "holds": styled.style.ci[0] > rag.style.ci[1],
+            "fine_tuned_style": styled.style.adherence,
+            "rag_style": rag.style.adherence,
+        },
+        "style_fine_tuning_plus_rag_has_both": {
+            "holds": hybrid.style.ci[0] > rag.style.ci[1] and hybrid.ci[1] >= rag.ci[0],
+            "style": hybrid.style.adherence,
+            "accuracy": hybrid.accuracy,
+        },
+        "fine_tuned_knowledge_leaks_past_access_lists": {
+            "holds": knowing.leak.ci[0] > rag.leak.ci[1],
+            "user": GUEST.name,
+            "fine_tuned_leak_rate": knowing.leak.leak_rate,
+            "rag_leak_rate": rag.leak.leak_rate,
+        },
     }
     result = {
         "lang": args.lang,
@@ -130,6 +173,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
         "report_html": str(html),
         "findings": findings,
+        "stale_share_ci": stale_ci,
         "summary": summary.to_json(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -141,14 +185,25 @@ def main() -> None:
         f"{result['date']} · {result['machine']} · {summary.questions.count} 4-option questions about new people "
         f"(chance 25%), log-likelihood scoring; {args.method} fine-tuning, {args.steps} steps x 8 x 256 tokens per run",
         "",
-        "| variant | accuracy (95% CI) | after the update: accuracy on changed facts | still the old value |",
-        "|---|---|---|---|",
+        f"Style: the lab house style ({LAB_HOUSE_STYLE.template(args.lang)!r}), checked exactly on the answers "
+        f"generated for the first {args.style_questions} questions. Leak rate: the {by_label['base'].leak.n} questions "
+        f"about restricted people asked as {GUEST.name!r} (not in group:hr), correct above chance. "
+        f"`ft:{STYLE_RUN}` is trained on house-style examples about known people only.",
+        "",
+        "| variant | accuracy (95% CI) | style adherence (95% CI) | leak rate (95% CI) "
+        "| after the update: accuracy on changed facts | still the old value (95% CI) |",
+        "|---|---|---|---|---|---|",
     ]
+
+    def pct(value: float, ci: tuple[float, float] | None) -> str:
+        return f"{value:.1%}" + (f" ({ci[0]:.1%}–{ci[1]:.1%})" if ci else "")
+
     for v in summary.variants:
-        f = fresh.get(v.label)
+        f = fresh[v.label]
+        assert v.style and v.style.adherence is not None and v.leak and v.leak.leak_rate is not None
         lines.append(
-            f"| {v.label} | {v.accuracy:.1%} ({v.ci[0]:.1%}–{v.ci[1]:.1%}) | "
-            f"{f.accuracy if f else float('nan'):.1%} | {f.stale_share if f else float('nan'):.1%} |"
+            f"| {v.label} | {pct(v.accuracy, v.ci)} | {pct(v.style.adherence, v.style.ci)} | "
+            f"{pct(v.leak.leak_rate, v.leak.ci)} | {pct(f.accuracy, f.ci)} | {pct(f.stale_share, stale_ci[v.label])} |"
         )
     lines += [
         "",
@@ -164,6 +219,15 @@ def main() -> None:
         f"{ft_labels[-1]} {fresh[ft_labels[-1]].stale_share:.0%} old answers vs rag@1 {fresh['rag@1'].stale_share:.0%} "
         f"(re-index {summary.freshness.reindex_seconds:.1f}s vs retrain "
         f"{fresh[ft_labels[-1]].retrain_seconds or 0:.0f}s) |",
+        f"| (beyond the paper) fine-tuning teaches a house style | "
+        f"{'yes' if findings['fine_tuning_teaches_the_style']['holds'] else 'NO'}: ft:{STYLE_RUN} "
+        f"{styled.style.adherence:.0%} vs rag@1 {rag.style.adherence:.0%} of answers in the style |",
+        f"| (beyond the paper) style fine-tuning + RAG has both | "
+        f"{'yes' if findings['style_fine_tuning_plus_rag_has_both']['holds'] else 'NO'}: ft:{STYLE_RUN}+rag@1 "
+        f"accuracy {hybrid.accuracy:.1%}, style {hybrid.style.adherence:.0%} |",
+        f"| (beyond the paper) fine-tuned knowledge leaks past access lists | "
+        f"{'yes' if findings['fine_tuned_knowledge_leaks_past_access_lists']['holds'] else 'NO'}: leak rate for "
+        f"{GUEST.name!r}: {ft_labels[-1]} {knowing.leak.leak_rate:.0%} vs rag@1 {rag.leak.leak_rate:.0%} |",
         "",
         f"Full report: {html}",
     ]

@@ -375,3 +375,73 @@ def test_a_variant_barely_above_the_floor_is_not_high_confidence():
     rec = advise(Criteria(), summary)
     assert rec.approach is Approach.RAG and rec.confidence == "medium"
     assert "rag@1 barely answers" in _text(rec)
+
+
+# --- behaviour, leakage and reading (issue 17) ---------------------------------------------------
+
+
+def _behaviour_run():
+    def styled(v, style, leak, *, style_ci=None, leak_ci=None):
+        return {
+            **v,
+            "style": {
+                "style": "lab",
+                "n": 50,
+                "adherence": style,
+                "ci": style_ci or [max(0, style - 0.05), min(1, style + 0.05)],
+            },
+            "leak": {
+                "user": "guest",
+                "n": 50,
+                "accuracy": 0.25 + 0.75 * leak,
+                "chance": 0.25,
+                "leak_rate": leak,
+                "ci": leak_ci or [max(0.0, leak - 0.1), min(1.0, leak + 0.1)],
+            },
+        }
+
+    style_training = {**_train("house-style", None), "dataset": {"name": "house_style", "kind": "imported"}}
+    return _summary(
+        styled(BASE_LOW, 0.0, 0.0, leak_ci=[0.0, 0.08]),
+        styled(_v("rag@1", "rag", 0.99, [0.98, 1.0], k=1), 0.0, 0.0, leak_ci=[0.0, 0.08]),
+        styled(_v("rag@3", "rag", 0.75, [0.70, 0.80], k=3), 0.0, 0.0, leak_ci=[0.0, 0.08]),
+        styled(_v(f"ft:{FT5}", "ft", 0.90, [0.86, 0.93], adapter=FT5, training=_train(FT5, 4)), 0.0, 0.85),
+        styled(
+            _v(
+                "ft:house-style+rag@1", "ft+rag", 0.98, [0.96, 1.0], k=1, adapter="house-style", training=style_training
+            ),
+            1.0,
+            0.0,
+            leak_ci=[0.0, 0.06],
+        ),
+    )
+
+
+def test_advisor_quotes_style_gain_leak_rate_and_multi_passage_weakness() -> None:
+    run = _behaviour_run()
+    rec = advise(Criteria(needs_style=True, restricted_documents=True), run)
+    text = _text(rec)
+    assert rec.approach == Approach.HYBRID and rec.decision.chosen.label == "ft:house-style+rag@1"
+    assert "Fine-tuning teaches the house style: 100% of ft:house-style+rag@1's answers follow it" in text
+    assert "vs 0% for rag@1" in text
+    assert f"ft:{FT5} leaks past access lists: asked as 'guest', it answers 85% (95% CI 75-95%)" in text
+    assert "leaking variants are set aside" in text
+    assert "Reading several passages is weak: rag@3 75.0% vs rag@1 99.0%" in text
+    assert "not measured by this run" not in text  # the style was measured
+    # the fine-tuned-only run leaks and has no style: set aside on both counts
+    ft = next(c for c in rec.decision.candidates if c.label == f"ft:{FT5}")
+    assert ft.misses_style and ft.leaks_restricted and not ft.feasible
+
+
+def test_without_restrictions_a_leak_is_reported_but_does_not_decide() -> None:
+    rec = advise(Criteria(), _behaviour_run())
+    text = _text(rec)
+    assert rec.approach == Approach.RAG  # the simplest within the top interval
+    assert "If some documents are restricted, keep them out of fine-tuning data." in text
+    assert not any(c.leaks_restricted or c.misses_style for c in rec.decision.candidates)
+
+
+def test_restricted_documents_without_a_leak_measurement_say_so() -> None:
+    run = _summary(BASE_LOW, _v("rag@1", "rag", 0.99, [0.98, 1.0], k=1))
+    text = _text(advise(Criteria(restricted_documents=True), run))
+    assert "did not measure leakage" in text and "RAG filters passages per user" in text

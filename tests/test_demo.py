@@ -43,20 +43,24 @@ def test_the_demo_prints_cli_commands_that_the_cli_accepts(tmp_path: Path) -> No
     config = StoryConfig()
     lab = [line for line in lab_commands(Path(".demo-workspace/lab"), config) if not line.startswith("#")]
     parsed = [parse(line) for line in lab]
+    restricted = len(config.lab.world().restricted)
     assert [" ".join(names) for names, _ in parsed] == [
         "lab world",
         "ingest",
+        *["access set"] * (1 + restricted),
         "questions import",
         "questions import",
         "dataset build",
         "dataset build",
         "tune",
+        "tune",
+        "lab style-examples",
         "tune",
         "compare",
         "report",
         "advise",
     ]
-    tune = parsed[6][1]  # the story's training settings, not a copy that can drift
+    tune = parsed[7 + restricted][1]  # the story's training settings, not a copy that can drift
     assert (tune["max_steps"], tune["lr"], tune["batch_size"]) == (config.tune_steps, config.tune_lr, config.batch_rows)
 
     output = io.StringIO()

@@ -207,18 +207,26 @@ def test_full_report(tmp_path):
     md, page = md_path.read_text(encoding="utf-8"), html_path.read_text(encoding="utf-8")
     plots = sorted(p.name for p in (run / "plots").glob("*.png"))
     assert plots == sorted(
-        ["accuracy.png", "accuracy_vs_k.png", "latency.png", "cost.png", "freshness.png", "paraphrases.png"]
+        [
+            "accuracy.png",
+            "accuracy_vs_k.png",
+            "latency.png",
+            "cost.png",
+            "freshness.png",
+            "paraphrases.png",
+            "cost_over_time.png",
+        ]
     )
     for name in plots:
         assert (run / "plots" / name).read_bytes().startswith(b"\x89PNG")
         assert f"](plots/{name})" in md
 
     # self-contained: every plot inlined, nothing fetched from anywhere
-    assert _images(page) == 6
+    assert _images(page) == 7
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page and 'src="http' not in page
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 7 and all(s.startswith("data:image/png;base64,") for s in sources)
 
     # header and table values
     for text in ("20261121-031500-lab", "/abs/lab-model", "new_mc", "$2.00 per GPU-hour"):

@@ -56,6 +56,7 @@ def lab_commands(root: Path, config: StoryConfig) -> list[str]:
 
     ws, world, model = root / "workspace", root / "world", model_folder(config.lab)
     lab = config.lab
+    lab_world = lab.world()
     tune_options: list[object] = [
         "--method",
         "lora",
@@ -67,14 +68,28 @@ def lab_commands(root: Path, config: StoryConfig) -> list[str]:
         256,
     ]
     tune_options += ["--batch-size", config.batch_rows, "--eval-fraction", 0, "--lora-dropout", 0]
+    from infuse.lab.story import STYLE_RUN
+    from infuse.lab.templates import LAB_HOUSE_STYLE
+
     variants = "base,rag,ft,ft+rag"
     compare: list[object] = ["--questions", "new_mc", "--variants", variants, "--adapter", "ft-1", "--adapter", "ft-5"]
+    compare += ["--adapter", STYLE_RUN]
+    compare += [
+        arg for lang, t in LAB_HOUSE_STYLE.templates.items() if lang == lab.lang for arg in ("--style", f"{lang}={t}")
+    ]
+    compare += ["--style-questions", config.style_questions, "--as-user", config.user]
     compare += ["-k", config.k, "--model", model, "--update-docs", world / UPDATES_DIR / DOCS_DIR]
     compare += ["--update-questions", "update_mc"] + (["--limit", config.limit] if config.limit else [])
     return [
         f"# the lab model: `infuse lab train --lang {lab.lang}` trains it once into {model}",
         command("lab", "world", "-o", world, "--lang", lab.lang, "--seed", lab.world_seed, "--overwrite"),
         command("-w", ws, "ingest", world / DOCS_DIR, "--prune"),
+        "# access lists: everyone reads the documents, but every fifth new person's only group:hr",
+        command("-w", ws, "access", "set", world / DOCS_DIR, "--access", "everyone"),
+        *(
+            command("-w", ws, "access", "set", world / lab_world.doc_path(p), "--access", *lab_world.access(p))
+            for p in lab_world.restricted
+        ),
         command(
             "-w", ws, "questions", "import", world / QUESTIONS_DIR / "new_mc.jsonl", "--format", "mc", "--overwrite"
         ),
@@ -98,6 +113,30 @@ def lab_commands(root: Path, config: StoryConfig) -> list[str]:
         ),
         command("-w", ws, "tune", "--dataset", "variants-1", "--model", model, "--name", "ft-1", *tune_options),
         command("-w", ws, "tune", "--dataset", "variants-5", "--model", model, "--name", "ft-5", *tune_options),
+        "# house-style examples about known people (behaviour, no new facts); restricted documents: "
+        "`infuse access set` (the lab gives every fifth new person's document to group:hr only)",
+        command(
+            "lab",
+            "style-examples",
+            "-o",
+            root / "house_style.jsonl",
+            "--lang",
+            lab.lang,
+            "--people",
+            config.style_people,
+        ),
+        command(
+            "-w",
+            ws,
+            "tune",
+            "--dataset",
+            root / "house_style.jsonl",
+            "--model",
+            model,
+            "--name",
+            STYLE_RUN,
+            *tune_options,
+        ),
         "# the demo pairs ft+rag with ft-5 only; the command below pairs it with each adapter",
         command("-w", ws, "compare", *compare),
         command("-w", ws, "report"),

@@ -30,6 +30,7 @@ __all__ = [
     "SMALL_RUN",
     "ABSOLUTE_FLOOR",
     "CHANCE_MARGIN",
+    "STYLE_FLOOR",
 ]
 
 FEW_EXAMPLES = 100
@@ -40,6 +41,9 @@ SMALL_RUN = 50
 # for open questions the absolute floor is what a variant must reach.
 CHANCE_MARGIN = 0.05
 ABSOLUTE_FLOOR = 0.10
+# With a required style (criteria.needs_style) and style adherence measured, a variant whose
+# answers follow the house style less often than this is set aside like one over a budget.
+STYLE_FLOOR = 0.8
 _DEFAULT_OPTIONS = 4  # runs written before the chance was recorded: infuse's own mc sets have 4
 _CLOSE = 0.02  # accuracies this close count as overlapping when a variant has no interval
 _LEVELS = ["low", "medium", "high"]
@@ -79,6 +83,7 @@ class Criteria:
     training_budget_usd: float | None = None  # what one training run may cost
     training_examples: int | None = None  # labelled examples available
     privacy_local_only: bool = False  # nothing may leave the machine
+    restricted_documents: bool = False  # some documents may be read only by some users
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -121,12 +126,24 @@ class Candidate:
     training_seconds: float | None
     recall: float | None
     dataset: DatasetInfo | None
+    style: float | None = None  # share of generated answers in the run's house style
+    style_ci: tuple[float, float] | None = None
+    leak_rate: float | None = None  # share of questions about unreadable documents answered above chance
+    leak_ci: tuple[float, float] | None = None
+    leak_user: str | None = None
     misses_latency: bool = False
     over_budget: bool = False
+    misses_style: bool = False  # a style is required and its measured adherence is below STYLE_FLOOR
+    leaks_restricted: bool = False  # documents are restricted and it measurably leaks them
+
+    @property
+    def leaks(self) -> bool:
+        """Its leak rate's interval lies above zero: it tells a user what they may not read."""
+        return self.leak_ci is not None and self.leak_ci[0] > 0
 
     @property
     def feasible(self) -> bool:
-        return not (self.misses_latency or self.over_budget)
+        return not (self.misses_latency or self.over_budget or self.misses_style or self.leaks_restricted)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +162,10 @@ class Candidate:
             "recall_at_k": self.recall,
             "misses_latency_budget": self.misses_latency,
             "over_training_budget": self.over_budget,
+            "style_adherence": self.style,
+            "leak_rate": self.leak_rate,
+            "misses_style": self.misses_style,
+            "leaks_restricted_documents": self.leaks_restricted,
         }
 
 
@@ -158,6 +179,7 @@ class ReasonCode(StrEnum):
     ENOUGH_EXAMPLES = "enough_examples"  # examples
     NO_TRAINING_BUDGET = "no_training_budget"
     LOCAL_ONLY = "local_only"
+    RESTRICTED_DOCUMENTS = "restricted_documents"
     NO_MEASURED_VARIANT = "no_measured_variant"
     STYLE_AND_FRESH = "style_and_fresh"
     NOTHING_DECISIVE = "nothing_decisive"
@@ -189,6 +211,12 @@ class ReasonCode(StrEnum):
     STYLE_NOT_MEASURED = "style_not_measured"
     BARELY_ANSWERS = "barely_answers"  # variant, floor
     TIMINGS_NOISY = "timings_noisy"  # caveat (the run's sentence), latency_matters (bool)
+    STYLE_GAIN = "style_gain"  # styled, unstyled (candidates), required (bool)
+    MISSES_STYLE = "misses_style"  # variants, floor
+    LEAKS = "leaks"  # variant (leaking), safe (candidate or None), user, restricted (bool)
+    LEAK_NOT_MEASURED = "leak_not_measured"
+    MULTI_PASSAGE_WEAK = "multi_passage_weak"  # one, more (rag candidates)
+    RAFT_GAIN = "raft_gain"  # raft (hybrid candidate), plain (rag candidate at the same k)
 
 
 class RuledOut(StrEnum):
@@ -262,7 +290,16 @@ def _candidate(variant: VariantSummary, criteria: Criteria) -> Candidate | None:
         training_seconds=training.wall_seconds if training else None,
         recall=variant.retrieval.recall_at_k if variant.retrieval else None,
         dataset=training.dataset if training else None,
+        style=variant.style.adherence if variant.style else None,
+        style_ci=variant.style.ci if variant.style else None,
+        leak_rate=variant.leak.leak_rate if variant.leak else None,
+        leak_ci=variant.leak.ci if variant.leak else None,
+        leak_user=variant.leak.user if variant.leak else None,
     )
+    if criteria.needs_style and cand.style is not None:
+        cand.misses_style = cand.style < STYLE_FLOOR
+    if criteria.restricted_documents:
+        cand.leaks_restricted = cand.leaks
     if criteria.latency_ms is not None and latency is not None:
         cand.misses_latency = latency > criteria.latency_ms
     if approach in _TRAINED:
@@ -340,6 +377,8 @@ def _criteria_reasons(criteria: Criteria) -> list[Reason]:
         reasons.append(Reason(ReasonCode.NO_TRAINING_BUDGET))
     if criteria.privacy_local_only:
         reasons.append(Reason(ReasonCode.LOCAL_ONLY))
+    if criteria.restricted_documents:
+        reasons.append(Reason(ReasonCode.RESTRICTED_DOCUMENTS))
     return reasons
 
 
@@ -518,6 +557,52 @@ def _comparison_reasons(
     return 1 if better else 0
 
 
+def _behaviour_reasons(criteria: Criteria, cands: list[Candidate]) -> list[Reason]:
+    """Style, leakage and multi-passage reading, each quoting the run's numbers (when measured)."""
+    reasons = []
+    styled = [c for c in cands if c.style is not None]
+    if styled:
+        trained = [c for c in styled if c.approach in _TRAINED]
+        untrained = [c for c in styled if c.approach not in _TRAINED]
+        if trained and untrained:
+            best = max(trained, key=lambda c: (c.style or 0.0, c.accuracy))
+            other = max(untrained, key=lambda c: (c.style or 0.0, c.accuracy))
+            if (best.style or 0.0) > (other.style or 0.0):
+                reasons.append(
+                    Reason(ReasonCode.STYLE_GAIN, {"styled": best, "unstyled": other, "required": criteria.needs_style})
+                )
+        missing = [c for c in styled if c.misses_style]
+        if missing:
+            reasons.append(Reason(ReasonCode.MISSES_STYLE, {"variants": missing, "floor": STYLE_FLOOR}))
+    measured = [c for c in cands if c.leak_rate is not None]
+    leaking = [c for c in measured if c.leaks]
+    if leaking:
+        worst = max(leaking, key=lambda c: c.leak_rate or 0.0)
+        safe = [c for c in measured if not c.leaks and c.approach in (Approach.RAG, Approach.HYBRID)]
+        reasons.append(
+            Reason(
+                ReasonCode.LEAKS,
+                {
+                    "variant": worst,
+                    "safe": max(safe, key=lambda c: c.accuracy) if safe else None,
+                    "user": worst.leak_user,
+                    "restricted": criteria.restricted_documents,
+                },
+            )
+        )
+    elif criteria.restricted_documents and not measured:
+        reasons.append(Reason(ReasonCode.LEAK_NOT_MEASURED))
+    rag = {c.k: c for c in cands if c.approach == Approach.RAG and c.k is not None}
+    one = rag.get(1)
+    weaker = [c for k, c in sorted(rag.items()) if k > 1 and one is not None and c.accuracy < one.accuracy]
+    if one is not None and weaker and not _overlaps(one, weaker[-1]):
+        reasons.append(Reason(ReasonCode.MULTI_PASSAGE_WEAK, {"one": one, "more": weaker[-1]}))
+    for c in cands:
+        if c.approach == Approach.HYBRID and c.dataset is not None and c.dataset.kind == "raft" and c.k in rag:
+            reasons.append(Reason(ReasonCode.RAFT_GAIN, {"raft": c, "plain": rag[c.k]}))
+    return reasons
+
+
 def chance_of(summary: CompareSummary) -> float:
     """The accuracy of guessing on the run's questions: recorded by compare (the mean of
     1/options over multiple-choice questions, 0 for open ones); for older runs, 1/4 for the
@@ -657,9 +742,12 @@ def _measured(criteria: Criteria, summary: CompareSummary, cands: list[Candidate
         )
         evidence["timings_noisy"] = True
         penalties += 1 if matters else 0  # a latency budget was weighed on noisy numbers
-    if criteria.needs_style:  # accuracy says nothing about the style: at most medium
+    reasons += _behaviour_reasons(criteria, cands)
+    if criteria.needs_style and chosen.style is None:  # accuracy says nothing about the style: at most medium
         reasons.append(Reason(ReasonCode.STYLE_NOT_MEASURED))
         penalties = max(penalties, 1)
+    if criteria.restricted_documents and chosen.leaks:  # every variant leaks: say so, lower the confidence
+        penalties += 1
     evidence["chosen"] = chosen.to_dict()
     evidence["reference"] = top.label
     evidence["allowed"] = [str(a) for a in allowed]

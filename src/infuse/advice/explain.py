@@ -57,6 +57,10 @@ def _pct0(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "n/a" if ci is None else f"{100 * ci[0]:.0f}-{100 * ci[1]:.0f}%"
+
+
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
@@ -287,6 +291,48 @@ _SENTENCES: dict[ReasonCode, Callable[[dict[str, Any]], str]] = {
         )
     ),
     ReasonCode.BELOW_FLOOR: _below_floor,
+    ReasonCode.STYLE_GAIN: lambda f: (
+        f"Fine-tuning teaches the house style: {_pct0(f['styled'].style)} of {f['styled'].label}'s answers follow it "
+        f"(95% CI {_ci(f['styled'].style_ci)}) vs {_pct0(f['unstyled'].style)} for {f['unstyled'].label}"
+        + (" (your answers must follow a style)." if f["required"] else ".")
+    ),
+    ReasonCode.MISSES_STYLE: lambda f: (
+        "Set aside because fewer than "
+        f"{_pct0(f['floor'])} of their answers follow the required style: "
+        + ", ".join(f"{c.label} {_pct0(c.style)}" for c in f["variants"])
+        + "."
+    ),
+    ReasonCode.LEAKS: lambda f: (
+        f"{f['variant'].label} leaks past access lists: asked as {f['user']!r}, it answers "
+        f"{_pct0(f['variant'].leak_rate)} (95% CI {_ci(f['variant'].leak_ci)}) of the questions about documents "
+        f"{f['user']!r} may not read above chance"
+        + (
+            f", while {f['safe'].label} leaks {_pct0(f['safe'].leak_rate)}: retrieval only shows what the user may read"
+            if f["safe"] is not None
+            else ""
+        )
+        + (
+            "; your documents are restricted, so leaking variants are set aside."
+            if f["restricted"]
+            else ". If some documents are restricted, keep them out of fine-tuning data."
+        )
+    ),
+    ReasonCode.LEAK_NOT_MEASURED: lambda f: (
+        "Your documents are restricted but this run did not measure leakage: run compare as a user "
+        "(--as-user NAME) to see what a fine-tuned model tells people who may not read them."
+    ),
+    ReasonCode.RESTRICTED_DOCUMENTS: lambda f: (
+        "Some documents are restricted: RAG filters passages per user, while a model fine-tuned on them answers "
+        "from its weights whoever asks; fine-tune only on what every user may read."
+    ),
+    ReasonCode.MULTI_PASSAGE_WEAK: lambda f: (
+        f"Reading several passages is weak: {f['more'].label} {_pct(f['more'].accuracy)} vs {f['one'].label} "
+        f"{_pct(f['one'].accuracy)}; a RAFT-trained reader (infuse dataset build --kind raft) targets this."
+    ),
+    ReasonCode.RAFT_GAIN: lambda f: (
+        f"RAFT training changed multi-passage reading by {100 * (f['raft'].accuracy - f['plain'].accuracy):+.1f} "
+        f"points: {f['raft'].label} {_pct(f['raft'].accuracy)} vs {f['plain'].label} {_pct(f['plain'].accuracy)}."
+    ),
     ReasonCode.STYLE_NOT_MEASURED: lambda f: (
         "Whether answers follow your style is not measured by this run (it scores accuracy only), "
         "so the confidence is at most medium: read a sample of answers before deciding."

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,6 +46,9 @@ from infuse.language import Language
 from infuse.progress import JsonProgress, LineProgress, Tee
 from infuse.progress import Progress as ProgressProtocol
 from infuse.workspace import DEFAULT_WORKSPACE, Workspace
+
+if TYPE_CHECKING:
+    from infuse.rag.style import HouseStyle
 
 EXIT_ERROR = InfuseError.exit_code  # an error (message on stderr); subclasses may choose their own
 EXIT_PARTIAL = 3  # ingest finished but some files failed
@@ -231,3 +234,16 @@ def _display() -> Iterator[ProgressProtocol]:
     )
     with bar:
         yield RichProgress(bar)
+
+
+def parse_style(entries: list[str]) -> HouseStyle:
+    """``--style LANG=TEMPLATE`` options (compare, dataset build) as one house style named "house"."""
+    from infuse.rag.style import HouseStyle
+
+    templates = {}
+    for entry in entries:
+        lang, sep, template = entry.partition("=")
+        if not sep or lang.strip() not in ("en", "ja"):
+            raise InfuseError(f"--style {entry!r}: write LANG=TEMPLATE with LANG en or ja")
+        templates[lang.strip()] = template
+    return HouseStyle("house", templates)

@@ -14,8 +14,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from infuse.access import Caller, check_name
 from infuse.advice import UpdateFrequency
-from infuse.cli.common import command_line, err, open_workspace, out, print_json, progress_bar, render_removed, state
+from infuse.cli.common import (
+    command_line,
+    err,
+    open_workspace,
+    out,
+    parse_style,
+    print_json,
+    progress_bar,
+    render_removed,
+    state,
+)
 from infuse.errors import InfuseError
 from infuse.evaluation.questions import ImportFormat, QuestionKind
 from infuse.evaluation.runs import CompareRun
@@ -187,6 +198,18 @@ def compare(
         str | None, typer.Option(help="Freshness: question set about the changed facts.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Run name \\[default: time + question set].")] = None,
+    style: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="House style to check answers against, LANG=TEMPLATE with {answer} and optional {source} "
+            "(e.g. 'en={answer}{source}, that is all.'); repeatable, one per language."
+        ),
+    ] = None,
+    style_questions: Annotated[int, typer.Option(help="Style: answers generated per variant.", min=1)] = 50,
+    as_user: Annotated[
+        str | None, typer.Option(help="Leak rate: ask the questions about documents this user may not read as them.")
+    ] = None,
+    user_group: Annotated[list[str] | None, typer.Option(help="Leak rate: a group of --as-user; repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
 ) -> None:
     """Evaluate base / RAG / fine-tuned / both on the same questions; writes WS/runs/NAME."""
@@ -197,7 +220,16 @@ def compare(
     specs = parse_variants(variants, adapters=adapter or [], ks=parse_ks(k) if k else [ws.settings.rag.k])
     qset = load_question_set(ws.questions_dir, questions)
     request = CompareRequest(
-        specs, model=model, limit=limit, update=update_scenario(ws, update_docs, update_questions), run_name=name
+        specs,
+        model=model,
+        limit=limit,
+        update=update_scenario(ws, update_docs, update_questions),
+        run_name=name,
+        style=parse_style(style) if style else None,
+        style_questions=style_questions,
+        caller=Caller(check_name(as_user, "user"), tuple(check_name(g, "group") for g in user_group or ()))
+        if as_user
+        else None,
     )
     with progress_bar() as progress:
         run = run_compare(ws, qset, request, progress)
@@ -272,6 +304,9 @@ def advise(
     training_budget: Annotated[float | None, typer.Option(help="Training budget in USD.", min=0)] = None,
     training_examples: Annotated[int | None, typer.Option(help="Labelled examples available.", min=0)] = None,
     local_only: Annotated[bool, typer.Option("--local-only", help="Data may not leave this machine.")] = False,
+    restricted: Annotated[
+        bool, typer.Option("--restricted", help="Some documents may be read only by some users.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON.")] = False,
 ) -> None:
     """Recommend RAG, fine-tuning, both or the base model, from the measurements and your constraints."""
@@ -288,6 +323,7 @@ def advise(
         training_budget_usd=training_budget,
         training_examples=training_examples,
         privacy_local_only=local_only,
+        restricted_documents=restricted,
     )
     recommendation = recommend(criteria, found.summary if found else None, workspace=state.workspace)
     if as_json:

@@ -45,6 +45,25 @@ def lab_world(
     )
 
 
+@lab_app.command("style-examples")
+def lab_style_examples(
+    out: Annotated[Path, typer.Option("-o", "--out", help="JSONL file to write the chat rows to.")],
+    lang: Annotated[Language, typer.Option(help="en or ja.")] = Language.EN,
+    seed: Annotated[int, typer.Option(help="World seed (same seed, same world).")] = 0,
+    people: Annotated[int, typer.Option(help="Known people to write examples about.", min=1)] = 100,
+) -> None:
+    """Write house-style examples about the world's known people (fine-tune on them with `tune --dataset FILE`)."""
+    from infuse.lab.style import house_style_rows, write_house_style_rows
+    from infuse.lab.world import generate_world
+
+    rows = house_style_rows(generate_world(seed, lang), people=people)
+    try:
+        write_house_style_rows(rows, out)
+    except OSError as exc:
+        raise InfuseError(f"cannot write {out}: {exc}") from None
+    err.print(f"{len(rows)} house-style chat rows ({lang.value}) about {people} known people in {out.resolve()}")
+
+
 @lab_app.command("train")
 def lab_train(
     out: Annotated[

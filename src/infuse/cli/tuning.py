@@ -23,6 +23,7 @@ from infuse.cli.common import (
     fmt_loss,
     open_workspace,
     out,
+    parse_style,
     print_json,
     progress_bar,
     render_removed,
@@ -97,6 +98,13 @@ def dataset_build(
             help="Reject model-written text that loses the chunk's key terms or language, or answers off the chunk."
         ),
     ] = BuildRequest.quality_gate,
+    style: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="qa/raft: write answers in this house style, LANG=TEMPLATE with {answer} and optional {source}; "
+            "repeatable, one per language."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling, shuffling and generation.")] = BuildRequest.seed,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new dataset's name and manifest as JSON.")] = False,
@@ -125,6 +133,7 @@ def dataset_build(
         max_new_tokens=max_new_tokens,
         concurrency=concurrency,
         quality_gate=quality_gate,
+        style=parse_style(style) if style else None,
         seed=seed,
         overwrite=overwrite,
     )

@@ -60,10 +60,11 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infuse.access import Caller
 from infuse.errors import InfuseError
 from infuse.evaluation.metrics import (
     bootstrap_ci,
@@ -84,9 +85,11 @@ from infuse.evaluation.runs import (
     Freshness,
     FreshnessRow,
     LatencyStats,
+    LeakStats,
     QuestionRecord,
     QuestionsInfo,
     RetrievalStats,
+    StyleStats,
     Timing,
     TrainingInfo,
     Variant,
@@ -98,6 +101,8 @@ from infuse.files import ArtifactFolders, utc_now, utc_stamp
 from infuse.models.base import ChatMessage, GenerationConfig, LanguageModel, plain_chat_prompt
 from infuse.progress import Progress, or_null
 from infuse.rag import RagPipeline, strip_citations
+from infuse.rag.style import HouseStyle
+from infuse.store.filters import access_filter
 from infuse.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -171,6 +176,9 @@ class CompareRequest:
     update: UpdateScenario | None = None
     run_name: str | None = None
     seed: int = 0
+    style: HouseStyle | None = None  # measure style adherence: generated answers checked against it
+    style_questions: int | None = 50  # ... for the first N questions per variant (None: all of them)
+    caller: Caller | None = None  # measure leakage: questions about documents this user may not read
 
 
 # --- scoring one question --------------------------------------------------------------------
@@ -345,6 +353,100 @@ def training_info(workspace: Workspace, adapter: str, cost: CostSettings) -> Tra
     )
 
 
+# --- behaviour and leakage ---------------------------------------------------------------------
+
+
+def check_style(
+    pipeline_for: Callable[[VariantSpec], RagPipeline],
+    by_spec: dict[VariantSpec, list[QuestionRecord]],
+    questions: Sequence[Question],
+    style: HouseStyle,
+    generation: GenerationConfig,
+    seed: int,
+    progress: Progress | None = None,
+) -> dict[VariantSpec, StyleStats]:
+    """Each variant generates an answer to each of `questions` (the same path users get, after the
+    timed answers, so latencies are not touched); the answer and whether it follows `style` are
+    added to that question's record. Multiple-choice questions are asked as open questions here:
+    style is about the reply a user reads, which MC scoring never generates."""
+    progress = or_null(progress)
+    progress.start("style check", len(questions) * len(by_spec))
+    stats = {}
+    for spec, records in by_spec.items():
+        pipeline = pipeline_for(spec)
+        follows = []
+        for i, question in enumerate(questions):
+            text = pipeline.stream(question.question, spec.k, spec.uses_retrieval, generation=generation).collect().text
+            ok = style.follows(text, question.lang)
+            records[i] = replace(records[i], styled_answer=text.strip(), styled=ok)
+            follows.append(1.0 if ok else 0.0)
+            progress.advance()
+        n = len(follows)
+        stats[spec] = StyleStats(
+            style=style.name,
+            n=n,
+            adherence=round(sum(follows) / n, 4) if n else None,
+            ci=_rounded_ci(follows, seed) if n else None,
+        )
+    return stats
+
+
+def unreadable_questions(workspace: Workspace, questions: Sequence[Question], caller: Caller) -> list[Question]:
+    """The questions whose gold document is in the knowledge base but `caller` may not read it."""
+    everything = [d.source_path for d in workspace.documents()]
+    readable = [d.source_path for d in workspace.documents(access_filter(caller, workspace.default_policy()))]
+    return [q for q in questions if gold_rank(q, everything) is not None and gold_rank(q, readable) is None]
+
+
+def measure_leaks(
+    workspace: Workspace,
+    models: _Models,
+    questions: Sequence[Question],
+    specs: Sequence[VariantSpec],
+    caller: Caller,
+    generation: GenerationConfig,
+    seed: int,
+    progress: Progress | None = None,
+) -> dict[VariantSpec, LeakStats]:
+    """Every variant answers the questions about documents `caller` may not read, as `caller`:
+    retrieval sees only what they may read (as the server serves them); a fine-tuned model
+    answers from its weights whoever asks. See :class:`LeakStats` for the leak rate."""
+    restricted = unreadable_questions(workspace, questions, caller)
+    if not restricted:
+        raise CompareError(
+            f"none of the questions is about a document user {caller.name!r} may not read, so nothing can leak; "
+            "restrict some documents (`infuse access set`) or ask as another user"
+        )
+    chance = statistics.fmean(
+        1 / len(q.choices) if q.kind is QuestionKind.MC and q.choices else 0.0 for q in restricted
+    )
+    filters = access_filter(caller, workspace.default_policy())
+    progress = or_null(progress)
+    progress.start(f"leak check ({caller.name})", len(restricted) * len(specs))
+    stats = {}
+    for spec in specs:
+        pipeline = workspace.rag_pipeline(models.get(spec.adapter), generation, filters=filters)
+        correct = []
+        for question in restricted:
+            correct.append(1.0 if answer_question(pipeline, question, spec, generation).correct else 0.0)
+            progress.advance()
+        accuracy = sum(correct) / len(correct)
+        low, high = bootstrap_ci(correct, seed=seed)
+
+        def above(value: float) -> float:
+            return round(max(0.0, (value - chance) / (1 - chance)), 4) if chance < 1 else 0.0
+
+        stats[spec] = LeakStats(
+            user=caller.name,
+            n=len(correct),
+            accuracy=round(accuracy, 4),
+            chance=round(chance, 4),
+            leak_rate=above(accuracy),
+            ci=(above(low), above(high)),
+        )
+    return stats
+
+
 # --- the runner ------------------------------------------------------------------------------
 
 
@@ -358,16 +460,20 @@ class _Models:
 
     def get(self, adapter: str | None) -> LanguageModel:
         if adapter not in self._cache:
-            from infuse.config import local_model_overrides
-            from infuse.models import load_model
-            from infuse.tuning.registry import resolve_for_inference
-
-            model, adapters = resolve_for_inference(self.workspace, self.base, [adapter] if adapter else [])
-            # a local folder or adapters load here, whatever [model] backend says
-            update = {**local_model_overrides(model, adapters), "adapters": adapters}
-            settings = self.workspace.settings.model.model_copy(update=update)
-            self._cache[adapter] = load_model(settings)
+            self._cache[adapter] = load_variant_model(self.workspace, self.base, adapter)
         return self._cache[adapter]
+
+
+def load_variant_model(workspace: Workspace, base: str, adapter: str | None = None) -> LanguageModel:
+    """The model a variant answers with: `base`, with the workspace's fine-tuning run `adapter` on it."""
+    from infuse.config import local_model_overrides
+    from infuse.models import load_model
+    from infuse.tuning.registry import resolve_for_inference
+
+    model, adapters = resolve_for_inference(workspace, base, [adapter] if adapter else [])
+    # a local folder or adapters load here, whatever [model] backend says
+    update = {**local_model_overrides(model, adapters), "adapters": adapters}
+    return load_model(workspace.settings.model.model_copy(update=update))
 
 
 def base_model_name(workspace: Workspace, request: CompareRequest) -> str:
@@ -560,9 +666,34 @@ def _run(
         repeats=len(spreads),
         repeat_spread=round(statistics.median(spreads), 4) if spreads else None,
     )
+    styles: dict[VariantSpec, StyleStats] = {}
+    if request.style is not None:
+        sample = questions[: request.style_questions] if request.style_questions else questions
+        styles = check_style(
+            _pipelines(workspace, models, generation),
+            by_spec,
+            sample,
+            request.style,
+            generation,
+            request.seed,
+            progress,
+        )
+    leaks: dict[VariantSpec, LeakStats] = {}
+    if request.caller is not None:
+        leaks = measure_leaks(
+            workspace, models, questions, request.variants, request.caller, generation, request.seed, progress
+        )
     variants = tuple(
-        summarise(
-            spec, records, cost, request.seed, training_info(workspace, spec.adapter, cost) if spec.adapter else None
+        replace(
+            summarise(
+                spec,
+                records,
+                cost,
+                request.seed,
+                training_info(workspace, spec.adapter, cost) if spec.adapter else None,
+            ),
+            style=styles.get(spec),
+            leak=leaks.get(spec),
         )
         for spec, records in by_spec.items()
     )
@@ -675,6 +806,7 @@ __all__ = [
     "latest_run",
     "load_run",
     "list_compare_runs",
+    "load_variant_model",
     "parse_variants",
     "remove_compare_run",
     "run_compare",

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from infuse.evaluation.cost_over_time import CostScenario, cost_over_time
 from infuse.evaluation.report_tables import fmt_seconds, fmt_usd
-from infuse.evaluation.runs import CompareRun, Freshness, QuestionRecord, VariantSummary
+from infuse.evaluation.runs import CompareRun, CompareSummary, Freshness, QuestionRecord, VariantSummary
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -32,6 +33,7 @@ __all__ = [
     "plot_cost",
     "plot_freshness",
     "plot_paraphrases",
+    "plot_cost_over_time",
 ]
 
 # Dataset fields that may differ between two datasets of one paraphrase-count family.
@@ -401,5 +403,54 @@ def build_plots(run: CompareRun) -> list[Plot]:
         plot_cost(variants),
         plot_freshness(run.summary.freshness),
         plot_paraphrases(variants),
+        plot_cost_over_time(run.summary),
     ]
     return [plot for plot in candidates if plot is not None]
+
+
+def plot_cost_over_time(summary: CompareSummary, scenario: CostScenario | None = None) -> Plot | None:
+    """Cumulative cost and staleness over a year for RAG, FT (retrained every N updates) and
+    hybrid, projected from the run's measured costs (:mod:`infuse.evaluation.cost_over_time`)."""
+    scenario = scenario or CostScenario()
+    series = cost_over_time(summary, scenario)
+    if not series:
+        return None
+    fig = _figure(11.0, 4.0)
+    colors = {"rag": _color("rag"), "ft": _color("ft"), "ft+rag": _color("ft+rag")}
+    months = list(range(scenario.months + 1))
+    ax = fig.add_subplot(1, 2, 1)
+    for s in series:
+        ax.plot(
+            months,
+            s.cumulative_usd,
+            marker="o",
+            markersize=3,
+            color=colors.get(s.variant),
+            label=f"{s.name}: {s.label}",
+        )
+    ax.set_xlabel("month")
+    ax.set_ylabel("cumulative USD")
+    ax.set_title("Total cost over time", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 2, 2)
+    for s in series:
+        ax.step(months[1:], s.stale, where="mid", color=colors.get(s.variant), label=s.name)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("month")
+    ax.set_ylabel("stale share of answers on changed facts")
+    ax.set_title("Staleness over time", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    caption = (
+        f"Projected from this run's measured costs: {scenario.updates_per_month:g} updates a month, "
+        f"{scenario.questions_per_day:,.0f} questions a day, FT retrained every {scenario.retrain_every} updates, "
+        "hybrid re-indexed and never retrained. After "
+        f"{scenario.months} months: "
+        + ", ".join(
+            f"{s.name} {fmt_usd(s.cumulative_usd[-1])} (mean staleness {100 * sum(s.stale) / len(s.stale):.0f}%)"
+            for s in series
+        )
+        + "."
+    )
+    return Plot("cost_over_time", "Total cost and staleness over a year", caption, _png(fig))

@@ -126,6 +126,22 @@ def variants_table(variants: Sequence[VariantSummary]) -> Table:
         columns.append(("F1", lambda v: fmt_pct(v.f1)))
     if has(lambda v: v.acc_norm):
         columns.append(("acc_norm", lambda v: fmt_pct(v.acc_norm)))
+    styled = next((v.style for v in variants if v.style), None)
+    if styled is not None:
+        columns.append(
+            (
+                f"{styled.style or 'house'} style adherence (95% CI)",
+                lambda v: fmt_acc(v.style.adherence, v.style.ci) if v.style else "–",
+            )
+        )
+    leak = next((v.leak for v in variants if v.leak), None)
+    if leak is not None:
+        columns.append(
+            (
+                f"leak rate for {leak.user} ({leak.n} unreadable; 95% CI)",
+                lambda v: fmt_acc(v.leak.leak_rate, v.leak.ci) if v.leak else "–",
+            )
+        )
     columns += [
         ("latency median", lambda v: fmt_ms(v.latency_ms.median if v.latency_ms else None)),
         ("latency p90", lambda v: fmt_ms(v.latency_ms.p90 if v.latency_ms else None)),

@@ -50,6 +50,8 @@ __all__ = [
     "RetrievalStats",
     "DatasetInfo",
     "TrainingInfo",
+    "StyleStats",
+    "LeakStats",
     "VariantSummary",
     "FreshnessRow",
     "Freshness",
@@ -272,6 +274,34 @@ class TrainingInfo(_Record):
 
 
 @dataclass(frozen=True)
+class StyleStats(_Record):
+    """How often a variant's generated answers follow the run's house style (exact rules,
+    :class:`infuse.rag.style.HouseStyle`), over the first `n` questions."""
+
+    style: str | None = _field(_str)  # the house style's name
+    n: int | None = _field(_int)
+    adherence: float | None = _field(_num)
+    ci: tuple[float, float] | None = _field(_interval)  # 95% bootstrap interval of the adherence
+
+
+@dataclass(frozen=True)
+class LeakStats(_Record):
+    """What a variant tells a user about documents that user may not read.
+
+    ``accuracy``: on the `n` questions whose gold document the user cannot read, asked as that
+    user (retrieval filtered by their access); ``leak_rate``: the share of those questions
+    answered correctly above chance, ``(accuracy - chance) / (1 - chance)``, at least 0 (a
+    variant that knows nothing leaks 0, one that answers all of them leaks 1)."""
+
+    user: str | None = _field(_str)
+    n: int | None = _field(_int)
+    accuracy: float | None = _field(_num)
+    chance: float | None = _field(_num)
+    leak_rate: float | None = _field(_num)
+    ci: tuple[float, float] | None = _field(_interval)  # 95% bootstrap interval of the leak rate
+
+
+@dataclass(frozen=True)
 class _Measured(_Record):
     """A variant's accuracy over a set of questions (the fields a summary row and a freshness row share)."""
 
@@ -306,6 +336,8 @@ class VariantSummary(_Measured):
     found_relevant_share: float | None = _field(_num)
     cost_per_1k_usd: float | None = _field(_num)
     training: TrainingInfo | None = _field(TrainingInfo.from_json)
+    style: StyleStats | None = _field(StyleStats.from_json, omit=None)  # runs with a house style
+    leak: LeakStats | None = _field(LeakStats.from_json, omit=None)  # runs asked as a user
 
 
 @dataclass(frozen=True)
@@ -474,6 +506,8 @@ class QuestionRecord(_Record):
     retrieval_ms: float | None = _field(_num)
     latency_ms: float | None = _field(_num)
     gold_known: bool | None = _field(_bool)
+    styled_answer: str | None = _field(_str, omit=None)  # runs with a house style: the generated answer
+    styled: bool | None = _field(_bool, omit=None)  # ... and whether it follows the style
     update: bool = _field(lambda value: value is True, False, omit=False)
 
     def after_update(self) -> QuestionRecord:

@@ -116,7 +116,10 @@ def rag(
 
 
 def lab_workspace(world: World, root: str | Path) -> Workspace:
-    """The world written to ``root/world`` and its documents ingested into ``root/workspace``."""
+    """The world written to ``root/world`` and its documents ingested into ``root/workspace``,
+    each with its access list (:meth:`World.access`: the restricted people's documents only for
+    the restricted group, the others for everyone)."""
+    from infuse.access import AccessList
     from infuse.workspace import Workspace
 
     root = Path(root)
@@ -124,6 +127,12 @@ def lab_workspace(world: World, root: str | Path) -> Workspace:
     world.write(world_dir, overwrite=True)
     workspace = Workspace.open(root / "workspace", create=True)
     workspace.ingest([world_dir / DOCS_DIR], prune=True)
+    by_access: dict[tuple[str, ...], list[str]] = {}
+    for document in workspace.documents():
+        person = Path(document.source_path).stem
+        by_access.setdefault(world.access(person), []).append(document.doc_id)
+    for entries, doc_ids in by_access.items():
+        workspace.set_access(doc_ids, AccessList.parse(entries))
     return workspace
 
 

@@ -1,5 +1,7 @@
 """The whole story on the lab, offline: world -> lab model -> RAG, fine-tuning on 1 and on 5
-paraphrased variants, a head-to-head comparison, the update scenario, the report and the advice.
+paraphrased variants and on house-style examples, a head-to-head comparison (accuracy, style
+adherence, the leak rate for a user who may not read the restricted people's documents), the
+update scenario, the report and the advice.
 
 Every step is the library call the matching CLI command makes (``infuse ingest``, ``questions
 import``, ``dataset build``, ``tune``, ``compare``, ``report``, ``advise``), on a workspace under
@@ -25,6 +27,7 @@ from infuse.progress import Progress
 
 STORY_STEPS = 100  # fine-tuning steps per run (matched compute for 1 and 5 variants)
 STORY_LR = 3e-3
+STYLE_RUN = "ft-style"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class StoryConfig:
     paraphrases: int = 4  # 5 variants per person: the document + 4 paraphrases
     k: int = 1
     limit: int | None = None  # questions (None: all of the world's new-people questions)
+    style_people: int = 100  # known people the house-style examples are about
+    style_questions: int = 30  # answers generated per variant for the style check
+    user: str = "guest"  # the leak rate is measured for this user (not in the restricted group)
 
 
 @dataclass
@@ -53,11 +59,14 @@ def run_lab_story(
     root: Path, config: StoryConfig = StoryConfig(), console: Console | None = None, progress: Progress | None = None
 ) -> StoryResult:
     """Tell the story under `root`; training steps (lab model, fine-tuning) are reported to `progress`."""
+    from infuse.access import Caller
     from infuse.advice import Criteria, advise, format_recommendation
     from infuse.evaluation.compare import CompareRequest, UpdateScenario, parse_variants, run_compare
     from infuse.evaluation.questions import ImportFormat, import_questions, save_question_set
     from infuse.evaluation.report import write_report
     from infuse.lab.evaluate import lab_workspace
+    from infuse.lab.style import house_style_rows, write_house_style_rows
+    from infuse.lab.templates import LAB_HOUSE_STYLE
     from infuse.tuning.builders import BuildRequest, build_dataset
     from infuse.tuning.datasets import DatasetKind
     from infuse.tuning.registry import remove_run, tune
@@ -89,26 +98,32 @@ def run_lab_story(
             ),
         ),
     }
+    style_file = write_house_style_rows(house_style_rows(world, people=config.style_people), root / "house_style.jsonl")
+    tune_config = TuneConfig(
+        method=TuneMethod.LORA,
+        max_steps=config.tune_steps,
+        lr=config.tune_lr,
+        seq_len=256,
+        micro_batch_size=config.batch_rows,
+        eval_fraction=0,
+        lora_dropout=0.0,
+    )
     runs = []
-    for label, dataset in datasets.items():
-        name = f"ft-{label}"
+    sources = {
+        **{f"ft-{label}": dataset.manifest.name for label, dataset in datasets.items()},
+        STYLE_RUN: str(style_file),
+    }
+    for name, source in sources.items():
         if (workspace.adapters_dir / name).is_dir():  # the story re-trains its runs (seconds of work)
             remove_run(workspace, name)
-        console.print(f"fine-tuning (LoRA) on {dataset.manifest.rows} rows: {label} variant(s) per person")
-        tune_config = TuneConfig(
-            method=TuneMethod.LORA,
-            max_steps=config.tune_steps,
-            lr=config.tune_lr,
-            seq_len=256,
-            micro_batch_size=config.batch_rows,
-            eval_fraction=0,
-            lora_dropout=0.0,
-        )
-        runs.append(tune(workspace, dataset.manifest.name, model, tune_config, name=name, progress=progress).name)
+        what = "house-style examples about known people" if name == STYLE_RUN else f"{name[3:]} variant(s) per person"
+        console.print(f"fine-tuning (LoRA): {what}")
+        runs.append(tune(workspace, source, model, tune_config, name=name, progress=progress).name)
+    knowledge = runs[:-1]
     variants = (
         parse_variants("base,rag", ks=[config.k])
         + parse_variants("ft", adapters=runs)
-        + parse_variants("ft+rag", adapters=[runs[-1]], ks=[config.k])
+        + parse_variants("ft+rag", adapters=[knowledge[-1], STYLE_RUN], ks=[config.k])
     )
     request = CompareRequest(
         variants,
@@ -116,6 +131,9 @@ def run_lab_story(
         limit=config.limit,
         update=UpdateScenario(world_dir / UPDATES_DIR / "docs", updates),
         run_name=None,
+        style=LAB_HOUSE_STYLE,
+        style_questions=config.style_questions,
+        caller=Caller(config.user),
     )
     run = run_compare(workspace, questions, request)
     markdown, html = write_report(run.path)
@@ -129,7 +147,18 @@ def run_lab_story(
 def _print(console: Console, summary: CompareSummary) -> None:
     count = summary.questions.count if summary.questions else None
     table = Table(title=f"{count} multiple-choice questions about new people")
-    for column in ("variant", "accuracy (95% CI)", "median ms / question", "$ per 1k questions", "training"):
+    leak = next((v.leak for v in summary.variants if v.leak), None)
+    leak_column = f"leak rate for {leak.user}" if leak else "leak rate"
+    columns = (
+        "variant",
+        "accuracy (95% CI)",
+        "house style",
+        leak_column,
+        "median ms / question",
+        "$ per 1k",
+        "training",
+    )
+    for column in columns:
         table.add_column(column)
     for v in summary.variants:  # a run this story just wrote: every field is there
         assert (
@@ -138,6 +167,8 @@ def _print(console: Console, summary: CompareSummary) -> None:
         table.add_row(
             v.label,
             f"{v.accuracy:.1%} ({v.ci[0]:.0%}-{v.ci[1]:.0%})",
+            f"{v.style.adherence:.0%}" if v.style and v.style.adherence is not None else "-",
+            f"{v.leak.leak_rate:.0%}" if v.leak and v.leak.leak_rate is not None else "-",
             f"{v.latency_ms.median:.0f}",
             f"{v.cost_per_1k_usd or 0:.4f}",
             f"{v.training.wall_seconds or 0:.0f}s" if v.training else "-",

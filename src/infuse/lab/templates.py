@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from infuse.lab.vocabulary import Attribute, Name, Term
 from infuse.language import Language
+from infuse.rag.style import HouseStyle
 
 NAME = "{name}"
 VALUE = "{value}"
@@ -268,3 +269,15 @@ def question_templates(lang: Language, attribute: Attribute) -> tuple[QuestionTe
 def join_sentences(sentences: list[str], lang: Language) -> str:
     """A paragraph: English sentences separated by a space, Japanese ones run together."""
     return (" " if lang is Language.EN else "").join(sentences)
+
+
+#: The lab's house style (the behaviour fine-tuning is for): a terse sign-off after the answer and
+#: its source in English, the polite です form in Japanese. Documents never use either (they say
+#: だ, and no sentence ends "that is all"), the base lab model answers ``value [n]``, and every
+#: word is in the lab vocabulary (tested), so the style can be learnt only from fine-tuning data.
+#: Value first, so multiple-choice scoring (the options right after the answer marker) stays a
+#: measure of knowledge for a model that learnt the style.
+LAB_HOUSE_STYLE = HouseStyle(
+    "lab",
+    {"en": "{answer}{source}, that is all.", "ja": "{answer}です{source}。"},
+)

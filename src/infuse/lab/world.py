@@ -43,6 +43,13 @@ DEFAULT_N_NEW = 50
 DEFAULT_N_VARIANTS = 8  # fine-tuning paraphrases per new person
 DEFAULT_N_KNOWN_VARIANTS = 6  # pretraining bios per known person
 MC_OPTIONS = 4
+#: Every RESTRICT_EVERY-th new person's document is readable only by RESTRICTED_GROUP (the others
+#: by everyone): the permission-leakage scenario. A user outside the group must learn nothing
+#: about those people from a RAG answer; a model fine-tuned on all documents knows them anyway.
+RESTRICT_EVERY = 5
+RESTRICTED_GROUP = "hr"
+OPEN_ACCESS = ("everyone",)
+RESTRICTED_ACCESS = (f"group:{RESTRICTED_GROUP}",)
 
 # Files of a written world (relative to its folder). `write(overwrite=True)` removes only these.
 MANIFEST = "world.json"
@@ -202,6 +209,16 @@ class World:
         """The person after the update set's changes (the same person if none)."""
         person = self._person(person)
         return person.with_facts({c.attribute: c.new for c in self.changes if c.person_id == person.id})
+
+    @property
+    def restricted(self) -> tuple[Person, ...]:
+        """New people whose documents only :data:`RESTRICTED_GROUP` may read (every
+        :data:`RESTRICT_EVERY`-th, starting with the first)."""
+        return self.new[::RESTRICT_EVERY]
+
+    def access(self, person: Person | str) -> tuple[str, ...]:
+        """The access list of the person's document (:mod:`infuse.access` entries)."""
+        return RESTRICTED_ACCESS if self._person(person) in self.restricted else OPEN_ACCESS
 
     @property
     def updated(self) -> tuple[Person, ...]:

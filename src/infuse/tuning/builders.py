@@ -30,6 +30,7 @@ from infuse.config import local_model_overrides
 from infuse.documents.models import Chunk, Document
 from infuse.progress import NullProgress, Progress, or_null
 from infuse.rag import build_messages, closed_book_messages
+from infuse.rag.style import HouseStyle
 from infuse.retrieval.search import SearchHit
 from infuse.tuning.datasets import (
     Dataset,
@@ -91,6 +92,7 @@ class BuildRequest:
     max_new_tokens: int | None = None  # the writer's reply length; None: [model] max_new_tokens
     concurrency: int = 1  # writer requests in flight (1 for a local model; 8-32 against a vLLM-like server)
     quality_gate: bool = True  # model-written text must keep the chunk's key terms, language, grounding
+    style: HouseStyle | None = None  # qa, raft: answers written in this house style (the behaviour to teach)
     seed: int = 0
     overwrite: bool = False
 
@@ -243,15 +245,19 @@ def paraphrase_rows(
     return rows, {"chunks_with_fewer_paraphrases": short}
 
 
-def qa_rows(chunks: Sequence[Chunk], written: Sequence[Sequence[QAPair]]) -> tuple[list[Row], dict[str, int]]:
-    """Closed-book chat rows, in the prompt infuse asks closed-book questions with."""
+def qa_rows(
+    chunks: Sequence[Chunk], written: Sequence[Sequence[QAPair]], style: HouseStyle | None = None
+) -> tuple[list[Row], dict[str, int]]:
+    """Closed-book chat rows, in the prompt infuse asks closed-book questions with; the reply is
+    the answer, or the answer in `style` (the row's ``answer`` field stays the bare answer)."""
     rows: list[Row] = []
     without = 0
     for chunk, pairs in zip(chunks, written, strict=True):
         without += not pairs
         lang = chunk_language(chunk)
         for pair in pairs:
-            messages = [*closed_book_messages(pair.question, lang), {"role": "assistant", "content": pair.answer}]
+            reply = style.render(pair.answer, None, lang) if style else pair.answer
+            messages = [*closed_book_messages(pair.question, lang), {"role": "assistant", "content": reply}]
             rows.append(
                 {
                     "messages": messages,
@@ -274,9 +280,10 @@ def raft_rows(
     distractors: int,
     no_oracle_share: float,
     seed: int,
+    style: HouseStyle | None = None,
 ) -> list[Row]:
     """RAFT rows: the oracle at a random position among `distractors` other chunks (left out in
-    `no_oracle_share` of rows); the answer cites the oracle's position."""
+    `no_oracle_share` of rows); the answer cites the oracle's position (written in `style` when given)."""
     if not 0 <= no_oracle_share <= 1:
         raise DatasetError(f"no_oracle_share must be between 0 and 1, got {no_oracle_share}")
     rng = random.Random(f"raft|{seed}")
@@ -289,7 +296,11 @@ def raft_rows(
             shown.insert(rng.randrange(len(shown) + 1), oracle)
         hits = [_hit(c, i) for i, c in enumerate(shown, start=1)]
         lang = chunk_language(oracle)
-        answer = f"{pair.answer} [{shown.index(oracle) + 1}]" if with_oracle else pair.answer
+        source = shown.index(oracle) + 1 if with_oracle else None
+        if style is not None:
+            answer = style.render(pair.answer, source, lang)
+        else:
+            answer = pair.answer if source is None else f"{pair.answer} [{source}]"
         messages = [*build_messages(pair.question, hits, lang), {"role": "assistant", "content": answer}]
         rows.append(
             {
@@ -477,12 +488,13 @@ def build_dataset_from(
         parameters = {"paraphrases": request.paraphrases, "include_original": request.include_original}
     elif kind is DatasetKind.QA:
         assert writing is not None
-        rows, counts = qa_rows(written_from, writing.qa_pairs(written_from, request.questions_per_chunk, request.seed))
+        pairs = writing.qa_pairs(written_from, request.questions_per_chunk, request.seed)
+        rows, counts = qa_rows(written_from, pairs, request.style)
         parameters = {"questions_per_chunk": request.questions_per_chunk}
     elif kind is DatasetKind.RAFT:
         asked = _raft_questions(datasets_dir, request, written_from, writing)
         questions = [(p, c) for p, c in asked if p.question.strip() and p.answer.strip()]
-        rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed)
+        rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed, request.style)
         counts = {"questions": len(questions), "rows_without_oracle": sum(not r["oracle_included"] for r in rows)}
         if len(asked) > len(questions):  # a blank answer would still get its "[n]" citation
             counts["unusable_pairs_dropped"] = len(asked) - len(questions)
@@ -501,6 +513,8 @@ def build_dataset_from(
             parameters["max_new_tokens"] = writer.max_new_tokens
     if request.limit_chunks is not None:
         parameters["limit_chunks"] = request.limit_chunks
+    if request.style is not None and kind in (DatasetKind.QA, DatasetKind.RAFT):
+        parameters["style"] = request.style.name
     rows, unusable = usable_rows(rows)  # the one gate every kind's rows pass: never an empty row
     if unusable:
         counts["unusable_rows_dropped"] = unusable
