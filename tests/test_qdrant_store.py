@@ -18,7 +18,7 @@ from infuse.store.base import KnowledgeStore  # noqa: E402
 from infuse.store.memory import InMemoryStore  # noqa: E402
 from infuse.store.migrate import copy_store  # noqa: E402
 from infuse.store.qdrant import QdrantStore, qm  # noqa: E402
-from infuse.workspace import Workspace, migrate_workspace  # noqa: E402
+from infuse.workspace import Workspace  # noqa: E402
 from store_contract import DIM, MakeStore, StoreContract, chunk, document, unit, write  # noqa: E402
 
 
@@ -108,7 +108,7 @@ def test_migrate_copies_a_knowledge_base_both_ways_without_embedding_again(
     questions = ["API keys rotated", "backups kept", "リモートワーク 承認"]
     before = {q: [h.chunk.chunk_id for h in ws.search(q, k=3)] for q in questions}
     with pytest.raises(ConfigError, match="store.backend = 'qdrant'"):
-        migrate_workspace(ws, StoreBackend.QDRANT)
+        ws.migrate(StoreBackend.QDRANT)
 
     def embedding_forbidden(*args: Any) -> Any:
         raise AssertionError("migrate embedded a passage")
@@ -116,7 +116,7 @@ def test_migrate_copies_a_knowledge_base_both_ways_without_embedding_again(
     for to in (StoreBackend.QDRANT, StoreBackend.LANCEDB):
         moved = Workspace.open(tmp_path / "ws", embedder=hashing, store={"backend": to.value})
         monkeypatch.setattr(type(moved.embedder), "embed_passages", embedding_forbidden)
-        report = migrate_workspace(moved, to)
+        report = moved.migrate(to)
         assert (report.documents, report.chunks) == (5, moved.status().chunks)
         assert moved.status().store["backend"] == to.value and moved.manifest().store is to  # type: ignore[union-attr]
         assert {q: [h.chunk.chunk_id for h in moved.search(q, k=3)] for q in questions} == before

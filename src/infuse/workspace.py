@@ -545,6 +545,35 @@ class Workspace:
         finally:
             lock.release()
 
+    def migrate(self, to: StoreBackend) -> MigrationReport:
+        """Copy the knowledge base into store ``to`` (configured as ``store.backend``, with its
+        settings) without embedding again, verify it, then switch the manifest to it; the old store's
+        data is left in place (delete it once the new one serves). Holds the write lock."""
+        from infuse.store.migrate import copy_store
+
+        if self.settings.store.backend is not to:
+            raise ConfigError(
+                f"infuse migrate --to {to.value}: set store.backend = {to.value!r} in {self.path / CONFIG_FILE_NAME} first "
+                f"(it is {self.settings.store.backend.value!r}), with the new store's settings"
+            )
+        lock = self._locked()
+        try:
+            manifest = self.manifest()
+            if manifest is None:
+                raise ConfigError(f"{self.path} has no knowledge base yet: ingest documents instead of migrating")
+            if manifest.store is to:
+                raise ConfigError(f"the knowledge base in {self.path} is already kept in store {to.value!r}")
+            dimension = manifest.embedder.dimension
+            source = open_store(manifest.store, self.kb_dir, manifest.chunks_table, dimension, self.settings.store)
+            source.reconcile_access()
+            target = open_store(to, self.kb_dir, manifest.chunks_table, dimension, self.settings.store)
+            report = copy_store(source, target)
+            self._write_manifest(dataclasses.replace(manifest, store=to))
+            self._stores.clear()  # open views are on the old store
+            return report
+        finally:
+            lock.release()
+
     def optimize(self) -> list[IndexState]:
         """Bring the knowledge base's indexes up to date now (what every ingest does at its end):
         unindexed rows join them, a vector index is built or retrained when due. Returns their state."""
@@ -842,36 +871,6 @@ class Workspace:
             return report
         finally:
             lock.release()
-
-
-def migrate_workspace(ws: Workspace, to: StoreBackend) -> MigrationReport:
-    """Copy the knowledge base into store ``to`` (configured as ``store.backend``, with its
-    settings) without embedding again, verify it, then switch the manifest to it; the old store's
-    data is left in place (delete it once the new one serves). Holds the write lock."""
-    from infuse.store.migrate import copy_store
-
-    if ws.settings.store.backend is not to:
-        raise ConfigError(
-            f"infuse migrate --to {to.value}: set store.backend = {to.value!r} in {ws.path / CONFIG_FILE_NAME} first "
-            f"(it is {ws.settings.store.backend.value!r}), with the new store's settings"
-        )
-    lock = ws._locked()
-    try:
-        manifest = ws.manifest()
-        if manifest is None:
-            raise ConfigError(f"{ws.path} has no knowledge base yet: ingest documents instead of migrating")
-        if manifest.store is to:
-            raise ConfigError(f"the knowledge base in {ws.path} is already kept in store {to.value!r}")
-        dimension = manifest.embedder.dimension
-        source = open_store(manifest.store, ws.kb_dir, manifest.chunks_table, dimension, ws.settings.store)
-        source.reconcile_access()
-        target = open_store(to, ws.kb_dir, manifest.chunks_table, dimension, ws.settings.store)
-        report = copy_store(source, target)
-        ws._write_manifest(dataclasses.replace(manifest, store=to))
-        ws._stores.clear()  # open views are on the old store
-        return report
-    finally:
-        lock.release()
 
 
 class WorkspaceRetriever:

@@ -321,9 +321,7 @@ def migrate(
 ) -> None:
     """Copy the knowledge base into another store (vectors reused, nothing embedded again), verify
     the counts, then switch to it. Set store.backend (and its settings) to the new store first."""
-    from infuse.workspace import migrate_workspace
-
-    report = migrate_workspace(open_workspace(), to)
+    report = open_workspace().migrate(to)
     if as_json:
         print_json(report.to_dict())
     else:
