@@ -3,6 +3,8 @@ HTML boilerplate and the bounds on what one file may cost."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -119,6 +121,29 @@ def test_a_file_over_max_file_mb_fails_naming_the_limit(tmp_path: Path) -> None:
     report, stored = ingest(root, max_file_mb=0.004)
     assert len(stored) == 1
     assert "[ingest] max_file_mb" in report.errors[0]["error"] and "0.004 MB" in report.errors[0]["error"]
+
+
+def test_a_file_that_grows_after_stat_is_read_whole_or_refused_at_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read asks for the size stat saw; a file that grew since is still read to its end, and
+    one that grew past ``max_file_mb`` is refused, never cut short."""
+    from infuse.documents import loaders
+    from infuse.documents.loaders import LoadError, LoadLimits
+
+    real_stat = os.stat
+
+    def stale_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        info = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        fields = list(info)
+        fields[stat.ST_SIZE] = 10  # as if stat ran when the file held 10 bytes
+        return os.stat_result(fields)
+
+    grown = write(tmp_path / "grown.txt", "x" * 3000)
+    monkeypatch.setattr(loaders.os, "stat", stale_stat)
+    assert loaders._read_bounded(grown, LoadLimits(max_file_mb=0.004)) == b"x" * 3000
+    with pytest.raises(LoadError, match="grew past 0.002 MB"):
+        loaders._read_bounded(grown, LoadLimits(max_file_mb=0.002))
 
 
 class RecordingCounter(WordCounter):

@@ -210,7 +210,10 @@ def _read_bounded(path: Path, limits: LoadLimits) -> bytes:
         if info.st_size > limit:
             raise LoadError(source, f"file is {info.st_size / _MB:.1f} MB, {too_big}")
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)  # the file may have grown since stat
+            # Ask for the size stat saw (+1), not the limit: read(n) reserves n bytes up front.
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:  # it grew since stat: read on, but never past the limit
+                data += handle.read(limit + 1 - len(data))
     except OSError as exc:
         raise LoadError(source, f"cannot read file: {exc.strerror or exc}") from exc
     if len(data) > limit:
