@@ -19,17 +19,11 @@ ties are broken by the best rank in any list, then by list order, so results are
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from enum import StrEnum
 from typing import TypeVar
 
+from infuse.config import FusionMethod, FusionWeights
+
 Key = TypeVar("Key", bound=Hashable)
-
-
-class FusionMethod(StrEnum):
-    """How hybrid search combines its dense and keyword lists (``[search] fusion``)."""
-
-    RRF = "rrf"  # weighted reciprocal rank fusion over ranks (rrf_k)
-    RELATIVE_SCORE = "relative_score"  # weighted sum of min-max normalised scores
 
 
 def _checked_weights(count: int, weights: Sequence[float] | None) -> Sequence[float]:
@@ -87,3 +81,18 @@ def relative_score_fusion(
             scores[key] = scores.get(key, 0.0) + weight * normalised
             best[key] = min(best.get(key, (rank, list_index)), (rank, list_index))
     return _ordered(scores, best)
+
+
+def fuse(
+    dense: Sequence[tuple[Key, float]], lexical: Sequence[tuple[Key, float]], weights: FusionWeights, rrf_k: int = 60
+) -> list[tuple[Key, float]]:
+    """The dense and keyword lists (each (key, score), best first) fused as ``weights.method`` says.
+
+    >>> from infuse.config import FusionMethod, FusionWeights
+    >>> fuse([("a", 0.9)], [("b", 3.0)], FusionWeights(method=FusionMethod.RRF, dense=0.5))[0][0]
+    'b'
+    """
+    if weights.method is FusionMethod.RELATIVE_SCORE:
+        return relative_score_fusion([dense, lexical], [weights.dense, weights.lexical])
+    ranked = [[key for key, _ in dense], [key for key, _ in lexical]]
+    return reciprocal_rank_fusion(ranked, [weights.dense, weights.lexical], k=rrf_k)
