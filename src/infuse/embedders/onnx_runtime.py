@@ -1,8 +1,9 @@
 """Sentence-transformers models run by ONNX Runtime on the CPU: the same vectors, about twice as fast.
 
 Why: ingest is embedding-bound (98% of its time) and PyTorch's eager BERT on 2 CPU cores is
-slow; ONNX Runtime fuses attention and layer norms, and int8 weights (dynamic quantisation of
-the MatMuls, per channel) roughly halve the time again. sentence-transformers' own
+slow. The export is passed through ONNX Runtime's transformer optimizer, so attention,
+LayerNorm and GELU each run as one fused kernel; int8 weights (dynamic quantisation of the
+MatMuls, per channel) cut the time further but fail the quality parity, so they are opt-in. sentence-transformers' own
 ``backend="onnx"`` needs ``optimum-onnx``, which pins transformers below 5, so infuse exports the
 model itself: once per model, locally, with ``torch.onnx.export`` (nothing is downloaded).
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     import onnxruntime
 
 CACHE_ENV = "INFUSE_ONNX_CACHE"
-EXPORT_VERSION = 1  # bump when the exported graph or its metadata change
+EXPORT_VERSION = 2  # bump when the exported graph or its metadata change
 META_FILE = "infuse-onnx.json"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
@@ -116,7 +117,12 @@ def _export(source: Path, out: Path) -> None:
     from infuse.hf_logging import quiet_hf_progress
 
     quiet_hf_progress()
-    st = SentenceTransformer(str(source), device="cpu")
+    # Eager attention exports the classic MatMul/Softmax pattern that ONNX Runtime's transformer
+    # optimizer fuses into its Attention kernel (the SDPA export is left unfused, and slower).
+    try:
+        st = SentenceTransformer(str(source), device="cpu", model_kwargs={"attn_implementation": "eager"})
+    except (ValueError, TypeError):  # a model without an eager attention: export what it has
+        st = SentenceTransformer(str(source), device="cpu")
     modules = list(st)
     kinds = [type(m).__name__ for m in modules]
     pooling = modules[1] if len(modules) > 1 else None
@@ -142,31 +148,56 @@ def _export(source: Path, out: Path) -> None:
 
     sample = tokenizer(["an export sample", "two"], padding=True, return_tensors="pt")
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
+    raw = out / "model-raw.onnx"
     with torch.no_grad():
         torch.onnx.export(
             LastHidden(),
             tuple(sample[n] for n in names),
-            str(out / FP32_FILE),
+            str(raw),
             input_names=names,
             output_names=["last_hidden_state"],
             dynamic_axes=axes,
             opset_version=17,
             dynamo=False,
         )
+    _optimize(raw, out / FP32_FILE, network.config)
+    raw.unlink()
     # Per-channel int8 weights of the MatMuls only (embeddings stay fp32): cosine to the fp32
-    # vectors stays ~0.99, where per-tensor or all-op quantisation drops to 0.91-0.93.
+    # vectors stays ~0.99, where per-tensor or all-op quantisation drops to 0.91-0.93. The fused
+    # graph's contrib ops have no inferred types, hence DefaultTensorType (float).
     quantize_dynamic(
         str(out / FP32_FILE),
         str(out / INT8_FILE),
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"],
         per_channel=True,
+        extra_options={"DefaultTensorType": 1},
     )
     tokenizer.save_pretrained(str(out))
     getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
     dimension = getter()
     meta = ExportMeta(str(source), mode, int(st.max_seq_length or 512), int(dimension or 0), names)
     write_json_atomic(out / META_FILE, asdict(meta))
+
+
+def _optimize(raw: Path, target: Path, config: Any) -> None:
+    """ONNX Runtime's transformer optimizer (``model_type="bert"``): embeddings + LayerNorm,
+    attention, bias + GELU and residual + LayerNorm each become one fused kernel (MiniLM: 1.3-1.7x
+    faster on CPU, same vectors). A graph the optimizer cannot handle is kept as exported."""
+    import shutil
+
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        model = optimize_model(
+            str(raw),
+            model_type="bert",
+            num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+            hidden_size=int(getattr(config, "hidden_size", 0) or 0),
+        )
+        model.save_model_to_file(str(target))
+    except Exception:  # noqa: BLE001 - an optimizer failure only costs speed
+        shutil.copyfile(raw, target)
 
 
 def _session(path: Path) -> onnxruntime.InferenceSession:

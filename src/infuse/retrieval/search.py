@@ -1,4 +1,5 @@
-"""Hybrid search: dense and keyword lists from the store, fused with weighted RRF, optionally reranked."""
+"""Hybrid search: dense and keyword lists from the store, fused per query language (weighted RRF
+or relative-score fusion, :mod:`infuse.retrieval.fusion`), optionally reranked."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from infuse.config import SearchMode, SearchSettings
 from infuse.documents.models import Chunk
 from infuse.embedders.base import Embedder
 from infuse.language import Language, detect_language
-from infuse.retrieval.fusion import reciprocal_rank_fusion
+from infuse.retrieval.fusion import fuse
 from infuse.retrieval.lexical import Tokenizer
 from infuse.retrieval.rerank import CrossEncoderReranker
 from infuse.store.base import KnowledgeStore
@@ -151,11 +152,11 @@ class HybridSearcher:
 
         ordered: list[tuple[str, float, float | None]]  # (chunk id, score, fused score or None)
         if mode is SearchMode.HYBRID:
-            dense_weight, lexical_weight = self._weights(lang)
-            fused = reciprocal_rank_fusion(
-                [[s.chunk.chunk_id for s in dense], [s.chunk.chunk_id for s in lexical]],
-                [dense_weight, lexical_weight],
-                k=self.settings.rrf_k,
+            fused = fuse(
+                [(s.chunk.chunk_id, s.score) for s in dense],
+                [(s.chunk.chunk_id, s.score) for s in lexical],
+                self.settings.weights[lang],
+                rrf_k=self.settings.rrf_k,
             )
             ordered = [(chunk_id, score, score) for chunk_id, score in fused]
         else:
