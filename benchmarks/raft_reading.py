@@ -49,11 +49,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="RAFT fine-tuning steps")
     parser.add_argument("--batch", type=int, default=4, help="rows of 512 tokens per step")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--rank", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
+    parser.add_argument("--no-oracle-share", type=float, default=0.2, help="RAFT rows without the oracle passage")
+    parser.add_argument(
+        "--lab-steps", type=int, default=None, help="lab model training steps (default: the language's configuration)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    config = LabTrainConfig.for_lang(args.lang)
+    config = LabTrainConfig.for_lang(args.lang, **({"steps": args.lab_steps} if args.lab_steps else {}))
     model_dir = str(train_lab_model(config, progress=PrintProgress()))
     world = config.world()
     root = Path(tempfile.mkdtemp(prefix="infuse-raft-"))
@@ -76,7 +81,7 @@ def main() -> None:
                 name=f"raft-{distractors}",
                 distractors=distractors,
                 questions_per_chunk=10,
-                no_oracle_share=0.2,
+                no_oracle_share=args.no_oracle_share,
                 tokenizer=model_dir,
             ),
         )
@@ -91,6 +96,8 @@ def main() -> None:
         micro_batch_size=args.batch,
         eval_fraction=0,
         lora_dropout=0.0,
+        lora_r=args.rank,
+        lora_alpha=2 * args.rank,
     )
     run = tune(train_ws, str(rows_file), model_dir, tune_config, name="raft")
     print(f"trained {run.name} on {len(rows)} RAFT rows", flush=True)
@@ -115,6 +122,9 @@ def main() -> None:
         "steps": args.steps,
         "lr": args.lr,
         "batch": args.batch,
+        "lora_rank": args.rank,
+        "no_oracle_share": args.no_oracle_share,
+        "lab_steps": config.steps,
         "train_seconds": run.manifest.get("wall_seconds"),
         "seconds": round(time.perf_counter() - started, 1),
         "cells": {name: [c.to_dict() for c in found] for name, found in cells.items()},
@@ -133,7 +143,7 @@ def main() -> None:
         f"{result['date']} · {result['machine']} · load {result['load_after'][0]:.1f} · {len(questions)} 4-option "
         f"questions about {len(test_people)} new people whose documents the RAFT reader never saw (chance 25%); "
         f"RAFT: LoRA, {args.steps} steps x {args.batch} x 512 tokens on {len(rows)} rows about the other {len(train_people)} "
-        f"people (oracle among {' and '.join(map(str, DISTRACTORS))} distractors, 20% without it)",
+        f"people (oracle among {' and '.join(map(str, DISTRACTORS))} distractors, {args.no_oracle_share:.0%} without it; LoRA rank {args.rank}, lr {args.lr:g}; lab model {config.steps} steps)",
         "",
         "| passages k | oracle among them | base reader (95% CI) | RAFT reader (95% CI) | gain |",
         "|---|---|---|---|---|",

@@ -64,11 +64,21 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--method", choices=["lora", "full"], default="lora")
     parser.add_argument("--style-questions", type=int, default=50, help="questions generated per variant for style")
+    parser.add_argument(
+        "--paraphrase-counts",
+        default=",".join(map(str, PARAPHRASE_COUNTS)),
+        help="paraphrase counts to fine-tune on, comma-separated (a reduced run: fewer)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="the first N questions only (a reduced run)")
+    parser.add_argument(
+        "--lab-steps", type=int, default=None, help="lab model training steps (default: the language's configuration)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    config = LabTrainConfig.for_lang(args.lang)
+    counts = tuple(int(n) for n in args.paraphrase_counts.split(","))
+    config = LabTrainConfig.for_lang(args.lang, **({"steps": args.lab_steps} if args.lab_steps else {}))
     model = str(train_lab_model(config, progress=PrintProgress()))
     world = config.world()
     root = Path(tempfile.mkdtemp(prefix="infuse-reproduce-"))
@@ -87,7 +97,7 @@ def main() -> None:
         lora_dropout=0.0,
     )
     runs = []
-    for n in PARAPHRASE_COUNTS:
+    for n in counts:
         request = (
             BuildRequest(DatasetKind.CPT, name="paraphrases-0", tokenizer=model)
             if n == 0
@@ -112,6 +122,7 @@ def main() -> None:
             model=model,
             update=UpdateScenario(root / "world" / UPDATES_DIR / "docs", updates),
             run_name="reproduce",
+            limit=args.limit,
             style=LAB_HOUSE_STYLE,
             style_questions=args.style_questions,
             caller=GUEST,
@@ -132,7 +143,7 @@ def main() -> None:
     styled = by_label[f"ft:{STYLE_RUN}"]
     hybrid = by_label[f"ft:{STYLE_RUN}+rag@1"]
     knowing = by_label[ft_labels[-1]]
-    curve = [(n, by_label[label].accuracy) for n, label in zip(PARAPHRASE_COUNTS, ft_labels)]
+    curve = [(n, by_label[label].accuracy) for n, label in zip(counts, ft_labels)]
     findings = {
         "rag_beats_fine_tuning": {
             "holds": rag.ci[0] > by_label[best_ft].ci[1] or rag.accuracy > by_label[best_ft].accuracy,
@@ -140,7 +151,10 @@ def main() -> None:
             "best_fine_tuned": best_ft,
             "best_fine_tuned_accuracy": by_label[best_ft].accuracy,
         },
-        "paraphrases_help_fine_tuning": {"holds": curve[-1][1] > curve[0][1], "curve": curve},
+        "paraphrases_help_fine_tuning": {
+            "holds": curve[-1][1] > curve[0][1] if len(curve) > 1 else None,
+            "curve": curve,
+        },
         "fine_tuned_models_answer_stale_facts": {
             "holds": fresh[ft_labels[-1]].stale_share > fresh["rag@1"].stale_share,
             "fine_tuned_stale_share": fresh[ft_labels[-1]].stale_share,
@@ -168,6 +182,10 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
         "method": args.method,
+        "lab_steps": config.steps,
+        "paraphrase_counts": counts,
+        "limit": args.limit,
+        "load_after": os.getloadavg(),
         "steps": args.steps,
         "lr": args.lr,
         "seconds": round(time.perf_counter() - started, 1),
@@ -182,8 +200,10 @@ def main() -> None:
     lines = [
         f"# Knowledge injection on the lab ({args.lang}): RAG vs fine-tuning",
         "",
-        f"{result['date']} · {result['machine']} · {summary.questions.count} 4-option questions about new people "
-        f"(chance 25%), log-likelihood scoring; {args.method} fine-tuning, {args.steps} steps x 8 x 256 tokens per run",
+        f"{result['date']} · {result['machine']} · load {result['load_after'][0]:.1f} · {result['seconds']:.0f} s · "
+        f"{summary.questions.count} 4-option questions about new people "
+        f"(chance 25%), log-likelihood scoring; {args.method} fine-tuning, {args.steps} steps x 8 x 256 tokens per run; "
+        f"lab model {config.steps} training steps",
         "",
         f"Style: the lab house style ({LAB_HOUSE_STYLE.template(args.lang)!r}), checked exactly on the answers "
         f"generated for the first {args.style_questions} questions. Leak rate: the {by_label['base'].leak.n} questions "
@@ -211,7 +231,11 @@ def main() -> None:
         "|---|---|",
         f"| RAG beats fine-tuning for new knowledge | {'reproduced' if findings['rag_beats_fine_tuning']['holds'] else 'NOT reproduced'}: "
         f"rag@1 {rag.accuracy:.1%} vs best fine-tuned ({best_ft}) {by_label[best_ft].accuracy:.1%} |",
-        f"| fine-tuning improves with more paraphrases | {'reproduced' if findings['paraphrases_help_fine_tuning']['holds'] else 'NOT reproduced'}: "
+        "| fine-tuning improves with more paraphrases | "
+        + {True: "reproduced", False: "NOT reproduced", None: "not measured (one paraphrase count)"}[
+            findings["paraphrases_help_fine_tuning"]["holds"]
+        ]
+        + ": "
         + ", ".join(f"{n} paraphrases {a:.1%}" for n, a in curve)
         + " |",
         f"| a fine-tuned model keeps answering stale facts after an update | "

@@ -204,7 +204,7 @@ def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, m
     result = run_lab_story(tmp_path / "story", StoryConfig(lab=lab, tune_steps=3, batch_rows=2, limit=10))
     summary = result.summary.to_json()
     labels = [v["label"] for v in summary["variants"]]
-    assert labels == ["base", "rag@1", "ft:ft-1", "ft:ft-5", "ft:ft-style", "ft:ft-5+rag@1", "ft:ft-style+rag@1"]
+    assert labels == ["base", "rag@1", "ft:ft-house", "ft:ft-house+rag@1"]  # one run for the facts and the style
     # every variant's style adherence and its leak rate for the guest, who may not read n0000's document
     for v in result.summary.variants:
         assert v.style is not None and v.style.n == 10 and v.leak is not None and v.leak.user == "guest"
@@ -212,8 +212,8 @@ def test_the_lab_story_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, m
     assert summary["freshness"]["changed_facts"] > 0
     assert result.report_html.is_file() and result.report_markdown.is_file()
     assert result.recommendation["approach"] and result.recommendation["reasons"]
-    ft5 = next(v for v in summary["variants"] if v["label"] == "ft:ft-5")
-    assert ft5["training"]["dataset"]["paraphrases"] == 4
+    ft = next(v for v in summary["variants"] if v["label"] == "ft:ft-house")
+    assert ft["training"]["dataset"]["kind"] == "qa"
 
 
 def test_freshness_table_shows_each_variant_and_is_absent_without_an_update() -> None:

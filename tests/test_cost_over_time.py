@@ -89,3 +89,33 @@ def test_the_report_plot_needs_the_update_scenario() -> None:
     assert "After 12 months: RAG $3.65" in plot.caption
     with pytest.raises(ValueError, match="retrain_every >= 1"):
         CostScenario(retrain_every=0)
+
+
+def test_infuse_report_takes_the_usage_to_project_over(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from infuse.cli import app
+    from infuse.evaluation.runs import write_run
+    from infuse.workspace import Workspace
+
+    Workspace.open(tmp_path / "ws", create=True)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run(run_dir, _summary(), [])
+    runner = CliRunner()
+    ws = ["-w", str(tmp_path / "ws")]
+    default = runner.invoke(app, [*ws, "report", str(run_dir), "--json"])
+    assert default.exit_code == 0, default.output
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "4 updates a month, 1,000 questions a day, FT retrained every 4 updates" in markdown
+    options = ["--updates-per-month", "8", "--questions-per-day", "50", "--retrain-every", "2", "--months", "6"]
+    chosen = runner.invoke(app, [*ws, "report", str(run_dir), *options, "--json"])
+    assert chosen.exit_code == 0, chosen.output
+    assert json.loads(chosen.stdout)["markdown"] == str(run_dir / "report.md")
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "8 updates a month, 50 questions a day, FT retrained every 2 updates" in markdown
+    assert "After 6 months" in markdown
+    bad = runner.invoke(app, [*ws, "report", str(run_dir), "--retrain-every", "0"])
+    assert bad.exit_code != 0

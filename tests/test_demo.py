@@ -50,17 +50,23 @@ def test_the_demo_prints_cli_commands_that_the_cli_accepts(tmp_path: Path) -> No
         *["access set"] * (1 + restricted),
         "questions import",
         "questions import",
-        "dataset build",
-        "dataset build",
-        "tune",
-        "tune",
         "lab style-examples",
+        "dataset build",
         "tune",
         "compare",
         "report",
         "advise",
     ]
-    tune = parsed[7 + restricted][1]  # the story's training settings, not a copy that can drift
+    # the story's one run (facts in the house style + style examples) and its training settings,
+    # not a copy that can drift
+    examples, build, tune = (parsed[i + restricted][1] for i in (5, 6, 7))
+    assert (examples["people"], build["kind"], build["per_chunk"]) == (
+        config.style_people,
+        "qa",
+        config.questions_per_doc,
+    )
+    assert (build["replay"], build["replay_share"]) == (examples["out"], config.style_share) and build["style"]
+    assert tune["dataset"] == build["name"]
     assert (tune["max_steps"], tune["lr"], tune["batch_size"]) == (config.tune_steps, config.tune_lr, config.batch_rows)
 
     output = io.StringIO()

@@ -11,6 +11,7 @@ from infuse.documents.models import Chunk, FileType
 from infuse.evaluation.compare import (
     CompareRequest,
     check_style,
+    gold_rank,
     parse_variants,
     run_compare,
     unreadable_questions,
@@ -181,13 +182,22 @@ def test_compare_measures_style_and_leaks_for_every_variant(styled_ws: Workspace
         assert len(records) == 6 and v.style.adherence == pytest.approx(sum(r.styled for r in records) / 6)
         assert v.leak is not None and v.leak.user == "guest" and v.leak.n == len(restricted) == 10
         assert v.leak.chance == 0.25 and 0 <= v.leak.leak_rate <= 1
+        # one record per leak question (label leak:LABEL, asked as the guest), the rate computed from them
+        leaked = [r for r in run.records if r.label == f"leak:{v.label}"]
+        assert [r.question_id for r in leaked] == [q.id for q in restricted]
+        assert {r.asked_as for r in leaked} == {"guest"} and all(r.correct is not None for r in leaked)
+        assert v.leak.accuracy == pytest.approx(sum(bool(r.correct) for r in leaked) / len(leaked), abs=1e-4)
+        # retrieval as the guest never shows the restricted document
+        assert not any(gold_rank(q, r.retrieved) for q, r in zip(restricted, leaked, strict=True))
+    assert all(r.asked_as is None for r in run.records if not r.label.startswith("leak:"))
     by_label = {v.label: v for v in run.summary.variants}
     assert by_label["base"].style.adherence == 0.0  # the base model never writes the house style
     # RAG asked as the guest retrieves nothing they may not read: it knows what the base model knows
     assert by_label["rag@1"].leak.accuracy == by_label["base"].leak.accuracy
     # the fields survive the run folder and reach the report
-    again = read_run(run.path).summary
-    assert again.variants == run.summary.variants
+    again = read_run(run.path)
+    assert again.summary.variants == run.summary.variants
+    assert [r for r in again.records if r.asked_as] == [r for r in run.records if r.asked_as]  # the leak records
     markdown, _ = write_report(run.path)
     text = markdown.read_text(encoding="utf-8")
     assert "lab style adherence (95% CI)" in text and "leak rate for guest (10 unreadable; 95% CI)" in text

@@ -1,6 +1,7 @@
 """``make demo``: the whole lab story (synthetic world -> tiny model trained from scratch -> RAG,
-fine-tuning on 1 and 5 paraphrased variants, a head-to-head comparison, a document update, the
-report and the advice), then the bundled sample corpus (EN + JA, six formats) ingested and searched.
+one fine-tuning run on the facts in a house style, a head-to-head comparison with style adherence
+and a leak rate, a document update, the report and the advice), then the bundled sample corpus
+(EN + JA, six formats) ingested and searched.
 
 Runs offline. Everything goes under ``./.demo-workspace`` (or ``$INFUSE_DEMO_WORKSPACE``); the lab
 model is trained on the first run (about 5 minutes on 2 cores) and cached afterwards.
@@ -68,18 +69,17 @@ def lab_commands(root: Path, config: StoryConfig) -> list[str]:
         256,
     ]
     tune_options += ["--batch-size", config.batch_rows, "--eval-fraction", 0, "--lora-dropout", 0]
-    from infuse.lab.story import STYLE_RUN
+    from infuse.lab.story import FT_DATASET, FT_RUN
     from infuse.lab.templates import LAB_HOUSE_STYLE
 
-    variants = "base,rag,ft,ft+rag"
-    compare: list[object] = ["--questions", "new_mc", "--variants", variants, "--adapter", "ft-1", "--adapter", "ft-5"]
-    compare += ["--adapter", STYLE_RUN]
-    compare += [
+    style = [
         arg for lang, t in LAB_HOUSE_STYLE.templates.items() if lang == lab.lang for arg in ("--style", f"{lang}={t}")
     ]
-    compare += ["--style-questions", config.style_questions, "--as-user", config.user]
+    compare: list[object] = ["--questions", "new_mc", "--variants", "base,rag,ft,ft+rag", "--adapter", FT_RUN]
+    compare += [*style, "--style-questions", config.style_questions, "--as-user", config.user]
     compare += ["-k", config.k, "--model", model, "--update-docs", world / UPDATES_DIR / DOCS_DIR]
     compare += ["--update-questions", "update_mc"] + (["--limit", config.limit] if config.limit else [])
+    house_style = root / "house_style.jsonl"
     return [
         f"# the lab model: `infuse lab train --lang {lab.lang}` trains it once into {model}",
         command("lab", "world", "-o", world, "--lang", lab.lang, "--seed", lab.world_seed, "--overwrite"),
@@ -101,43 +101,26 @@ def lab_commands(root: Path, config: StoryConfig) -> list[str]:
             world / UPDATES_DIR / "questions_mc.jsonl",
             *"--format mc --name update_mc --overwrite".split(),
         ),
-        command("-w", ws, "dataset", "build", "--kind", "cpt", "--name", "variants-1", "--model", model, "--overwrite"),
+        "# house-style examples about known people (behaviour, no new facts), mixed into the facts written "
+        "as questions answered in the house style: one run learns both",
+        command("lab", "style-examples", "-o", house_style, "--lang", lab.lang, "--people", config.style_people),
         command(
             "-w",
             ws,
-            *"dataset build --kind paraphrase --name variants-5 --paraphrases".split(),
-            config.paraphrases,
+            *"dataset build --kind qa --name".split(),
+            FT_DATASET,
+            "--per-chunk",
+            config.questions_per_doc,
+            *style,
+            "--replay",
+            house_style,
+            "--replay-share",
+            config.style_share,
             "--model",
             model,
             "--overwrite",
         ),
-        command("-w", ws, "tune", "--dataset", "variants-1", "--model", model, "--name", "ft-1", *tune_options),
-        command("-w", ws, "tune", "--dataset", "variants-5", "--model", model, "--name", "ft-5", *tune_options),
-        "# house-style examples about known people (behaviour, no new facts); restricted documents: "
-        "`infuse access set` (the lab gives every fifth new person's document to group:hr only)",
-        command(
-            "lab",
-            "style-examples",
-            "-o",
-            root / "house_style.jsonl",
-            "--lang",
-            lab.lang,
-            "--people",
-            config.style_people,
-        ),
-        command(
-            "-w",
-            ws,
-            "tune",
-            "--dataset",
-            root / "house_style.jsonl",
-            "--model",
-            model,
-            "--name",
-            STYLE_RUN,
-            *tune_options,
-        ),
-        "# the demo pairs ft+rag with ft-5 only; the command below pairs it with each adapter",
+        command("-w", ws, "tune", "--dataset", FT_DATASET, "--model", model, "--name", FT_RUN, *tune_options),
         command("-w", ws, "compare", *compare),
         command("-w", ws, "report"),
         command("-w", ws, "advise"),

@@ -28,6 +28,7 @@ from infuse.cli.common import (
     state,
 )
 from infuse.errors import InfuseError
+from infuse.evaluation.cost_over_time import CostScenario
 from infuse.evaluation.questions import ImportFormat, QuestionKind
 from infuse.evaluation.runs import CompareRun
 
@@ -272,8 +273,19 @@ def report(
     run: Annotated[str | None, typer.Argument(help="Compare run name \\[default: the latest].")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report paths as JSON.")] = False,
+    updates_per_month: Annotated[
+        float, typer.Option(help="Cost over time: document updates a month.", min=0)
+    ] = CostScenario.updates_per_month,
+    questions_per_day: Annotated[
+        float, typer.Option(help="Cost over time: questions asked a day.", min=0)
+    ] = CostScenario.questions_per_day,
+    retrain_every: Annotated[
+        int, typer.Option(help="Cost over time: the fine-tuned model is retrained every N updates.", min=1)
+    ] = CostScenario.retrain_every,
+    months: Annotated[int, typer.Option(help="Cost over time: months projected.", min=1)] = CostScenario.months,
 ) -> None:
-    """Write a compare run's report: Markdown and a self-contained HTML page with plots."""
+    """Write a compare run's report: Markdown and a self-contained HTML page with plots (the
+    cost-over-time plot projects the run's measured costs over the usage the options describe)."""
     from infuse.evaluation.compare import latest_run, load_run
     from infuse.evaluation.report import write_report
 
@@ -281,7 +293,13 @@ def report(
     found = load_run(ws, run) if run else latest_run(ws)
     if found is None:
         raise InfuseError(f"no compare runs in {ws.runs_dir}; run `infuse compare` first")
-    markdown, html = write_report(found.path)
+    scenario = CostScenario(
+        months=months,
+        updates_per_month=updates_per_month,
+        questions_per_day=questions_per_day,
+        retrain_every=retrain_every,
+    )
+    markdown, html = write_report(found.path, scenario=scenario)
     if as_json:
         print_json({"run": found.summary.run, "markdown": str(markdown), "html": str(html)})
     else:

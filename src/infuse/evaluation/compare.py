@@ -407,10 +407,11 @@ def measure_leaks(
     generation: GenerationConfig,
     seed: int,
     progress: Progress | None = None,
-) -> dict[VariantSpec, LeakStats]:
+) -> tuple[dict[VariantSpec, LeakStats], list[QuestionRecord]]:
     """Every variant answers the questions about documents `caller` may not read, as `caller`:
     retrieval sees only what they may read (as the server serves them); a fine-tuned model
-    answers from its weights whoever asks. See :class:`LeakStats` for the leak rate."""
+    answers from its weights whoever asks. See :class:`LeakStats` for the leak rate. Returns the
+    stats and every answer's record (label ``leak:LABEL``, ``asked_as`` the user)."""
     restricted = unreadable_questions(workspace, questions, caller)
     if not restricted:
         raise CompareError(
@@ -424,11 +425,14 @@ def measure_leaks(
     progress = or_null(progress)
     progress.start(f"leak check ({caller.name})", len(restricted) * len(specs))
     stats = {}
+    records: list[QuestionRecord] = []
     for spec in specs:
         pipeline = workspace.rag_pipeline(models.get(spec.adapter), generation, filters=filters)
         correct = []
         for question in restricted:
-            correct.append(1.0 if answer_question(pipeline, question, spec, generation).correct else 0.0)
+            record = answer_question(pipeline, question, spec, generation).leak_check(caller.name)
+            records.append(record)
+            correct.append(1.0 if record.correct else 0.0)
             progress.advance()
         accuracy = sum(correct) / len(correct)
         low, high = bootstrap_ci(correct, seed=seed)
@@ -444,7 +448,7 @@ def measure_leaks(
             leak_rate=above(accuracy),
             ci=(above(low), above(high)),
         )
-    return stats
+    return stats, records
 
 
 # --- the runner ------------------------------------------------------------------------------
@@ -679,8 +683,9 @@ def _run(
             progress,
         )
     leaks: dict[VariantSpec, LeakStats] = {}
+    leak_records: list[QuestionRecord] = []
     if request.caller is not None:
-        leaks = measure_leaks(
+        leaks, leak_records = measure_leaks(
             workspace, models, questions, request.variants, request.caller, generation, request.seed, progress
         )
     variants = tuple(
@@ -700,7 +705,7 @@ def _run(
     kinds = [str(q.kind) for q in questions]
     chance = statistics.fmean(1 / len(q.choices) if q.kind is QuestionKind.MC and q.choices else 0.0 for q in questions)
     by_tokens = cost.input_usd_per_mtok is not None or cost.output_usd_per_mtok is not None
-    results = [r for records in by_spec.values() for r in records]
+    results = [r for records in by_spec.values() for r in records] + leak_records
     fresh = None
     if request.update is not None:
         fresh, fresh_results = freshness(workspace, request, models, generation, staging, cost, progress)

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infuse.advice import Criteria, Recommendation, advise
+from infuse.evaluation.cost_over_time import CostScenario
 from infuse.evaluation.report_plots import Plot, build_plots
 from infuse.evaluation.report_tables import (
     Disagreement,
@@ -407,15 +408,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def write_report(run_dir: Path, criteria: Criteria | None = None) -> tuple[Path, Path]:
+def write_report(
+    run_dir: Path, criteria: Criteria | None = None, scenario: CostScenario | None = None
+) -> tuple[Path, Path]:
     """Write ``RUN_DIR/report.md`` (with ``RUN_DIR/plots/*.png``) and ``RUN_DIR/report.html``; the
-    verdict at the top is the advice for `criteria` (none stated: the advisor's defaults).
+    verdict at the top is the advice for `criteria` (none stated: the advisor's defaults); the
+    cost-over-time plot projects the run over `scenario` (None: :class:`CostScenario`'s defaults).
 
     Returns the two paths. Raises :class:`ReportError` when the folder has no readable summary.
     """
     run = load_run(Path(run_dir))
     verdict_lines = _verdict_lines(verdict(run, criteria), criteria is not None, _run_name(run))
-    plots = build_plots(run)
+    plots = build_plots(run, scenario)
     table = variants_table(run.summary.variants)
     fresh_table = freshness_table(run.summary.freshness) if run.summary.freshness else None
     found, total = disagreements(run)

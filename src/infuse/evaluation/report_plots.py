@@ -394,7 +394,9 @@ def plot_paraphrases(variants: Sequence[VariantSummary]) -> Plot | None:
     )
 
 
-def build_plots(run: CompareRun) -> list[Plot]:
+def build_plots(run: CompareRun, scenario: CostScenario | None = None) -> list[Plot]:
+    """Every plot the run has the numbers for; `scenario` is the cost-over-time projection's usage
+    (None: :class:`CostScenario`'s defaults)."""
     variants = run.summary.variants
     candidates = [
         plot_accuracy(variants),
@@ -403,7 +405,7 @@ def build_plots(run: CompareRun) -> list[Plot]:
         plot_cost(variants),
         plot_freshness(run.summary.freshness),
         plot_paraphrases(variants),
-        plot_cost_over_time(run.summary),
+        plot_cost_over_time(run.summary, scenario),
     ]
     return [plot for plot in candidates if plot is not None]
 

@@ -488,7 +488,7 @@ class QuestionRecord(_Record):
     """One question through one variant: a line of ``results.jsonl``."""
 
     question_id: str = _field(_text, "")
-    label: str = _field(_text, "")  # the variant's label; "update:LABEL" after the update
+    label: str = _field(_text, "")  # the variant's label; "update:LABEL" after the update, "leak:LABEL" asked as a user
     kind: str | None = _field(_str)  # "mc" | "short"
     question: str = _field(_text, "")
     answers: tuple[str, ...] = _field(_texts, ())
@@ -509,10 +509,15 @@ class QuestionRecord(_Record):
     styled_answer: str | None = _field(_str, omit=None)  # runs with a house style: the generated answer
     styled: bool | None = _field(_bool, omit=None)  # ... and whether it follows the style
     update: bool = _field(lambda value: value is True, False, omit=False)
+    asked_as: str | None = _field(_str, omit=None)  # the leak check: the user the question was asked as
 
     def after_update(self) -> QuestionRecord:
         """This record as one of the update scenario's (label ``update:LABEL``)."""
         return replace(self, label=f"update:{self.label}", update=True)
+
+    def leak_check(self, user: str) -> QuestionRecord:
+        """This record as one of the leak check's, asked as `user` (label ``leak:LABEL``)."""
+        return replace(self, label=f"leak:{self.label}", asked_as=user)
 
 
 # --- the run folder ----------------------------------------------------------------------------

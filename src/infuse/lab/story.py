@@ -1,7 +1,18 @@
-"""The whole story on the lab, offline: world -> lab model -> RAG, fine-tuning on 1 and on 5
-paraphrased variants and on house-style examples, a head-to-head comparison (accuracy, style
-adherence, the leak rate for a user who may not read the restricted people's documents), the
-update scenario, the report and the advice.
+"""The whole story on the lab, offline: world -> lab model -> RAG, one fine-tuning run that learns
+both the facts and the house style, a head-to-head comparison (accuracy, style adherence, the
+leak rate for a user who may not read the restricted people's documents), the update scenario,
+the report and the advice.
+
+One run, not one per lesson, keeps ``make demo`` within its time budget (each LoRA run costs
+tens of seconds on 2 cores, and every variant is asked the style and leak questions too): its
+dataset is question-answer pairs about the new people's documents with answers in the house style
+(``dataset build --kind qa --style``), mixed half and half with house-style examples about the
+known people in the RAG prompt (``lab style-examples`` as ``--replay``), so the run answers in the
+style with passages and without. The four variants then show the picture: RAG knows the facts but
+not the style; the fine-tuned run has the style and the facts it was trained on, including those
+of documents the user may not read (its leak rate); fine-tuned + RAG has both, and still leaks.
+The Ovadia reproduction with paraphrase counts and a style-only run is
+``benchmarks/reproduce_knowledge_injection.py``.
 
 Every step is the library call the matching CLI command makes (``infuse ingest``, ``questions
 import``, ``dataset build``, ``tune``, ``compare``, ``report``, ``advise``), on a workspace under
@@ -25,9 +36,10 @@ from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import QUESTIONS_DIR, UPDATES_DIR
 from infuse.progress import Progress
 
-STORY_STEPS = 100  # fine-tuning steps per run (matched compute for 1 and 5 variants)
+STORY_STEPS = 60  # fine-tuning steps of the story's one run (enough for the style and the facts)
 STORY_LR = 3e-3
-STYLE_RUN = "ft-style"
+FT_RUN = "ft-house"  # the one fine-tuned run: the facts and the house style
+FT_DATASET = "facts-house-style"
 
 
 @dataclass(frozen=True)
@@ -38,11 +50,12 @@ class StoryConfig:
     tune_steps: int = STORY_STEPS
     tune_lr: float = STORY_LR
     batch_rows: int = 8
-    paraphrases: int = 4  # 5 variants per person: the document + 4 paraphrases
+    questions_per_doc: int = 10  # house-style QA pairs per new person's document (2 per attribute)
+    style_share: float = 0.5  # share of the run's rows that are house-style examples about known people
     k: int = 1
-    limit: int | None = None  # questions (None: all of the world's new-people questions)
-    style_people: int = 100  # known people the house-style examples are about
-    style_questions: int = 30  # answers generated per variant for the style check
+    limit: int | None = 100  # questions: the first 20 new people's (None: all 250)
+    style_people: int = 50  # known people the house-style examples are about
+    style_questions: int = 10  # answers generated per variant for the style check
     user: str = "guest"  # the leak rate is measured for this user (not in the restricted group)
 
 
@@ -83,22 +96,20 @@ def run_lab_story(
     save_question_set(workspace.questions_dir, questions, overwrite=True)
     updates = import_questions(world_dir / UPDATES_DIR / "questions_mc.jsonl", ImportFormat.MC, name="update_mc")
     save_question_set(workspace.questions_dir, updates, overwrite=True)
-    datasets = {
-        "1": build_dataset(
-            workspace, BuildRequest(DatasetKind.CPT, name="variants-1", tokenizer=model, overwrite=True)
-        ),
-        "5": build_dataset(
-            workspace,
-            BuildRequest(
-                DatasetKind.PARAPHRASE,
-                name="variants-5",
-                paraphrases=config.paraphrases,
-                tokenizer=model,
-                overwrite=True,
-            ),
-        ),
-    }
     style_file = write_house_style_rows(house_style_rows(world, people=config.style_people), root / "house_style.jsonl")
+    dataset = build_dataset(
+        workspace,
+        BuildRequest(
+            DatasetKind.QA,
+            name=FT_DATASET,
+            questions_per_chunk=config.questions_per_doc,
+            style=LAB_HOUSE_STYLE,
+            replay=style_file,
+            replay_share=config.style_share,
+            tokenizer=model,
+            overwrite=True,
+        ),
+    )
     tune_config = TuneConfig(
         method=TuneMethod.LORA,
         max_steps=config.tune_steps,
@@ -108,22 +119,17 @@ def run_lab_story(
         eval_fraction=0,
         lora_dropout=0.0,
     )
-    runs = []
-    sources = {
-        **{f"ft-{label}": dataset.manifest.name for label, dataset in datasets.items()},
-        STYLE_RUN: str(style_file),
-    }
-    for name, source in sources.items():
-        if (workspace.adapters_dir / name).is_dir():  # the story re-trains its runs (seconds of work)
-            remove_run(workspace, name)
-        what = "house-style examples about known people" if name == STYLE_RUN else f"{name[3:]} variant(s) per person"
-        console.print(f"fine-tuning (LoRA): {what}")
-        runs.append(tune(workspace, source, model, tune_config, name=name, progress=progress).name)
-    knowledge = runs[:-1]
+    if (workspace.adapters_dir / FT_RUN).is_dir():  # the story re-trains its run (seconds of work)
+        remove_run(workspace, FT_RUN)
+    console.print(
+        f"fine-tuning (LoRA): the new people's facts as questions answered in the house style, "
+        f"and house-style examples about known people ({dataset.manifest.rows} rows)"
+    )
+    run_name = tune(workspace, dataset.manifest.name, model, tune_config, name=FT_RUN, progress=progress).name
     variants = (
         parse_variants("base,rag", ks=[config.k])
-        + parse_variants("ft", adapters=runs)
-        + parse_variants("ft+rag", adapters=[knowledge[-1], STYLE_RUN], ks=[config.k])
+        + parse_variants("ft", adapters=[run_name])
+        + parse_variants("ft+rag", adapters=[run_name], ks=[config.k])
     )
     request = CompareRequest(
         variants,
