@@ -305,7 +305,9 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
         return [h.chunk.chunk_id for h in store.lexical_search(query_tokens[i], k, filters)]
 
     def hybrid(i: int, filters: Filter | None = None) -> list[str]:
-        fused = reciprocal_rank_fusion([dense(i, filters, CANDIDATES), keyword(i, filters, CANDIDATES)])
+        # Both lists in one call, as HybridSearcher asks for them (the store may run them at once).
+        lists = store.ranked_lists(query_vectors[i], query_tokens[i], CANDIDATES, filters)
+        fused = reciprocal_rank_fusion([[h.chunk.chunk_id for h in hits] for hits in lists])
         return [chunk_id for chunk_id, _ in fused[:K]]
 
     modes: dict[str, Callable[[int], list[str]]] = {
