@@ -13,7 +13,7 @@ keyword index and the vector index incrementally; the vector index (``[store.ind
 built once the table reaches ``min_rows`` (below that an exact scan is fast) and retrained when
 the table outgrows the rows it was trained on by ``retrain_growth`` (the count is kept in the
 vector column's field metadata, committed with the table). Dense searches on an indexed table
-probe at least ``nprobes`` partitions and more when a filter leaves fewer than ``k`` rows in them.
+probe ``nprobes`` partitions, and as many as it takes when a filter leaves fewer than ``k`` rows in them.
 
 One column table per collection (:data:`CHUNK_COLUMNS`, :data:`DOCUMENT_COLUMNS`) drives the
 schema, the rows written and the records read back: a new chunk attribute is one line there.
@@ -559,16 +559,26 @@ class LanceDBStore:
         return dense_list, lexical_list if scoped else best_first(lexical_list, k)
 
     def _dense_hits(self, vector: np.ndarray, k: int, where: str | None) -> list[tuple[int, float]]:
-        """Row ids and cosine similarities of the ``k`` (plus a tie margin) nearest chunks."""
-        query = (
-            self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR)
-            .distance_type("cosine")
-            .minimum_nprobes(self.index.nprobes)
-            .maximum_nprobes(0)  # a narrow filter probes on until it has k rows
-            .refine_factor(self.index.refine_factor)
-            .ef(max(self.index.ef, k * self.index.refine_factor))  # HNSW needs ef >= the candidates refined
-        )
-        found = self._hits(query, where, k + TIE_MARGIN, "_distance")
+        """Row ids and cosine similarities of the ``k`` (plus a tie margin) nearest chunks.
+
+        An indexed table is searched in ``nprobes`` partitions; only when that leaves fewer rows
+        than asked for (a narrow filter) is the search repeated over as many partitions as it takes.
+        (LanceDB given a minimum and no maximum searched every partition, filter or not.)"""
+
+        def search(maximum_nprobes: int) -> list[tuple[int, float]]:
+            query = (
+                self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR)
+                .distance_type("cosine")
+                .minimum_nprobes(self.index.nprobes)
+                .maximum_nprobes(maximum_nprobes)
+                .refine_factor(self.index.refine_factor)
+                .ef(max(self.index.ef, k * self.index.refine_factor))  # HNSW needs ef >= the candidates refined
+            )
+            return self._hits(query, where, k + TIE_MARGIN, "_distance")
+
+        found = search(self.index.nprobes)
+        if len(found) < k + TIE_MARGIN and where:
+            found = search(0)  # 0: no maximum
         return [(row_id, 1.0 - distance) for row_id, distance in found]
 
     def _lexical_hits(self, terms: list[str], k: int, where: str | None, scoped: bool) -> list[tuple[int, float]]:
@@ -627,8 +637,8 @@ class LanceDBStore:
         which = pc.fill_null(pc.index_in(pc.list_flatten(split), value_set=pa.array(terms)), -1)
         term_of = np.asarray(which.to_numpy(zero_copy_only=False))
         hit = term_of >= 0
-        tf = np.zeros((found.num_rows, len(terms)))
-        np.add.at(tf, (rows[hit], term_of[hit]), 1)
+        cells = rows[hit] * len(terms) + term_of[hit]  # bincount: np.add.at is several times slower
+        tf = np.bincount(cells, minlength=found.num_rows * len(terms)).reshape(found.num_rows, len(terms))
         stats = TermStatistics(n_chunks, dict(zip(terms, (int(n) for n in (tf > 0).sum(axis=0)))))
         scores = bm25(tf, lengths, np.array([stats.idf(t) for t in terms]), average)
         ids, row_ids = found.column("chunk_id").to_pylist(), found.column("_rowid").to_pylist()
