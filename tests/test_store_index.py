@@ -157,3 +157,76 @@ def test_a_maintenance_step_preempted_by_another_writer_runs_again_on_the_latest
     with pytest.raises(RuntimeError, match="Retryable commit conflict"):
         retry_commit_conflicts(always, table)
     assert len(calls) == COMMIT_ATTEMPTS  # then the conflict is reported
+
+
+def test_optimize_builds_scalar_indexes_that_a_callers_prefilter_uses(tmp_path: Path) -> None:
+    """Ids and the access list get scalar indexes with the others; a caller's access filter is then
+    answered from the access index, and gives the same rows, indexed or written since."""
+    from infuse.access import Caller, DefaultPolicy
+    from infuse.store.filters import access_filter
+
+    store = LanceDBStore(tmp_path / "lancedb", "chunks", DIM, index=IndexSettings())
+    rng = np.random.default_rng(2)
+    lists = [("group:g1",), ("group:g2",), ("group:g1", "deny:user:bob"), ("everyone",)]
+
+    def write(start: int, stop: int) -> None:
+        records, rows = [], []
+        for i in range(start, stop):
+            doc = document(f"doc{i}", access=lists[i % len(lists)])
+            records.append(DocumentRecord(doc, "pipeline-1", 1, "2026-01-01T00:00:00+00:00"))
+            vector = rng.standard_normal(DIM).astype(np.float32)
+            rows.append(IndexedChunk(chunk(doc, 0, f"word{i} shared"), (f"word{i}", "shared"), vector))
+        store.replace_documents(records, rows)
+
+    write(0, 40)
+    store.optimize()
+    chunk_indexes = {tuple(i.columns): i.index_type for i in store._chunks.list_indices()}
+    assert chunk_indexes[("chunk_id",)] == chunk_indexes[("doc_id",)] == "BTree"
+    assert chunk_indexes[("access",)] == "LabelList"
+    assert {tuple(i.columns) for i in store._documents.list_indices()} == {("doc_id",)}
+
+    bob = access_filter(Caller("bob", groups=("g1",)), DefaultPolicy.ADMINS)
+    where = store._where(bob, exclude_flagged=False)
+    assert where is not None and "coalesce" not in where  # the indexable form (see filter_to_sql)
+    plan = store._chunks.search().where(where).select(["chunk_id"]).explain_plan(True)
+    assert "ScalarIndexQuery" in plan and "access_idx" in plan
+
+    def readable() -> set[str]:
+        return {h.chunk.doc_id for h in store.lexical_search(["shared"], 100, bob)}
+
+    expected = {f"doc{i}" for i in range(40) if i % 4 in (0, 3)}  # g1 or everyone, never denied
+    assert readable() == expected
+    write(40, 48)  # not in the indexes yet: scanned, filtered the same way
+    assert readable() == expected | {f"doc{i}" for i in range(40, 48) if i % 4 in (0, 3)}
+    dense = store.dense_search(rng.standard_normal(DIM).astype(np.float32), 100, bob)
+    assert {h.chunk.doc_id for h in dense} == readable()
+
+
+def test_a_none_of_keeps_rows_without_the_column_unless_another_clause_needs_it() -> None:
+    from infuse.store.filters import AllOf, AnyOf, NoneOf
+    from infuse.store.lancedb import filter_to_sql
+
+    deny = NoneOf("access", ["deny:user:bob"])
+    assert filter_to_sql(deny) == "coalesce(NOT (array_has_any(access, ['deny:user:bob'])), true)"
+    # Only rows listing a principal pass the first clause, so the null guard is dropped ...
+    both = filter_to_sql(AllOf([AnyOf("access", ["user:bob"]), deny]))
+    assert both == "(array_has_any(access, ['user:bob'])) AND (NOT (array_has_any(access, ['deny:user:bob'])))"
+    # ... but not for a clause on another column.
+    assert "coalesce" in str(filter_to_sql(AllOf([AnyOf("lang", ["en"]), deny])))
+
+
+def test_rows_from_before_the_access_column_pass_a_none_of_and_never_a_callers_filter(tmp_path: Path) -> None:
+    from infuse.access import Caller, DefaultPolicy
+    from infuse.store.filters import NoneOf, access_filter
+
+    store = LanceDBStore(tmp_path / "lancedb", "chunks", DIM, index=IndexSettings())
+    fill(store, 0, 6, np.random.default_rng(3))
+    store.set_access([f"doc{i}" for i in range(2, 6)], ["everyone"])
+    store.optimize()
+    store._chunks.update(where="doc_id IN ('doc0', 'doc1')", values_sql={"access": "NULL"})  # an old table's rows
+    deny = NoneOf("access", ["deny:user:bob"])
+    assert {h.chunk.doc_id for h in store.lexical_search(["shared"], 10, deny)} == {f"doc{i}" for i in range(6)}
+    bob = access_filter(Caller("bob", groups=("g1",)), DefaultPolicy.ADMINS)
+    everyone = {h.chunk.doc_id for h in store.lexical_search(["shared"], 10, bob)}
+    assert everyone == {f"doc{i}" for i in range(2, 6)}
+

@@ -13,7 +13,7 @@ keyword index and the vector index incrementally; the vector index (``[store.ind
 built once the table reaches ``min_rows`` (below that an exact scan is fast) and retrained when
 the table outgrows the rows it was trained on by ``retrain_growth`` (the count is kept in the
 vector column's field metadata, committed with the table). Dense searches on an indexed table
-probe at least ``nprobes`` partitions and more when a filter leaves fewer than ``k`` rows in them.
+probe ``nprobes`` partitions, and as many as it takes when a filter leaves fewer than ``k`` rows in them.
 
 One column table per collection (:data:`CHUNK_COLUMNS`, :data:`DOCUMENT_COLUMNS`) drives the
 schema, the rows written and the records read back: a new chunk attribute is one line there.
@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -50,9 +51,8 @@ from infuse.store.base import (
     access_column,
     best_first,
     bm25,
-    ranked_lists_separately,
 )
-from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, Eq, Filter, FilterValue, NoneOf, names_field
+from infuse.store.filters import ACCESS_FIELD, CHUNK_FIELDS, AllOf, AnyOf, Eq, Filter, FilterValue, NoneOf, names_field
 from infuse.store.terms import TermStatistics
 
 R = TypeVar("R")
@@ -61,6 +61,8 @@ _VECTOR = "vector"  # its type depends on the store's dimension
 _TOKENS = "tokens"
 VECTOR_INDEX = "vector_idx"
 TRAINED_ROWS_KEY = "infuse.vector_index_trained_rows"  # vector field metadata: rows the index was trained on
+# The dense leg of a hybrid search runs here while the calling thread runs the keyword leg.
+_LEG_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="infuse-dense")
 SCOPES_CACHED = 256  # filters (callers' views) whose keyword statistics are kept per table version
 
 
@@ -222,22 +224,40 @@ def _sql_list(values: Sequence[FilterValue]) -> str:
     return ", ".join(_sql_literal(v) for v in values)
 
 
-def filter_to_sql(filter_: Filter | None, columns: frozenset[str] = frozenset({ACCESS_FIELD})) -> str | None:
+def filter_to_sql(
+    filter_: Filter | None, columns: frozenset[str] = frozenset({ACCESS_FIELD}), non_null: frozenset[str] = frozenset()
+) -> str | None:
     """LanceDB SQL for a typed filter (``columns``: which optional columns the table has).
 
     Chunk columns compare directly; the access list by array overlap; any other field through the
-    ``tags`` column of ``key=value`` strings.
+    ``tags`` column of ``key=value`` strings. ``non_null``: stored columns that another clause of
+    the same conjunction already requires to be non-null (see below).
     """
     if filter_ is None:
         return None
     if isinstance(filter_, AllOf):
-        parts = [filter_to_sql(clause, columns) for clause in filter_.clauses]
+        # A positive clause (Eq, AnyOf) on a column holds only where the column is non-null, so a
+        # NoneOf on that column needs no null guard in the same conjunction: ``NOT array_has_any``
+        # alone is answered by the access column's LABEL_LIST index, the guarded form is a scan
+        # (an access prefilter at 1M chunks: 1 ms against 36 ms, docs/scale.md).
+        required = non_null | {_column_of(c.field) for c in filter_.clauses if isinstance(c, (Eq, AnyOf))}
+        parts = [filter_to_sql(clause, columns, frozenset(required)) for clause in filter_.clauses]
         return " AND ".join(f"({p})" for p in parts if p) or None
     values = (filter_.value,) if isinstance(filter_, Eq) else filter_.values
     if isinstance(filter_, NoneOf):
+        if not values:
+            return "true"
+        shares = _any_of_sql(filter_.field, values, columns)
+        if _column_of(filter_.field) in non_null:
+            return f"NOT ({shares})"
         # Shares none of the values: a null (a row from before the column) shares none.
-        return f"coalesce(NOT ({_any_of_sql(filter_.field, values, columns)}), true)" if values else "true"
+        return f"coalesce(NOT ({shares}), true)"
     return _any_of_sql(filter_.field, values, columns) if values else "false"
+
+
+def _column_of(field: str) -> str:
+    """The stored column a filter field is answered from."""
+    return field if field == ACCESS_FIELD or field in CHUNK_FIELDS else "tags"
 
 
 def _any_of_sql(field: str, values: Sequence[FilterValue], columns: frozenset[str]) -> str:
@@ -375,6 +395,10 @@ class LanceDBStore:
         self._check_writable()
         if not any(_TOKENS in i.columns for i in self._chunks.list_indices()):
             _create_keyword_index(self._chunks)  # a table whose first index build was interrupted
+        retry_commit_conflicts(lambda: _create_scalar_indexes(self._chunks, CHUNK_SCALAR_INDEXES), self._chunks)
+        retry_commit_conflicts(
+            lambda: _create_scalar_indexes(self._documents, DOCUMENT_SCALAR_INDEXES), self._documents
+        )
         retry_commit_conflicts(self._chunks.optimize, self._chunks)
         retry_commit_conflicts(self._maintain_vector_index, self._chunks)
         retry_commit_conflicts(self._documents.optimize, self._documents)
@@ -505,56 +529,106 @@ class LanceDBStore:
         """The chunk of a row read with :meth:`_read_columns` (columns the table lacks keep their default)."""
         return Chunk(**{c.attr: c.read(row[c.name]) for c in CHUNK_COLUMNS if c.attr is not None and c.name in row})
 
-    def _ranked(
-        self, query: Any, filters: Filter | None, exclude_flagged: bool, k: int, score_column: str
-    ) -> list[dict[str, Any]]:
+    def ranked_lists(
+        self,
+        vector: np.ndarray | None,
+        tokens: Sequence[str] | None,
+        k: int,
+        filters: Filter | None = None,
+        *,
+        exclude_flagged: bool = False,
+    ) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+        """Both lists of a hybrid search: the two index searches run at once (LanceDB releases the
+        GIL), each returning row ids and scores only; then one read of the rows of both lists
+        (:meth:`_read_rows`). Measured at 1M chunks in docs/scale.md: fetching every column inside
+        each search cost more than the searches themselves."""
         where = self._where(filters, exclude_flagged)
+        terms = list(dict.fromkeys(t for t in tokens or () if t.strip()))
+        scoped = names_field(filters, ACCESS_FIELD)
+        dense_job = None
+        if vector is not None and terms:
+            dense_job = _LEG_POOL.submit(self._dense_hits, vector, k, where)
+        lexical = self._lexical_hits(terms, k, where, scoped) if terms else []
+        if dense_job is not None:
+            dense = dense_job.result()
+        else:
+            dense = self._dense_hits(vector, k, where) if vector is not None else []
+        rows = self._read_rows([row_id for row_id, _ in (*dense, *lexical)])
+        dense_list = best_first([ScoredChunk(rows[i], score) for i, score in dense if i in rows], k)
+        lexical_list = [ScoredChunk(rows[i], score) for i, score in lexical if i in rows]
+        return dense_list, lexical_list if scoped else best_first(lexical_list, k)
+
+    def _dense_hits(self, vector: np.ndarray, k: int, where: str | None) -> list[tuple[int, float]]:
+        """Row ids and cosine similarities of the ``k`` (plus a tie margin) nearest chunks.
+
+        An indexed table is searched in ``nprobes`` partitions; only when that leaves fewer rows
+        than asked for (a narrow filter) is the search repeated over as many partitions as it takes.
+        (LanceDB given a minimum and no maximum searched every partition, filter or not.)"""
+
+        def search(maximum_nprobes: int) -> list[tuple[int, float]]:
+            query = (
+                self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR)
+                .distance_type("cosine")
+                .minimum_nprobes(self.index.nprobes)
+                .maximum_nprobes(maximum_nprobes)
+                .refine_factor(self.index.refine_factor)
+                .ef(max(self.index.ef, k * self.index.refine_factor))  # HNSW needs ef >= the candidates refined
+            )
+            return self._hits(query, where, k + TIE_MARGIN, "_distance")
+
+        found = search(self.index.nprobes)
+        if len(found) < k + TIE_MARGIN and where:
+            found = search(0)  # 0: no maximum
+        return [(row_id, 1.0 - distance) for row_id, distance in found]
+
+    def _lexical_hits(self, terms: list[str], k: int, where: str | None, scoped: bool) -> list[tuple[int, float]]:
+        query = self._chunks.search(" ".join(terms), query_type="fts", fts_columns="tokens")
+        if scoped:
+            return self._scoped_lexical(query, terms, k, where)
+        return self._hits(query, where, k + TIE_MARGIN, "_score")
+
+    @staticmethod
+    def _hits(query: Any, where: str | None, limit: int, score_column: str) -> list[tuple[int, float]]:
         if where:
             query = query.where(where, prefilter=True)
-        rows: list[dict[str, Any]] = (
-            query.limit(k + TIE_MARGIN).select([*(c.name for c in self._read_columns()), score_column]).to_list()
-        )
-        return rows
+        found = query.limit(limit).select([score_column]).with_row_id(True).to_arrow()
+        return list(zip(found.column("_rowid").to_pylist(), found.column(score_column).to_pylist()))
 
-    ranked_lists = ranked_lists_separately  # the snapshot pins both lists to one version
+    def _read_rows(self, row_ids: Sequence[int]) -> dict[int, Chunk]:
+        """The chunks at ``row_ids`` (ids a search of this table just returned), read in one take.
+
+        Sound without pinning a version: a row id here is a row address (fragment, offset), and a
+        Lance fragment is immutable (an update writes new rows, compaction new fragments with new
+        ids), so an id names the very row the search filtered, or nothing if it was deleted since
+        (its chunk is then left out)."""
+        wanted = list(dict.fromkeys(row_ids))
+        if not wanted:
+            return {}
+        columns = [c.name for c in self._read_columns()]
+        found = self._chunks.take_row_ids(wanted).select(columns).with_row_id().to_arrow()
+        return {row.pop("_rowid"): self._chunk(row) for row in found.to_pylist()}
 
     def dense_search(
         self, vector: np.ndarray, k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
-        query = (
-            self._chunks.search(np.asarray(vector, dtype=np.float32), vector_column_name=_VECTOR)
-            .distance_type("cosine")
-            .minimum_nprobes(self.index.nprobes)
-            .maximum_nprobes(0)  # a narrow filter probes on until it has k rows
-            .refine_factor(self.index.refine_factor)
-            .ef(max(self.index.ef, k * self.index.refine_factor))  # HNSW needs ef >= the candidates refined
-        )
-        rows = self._ranked(query, filters, exclude_flagged, k, "_distance")
-        return best_first([ScoredChunk(self._chunk(row), 1.0 - float(row["_distance"])) for row in rows], k)
+        return self.ranked_lists(vector, None, k, filters, exclude_flagged=exclude_flagged)[0]
 
     def lexical_search(
         self, tokens: Sequence[str], k: int, filters: Filter | None = None, *, exclude_flagged: bool = False
     ) -> list[ScoredChunk]:
-        unique = list(dict.fromkeys(t for t in tokens if t.strip()))
-        if not unique:
-            return []
-        query = self._chunks.search(" ".join(unique), query_type="fts", fts_columns="tokens")
-        if names_field(filters, ACCESS_FIELD):
-            return self._scoped_lexical(query, unique, k, self._where(filters, exclude_flagged))
-        rows = self._ranked(query, filters, exclude_flagged, k, "_score")
-        return best_first([ScoredChunk(self._chunk(row), float(row["_score"])) for row in rows], k)
+        return self.ranked_lists(None, tokens, k, filters, exclude_flagged=exclude_flagged)[1]
 
-    def _scoped_lexical(self, query: Any, terms: list[str], k: int, where: str | None) -> list[ScoredChunk]:
+    def _scoped_lexical(self, query: Any, terms: list[str], k: int, where: str | None) -> list[tuple[int, float]]:
         """BM25 over the chunks passing ``where`` only (one caller's view): LanceDB's own scores use
         statistics of every chunk, so a term's weight would reveal chunks the caller cannot read.
         The index finds the matches (prefiltered); infuse scores them (:func:`bm25`, vectorised
-        over the ids and keyword tokens), then reads the top ``k`` whole."""
+        over the keyword tokens) and returns the best ``k`` (ties by chunk id) as row ids."""
         n_chunks, average = self._scope(where)
         if not n_chunks:
             return []
         if where:
             query = query.where(where, prefilter=True)
-        found = query.limit(n_chunks).select(["chunk_id", "tokens", "_score"]).to_arrow()
+        found = query.limit(n_chunks).select(["chunk_id", "tokens", "_score"]).with_row_id(True).to_arrow()
         if not found.num_rows:
             return []
         split = pc.split_pattern(pc.fill_null(found.column("tokens"), ""), pattern=" ")
@@ -563,24 +637,15 @@ class LanceDBStore:
         which = pc.fill_null(pc.index_in(pc.list_flatten(split), value_set=pa.array(terms)), -1)
         term_of = np.asarray(which.to_numpy(zero_copy_only=False))
         hit = term_of >= 0
-        tf = np.zeros((found.num_rows, len(terms)))
-        np.add.at(tf, (rows[hit], term_of[hit]), 1)
+        cells = rows[hit] * len(terms) + term_of[hit]  # bincount: np.add.at is several times slower
+        tf = np.bincount(cells, minlength=found.num_rows * len(terms)).reshape(found.num_rows, len(terms))
         stats = TermStatistics(n_chunks, dict(zip(terms, (int(n) for n in (tf > 0).sum(axis=0)))))
         scores = bm25(tf, lengths, np.array([stats.idf(t) for t in terms]), average)
-        ids = found.column("chunk_id").to_pylist()
-        best = sorted((-score, chunk_id) for chunk_id, score in zip(ids, scores.tolist()) if score > 0)[:k]
-        if not best:
-            return []
-        wanted = [chunk_id for _, chunk_id in best]
-        rows_read = (
-            self._chunks.search()
-            .where(_in_list("chunk_id", wanted))
-            .select([c.name for c in self._read_columns()])
-            .limit(len(wanted))
-            .to_list()
+        ids, row_ids = found.column("chunk_id").to_pylist(), found.column("_rowid").to_pylist()
+        best = sorted(
+            (-score, chunk_id, row_id) for chunk_id, row_id, score in zip(ids, row_ids, scores.tolist()) if score > 0
         )
-        chunks = {row["chunk_id"]: self._chunk(row) for row in rows_read}
-        return [ScoredChunk(chunks[chunk_id], -negative) for negative, chunk_id in best if chunk_id in chunks]
+        return [(row_id, -negative) for negative, _, row_id in best[:k]]
 
     def _scope(self, where: str | None) -> tuple[int, float]:
         """How many chunks pass ``where`` and their average keyword count; counted once per table
@@ -726,6 +791,23 @@ _INDEX_TYPES: dict[VectorIndexKind, str] = {
     VectorIndexKind.IVF_PQ: "IVF_PQ",
     VectorIndexKind.IVF_HNSW_SQ: "IVF_HNSW_SQ",
 }
+
+
+# Scalar indexes, built by the first optimize of a non-empty table (older tables get them on their
+# next ingest or ``infuse optimize``) and then kept current by every optimize, like the others:
+# ids so that upserts (merge on chunk_id, delete by doc_id) and deletes find rows without scanning
+# the table, the access list so that a caller's prefilter is answered from the index.
+CHUNK_SCALAR_INDEXES = (("chunk_id", "BTREE"), ("doc_id", "BTREE"), (ACCESS_FIELD, "LABEL_LIST"))
+DOCUMENT_SCALAR_INDEXES = (("doc_id", "BTREE"),)
+
+
+def _create_scalar_indexes(table: Any, wanted: Sequence[tuple[str, str]]) -> None:
+    """Create the scalar indexes of ``wanted`` that ``table`` lacks (a column it lacks is skipped)."""
+    indexed = {tuple(config.columns) for config in table.list_indices()}
+    missing = [(c, kind) for c, kind in wanted if (c,) not in indexed and c in table.schema.names]
+    if missing and table.count_rows():
+        for column, kind in missing:
+            table.create_scalar_index(column, index_type=kind)
 
 
 def _create_keyword_index(table: Any) -> None:
