@@ -229,4 +229,3 @@ def test_rows_from_before_the_access_column_pass_a_none_of_and_never_a_callers_f
     bob = access_filter(Caller("bob", groups=("g1",)), DefaultPolicy.ADMINS)
     everyone = {h.chunk.doc_id for h in store.lexical_search(["shared"], 10, bob)}
     assert everyone == {f"doc{i}" for i in range(2, 6)}
-
