@@ -229,3 +229,20 @@ def test_rows_from_before_the_access_column_pass_a_none_of_and_never_a_callers_f
     bob = access_filter(Caller("bob", groups=("g1",)), DefaultPolicy.ADMINS)
     everyone = {h.chunk.doc_id for h in store.lexical_search(["shared"], 10, bob)}
     assert everyone == {f"doc{i}" for i in range(2, 6)}
+
+
+def test_rows_read_by_id_after_a_compaction_are_never_other_rows(tmp_path: Path) -> None:
+    """Searches return row ids and read the rows afterwards: a row id from before a compaction
+    names nothing afterwards (never another chunk), and a writer's search simply searches again."""
+    store = LanceDBStore(tmp_path / "lancedb", "chunks", DIM, index=IndexSettings())
+    rng = np.random.default_rng(5)
+    fill(store, 0, 20, rng)
+    fill(store, 20, 40, rng)  # two fragments
+    before = store._lexical_hits(["shared"], 50, None, scoped=False)
+    assert len(before) == 40
+    store.delete_documents(["doc3"])
+    store.optimize()  # compaction: every row moves to a new fragment
+    assert store._read_rows([row_id for row_id, _ in before]) == {}
+    hits = store.lexical_search(["shared"], 50)
+    assert len(hits) == 39 and "doc3" not in {h.chunk.doc_id for h in hits}
+    assert [h.chunk.doc_id for h in store.lexical_search(["word7"], 5)] == ["doc7"]
