@@ -30,11 +30,17 @@ keyword scores over what they may read), ANN recall@10 against exact search (num
 cached vectors), build times, disk size and peak RSS, and how each grows from the smallest to
 the largest size.
 
-Usage (run it niced; the 1M size takes the better part of an hour on 2 cores)::
+Before timing, the search process reads the store's files once (a server that has been up a
+while has them in memory; the time it took is reported). After the searches, a third process
+times re-ingesting 1,000 existing chunks into the full store (``upsert``; ``--no-upsert`` skips it)
+and brings the indexes up to date again.
 
-    nice -n 10 .venv/bin/python benchmarks/scale.py                          # 10k, 100k, 1M
-    nice -n 10 .venv/bin/python benchmarks/scale.py --sizes 10000 100000     # quicker
-    nice -n 10 .venv/bin/python benchmarks/scale.py --reuse                  # reuse built stores
+Usage (builds run at ``nice -n 19`` by themselves; the timed searches and upserts at the
+caller's priority, so run it un-niced and report the load; the 1M build takes minutes)::
+
+    .venv/bin/python benchmarks/scale.py                          # 10k, 100k, 1M
+    .venv/bin/python benchmarks/scale.py --sizes 10000 100000     # quicker
+    .venv/bin/python benchmarks/scale.py --reuse                  # reuse built stores
 """
 
 from __future__ import annotations

@@ -230,3 +230,45 @@ def test_rows_from_before_the_access_column_pass_a_none_of_and_never_a_callers_f
     everyone = {h.chunk.doc_id for h in store.lexical_search(["shared"], 10, bob)}
     assert everyone == {f"doc{i}" for i in range(2, 6)}
 
+
+def test_rows_read_by_id_after_a_compaction_are_never_other_rows(tmp_path: Path) -> None:
+    """Searches return row ids and read the rows afterwards: a row id from before a compaction
+    names nothing afterwards (never another chunk), and a writer's search simply searches again."""
+    store = LanceDBStore(tmp_path / "lancedb", "chunks", DIM, index=IndexSettings())
+    rng = np.random.default_rng(5)
+    fill(store, 0, 20, rng)
+    fill(store, 20, 40, rng)  # two fragments
+    before = store._lexical_hits(["shared"], 50, None, scoped=False)
+    assert len(before) == 40
+    store.delete_documents(["doc3"])
+    store.optimize()  # compaction: every row moves to a new fragment
+    assert store._read_rows([row_id for row_id, _ in before]) == {}
+    hits = store.lexical_search(["shared"], 50)
+    assert len(hits) == 39 and "doc3" not in {h.chunk.doc_id for h in hits}
+    assert [h.chunk.doc_id for h in store.lexical_search(["word7"], 5)] == ["doc7"]
+
+
+def test_both_lists_at_once_equal_each_search_alone(tmp_path: Path) -> None:
+    """ranked_lists runs the dense leg in a worker thread and reads both lists' rows in one take:
+    the lists must be exactly the two searches' own, with and without a caller's filter."""
+    from infuse.access import Caller, DefaultPolicy
+    from infuse.store.filters import access_filter
+
+    store = LanceDBStore(tmp_path / "lancedb", "chunks", DIM, index=IndexSettings(min_rows=256, nprobes=4))
+    rng = np.random.default_rng(6)
+    vectors = fill(store, 0, 300, rng)
+    store.set_access([f"doc{i}" for i in range(0, 300, 3)], ["group:g1"])
+    store.optimize()
+    bob = access_filter(Caller("bob", groups=("g1",)), DefaultPolicy.ADMINS)
+    for filters in (None, bob):
+        for query in (vectors[7], vectors[100]):
+            dense, lexical = store.ranked_lists(query, ["shared", "word99"], 20, filters)
+            assert [(h.chunk, h.score) for h in dense] == [
+                (h.chunk, h.score) for h in store.dense_search(query, 20, filters)
+            ]
+            assert [(h.chunk, h.score) for h in lexical] == [
+                (h.chunk, h.score) for h in store.lexical_search(["shared", "word99"], 20, filters)
+            ]
+            assert len(dense) == 20 and len(lexical) == 20
+            if filters is not None:
+                assert all(h.chunk.access == ("group:g1",) for h in [*dense, *lexical])

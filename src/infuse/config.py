@@ -224,7 +224,9 @@ class IndexSettings(BaseModel):
     min_rows: int = Field(default=50_000, ge=256, description="chunks before a vector index is built")
     # nprobes 80, refine 5 by measurement (docs/scale.md): at 1M chunks (98-122 partitions) recall@10
     # 0.9745 against exact, where nprobes 70 gave 0.956 and 60 gave 0.92; refine 10 recalled no more.
-    nprobes: int = Field(default=80, ge=1, description="IVF partitions searched per query (more only for a narrow filter)")
+    nprobes: int = Field(
+        default=80, ge=1, description="IVF partitions searched per query (more only for a narrow filter)"
+    )
     refine_factor: int = Field(default=5, ge=1, description="exact cosine re-ranking of refine_factor x k candidates")
     ef: int = Field(default=100, ge=1, description="HNSW: candidate list size per query")
     retrain_growth: float = Field(default=2.0, gt=1, description="retrain once rows exceed this x the trained rows")

@@ -545,15 +545,21 @@ class LanceDBStore:
         where = self._where(filters, exclude_flagged)
         terms = list(dict.fromkeys(t for t in tokens or () if t.strip()))
         scoped = names_field(filters, ACCESS_FIELD)
-        dense_job = None
-        if vector is not None and terms:
-            dense_job = _LEG_POOL.submit(self._dense_hits, vector, k, where)
-        lexical = self._lexical_hits(terms, k, where, scoped) if terms else []
-        if dense_job is not None:
-            dense = dense_job.result()
-        else:
-            dense = self._dense_hits(vector, k, where) if vector is not None else []
-        rows = self._read_rows([row_id for row_id, _ in (*dense, *lexical)])
+        for attempt in range(2):
+            dense_job = None
+            if vector is not None and terms:
+                dense_job = _LEG_POOL.submit(self._dense_hits, vector, k, where)
+            lexical = self._lexical_hits(terms, k, where, scoped) if terms else []
+            if dense_job is not None:
+                dense = dense_job.result()
+            else:
+                dense = self._dense_hits(vector, k, where) if vector is not None else []
+            wanted = {row_id for row_id, _ in (*dense, *lexical)}
+            rows = self._read_rows(list(wanted))
+            # A writer's table may have been compacted between search and read (the rows moved):
+            # search once more. A snapshot's never is; a row deleted meanwhile is simply left out.
+            if len(rows) == len(wanted) or self._read_only or attempt:
+                break
         dense_list = best_first([ScoredChunk(rows[i], score) for i, score in dense if i in rows], k)
         lexical_list = [ScoredChunk(rows[i], score) for i, score in lexical if i in rows]
         return dense_list, lexical_list if scoped else best_first(lexical_list, k)
