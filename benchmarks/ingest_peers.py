@@ -77,20 +77,26 @@ def run_llamaindex(corpus: Path, model: str) -> dict[str, Any]:
     Settings.embed_model = embed
     Settings.llm = None
     docs = [Document(text=p["text"], doc_id=p["id"], metadata={"title": p["title"]}) for p in read_corpus(corpus)]
-    clock = time.perf_counter()
+    cpu, clock = time.process_time(), time.perf_counter()
     index = VectorStoreIndex.from_documents(docs)
-    seconds = time.perf_counter() - clock
+    seconds, cpu = time.perf_counter() - clock, time.process_time() - cpu
     chunks = len(index.index_struct.nodes_dict)
-    return {"seconds": seconds, "documents": len(docs), "chunks": chunks, "batch_size": embed.embed_batch_size}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "documents": len(docs),
+        "chunks": chunks,
+        "batch_size": embed.embed_batch_size,
+    }
 
 
 def run_haystack(corpus: Path, model: str) -> dict[str, Any]:
     from haystack import Document, Pipeline
-    from haystack_integrations.components.embedders.sentence_transformers import SentenceTransformersDocumentEmbedder
     from haystack.components.preprocessors import DocumentSplitter
     from haystack.components.writers import DocumentWriter
     from haystack.document_stores.in_memory import InMemoryDocumentStore
     from haystack.utils import ComponentDevice
+    from haystack_integrations.components.embedders.sentence_transformers import SentenceTransformersDocumentEmbedder
 
     store = InMemoryDocumentStore()
     embedder = SentenceTransformersDocumentEmbedder(model=model, device=ComponentDevice.from_str("cpu"))
@@ -103,11 +109,12 @@ def run_haystack(corpus: Path, model: str) -> dict[str, Any]:
     pipeline.connect("split", "embed")
     pipeline.connect("embed", "write")
     docs = [Document(id=p["id"], content=p["text"], meta={"title": p["title"]}) for p in read_corpus(corpus)]
-    clock = time.perf_counter()
+    cpu, clock = time.process_time(), time.perf_counter()
     pipeline.run({"split": {"documents": docs}})
-    seconds = time.perf_counter() - clock
+    seconds, cpu = time.perf_counter() - clock, time.process_time() - cpu
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "documents": len(docs),
         "chunks": store.count_documents(),
         "batch_size": embedder.batch_size,
@@ -138,6 +145,7 @@ def run_infuse(name: str, corpus: Path, cache: Path) -> dict[str, Any]:
     _, info = timed_first_ingest(ws, corpus, name)
     return {
         "seconds": info["seconds"],
+        "cpu_seconds": info["process_cpu_seconds"],
         "documents": info["documents_added"],
         "chunks": info["chunks_written"],
         "batch_size": ws.settings.embedder.batch_size,
@@ -165,6 +173,7 @@ def run_peer(name: str, corpus: Path, model: str, python: Path) -> dict[str, Any
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     base = results["summary"].get(BASELINE, {}).get("median_seconds")
+    base_cpu = results["summary"].get(BASELINE, {}).get("median_cpu_seconds")
     lines = [
         "# First ingest: infuse vs LlamaIndex vs Haystack (same corpus, same embedder, one run)",
         "",
@@ -174,19 +183,24 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results['command']}`",
         "",
-        "| system | chunks | median seconds | documents/s | chunks/s | vs infuse (torch) | every round (s) | load avg before each round |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | chunks | median seconds | documents/s | chunks/s | vs infuse (torch), medians | vs infuse (torch), each round | CPU seconds (median) | CPU vs infuse (torch) | every round (s) | load avg before each round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in results["summary"].items():
         ratio = f"{base / s['median_seconds']:.2f}x" if base else "–"
+        cpu_ratio = f"{base_cpu / s['median_cpu_seconds']:.2f}x" if base_cpu else "–"
         lines.append(
             f"| {name} | {s['chunks']} | {s['median_seconds']:.1f} | {results['documents'] / s['median_seconds']:.2f} | "
-            f"{s['chunks'] / s['median_seconds']:.2f} | {ratio} | {', '.join(f'{x:.1f}' for x in s['seconds'])} | "
+            f"{s['chunks'] / s['median_seconds']:.2f} | {ratio} | {', '.join(f'{x:.2f}x' for x in s['round_ratios'])} | "
+            f"{s['median_cpu_seconds']:.1f} | {cpu_ratio} | {', '.join(f'{x:.1f}' for x in s['seconds'])} | "
             f"{', '.join(f'{x:.1f}' for x in s['load'])} |"
         )
     for name, why in results["not_measured"].items():
-        lines.append(f"| {name} | – | not measured: {why} | | | | | |")
+        lines.append(f"| {name} | – | not measured: {why} | | | | | | | | |")
     lines += [
+        "",
+        "CPU seconds: this process's (and for the peers, the worker's) CPU time during the ingest; less "
+        "sensitive than wall time to other processes competing for the cores.",
         "",
         "Peers: their own defaults (chunking, batch size), in-memory stores; infuse writes LanceDB to disk "
         "plus BM25 keyword tokens. Peer versions: "
@@ -235,11 +249,17 @@ def main(argv: list[str] | None = None) -> int:
                 versions[name] = result.pop("version")
             result["load_before"] = round(load, 2)
             runs[name].append(result)
+            # every run as it is measured: a crash later keeps what was measured
+            CACHE.mkdir(parents=True, exist_ok=True)
+            (CACHE / f"{args.name}-runs.json").write_text(json.dumps(runs, indent=2) + "\n")
             log(f"round {round_ + 1} {name}: {result['chunks']} chunks in {result['seconds']:.1f}s (load {load:.1f})")
     summary = {
         name: {
             "median_seconds": statistics.median(r["seconds"] for r in rs),
+            "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in rs),
             "seconds": [r["seconds"] for r in rs],
+            # this system's time over the baseline's in the same round (run minutes apart)
+            "round_ratios": [runs[BASELINE][i]["seconds"] / r["seconds"] for i, r in enumerate(rs) if BASELINE in runs],
             "load": [r["load_before"] for r in rs],
             "chunks": rs[0]["chunks"],
             "batch_size": rs[0]["batch_size"],

