@@ -143,6 +143,10 @@ def main() -> None:
     styled = by_label[f"ft:{STYLE_RUN}"]
     hybrid = by_label[f"ft:{STYLE_RUN}+rag@1"]
     knowing = by_label[ft_labels[-1]]
+    # "has both", in its two parts (so a NO can say which failed): the style above rag@1's interval,
+    # and an accuracy interval that reaches rag@1's.
+    has_style = hybrid.style.ci[0] > rag.style.ci[1]
+    keeps_accuracy = hybrid.ci[1] >= rag.ci[0]
     curve = [(n, by_label[label].accuracy) for n, label in zip(counts, ft_labels)]
     findings = {
         "rag_beats_fine_tuning": {
@@ -166,7 +170,7 @@ def main() -> None:
             "rag_style": rag.style.adherence,
         },
         "style_fine_tuning_plus_rag_has_both": {
-            "holds": hybrid.style.ci[0] > rag.style.ci[1] and hybrid.ci[1] >= rag.ci[0],
+            "holds": has_style and keeps_accuracy,
             "style": hybrid.style.adherence,
             "accuracy": hybrid.accuracy,
         },
@@ -218,6 +222,22 @@ def main() -> None:
     def pct(value: float, ci: tuple[float, float] | None) -> str:
         return f"{value:.1%}" + (f" ({ci[0]:.1%}–{ci[1]:.1%})" if ci else "")
 
+    both_text = (
+        f"{'yes' if has_style and keeps_accuracy else 'NO'}: ft:{STYLE_RUN}+rag@1 "
+        + (
+            f"style yes ({hybrid.style.adherence:.0%} vs rag@1 {rag.style.adherence:.0%})"
+            if has_style
+            else f"style no ({hybrid.style.adherence:.0%}, not above rag@1's {rag.style.adherence:.0%})"
+        )
+        + ", "
+        + (
+            f"accuracy as rag@1 ({pct(hybrid.accuracy, hybrid.ci)} vs {pct(rag.accuracy, rag.ci)}: the intervals meet)"
+            if keeps_accuracy
+            else f"accuracy below rag@1 ({pct(hybrid.accuracy, hybrid.ci)} vs {pct(rag.accuracy, rag.ci)}: "
+            "the intervals do not meet)"
+        )
+    )
+
     for v in summary.variants:
         f = fresh[v.label]
         assert v.style and v.style.adherence is not None and v.leak and v.leak.leak_rate is not None
@@ -246,9 +266,7 @@ def main() -> None:
         f"| (beyond the paper) fine-tuning teaches a house style | "
         f"{'yes' if findings['fine_tuning_teaches_the_style']['holds'] else 'NO'}: ft:{STYLE_RUN} "
         f"{styled.style.adherence:.0%} vs rag@1 {rag.style.adherence:.0%} of answers in the style |",
-        f"| (beyond the paper) style fine-tuning + RAG has both | "
-        f"{'yes' if findings['style_fine_tuning_plus_rag_has_both']['holds'] else 'NO'}: ft:{STYLE_RUN}+rag@1 "
-        f"accuracy {hybrid.accuracy:.1%}, style {hybrid.style.adherence:.0%} |",
+        f"| (beyond the paper) style fine-tuning + RAG has both | {both_text} |",
         f"| (beyond the paper) fine-tuned knowledge leaks past access lists | "
         f"{'yes' if findings['fine_tuned_knowledge_leaks_past_access_lists']['holds'] else 'NO'}: leak rate for "
         f"{GUEST.name!r}: {ft_labels[-1]} {knowing.leak.leak_rate:.0%} vs rag@1 {rag.leak.leak_rate:.0%} |",
