@@ -2,14 +2,22 @@
 """RAFT measured on the lab: accuracy vs the number of passages k (1, 3, 5), with and without the
 oracle passage, for the base lab reader and a RAFT-trained one.
 
-    nice -n 10 .venv/bin/python benchmarks/raft_reading.py [--lang en] [--steps 100]
+    nice -n 19 .venv/bin/python benchmarks/raft_reading.py [--lang en] [--steps 100] \
+        [--train-people 500] [--distractors hard] [--variant NAME]
 
 The RAFT reader is the lab model with a LoRA adapter trained on ``infuse dataset build --kind
 raft`` rows (the lab world's questions, the oracle among 1 and among 2 distractors, 20% of rows
-without the oracle) built from the documents of *half* the new people; it is evaluated on the
-4-option questions about the *other* half, whose documents it never saw in training, among
+without the oracle). It is evaluated on the 4-option questions about *half* the world's new
+people (125 questions about 25 people), whose documents it never saw in training, among
 distractors from all new people's documents (:mod:`infuse.lab.reading`). So a gain is reading
 skill, not memorised facts; without the oracle both readers should be at chance (25%).
+
+Training documents: by default those of the *other* half of the new people (25 documents, each
+the oracle of 20 rows: an adapter can memorise them). ``--train-people N`` uses N fresh people
+instead (:func:`infuse.lab.reading.fresh_people`: names the world does not use), so with N in the
+hundreds each oracle is seen about once and only reading can lower the loss. ``--distractors
+hard`` shows the best-ranked other documents the search returns for the question (what the
+evaluation's prompts hold, as in the RAFT paper) instead of random ones.
 
 Context length: the lab model is pretrained on rows of ``LabTrainConfig.seq_len`` (256) tokens,
 so it has never seen a position beyond that. A 5-passage RAG prompt is about 300 tokens: there the
@@ -20,7 +28,7 @@ instead of ~0.3, and the adapter that came out read *worse* at every k. Training
 fit the trained length (checked; the run stops otherwise), and the results give, per k, the
 share of evaluation prompts longer than it, so a k=5 cell is read as "beyond the model's
 context", not as reading skill.
-Writes ``benchmarks/results/raft_reading-<lang>.{json,md}``.
+Writes ``benchmarks/results/raft_reading-<lang>[-<variant>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import argparse
 import json
 import os
 import platform
-import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,13 +47,13 @@ from transformers import AutoTokenizer
 from infuse.evaluation.compare import load_variant_model, render
 from infuse.evaluation.questions import ImportFormat, import_questions
 from infuse.lab.evaluate import lab_workspace
-from infuse.lab.reading import measure_reading, passages_for
+from infuse.lab.reading import fresh_people, measure_reading, passages_for, reader_training_docs, reading_gain
 from infuse.lab.train import LabTrainConfig, train_lab_model
 from infuse.lab.world import QUESTIONS_DIR
 from infuse.language import Language
 from infuse.progress import PrintProgress
 from infuse.rag import build_messages
-from infuse.tuning.builders import BuildRequest, build_dataset
+from infuse.tuning.builders import BuildRequest, DistractorChoice, build_dataset
 from infuse.tuning.datasets import DatasetKind
 from infuse.tuning.packing import encode_row
 from infuse.tuning.registry import tune
@@ -67,6 +75,22 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
     parser.add_argument("--no-oracle-share", type=float, default=0.2, help="RAFT rows without the oracle passage")
     parser.add_argument(
+        "--train-people",
+        type=int,
+        default=0,
+        help="train on the documents of N fresh people (names the world does not use); 0: the other half "
+        "of the world's new people (25)",
+    )
+    parser.add_argument(
+        "--distractors",
+        type=DistractorChoice,
+        choices=list(DistractorChoice),
+        default=DistractorChoice.RANDOM,
+        help="RAFT distractors: random other documents, or hard: the search's best-ranked other documents",
+    )
+    parser.add_argument("--questions-per-person", type=int, default=10, help="RAFT questions per training document")
+    parser.add_argument("--variant", default="", help="suffix of the result files: raft_reading-<lang>-<variant>")
+    parser.add_argument(
         "--lab-steps", type=int, default=None, help="lab model training steps (default: the language's configuration)"
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -80,11 +104,11 @@ def main() -> None:
     workspace = lab_workspace(world, root)  # the evaluation knowledge base: every new person's document
     half = len(world.new) // 2
     test_people = {p.id for p in world.new[:half]}
-    train_people = world.new[half:]
-    train_dir = root / "world" / TRAIN_DIR
-    train_dir.mkdir(parents=True)
-    for person in train_people:
-        shutil.copy(root / "world" / world.doc_path(person), train_dir / f"{person.id}.txt")
+    if args.train_people:
+        train_world, train_people = fresh_people(world, args.train_people)
+    else:
+        train_world, train_people = world, world.new[half:]
+    train_dir = reader_training_docs(train_world, train_people, root / "raft-world", TRAIN_DIR)
     train_ws = Workspace.open(root / "raft-workspace", create=True)
     train_ws.ingest([train_dir])
     rows = []
@@ -95,7 +119,8 @@ def main() -> None:
                 DatasetKind.RAFT,
                 name=f"raft-{distractors}",
                 distractors=distractors,
-                questions_per_chunk=10,
+                distractor_choice=args.distractors,
+                questions_per_chunk=args.questions_per_person,
                 no_oracle_share=args.no_oracle_share,
                 tokenizer=model_dir,
             ),
@@ -154,6 +179,11 @@ def main() -> None:
         "batch": args.batch,
         "lora_rank": args.rank,
         "no_oracle_share": args.no_oracle_share,
+        "train_people": len(train_people),
+        "fresh_train_people": bool(args.train_people),
+        "distractors": str(args.distractors),
+        "questions_per_person": args.questions_per_person,
+        "command": "benchmarks/raft_reading.py " + " ".join(sys.argv[1:]),
         "lab_steps": config.steps,
         "train_seconds": run.manifest.get("wall_seconds"),
         "seconds": round(time.perf_counter() - started, 1),
@@ -161,9 +191,14 @@ def main() -> None:
         "trained_length": config.seq_len,
         "prompts_over_trained_length": too_long,
         "cells": {name: [c.to_dict() for c in found] for name, found in cells.items()},
+        "gains": [  # RAFT minus base per setting, paired bootstrap over the same questions
+            {"k": b.k, "oracle": b.oracle, "gain": gain, "ci": list(ci)}
+            for b, r in zip(cells["base"], cells["raft"], strict=True)
+            for gain, ci in [reading_gain(b, r)]
+        ],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"raft_reading-{args.lang}"
+    stem = f"raft_reading-{args.lang}" + (f"-{args.variant}" if args.variant else "")
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     def cell(c: object) -> str:
@@ -175,17 +210,22 @@ def main() -> None:
         "",
         f"{result['date']} · {result['machine']} · load {result['load_after'][0]:.1f} · {len(questions)} 4-option "
         f"questions about {len(test_people)} new people whose documents the RAFT reader never saw (chance 25%); "
-        f"RAFT: LoRA, {args.steps} steps x {args.batch} x {config.seq_len} tokens on {len(rows)} rows about the other {len(train_people)} "
-        f"people (oracle among {' and '.join(map(str, DISTRACTORS))} distractors, {args.no_oracle_share:.0%} without it; LoRA rank {args.rank}, lr {args.lr:g}; lab model {config.steps} steps)",
+        f"RAFT: LoRA, {args.steps} steps x {args.batch} x {config.seq_len} tokens on {len(rows)} rows about "
+        + (f"{len(train_people)} fresh people" if args.train_people else f"the other {len(train_people)} people")
+        + f" (oracle among {' and '.join(map(str, DISTRACTORS))} {args.distractors} distractors, "
+        f"{args.no_oracle_share:.0%} without it; LoRA rank {args.rank}, lr {args.lr:g}; lab model {config.steps} steps)",
         "",
-        "| passages k | oracle among them | base reader (95% CI) | RAFT reader (95% CI) | gain | prompts over "
+        f"Command: `nice -n 19 python {result['command']}`",
+        "",
+        "| passages k | oracle among them | base reader (95% CI) | RAFT reader (95% CI) | gain (paired 95% CI) | prompts over "
         f"{config.seq_len} tokens |",
         "|---|---|---|---|---|---|",
     ]
-    for base, raft in zip(cells["base"], cells["raft"], strict=True):
+    for before, after in zip(cells["base"], cells["raft"], strict=True):
+        gain, (low, high) = reading_gain(before, after)
         lines.append(
-            f"| {base.k} | {'yes' if base.oracle else 'no'} | {cell(base)} | {cell(raft)} | "
-            f"{100 * (raft.accuracy - base.accuracy):+.1f} points | {too_long[base.k]:.0%} |"
+            f"| {before.k} | {'yes' if before.oracle else 'no'} | {cell(before)} | {cell(after)} | "
+            f"{100 * gain:+.1f} points ({100 * low:+.1f} to {100 * high:+.1f}) | {too_long[before.k]:.0%} |"
         )
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -307,3 +307,24 @@ def test_invalid_sizes() -> None:
     with pytest.raises(ValueError):
         generate_world(n_known=-1)
     assert generate_world(n_known=3, n_new=0).changes == ()
+
+
+def test_fresh_people_are_new_names_in_a_world_that_regenerates(tmp_path: Path) -> None:
+    from infuse.lab.reading import fresh_people, reader_training_docs
+
+    world = generate_world(3, "en", n_known=20, n_new=10)
+    extended, fresh = fresh_people(world, 40)
+    assert len(fresh) == 40 and len({p.id for p in fresh}) == 40
+    assert not {p.name for p in fresh} & {p.name for p in world.people}
+    assert all(p.split == NEW for p in fresh)
+    folder = reader_training_docs(extended, fresh, tmp_path / "raft-world", "raft-train")
+    assert sorted(f.stem for f in folder.iterdir()) == sorted(p.id for p in fresh)
+    reloaded = load_world(tmp_path / "raft-world")  # what the lab writer does to write questions
+    for person in fresh:
+        assert reloaded.person(person.id).facts == person.facts
+        assert (folder / f"{person.id}.txt").read_text(encoding="utf-8") == reloaded.document(person)
+    assert fresh_people(world, 40) == (extended, fresh)  # deterministic
+    free = len(all_names()) - len(world.people)
+    assert len(fresh_people(world, free)[1]) == free
+    with pytest.raises(ValueError, match=f"between 1 and {free}"):
+        fresh_people(world, free + 1)

@@ -247,6 +247,27 @@ def test_reading_passages_hold_the_oracle_exactly_when_asked(
     cells = measure_reading(load_variant_model(lab_ws, tiny_lab_model_dir), lab_ws, questions, ks=(1, 3))
     assert [(c.k, c.oracle) for c in cells] == [(1, True), (1, False), (3, True), (3, False)]
     assert all(c.n == 12 and c.ci[0] <= c.accuracy <= c.ci[1] for c in cells)
+    assert all(len(c.outcomes) == 12 and sum(c.outcomes) / 12 == pytest.approx(c.accuracy, abs=1e-4) for c in cells)
+    assert "outcomes" not in cells[0].to_dict()
+
+
+def test_reading_gain_is_a_paired_difference_with_its_interval() -> None:
+    from infuse.lab.reading import ReadingCell, reading_gain
+
+    def cell(outcomes: list[float], k: int = 3) -> ReadingCell:
+        return ReadingCell(k, True, len(outcomes), sum(outcomes) / len(outcomes), (0.0, 1.0), tuple(outcomes))
+
+    base = cell([0.0] * 10 + [1.0] * 10)
+    better = cell([1.0] * 20)
+    gain, (low, high) = reading_gain(base, better)
+    assert gain == 0.5 and 0 < low < 0.5 < high <= 1  # the interval excludes zero
+    assert reading_gain(base, base) == (0.0, (0.0, 0.0))
+    # the same accuracy on other questions is no gain, but pairing sees the swap
+    swapped = cell([1.0] * 10 + [0.0] * 10)
+    gain, (low, high) = reading_gain(base, swapped)
+    assert gain == 0.0 and low < 0 < high
+    with pytest.raises(ValueError, match="same questions and setting"):
+        reading_gain(base, cell([1.0] * 20, k=5))
 
 
 def test_cli_builds_a_styled_dataset_and_rejects_a_malformed_style(lab_ws: Workspace) -> None:

@@ -9,9 +9,16 @@ import pytest
 
 from infuse.lab.writer import LabWorldWriter
 from infuse.models.transformers_backend import TransformersModel
-from infuse.tuning.builders import BuildRequest, build_dataset, cpt_rows
+from infuse.tuning.builders import (
+    BuildRequest,
+    DistractorChoice,
+    build_dataset,
+    build_dataset_from,
+    cpt_rows,
+    raft_rows,
+)
 from infuse.tuning.datasets import DatasetError, DatasetKind, RowFormat, load_dataset, read_rows
-from infuse.tuning.generators import ModelWriter, parse_qa_pairs
+from infuse.tuning.generators import ModelWriter, QAPair, parse_qa_pairs
 from infuse.tuning.packing import encode_row
 from infuse.workspace import Workspace
 
@@ -278,3 +285,47 @@ def test_every_unusable_row_is_counted_and_named_with_a_way_out(tmp_path: Path) 
     assert "line 9: not valid JSON" in message and "line 61: no assistant message" in message
     assert message.endswith("Fix them, or pass --skip-bad-rows to train on the other 117.")
     assert len(read_rows(path, skip_bad=True)) == 117
+
+
+def test_hard_raft_distractors_are_the_searchs_best_ranked_other_documents(lab_ws: Workspace) -> None:
+    dataset = build_dataset(
+        lab_ws,
+        BuildRequest(
+            DatasetKind.RAFT,
+            questions_per_chunk=5,
+            distractors=2,
+            no_oracle_share=0.0,
+            distractor_choice=DistractorChoice.HARD,
+        ),
+    )
+    rows = _rows(dataset)
+    assert dataset.manifest.parameters["distractor_choice"] == "hard"
+    for row in rows:
+        oracle_doc = next(c.doc_id for c in lab_ws.knowledge_snapshot().iter_chunks() if c.chunk_id == row["chunk_id"])
+        expected = [h.chunk.chunk_id for h in lab_ws.search(row["question"], k=3) if h.chunk.doc_id != oracle_doc][:2]
+        assert [p for p in row["passages"] if p != row["chunk_id"]] == expected
+    random_rows = _rows(
+        build_dataset(
+            lab_ws,
+            BuildRequest(DatasetKind.RAFT, name="random", questions_per_chunk=5, distractors=2, no_oracle_share=0.0),
+        )
+    )
+    assert [r["passages"] for r in random_rows] != [r["passages"] for r in rows]  # the choice matters
+
+
+def test_hard_raft_distractors_are_topped_up_at_random_and_need_a_search(lab_ws: Workspace) -> None:
+    chunks = sorted(lab_ws.knowledge_snapshot().iter_chunks(), key=lambda c: c.chunk_id)
+    pair = QAPair("Where was Alda born?", "Gorsk")
+    # the search found only the oracle and one other document: the second distractor is drawn at random
+    rows = raft_rows([(pair, chunks[0])], chunks, 2, 0.0, 0, ranked=[[chunks[0], chunks[1]]])
+    shown = rows[0]["passages"]
+    assert len(shown) == 3 and chunks[1].chunk_id in shown and len(set(shown)) == 3
+    with pytest.raises(DatasetError, match="ranked hits for 2 questions"):
+        raft_rows([(pair, chunks[0])], chunks, 2, 0.0, 0, ranked=[[], []])
+    with pytest.raises(DatasetError, match="need the knowledge base's search"):
+        build_dataset_from(
+            lab_ws.knowledge_snapshot(),
+            lab_ws.settings.model,
+            lab_ws.datasets_dir,
+            BuildRequest(DatasetKind.RAFT, distractor_choice=DistractorChoice.HARD),
+        )

@@ -28,7 +28,7 @@ from infuse.cli.common import (
     progress_bar,
     render_removed,
 )
-from infuse.tuning.builders import BuildRequest
+from infuse.tuning.builders import BuildRequest, DistractorChoice
 from infuse.tuning.datasets import Dataset, DatasetKind
 from infuse.tuning.generators import WriterChoice
 from infuse.tuning.gguf_export import DEFAULT_TYPE, ExportFormat, ExportReport, GgufType
@@ -63,6 +63,13 @@ def dataset_build(
     distractors: Annotated[
         int, typer.Option(help="raft: distractor chunks per question.", min=0)
     ] = BuildRequest.distractors,
+    distractor_choice: Annotated[
+        DistractorChoice,
+        typer.Option(
+            help="raft: random (other chunks drawn at random) | hard (the best-ranked other chunks the search "
+            "returns for the question, as a RAG prompt shows them)."
+        ),
+    ] = BuildRequest.distractor_choice,
     no_oracle_share: Annotated[
         float, typer.Option(help="raft: share of rows without the oracle chunk.", min=0, max=1)
     ] = BuildRequest.no_oracle_share,
@@ -125,6 +132,7 @@ def dataset_build(
         include_original=not no_original,
         questions_per_chunk=per_chunk,
         distractors=distractors,
+        distractor_choice=distractor_choice,
         no_oracle_share=no_oracle_share,
         questions_from=questions_from,
         replay=replay,

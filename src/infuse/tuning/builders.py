@@ -7,7 +7,10 @@
 * ``qa``: question -> short answer chat rows per chunk, each recording its source chunk.
 * ``raft`` (Zhang et al. 2024): a question with its oracle chunk among distractor chunks (a share
   of rows without the oracle), in infuse's own RAG prompt, answered ``answer [n]`` citing the
-  oracle; rows without the oracle are answered without a citation, as in RAFT.
+  oracle; rows without the oracle are answered without a citation, as in RAFT. Distractors are
+  drawn at random from the other chunks (``random``) or are the best-ranked other chunks the
+  knowledge base's search returns for the question (``hard``: what a RAG prompt would show, the
+  distribution the reader meets at answer time, as in the RAFT paper).
 
 Optional replay mixes rows of another JSONL file (general or earlier data) into the set, to limit
 forgetting.
@@ -23,6 +26,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -64,6 +68,15 @@ if TYPE_CHECKING:
     from infuse.workspace import Workspace
 
 Row = dict[str, Any]
+#: The knowledge base's search for a batch of questions: per question, the best `k` hits in rank order.
+Search = Callable[[Sequence[str], int], list[list[SearchHit]]]
+
+
+class DistractorChoice(StrEnum):
+    """Which other chunks a ``raft`` row shows with its question."""
+
+    RANDOM = "random"  # drawn uniformly from the other documents' chunks
+    HARD = "hard"  # the best-ranked other documents' chunks the search returns for the question
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,7 @@ class BuildRequest:
     include_original: bool = True  # paraphrase: keep the chunk itself as a row too
     questions_per_chunk: int = 3  # qa, raft
     distractors: int = 3  # raft: other chunks shown with the question
+    distractor_choice: DistractorChoice = DistractorChoice.RANDOM  # raft: random or search-ranked (hard)
     no_oracle_share: float = 0.2  # raft: share of rows whose oracle chunk is left out
     questions_from: str | None = None  # raft: a qa dataset to take questions from instead of writing them
     replay: Path | None = None  # JSONL rows to mix in
@@ -281,16 +295,32 @@ def raft_rows(
     no_oracle_share: float,
     seed: int,
     style: HouseStyle | None = None,
+    ranked: Sequence[Sequence[Chunk]] | None = None,
 ) -> list[Row]:
     """RAFT rows: the oracle at a random position among `distractors` other chunks (left out in
-    `no_oracle_share` of rows); the answer cites the oracle's position (written in `style` when given)."""
+    `no_oracle_share` of rows); the answer cites the oracle's position (written in `style` when given).
+
+    Without `ranked` the distractors are drawn at random from `chunks`. With it (one list per
+    question, the search's hits in rank order) they are the first chunks of other documents in that
+    order (hard distractors), topped up at random when the search found too few.
+    """
     if not 0 <= no_oracle_share <= 1:
         raise DatasetError(f"no_oracle_share must be between 0 and 1, got {no_oracle_share}")
+    if ranked is not None and len(ranked) != len(questions):
+        raise DatasetError(f"ranked hits for {len(ranked)} questions, but {len(questions)} questions")
     rng = random.Random(f"raft|{seed}")
     rows: list[Row] = []
-    for pair, oracle in questions:
+    for number, (pair, oracle) in enumerate(questions):
         others = [c for c in chunks if c.doc_id != oracle.doc_id]
-        shown = rng.sample(others, min(distractors, len(others)))
+        if ranked is None:
+            shown = rng.sample(others, min(distractors, len(others)))
+        else:
+            shown = []
+            for chunk in ranked[number]:
+                if len(shown) < distractors and chunk.doc_id != oracle.doc_id and chunk not in shown:
+                    shown.append(chunk)
+            rest = [c for c in others if c not in shown]
+            shown += rng.sample(rest, min(distractors - len(shown), len(rest)))
         with_oracle = rng.random() >= no_oracle_share
         if with_oracle:
             shown.insert(rng.randrange(len(shown) + 1), oracle)
@@ -383,7 +413,8 @@ def build_dataset(
     progress: Progress | None = None,
 ) -> Dataset:
     """Build the dataset `request` asks for from the workspace's knowledge base and save it in the
-    workspace's datasets folder: :func:`build_dataset_from` with what the workspace holds.
+    workspace's datasets folder: :func:`build_dataset_from` with what the workspace holds (and
+    its search, for hard RAFT distractors).
 
     This is the whole of ``infuse dataset build``.
     """
@@ -395,6 +426,7 @@ def build_dataset(
         writer,
         progress,
         source_label=str(workspace.path),
+        search=lambda queries, k: workspace.search_many(queries, k),
     )
 
 
@@ -407,6 +439,7 @@ def build_dataset_from(
     progress: Progress | None = None,
     *,
     source_label: str = "",
+    search: Search | None = None,
 ) -> Dataset:
     """Build the dataset `request` asks for from `store`'s documents and chunks into `datasets_dir`.
 
@@ -415,7 +448,8 @@ def build_dataset_from(
     ``request.model`` (default: `model_settings`, the ``[model]`` section): a registered corpus
     writer such as a lab world's templates, else the model. `progress` gets a stage per model load
     and one for the rows, advanced per chunk. `source_label` says where the knowledge base lives
-    (recorded in the manifest).
+    (recorded in the manifest). `search` ranks the hard distractors of a ``raft`` build
+    (``distractor_choice=hard``); without it such a build is refused.
     """
     tick = or_null(progress)
     documents = sorted((r.document for r in store.iter_documents()), key=lambda d: (d.source_path, d.doc_id))
@@ -494,12 +528,25 @@ def build_dataset_from(
     elif kind is DatasetKind.RAFT:
         asked = _raft_questions(datasets_dir, request, written_from, writing)
         questions = [(p, c) for p, c in asked if p.question.strip() and p.answer.strip()]
-        rows = raft_rows(questions, chunks, request.distractors, request.no_oracle_share, request.seed, request.style)
+        ranked = None
+        if request.distractor_choice is DistractorChoice.HARD:
+            if search is None:
+                raise DatasetError(
+                    "hard RAFT distractors need the knowledge base's search: build from a workspace "
+                    "(or use --distractor-choice random)"
+                )
+            # one more than needed: the oracle's own document is usually the best hit
+            found = search([p.question for p, _ in questions], request.distractors + 1)
+            ranked = [[hit.chunk for hit in hits] for hits in found]
+        rows = raft_rows(
+            questions, chunks, request.distractors, request.no_oracle_share, request.seed, request.style, ranked
+        )
         counts = {"questions": len(questions), "rows_without_oracle": sum(not r["oracle_included"] for r in rows)}
         if len(asked) > len(questions):  # a blank answer would still get its "[n]" citation
             counts["unusable_pairs_dropped"] = len(asked) - len(questions)
         parameters = {
             "distractors": request.distractors,
+            "distractor_choice": str(request.distractor_choice),
             "no_oracle_share": request.no_oracle_share,
             "questions_per_chunk": request.questions_per_chunk,
             "questions_from": request.questions_from,
@@ -582,6 +629,7 @@ def _raft_questions(
 __all__ = [
     "BuildRequest",
     "ChunkWriting",
+    "DistractorChoice",
     "build_dataset",
     "tokenizer_source",
     "cpt_rows",
