@@ -150,3 +150,12 @@ def test_markdown_corpus_to_cpt_dataset_to_tune(workspace: Workspace, corpus, ti
         )
     )
     assert run["status"] == "complete" and run["dataset"]["bad_rows_skipped"] == 0
+
+
+def test_dataset_build_takes_the_raft_distractor_choice(lab_ws: Workspace) -> None:
+    runner = CliRunner()
+    ws = ["-w", str(lab_ws.path), "dataset", "build", "--kind", "raft", "--distractors", "1"]
+    built = _json(runner.invoke(app, [*ws, "--distractor-choice", "hard", "--json"]))
+    assert isinstance(built, dict) and built["manifest"]["parameters"]["distractor_choice"] == "hard"
+    bad = runner.invoke(app, [*ws, "--distractor-choice", "nearest"])
+    assert bad.exit_code == 2 and "'nearest'" in bad.stderr
