@@ -13,8 +13,8 @@ distractors from all new people's documents (:mod:`infuse.lab.reading`). So a ga
 skill, not memorised facts; without the oracle both readers should be at chance (25%).
 
 Training documents: by default those of 500 fresh people (:func:`infuse.lab.reading.fresh_people`:
-names the world does not use, 5 questions each: 5,000 rows, of which 100 steps of 4 x 256 tokens see several hundred), so each
-oracle is seen about once and only reading can lower the loss. ``--train-people 0`` uses the
+names the world does not use, 5 questions each: 5,000 rows, of which 100 steps of 4 x 256 tokens
+see several hundred), so each oracle is seen about once and only reading can lower the loss. ``--train-people 0`` uses the
 *other* half of the world's new people instead (25 documents, each the oracle of 20 rows: the
 first version's setting, where the adapter memorised them and gained nothing). ``--distractors
 hard`` shows the best-ranked other documents the search returns for the question (what the
