@@ -18,7 +18,11 @@ Configurations:
 - ``relative_score``: weighted sum of min-max normalised scores, dense weight (lexical 1);
 - ``zscore`` (exploratory, not in the library): scores standardised per list (mean 0, sd 1)
   then summed, dense weight (lexical 1; "distribution-based score fusion");
-- ``dense_rerank`` (exploratory): the keyword top N re-ordered by dense similarity.
+- ``dense_rerank`` (exploratory): the keyword top N re-ordered by dense similarity;
+- ``relative_union`` and ``zscore_union`` (issue 16's untried idea): as ``relative_score`` and
+  ``zscore``, but every candidate of the union of both lists gets its true cosine to the query
+  (a keyword hit outside the dense top ``candidates`` otherwise counts as the dense list's
+  worst), and the dense scores are normalised over the union.
 
 Usage::
 
@@ -80,9 +84,11 @@ Fuser = Callable[[Lists], list[str]]  # -> chunk ids, best first
 
 
 def collect(ws: Workspace, questions: list[Question], depth: int, batch: int = 256) -> list[Lists]:
-    """Each question's dense and keyword lists, as HybridSearcher fetches them."""
+    """Each question's dense and keyword lists, as HybridSearcher fetches them, and the cosine of
+    every candidate of either list to the question (from the stored vectors)."""
     searcher = ws.searcher(SearchMode.HYBRID)
     assert searcher is not None and searcher.embedder is not None
+    stored = {item.chunk.chunk_id: item.vector for item in searcher.store.iter_indexed()}
     out: list[Lists] = []
     for start in range(0, len(questions), batch):
         part = questions[start : start + batch]
@@ -95,6 +101,9 @@ def collect(ws: Workspace, questions: list[Question], depth: int, batch: int = 2
                     "gold": question.gold,
                     "dense": [(s.chunk.chunk_id, s.chunk.doc_id, float(s.score)) for s in dense],
                     "lexical": [(s.chunk.chunk_id, s.chunk.doc_id, float(s.score)) for s in lexical],
+                    "cosine": {
+                        s.chunk.chunk_id: float(np.dot(stored[s.chunk.chunk_id], vector)) for s in [*dense, *lexical]
+                    },
                 }
             )
         log(f"  searched {start + len(part)}/{len(questions)}")
@@ -174,6 +183,28 @@ def zscore(weight: float) -> Fuser:
     return fuse
 
 
+def union_dense(lists: Lists) -> list[tuple[str, str, float]]:
+    """The dense list over the union of both lists' candidates: each with its true cosine."""
+    seen = dict.fromkeys(c for c, _, _ in [*lists["dense"], *lists["lexical"]])
+    doc_of = {c: d for c, d, _ in [*lists["lexical"], *lists["dense"]]}
+    scored = [(c, doc_of[c], lists["cosine"][c]) for c in seen]
+    return sorted(scored, key=lambda item: -item[2])
+
+
+def relative_union(weight: float) -> Fuser:
+    def fuse(lists: Lists) -> list[str]:
+        dense = union_dense(lists) if weight else []
+        scored = [[(c, s) for c, _, s in dense], [(c, s) for c, _, s in lists["lexical"]]]
+        return [c for c, _ in relative_score_fusion(scored, [weight, 1.0])]
+
+    return fuse
+
+
+def zscore_union(weight: float) -> Fuser:
+    inner = zscore(weight)
+    return lambda lists: inner({**lists, "dense": union_dense(lists)})
+
+
 def dense_rerank(depth: int) -> Fuser:
     def fuse(lists: Lists) -> list[str]:
         dense = {c: s for c, _, s in lists["dense"]}
@@ -192,6 +223,8 @@ def grid() -> dict[str, dict[str, Fuser]]:
         "relative_score": {f"w={w}": relative(w) for w in DENSE_WEIGHTS[1:]},
         "zscore": {f"w={w}": zscore(w) for w in DENSE_WEIGHTS[1:]},
         "dense_rerank": {f"top {n}": dense_rerank(n) for n in RERANK_DEPTHS},
+        "relative_union": {f"w={w}": relative_union(w) for w in DENSE_WEIGHTS[1:]},
+        "zscore_union": {f"w={w}": zscore_union(w) for w in DENSE_WEIGHTS[1:]},
     }
 
 
@@ -263,7 +296,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {family} | {f['chosen']} | {fmt(f['chosen_tune'])} | **{fmt(f['chosen_heldout']['ndcg@10'])}** | "
                 f"{fmt_delta(f['heldout_minus_keyword'])} |"
             )
-        for family in ("relative_score", "zscore"):
+        for family in ("relative_score", "zscore", "relative_union", "zscore_union"):
             rows = r["eval"]["families"][family]["rows"]
             lines += [
                 "",

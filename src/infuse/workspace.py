@@ -802,6 +802,7 @@ class Workspace:
                     "dimension": manifest.embedder.dimension,
                     "query_prefix": manifest.embedder.query_prefix,
                     "passage_prefix": manifest.embedder.passage_prefix,
+                    "precision": manifest.embedder.precision.value,
                 }
                 if manifest
                 else None

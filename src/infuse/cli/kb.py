@@ -250,7 +250,7 @@ def status_table(info: Any) -> Table:
     )
     table.add_row(
         "embedder",
-        f"{info.embedder['model']} ({info.embedder['dimension']}d)"
+        f"{info.embedder['model']} ({info.embedder['dimension']}d, {info.embedder['precision']})"
         if info.embedder
         else f"(none yet; configured: {info.configured_embedder})",
     )

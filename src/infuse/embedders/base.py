@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,12 +25,22 @@ ProgressCallback = Callable[[int], None]
 PROBE_TEXT = "infuse embedder fingerprint: the quick brown fox jumps over the lazy dog."
 
 
+class EmbedderPrecision(StrEnum):
+    """The numbers the vectors were computed with. int8 (ONNX ``quantize = true``) vectors are
+    close to fp32's (cosine ~0.99, so the probe alone may not tell them apart) but not equal:
+    a knowledge base built with one is not searched with the other."""
+
+    FP32 = "fp32"  # PyTorch and fp32 ONNX give the same vectors (cosine > 0.9999)
+    INT8 = "int8"
+
+
 @dataclass(frozen=True)
 class EmbedderIdentity:
     """What a knowledge base records about the embedder that built it.
 
     ``probe`` is the embedding of a fixed sentence: two embedders are the same when their probes
-    agree, whatever the model was called (a Hub id here, a local copy there).
+    agree, whatever the model was called (a Hub id here, a local copy there). ``precision`` is
+    fp32 in manifests written before it existed: they were all built with fp32 vectors.
     """
 
     model: str
@@ -37,13 +48,14 @@ class EmbedderIdentity:
     query_prefix: str
     passage_prefix: str
     probe: list[float] = field(repr=False)
+    precision: EmbedderPrecision = EmbedderPrecision.FP32
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "precision": self.precision.value}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbedderIdentity:
-        return cls(**data)
+        return cls(**{**data, "precision": EmbedderPrecision(data.get("precision", EmbedderPrecision.FP32))})
 
     def mismatch(self, other: EmbedderIdentity) -> str | None:
         """Why ``other`` cannot search a knowledge base built by ``self``; None when it can."""
@@ -51,6 +63,12 @@ class EmbedderIdentity:
             return f"dimension {other.dimension} != {self.dimension}"
         if (self.query_prefix, self.passage_prefix) != (other.query_prefix, other.passage_prefix):
             return "query/passage prefixes differ"
+        if self.precision is not other.precision:
+            quantize = "true" if self.precision is EmbedderPrecision.INT8 else "false"
+            return (
+                f"{other.precision.value} vectors configured, the knowledge base holds {self.precision.value} "
+                f"ones: embedder.quantize = {quantize} built it"
+            )
         similarity = float(np.dot(np.asarray(self.probe), np.asarray(other.probe)))
         if similarity < 0.99:
             return f"different weights (probe similarity {similarity:.3f})"
@@ -91,12 +109,18 @@ class PrefixedEmbedder:
     def dimension(self) -> int:
         raise NotImplementedError
 
+    @property
+    def precision(self) -> EmbedderPrecision:
+        return EmbedderPrecision.FP32
+
     def _encode(self, texts: list[str], prefix: str, on_batch: ProgressCallback | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def identity(self) -> EmbedderIdentity:
         if self._identity is None:
-            self._identity = probe_identity(self.settings, self.dimension, lambda texts: self._encode(texts, ""))
+            self._identity = probe_identity(
+                self.settings, self.dimension, lambda texts: self._encode(texts, ""), self.precision
+            )
         return self._identity
 
     def embed_passages(self, texts: list[str], on_batch: ProgressCallback | None = None) -> np.ndarray:
@@ -107,7 +131,10 @@ class PrefixedEmbedder:
 
 
 def probe_identity(
-    settings: EmbedderSettings, dimension: int, encode: Callable[[list[str]], np.ndarray]
+    settings: EmbedderSettings,
+    dimension: int,
+    encode: Callable[[list[str]], np.ndarray],
+    precision: EmbedderPrecision = EmbedderPrecision.FP32,
 ) -> EmbedderIdentity:
     """The identity of an embedder: its settings and its (unprefixed) vector for the probe text."""
     probe = encode([PROBE_TEXT])[0]
@@ -117,6 +144,7 @@ def probe_identity(
         query_prefix=settings.query_prefix,
         passage_prefix=settings.passage_prefix,
         probe=[round(float(x), 6) for x in probe],
+        precision=precision,
     )
 
 

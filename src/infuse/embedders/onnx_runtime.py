@@ -1,15 +1,17 @@
 """Sentence-transformers models run by ONNX Runtime on the CPU: the same vectors, faster.
 
-Measured on 2 CPU cores (docs/retrieval.md, benchmarks/ingest_peers.py): a first ingest 1.18x
-faster than PyTorch with a third less CPU time on an idle machine (1.13-1.25x under load); int8
-2.05-3.6x.
+Measured on 2 CPU cores (docs/retrieval.md, benchmarks/ingest_peers.py): fp32 ingests 1.13-1.25x
+faster than PyTorch, int8 (each text alone) 2x and more; SQuAD parity of int8 against PyTorch
+on the full question set is in docs/retrieval.md.
 
 Why: ingest is embedding-bound (98% of its time) and PyTorch's eager BERT on 2 CPU cores is
 slow. The export is passed through ONNX Runtime's transformer optimizer, so attention,
 LayerNorm and GELU each run as one fused kernel; int8 weights (dynamic quantisation of the
-MatMuls, per channel) cut the time further but are opt-in: a text's int8 vector depends on the
-other texts in its batch (activations are quantised per batch), and parity (nDCG@10 +0.001, CI
-+-0.008 on 1,000 SQuAD questions) is not yet shown on the full set. sentence-transformers' own
+MatMuls, per channel) cut the time further. Dynamic quantisation scales each MatMul's input by
+the range of the whole input tensor, so in a batch a text's vector would depend on its
+batch-mates and their padding: int8 runs each text alone (no padding at all), which costs
+nothing measurable on 2 cores (the padding it saves is about what batching gains), and new
+English workspaces get it (``quantize = true`` in infuse.toml). sentence-transformers' own
 ``backend="onnx"`` needs ``optimum-onnx``, which pins transformers below 5, so infuse exports the
 model itself: once per model, locally, with ``torch.onnx.export`` (nothing is downloaded).
 
@@ -23,10 +25,13 @@ Invariants:
   back to PyTorch (:func:`infuse.embedders.factory.make_embedder`).
 - Vectors are L2-normalised like every embedder's. The fp32 model gives PyTorch's vectors
   (cosine > 0.9999), so a knowledge base built with either is searched by the other; the int8
-  model's vectors differ slightly (cosine ~0.99), so its probe identity may differ: switching
-  ``embedder.quantize`` needs ``infuse reindex`` like any embedder change.
-- Batches are formed by token count (after tokenising everything once), so short passages are
-  not padded to the length of long ones.
+  model's vectors differ slightly (cosine ~0.99), and its identity says ``int8``
+  (:class:`~infuse.embedders.base.EmbedderPrecision`): switching ``embedder.quantize`` needs
+  ``infuse reindex`` like any embedder change.
+- An int8 vector is a function of its text alone: bit for bit the same whatever it is embedded
+  with and whatever ``batch_size`` is.
+- fp32 batches are formed by token count (after tokenising everything once), so short passages
+  are not padded to the length of long ones.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import numpy as np
 
 from infuse.config import EmbedderRuntime, EmbedderSettings
 from infuse.documents.chunking import HFTokenCounter
-from infuse.embedders.base import PrefixedEmbedder, ProgressCallback
+from infuse.embedders.base import EmbedderPrecision, PrefixedEmbedder, ProgressCallback
 from infuse.errors import ConfigError
 from infuse.files import read_json, staged_folder, user_cache_dir, write_json_atomic
 
@@ -276,6 +281,11 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
     def dimension(self) -> int:
         return self.fallback.dimension if self.fallback is not None else self.meta.dimension
 
+    @property
+    def precision(self) -> EmbedderPrecision:
+        quantized = self.settings.quantize and self.fallback is None
+        return EmbedderPrecision.INT8 if quantized else EmbedderPrecision.FP32
+
     def _run(self, ids: list[list[int]]) -> np.ndarray:
         """Vectors of one batch of token id lists (padded to the batch's longest)."""
         width = max(len(row) for row in ids)
@@ -307,7 +317,11 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
         size = self.settings.batch_size
         for start in range(0, len(order), size):
             batch = order[start : start + size]
-            out[batch] = self._run([ids[i] for i in batch])
+            if self.settings.quantize:  # one text per run: its activation scales are its own
+                for i in batch:
+                    out[i] = self._run([ids[i]])[0]
+            else:
+                out[batch] = self._run([ids[i] for i in batch])
             if on_batch is not None:
                 on_batch(len(batch))
         return out
