@@ -2,7 +2,7 @@
 """RAFT measured on the lab: accuracy vs the number of passages k (1, 3, 5), with and without the
 oracle passage, for the base lab reader and a RAFT-trained one.
 
-    nice -n 19 .venv/bin/python benchmarks/raft_reading.py [--lang en] [--steps 1000] [--lr 3e-4] \
+    nice -n 19 .venv/bin/python benchmarks/raft_reading.py [--lang en] [--steps 2000] [--lr 3e-4] \
         [--train-people 650] [--distractors random|hard] [--variant NAME]
 
 The RAFT reader is the lab model with a LoRA adapter trained on ``infuse dataset build --kind
@@ -14,15 +14,15 @@ skill, not memorised facts; without the oracle both readers should be at chance 
 
 Training documents: by default those of 650 fresh people (:func:`infuse.lab.reading.fresh_people`:
 every name the world does not use, 5 questions each, each question once with 1 and once with 2
-distractors: 6,500 rows), so no document is the oracle of more than 10 rows and memorising
-documents hardly lowers the loss; reading does. ``--train-people 0`` uses the
+distractors: 6,500 rows, about two epochs in 2,000 steps), so each document is the oracle of
+only 10 rows and memorising 3,250 facts lowers the loss far less cheaply than reading. ``--train-people 0`` uses the
 *other* half of the world's new people instead (25 documents, each the oracle of 20 rows: the
 first version's setting, where the adapter memorised them and gained nothing). ``--distractors
 hard`` shows the best-ranked other documents the search returns for the question (what the
 evaluation's prompts hold, as in the RAFT paper) instead of random ones. The defaults (650 fresh
-people, random distractors, 1,000 steps at lr 3e-4) are the best measured setting, the first with
-a gain whose interval excludes zero (English: k=3 66.4% -> 78.4%, +12.0 points, paired 95% CI
-+3.2 to +20.8), see docs/evaluation.md.
+people, random distractors, 2,000 steps at lr 3e-4) are the best measured setting (English: k=3
+66.4% -> 84.8%, +18.4 points, paired 95% CI +10.4 to +26.4; 1,000 steps: +12.0, +3.2 to +20.8;
+Japanese: no gain), see docs/evaluation.md.
 
 Context length: the lab model is pretrained on rows of ``LabTrainConfig.seq_len`` (256) tokens,
 so it has never seen a position beyond that. A 5-passage RAG prompt is about 300 tokens: there the
@@ -74,7 +74,7 @@ TRAIN_DIR = "raft-train"  # under the world folder, so the lab writer recognises
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lang", choices=["en", "ja"], default="en")
-    parser.add_argument("--steps", type=int, default=1000, help="RAFT fine-tuning steps")
+    parser.add_argument("--steps", type=int, default=2000, help="RAFT fine-tuning steps")
     parser.add_argument("--batch", type=int, default=4, help="packed rows of the lab model's sequence length per step")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
