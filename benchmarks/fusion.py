@@ -200,6 +200,35 @@ def relative_union(weight: float) -> Fuser:
     return fuse
 
 
+def outside_dense(searched: list[Lists]) -> dict[str, Any]:
+    """How the keyword hits missing from the dense list score on the dense side: their share, and
+    their true cosine as a fraction of the dense list's range above its worst hit (always below
+    0: they did not make the dense top), and how often the gold chunk is such a hit in the
+    keyword top 10 (the only questions where the union can change the gold document's rank much)."""
+    share, total, where, gold_outside, gold_seen = 0, 0, [], 0, 0
+    for lists in searched:
+        dense = {c for c, _, _ in lists["dense"]}
+        values = [s for _, _, s in lists["dense"]]
+        if not values:
+            continue
+        low, span = min(values), (max(values) - min(values)) or 1.0
+        for c, _, _ in lists["lexical"]:
+            total += 1
+            if c not in dense:
+                share += 1
+                where.append((lists["cosine"][c] - low) / span)
+        gold = [c for c, d, _ in lists["lexical"][:10] if d == lists["gold"]]
+        gold_seen += bool(gold)
+        gold_outside += bool(gold) and gold[0] not in dense
+    position = np.array(where) if where else np.zeros(1)
+    return {
+        "keyword_hits_outside_dense": round(share / max(total, 1), 3),
+        "their_cosine_vs_dense_range_median": round(float(np.median(position)), 3),
+        "their_cosine_vs_dense_range_p90": round(float(np.percentile(position, 90)), 3),
+        "gold_in_keyword_top10_outside_dense": f"{gold_outside} of {gold_seen}",
+    }
+
+
 def zscore_union(weight: float) -> Fuser:
     inner = zscore(weight)
     return lambda lists: inner({**lists, "dense": union_dense(lists)})
@@ -242,6 +271,7 @@ def evaluate(searched: list[Lists], questions: list[Question], k_chunks: int) ->
             "heldout": metrics(subset(dense_only, questions, "heldout")),
         },
         "families": {},
+        "outside_dense": outside_dense(searched),
     }
     for family, configs in grid().items():
         rows = []
@@ -303,6 +333,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{family} sweep (tuning / held-out): "
                 + ", ".join(f"{row['params']}: {fmt(row['tune'])} / {fmt(row['heldout'])}" for row in rows),
             ]
+        if r["eval"].get("outside_dense"):
+            lines += ["", f"Keyword hits missing from the dense list: {r['eval']['outside_dense']}"]
         if r.get("check"):
             lines += ["", f"Check through `Workspace.search_many`: {r['check']}"]
         lines.append("")
