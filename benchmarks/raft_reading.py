@@ -22,7 +22,8 @@ hard`` shows the best-ranked other documents the search returns for the question
 evaluation's prompts hold, as in the RAFT paper) instead of random ones. The defaults (650 fresh
 people, random distractors, 2,000 steps at lr 3e-4) are the best measured setting (English: k=3
 66.4% -> 84.8%, +18.4 points, paired 95% CI +10.4 to +26.4; 1,000 steps: +12.0, +3.2 to +20.8;
-Japanese: no gain), see docs/evaluation.md.
+Japanese: +7.2, -3.2 to +16.8, and only 4,000 steps give a gain excluding zero, at a cost with the
+oracle alone), see docs/evaluation.md.
 
 Context length: the lab model is pretrained on rows of ``LabTrainConfig.seq_len`` (256) tokens,
 so it has never seen a position beyond that. A 5-passage RAG prompt is about 300 tokens: there the
