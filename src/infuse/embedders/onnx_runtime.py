@@ -9,9 +9,10 @@ slow. The export is passed through ONNX Runtime's transformer optimizer, so atte
 LayerNorm and GELU each run as one fused kernel; int8 weights (dynamic quantisation of the
 MatMuls, per channel) cut the time further. Dynamic quantisation scales each MatMul's input by
 the range of the whole input tensor, so in a batch a text's vector would depend on its
-batch-mates and their padding: int8 runs each text alone (no padding at all), which costs
-nothing measurable on 2 cores (the padding it saves is about what batching gains), and new
-English workspaces get it (``quantize = true`` in infuse.toml). sentence-transformers' own
+batch-mates and their padding: int8 runs each text alone (no padding at all), one thread per
+run and as many runs at once as there are cores, which on 2 cores was as fast as batches on an
+idle machine and faster under load (no hand-over between threads inside a run); new English
+workspaces get it (``quantize = true`` in infuse.toml). sentence-transformers' own
 ``backend="onnx"`` needs ``optimum-onnx``, which pins transformers below 5, so infuse exports the
 model itself: once per model, locally, with ``torch.onnx.export`` (nothing is downloaded).
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -211,21 +213,21 @@ def _optimize(raw: Path, target: Path, config: Any) -> None:
         shutil.copyfile(raw, target)
 
 
-def _session(path: Path) -> onnxruntime.InferenceSession:
-    """A process-wide inference session per graph file, using every core (threads not spinning)."""
+def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    """A process-wide inference session per graph file and thread count (threads not spinning)."""
     import onnxruntime
 
-    key = str(path)
+    key = f"{path}|{threads}"
     with _SESSIONS_LOCK:
         if key not in _SESSIONS:
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = os.cpu_count() or 1
+            options.intra_op_num_threads = threads
             # Idle worker threads sleep instead of spinning: on a shared machine (or while ingest
             # tokenises and writes between batches) spinning threads burn the cores the work
             # needs. Measured on 2 cores at load 5-8 (256 SQuAD paragraphs): 1.1x and 1.6x faster.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
-            _SESSIONS[key] = onnxruntime.InferenceSession(key, options, providers=["CPUExecutionProvider"])
+            _SESSIONS[key] = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return _SESSIONS[key]
 
 
@@ -260,7 +262,17 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
 
     @cached_property
     def session(self) -> onnxruntime.InferenceSession:
-        return _session(self.folder / (INT8_FILE if self.settings.quantize else FP32_FILE))
+        """fp32: one run per batch on every core. int8: one text per run, one thread per run, as
+        many runs at once as there are cores (no hand-over between threads inside a run, which
+        costs most on a loaded machine; a text's vector never depends on the thread count)."""
+        if self.settings.quantize:
+            return _session(self.folder / INT8_FILE, 1)
+        return _session(self.folder / FP32_FILE, os.cpu_count() or 1)
+
+    @cached_property
+    def runners(self) -> ThreadPoolExecutor:
+        """Threads that run int8 texts side by side (ONNX Runtime releases the GIL while it runs)."""
+        return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="infuse-onnx")
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -318,8 +330,8 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
         for start in range(0, len(order), size):
             batch = order[start : start + size]
             if self.settings.quantize:  # one text per run: its activation scales are its own
-                for i in batch:
-                    out[i] = self._run([ids[i]])[0]
+                for i, vector in zip(batch, self.runners.map(lambda i: self._run([ids[i]])[0], batch)):
+                    out[i] = vector
             else:
                 out[batch] = self._run([ids[i] for i in batch])
             if on_batch is not None:
