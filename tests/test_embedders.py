@@ -6,6 +6,7 @@ seconds and the texts are short, so the whole file runs in well under a minute o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,20 @@ def test_onnx_int8_vectors_do_not_depend_on_the_batch() -> None:
         np.testing.assert_array_equal(int8.embed_passages(TEXTS), alone)
         np.testing.assert_array_equal(int8.embed_passages(TEXTS[::-1])[::-1], alone)
         np.testing.assert_array_equal(int8.embed_passages(long_mates + TEXTS)[len(TEXTS) :], alone)
+
+
+def test_onnx_fp32_slices_run_side_by_side_give_every_text_its_own_vector() -> None:
+    """fp32 batches run as one slice per core, side by side: each text is embedded once, lands in
+    its own row, and gets the vector it gets alone (padding by longer neighbours aside, to 1e-5)."""
+    alone = np.stack([cached("minilm-onnx").embed_passages([text])[0] for text in TEXTS])
+    long_mates = [text * 20 for text in TEXTS]
+    for size in (1, 3, 32):
+        fp32 = make_embedder(EmbedderSettings(batch_size=size, runtime=EmbedderRuntime.ONNX))
+        assert isinstance(fp32, OnnxSentenceTransformerEmbedder)
+        runs = fp32._runs(list(range(size)))
+        assert sorted(i for run in runs for i in run) == list(range(size)) and len(runs) <= (os.cpu_count() or 1)
+        np.testing.assert_allclose(fp32.embed_passages(long_mates + TEXTS)[len(TEXTS) :], alone, atol=1e-5)
+        np.testing.assert_allclose(fp32.embed_passages(TEXTS[::-1])[::-1], alone, atol=1e-5)
 
 
 def test_int8_and_fp32_identities_differ_so_switching_asks_for_reindex() -> None:

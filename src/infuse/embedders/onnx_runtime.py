@@ -32,7 +32,7 @@ Invariants:
 - An int8 vector is a function of its text alone: bit for bit the same whatever it is embedded
   with and whatever ``batch_size`` is.
 - fp32 batches are formed by token count (after tokenising everything once), so short passages
-  are not padded to the length of long ones.
+  are not padded to the length of long ones; each batch runs as one slice per core, side by side.
 """
 
 from __future__ import annotations
@@ -262,17 +262,25 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
 
     @cached_property
     def session(self) -> onnxruntime.InferenceSession:
-        """fp32: one run per batch on every core. int8: one text per run, one thread per run, as
-        many runs at once as there are cores (no hand-over between threads inside a run, which
-        costs most on a loaded machine; a text's vector never depends on the thread count)."""
-        if self.settings.quantize:
-            return _session(self.folder / INT8_FILE, 1)
-        return _session(self.folder / FP32_FILE, os.cpu_count() or 1)
+        """One thread per run, as many runs at once as there are cores (:meth:`_runs`): no
+        hand-over between threads inside a run, which costs most on a loaded machine (fp32
+        batches on one 2-thread run stalled at 4x PyTorch's time at load 4-5); a vector never
+        depends on the thread count."""
+        return _session(self.folder / (INT8_FILE if self.settings.quantize else FP32_FILE), 1)
 
     @cached_property
     def runners(self) -> ThreadPoolExecutor:
-        """Threads that run int8 texts side by side (ONNX Runtime releases the GIL while it runs)."""
+        """Threads that run side by side (ONNX Runtime releases the GIL while it runs)."""
         return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="infuse-onnx")
+
+    def _runs(self, batch: list[int]) -> list[list[int]]:
+        """How one batch (text indexes, longest first) is run. int8: one text per run, so its
+        activation scales are its own. fp32: one run per core, each a slice of neighbours in
+        length (little padding)."""
+        if self.settings.quantize:
+            return [[i] for i in batch]
+        step = -(-len(batch) // (os.cpu_count() or 1))
+        return [batch[start : start + step] for start in range(0, len(batch), step)]
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -329,11 +337,9 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
         size = self.settings.batch_size
         for start in range(0, len(order), size):
             batch = order[start : start + size]
-            if self.settings.quantize:  # one text per run: its activation scales are its own
-                for i, vector in zip(batch, self.runners.map(lambda i: self._run([ids[i]])[0], batch)):
-                    out[i] = vector
-            else:
-                out[batch] = self._run([ids[i] for i in batch])
+            runs = self._runs(batch)
+            for run, vectors in zip(runs, self.runners.map(lambda run: self._run([ids[i] for i in run]), runs)):
+                out[run] = vectors
             if on_batch is not None:
                 on_batch(len(batch))
         return out
