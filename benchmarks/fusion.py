@@ -53,10 +53,10 @@ from infuse.retrieval.fusion import reciprocal_rank_fusion, relative_score_fusio
 from infuse.workspace import Workspace
 from retrieval import (
     CACHE,
-    CUTOFF,
     DEFAULT_DATA,
     DEFAULT_OUT,
     Question,
+    first_docs,
     fmt,
     fmt_delta,
     gold_ranks,
@@ -113,11 +113,7 @@ def collect(ws: Workspace, questions: list[Question], depth: int, batch: int = 2
 def gold_rank(lists: Lists, chunk_order: Sequence[str], k_chunks: int) -> int | None:
     """The gold document's rank among the first CUTOFF distinct documents of the first k_chunks."""
     doc_of = {c: d for c, d, _ in [*lists["lexical"], *lists["dense"]]}
-    docs: list[str] = []
-    for chunk_id in chunk_order[:k_chunks]:
-        if doc_of[chunk_id] not in docs:
-            docs.append(doc_of[chunk_id])
-    docs = docs[:CUTOFF]
+    docs = first_docs(doc_of[chunk_id] for chunk_id in chunk_order[:k_chunks])
     return docs.index(lists["gold"]) + 1 if lists["gold"] in docs else None
 
 

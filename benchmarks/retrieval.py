@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,6 +269,11 @@ def prepare_workspace(
 # --- metrics -----------------------------------------------------------------------------------
 
 
+def first_docs(doc_ids: Iterable[str]) -> list[str]:
+    """The first CUTOFF distinct documents of a ranked list of chunks' documents, in order."""
+    return list(dict.fromkeys(doc_ids))[:CUTOFF]
+
+
 def gold_ranks(
     ws: Workspace, questions: list[Question], mode: SearchMode, k_chunks: int, batch: int = 256
 ) -> tuple[list[int | None], int]:
@@ -279,11 +284,7 @@ def gold_ranks(
         part = questions[start : start + batch]
         results = ws.search_many([q.text for q in part], k=k_chunks, mode=mode)
         for question, hits in zip(part, results):
-            docs: list[str] = []
-            for hit in hits:
-                if hit.chunk.doc_id not in docs:
-                    docs.append(hit.chunk.doc_id)
-            docs = docs[:CUTOFF]
+            docs = first_docs(hit.chunk.doc_id for hit in hits)
             short += len(docs) < CUTOFF
             ranks.append(docs.index(question.gold) + 1 if question.gold in docs else None)
     return ranks, short

@@ -213,21 +213,19 @@ def _optimize(raw: Path, target: Path, config: Any) -> None:
         shutil.copyfile(raw, target)
 
 
-def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
-    """A process-wide inference session per graph file and thread count (threads not spinning)."""
+def _session(path: Path) -> onnxruntime.InferenceSession:
+    """A process-wide, one-thread inference session per graph file (several run side by side:
+    :meth:`OnnxSentenceTransformerEmbedder.session`)."""
     import onnxruntime
 
-    key = f"{path}|{threads}"
+    key = str(path)
     with _SESSIONS_LOCK:
         if key not in _SESSIONS:
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            # Idle worker threads sleep instead of spinning: on a shared machine (or while ingest
-            # tokenises and writes between batches) spinning threads burn the cores the work
-            # needs. Measured on 2 cores at load 5-8 (256 SQuAD paragraphs): 1.1x and 1.6x faster.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.intra_op_num_threads = 1
+            # One thread: no intra-op pool, so nothing spins or hands work over between threads.
             options.log_severity_level = 3
-            _SESSIONS[key] = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            _SESSIONS[key] = onnxruntime.InferenceSession(key, options, providers=["CPUExecutionProvider"])
         return _SESSIONS[key]
 
 
@@ -266,7 +264,7 @@ class OnnxSentenceTransformerEmbedder(PrefixedEmbedder):
         hand-over between threads inside a run, which costs most on a loaded machine (fp32
         batches on one 2-thread run stalled at 4x PyTorch's time at load 4-5); a vector never
         depends on the thread count."""
-        return _session(self.folder / (INT8_FILE if self.settings.quantize else FP32_FILE), 1)
+        return _session(self.folder / (INT8_FILE if self.settings.quantize else FP32_FILE))
 
     @cached_property
     def runners(self) -> ThreadPoolExecutor:

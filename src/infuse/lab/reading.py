@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,9 @@ class ReadingCell:
     outcomes: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "oracle": self.oracle, "n": self.n, "accuracy": self.accuracy, "ci": list(self.ci)}
+        data = asdict(self)
+        del data["outcomes"]
+        return data
 
 
 def reading_gain(base: ReadingCell, other: ReadingCell, seed: int = 0) -> tuple[float, tuple[float, float]]:

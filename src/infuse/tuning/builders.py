@@ -426,7 +426,7 @@ def build_dataset(
         writer,
         progress,
         source_label=str(workspace.path),
-        search=lambda queries, k: workspace.search_many(queries, k),
+        search=workspace.search_many,
     )
 
 
