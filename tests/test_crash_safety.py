@@ -113,10 +113,22 @@ def test_kill_9_at_a_random_moment_never_corrupts(tmp_path: Path, reference) -> 
 REINDEXED = {"size": 48, "overlap": 8}  # a new chunking, so every chunk of the reindex is new
 
 
-def _table_versions(ws_dir: Path, prefix: str = "chunks_") -> int:
-    """Commits so far to the fresh table(s) a reindex writes."""
+def _tables(ws_dir: Path) -> set[str]:
+    return {t.name for t in (ws_dir / "kb" / "lancedb").glob("chunks_*.lance")}
+
+
+def _table_versions(ws_dir: Path, before: set[str]) -> int:
+    """Commits so far to the fresh table(s) a reindex writes: tables not in ``before``. A table
+    can appear without its ``_versions`` yet, and a killed run's table vanishes when the next
+    run drops it, both while this counts."""
     root = ws_dir / "kb" / "lancedb"
-    return sum(len(list((t / "_versions").glob("*.manifest"))) for t in root.glob(f"{prefix}*.lance"))
+    count = 0
+    for name in _tables(ws_dir) - before:
+        try:
+            count += sum(1 for entry in os.scandir(root / name / "_versions") if entry.name.endswith(".manifest"))
+        except FileNotFoundError:
+            continue
+    return count
 
 
 def _start_reindex(ws_dir: Path) -> subprocess.Popen:
@@ -149,9 +161,10 @@ def test_kill_9_mid_reindex_keeps_the_old_knowledge_base_and_a_rerun_completes(t
     ws_dir = tmp_path / "ws"
     assert Workspace.open(ws_dir, create=True, chunking={"size": 64, "overlap": 8}).ingest([corpus]).ok
     for commits in (2, 5, 9):
+        before = _tables(ws_dir)
         process = _start_reindex(ws_dir)
         deadline = time.monotonic() + 120
-        while _table_versions(ws_dir) < commits:
+        while _table_versions(ws_dir, before) < commits:
             assert process.poll() is None, "reindex finished before it could be killed; make the corpus bigger"
             assert time.monotonic() < deadline, "reindex made no progress"
             time.sleep(0.02)

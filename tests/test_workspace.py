@@ -287,3 +287,21 @@ def test_opening_a_missing_workspace_read_only_is_an_error(tmp_path: Path) -> No
 def test_empty_workspace_searches_to_nothing(tmp_path: Path) -> None:
     ws = Workspace.open(tmp_path / "ws", create=True)
     assert ws.search("anything") == [] and ws.status().documents == 0
+
+
+def test_two_reindexes_in_the_same_second_each_write_a_fresh_table(
+    workspace: Workspace, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table name carries the time to the second; two reindexes inside one second must not
+    share a table (the second would write into the one in service, then drop nothing)."""
+    monkeypatch.setattr("infuse.workspace.utc_stamp", lambda: "20261203-120000")
+    workspace.ingest([corpus])
+    before = _chunk_rows(workspace)
+    tables = []
+    for _ in range(2):
+        workspace.reindex()
+        tables.append(workspace.manifest().chunks_table)
+        assert _chunk_rows(workspace) == before, "the same chunks and vectors, none doubled or lost"
+    assert tables[0] != tables[1]
+    on_disk = sorted(p.name for p in (workspace.kb_dir / "lancedb").glob("chunks*.lance"))
+    assert on_disk == [f"{tables[1]}.lance"]

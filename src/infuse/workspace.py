@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import threading
 import time
 from collections import Counter
@@ -861,14 +862,14 @@ class Workspace:
             old_store.drop_other_collections()  # tables of reindexes killed before they switched over
             old_store.reconcile_access()  # the new chunks take their lists from the document rows
             identity = self.embedder.identity()
-            table = f"chunks_{utc_stamp().replace('-', '_')}"
+            # the random tail keeps two reindexes in the same second from writing into one table
+            table = f"chunks_{utc_stamp().replace('-', '_')}_{secrets.token_hex(4)}"
             new_manifest = KnowledgeBaseManifest(identity, table, old.created_at, old.store)
             new_store = self._store(new_manifest)
             syncer = self._syncer(new_store)
             report = syncer.resync_documents(list(old_store.iter_documents()), progress=progress)
             self._write_manifest(new_manifest)
-            if old.chunks_table != table:
-                old_store.drop()
+            old_store.drop()
             return report
         finally:
             lock.release()
