@@ -282,6 +282,38 @@ def test_a_plain_jsonl_file_is_a_dataset(lab_ws: Workspace, tiny_lab_model_dir: 
     assert run.name == "mine-lora" and run.manifest["dataset"]["kind"] == "imported"
 
 
+def test_a_prompted_row_longer_than_seq_len_is_refused_not_cut(
+    lab_ws: Workspace, tiny_lab_model_dir: str, tmp_path: Path
+) -> None:
+    """Cut into windows, a chat row's answer would be trained without the start of its prompt
+    (a RAFT row without its passages); plain text rows are still cut (``lab_cpt`` rows are 256
+    tokens, trained at seq_len 128 in the other tests)."""
+
+    def row(passage: str) -> dict:
+        return {
+            "messages": [
+                {"role": "user", "content": f"{passage}\nWhere was Alda Ashby born?"},
+                {"role": "assistant", "content": "Gorsk"},
+            ]
+        }
+
+    rows = tmp_path / "raft.jsonl"
+    long_passage = "Alda Ashby was born in Gorsk and lives in Vell. " * 20
+    rows.write_text("".join(json.dumps(r) + "\n" for r in [row("Short."), row(long_passage), row("Brief.")]))
+    with pytest.raises(TuneError) as caught:
+        tune(lab_ws, str(rows), tiny_lab_model_dir, TuneConfig(max_steps=1, **FAST))
+    message = str(caught.value)
+    assert "1 of 3 prompted rows are longer than seq_len 128 (row 2: " in message
+    longest = int(message.split("row 2: ")[1].split(" tokens")[0])
+    assert longest > 128 and f"--seq-len {longest} or more" in message and "--skip-bad-rows" in message
+    run = tune(lab_ws, str(rows), tiny_lab_model_dir, TuneConfig(max_steps=1, skip_bad_rows=True, **FAST))
+    assert run.status is RunStatus.COMPLETE
+    run = tune(
+        lab_ws, str(rows), tiny_lab_model_dir, TuneConfig(max_steps=1, **{**FAST, "seq_len": longest}), name="fits"
+    )
+    assert run.status is RunStatus.COMPLETE
+
+
 # --- subprocess tests: kill -9 and resume, DDP ----------------------------------------------------
 
 TRAIN_SCRIPT = """

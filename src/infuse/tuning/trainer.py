@@ -197,8 +197,35 @@ def split_examples(examples: list[Example], eval_fraction: float, seed: int) -> 
     return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
 
 
+def fitting_examples(examples: list[Example], seq_len: int, skip_bad: bool, name: str) -> list[Example]:
+    """`examples`, refusing prompted examples (chat, prompt/completion) longer than `seq_len`.
+
+    Packing cuts a long example into `seq_len` windows. That is right for plain text (``cpt``),
+    where every token is a target; a prompted example's later window would train its answer
+    without the start of its prompt (a RAFT row without its passages), teaching the wrong thing
+    quietly. So such examples are an error naming the longest, or with `skip_bad` left out."""
+
+    def cut(example: Example) -> bool:
+        return len(example.ids) > seq_len and not all(example.target[1:])
+
+    too_long = [(n, len(e.ids)) for n, e in enumerate(examples, start=1) if cut(e)]
+    if not too_long:
+        return examples
+    if skip_bad:
+        return [e for e in examples if not cut(e)]
+    longest = max(length for _, length in too_long)
+    shown = ", ".join(f"row {n}: {length} tokens" for n, length in too_long[:3])
+    raise TuneError(
+        f"dataset {name!r}: {len(too_long)} of {len(examples)} prompted rows are longer than seq_len {seq_len} "
+        f"({shown}{', ...' if len(too_long) > 3 else ''}); cut into windows, their answers would be trained "
+        f"without the start of their prompt. Use --seq-len {longest} or more, shorten those rows, or leave "
+        "them out with --skip-bad-rows"
+    )
+
+
 def build_plan(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, config: TuneConfig, world_size: int) -> DataPlan:
     examples = [encode_row(row, tokenizer) for row in dataset.rows(skip_bad=config.skip_bad_rows)]
+    examples = fitting_examples(examples, config.seq_len, config.skip_bad_rows, dataset.manifest.name)
     examples = [e for e in examples if e.n_targets > 0]
     if not examples:
         raise TuneError(
