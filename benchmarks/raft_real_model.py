@@ -133,11 +133,15 @@ def training_rows(
     return rows
 
 
+def cells_file(root: Path, name: str, ks: list[int]) -> Path:
+    return root / f"cells-{name}-k{'-'.join(map(str, ks))}.json"
+
+
 def cells_for(
     name: str, load: Any, workspace: Workspace, questions: list[Question], ks: list[int], root: Path
 ) -> list[ReadingCell]:
     """One reader's cells, read back from ``root`` when a resumed run has them."""
-    path = root / f"cells-{name}.json"
+    path = cells_file(root, name, ks)
     if path.is_file():
         return [
             ReadingCell(**{**c, "ci": tuple(c["ci"]), "outcomes": tuple(c["outcomes"])})
@@ -223,7 +227,7 @@ def main() -> None:
     print(f"trained {run.name} on {len(rows)} RAFT rows", flush=True)
 
     ks = [int(k) for k in args.ks.split(",")]
-    resumed = all((root / f"cells-{name}.json").is_file() for name in ("base", "raft"))
+    resumed = all(cells_file(root, name, ks).is_file() for name in ("base", "raft"))
     cells = {
         "base": cells_for("base", lambda: load_variant_model(workspace, gguf), workspace, evaluation, ks, root),
         "raft": cells_for(
