@@ -62,7 +62,9 @@ def test_loglikelihood_is_the_forward_pass_sum(gemma: TransformersModel) -> None
     assert scores[0].logprob > scores[1].logprob > scores[2].logprob  # a real prior
 
 
-def test_lora_on_a_few_steps_lowers_the_loss_then_merges(gguf_path: str, tmp_path: Path) -> None:
+def test_lora_on_a_few_steps_lowers_the_loss_then_merges(
+    gguf_path: str, gemma: TransformersModel, tmp_path: Path
+) -> None:
     from infuse.tuning.registry import merge_adapter, tune
     from infuse.tuning.trainer import TuneConfig
     from infuse.workspace import Workspace
@@ -76,9 +78,8 @@ def test_lora_on_a_few_steps_lowers_the_loss_then_merges(gguf_path: str, tmp_pat
     run = tune(workspace, str(rows), gguf_path, config, on_step=lambda step, loss: losses.append(loss))
     assert len(losses) == 4 and losses[-1] < losses[0]
     tuned = TransformersModel.load(gguf_path, adapters=[str(run.output_dir)], device="cpu")
-    base = TransformersModel.load(gguf_path, device="cpu")
     request = [LoglikelihoodRequest("The Quellmark lantern festival of 2025 was moved", " to the old harbour")]
-    assert tuned.loglikelihood(request)[0].logprob > base.loglikelihood(request)[0].logprob
+    assert tuned.loglikelihood(request)[0].logprob > gemma.loglikelihood(request)[0].logprob  # `gemma`: the base
     report = merge_adapter(workspace, run.name)
     assert report["max_logit_difference"] <= report["tolerance"]
 
