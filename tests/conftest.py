@@ -143,13 +143,30 @@ def lab_ws(lab_workspace_template: Path, tmp_path: Path) -> Workspace:
 def kill_9_when(process, ready, *, timeout: float = 120, what: str = "the job") -> None:
     """SIGKILL `process` as soon as `ready()` is true (polled every 20 ms): the crash-safety tests'
     way to stop a job at a chosen point. Fails if the process ends first or `ready` never comes."""
+    kill_9_each_when({what: (process, ready)}, timeout=timeout)
+
+
+def kill_9_each_when(jobs, *, timeout: float = 120) -> None:
+    """:func:`kill_9_when` for processes running side by side (`jobs`: what -> (process, ready)):
+    each is killed as soon as its own `ready()` is true. On a failure the others are killed too."""
     import signal
     import time
 
     deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, f"{what} ended before it could be killed; make it longer"
-        assert time.monotonic() < deadline, f"{what} made no progress in {timeout:.0f}s"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    pending = dict(jobs)
+    try:
+        while pending:
+            for what, (process, ready) in list(pending.items()):
+                if ready():
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+                    del pending[what]
+                else:
+                    assert process.poll() is None, f"{what} ended before it could be killed; make it longer"
+                    assert time.monotonic() < deadline, f"{what} made no progress in {timeout:.0f}s"
+            if pending:
+                time.sleep(0.02)
+    finally:
+        for process, _ in pending.values():
+            process.kill()
+            process.wait()
