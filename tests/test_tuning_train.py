@@ -332,29 +332,42 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_continues_the_same_trajectory(lab_cpt: Workspace, tiny_lab_model_dir: str) -> None:
-    reference = _run(str(lab_cpt.path), tiny_lab_model_dir, "reference")
-    assert reference.returncode == 0, reference.stderr
-    victim = subprocess.Popen(
-        [sys.executable, "-c", TRAIN_SCRIPT, str(lab_cpt.path), tiny_lab_model_dir, "victim"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    log = lab_cpt.adapters_dir / "victim" / "train_log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and victim.poll() is None:
-        if log.is_file() and len(log.read_text().splitlines()) >= 17:
-            break
-        time.sleep(0.02)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    killed_at = len(log.read_text().splitlines())
-    assert 17 <= killed_at < 40, "the run finished before it could be killed"
-    assert open_run(lab_cpt, "victim").manifest["status"] == "training"
-    assert open_run(lab_cpt, "victim").status is RunStatus.INTERRUPTED  # nobody holds its lock
-    resumed = _run(str(lab_cpt.path), tiny_lab_model_dir, "victim", "--resume")
-    assert resumed.returncode == 0, resumed.stderr
+def test_kill_9_then_resume_continues_the_same_trajectory(
+    lab_cpt: Workspace, tiny_lab_model_dir: str, tmp_path: Path
+) -> None:
+    # The uninterrupted reference is a run of its own: it trains beside the victim (one thread each).
+    reference_errors = tmp_path / "reference.stderr"
+    with reference_errors.open("w") as errors:  # a file: a pipe nobody reads yet could fill up
+        reference = subprocess.Popen(
+            [sys.executable, "-c", TRAIN_SCRIPT, str(lab_cpt.path), tiny_lab_model_dir, "reference"],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    try:
+        victim = subprocess.Popen(
+            [sys.executable, "-c", TRAIN_SCRIPT, str(lab_cpt.path), tiny_lab_model_dir, "victim"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        log = lab_cpt.adapters_dir / "victim" / "train_log.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and victim.poll() is None:
+            if log.is_file() and len(log.read_text().splitlines()) >= 17:
+                break
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        killed_at = len(log.read_text().splitlines())
+        assert 17 <= killed_at < 40, "the run finished before it could be killed"
+        assert open_run(lab_cpt, "victim").manifest["status"] == "training"
+        assert open_run(lab_cpt, "victim").status is RunStatus.INTERRUPTED  # nobody holds its lock
+        resumed = _run(str(lab_cpt.path), tiny_lab_model_dir, "victim", "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert reference.wait(timeout=300) == 0, reference_errors.read_text()[-3000:]
+    finally:
+        reference.kill()  # only if an assertion above stopped the test before it finished
+        reference.wait()
     run = open_run(lab_cpt, "victim")
     assert run.manifest["status"] == "complete" and run.manifest["steps"] == 40
     assert run.manifest["resumed_from_step"] in (15, 20) and run.manifest["resumed_from_step"] <= killed_at
@@ -434,27 +447,41 @@ def test_kill_9_trials_of_the_tune_command(lab_cpt: Workspace, tiny_lab_model_di
     """`infuse tune` killed with SIGKILL at several points (before the first checkpoint, and
     between later ones): the run is never corrupt, is listed as interrupted, `--resume` finishes
     it with every step logged once, and the registry then lists it complete without checkpoints.
-    The counts go into docs/fine-tuning.md ("Reliability")."""
+    The counts go into docs/fine-tuning.md ("Reliability").
+
+    The four trials are separate runs, so their processes run side by side (each one thread: most
+    of a process's time is importing torch and transformers), and each is killed at its own point."""
     from typer.testing import CliRunner
 
-    from conftest import kill_9_when
+    from conftest import kill_9_each_when
     from infuse.cli import app
     from infuse.tuning.trainer import checkpoint_dirs
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    trials = corrupt = lost = 0
-    for kill_after in (1, 12, 23, 34):  # logged steps when the kill comes
-        name = f"victim-{kill_after}"
-        log = lab_cpt.adapters_dir / name / "train_log.jsonl"
-        victim = subprocess.Popen(
+    kill_points = (1, 12, 23, 34)  # logged steps when the kill comes
+    names = {kill_after: f"victim-{kill_after}" for kill_after in kill_points}
+    logs = {n: lab_cpt.adapters_dir / name / "train_log.jsonl" for n, name in names.items()}
+    victims = {
+        n: subprocess.Popen(
             _tune_cli(lab_cpt.path, tiny_lab_model_dir, name),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        kill_9_when(
-            victim, lambda log=log, n=kill_after: log.is_file() and len(log.read_text().splitlines()) >= n, what="tune"
-        )
+        for n, name in names.items()
+    }
+    kill_9_each_when(
+        {
+            f"tune {names[n]}": (
+                victims[n],
+                lambda log=logs[n], n=n: log.is_file() and len(log.read_text().splitlines()) >= n,
+            )
+            for n in kill_points
+        }
+    )
+    trials = corrupt = lost = 0
+    to_resume = []
+    for name in names.values():
         trials += 1
         run = open_run(lab_cpt, name)  # the manifest reads back
         listed = CliRunner().invoke(app, ["-w", str(lab_cpt.path), "adapters", "list", "--json"])
@@ -468,17 +495,23 @@ def test_kill_9_trials_of_the_tune_command(lab_cpt: Workspace, tiny_lab_model_di
         except (ValueError, AssertionError, OSError):
             corrupt += 1
             continue
-        resumed = subprocess.run(
-            _tune_cli(lab_cpt.path, tiny_lab_model_dir, name, "--resume"),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        steps = [e["step"] for e in read_log(run.path)]
-        lost += len(set(range(1, 41)) - set(steps)) + (len(steps) - len(set(steps)))
-        listed = CliRunner().invoke(app, ["-w", str(lab_cpt.path), "adapters", "show", name, "--json"])
-        shown = json.loads(listed.stdout)
-        assert shown["status"] == "complete" and shown["steps"] == 40 and shown["checkpoints"] == []
+        to_resume.append(run)
+    errors = {run.name: lab_cpt.path.parent / f"{run.name}.stderr" for run in to_resume}
+    resumes = []
+    try:
+        for run in to_resume:
+            with errors[run.name].open("w") as stderr:  # a file: a pipe nobody reads yet could fill up
+                command = _tune_cli(lab_cpt.path, tiny_lab_model_dir, run.name, "--resume")
+                resumes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr))
+        for run, resumed in zip(to_resume, resumes):
+            assert resumed.wait(timeout=300) == 0, errors[run.name].read_text()[-3000:]
+            steps = [e["step"] for e in read_log(run.path)]
+            lost += len(set(range(1, 41)) - set(steps)) + (len(steps) - len(set(steps)))
+            listed = CliRunner().invoke(app, ["-w", str(lab_cpt.path), "adapters", "show", run.name, "--json"])
+            shown = json.loads(listed.stdout)
+            assert shown["status"] == "complete" and shown["steps"] == 40 and shown["checkpoints"] == []
+    finally:
+        for process in resumes:
+            process.kill()
+            process.wait()
     assert (trials, corrupt, lost) == (4, 0, 0)

@@ -2,9 +2,11 @@
 
 The block is read from README.md between its ``walkthrough`` markers, so the documentation cannot
 drift from what works. Three changes keep it to minutes, each appending options to a line and
-never replacing one: the lab model trains for 40 steps (a cache in the test's folder), the question
-set is cut to 20 questions, and the fine-tune to 3 steps. The last line (``serve``) runs in the
-background on a free port until the server answers a chat request from the knowledge base.
+never replacing one: the lab model trains for 10 steps (a cache in the test's folder), the question
+set is cut to 20 questions, and the fine-tune to 3 steps. Nothing here checks how good the models
+are (the lab and tuning tests do): only that each command runs and hands on what the next needs.
+The last line (``serve``) runs in the background on a free port until the server answers a chat
+request from the knowledge base.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FAST = {
-    "infuse lab train)": "infuse lab train --steps 40)",
-    "--name quiz": "--name quiz --limit 40",
+    "infuse lab train)": "infuse lab train --steps 10)",
+    "--name quiz": "--name quiz --limit 20",
     '--method lora --model "$MODEL"': '--method lora --model "$MODEL" --max-steps 3',
 }
 
