@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -47,7 +46,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from infuse.config import DEFAULT_CONFIG_TOML
 from infuse.evaluation.compare import load_variant_model, render
 from infuse.evaluation.questions import ImportFormat, Question, QuestionSetError, import_questions
 from infuse.evaluation.questions.importing import realtimeqa_documents
@@ -61,9 +59,9 @@ from infuse.tuning.generators import QAPair
 from infuse.tuning.registry import Run, RunStatus, open_run, tune
 from infuse.tuning.trainer import TuneConfig, TuneError, TuneMethod
 from infuse.workspace import Workspace
+from real_model import DATA, create_workspace  # benchmarks/real_model.py (this folder is on sys.path as a script)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "realtimeqa"
 DISTRACTORS = (1, 2)  # RAFT rows with 2 and with 3 passages, the oracle among them
 RUN = "raft-news"
 
@@ -101,16 +99,6 @@ def split_by_week(questions: list[Question], n_eval: int) -> tuple[list[Question
     evaluation = [q for q in questions if week_of(q) in eval_weeks][:n_eval]
     training = [q for q in questions if week_of(q) not in eval_weeks]
     return evaluation, training
-
-
-def create_workspace(path: Path, chunk_size: int) -> Workspace:
-    if (path / "infuse.toml").is_file():  # a resumed run
-        return Workspace.open(path)
-    path.mkdir(parents=True)
-    config = re.sub(r"(?m)^size = \d+", f"size = {chunk_size}", DEFAULT_CONFIG_TOML)
-    config = re.sub(r"(?m)^overlap = \d+", "overlap = 0", config)
-    (path / "infuse.toml").write_text(config, encoding="utf-8")
-    return Workspace.open(path)
 
 
 def training_rows(
@@ -189,7 +177,7 @@ def main() -> None:
     evaluation, training = split_by_week(questions, args.eval)
     if args.train:
         training = training[: args.train]
-    workspace = create_workspace(root / "ws", args.chunk_size)
+    workspace = create_workspace(root / "ws", args.chunk_size, overlap=0)
     workspace.ingest([root / "news"], progress=progress)
     chunks_per_doc: dict[str, int] = {}
     for chunk in workspace.knowledge_snapshot().iter_chunks():
