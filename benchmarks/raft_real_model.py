@@ -64,6 +64,7 @@ from real_model import DATA, create_workspace  # benchmarks/real_model.py (this 
 REPO = Path(__file__).resolve().parents[1]
 DISTRACTORS = (1, 2)  # RAFT rows with 2 and with 3 passages, the oracle among them
 RUN = "raft-news"
+CONTROL_RUN = "control-news"  # --control: trained on the same answers without passages
 
 
 def oracle_questions(root: Path, max_chars: int) -> tuple[list[Question], int]:
@@ -102,9 +103,15 @@ def split_by_week(questions: list[Question], n_eval: int) -> tuple[list[Question
 
 
 def training_rows(
-    workspace: Workspace, questions: list[Question], choice: DistractorChoice, no_oracle_share: float
+    workspace: Workspace,
+    questions: list[Question],
+    choice: DistractorChoice,
+    no_oracle_share: float,
+    control: bool = False,
 ) -> list[dict[str, Any]]:
-    """RAFT rows for the training questions: each with 1 and with 2 distractors."""
+    """RAFT rows for the training questions: each with 1 and with 2 distractors. With `control`,
+    the same questions and answers twice each in the same RAG prompt with no passage at all: an
+    adapter that learns the answers' style but cannot learn to read (the control)."""
     chunks = list(workspace.knowledge_snapshot().iter_chunks())
     by_source = {c.source_path: c for c in chunks}
     pairs = []
@@ -113,6 +120,9 @@ def training_rows(
         pairs.append((QAPair(q.question, q.choices[q.answer_index]), by_source[q.gold_doc]))
     rows: list[dict[str, Any]] = []
     for distractors in DISTRACTORS:
+        if control:
+            rows += raft_rows(pairs, chunks, 0, 1.0, seed=distractors)
+            continue
         ranked = None
         if choice is DistractorChoice.HARD:
             found = workspace.search_many([q.question for q in questions], distractors + 8)
@@ -158,6 +168,11 @@ def main() -> None:
     parser.add_argument("--ks", default="1,3", help="passages per question in the evaluation")
     parser.add_argument("--article-chars", type=int, default=600, help="lead of each article kept")
     parser.add_argument("--chunk-size", type=int, default=512, help="tokens; larger than any lead: one chunk each")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="train the control instead: the same questions and answers with no passage (compared with base)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep and resume (default: temp)")
     parser.add_argument("--variant", default="", help="suffix of the result files")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -192,8 +207,9 @@ def main() -> None:
         flush=True,
     )
 
-    rows = training_rows(workspace, training, args.distractors, args.no_oracle_share)
-    rows_file = root / "raft-rows.jsonl"
+    rows = training_rows(workspace, training, args.distractors, args.no_oracle_share, args.control)
+    tuned, name = ("control", CONTROL_RUN) if args.control else ("raft", RUN)
+    rows_file = root / f"{tuned}-rows.jsonl"
     rows_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     config = TuneConfig(
         method=TuneMethod.LORA,
@@ -207,20 +223,18 @@ def main() -> None:
         lora_alpha=2 * args.rank,
     )
     try:
-        run: Run | None = open_run(workspace, RUN)
+        run: Run | None = open_run(workspace, name)
     except TuneError:
         run = None
     if run is None or run.status is not RunStatus.COMPLETE:  # a new run, or a resumed one
-        run = tune(workspace, str(rows_file), gguf, config, name=RUN, resume=run is not None, progress=progress)
+        run = tune(workspace, str(rows_file), gguf, config, name=name, resume=run is not None, progress=progress)
     print(f"trained {run.name} on {len(rows)} RAFT rows", flush=True)
 
     ks = [int(k) for k in args.ks.split(",")]
-    resumed = all(cells_file(root, name, ks).is_file() for name in ("base", "raft"))
+    resumed = all(cells_file(root, reader, ks).is_file() for reader in ("base", tuned))
     cells = {
         "base": cells_for("base", lambda: load_variant_model(workspace, gguf), workspace, evaluation, ks, root),
-        "raft": cells_for(
-            "raft", lambda: load_variant_model(workspace, gguf, run.name), workspace, evaluation, ks, root
-        ),
+        tuned: cells_for(tuned, lambda: load_variant_model(workspace, gguf, run.name), workspace, evaluation, ks, root),
     }
     reader = load_variant_model(workspace, gguf)
     prompt_tokens: dict[int, int] = {}
@@ -254,6 +268,7 @@ def main() -> None:
         "questions_with_oracle": len(questions),
         "eval_questions": len(evaluation),
         "train_questions": len(training),
+        "control": args.control,  # the tuned reader is the control (trained without passages)
         "train_rows": len(rows),
         "articles": len(chunks_per_doc),
         "article_chars": args.article_chars,
@@ -273,7 +288,7 @@ def main() -> None:
         "cells": {name: [c.to_dict() for c in found] for name, found in cells.items()},
         "gains": [
             {"k": b.k, "oracle": b.oracle, "gain": gain, "ci": list(ci)}
-            for b, r in zip(cells["base"], cells["raft"], strict=True)
+            for b, r in zip(cells["base"], cells[tuned], strict=True)
             for gain, ci in [reading_gain(b, r)]
         ],
     }
@@ -289,18 +304,18 @@ def main() -> None:
         "",
         f"{result['date']} · {result['machine']} · load {result['load_after'][0]:.1f} · {result['model']} · "
         f"{len(evaluation)} RealTimeQA questions from alternate weeks (4 options, chance 25%), each with an "
-        f"oracle article (lead {args.article_chars} chars) among the {len(chunks_per_doc)} articles; RAFT: LoRA "
+        f"oracle article (lead {args.article_chars} chars) among the {len(chunks_per_doc)} articles; {'control (no passages in training)' if args.control else 'RAFT'}: LoRA "
         f"rank {args.rank}, {args.steps} steps x {args.batch} x {args.seq_len} tokens, lr {args.lr:g}, on "
         f"{len(rows)} rows from {len(training)} questions of the other weeks ({args.distractors} distractors, "
         f"{args.no_oracle_share:.0%} without the oracle), trained in {result['train_seconds']} s",
         "",
         f"Command: `python {result['command']}`",
         "",
-        "| passages k | oracle among them | mean prompt tokens | base Gemma (95% CI) | RAFT Gemma (95% CI) | "
+        f"| passages k | oracle among them | mean prompt tokens | base Gemma (95% CI) | {tuned} Gemma (95% CI) | "
         "gain (paired 95% CI) | prompts holding the right option's text |",
         "|---|---|---|---|---|---|---|",
     ]
-    for before, after in zip(cells["base"], cells["raft"], strict=True):
+    for before, after in zip(cells["base"], cells[tuned], strict=True):
         gain, (low, high) = reading_gain(before, after)
         tokens = prompt_tokens[before.k] if before.oracle else "–"
         lines.append(
