@@ -228,7 +228,7 @@ def main() -> None:
         run = None
     if run is None or run.status is not RunStatus.COMPLETE:  # a new run, or a resumed one
         run = tune(workspace, str(rows_file), gguf, config, name=name, resume=run is not None, progress=progress)
-    print(f"trained {run.name} on {len(rows)} RAFT rows", flush=True)
+    print(f"trained {run.name} on {len(rows)} rows", flush=True)
 
     ks = [int(k) for k in args.ks.split(",")]
     resumed = all(cells_file(root, reader, ks).is_file() for reader in ("base", tuned))
