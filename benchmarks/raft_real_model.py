@@ -306,8 +306,13 @@ def main() -> None:
         f"{len(evaluation)} RealTimeQA questions from alternate weeks (4 options, chance 25%), each with an "
         f"oracle article (lead {args.article_chars} chars) among the {len(chunks_per_doc)} articles; {'control (no passages in training)' if args.control else 'RAFT'}: LoRA "
         f"rank {args.rank}, {args.steps} steps x {args.batch} x {args.seq_len} tokens, lr {args.lr:g}, on "
-        f"{len(rows)} rows from {len(training)} questions of the other weeks ({args.distractors} distractors, "
-        f"{args.no_oracle_share:.0%} without the oracle), trained in {result['train_seconds']} s",
+        f"{len(rows)} rows from {len(training)} questions of the other weeks ("
+        + (
+            "each twice, the RAG prompt with no passage"
+            if args.control
+            else f"{args.distractors} distractors, {args.no_oracle_share:.0%} without the oracle"
+        )
+        + f"), trained in {result['train_seconds']} s",
         "",
         f"Command: `python {result['command']}`",
         "",
