@@ -42,6 +42,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -194,9 +195,7 @@ def main() -> None:
         training = training[: args.train]
     workspace = create_workspace(root / "ws", args.chunk_size, overlap=0)
     workspace.ingest([root / "news"], progress=progress)
-    chunks_per_doc: dict[str, int] = {}
-    for chunk in workspace.knowledge_snapshot().iter_chunks():
-        chunks_per_doc[chunk.source_path] = chunks_per_doc.get(chunk.source_path, 0) + 1
+    chunks_per_doc = Counter(c.source_path for c in workspace.knowledge_snapshot().iter_chunks())
     split_oracles = sum(chunks_per_doc.get(q.gold_doc or "", 0) != 1 for q in questions)
     if split_oracles:
         raise SystemExit(f"{split_oracles} oracle articles are not exactly one chunk; raise --chunk-size")
@@ -232,11 +231,11 @@ def main() -> None:
 
     ks = [int(k) for k in args.ks.split(",")]
     resumed = all(cells_file(root, reader, ks).is_file() for reader in ("base", tuned))
+    base = load_variant_model(workspace, gguf)  # scores the base cells and counts the prompts' tokens
     cells = {
-        "base": cells_for("base", lambda: load_variant_model(workspace, gguf), workspace, evaluation, ks, root),
+        "base": cells_for("base", lambda: base, workspace, evaluation, ks, root),
         tuned: cells_for(tuned, lambda: load_variant_model(workspace, gguf, run.name), workspace, evaluation, ks, root),
     }
-    reader = load_variant_model(workspace, gguf)
     prompt_tokens: dict[int, int] = {}
     holds_answer: dict[str, float] = {}  # per cell: share of prompts with the right option's text in a passage
     for k in ks:
@@ -253,7 +252,7 @@ def main() -> None:
             if oracle:
                 prompt_tokens[k] = round(
                     sum(
-                        reader.count_tokens(render(reader, build_messages(q.question, list(hits), Language(q.lang))))
+                        base.count_tokens(render(base, build_messages(q.question, list(hits), Language(q.lang))))
                         for q, hits in zip(evaluation, shown, strict=True)
                     )
                     / len(evaluation)
